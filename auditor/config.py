@@ -398,7 +398,8 @@ def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None
             _apply_source_override(data, source, where)
         data = _merge(data, layer)
     try:
-        return _build(Config, data, "")  # type: ignore[no-any-return]
+        config: Config = _build(Config, data, "")
+        return config
     except ConfigError as exc:
         if file.exists():
             raise ConfigError(f"{file}: {exc}") from None

@@ -1,0 +1,171 @@
+"""The ``drift-auditor`` command: a thin layer that builds the configuration once, calls the
+library, and turns every :class:`AuditorError` into one readable line and exit status 2."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from auditor import __version__
+from auditor import config as config_mod
+from auditor.errors import AuditorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("auditor")
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose < 2:
+        # The kubernetes client and urllib3 are chatty at INFO; their news is ours to tell.
+        for noisy in ("urllib3", "kubernetes", "git"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def handle_errors(fn: F) -> F:
+    """Run a command; an ``AuditorError`` becomes one line on stderr and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AuditorError as exc:
+            click.echo(f"drift-auditor: error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("drift-auditor: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Context:
+    """What every command gets: the config file path and the flag overrides so far."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+
+    def load(self, overrides: dict[str, Any] | None = None) -> config_mod.Config:
+        return config_mod.load(self.config_path, env=os.environ, overrides=overrides or {})
+
+
+def _cluster_overrides(kubeconfig: str | None, context: str | None,
+                       in_cluster: bool) -> dict[str, Any]:
+    cluster: dict[str, Any] = {}
+    if kubeconfig:
+        cluster["kubeconfig"] = kubeconfig
+    if context:
+        cluster["context"] = context
+    if in_cluster:
+        cluster["in_cluster"] = True
+    return {"cluster": cluster} if cluster else {}
+
+
+def cluster_options(fn: F) -> F:
+    fn = click.option("--in-cluster", is_flag=True, help="Use the pod's service account.")(fn)
+    fn = click.option("--context", help="kubeconfig context to use.")(fn)
+    fn = click.option("--kubeconfig", type=click.Path(dir_okay=False),
+                      help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="drift-auditor")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Config file (default: $DRIFT_AUDITOR_CONFIG or ./drift-auditor.yaml).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) -> None:
+    """Keep a Kubernetes cluster honest against Git."""
+    _setup_logging(verbose, quiet)
+    ctx.obj = Context(config_path)
+
+
+# ------------------------------------------------------------------ config
+
+
+@main.command("config")
+@click.pass_obj
+@handle_errors
+def config_cmd(obj: Context) -> None:
+    """Validate the configuration and print the effective settings as YAML."""
+    cfg = obj.load()
+    click.echo(config_mod.dump(cfg), nl=False)
+    click.echo(f"# config hash: {cfg.digest()}")
+
+
+# ----------------------------------------------------------------- sandbox
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=int)
+@click.option("--seed", "seed", type=click.Path(exists=True),
+              help="Objects to load at start (a List/manifest file or a folder).")
+@click.option("--kubeconfig-out", type=click.Path(dir_okay=False),
+              help="Write a kubeconfig for the sandbox here.")
+@handle_errors
+def sandbox(host: str, port: int, seed: str | None, kubeconfig_out: str | None) -> None:
+    """Run the local sandbox Kubernetes API server in the foreground."""
+    from auditor.sandbox import serve
+    from auditor.snapshot import read_snapshot
+
+    objects = list(read_snapshot(seed)) if seed else []
+    serve(host, port, objects, kubeconfig_out=kubeconfig_out)
+
+
+# ---------------------------------------------------------------- snapshot
+
+
+@main.command()
+@cluster_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="Write the List here (default: stdout).")
+@click.pass_obj
+@handle_errors
+def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: bool,
+             output: str) -> None:
+    """Write the cluster's live, in-scope objects as a `kubectl get -o json` style List."""
+    from auditor import secretkey
+    from auditor.cluster import Cluster, ListStats, iter_live
+    from auditor.progress import Progress
+    from auditor.snapshot import write_list
+
+    cfg = obj.load(_cluster_overrides(kubeconfig, context, in_cluster))
+    key = (secretkey.load_key(cfg.compare.secret_hash_key_file)
+           if cfg.compare.secret_hash_key_file else
+           secretkey.load_or_create(Path(cfg.ledger.path).with_suffix(".key")))
+    stats = ListStats()
+    with Cluster(cfg.cluster) as cluster:
+        progress = Progress("listing")
+        pages = iter_live(cluster, cfg.scope, stats=stats,
+                          on_kind=lambda r, n, ok: progress.advance(r.group_kind, n, ok))
+        if output == "-":
+            written = write_list(pages, sys.stdout.buffer, secret_key=key)
+            sys.stdout.buffer.flush()
+        else:
+            tmp = Path(output + ".tmp")
+            with tmp.open("wb") as fh:
+                written = write_list(pages, fh, secret_key=key)
+            tmp.replace(output)
+        progress.finish()
+    for problem in stats.problems:
+        click.echo(f"warning: skipped {problem.where}: {problem.message}", err=True)
+    click.echo(f"{written.objects} objects from {stats.kinds - len(stats.skipped_kinds)} kinds"
+               f"{f' ({len(stats.skipped_kinds)} skipped)' if stats.skipped_kinds else ''}",
+               err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,42 @@
+"""The key for hashing Secret values: Secret values never leave the process, only keyed
+hashes of them do, so that a changed value is visible as a changed hash without the value
+being recoverable from reports, the ledger or JSON output.
+
+The key comes from a configured file; failing that it is created once beside the ledger
+(mode 0600) so that hashes stay comparable from run to run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from auditor.errors import ConfigError
+
+
+def load_key(path: str | Path) -> bytes:
+    try:
+        data = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"compare.secret-hash-key-file: cannot read {path}: {exc.strerror}") from None
+    if len(data) < 16:
+        raise ConfigError(f"compare.secret-hash-key-file: {path} holds {len(data)} bytes; "
+                          "at least 16 are needed")
+    return data
+
+
+def load_or_create(path: str | Path) -> bytes:
+    """The key in ``path``, creating a random one there first if the file does not exist."""
+    target = Path(path)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_hex(32).encode())
+    return load_key(target)
+
+
+def ephemeral() -> bytes:
+    """A key for one process: hashes compare within a single `diff`, never across runs."""
+    return secrets.token_bytes(32)

@@ -1,0 +1,95 @@
+"""Configuration: file, environment and flag layering; precise rejection of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auditor import config
+from auditor.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "drift-auditor.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_exclude_churn_kinds(tmp_path: Path) -> None:
+    cfg = config.load(None, env={"DRIFT_AUDITOR_CONFIG": str(write(tmp_path, ""))})
+    assert "Event" in cfg.scope.exclude_kinds
+    assert "EndpointSlice.discovery.k8s.io" in cfg.scope.exclude_kinds
+    assert "Lease.coordination.k8s.io" in cfg.scope.exclude_kinds
+    assert cfg.ledger.path == "drift-auditor.db"
+    assert cfg.revert.mode == "off"
+
+
+def test_file_env_and_flags_layer_in_order(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+sources:
+  - url: https://git.example.com/platform/apps.git
+    revision: main
+    paths: [clusters/prod]
+    namespace: shop
+cluster: {context: prod, page-size: 250}
+ledger: {path: /data/ledger.db}
+""")
+    cfg = config.load(path, env={"DRIFT_AUDITOR_LEDGER_PATH": "/env/ledger.db",
+                                 "DRIFT_AUDITOR_CLUSTER_PAGE_SIZE": "100"},
+                      overrides={"cluster": {"context": "staging"}})
+    assert cfg.sources[0].url == "https://git.example.com/platform/apps.git"
+    assert cfg.sources[0].paths == ("clusters/prod",)
+    assert cfg.sources[0].namespace == "shop"
+    assert cfg.ledger.path == "/env/ledger.db"       # env beats file
+    assert cfg.cluster.page_size == 100              # env strings are converted
+    assert cfg.cluster.context == "staging"          # flags beat everything
+
+
+def test_env_sets_the_single_source(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, ""), env={"DRIFT_AUDITOR_SOURCE_URL": "/srv/git/apps",
+                                                "DRIFT_AUDITOR_SOURCE_PATHS": "a,b"})
+    assert cfg.sources[0].url == "/srv/git/apps"
+    assert cfg.sources[0].paths == ("a", "b")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("cluster: {page_size: many}", "cluster.page_size: expected an integer, got 'many'"),
+    ("cluster: {colour: blue}", "cluster.colour: unknown key"),
+    ("revert: {mode: sometimes}", "revert.mode: expected one of 'off', 'dry-run', 'enforce'"),
+    ("sources: [{url: x, paths: 3}]", "sources[0].paths: expected a list of a string, got 3"),
+    ("scope: [1]", "scope: expected a mapping"),
+    ("compare: {ignore: [{kind: Deployment, pathz: [spec]}]}", "compare.ignore[0].pathz: unknown key"),
+    ("ledger: {path: [a]}", "ledger.path: expected a string"),
+    ("- 1", "expected a mapping at the top level"),
+])
+def test_bad_input_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path, env={})
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "cluster:\n  context: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"drift-auditor.yaml: line \d+ invalid YAML"):
+        config.load(path, env={})
+
+
+def test_unknown_environment_setting_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="DRIFT_AUDITOR_NOPE_X: unknown environment setting"):
+        config.load(None, env={"DRIFT_AUDITOR_NOPE_X": "1"})
+
+
+def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        config.load(tmp_path / "nope.yaml", env={})
+
+
+def test_digest_is_stable_and_sensitive(tmp_path: Path) -> None:
+    a = config.load(write(tmp_path, "ledger: {path: a.db}"), env={})
+    b = config.load(write(tmp_path, "ledger: {path: a.db}"), env={})
+    c = config.load(write(tmp_path, "ledger: {path: b.db}"), env={})
+    assert a.digest() == b.digest() != c.digest()
+    assert "exclude_kinds" in config.dump(a)
