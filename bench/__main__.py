@@ -1,0 +1,71 @@
+"""`make bench`: run the benchmark suites and print one table.
+
+Usage: python -m bench [suite ...]   (suites: snapshot, render, compare; default all)
+
+The machine is shared and noisy: read the figures as ratios within one run (auditor CPU
+against a plain JSON decode of the same bytes), not as absolute times.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def _snapshot(tmp: str) -> dict[str, Any]:
+    from bench.snapshot_bench import bench_snapshot
+    return bench_snapshot(10_000)
+
+
+def _render(tmp: str) -> dict[str, Any]:
+    from bench.git_render import bench_render
+    return bench_render(tmp)
+
+
+def _compare(tmp: str) -> dict[str, Any]:
+    from bench.compare_bench import bench_compare
+    return bench_compare(tmp)
+
+
+SUITES: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
+    "snapshot": ("snapshot of 10,000 mixed objects from the sandbox (goal: CPU ≤ 3× orjson, "
+                 "RSS < 300 MiB)", _snapshot),
+    "render": ("Git: 5,000 manifests in 500 files with attribution (goal: < 5 s)", _render),
+    "compare": ("compare 10,000 pairs from files, 5% drifted (goal: ≥ 5,000 pairs/s)", _compare),
+}
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or list(SUITES)
+    unknown = [s for s in chosen if s not in SUITES]
+    if unknown:
+        print(f"unknown suite(s): {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+        return 2
+    results: dict[str, Any] = {}
+    for name in chosen:
+        title, fn = SUITES[name]
+        print(f"== {name}: {title}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            try:
+                result = fn(tmp)
+            except ImportError as exc:
+                result = {"skipped": f"not available: {exc}"}
+            result.setdefault("suite_wall_s", round(time.perf_counter() - started, 2))
+        results[name] = result
+        for key, value in result.items():
+            print(f"   {key:28} {value}")
+    out = Path("bench/out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results written to {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

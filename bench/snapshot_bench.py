@@ -1,0 +1,101 @@
+"""Snapshot benchmark: list N mixed objects from the sandbox the way `drift-auditor snapshot`
+does, in a child process, and compare its CPU with a plain ``orjson.loads`` of the same
+response bytes (the floor any Python client pays)."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.synth import objects
+
+CHILD = r"""
+import json, resource, sys, time
+t0 = time.process_time(); w0 = time.perf_counter()
+from auditor.cluster import Cluster, ListStats, iter_live
+from auditor.config import ClusterConfig, ScopeConfig
+from auditor.snapshot import write_list
+t_import = time.process_time() - t0
+stats = ListStats()
+c0 = time.process_time(); w1 = time.perf_counter()
+with Cluster(ClusterConfig(kubeconfig=sys.argv[1], page_size=500)) as cluster:
+    with open(sys.argv[2], "wb") as fh:
+        out = write_list(iter_live(cluster, ScopeConfig(), stats=stats), fh, secret_key=b"k" * 32)
+cpu = time.process_time() - c0; wall = time.perf_counter() - w1
+print(json.dumps({"objects": out.objects, "bytes": stats.bytes, "pages": stats.pages,
+                  "cpu_s": cpu, "wall_s": wall, "import_cpu_s": t_import,
+                  "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _decode_floor(url: str, paths: list[str]) -> tuple[float, int]:
+    """CPU seconds of orjson.loads over the same list pages (best of 3), and their bytes."""
+    bodies: list[bytes] = []
+    for path in paths:
+        token = ""
+        while True:
+            q = f"?limit=500&continue={token}" if token else "?limit=500"
+            with urllib.request.urlopen(url + path + q) as resp:
+                body = resp.read()
+            bodies.append(body)
+            token = (orjson.loads(body).get("metadata") or {}).get("continue") or ""
+            if not token:
+                break
+    best = float("inf")
+    for _ in range(3):
+        t = time.process_time()
+        for body in bodies:
+            orjson.loads(body)
+        best = min(best, time.process_time() - t)
+    return best, sum(len(b) for b in bodies)
+
+
+def bench_snapshot(count: int = 10_000) -> dict[str, Any]:
+    from auditor.sandbox import Sandbox
+
+    with tempfile.TemporaryDirectory() as tmp, Sandbox() as sb:
+        t = time.perf_counter()
+        sb.load(objects(count))
+        load_s = time.perf_counter() - t
+        kubeconfig = sb.write_kubeconfig(Path(tmp) / "kubeconfig")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(kubeconfig), f"{tmp}/snap.json"],
+                              capture_output=True, text=True, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child = json.loads(proc.stdout)
+        kinds = sorted({(o["apiVersion"], o["kind"]) for o in objects(min(count, 100))})
+        plurals = {"Deployment": "deployments", "Service": "services", "ConfigMap": "configmaps",
+                   "Secret": "secrets", "ServiceAccount": "serviceaccounts", "Role": "roles",
+                   "RoleBinding": "rolebindings", "StatefulSet": "statefulsets",
+                   "CronJob": "cronjobs", "Ingress": "ingresses"}
+        paths = [(f"/apis/{av}/" if "/" in av else f"/api/{av}/") + plurals[k] for av, k in kinds]
+        floor_s, floor_bytes = _decode_floor(sb.url, paths)
+    return {
+        "objects": child["objects"],
+        "sandbox_load_s": round(load_s, 3),
+        "wall_s": round(child["wall_s"], 3),
+        "objects_per_s": round(child["objects"] / child["wall_s"]),
+        "auditor_cpu_s": round(child["cpu_s"], 3),
+        "orjson_floor_cpu_s": round(floor_s, 3),
+        "cpu_ratio_to_orjson": round(child["cpu_s"] / floor_s, 2) if floor_s else None,
+        "list_bytes": child["bytes"],
+        "floor_bytes": floor_bytes,
+        "import_cpu_s": round(child["import_cpu_s"], 3),
+        "process_cpu_s": round((after.ru_utime + after.ru_stime)
+                               - (before.ru_utime + before.ru_stime), 3),
+        "peak_rss_mib": round(child["maxrss_mib"], 1),
+    }
+
+
+if __name__ == "__main__":
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    print(json.dumps(bench_snapshot(n), indent=2))
