@@ -1,0 +1,581 @@
+"""Rendering manifests into Kubernetes objects: plain YAML/JSON, kustomize and ``helm template``.
+
+This module owns everything between files on disk and object dicts: YAML/JSON parsing with
+error positions, ``List`` flattening, the checks that make a document an object, finding and
+running the external renderers, and mapping every rendered object back to the file it came
+from (for attribution). It knows nothing about Git; paths are relative to a ``root`` folder.
+
+Errors are :class:`~auditor.errors.ManifestError` naming the file, the 1-based document index
+and the line. They are collected per file so one bad file never hides the others. Messages
+never quote document content, so a Secret's values cannot leak through them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import yaml
+
+from auditor.errors import ManifestError, ToolMissingError
+
+RenderMode = Literal["auto", "plain", "kustomize", "helm"]
+
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
+TOOL_TIMEOUT_SECONDS = 300.0
+_WRAP_DEPTH = 24
+
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _ManifestLoader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """Safe loader that reads timestamps as strings, as Kubernetes' YAML decoder does.
+
+    PyYAML turns ``2024-01-01`` into a ``date`` and ``=`` into an unconstructable value tag;
+    sigs.k8s.io/yaml keeps both as strings, and the compare step must see what the API sees.
+    """
+
+
+_ManifestLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+
+# A document marker is ``---`` at column 0 followed by whitespace or the end of the line;
+# YAML forbids it inside any scalar, so splitting on it is exact.
+_DOC_MARKER = re.compile(r"^---(?=[ \t\r]|$)", re.MULTILINE)
+_HELM_SOURCE = re.compile(r"^# Source: (.+?)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedObject:
+    """One object with the file it came from (relative to the render root, POSIX form).
+
+    ``related`` lists other files whose change can change this object (an overlay's patches,
+    a chart's values), so attribution can pick the newest commit among all of them.
+    """
+
+    obj: dict[str, Any]
+    file: str
+    document: int = 0
+    related: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RenderResult:
+    """The objects of one render, and the per-file errors met on the way."""
+
+    objects: tuple[RenderedObject, ...] = ()
+    errors: tuple[ManifestError, ...] = ()
+
+
+@dataclass(slots=True)
+class _Collector:
+    objects: list[RenderedObject] = field(default_factory=list)
+    errors: list[ManifestError] = field(default_factory=list)
+
+    def add(self, result: RenderResult) -> None:
+        self.objects.extend(result.objects)
+        self.errors.extend(result.errors)
+
+    def result(self) -> RenderResult:
+        return RenderResult(tuple(self.objects), tuple(self.errors))
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _error(file: str, document: int | None, line: int | None, what: str) -> ManifestError:
+    where = file
+    if document:
+        where += f": document {document}"
+    if line:
+        where += f", line {line}" if document else f": line {line}"
+    return ManifestError(f"{where}: {what}", file=file, document=document, line=line)
+
+
+def _split_documents(text: str) -> Iterator[tuple[int, int, str]]:
+    """``(document index, first line, text)`` for each YAML document, 1-based.
+
+    Text before the first ``---`` is a document only when it holds more than comments and
+    directives; directives are carried into the document they introduce.
+    """
+    starts = [m.start() for m in _DOC_MARKER.finditer(text)]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    starts.append(len(text))
+    index = 0
+    carry = ""
+    for begin, end in itertools.pairwise(starts):
+        chunk = text[begin:end]
+        if begin == 0 and not chunk.startswith("---"):
+            content = [ln for ln in chunk.splitlines()
+                       if ln.strip() and not ln.lstrip().startswith("#")]
+            if not content:
+                continue
+            if all(ln.startswith("%") for ln in content) and end < len(text):
+                carry = chunk
+                continue
+        index += 1
+        line = text.count("\n", 0, begin) + 1
+        if carry:
+            line -= carry.count("\n")
+            chunk, carry = carry + chunk, ""
+        yield index, line, chunk
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> tuple[int | None, str]:
+    # Only the problem and context phrases: the snippet PyYAML can append quotes the source.
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    context = getattr(exc, "context", None)
+    text = f"{context}: {problem}" if context else str(problem)
+    return (mark.line if mark is not None else None), f"invalid YAML ({text})"
+
+
+def _describe(obj: Mapping[str, Any]) -> str:
+    kind = obj.get("kind")
+    meta = obj.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    label = str(kind) if isinstance(kind, str) and kind else "object"
+    return f"{label} {name!r}" if isinstance(name, str) and name else label
+
+
+def _check_object(obj: Any) -> str | None:
+    """Why ``obj`` is not a Kubernetes object, or None when it is one."""
+    if not isinstance(obj, dict):
+        return f"expected a Kubernetes object (a mapping), got {type(obj).__name__}"
+    missing = [f for f in ("apiVersion", "kind") if not isinstance(obj.get(f), str) or not obj[f]]
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        missing.append("metadata")
+    elif not isinstance(meta.get("name"), str) or not meta["name"]:
+        missing.append("metadata.name")
+    elif meta.get("namespace") is not None and not isinstance(meta["namespace"], str):
+        return f"{_describe(obj)}: metadata.namespace must be a string"
+    if missing:
+        return f"{_describe(obj)} has no {' and no '.join(missing)}"
+    return None
+
+
+def _flatten(doc: Any, file: str, index: int, line: int | None,
+             out: list[RenderedObject], errors: list[ManifestError]) -> None:
+    if doc is None:
+        return
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
+        for n, item in enumerate(doc["items"], 1):
+            why = _check_object(item)
+            if why is not None:
+                errors.append(_error(file, index, line, f"{kind} item {n}: {why}"))
+            elif isinstance(item, dict):
+                out.append(RenderedObject(item, file, index))
+        return
+    why = _check_object(doc)
+    if why is not None:
+        errors.append(_error(file, index, line, why))
+    else:
+        out.append(RenderedObject(doc, file, index))
+
+
+def parse_manifests(text: str, file: str) -> RenderResult:
+    """Objects in a YAML or JSON text; ``file`` names it in errors and in the objects.
+
+    Multi-document YAML, ``List`` kinds flattened, empty documents skipped. A bad document
+    becomes an error and the other documents of the file are still returned.
+    """
+    objects: list[RenderedObject] = []
+    errors: list[ManifestError] = []
+    if file.endswith(".json"):
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            errors.append(_error(file, 1, exc.lineno, f"invalid JSON ({exc.msg})"))
+        else:
+            _flatten(doc, file, 1, 1, objects, errors)
+        return RenderResult(tuple(objects), tuple(errors))
+    for index, first_line, chunk in _split_documents(text):
+        try:
+            doc = yaml.load(chunk, Loader=_ManifestLoader)
+        except yaml.YAMLError as exc:
+            rel, what = _yaml_problem(exc)
+            line = first_line + rel if rel is not None else first_line
+            errors.append(_error(file, index, line, what))
+            continue
+        _flatten(doc, file, index, first_line, objects, errors)
+    return RenderResult(tuple(objects), tuple(errors))
+
+
+def load_file(root: Path, rel: str) -> RenderResult:
+    """Parse one plain manifest file ``root/rel``."""
+    try:
+        text = (root / rel).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return RenderResult(errors=(_error(rel, None, None, "not UTF-8 text"),))
+    except OSError as exc:
+        return RenderResult(errors=(_error(rel, None, None, f"cannot read ({exc.strerror})"),))
+    return parse_manifests(text, rel)
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def kustomization_file(folder: Path) -> Path | None:
+    """The kustomization file of ``folder``, if it has one."""
+    for name in KUSTOMIZATION_FILES:
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def is_chart(folder: Path) -> bool:
+    return (folder / "Chart.yaml").is_file()
+
+
+def _rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix() if path != root else "."
+
+
+def _kustomize_references(kfile: Path) -> set[Path]:
+    """Folders a kustomization pulls in, so they are not also rendered on their own."""
+    try:
+        data = yaml.load(kfile.read_text(encoding="utf-8"), Loader=_ManifestLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    refs: set[Path] = set()
+    for key in ("resources", "bases", "components"):
+        entries = data.get(key)
+        if not isinstance(entries, list):
+            continue
+        for entry in entries:
+            if isinstance(entry, str) and "://" not in entry:
+                target = (kfile.parent / entry).resolve()
+                if target.is_dir():
+                    refs.add(target)
+    return refs
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a path renders as: plain files, kustomization folders and chart folders."""
+
+    files: tuple[str, ...] = ()
+    kustomizations: tuple[str, ...] = ()
+    charts: tuple[str, ...] = ()
+
+
+def plan(root: Path, rel: str = ".", mode: RenderMode = "auto") -> Plan:
+    """Decide how to render ``root/rel`` (a file or a folder), sorted for determinism.
+
+    ``auto`` looks at each folder: a kustomization file makes it one kustomize build, a
+    ``Chart.yaml`` one Helm chart, otherwise its ``*.yaml|*.yml|*.json`` files are plain
+    manifests and its subfolders are searched the same way. Hidden folders are skipped, and
+    so are kustomizations that another kustomization found here already includes.
+    """
+    start = (root / rel).resolve() if rel not in ("", ".") else root.resolve()
+    root = root.resolve()
+    if not start.exists():
+        raise ManifestError(f"{rel}: no such file or folder", file=rel)
+    if start.is_file():
+        return Plan(files=(_rel(root, start),))
+    if mode == "kustomize":
+        return Plan(kustomizations=(_rel(root, start),))
+    if mode == "helm":
+        return Plan(charts=(_rel(root, start),))
+    files: list[str] = []
+    kustomizations: dict[Path, Path] = {}
+    charts: list[str] = []
+    for folder, dirnames, filenames in os.walk(start):
+        here = Path(folder)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if mode == "auto":
+            kfile = kustomization_file(here)
+            if kfile is not None:
+                kustomizations[here] = kfile
+                dirnames[:] = []
+                continue
+            if is_chart(here):
+                charts.append(_rel(root, here))
+                dirnames[:] = []
+                continue
+        files.extend(_rel(root, here / f) for f in filenames
+                     if f.endswith(MANIFEST_SUFFIXES) and not f.startswith("."))
+    included: set[Path] = set()
+    for kfile in kustomizations.values():
+        included |= _kustomize_references(kfile)
+    kust = [_rel(root, d) for d in kustomizations if d not in included]
+    return Plan(tuple(sorted(files)), tuple(sorted(kust)), tuple(sorted(charts)))
+
+
+def load_plain(root: Path, files: Iterable[str]) -> RenderResult:
+    """Parse plain manifest files (paths relative to ``root``)."""
+    out = _Collector()
+    for rel in files:
+        out.add(load_file(root, rel))
+    return out.result()
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def find_tool(name: str, tools_dir: str | os.PathLike[str] | None = None) -> str | None:
+    """The path of executable ``name``: first in ``tools_dir``, then on ``PATH``."""
+    if tools_dir:
+        candidate = Path(tools_dir) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which(name)
+
+
+def _run(argv: Sequence[str], what: str, file: str, cwd: Path | None = None) -> str:
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, cwd=cwd,
+                              timeout=TOOL_TIMEOUT_SECONDS, check=False)
+    except subprocess.TimeoutExpired:
+        raise ManifestError(f"{file}: {what} timed out after {TOOL_TIMEOUT_SECONDS:.0f} s",
+                            file=file) from None
+    except OSError as exc:
+        raise ManifestError(f"{file}: cannot run {argv[0]} ({exc.strerror})", file=file) from None
+    if proc.returncode != 0:
+        # The renderers' own error lines name the file and field; the tail is enough.
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        detail = " | ".join(lines[-5:]) or f"exit status {proc.returncode}"
+        raise ManifestError(f"{file}: {what} failed: {detail}", file=file)
+    return proc.stdout
+
+
+def _split_rendered(stdout: str, what: str, file: str) -> list[tuple[int, dict[str, Any], str]]:
+    """Objects of a rendered stream with their document index and the text of their document."""
+    out: list[tuple[int, dict[str, Any], str]] = []
+    for index, _line, chunk in _split_documents(stdout):
+        try:
+            doc = yaml.load(chunk, Loader=_ManifestLoader)
+        except yaml.YAMLError as exc:
+            _rel_line, problem = _yaml_problem(exc)
+            raise ManifestError(f"{file}: {what} output document {index}: {problem}",
+                                file=file, document=index) from None
+        docs = doc["items"] if isinstance(doc, dict) and str(doc.get("kind", "")).endswith(
+            "List") and isinstance(doc.get("items"), list) else [doc]
+        for item in docs:
+            if item is None:
+                continue
+            why = _check_object(item)
+            if why is not None:
+                raise ManifestError(f"{file}: {what} output document {index}: {why}",
+                                    file=file, document=index)
+            out.append((index, item, chunk))
+    return out
+
+
+def _folder_files(root: Path, folder: Path) -> tuple[str, ...]:
+    try:
+        return tuple(sorted(_rel(root, p) for p in folder.iterdir()
+                            if p.is_file() and not p.name.startswith(".")))
+    except OSError:
+        return ()
+
+
+# --------------------------------------------------------------------------- kustomize
+
+
+def _kustomize_argv(tools_dir: str | os.PathLike[str] | None, target: str) -> list[str]:
+    kustomize = find_tool("kustomize", tools_dir)
+    if kustomize:
+        return [kustomize, "build", target]
+    kubectl = find_tool("kubectl", tools_dir)
+    if kubectl:
+        return [kubectl, "kustomize", target]
+    raise ToolMissingError(
+        "rendering a kustomization needs the `kustomize` binary or `kubectl` (which embeds "
+        "it) on PATH or in $DRIFT_AUDITOR_TOOLS; install kustomize "
+        "(https://kubectl.docs.kubernetes.io/installation/kustomize/) or kubectl")
+
+
+def render_kustomize(root: Path, rel: str,
+                     tools_dir: str | os.PathLike[str] | None = None) -> RenderResult:
+    """``kustomize build`` (or ``kubectl kustomize``) of the folder ``root/rel``.
+
+    Built through a throw-away wrapper kustomization that turns on ``originAnnotations``, so
+    each object names the file it came from; the annotation is removed afterwards unless
+    the user's kustomization asked for it. Objects map to the kustomization file when no
+    origin file is known (generators, remote bases), and list the folder's files as related.
+    """
+    root = root.resolve()
+    folder = (root / rel).resolve()
+    kfile = kustomization_file(folder)
+    shown = _rel(root, kfile) if kfile else rel
+    if kfile is None:
+        return RenderResult(errors=(ManifestError(f"{rel}: no kustomization.yaml here",
+                                                  file=rel),))
+    keep_origin = "originAnnotations" in kfile.read_text(encoding="utf-8", errors="replace")
+    related = _folder_files(root, folder)
+    try:
+        with tempfile.TemporaryDirectory(prefix="drift-auditor-kustomize-") as tmp:
+            # The wrapper links to the target instead of sitting in the user's tree. Kustomize
+            # cleans origin paths lexically (``link/../x`` → ``x``), so the link sits under
+            # _WRAP_DEPTH dummy folders: ``..`` steps out of the target then stay readable.
+            link = Path(tmp, *(["d"] * _WRAP_DEPTH), "target")
+            link.parent.mkdir(parents=True)
+            os.symlink(folder, link)
+            (Path(tmp) / "kustomization.yaml").write_text(
+                f"resources:\n- {link.relative_to(tmp).as_posix()}\n"
+                "buildMetadata: [originAnnotations]\n", encoding="utf-8")
+            try:
+                stdout = _run(_kustomize_argv(tools_dir, tmp), "kustomize build", shown)
+                wrapped: Path | None = link
+            except ManifestError:
+                stdout = _run(_kustomize_argv(tools_dir, str(folder)), "kustomize build", shown)
+                wrapped = None
+            docs = _split_rendered(stdout, "kustomize build", shown)
+            objects = []
+            for index, obj, _chunk in docs:
+                file = _origin_file(root, folder, wrapped, obj, keep_origin) or shown
+                objects.append(RenderedObject(obj, file, index, related))
+    except ManifestError as exc:
+        return RenderResult(errors=(exc,))
+    return RenderResult(tuple(objects))
+
+
+def _origin_file(root: Path, folder: Path, link: Path | None, obj: dict[str, Any],
+                 keep: bool) -> str | None:
+    meta = obj.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    if not isinstance(annotations, dict) or ORIGIN_ANNOTATION not in annotations:
+        return None
+    raw = annotations[ORIGIN_ANNOTATION] if keep else annotations.pop(ORIGIN_ANNOTATION)
+    if not keep and not annotations and isinstance(meta, dict):
+        del meta["annotations"]
+    try:
+        origin = yaml.load(str(raw), Loader=_ManifestLoader)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(origin, dict):
+        return None
+    path = origin.get("path") or origin.get("configuredIn")
+    if not isinstance(path, str) or "repo" in origin:
+        return None
+    if link is None:
+        return None
+    # ``path`` is relative to the wrapper root (link's top folder): re-anchor it on ``folder``.
+    wrapper = link.parents[_WRAP_DEPTH]
+    from_target = os.path.relpath(os.path.normpath(wrapper / path), link)
+    target = Path(os.path.normpath(folder / from_target))
+    try:
+        return target.relative_to(root).as_posix() if target.is_file() else None
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- helm
+
+
+def render_helm(root: Path, rel: str, *, release: str, namespace: str,
+                values: Sequence[str] = (), set_values: Sequence[str] = (),
+                tools_dir: str | os.PathLike[str] | None = None) -> RenderResult:
+    """``helm template RELEASE CHART -f VALUES… --set … --namespace NS`` of ``root/rel``.
+
+    ``values`` are paths relative to ``root`` (else to the chart). Each object maps to the
+    template named by the ``# Source:`` comment helm writes before it, and lists the chart's
+    ``Chart.yaml``, ``values.yaml`` and the values files as related.
+    """
+    root = root.resolve()
+    chart = (root / rel).resolve()
+    shown = _rel(root, chart)
+    helm = find_tool("helm", tools_dir)
+    if helm is None:
+        raise ToolMissingError(
+            "rendering a Helm chart needs the `helm` binary (v3 or later) on PATH or in "
+            "$DRIFT_AUDITOR_TOOLS; install it from https://helm.sh/docs/intro/install/")
+    argv = [helm, "template", release, str(chart), "--namespace", namespace]
+    related = [p for p in (f"{shown}/Chart.yaml", f"{shown}/values.yaml")
+               if (root / p).is_file()]
+    for value in values:
+        path = root / value if (root / value).is_file() else chart / value
+        if not path.is_file():
+            return RenderResult(errors=(ManifestError(
+                f"{shown}: values file {value!r} not found (relative to the repository or the "
+                "chart)", file=value),))
+        argv += ["-f", str(path)]
+        with contextlib.suppress(ValueError):
+            related.append(_rel(root, path.resolve()))
+    for item in set_values:
+        argv += ["--set", item]
+    try:
+        stdout = _run(argv, "helm template", shown)
+        docs = _split_rendered(stdout, "helm template", shown)
+    except ManifestError as exc:
+        return RenderResult(errors=(exc,))
+    chart_name = _chart_name(chart)
+    objects = []
+    for index, obj, chunk in docs:
+        objects.append(RenderedObject(obj, _helm_source(root, chart, chart_name, chunk) or shown,
+                                      index, tuple(sorted(set(related)))))
+    return RenderResult(tuple(objects))
+
+
+def _chart_name(chart: Path) -> str:
+    try:
+        data = yaml.load((chart / "Chart.yaml").read_text(encoding="utf-8"),
+                         Loader=_ManifestLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return chart.name
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else chart.name
+
+
+def _helm_source(root: Path, chart: Path, chart_name: str, chunk: str) -> str | None:
+    match = _HELM_SOURCE.search(chunk)
+    if match is None:
+        return None
+    # ``# Source: <chart name>/templates/x.yaml``; subcharts add ``/charts/<sub>/``.
+    first, _, rest = match.group(1).partition("/")
+    if first != chart_name or not rest:
+        return None
+    target = chart / rest
+    try:
+        return target.resolve().relative_to(root).as_posix() if target.is_file() else None
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def render_path(root: Path, rel: str = ".", *, mode: RenderMode = "auto",
+                namespace: str = "default", release: str = "",
+                values: Sequence[str] = (), set_values: Sequence[str] = (),
+                tools_dir: str | os.PathLike[str] | None = None) -> RenderResult:
+    """Render ``root/rel`` as :func:`plan` decides; errors are collected, not raised.
+
+    :class:`ToolMissingError` is raised: without the binary nothing of that kind renders,
+    and the caller should say what to install once rather than once per folder.
+    """
+    try:
+        todo = plan(root, rel, mode)
+    except ManifestError as exc:
+        return RenderResult(errors=(exc,))
+    out = _Collector()
+    out.add(load_plain(root, todo.files))
+    for folder in todo.kustomizations:
+        out.add(render_kustomize(root, folder, tools_dir))
+    for chart in todo.charts:
+        name = release or Path(chart).resolve().name
+        out.add(render_helm(root, chart, release=name, namespace=namespace, values=values,
+                            set_values=set_values, tools_dir=tools_dir))
+    return out.result()
