@@ -1,0 +1,673 @@
+"""The server-default table: which live values the API server (or its built-in controllers and
+admission plugins) fills in on its own, so that they are never drift when Git leaves them out.
+
+Owns one question, :func:`is_server_default`, asked for every live field Git does not declare.
+
+Path convention (shared with the comparison engine): a path is the tuple of field names from
+the object root; an item of a list is the literal ``"[]"``; keys of string maps (labels,
+annotations, ``matchLabels``, resource names) are path elements as they are. ``parent`` is the
+live mapping that holds the value: the list item for fields of list items, and the mapping
+holding the list for scalar list items (``spec.policyTypes[]``'s parent is ``spec``).
+
+A value that is itself a mapping or list counts as a default when it is a default as a whole
+(``securityContext: {}``, ``finalizers: [kubernetes]``) or when every leaf under it is one, so
+the engine may ask about a whole undeclared subtree in one call.
+
+Every table section cites the Kubernetes source it mirrors. The sandbox API server has its own
+table on purpose: the two must not share one, or a shared mistake would pass every test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final
+
+Path = tuple[str, ...]
+Rule = Callable[[Any, Mapping[str, Any]], bool]
+
+_ITEM: Final = "[]"
+
+
+# --------------------------------------------------------------------------- rule builders
+
+
+def _same(value: Any, expected: Any) -> bool:
+    # bool is an int in Python; `suspend: 0` is not the default `suspend: false`.
+    return value == expected and isinstance(value, bool) == isinstance(expected, bool) and \
+        isinstance(value, str) == isinstance(expected, str)
+
+
+def eq(expected: Any) -> Rule:
+    """The value is exactly ``expected`` (no int/str or bool/int coercion)."""
+    return lambda value, _parent: _same(value, expected)
+
+
+def one_of(*allowed: Any) -> Rule:
+    return lambda value, _parent: any(_same(value, a) for a in allowed)
+
+
+def _empty_mapping(value: Any, _parent: Mapping[str, Any]) -> bool:
+    return isinstance(value, Mapping) and not value
+
+
+def _anything(_value: Any, _parent: Mapping[str, Any]) -> bool:
+    return True
+
+
+EMPTY: Final[Rule] = _empty_mapping
+# Server-populated: allocated or written by the server itself, whatever the value. Marks the
+# whole subtree under the path.
+ANY: Final[Rule] = _anything
+
+
+# --------------------------------------------------------------------------- conditional rules
+
+
+def image_tag(image: str) -> str:
+    """The tag ``parsers.ParseImageName`` finds: ``latest`` when there is neither tag nor digest.
+
+    Source: kubernetes/kubernetes ``pkg/util/parsers/parsers.go``.
+    """
+    if "@" in image:
+        name, _, _digest = image.partition("@")
+        last = name.rsplit("/", 1)[-1]
+        return last.partition(":")[2]
+    last = image.rsplit("/", 1)[-1]
+    tag = last.partition(":")[2]
+    return tag or "latest"
+
+
+def _pull_policy_for(image: Any) -> str:
+    # An unparsable or missing image still gets IfNotPresent: ParseImageName's error is
+    # ignored and the empty tag is not "latest".
+    if not isinstance(image, str) or not image:
+        return "IfNotPresent"
+    return "Always" if image_tag(image) == "latest" else "IfNotPresent"
+
+
+def _image_pull_policy(value: Any, parent: Mapping[str, Any]) -> bool:
+    return _same(value, _pull_policy_for(parent.get("image")))
+
+
+def _image_volume_pull_policy(value: Any, parent: Mapping[str, Any]) -> bool:
+    return _same(value, _pull_policy_for(parent.get("reference")))
+
+
+def _equals_sibling(sibling: str) -> Rule:
+    def rule(value: Any, parent: Mapping[str, Any]) -> bool:
+        return sibling in parent and _same(value, parent[sibling])
+    return rule
+
+
+def _service_target_port(value: Any, parent: Mapping[str, Any]) -> bool:
+    # SetDefaults_Service: an empty targetPort becomes the port *number* (never its name).
+    port = parent.get("port")
+    return isinstance(port, int) and _same(value, port)
+
+
+def _service_type(parent: Mapping[str, Any]) -> str:
+    return str(parent.get("type") or "ClusterIP")
+
+
+def _external_traffic_policy(value: Any, parent: Mapping[str, Any]) -> bool:
+    # service.ExternallyAccessible: NodePort, LoadBalancer, or ClusterIP with externalIPs.
+    accessible = _service_type(parent) in ("NodePort", "LoadBalancer") or (
+        _service_type(parent) == "ClusterIP" and bool(parent.get("externalIPs")))
+    return accessible and _same(value, "Cluster")
+
+
+def _internal_traffic_policy(value: Any, parent: Mapping[str, Any]) -> bool:
+    return _service_type(parent) in ("NodePort", "LoadBalancer", "ClusterIP") and \
+        _same(value, "Cluster")
+
+
+def _allocate_lb_node_ports(value: Any, parent: Mapping[str, Any]) -> bool:
+    return _service_type(parent) == "LoadBalancer" and value is True
+
+
+def _ip_family_policy(value: Any, parent: Mapping[str, Any]) -> bool:
+    # pkg/registry/core/service/storage/alloc.go: unset means SingleStack, except a headless
+    # Service without selector, which gets RequireDualStack on a dual-stack cluster.
+    if _same(value, "SingleStack"):
+        return True
+    headless_no_selector = parent.get("clusterIP") == "None" and not parent.get("selector")
+    return headless_no_selector and _same(value, "RequireDualStack")
+
+
+def _session_affinity_timeout(value: Any, _parent: Mapping[str, Any]) -> bool:
+    return _same(value, 10800)  # v1.DefaultClientIPServiceAffinitySeconds
+
+
+def _job_completions(value: Any, parent: Mapping[str, Any]) -> bool:
+    # Completions is defaulted only together with parallelism, when both were unset.
+    return _same(value, 1) and _same(parent.get("parallelism", 1), 1)
+
+
+def _job_pod_replacement_policy(value: Any, parent: Mapping[str, Any]) -> bool:
+    expected = "Failed" if parent.get("podFailurePolicy") else "TerminatingOrFailed"
+    return _same(value, expected)
+
+
+def _job_selector(_value: Any, parent: Mapping[str, Any]) -> bool:
+    # pkg/registry/batch/job/strategy.go generateSelector: unless manualSelector is true.
+    return parent.get("manualSelector") is not True
+
+
+def _rbac_subject_api_group(value: Any, parent: Mapping[str, Any]) -> bool:
+    kind = parent.get("kind")
+    if kind == "ServiceAccount":
+        return _same(value, "")
+    if kind in ("User", "Group"):
+        return _same(value, "rbac.authorization.k8s.io")
+    return False
+
+
+def _aggregated_rules(_value: Any, parent: Mapping[str, Any]) -> bool:
+    # The clusterrole-aggregation controller owns `rules` of an aggregated ClusterRole.
+    return bool(parent.get("aggregationRule"))
+
+
+def _network_policy_types(value: Any, parent: Mapping[str, Any]) -> bool:
+    expected = ["Ingress", "Egress"] if parent.get("egress") else ["Ingress"]
+    return value == expected
+
+
+def _network_policy_type_item(value: Any, parent: Mapping[str, Any]) -> bool:
+    if _same(value, "Ingress"):
+        return True
+    return _same(value, "Egress") and bool(parent.get("egress"))
+
+
+def _pvc_data_source_ref(value: Any, parent: Mapping[str, Any]) -> bool:
+    # The PVC strategy mirrors dataSource and dataSourceRef into each other (AnyVolumeDataSource).
+    src = parent.get("dataSource")
+    return isinstance(value, Mapping) and isinstance(src, Mapping) and \
+        {k: v for k, v in value.items() if k != "namespace"} == dict(src)
+
+
+def _pvc_data_source(value: Any, parent: Mapping[str, Any]) -> bool:
+    ref = parent.get("dataSourceRef")
+    return isinstance(value, Mapping) and isinstance(ref, Mapping) and \
+        dict(value) == {k: v for k, v in ref.items() if k != "namespace"}
+
+
+_HPA_SCALE_UP_POLICIES: Final = (
+    {"type": "Pods", "value": 4, "periodSeconds": 15},
+    {"type": "Percent", "value": 100, "periodSeconds": 15},
+)
+_HPA_SCALE_DOWN_POLICIES: Final = ({"type": "Percent", "value": 100, "periodSeconds": 15},)
+_HPA_CPU_TARGET: Final = {"type": "Utilization", "averageUtilization": 80}
+_HPA_CPU_RESOURCE: Final = {"name": "cpu", "target": _HPA_CPU_TARGET}
+_HPA_DEFAULT_METRIC: Final = {"type": "Resource", "resource": _HPA_CPU_RESOURCE}
+
+
+def _whole_list(expected: Iterable[Mapping[str, Any]]) -> Rule:
+    items = [dict(e) for e in expected]
+    return lambda value, _parent: isinstance(value, list) and value == items
+
+
+def _parent_in(expected: Iterable[Mapping[str, Any]]) -> Rule:
+    """A leaf of a list item is default when the whole item is one of the default items."""
+    items = [dict(e) for e in expected]
+    return lambda _value, parent: dict(parent) in items
+
+
+def _parent_is(expected: Mapping[str, Any]) -> Rule:
+    want = dict(expected)
+    return lambda _value, parent: dict(parent) == want
+
+
+def _limit_range_default(value: Any, parent: Mapping[str, Any]) -> bool:
+    # SetDefaults_LimitRangeItem (Container type): default ← max.
+    return parent.get("type") == "Container" and isinstance(value, Mapping) and \
+        dict(value) == dict(parent.get("max") or {})
+
+
+def _limit_range_default_request(value: Any, parent: Mapping[str, Any]) -> bool:
+    # defaultRequest ← default, then ← min for what is still missing.
+    if parent.get("type") != "Container" or not isinstance(value, Mapping):
+        return False
+    expected = dict(parent.get("min") or {})
+    expected.update(parent.get("default") or {})
+    return dict(value) == expected
+
+
+# --------------------------------------------------------------------------- table sections
+
+Rules = list[tuple[Path, Rule]]
+
+
+def _p(dotted: str) -> Path:
+    """``"containers.[].ports.[].protocol"`` → a path tuple (map keys with dots use tuples)."""
+    return tuple(dotted.split(".")) if dotted else ()
+
+
+def _mount(prefix: Path, rules: Iterable[tuple[Path, Rule]]) -> Iterator[tuple[Path, Rule]]:
+    for path, rule in rules:
+        yield prefix + path, rule
+
+
+# pkg/apis/core/v1/defaults.go: SetDefaults_Probe, SetDefaults_HTTPGetAction; the `+default=""`
+# of GRPCAction.Service in staging/src/k8s.io/api/core/v1/types.go (zz_generated.defaults.go).
+_HTTP_GET: Final[Rules] = [
+    (_p("httpGet.scheme"), eq("HTTP")),
+    (_p("httpGet.path"), eq("/")),
+]
+_PROBE: Final[Rules] = [
+    (_p("timeoutSeconds"), eq(1)),
+    (_p("periodSeconds"), eq(10)),
+    (_p("successThreshold"), eq(1)),
+    (_p("failureThreshold"), eq(3)),
+    (_p("grpc.service"), eq("")),
+    *_HTTP_GET,
+]
+
+# pkg/apis/core/v1/defaults.go: SetDefaults_Container, SetDefaults_ObjectFieldSelector,
+# defaultHostNetworkPorts; ContainerPort.Protocol `+default="TCP"` (zz_generated.defaults.go).
+_CONTAINER: Final[Rules] = [
+    (_p("imagePullPolicy"), _image_pull_policy),
+    (_p("terminationMessagePath"), eq("/dev/termination-log")),
+    (_p("terminationMessagePolicy"), eq("File")),
+    # `resources` is a non-pointer struct without omitempty effect: always serialised as {}.
+    (_p("resources"), EMPTY),
+    (_p("ports.[].protocol"), eq("TCP")),
+    # Pods on the host network get hostPort = containerPort (older servers did it for
+    # templates too, so live Deployments from those clusters carry it).
+    (_p("ports.[].hostPort"), _equals_sibling("containerPort")),
+    (_p("env.[].valueFrom.fieldRef.apiVersion"), eq("v1")),
+    *_mount(_p("livenessProbe"), _PROBE),
+    *_mount(_p("readinessProbe"), _PROBE),
+    *_mount(_p("startupProbe"), _PROBE),
+    *_mount(_p("lifecycle.postStart"), _HTTP_GET),
+    *_mount(_p("lifecycle.preStop"), _HTTP_GET),
+]
+
+# pkg/apis/core/v1/defaults.go: SetDefaults_Volume (no source → emptyDir {}), SetDefaults_
+# {Secret,ConfigMap,DownwardAPI,Projected}VolumeSource (mode 0644 = 420),
+# SetDefaults_HostPathVolumeSource, SetDefaults_ServiceAccountTokenProjection (3600 s),
+# SetDefaults_PersistentVolumeClaimSpec; `+default` tags of ISCSI/RBD/AzureDisk sources.
+_PVC_SPEC: Final[Rules] = [(_p("volumeMode"), eq("Filesystem"))]
+_VOLUME: Final[Rules] = [
+    (_p("emptyDir"), EMPTY),
+    (_p("configMap.defaultMode"), eq(420)),
+    (_p("secret.defaultMode"), eq(420)),
+    (_p("downwardAPI.defaultMode"), eq(420)),
+    (_p("downwardAPI.items.[].fieldRef.apiVersion"), eq("v1")),
+    (_p("projected.defaultMode"), eq(420)),
+    (_p("projected.sources.[].serviceAccountToken.expirationSeconds"), eq(3600)),
+    (_p("projected.sources.[].downwardAPI.items.[].fieldRef.apiVersion"), eq("v1")),
+    (_p("hostPath.type"), eq("")),
+    (_p("image.pullPolicy"), _image_volume_pull_policy),
+    (_p("iscsi.iscsiInterface"), eq("default")),
+    (_p("rbd.pool"), eq("rbd")),
+    (_p("rbd.user"), eq("admin")),
+    (_p("rbd.keyring"), eq("/etc/ceph/keyring")),
+    (_p("azureDisk.cachingMode"), eq("ReadWrite")),
+    (_p("azureDisk.fsType"), eq("ext4")),
+    (_p("azureDisk.readOnly"), eq(False)),
+    (_p("azureDisk.kind"), eq("Shared")),
+    *_mount(_p("ephemeral.volumeClaimTemplate.spec"), _PVC_SPEC),
+]
+
+# pkg/apis/core/v1/defaults.go: SetDefaults_PodSpec. Only the PodSpec defaults reach pod
+# *templates*; SetDefaults_Pod (enableServiceLinks, requests ← limits) runs on Pods alone.
+_POD_SPEC: Final[Rules] = [
+    (_p("dnsPolicy"), eq("ClusterFirst")),
+    (_p("restartPolicy"), eq("Always")),
+    (_p("schedulerName"), eq("default-scheduler")),
+    (_p("securityContext"), EMPTY),
+    (_p("terminationGracePeriodSeconds"), eq(30)),
+    *_mount(_p("containers.[]"), _CONTAINER),
+    *_mount(_p("initContainers.[]"), _CONTAINER),
+    *_mount(_p("volumes.[]"), _VOLUME),
+]
+
+# The metadata of a template is an ObjectMeta: the API server writes `creationTimestamp: null`.
+_POD_TEMPLATE: Final[Rules] = [
+    (_p("metadata.creationTimestamp"), ANY),
+    *_mount(_p("spec"), _POD_SPEC),
+]
+
+# Every kind: status and the metadata the server owns (normalise drops them too; these make
+# the predicate right when asked about a raw live object).
+_COMMON: Final[Rules] = [
+    (_p("status"), ANY),
+    *[(("metadata", f), ANY) for f in (
+        "uid", "resourceVersion", "generation", "creationTimestamp", "selfLink",
+        "managedFields")],
+]
+
+
+def _annotation(key: str) -> Path:
+    return ("metadata", "annotations", key)
+
+
+def _label(key: str) -> Path:
+    return ("metadata", "labels", key)
+
+
+# pkg/apis/apps/v1/defaults.go: SetDefaults_Deployment; the revision annotation is written by
+# pkg/controller/deployment/util/deployment_util.go.
+_DEPLOYMENT: Final[Rules] = [
+    (_p("spec.replicas"), eq(1)),
+    (_p("spec.strategy.type"), eq("RollingUpdate")),
+    (_p("spec.strategy.rollingUpdate.maxSurge"), eq("25%")),
+    (_p("spec.strategy.rollingUpdate.maxUnavailable"), eq("25%")),
+    (_p("spec.revisionHistoryLimit"), eq(10)),
+    (_p("spec.progressDeadlineSeconds"), eq(600)),
+    (_annotation("deployment.kubernetes.io/revision"), ANY),
+    *_mount(_p("spec.template"), _POD_TEMPLATE),
+]
+
+# pkg/apis/apps/v1/defaults.go: SetDefaults_StatefulSet. volumeClaimTemplates are full PVC
+# objects: the server writes apiVersion/kind, a `status: {phase: Pending}` and PVC spec defaults.
+_STATEFULSET: Final[Rules] = [
+    (_p("spec.replicas"), eq(1)),
+    (_p("spec.podManagementPolicy"), eq("OrderedReady")),
+    (_p("spec.updateStrategy.type"), eq("RollingUpdate")),
+    (_p("spec.updateStrategy.rollingUpdate.partition"), eq(0)),
+    (_p("spec.revisionHistoryLimit"), eq(10)),
+    (_p("spec.persistentVolumeClaimRetentionPolicy.whenDeleted"), eq("Retain")),
+    (_p("spec.persistentVolumeClaimRetentionPolicy.whenScaled"), eq("Retain")),
+    (_p("spec.volumeClaimTemplates.[].apiVersion"), eq("v1")),
+    (_p("spec.volumeClaimTemplates.[].kind"), eq("PersistentVolumeClaim")),
+    (_p("spec.volumeClaimTemplates.[].status"), ANY),
+    (_p("spec.volumeClaimTemplates.[].metadata.creationTimestamp"), ANY),
+    *_mount(_p("spec.volumeClaimTemplates.[].spec"), _PVC_SPEC),
+    *_mount(_p("spec.template"), _POD_TEMPLATE),
+]
+
+# pkg/apis/apps/v1/defaults.go: SetDefaults_DaemonSet; the generation annotation is written by
+# pkg/registry/apps/daemonset/strategy.go.
+_DAEMONSET: Final[Rules] = [
+    (_p("spec.updateStrategy.type"), eq("RollingUpdate")),
+    (_p("spec.updateStrategy.rollingUpdate.maxUnavailable"), eq(1)),
+    (_p("spec.updateStrategy.rollingUpdate.maxSurge"), eq(0)),
+    (_p("spec.revisionHistoryLimit"), eq(10)),
+    (_annotation("deprecated.daemonset.template.generation"), ANY),
+    *_mount(_p("spec.template"), _POD_TEMPLATE),
+]
+
+# pkg/apis/apps/v1/defaults.go: SetDefaults_ReplicaSet; the deployment controller's
+# annotations and pod-template-hash label (pkg/controller/deployment/sync.go).
+_REPLICASET: Final[Rules] = [
+    (_p("spec.replicas"), eq(1)),
+    (_annotation("deployment.kubernetes.io/revision"), ANY),
+    (_annotation("deployment.kubernetes.io/desired-replicas"), ANY),
+    (_annotation("deployment.kubernetes.io/max-replicas"), ANY),
+    (_label("pod-template-hash"), ANY),
+    (("spec", "selector", "matchLabels", "pod-template-hash"), ANY),
+    (("spec", "template", "metadata", "labels", "pod-template-hash"), ANY),
+    *_mount(_p("spec.template"), _POD_TEMPLATE),
+]
+
+# pkg/apis/batch/v1/defaults.go: SetDefaults_Job (podReplacementPolicy since 1.29, when
+# JobPodReplacementPolicy is on); generated selector and labels from
+# pkg/registry/batch/job/strategy.go (generateSelector, both legacy and batch.kubernetes.io/).
+_JOB_LABELS: Final = ("controller-uid", "job-name", "batch.kubernetes.io/controller-uid",
+                      "batch.kubernetes.io/job-name")
+_JOB: Final[Rules] = [
+    (_p("spec.completions"), _job_completions),
+    (_p("spec.parallelism"), eq(1)),
+    (_p("spec.backoffLimit"), eq(6)),
+    (_p("spec.completionMode"), eq("NonIndexed")),
+    (_p("spec.suspend"), eq(False)),
+    (_p("spec.podReplacementPolicy"), _job_pod_replacement_policy),
+    (_p("spec.selector"), _job_selector),
+    *[(("spec", "selector", "matchLabels", k), ANY) for k in _JOB_LABELS],
+    *[(("spec", "template", "metadata", "labels", k), ANY) for k in _JOB_LABELS],
+    *[(_label(k), ANY) for k in _JOB_LABELS],
+    *_mount(_p("spec.template"), _POD_TEMPLATE),
+]
+
+# pkg/apis/batch/v1/defaults.go: SetDefaults_CronJob. A jobTemplate is a JobTemplateSpec, not a
+# Job, so SetDefaults_Job does not reach it; only the pod template inside is defaulted.
+_CRONJOB: Final[Rules] = [
+    (_p("spec.concurrencyPolicy"), eq("Allow")),
+    (_p("spec.suspend"), eq(False)),
+    (_p("spec.successfulJobsHistoryLimit"), eq(3)),
+    (_p("spec.failedJobsHistoryLimit"), eq(1)),
+    (_p("spec.jobTemplate.metadata.creationTimestamp"), ANY),
+    *_mount(_p("spec.jobTemplate.spec.template"), _POD_TEMPLATE),
+]
+
+# pkg/apis/core/v1/defaults.go: SetDefaults_Service; allocation of clusterIP(s), ipFamilies,
+# ipFamilyPolicy, nodePort and healthCheckNodePort in pkg/registry/core/service/storage/
+# (alloc.go, storage.go); the load-balancer-cleanup finalizer from the service controller
+# (staging/src/k8s.io/cloud-provider/controllers/service/controller.go).
+_SERVICE: Final[Rules] = [
+    (_p("spec.type"), eq("ClusterIP")),
+    (_p("spec.sessionAffinity"), eq("None")),
+    (_p("spec.sessionAffinityConfig.clientIP.timeoutSeconds"), _session_affinity_timeout),
+    (_p("spec.ports.[].protocol"), eq("TCP")),
+    (_p("spec.ports.[].targetPort"), _service_target_port),
+    (_p("spec.ports.[].nodePort"), ANY),
+    (_p("spec.clusterIP"), ANY),
+    (_p("spec.clusterIPs"), ANY),
+    (_p("spec.ipFamilies"), ANY),
+    (_p("spec.ipFamilyPolicy"), _ip_family_policy),
+    (_p("spec.externalTrafficPolicy"), _external_traffic_policy),
+    (_p("spec.internalTrafficPolicy"), _internal_traffic_policy),
+    (_p("spec.allocateLoadBalancerNodePorts"), _allocate_lb_node_ports),
+    (_p("spec.healthCheckNodePort"), ANY),
+    (_p("metadata.finalizers.[]"), eq("service.kubernetes.io/load-balancer-cleanup")),
+]
+
+# pkg/apis/core/v1/defaults.go: SetDefaults_Namespace (kubernetes.io/metadata.name label);
+# the `kubernetes` finalizer from pkg/registry/core/namespace/strategy.go PrepareForCreate.
+_NAMESPACE: Final[Rules] = [
+    (_label("kubernetes.io/metadata.name"), ANY),
+    (_p("spec.finalizers"), lambda value, _p: value == ["kubernetes"]),
+    (_p("spec.finalizers.[]"), eq("kubernetes")),
+]
+
+# pkg/apis/core/v1/defaults.go: SetDefaults_PersistentVolumeClaimSpec; volumeName and the
+# pv.kubernetes.io / volume.kubernetes.io annotations from the PV controller
+# (pkg/controller/volume/persistentvolume/pv_controller.go); storageClassName from the
+# DefaultStorageClass admission plugin; the pvc-protection finalizer from its admission plugin.
+_PVC: Final[Rules] = [
+    *_mount(_p("spec"), _PVC_SPEC),
+    (_p("spec.volumeName"), ANY),
+    (_p("spec.storageClassName"), ANY),
+    (_p("spec.dataSourceRef"), _pvc_data_source_ref),
+    (_p("spec.dataSource"), _pvc_data_source),
+    (_p("metadata.finalizers.[]"), eq("kubernetes.io/pvc-protection")),
+]
+
+# pkg/apis/core/v1/defaults.go: SetDefaults_PersistentVolume; claimRef written on binding.
+_PV: Final[Rules] = [
+    (_p("spec.volumeMode"), eq("Filesystem")),
+    (_p("spec.persistentVolumeReclaimPolicy"), eq("Retain")),
+    (_p("spec.claimRef"), ANY),
+    (_p("metadata.finalizers.[]"), one_of("kubernetes.io/pv-protection",
+                                          "external-provisioner.volume.kubernetes.io/finalizer")),
+]
+
+# The legacy token controller (pkg/controller/serviceaccount/tokens_controller.go) lists the
+# token Secrets it created in `secrets`.
+_SERVICEACCOUNT: Final[Rules] = [(_p("secrets"), ANY)]
+
+# pkg/apis/core/v1/defaults.go: SetDefaults_Secret; the token controller's annotation.
+_SECRET: Final[Rules] = [
+    (_p("type"), eq("Opaque")),
+    (_annotation("kubernetes.io/service-account.uid"), ANY),
+]
+
+# pkg/apis/rbac/v1/defaults.go: SetDefaults_{Cluster,}RoleBinding, SetDefaults_Subject;
+# aggregated ClusterRole rules from pkg/controller/clusterroleaggregation.
+_BINDING: Final[Rules] = [
+    (_p("roleRef.apiGroup"), eq("rbac.authorization.k8s.io")),
+    (_p("subjects.[].apiGroup"), _rbac_subject_api_group),
+]
+_CLUSTERROLE: Final[Rules] = [(_p("rules"), _aggregated_rules)]
+
+# pkg/apis/networking/v1/defaults.go: SetDefaults_NetworkPolicy(Port), SetDefaults_IngressClass.
+# Ingress has no defaults in networking/v1 (pathType is required there; it was defaulted to
+# ImplementationSpecific only in v1beta1); ingressClassName comes from the DefaultIngressClass
+# admission plugin (plugin/pkg/admission/network/defaultingressclass).
+_NETWORKPOLICY: Final[Rules] = [
+    (_p("spec.policyTypes"), _network_policy_types),
+    (_p("spec.policyTypes.[]"), _network_policy_type_item),
+    (_p("spec.ingress.[].ports.[].protocol"), eq("TCP")),
+    (_p("spec.egress.[].ports.[].protocol"), eq("TCP")),
+]
+_INGRESS: Final[Rules] = [(_p("spec.ingressClassName"), ANY)]
+_INGRESSCLASS: Final[Rules] = [(_p("spec.parameters.scope"), eq("Cluster"))]
+
+# pkg/apis/autoscaling/v2/defaults.go: SetDefaults_HorizontalPodAutoscaler(Behavior); the v1
+# view of the same object shows the defaulted CPU metric as targetCPUUtilizationPercentage 80
+# (pkg/apis/autoscaling/v1/conversion.go, autoscaling.DefaultCPUUtilization).
+_HPA: Final[Rules] = [
+    (_p("spec.minReplicas"), eq(1)),
+    (_p("spec.targetCPUUtilizationPercentage"), eq(80)),
+    (_p("spec.metrics"), _whole_list([_HPA_DEFAULT_METRIC])),
+    (_p("spec.metrics.[].type"), _parent_is(_HPA_DEFAULT_METRIC)),
+    (_p("spec.metrics.[].resource.name"), _parent_is(_HPA_CPU_RESOURCE)),
+    (_p("spec.metrics.[].resource.target.type"), _parent_is(_HPA_CPU_TARGET)),
+    (_p("spec.metrics.[].resource.target.averageUtilization"), _parent_is(_HPA_CPU_TARGET)),
+    (_p("spec.behavior.scaleUp.stabilizationWindowSeconds"), eq(0)),
+    (_p("spec.behavior.scaleUp.selectPolicy"), eq("Max")),
+    (_p("spec.behavior.scaleUp.policies"), _whole_list(_HPA_SCALE_UP_POLICIES)),
+    *[(_p("spec.behavior.scaleUp.policies.[]." + f), _parent_in(_HPA_SCALE_UP_POLICIES))
+      for f in ("type", "value", "periodSeconds")],
+    (_p("spec.behavior.scaleDown.selectPolicy"), eq("Max")),
+    (_p("spec.behavior.scaleDown.policies"), _whole_list(_HPA_SCALE_DOWN_POLICIES)),
+    *[(_p("spec.behavior.scaleDown.policies.[]." + f), _parent_in(_HPA_SCALE_DOWN_POLICIES))
+      for f in ("type", "value", "periodSeconds")],
+    (_p("spec.selectionStrategy"), eq("LabelSelector")),
+]
+
+# pkg/apis/core/v1/defaults.go: SetDefaults_LimitRangeItem.
+_LIMITRANGE: Final[Rules] = [
+    (_p("spec.limits.[].default"), _limit_range_default),
+    (_p("spec.limits.[].defaultRequest"), _limit_range_default_request),
+]
+
+# pkg/apis/scheduling/v1/defaults.go: SetDefaults_PriorityClass.
+_PRIORITYCLASS: Final[Rules] = [(_p("preemptionPolicy"), eq("PreemptLowerPriority"))]
+
+# pkg/apis/storage/v1/defaults.go: SetDefaults_StorageClass.
+_STORAGECLASS: Final[Rules] = [
+    (_p("reclaimPolicy"), eq("Delete")),
+    (_p("volumeBindingMode"), eq("Immediate")),
+]
+
+# pkg/apis/core/v1/defaults.go: SetDefaults_ReplicationController; PodTemplate objects.
+_REPLICATIONCONTROLLER: Final[Rules] = [
+    (_p("spec.replicas"), eq(1)),
+    *_mount(_p("spec.template"), _POD_TEMPLATE),
+]
+_PODTEMPLATE: Final[Rules] = list(_mount(_p("template"), _POD_TEMPLATE))
+
+# Annotation key prefixes the server and its controllers write (the PV controller's
+# pv.kubernetes.io/bind-completed, volume.kubernetes.io/storage-provisioner, ...).
+_PVC_ANNOTATION_PREFIXES: Final = ("pv.kubernetes.io/", "volume.kubernetes.io/",
+                                   "volume.beta.kubernetes.io/storage-provisioner")
+
+_SECTIONS: Final[dict[tuple[str, str], Rules]] = {
+    ("apps", "Deployment"): _DEPLOYMENT,
+    ("apps", "StatefulSet"): _STATEFULSET,
+    ("apps", "DaemonSet"): _DAEMONSET,
+    ("apps", "ReplicaSet"): _REPLICASET,
+    ("batch", "Job"): _JOB,
+    ("batch", "CronJob"): _CRONJOB,
+    ("", "Service"): _SERVICE,
+    ("", "Namespace"): _NAMESPACE,
+    ("", "PersistentVolumeClaim"): _PVC,
+    ("", "PersistentVolume"): _PV,
+    ("", "ServiceAccount"): _SERVICEACCOUNT,
+    ("", "Secret"): _SECRET,
+    ("", "ConfigMap"): [],
+    ("", "LimitRange"): _LIMITRANGE,
+    ("", "ReplicationController"): _REPLICATIONCONTROLLER,
+    ("", "PodTemplate"): _PODTEMPLATE,
+    ("rbac.authorization.k8s.io", "Role"): [],
+    ("rbac.authorization.k8s.io", "ClusterRole"): _CLUSTERROLE,
+    ("rbac.authorization.k8s.io", "RoleBinding"): _BINDING,
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): _BINDING,
+    ("networking.k8s.io", "NetworkPolicy"): _NETWORKPOLICY,
+    ("networking.k8s.io", "Ingress"): _INGRESS,
+    ("networking.k8s.io", "IngressClass"): _INGRESSCLASS,
+    ("autoscaling", "HorizontalPodAutoscaler"): _HPA,
+    # policy/v1 PodDisruptionBudget has no defaulting function: only the common rules apply.
+    ("policy", "PodDisruptionBudget"): [],
+    ("scheduling.k8s.io", "PriorityClass"): _PRIORITYCLASS,
+    ("storage.k8s.io", "StorageClass"): _STORAGECLASS,
+}
+
+_ANNOTATION_PREFIXES: Final[dict[tuple[str, str], tuple[str, ...]]] = {
+    ("", "PersistentVolumeClaim"): _PVC_ANNOTATION_PREFIXES,
+    ("", "PersistentVolume"): ("pv.kubernetes.io/",),
+}
+
+
+# --------------------------------------------------------------------------- compiled table
+
+
+class _Compiled:
+    """One kind's rules as dict lookups: exact paths, and ANY subtrees by path length."""
+
+    __slots__ = ("annotation_prefixes", "any_by_len", "exact")
+
+    def __init__(self, rules: Rules, annotation_prefixes: tuple[str, ...]) -> None:
+        self.exact: dict[Path, Rule] = {}
+        any_by_len: dict[int, set[Path]] = {}
+        for path, rule in rules:
+            if rule is ANY:
+                any_by_len.setdefault(len(path), set()).add(path)
+            else:
+                self.exact[path] = rule
+        self.any_by_len: tuple[tuple[int, frozenset[Path]], ...] = tuple(
+            sorted((n, frozenset(paths)) for n, paths in any_by_len.items()))
+        self.annotation_prefixes = annotation_prefixes
+
+
+def _compile() -> tuple[dict[tuple[str, str], _Compiled], _Compiled]:
+    table = {key: _Compiled([*_COMMON, *rules], _ANNOTATION_PREFIXES.get(key, ()))
+             for key, rules in _SECTIONS.items()}
+    return table, _Compiled(list(_COMMON), ())
+
+
+_TABLE, _GENERIC = _compile()
+
+
+def covered_kinds() -> tuple[tuple[str, str], ...]:
+    """The ``(group, kind)`` pairs that have a defaults section of their own."""
+    return tuple(_SECTIONS)
+
+
+def is_server_default(group: str, kind: str, path: tuple[str, ...], value: Any,
+                      parent: Mapping[str, Any]) -> bool:
+    """Whether the live ``value`` at ``path`` is what the server fills in by itself.
+
+    ``group`` is ``""`` for the core API. See the module docstring for ``path``/``parent``.
+    """
+    table = _TABLE.get((group, kind), _GENERIC)
+    return _check(table, path, value, parent)
+
+
+def _check(table: _Compiled, path: Path, value: Any, parent: Mapping[str, Any]) -> bool:
+    rule = table.exact.get(path)
+    if rule is not None and rule(value, parent):
+        return True
+    n = len(path)
+    for length, paths in table.any_by_len:
+        if length > n:
+            break
+        if path[:length] in paths:
+            return True
+    if table.annotation_prefixes and n == 3 and path[0] == "metadata" and \
+            path[1] == "annotations" and path[2].startswith(table.annotation_prefixes):
+        return True
+    # A container counts when everything in it does; an empty one only via an EMPTY rule.
+    if isinstance(value, Mapping):
+        if not value:
+            return False
+        return all(_check(table, (*path, str(k)), v, value) for k, v in value.items())
+    if isinstance(value, list):
+        if not value:
+            return False
+        item_path = (*path, _ITEM)
+        # A mapping item keeps the list's holder as parent; its own fields get the item.
+        return all(_check(table, item_path, item, parent) for item in value)
+    return False

@@ -1,0 +1,352 @@
+"""Normalisation: one canonical form for a desired (Git) object and a live (cluster) object, so
+that the comparison sees only differences a user would call drift.
+
+Owns :func:`normalise` and the rules it applies, in one recursive pass that builds new dicts
+(the input is never mutated and nothing of it is aliased except immutable scalars):
+
+- ``status`` and the metadata the server owns (:data:`SERVER_OWNED_METADATA`) are dropped,
+  and so are the bookkeeping annotations controllers write (:data:`SERVER_SET_ANNOTATIONS`).
+  ``kubectl.kubernetes.io/last-applied-configuration`` is kept: it is evidence of a terminal
+  ``kubectl apply`` (for a Secret its content is replaced by a keyed hash: it holds the values).
+- ``ownerReferences`` are dropped: they carry the owner's uid, which Git cannot declare, and
+  they are written by controllers (and the garbage collector), never by the user's manifest.
+  Orphan detection reads them from the raw live object, not from this form.
+- Quantities are canonical wherever Kubernetes uses ``resource.Quantity`` (resource
+  requests/limits, PVC storage, emptyDir ``sizeLimit``, pod ``overhead``, ResourceQuota
+  ``hard``, LimitRange limits, PV capacity, HPA metric targets). ``ResourceList`` entries are
+  rounded up to milli precision as ``SetDefaults_ResourceList`` does on the server.
+- Secrets: ``stringData`` is merged into ``data`` (``stringData`` wins, as on the server) and
+  every value becomes ``hmac-sha256:<32 hex>`` of the decoded bytes. No raw or base64 value is
+  reachable from the result.
+- Empty is absent: ``None`` values and empty mappings/lists go, except where presence changes
+  meaning (:data:`PRESENCE_MATTERS`): a volume's source (``emptyDir: {}``), label selectors
+  (``podSelector: {}`` selects every pod, an absent peer selector selects none), a
+  PodDisruptionBudget ``selector``, and list items (``ingress: [{}]`` allows everything).
+- Int-or-string values (``targetPort: "80"``, ``maxSurge: 1``) are left as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from auditor.quantity import canonical_quantity
+
+SECRET_HASH_PREFIX: Final = "hmac-sha256:"
+LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
+
+# Written by the API server on every object; never declared in Git.
+SERVER_OWNED_METADATA: Final[frozenset[str]] = frozenset({
+    "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
+    "deletionGracePeriodSeconds", "selfLink", "managedFields", "ownerReferences",
+})
+
+# Annotations that only controllers write, as bookkeeping of their own progress.
+SERVER_SET_ANNOTATIONS: Final[frozenset[str]] = frozenset({
+    "deployment.kubernetes.io/revision",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.daemonset.template.generation",
+    "endpoints.kubernetes.io/last-change-trigger-time",
+    "control-plane.alpha.kubernetes.io/leader",
+})
+
+# Keys whose empty mapping is kept because `{}` and absent mean different things. Volume
+# sources are handled by position (every member of a `volumes[]` item).
+PRESENCE_MATTERS: Final[frozenset[str]] = frozenset({
+    "podSelector", "namespaceSelector", "labelSelector", "emptyDir",
+})
+
+_HPA_TARGET_KEYS: Final = ("target", "targetAverageValue", "targetValue")
+_LIMIT_RANGE_KEYS: Final = ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio")
+
+
+def secret_hash(value: str | bytes, key: bytes) -> str:
+    """The keyed hash that stands for a Secret value: equal values give equal hashes.
+
+    A ``str`` is hashed as its UTF-8 bytes, so ``stringData: {a: x}`` and ``data: {a: eA==}``
+    hash alike once the base64 is decoded.
+    """
+    if not key:
+        # An unkeyed hash of a short password is reversible by brute force.
+        raise ValueError("secret_hash needs a non-empty key")
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    return SECRET_HASH_PREFIX + hmac.new(key, data, hashlib.sha256).hexdigest()[:32]
+
+
+def _decode_base64(value: str) -> bytes | None:
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- generic pass
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _clean_map(value)
+    if isinstance(value, list):
+        return _clean_list(value)
+    if isinstance(value, Mapping):
+        return _clean_map(dict(value))
+    return value
+
+
+def _clean_list(items: list[Any]) -> list[Any]:
+    # Items are kept even when they clean to {}: removing one changes the list's meaning.
+    return [_clean(item) for item in items if item is not None]
+
+
+def _clean_map(obj: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    special = _SPECIAL
+    for key, value in obj.items():
+        if value is None:
+            continue
+        handler = special.get(key)
+        if handler is not None:
+            value = handler(value)
+            if value is None:
+                continue
+            out[key] = value
+            continue
+        if isinstance(value, dict | list):
+            value = _clean(value)
+            if not value:
+                continue
+        elif isinstance(value, Mapping):
+            value = _clean_map(value)
+            if not value:
+                continue
+        out[key] = value
+    return out
+
+
+def _resource_list(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        return _clean(value)
+    return {name: canonical_quantity(q, round_up_to_milli=True)
+            for name, q in value.items() if q is not None}
+
+
+def _resources(value: Any) -> Any:
+    # Container/pod ResourceRequirements and PVC VolumeResourceRequirements; RBAC's
+    # `resources` is a list of names and takes the generic path.
+    if not isinstance(value, Mapping):
+        return _nonempty(_clean(value))
+    out: dict[str, Any] = {}
+    for key, sub in value.items():
+        if sub is None:
+            continue
+        sub = _resource_list(sub) if key in ("requests", "limits") else _clean(sub)
+        if sub or not isinstance(sub, dict | list):
+            out[key] = sub
+    return out or None
+
+
+def _size_limit(value: Any) -> Any:
+    return canonical_quantity(value)
+
+
+def _overhead(value: Any) -> Any:
+    return _nonempty(_resource_list(value))
+
+
+def _keep_empty_mapping(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _clean_map(value)
+    return _nonempty(_clean(value))
+
+
+def _volumes(value: Any) -> Any:
+    if not isinstance(value, list):
+        return _nonempty(_clean(value))
+    out = []
+    for item in value:
+        if item is None:
+            continue
+        if not isinstance(item, Mapping):
+            out.append(_clean(item))
+            continue
+        vol: dict[str, Any] = {}
+        for key, sub in item.items():
+            if sub is None:
+                continue
+            if isinstance(sub, Mapping):
+                # Every mapping member of a Volume is its one-of source: keep `{}`.
+                vol[key] = _clean_map(sub)
+            else:
+                sub = _clean(sub)
+                if sub or not isinstance(sub, list):
+                    vol[key] = sub
+        out.append(vol)
+    return out or None
+
+
+def _nonempty(value: Any) -> Any:
+    if isinstance(value, dict | list) and not value:
+        return None
+    return value
+
+
+_SPECIAL: Final[dict[str, Callable[[Any], Any]]] = {
+    "resources": _resources,
+    "sizeLimit": _size_limit,
+    "overhead": _overhead,
+    "volumes": _volumes,
+    **{key: _keep_empty_mapping for key in PRESENCE_MATTERS},
+}
+
+
+# --------------------------------------------------------------------------- per kind
+
+
+def _metadata(meta: Mapping[str, Any], *, secret_key: bytes | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    named = bool(meta.get("name"))
+    for key, value in meta.items():
+        if value is None or key in SERVER_OWNED_METADATA:
+            continue
+        if key == "generateName" and named:
+            continue
+        if key == "annotations" and isinstance(value, Mapping):
+            annotations: dict[str, Any] = {}
+            for name, text in value.items():
+                if name in SERVER_SET_ANNOTATIONS or text is None:
+                    continue
+                if name == LAST_APPLIED and secret_key is not None:
+                    text = secret_hash(str(text), secret_key)
+                annotations[name] = text
+            if annotations:
+                out[key] = annotations
+            continue
+        value = _clean(value)
+        if isinstance(value, dict | list) and not value:
+            continue
+        out[key] = value
+    return out
+
+
+def _secret_data(obj: Mapping[str, Any], secret_key: bytes) -> dict[str, str]:
+    hashed: dict[str, str] = {}
+    data = obj.get("data")
+    if isinstance(data, Mapping):
+        for name, value in data.items():
+            if value is None:
+                continue
+            raw = _decode_base64(value) if isinstance(value, str) else None
+            # Undecodable data is hashed as written: still equal-for-equal, never revealed.
+            hashed[name] = secret_hash(raw if raw is not None else str(value), secret_key)
+    string_data = obj.get("stringData")
+    if isinstance(string_data, Mapping):
+        for name, value in string_data.items():
+            if value is not None:
+                hashed[name] = secret_hash(str(value), secret_key)
+    return hashed
+
+
+def _quantity_map(value: Any, *, round_up_to_milli: bool) -> Any:
+    if not isinstance(value, dict):
+        return value
+    return {k: canonical_quantity(v, round_up_to_milli=round_up_to_milli)
+            for k, v in value.items()}
+
+
+def _fix_resource_quota(spec: dict[str, Any]) -> None:
+    if "hard" in spec:
+        spec["hard"] = _quantity_map(spec["hard"], round_up_to_milli=True)
+
+
+def _fix_limit_range(spec: dict[str, Any]) -> None:
+    for item in spec.get("limits") or ():
+        if isinstance(item, dict):
+            for key in _LIMIT_RANGE_KEYS:
+                if key in item:
+                    item[key] = _quantity_map(item[key], round_up_to_milli=True)
+
+
+def _fix_persistent_volume(spec: dict[str, Any]) -> None:
+    if "capacity" in spec:
+        spec["capacity"] = _quantity_map(spec["capacity"], round_up_to_milli=True)
+
+
+def _fix_hpa(spec: dict[str, Any]) -> None:
+    for metric in spec.get("metrics") or ():
+        if not isinstance(metric, dict):
+            continue
+        for source in metric.values():
+            if not isinstance(source, dict):
+                continue
+            for key in _HPA_TARGET_KEYS:
+                target = source.get(key)
+                if isinstance(target, dict):
+                    for field in ("value", "averageValue"):
+                        if field in target:
+                            target[field] = canonical_quantity(target[field])
+                elif target is not None and key != "target":
+                    source[key] = canonical_quantity(target)  # v2beta1 targetAverageValue
+
+
+def _fix_statefulset(spec: dict[str, Any]) -> None:
+    # Each claim template carries a status the API server writes (`phase: Pending`).
+    for claim in spec.get("volumeClaimTemplates") or ():
+        if isinstance(claim, dict):
+            claim.pop("status", None)
+
+
+def _fix_pdb(spec: dict[str, Any], original: Mapping[str, Any]) -> None:
+    # policy/v1: an empty selector selects every pod in the namespace, an absent one none.
+    if original.get("selector") == {} and "selector" not in spec:
+        spec["selector"] = {}
+
+
+_SPEC_FIXES: Final[dict[tuple[str, str], Callable[[dict[str, Any]], None]]] = {
+    ("", "ResourceQuota"): _fix_resource_quota,
+    ("", "LimitRange"): _fix_limit_range,
+    ("", "PersistentVolume"): _fix_persistent_volume,
+    ("autoscaling", "HorizontalPodAutoscaler"): _fix_hpa,
+    ("apps", "StatefulSet"): _fix_statefulset,
+}
+
+
+def normalise(obj: Mapping[str, Any], *, secret_key: bytes) -> dict[str, Any]:
+    """A new canonical dict for a desired or live object (see the module docstring)."""
+    api_version = obj.get("apiVersion")
+    kind = obj.get("kind")
+    is_secret = kind == "Secret" and api_version == "v1"
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if value is None or key == "status":
+            continue
+        if key == "metadata" and isinstance(value, Mapping):
+            meta = _metadata(value, secret_key=secret_key if is_secret else None)
+            if meta:
+                out[key] = meta
+            continue
+        if is_secret and key in ("data", "stringData"):
+            continue
+        value = _clean(value)
+        if isinstance(value, dict | list) and not value:
+            continue
+        out[key] = value
+    if is_secret:
+        data = _secret_data(obj, secret_key)
+        if data:
+            out["data"] = data
+    spec = out.get("spec")
+    if isinstance(spec, dict):
+        group = str(api_version or "").rpartition("/")[0]  # "" for the core "v1"
+        fix = _SPEC_FIXES.get((group, str(kind)))
+        if fix is not None:
+            fix(spec)
+        elif kind == "PodDisruptionBudget" and group == "policy":
+            original = obj.get("spec")
+            if isinstance(original, Mapping):
+                _fix_pdb(spec, original)
+    return out
