@@ -1,0 +1,479 @@
+"""The comparison: desired (Git) against live (cluster), one object key at a time.
+
+Semantics (DESIGN.md, "Drift semantics"):
+
+* a field declared in Git whose live value differs after normalisation is drift: ``changed``,
+  or ``removed`` when the live object lacks it (a removal leaves no owner: ``unknown``);
+* a field present live but not declared in Git is drift (``added``) only when a human-type
+  manager owns it in ``managedFields`` and it is not a server default; when the live object
+  carries no ``managedFields`` at all, such fields are ``added`` with category ``unknown``;
+* lists are matched by merge key (:mod:`auditor.schema`), never by index;
+* each drift names the manager owning the live value (:mod:`auditor.fieldsv1`) and its
+  category (:mod:`auditor.managers`);
+* Secret values never appear in results: drifts under ``data``/``stringData`` carry key
+  names only.
+
+The common case, an unchanged object, costs two normalisations and one recursive
+subset-equality check: nothing else is walked (see :func:`_subset`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditor import schema
+from auditor.config import CompareConfig, IgnoreRule, ScopeConfig
+from auditor.fieldsv1 import Owner, OwnershipIndex, ownership
+from auditor.ignore import IgnoreSet, ObjectIgnores
+from auditor.managers import Classifier
+from auditor.paths import Element, Key, Path, Value, render, schema_path
+from auditor.records import Category, DriftItem, ObjectResult, ResourceKey, SourceInfo
+
+Normaliser = Callable[..., dict[str, Any]]
+DefaultCheck = Callable[[str, str, tuple[str, ...], Any, Mapping[str, Any]], bool]
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+# Objects Kubernetes creates in every namespace (or in ``default``): never orphans.
+_BUILTIN_OBJECTS: frozenset[tuple[str, str, str]] = frozenset({
+    ("", "ServiceAccount", "default"),
+    ("", "ConfigMap", "kube-root-ca.crt"),
+})
+_BUILTIN_IN_DEFAULT: frozenset[tuple[str, str, str]] = frozenset({("", "Service", "kubernetes")})
+
+# Metadata that controllers write on objects they manage. Only consulted when a live object
+# has no managedFields (``kubectl get -o json`` omits them), where ownership is unknown and
+# every undeclared field would otherwise be reported.
+_CONTROLLER_METADATA: frozenset[str] = frozenset({
+    "deployment.kubernetes.io/revision",
+    "deprecated.daemonset.template.generation",
+    "pv.kubernetes.io/bind-completed",
+    "pv.kubernetes.io/bound-by-controller",
+    "pv.kubernetes.io/provisioned-by",
+    "volume.beta.kubernetes.io/storage-provisioner",
+    "volume.kubernetes.io/storage-provisioner",
+    "volume.kubernetes.io/selected-node",
+    "endpoints.kubernetes.io/last-change-trigger-time",
+    "kubernetes.io/metadata.name",
+    "batch.kubernetes.io/job-tracking",
+    "control-plane.alpha.kubernetes.io/leader",
+})
+
+# Fields that identify an object rather than describe it: the key already matched them.
+_IDENTITY_FIELDS: frozenset[str] = frozenset({"apiVersion", "kind", "status"})
+_IDENTITY_METADATA: frozenset[str] = frozenset({"name", "namespace", "generateName"})
+
+
+def _identity(path: Path, name: str) -> bool:
+    if not path:
+        return name in _IDENTITY_FIELDS
+    return path == ("metadata",) and name in _IDENTITY_METADATA
+
+
+def _load_normaliser() -> Normaliser:
+    module = importlib.import_module("auditor.normalise")
+    fn: Normaliser = module.normalise
+    return fn
+
+
+def _load_default_check() -> DefaultCheck:
+    module = importlib.import_module("auditor.defaults")
+    fn: DefaultCheck = module.is_server_default
+    return fn
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """Everything a comparison depends on, fixed for one run.
+
+    ``normaliser`` and ``is_default`` default to :func:`auditor.normalise.normalise` and
+    :func:`auditor.defaults.is_server_default`; tests may pass stand-ins.
+    """
+
+    gitops_managers: tuple[str, ...] = CompareConfig().gitops_managers
+    ignore: IgnoreSet = field(default_factory=IgnoreSet, compare=False)
+    secret_key: bytes = b""
+    scope: ScopeConfig = field(default_factory=ScopeConfig)
+    cluster_scoped_orphans: bool = False
+    normaliser: Normaliser | None = field(default=None, compare=False, repr=False)
+    is_default: DefaultCheck | None = field(default=None, compare=False, repr=False)
+    _classify: Classifier = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_classify", Classifier(self.gitops_managers))
+
+    @classmethod
+    def from_config(cls, compare: CompareConfig, scope: ScopeConfig | None = None, *,
+                    secret_key: bytes | None = None,
+                    policies: Iterable[IgnoreRule] = (),
+                    cluster_scoped_orphans: bool = False) -> CompareSettings:
+        """Settings from the configuration; ``policies`` are extra ignore rules (the
+        ``DriftIgnore`` files, see :func:`auditor.ignore.load_policies`). Without a
+        ``secret_key`` the configured key file is read, else a per-process key is used."""
+        if secret_key is None:
+            from auditor import secretkey
+            secret_key = (secretkey.load_key(compare.secret_hash_key_file)
+                          if compare.secret_hash_key_file else secretkey.ephemeral())
+        return cls(gitops_managers=compare.gitops_managers,
+                   ignore=IgnoreSet((*compare.ignore, *policies)),
+                   secret_key=secret_key, scope=scope or ScopeConfig(),
+                   cluster_scoped_orphans=cluster_scoped_orphans)
+
+    def classify(self, manager: str) -> Category:
+        return self._classify(manager)
+
+    def normalise(self, obj: dict[str, Any]) -> dict[str, Any]:
+        fn = self.normaliser
+        if fn is None:
+            fn = _load_normaliser()
+            object.__setattr__(self, "normaliser", fn)
+        return fn(obj, secret_key=self.secret_key)
+
+    def default_check(self) -> DefaultCheck:
+        fn = self.is_default
+        if fn is None:
+            fn = _load_default_check()
+            object.__setattr__(self, "is_default", fn)
+        return fn
+
+
+# --------------------------------------------------------------------------- equality
+
+
+def _same_scalar(a: Any, b: Any) -> bool:
+    # ``True == 1`` in Python; in a manifest a boolean and a number are different values.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return bool(a == b)
+
+
+def _subset(desired: Any, live: Any) -> bool:
+    """Whether everything ``desired`` declares is present and equal in ``live``.
+
+    Lists are compared by position here: a reordered list fails this check and takes the
+    slow path, which matches items by key. Cheap enough for the in-sync path (no
+    allocation beyond the recursion).
+    """
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return False
+        return all(k in live and _subset(v, live[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(desired) != len(live):
+            return False
+        return all(_subset(a, b) for a, b in zip(desired, live, strict=True))
+    return _same_scalar(desired, live)
+
+
+# --------------------------------------------------------------------------- attribution
+
+
+def _pick(owners: tuple[Owner, ...], classify: Callable[[str], Category]) -> Owner | None:
+    """The owner a drift is attributed to: the latest writer; on a tie, a human."""
+    if not owners:
+        return None
+    return max(owners, key=lambda o: (o.time, classify(o.manager) == "human"))
+
+
+@dataclass(slots=True)
+class _Walk:
+    """One slow-path comparison of a normalised desired/live pair."""
+
+    group: str
+    version: str
+    kind: str
+    index: OwnershipIndex
+    settings: CompareSettings
+    drifts: list[DriftItem] = field(default_factory=list)
+
+    @property
+    def secret(self) -> bool:
+        return self.kind == "Secret" and self.group == ""
+
+    # -- reporting
+
+    def _value(self, path: Path, value: Any) -> Any:
+        if self.secret and (
+                (path and path[0] in ("data", "stringData"))
+                or (len(path) >= 3 and path[0] == "metadata" and path[2] == LAST_APPLIED)):
+            return None
+        return value
+
+    def _report(self, path: Path, op: Any, desired: Any, live: Any, owner: Owner | None,
+                category: Category | None = None) -> None:
+        if owner is None:
+            manager, operation, time, cat = "", "", "", category or "unknown"
+        else:
+            manager, operation, time = owner.manager, owner.operation, owner.time
+            cat = category or self.settings.classify(owner.manager)
+        self.drifts.append(DriftItem(
+            path=render(path), op=op, desired=self._value(path, desired),
+            live=self._value(path, live), manager=manager, operation=operation, time=time,
+            category=cat))
+
+    def changed(self, path: Path, desired: Any, live: Any) -> None:
+        owner = _pick(self.index.owners_of_value(path), self.settings.classify)
+        self._report(path, "changed", desired, live, owner)
+
+    def removed(self, path: Path, desired: Any) -> None:
+        self._report(path, "removed", desired, None, None, "unknown")
+
+    def _human_owner(self, owners: tuple[Owner, ...]) -> Owner | None:
+        humans = tuple(o for o in owners if self.settings.classify(o.manager) == "human")
+        return _pick(humans, self.settings.classify)
+
+    def _is_default(self, path: Path, value: Any, parent: Mapping[str, Any]) -> bool:
+        return self.settings.default_check()(self.group, self.kind, schema_path(path), value, parent)
+
+    def _unowned_noise(self, path: Path) -> bool:
+        return (len(path) == 3 and path[0] == "metadata" and path[1] in ("annotations", "labels")
+                and path[2] in _CONTROLLER_METADATA)
+
+    def added_item(self, path: Path, value: Any) -> None:
+        """A list item present live only, reported whole."""
+        if not self.index:
+            self._report(path, "added", None, value, None, "unknown")
+            return
+        owner = self._human_owner(self.index.owners_within(path))
+        if owner is not None:
+            self._report(path, "added", None, value, owner, "human")
+
+    def added(self, path: Path, value: Any, parent: Mapping[str, Any]) -> None:
+        """A live value Git does not declare: drift only if a human owns it."""
+        if self._is_default(path, value, parent):
+            return
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                self.added((*path, k), v, value)
+            return
+        if isinstance(value, list) and value:
+            info = schema.list_info(self.group, self.version, self.kind, schema_path(path), value)
+            if info.type == "map" and all(isinstance(i, dict) for i in value):
+                for item in value:
+                    self.added_item((*path, _item_element(item, info.keys)), item)
+                return
+            if info.type == "set" and self.index:
+                for item in value:
+                    owner = self._human_owner(self.index.owners_of_value((*path, Value(item))))
+                    if owner is not None:
+                        self._report((*path, Value(item)), "added", None, item, owner, "human")
+                return
+        if not self.index:
+            if not self._unowned_noise(path):
+                self._report(path, "added", None, value, None, "unknown")
+            return
+        owner = self._human_owner(self.index.owners_of_value(path))
+        if owner is not None:
+            self._report(path, "added", None, value, owner, "human")
+
+    # -- walking
+
+    def node(self, desired: Any, live: Any, path: Path) -> None:
+        if isinstance(desired, dict) and isinstance(live, dict):
+            for k, dv in desired.items():
+                if _identity(path, k):
+                    continue
+                if k in live:
+                    self.node(dv, live[k], (*path, k))
+                else:
+                    self.removed((*path, k), dv)
+            for k, lv in live.items():
+                if k not in desired and not _identity(path, k):
+                    self.added((*path, k), lv, live)
+        elif isinstance(desired, list) and isinstance(live, list):
+            self.sequence(desired, live, path)
+        elif (isinstance(desired, dict | list) or isinstance(live, dict | list)
+              or not _same_scalar(desired, live)):
+            self.changed(path, desired, live)
+
+    def sequence(self, desired: list[Any], live: list[Any], path: Path) -> None:
+        info = schema.list_info(self.group, self.version, self.kind, schema_path(path),
+                                [*desired, *live])
+        if info.type == "map" and all(isinstance(i, dict) for i in (*desired, *live)):
+            live_items: dict[tuple[Any, ...], Any] = {}
+            for item in live:
+                live_items.setdefault(_hashable_key(schema.item_key(item, info.keys)), item)
+            declared: set[tuple[Any, ...]] = set()
+            for item in desired:
+                ident = _hashable_key(schema.item_key(item, info.keys))
+                declared.add(ident)
+                element = _item_element(item, info.keys)
+                match = live_items.get(ident)
+                if match is None:
+                    self.removed((*path, element), item)
+                else:
+                    self.node(item, match, (*path, element))
+            for ident, item in live_items.items():
+                if ident not in declared:
+                    self.added_item((*path, _item_element(item, info.keys)), item)
+            return
+        if info.type == "set":
+            live_set = {_freeze(v) for v in live}
+            desired_set = {_freeze(v) for v in desired}
+            if not desired_set <= live_set:
+                self.changed(path, desired, live)
+                return
+            for item in live:
+                if _freeze(item) not in desired_set:
+                    self.added((*path, Value(item)), item, {})
+            return
+        if not _subset(desired, live):
+            self.changed(path, desired, live)
+
+
+def _freeze(value: Any) -> Any:
+    return Value(value).value
+
+
+def _hashable_key(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(_freeze(v) for v in values)
+
+
+def _item_element(item: Mapping[str, Any], keys: tuple[str, ...]) -> Element:
+    values = schema.item_key(item, keys)
+    return Key((k, v) for k, v in zip(keys, values, strict=True) if v is not None)
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def _split_api_version(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def _has_human_entry(live: Mapping[str, Any], classify: Callable[[str], Category]) -> bool | None:
+    """Whether any managedFields entry is a human's; ``None`` when there are no entries."""
+    meta = live.get("metadata")
+    entries = meta.get("managedFields") if isinstance(meta, Mapping) else None
+    if not isinstance(entries, list) or not entries:
+        return None
+    return any(isinstance(e, Mapping) and classify(str(e.get("manager") or "")) == "human"
+               for e in entries)
+
+
+def _finish(key: ResourceKey, api_version: str, drifts: Iterable[DriftItem],
+            ignores: ObjectIgnores, source: SourceInfo | None) -> ObjectResult:
+    kept = tuple(sorted((d for d in drifts if not (ignores and ignores.drops(d))),
+                        key=lambda d: (d.path, d.op)))
+    return ObjectResult(key=key, api_version=api_version,
+                        status="drifted" if kept else "in-sync", drifts=kept, source=source)
+
+
+def compare_object(key: ResourceKey, desired: dict[str, Any] | None, live: dict[str, Any] | None,
+                   *, settings: CompareSettings, source: SourceInfo | None = None) -> ObjectResult:
+    """Compare one object. ``desired`` is the manifest from Git (``None``: not in Git, an
+    orphan), ``live`` the object as the API server returns it (``None``: missing)."""
+    if desired is None and live is None:
+        raise ValueError(f"{key}: neither a desired nor a live object")
+    api_version = str(((live if live is not None else desired) or {}).get("apiVersion") or "")
+    rule = settings.ignore.object_rule(key)
+    if rule is not None:
+        return ObjectResult(key=key, api_version=api_version, status="ignored", source=source,
+                            reason=rule.reason or "ignored by rule")
+    if live is None:
+        return ObjectResult(key=key, api_version=api_version, status="missing", source=source)
+    if desired is None:
+        return ObjectResult(key=key, api_version=api_version, status="orphan", source=source)
+
+    want = settings.normalise(desired)
+    have = settings.normalise(live)
+    humans = _has_human_entry(live, settings.classify)
+    if humans is False and _subset(want, have):
+        # Nothing declared differs and no human wrote anything: additions by controllers,
+        # defaulting and GitOps tools are not drift, so there is nothing to look for.
+        return ObjectResult(key=key, api_version=api_version, status="in-sync", source=source)
+
+    group, version = _split_api_version(api_version)
+    walk = _Walk(group, version, key.kind, ownership(live) if humans is not None
+                 else OwnershipIndex(None), settings)
+    walk.node(want, have, ())
+    return _finish(key, api_version, walk.drifts, settings.ignore.for_object(key), source)
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def _kind_matches(key: ResourceKey, patterns: Iterable[str]) -> bool:
+    names = {key.kind.lower(), key.group_kind.lower()}
+    return any(p.lower() in names for p in patterns)
+
+
+def in_scope(key: ResourceKey, scope: ScopeConfig) -> bool:
+    """Whether the kind and namespace of ``key`` are audited under ``scope``."""
+    if scope.include_kinds:
+        if not _kind_matches(key, scope.include_kinds):
+            return False
+    elif _kind_matches(key, scope.exclude_kinds):
+        return False
+    if key.namespace:
+        if scope.include_namespaces and key.namespace not in scope.include_namespaces:
+            return False
+        if key.namespace in scope.exclude_namespaces:
+            return False
+    return True
+
+
+def managed_namespaces_of(desired: Iterable[ResourceKey]) -> frozenset[str]:
+    """The namespaces Git manages: those its objects live in, and the Namespaces it declares."""
+    out: set[str] = set()
+    for key in desired:
+        if key.namespace:
+            out.add(key.namespace)
+        elif key.group == "" and key.kind == "Namespace":
+            out.add(key.name)
+    return frozenset(out)
+
+
+def is_orphan_candidate(key: ResourceKey, live: Mapping[str, Any], *, settings: CompareSettings,
+                        managed_namespaces: Collection[str]) -> bool:
+    """Whether a live object absent from Git counts as an orphan (DESIGN.md, "Orphans")."""
+    if key.namespace:
+        if key.namespace not in managed_namespaces:
+            return False
+    elif not settings.cluster_scoped_orphans:
+        return False
+    if not in_scope(key, settings.scope):
+        return False
+    meta = live.get("metadata")
+    if isinstance(meta, Mapping) and meta.get("ownerReferences"):
+        return False
+    ident = (key.group, key.kind, key.name)
+    return ident not in _BUILTIN_OBJECTS and not (
+        key.namespace == "default" and ident in _BUILTIN_IN_DEFAULT)
+
+
+def compare_all(desired: Mapping[ResourceKey, dict[str, Any]], live: Iterable[dict[str, Any]], *,
+                settings: CompareSettings,
+                sources: Mapping[ResourceKey, SourceInfo] | None = None,
+                managed_namespaces: Collection[str] | None = None) -> Iterator[ObjectResult]:
+    """Compare a stream of live objects with the desired objects.
+
+    Live objects are consumed one at a time (they arrive page by page from the cluster) and
+    a result is yielded for each desired or orphan object as soon as it is seen; then
+    ``missing`` results follow for desired objects never seen, in key order. Live objects
+    that are neither desired nor orphans yield nothing. Memory grows with the desired set,
+    not with the cluster. Results come in stream order: sort by ``key`` for output.
+
+    ``managed_namespaces`` defaults to :func:`managed_namespaces_of` the desired keys.
+    """
+    sources = sources or {}
+    namespaces = (frozenset(managed_namespaces) if managed_namespaces is not None
+                  else managed_namespaces_of(desired))
+    seen: set[ResourceKey] = set()
+    for obj in live:
+        key = ResourceKey.of(obj)
+        want = desired.get(key)
+        if want is not None:
+            if key in seen:
+                continue  # listed twice (e.g. under two API versions): compared once
+            seen.add(key)
+            yield compare_object(key, want, obj, settings=settings, source=sources.get(key))
+        elif is_orphan_candidate(key, obj, settings=settings, managed_namespaces=namespaces):
+            yield compare_object(key, None, obj, settings=settings)
+    for key in sorted(desired):
+        if key not in seen:
+            yield compare_object(key, desired[key], None, settings=settings, source=sources.get(key))

@@ -1,0 +1,66 @@
+"""Readable deltas where a plain ``desired → live`` pair is not enough (the only deepdiff user).
+
+deepdiff costs milliseconds per object pair, so it never runs on the comparison's in-sync
+path; it is used where its output is worth it:
+
+* :func:`text_delta` – a unified diff of two long multi-line strings (ConfigMap data, an
+  embedded config file), so a one-line change in a 200-line file reads as one line;
+* :func:`object_delta` – a summary of what changed between two versions of one object
+  (for the ledger's change history), with paths in :mod:`auditor.paths` text form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from auditor.paths import Element, Index, render
+
+# Strings shorter than this or on one line read fine as ``desired → live``.
+MULTILINE_MIN_LINES = 3
+
+_OPS = {
+    "values_changed": "changed",
+    "type_changes": "changed",
+    "dictionary_item_added": "added",
+    "iterable_item_added": "added",
+    "dictionary_item_removed": "removed",
+    "iterable_item_removed": "removed",
+    "set_item_added": "added",
+    "set_item_removed": "removed",
+}
+
+
+def is_multiline(value: Any) -> bool:
+    """Whether a value is a string long enough to deserve a line diff."""
+    return isinstance(value, str) and value.count("\n") + 1 >= MULTILINE_MIN_LINES
+
+
+def text_delta(desired: str, live: str) -> list[str]:
+    """Unified-diff lines (``-`` desired, ``+`` live) of two multi-line strings, without the
+    file headers."""
+    diff = DeepDiff(desired, live)
+    change = diff.get("values_changed", {}).get("root", {})
+    text = change.get("diff", "") if isinstance(change, dict) else ""
+    return [line for line in str(text).splitlines() if not line.startswith(("---", "+++"))]
+
+
+def object_delta(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    """``(path, op, old, new)`` for every difference between two versions of an object,
+    sorted by path. Lists are compared by position: this is a history summary, not drift."""
+    diff = DeepDiff(old, new, view="tree")
+    out: list[tuple[str, str, Any, Any]] = []
+    for report, levels in diff.items():
+        op = _OPS.get(report, "changed")
+        for level in levels:
+            elements = level.path(output_format="list")
+            before = None if op == "added" else level.t1
+            after = None if op == "removed" else level.t2
+            out.append((render(_elements(elements)), op, before, after))
+    out.sort(key=lambda row: (row[0], row[1]))
+    return out
+
+
+def _elements(raw: list[Any]) -> list[Element]:
+    return [Index(e) if isinstance(e, int) and not isinstance(e, bool) else str(e) for e in raw]

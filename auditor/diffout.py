@@ -1,0 +1,166 @@
+"""Rendering comparison results: the ``drift-auditor diff`` JSON contract, text, exit status.
+
+JSON (``--output json``, DESIGN.md "Contracts")::
+
+    {"summary": {"resources", "in_sync", "drifted", "missing", "orphan", "ignored"},
+     "resources": [{"apiVersion", "kind", "namespace", "name", "status",
+                    "source": {"file", "commit", "author", "date"} | null,
+                    "drifts": [{"path", "op", "desired", "live", "manager", "operation",
+                                "time", "category"}]}],
+     "problems": [{"where", "message", "kind"}]}       # only when there are problems
+
+Key order is fixed; resources are sorted by key and drifts by path, so the same results
+always render to the same bytes. ``ignored`` objects carry a ``reason``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from auditor.deltas import is_multiline, text_delta
+from auditor.records import DriftItem, ObjectResult, Problem
+
+_STATUSES = ("in-sync", "drifted", "missing", "orphan", "ignored")
+
+
+def _sorted_value(value: Any) -> Any:
+    # Values are pieces of manifests; sorting their keys makes output independent of the
+    # order the API server or the YAML file happened to use.
+    if isinstance(value, dict):
+        return {k: _sorted_value(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_value(v) for v in value]
+    return value
+
+
+def _sorted_results(results: Iterable[ObjectResult]) -> list[ObjectResult]:
+    return sorted(results, key=lambda r: r.key)
+
+
+def _drift_json(d: DriftItem) -> dict[str, Any]:
+    return {"path": d.path, "op": d.op, "desired": _sorted_value(d.desired),
+            "live": _sorted_value(d.live), "manager": d.manager, "operation": d.operation,
+            "time": d.time, "category": d.category}
+
+
+def _resource_json(r: ObjectResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "apiVersion": r.api_version, "kind": r.key.kind, "namespace": r.key.namespace,
+        "name": r.key.name, "status": r.status,
+        "source": None if r.source is None else {
+            "file": r.source.file, "commit": r.source.commit, "author": r.source.author,
+            "date": r.source.date},
+        "drifts": [_drift_json(d) for d in sorted(r.drifts, key=lambda d: (d.path, d.op))],
+    }
+    if r.reason:
+        out["reason"] = r.reason
+    return out
+
+
+def summary(results: Iterable[ObjectResult]) -> dict[str, int]:
+    """Counts per status, in the contract's order."""
+    listed = list(results)
+    counts = Counter(r.status for r in listed)
+    return {"resources": len(listed), "in_sync": counts["in-sync"], "drifted": counts["drifted"],
+            "missing": counts["missing"], "orphan": counts["orphan"], "ignored": counts["ignored"]}
+
+
+def to_json(results: Iterable[ObjectResult], problems: Iterable[Problem] = ()) -> bytes:
+    """The ``drift-auditor diff --output json`` document."""
+    ordered = _sorted_results(results)
+    doc: dict[str, Any] = {"summary": summary(ordered),
+                           "resources": [_resource_json(r) for r in ordered]}
+    found = [{"where": p.where, "message": p.message, "kind": p.kind} for p in problems]
+    if found:
+        doc["problems"] = found
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
+def exit_code(results: Iterable[ObjectResult], problems: Iterable[Problem] = ()) -> int:
+    """0 all in sync, 1 drift/missing/orphan found, 2 an error occurred."""
+    if any(p.kind == "error" for p in problems):
+        return 2
+    if any(r.status in ("drifted", "missing", "orphan") for r in results):
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------- text
+
+_RESET = "\x1b[0m"
+_BOLD = "\x1b[1m"
+_DIM = "\x1b[2m"
+_RED = "\x1b[31m"
+_GREEN = "\x1b[32m"
+_YELLOW = "\x1b[33m"
+_BLUE = "\x1b[34m"
+_MAGENTA = "\x1b[35m"
+_CYAN = "\x1b[36m"
+
+_STATUS_COLOUR = {"in-sync": _GREEN, "drifted": _YELLOW, "missing": _RED, "orphan": _MAGENTA,
+                  "ignored": _DIM}
+_CATEGORY_COLOUR = {"human": _RED, "controller": _BLUE, "gitops": _GREEN, "unknown": _YELLOW}
+_OP_MARK = {"changed": "~", "added": "+", "removed": "-"}
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "∅"
+    if isinstance(value, str):
+        return orjson.dumps(value).decode() if (not value or value.strip() != value
+                                                 or "\n" in value) else value
+    return orjson.dumps(_sorted_value(value)).decode()
+
+
+def _truncate(text: str, width: int = 120) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _drift_lines(d: DriftItem, paint: Any) -> list[str]:
+    who = d.manager or "?"
+    extra = ", ".join(x for x in (d.operation, d.time) if x)
+    owner = f"{who} ({extra})" if extra else who
+    head = f"  {_OP_MARK[d.op]} {paint(d.path, _BOLD)}"
+    category = paint(d.category, _CATEGORY_COLOUR.get(d.category, ""))
+    if is_multiline(d.desired) and is_multiline(d.live):
+        lines = [f"{head}   {owner} {category}"]
+        for line in text_delta(d.desired, d.live):
+            colour = _RED if line.startswith("-") else _GREEN if line.startswith("+") else _DIM
+            lines.append("      " + paint(line, colour))
+        return lines
+    values = f"{_truncate(_show(d.desired))} → {_truncate(_show(d.live))}"
+    return [f"{head}: {values}   {owner} {category}"]
+
+
+def to_text(results: Iterable[ObjectResult], problems: Iterable[Problem] = (), color: bool = False) -> str:
+    """A human-readable report: one header per object not in sync, one line per drift."""
+    def paint(text: str, code: str) -> str:
+        return f"{code}{text}{_RESET}" if color and code else text
+
+    ordered = _sorted_results(results)
+    lines: list[str] = []
+    for r in ordered:
+        if r.status == "in-sync":
+            continue
+        where = f"{r.key.namespace}/" if r.key.namespace else ""
+        header = f"{r.key.group_kind} {where}{r.key.name}"
+        status = paint(r.status, _STATUS_COLOUR.get(r.status, ""))
+        origin = ""
+        if r.source is not None and r.source.file:
+            commit = f" @ {r.source.commit[:10]}" if r.source.commit else ""
+            origin = paint(f"  ({r.source.file}{commit})", _DIM)
+        reason = f"  {r.reason}" if r.reason else ""
+        lines.append(f"{paint(header, _BOLD + _CYAN)}  {status}{origin}{reason}")
+        for d in sorted(r.drifts, key=lambda x: (x.path, x.op)):
+            lines.extend(_drift_lines(d, paint))
+    for p in problems:
+        lines.append(paint(f"{p.kind}: {p.where}: {p.message}", _RED))
+    s = summary(ordered)
+    counts = ", ".join(f"{s[k]} {k.replace('_', '-')}" for k in
+                       ("in_sync", "drifted", "missing", "orphan", "ignored") if s[k])
+    lines.append(f"{s['resources']} resources" + (f": {counts}" if counts else ""))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,114 @@
+"""Classify a ``managedFields`` manager name: who is behind a write?
+
+Categories (the ``category`` of a drift in the JSON contract):
+
+* ``human`` – a person at a terminal or a browser: kubectl's own managers (``kubectl-edit``,
+  ``kubectl-patch``, ``kubectl-set``, ``kubectl-label``, ``kubectl-client-side-apply``, …),
+  plain ``kubectl`` (a terminal server-side apply, and ``kubectl scale``, which sends no
+  field manager so the API server records its User-Agent prefix), dashboards and desktop
+  clients (``Mozilla``, Lens's ``node-fetch``, ``k9s``) and scripts using a generated client
+  without a field manager (``OpenAPI-Generator``).
+* ``gitops`` – the configured GitOps managers: the authorized path from Git.
+* ``unknown`` – a client that cannot be identified: the User-Agent defaults of HTTP
+  libraries (``Go-http-client``, ``python-requests``, …) and the literal ``unknown``.
+* ``controller`` – everything else: ``kube-controller-manager`` (which also writes the HPA's
+  scale changes, with subresource ``scale``), ``kube-scheduler``, operators, webhooks.
+
+When the API server derives a manager from a User-Agent it keeps the part before the first
+``/`` (``kubectl/v1.35.0 (linux/amd64) …`` → ``kubectl``), so names here are matched whole,
+or by prefix where a tool family uses one (``kubectl-*``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+
+from auditor.records import Category
+
+# Exact manager names recorded for interactive clients.
+HUMAN_MANAGERS: frozenset[str] = frozenset({
+    "kubectl",
+    "Mozilla",
+    "node-fetch",
+    "OpenAPI-Generator",
+    "k9s",
+    "kubectl.exe",
+    "Lens",
+    "OpenLens",
+    "Freelens",
+    "headlamp",
+    "kubernetes-dashboard",
+})
+
+# Prefixes of interactive tool families (kubectl's own managers are ``kubectl-<verb>``).
+HUMAN_PREFIXES: tuple[str, ...] = ("kubectl-",)
+
+# User-Agent defaults of HTTP libraries: the client did not say who it is.
+UNKNOWN_MANAGERS: frozenset[str] = frozenset({
+    "Go-http-client",
+    "unknown",
+    "",
+    "python-requests",
+    "python-urllib3",
+    "Python-urllib",
+    "curl",
+    "Wget",
+    "okhttp",
+    "Apache-HttpClient",
+    "axios",
+    "undici",
+    "Java",
+    "Ruby",
+    "aiohttp",
+    "httpx",
+    "Swagger-Codegen",
+})
+
+# Controllers that ship with Kubernetes, named here only to document them; any name not
+# matched above is a controller anyway.
+KNOWN_CONTROLLERS: frozenset[str] = frozenset({
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-apiserver",
+    "kubelet",
+    "horizontal-pod-autoscaler",
+    "cluster-autoscaler",
+    "vpa-updater",
+})
+
+
+def _user_agent_prefix(manager: str) -> str:
+    # A manager recorded from a User-Agent may still carry a version when a client set the
+    # field manager to its full User-Agent.
+    return manager.split("/", 1)[0].strip()
+
+
+def classify(manager: str, gitops_managers: Iterable[str] = ()) -> Category:
+    """The category of a manager name; ``gitops_managers`` may contain ``*`` globs."""
+    for pattern in gitops_managers:
+        if manager == pattern or fnmatch.fnmatchcase(manager, pattern):
+            return "gitops"
+    name = _user_agent_prefix(manager)
+    if name in HUMAN_MANAGERS or name.startswith(HUMAN_PREFIXES):
+        return "human"
+    if name in UNKNOWN_MANAGERS:
+        return "unknown"
+    return "controller"
+
+
+class Classifier:
+    """:func:`classify` with the GitOps managers bound and answers cached per name."""
+
+    __slots__ = ("_cache", "_gitops")
+
+    def __init__(self, gitops_managers: Iterable[str] = ()) -> None:
+        self._gitops = tuple(gitops_managers)
+        self._cache: dict[str, Category] = {}
+
+    def __call__(self, manager: str) -> Category:
+        found = self._cache.get(manager)
+        if found is None:
+            found = classify(manager, self._gitops)
+            self._cache[manager] = found
+        return found

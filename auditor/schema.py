@@ -1,0 +1,195 @@
+"""List merge keys from the Kubernetes OpenAPI schemas shipped in ``kubernetes-validate``.
+
+Lists in Kubernetes objects are matched item by item by their merge keys (containers by
+``name``, container ports by ``containerPort`` + ``protocol``, …), never by index. The keys
+come from the schema extensions ``x-kubernetes-list-map-keys`` (preferred: it is what
+server-side apply uses) and ``x-kubernetes-patch-merge-key`` (strategic merge patch).
+
+The schema definitions (one ~1.8 MB JSON file for the newest Kubernetes version the package
+ships) are loaded on first use only, and each ``(group, version, kind, path)`` answer is
+cached, so a 10,000-object run pays for the file once and for each distinct list path once.
+
+This table is the drift engine's own: the sandbox API server must not share it, so that a
+test cannot pass because both sides make the same mistake.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+import orjson
+
+ListType = Literal["map", "set", "atomic"]
+
+ITEM = "[]"  # a path element standing for "an item of this list"
+
+# Keys the API server defaults when a client omits them; matching must treat the omission
+# as the default (a Git port without protocol is the live port with ``protocol: TCP``).
+KEY_DEFAULTS: Mapping[str, Any] = {"protocol": "TCP"}
+
+# For kinds without a schema (CRDs): a list of objects that all carry one of these keys is
+# matched by it. ``name`` is by far the most common convention in CRDs.
+FALLBACK_KEYS: tuple[str, ...] = ("name",)
+
+
+@dataclass(frozen=True, slots=True)
+class ListInfo:
+    """How a list at a path is compared: by merge ``keys`` (``map``), as a ``set``, or whole."""
+
+    type: ListType
+    keys: tuple[str, ...] = ()
+
+
+ATOMIC = ListInfo("atomic")
+
+
+@functools.cache
+def _schema_dir() -> str:
+    """The newest ``v<version>-local`` folder the installed package ships."""
+    root = resources.files("kubernetes_validate").joinpath("kubernetes-json-schema")
+    best: tuple[tuple[int, ...], str] | None = None
+    for entry in root.iterdir():
+        match = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)-local", entry.name)
+        if match:
+            version = tuple(int(g) for g in match.groups())
+            if best is None or version > best[0]:
+                best = (version, entry.name)
+    if best is None:  # pragma: no cover - a broken installation
+        raise RuntimeError("kubernetes-validate ships no schemas")
+    return best[1]
+
+
+@functools.cache
+def _definitions() -> dict[str, Any]:
+    root = resources.files("kubernetes_validate").joinpath("kubernetes-json-schema")
+    raw = root.joinpath(_schema_dir(), "_definitions.json").read_bytes()
+    defs: dict[str, Any] = orjson.loads(raw)["$defs"]
+    return defs
+
+
+@functools.cache
+def _kinds() -> dict[tuple[str, str, str], str]:
+    """``(group, version, kind)`` → definition name, from ``x-kubernetes-group-version-kind``."""
+    out: dict[tuple[str, str, str], str] = {}
+    for name, definition in _definitions().items():
+        for gvk in definition.get("x-kubernetes-group-version-kind") or ():
+            out[(gvk.get("group", ""), gvk.get("version", ""), gvk.get("kind", ""))] = name
+    return out
+
+
+@functools.cache
+def _kind_definition(group: str, version: str, kind: str) -> str | None:
+    kinds = _kinds()
+    found = kinds.get((group, version, kind))
+    if found is None:
+        # Another version of the same kind has the same list keys in practice (apps/v1beta2
+        # vs apps/v1); better than treating every list of a known kind as atomic.
+        for (g, _v, k), name in sorted(kinds.items()):
+            if g == group and k == kind:
+                return name
+    return found
+
+
+def _resolve(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = node.get("$ref")
+    while isinstance(ref, str):
+        node = _definitions().get(ref.rpartition("/")[2], {})
+        ref = node.get("$ref")
+    for combo in ("allOf", "anyOf", "oneOf"):
+        options = node.get(combo)
+        if isinstance(options, list) and len(options) == 1 and isinstance(options[0], dict):
+            return _resolve(options[0])
+    return node
+
+
+def _schema_at(group: str, version: str, kind: str, path: tuple[str, ...]) -> Mapping[str, Any] | None:
+    name = _kind_definition(group, version, kind)
+    if name is None:
+        return None
+    node: Mapping[str, Any] = _resolve(_definitions()[name])
+    for element in path:
+        if element == ITEM:
+            items = node.get("items")
+            if not isinstance(items, dict):
+                return None
+            node = _resolve(items)
+            continue
+        props = node.get("properties")
+        if isinstance(props, dict) and element in props:
+            node = _resolve(props[element])
+            continue
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            node = _resolve(extra)
+            continue
+        return None
+    return node
+
+
+@functools.cache
+def _schema_list_info(group: str, version: str, kind: str, path: tuple[str, ...]) -> ListInfo | None:
+    """The schema's answer, or ``None`` when the schema does not know the path."""
+    node = _schema_at(group, version, kind, path)
+    if node is None:
+        return None
+    list_type = node.get("x-kubernetes-list-type")
+    map_keys = node.get("x-kubernetes-list-map-keys")
+    if isinstance(map_keys, list) and map_keys:
+        return ListInfo("map", tuple(str(k) for k in map_keys))
+    merge_key = node.get("x-kubernetes-patch-merge-key")
+    if isinstance(merge_key, str) and merge_key:
+        return ListInfo("map", (merge_key,))
+    if list_type == "set":
+        return ListInfo("set")
+    return ATOMIC
+
+
+def known_kind(group: str, version: str, kind: str) -> bool:
+    """Whether the built-in schemas describe this kind (CRDs are not described)."""
+    return _kind_definition(group, version, kind) is not None
+
+
+def list_info(group: str, version: str, kind: str, path: tuple[str, ...],
+              items: Iterable[Any] = ()) -> ListInfo:
+    """How to compare the list at ``path`` (list items written ``"[]"`` in the path).
+
+    For kinds and paths the schema does not describe, the list is matched by a fallback key
+    (``name``) when every item in ``items`` (pass both sides' items) is an object carrying
+    it, else compared whole.
+    """
+    found = _schema_list_info(group, version, kind, path)
+    if found is not None:
+        return found
+    materialised = list(items)
+    for key in FALLBACK_KEYS:
+        if materialised and all(isinstance(i, dict) and key in i for i in materialised):
+            return ListInfo("map", (key,))
+    return ATOMIC
+
+
+def merge_keys(group: str, version: str, kind: str, path: tuple[str, ...],
+               items: Iterable[Any] = ()) -> tuple[str, ...] | None:
+    """The merge keys of the list at ``path``, or ``None`` for a list compared as a whole
+    (``atomic``) or as a set (``list-type: set``; see :func:`list_info` to tell them apart).
+
+    >>> merge_keys("apps", "v1", "Deployment", ("spec", "template", "spec", "containers"))
+    ('name',)
+    """
+    info = list_info(group, version, kind, path, items)
+    return info.keys if info.type == "map" else None
+
+
+def item_key(item: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[Any, ...]:
+    """The identity of a list item under ``keys``, with omitted keys taking their defaults."""
+    return tuple(item.get(k, KEY_DEFAULTS.get(k)) for k in keys)
+
+
+def clear_cache() -> None:
+    """Forget loaded schemas (tests)."""
+    for fn in (_schema_dir, _definitions, _kinds, _kind_definition, _schema_list_info):
+        fn.cache_clear()
