@@ -8,7 +8,8 @@ order of authority:
 2. ``CustomResourceDefinition`` objects among the desired manifests (``spec.scope``);
 3. :data:`CLUSTER_SCOPED`, the kinds Kubernetes itself serves without a namespace
    (``NamespaceScoped() == false`` in the registry strategies of kubernetes/kubernetes and
-   kube-aggregator, and the non-namespaced paths of the OpenAPI spec).
+   kube-aggregator; the tests check it against the non-namespaced ``create_*`` operations
+   of the generated ``kubernetes`` client and the kinds of the shipped JSON schemas).
 
 Anything else is assumed namespaced: nearly all custom resources are.
 """
@@ -72,6 +73,7 @@ CLUSTER_SCOPED: frozenset[GroupKind] = frozenset({
     ("resource.k8s.io", "DeviceClass"),
     ("resource.k8s.io", "ResourceSlice"),
     ("resource.k8s.io", "DeviceTaintRule"),
+    ("resource.k8s.io", "ResourcePoolStatusRequest"),
     ("resource.k8s.io", "ResourceClass"),  # v1alpha2, replaced by DeviceClass
     # metrics.k8s.io (served by metrics-server)
     ("metrics.k8s.io", "NodeMetrics"),

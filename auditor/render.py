@@ -160,9 +160,7 @@ def _check_object(obj: Any) -> str | None:
         return f"expected a Kubernetes object (a mapping), got {type(obj).__name__}"
     missing = [f for f in ("apiVersion", "kind") if not isinstance(obj.get(f), str) or not obj[f]]
     meta = obj.get("metadata")
-    if not isinstance(meta, dict):
-        missing.append("metadata")
-    elif not isinstance(meta.get("name"), str) or not meta["name"]:
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
         missing.append("metadata.name")
     elif meta.get("namespace") is not None and not isinstance(meta["namespace"], str):
         return f"{_describe(obj)}: metadata.namespace must be a string"
@@ -215,8 +213,17 @@ def parse_manifests(text: str, file: str) -> RenderResult:
             line = first_line + rel if rel is not None else first_line
             errors.append(_error(file, index, line, what))
             continue
-        _flatten(doc, file, index, first_line, objects, errors)
+        _flatten(doc, file, index, _content_line(chunk, first_line), objects, errors)
     return RenderResult(tuple(objects), tuple(errors))
+
+
+def _content_line(chunk: str, first_line: int) -> int:
+    """The line where a document's content starts (past its marker and comments)."""
+    for offset, line in enumerate(chunk.split("\n", 20)):
+        stripped = line.strip()
+        if stripped and stripped != "---" and not stripped.startswith(("#", "%")):
+            return first_line + offset
+    return first_line
 
 
 def load_file(root: Path, rel: str) -> RenderResult:
@@ -571,7 +578,9 @@ def render_path(root: Path, rel: str = ".", *, mode: RenderMode = "auto",
     except ManifestError as exc:
         return RenderResult(errors=(exc,))
     out = _Collector()
-    out.add(load_plain(root, todo.files))
+    # Helm values files often sit among manifests; they are inputs, not objects.
+    skip = {Path(os.path.normpath(root / v)).resolve() for v in values}
+    out.add(load_plain(root, [f for f in todo.files if (root / f).resolve() not in skip]))
     for folder in todo.kustomizations:
         out.add(render_kustomize(root, folder, tools_dir))
     for chart in todo.charts:

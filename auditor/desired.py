@@ -1,0 +1,234 @@
+"""The desired state: every object Git declares, keyed, namespaced and attributed.
+
+This module assembles what :mod:`auditor.gitrepo` checks out and :mod:`auditor.render`
+renders into :class:`DesiredState`: namespaces defaulted per source (cluster-scoped kinds,
+known from :mod:`auditor.kinds`, lose theirs), each object tied to its file and the last
+commit that touched it, duplicates and bad files turned into :class:`~auditor.records.Problem`
+entries so the rest of the run goes on. A source that cannot be fetched, or a renderer that
+is not installed, raises instead: auditing against half of Git would report false orphans.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from auditor import gitrepo, kinds, render
+from auditor.config import HelmSource, Source
+from auditor.errors import GitError, ManifestError
+from auditor.gitrepo import CommitInfo, Repository
+from auditor.records import Problem, ResourceKey, SourceInfo
+
+DEFAULT_CACHE_DIR = Path("~/.cache/drift-auditor/repos")
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredObject:
+    """One object as Git declares it (rendered, namespace defaulted) and where it came from.
+
+    ``obj`` is kept whole, Secrets included: the compare step hashes their values and nothing
+    in this module prints them.
+    """
+
+    key: ResourceKey
+    obj: dict[str, Any]
+    source: SourceInfo
+
+    @property
+    def api_version(self) -> str:
+        return str(self.obj.get("apiVersion", ""))
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """All desired objects of a run, sorted by key, with the problems met and the commits audited.
+
+    ``commits`` maps each source name to the sha audited; ``changes`` maps it to the commits
+    since the previously audited sha (newest first) when one was given — the population of
+    changes authorized through Git.
+    """
+
+    objects: dict[ResourceKey, DesiredObject] = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+    commits: dict[str, str] = field(default_factory=dict)
+    repos: dict[str, str] = field(default_factory=dict)
+    changes: dict[str, tuple[CommitInfo, ...]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.kind == "error" for p in self.problems)
+
+
+def source_name(source: Source) -> str:
+    return source.name or gitrepo.redact_url(source.url)
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+@dataclass
+class _Builder:
+    """Accumulates objects and problems over one or more sources, first definition wins."""
+
+    discovered: Mapping[tuple[str, str], bool] | None = None
+    objects: dict[ResourceKey, DesiredObject] = field(default_factory=dict)
+    origin: dict[ResourceKey, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def add_errors(self, errors: Iterable[ManifestError], source: str, prefix: str) -> None:
+        for err in errors:
+            file = _join(prefix, err.file) if err.file else source
+            extra: list[tuple[str, Any]] = [("source", source)]
+            if err.document:
+                extra.append(("document", err.document))
+            if err.line:
+                extra.append(("line", err.line))
+            message = str(err)
+            if prefix and err.file and message.startswith(err.file):
+                message = file + message[len(err.file):]
+            self.problems.append(Problem(file, message, "error", tuple(extra)))
+
+    def add_rendered(self, rendered: Sequence[render.RenderedObject], *, source: str,
+                     namespace: str, prefix: str, repo: Repository | None, repo_url: str
+                     ) -> None:
+        scopes: dict[tuple[str, str], bool] = kinds.scopes_from_crds(r.obj for r in rendered)
+        scopes.update(self.discovered or {})
+        attribution = _attribute(rendered, prefix, repo)
+        for item in rendered:
+            obj = item.obj
+            meta = obj["metadata"]
+            group = kinds.group_of(obj["apiVersion"])
+            if kinds.is_namespaced(group, obj["kind"], scopes):
+                if not meta.get("namespace"):
+                    meta["namespace"] = namespace
+            else:
+                meta.pop("namespace", None)
+            key = ResourceKey.of(obj)
+            file = _join(prefix, item.file)
+            where = f"{file} (document {item.document})" if item.document else file
+            first = self.origin.get(key)
+            if first is not None:
+                self.problems.append(Problem(
+                    file, f"{key} is defined twice: in {first} and in {where}; keeping the "
+                    f"first", "error", (("source", source), ("first", first), ("second", where))))
+                continue
+            commit = attribution.get((item.file, item.related))
+            info = (commit.source_info(file, repo_url) if commit is not None
+                    else SourceInfo(file=file, repo=repo_url))
+            self.objects[key] = DesiredObject(key, obj, info)
+            self.origin[key] = where
+
+    def state(self, commits: dict[str, str], repos: dict[str, str],
+              changes: dict[str, tuple[CommitInfo, ...]]) -> DesiredState:
+        problems = sorted(self.problems, key=lambda p: (p.where, p.message))
+        return DesiredState(dict(sorted(self.objects.items())), tuple(problems), commits, repos,
+                            changes)
+
+
+def _join(prefix: str, path: str) -> str:
+    return f"{prefix}/{path}" if prefix and path != "." else (prefix or path)
+
+
+def _attribute(rendered: Sequence[render.RenderedObject], prefix: str,
+               repo: Repository | None) -> dict[tuple[str, tuple[str, ...]], CommitInfo]:
+    """Last commit per distinct (file, related files): one history walk for all of them."""
+    if repo is None:
+        return {}
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for item in rendered:
+        group = (item.file, item.related)
+        if group not in groups:
+            groups[group] = [_join(prefix, p) for p in (item.file, *item.related)]
+    keyed = {str(i): paths for i, paths in enumerate(groups.values())}
+    found = repo.last_commits(keyed)
+    return {group: found[str(i)] for i, group in enumerate(groups) if str(i) in found}
+
+
+def _render_paths(root: Path, paths: Sequence[str], *, mode: render.RenderMode, namespace: str,
+                  helm: HelmSource, release: str, tools_dir: str | os.PathLike[str] | None
+                  ) -> render.RenderResult:
+    objects: list[render.RenderedObject] = []
+    errors: list[ManifestError] = []
+    for rel in paths:
+        result = render.render_path(root, rel, mode=mode, namespace=namespace,
+                                    release=helm.release or release, values=helm.values,
+                                    set_values=helm.set, tools_dir=tools_dir)
+        objects.extend(result.objects)
+        errors.extend(result.errors)
+    return render.RenderResult(tuple(objects), tuple(errors))
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = None,
+                 tools_dir: str | os.PathLike[str] | None = None,
+                 secrets_env: Mapping[str, str] | None = None,
+                 discovered: Mapping[tuple[str, str], bool] | None = None,
+                 previous: Mapping[str, str] | None = None) -> DesiredState:
+    """Fetch, render and attribute every configured source.
+
+    ``cache_dir`` holds the clones (default ``~/.cache/drift-auditor/repos``); ``tools_dir``
+    is searched for kustomize/kubectl/helm before ``PATH``; ``secrets_env`` is where
+    ``credentials.password-env`` is read; ``discovered`` maps ``(group, kind)`` to
+    ``namespaced`` from the cluster; ``previous`` maps source names to the sha audited last
+    time, to list the commits in between. Bad files become problems; an unreachable source
+    or a missing renderer raises.
+    """
+    cache = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE_DIR.expanduser()
+    builder = _Builder(discovered)
+    commits: dict[str, str] = {}
+    repos: dict[str, str] = {}
+    changes: dict[str, tuple[CommitInfo, ...]] = {}
+    for source in sources:
+        name = source_name(source)
+        repo = gitrepo.sync(source.url, source.revision, cache_dir=cache,
+                            credentials=source.credentials, depth=source.depth,
+                            secrets_env=secrets_env)
+        commits[name] = repo.commit
+        repos[name] = repo.url
+        rendered = _render_paths(repo.path, source.paths, mode=source.render,
+                                 namespace=source.namespace, helm=source.helm,
+                                 release=source.name, tools_dir=tools_dir)
+        builder.add_errors(rendered.errors, name, "")
+        builder.add_rendered(rendered.objects, source=name, namespace=source.namespace,
+                             prefix="", repo=repo, repo_url=repo.url)
+        old = (previous or {}).get(name)
+        if old and old != repo.commit:
+            try:
+                changes[name] = repo.commits_between(old)
+            except GitError as exc:
+                builder.problems.append(Problem(name, f"cannot list the commits since the last "
+                                                f"audit: {exc}", "warning",
+                                                (("source", name),)))
+    return builder.state(commits, repos, changes)
+
+
+def load_folder(path: Path | str, namespace: str = "default", *,
+                mode: render.RenderMode = "auto", helm: HelmSource | None = None,
+                tools_dir: str | os.PathLike[str] | None = None,
+                discovered: Mapping[tuple[str, str], bool] | None = None) -> DesiredState:
+    """Desired state from a folder (or one file) on disk, no clone involved.
+
+    When the folder is inside a Git work tree, objects are attributed from that tree's
+    ``HEAD`` history and file names are relative to its root; otherwise to the folder.
+    """
+    target = Path(path).expanduser().resolve()
+    if not target.exists():
+        raise ManifestError(f"{path}: no such file or folder", file=str(path))
+    root, rel = (target.parent, target.name) if target.is_file() else (target, ".")
+    repo = Repository.containing(root)
+    prefix = repo.relative(root) if repo is not None else ""
+    name = str(path)
+    rendered = _render_paths(root, [rel], mode=mode, namespace=namespace,
+                             helm=helm or HelmSource(), release=root.name, tools_dir=tools_dir)
+    builder = _Builder(discovered)
+    builder.add_errors(rendered.errors, name, prefix)
+    builder.add_rendered(rendered.objects, source=name, namespace=namespace, prefix=prefix,
+                         repo=repo, repo_url=str(repo.path) if repo else "")
+    commits = {name: repo.commit} if repo is not None else {}
+    repos = {name: str(repo.path)} if repo is not None else {}
+    return builder.state(commits, repos, {})

@@ -1,0 +1,339 @@
+"""Rendering: plain YAML/JSON parsing and errors, folder detection, real kustomize and helm."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from gitfixtures import TOOLS, configmap, deployment, tool
+
+from auditor.errors import ManifestError, ToolMissingError
+from auditor.render import (
+    parse_manifests,
+    plan,
+    render_helm,
+    render_kustomize,
+    render_path,
+)
+
+
+def _write(root: Path, rel: str, text: str) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- plain
+
+
+def test_multi_document_lists_and_empty_documents() -> None:
+    text = textwrap.dedent("""\
+        # leading comment, not a document
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: one}
+        ---
+        ---
+        # only a comment
+        ---
+        apiVersion: v1
+        kind: List
+        items:
+        - apiVersion: v1
+          kind: ConfigMap
+          metadata: {name: two}
+        - apiVersion: v1
+          kind: Service
+          metadata: {name: three}
+        ---
+        apiVersion: apps/v1
+        kind: DeploymentList
+        items:
+        - {apiVersion: apps/v1, kind: Deployment, metadata: {name: four}}
+        """)
+    result = parse_manifests(text, "apps/all.yaml")
+    assert result.errors == ()
+    got = [(o.document, o.obj["kind"], o.obj["metadata"]["name"]) for o in result.objects]
+    assert got == [(1, "ConfigMap", "one"), (4, "ConfigMap", "two"), (4, "Service", "three"),
+                   (5, "Deployment", "four")]
+    assert all(o.file == "apps/all.yaml" for o in result.objects)
+
+
+def test_yaml_syntax_error_names_file_document_and_line_and_keeps_the_rest() -> None:
+    text = textwrap.dedent("""\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: good}
+        ---
+        apiVersion: v1
+        kind: Secret
+        metadata:
+          name: creds
+        stringData:
+          password: hunter2-very-secret
+            broken: indentation
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: after}
+        """)
+    result = parse_manifests(text, "secrets.yaml")
+    assert [o.obj["metadata"]["name"] for o in result.objects] == ["good", "after"]
+    (err,) = result.errors
+    assert (err.file, err.document, err.line) == ("secrets.yaml", 2, 11)
+    assert str(err).startswith("secrets.yaml: document 2, line 11: invalid YAML")
+    assert "hunter2" not in str(err)
+
+
+def test_objects_without_identity_are_rejected_by_name() -> None:
+    text = textwrap.dedent("""\
+        kind: Deployment
+        metadata: {name: web}
+        ---
+        apiVersion: v1
+        metadata: {name: lonely}
+        ---
+        apiVersion: v1
+        kind: Secret
+        metadata: {labels: {a: b}}
+        data: {token: c2VjcmV0}
+        ---
+        - just
+        - a list
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: fine}
+        """)
+    result = parse_manifests(text, "bad.yaml")
+    assert [o.obj["metadata"]["name"] for o in result.objects] == ["fine"]
+    messages = [str(e) for e in result.errors]
+    assert messages == [
+        "bad.yaml: document 1, line 1: Deployment 'web' has no apiVersion",
+        "bad.yaml: document 2, line 4: object 'lonely' has no kind",
+        "bad.yaml: document 3, line 7: Secret has no metadata.name",
+        "bad.yaml: document 4, line 12: expected a Kubernetes object (a mapping), got list",
+    ]
+    assert not any("c2VjcmV0" in m for m in messages)
+
+
+def test_list_item_errors_name_the_item() -> None:
+    text = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap}\n"
+    (err,) = parse_manifests(text, "list.yaml").errors
+    assert str(err) == "list.yaml: document 1, line 1: List item 1: ConfigMap has no metadata.name"
+
+
+def test_json_manifests() -> None:
+    ok = parse_manifests('{"apiVersion": "v1", "kind": "List", "items": ['
+                         '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "j"}}]}',
+                         "x.json")
+    assert [o.obj["metadata"]["name"] for o in ok.objects] == ["j"]
+    (err,) = parse_manifests('{\n  "apiVersion": "v1",\n  "kind": \n}\n', "bad.json").errors
+    assert (err.file, err.document, err.line) == ("bad.json", 1, 4)
+    assert "invalid JSON" in str(err)
+
+
+def test_scalars_read_like_kubernetes_reads_them() -> None:
+    text = ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
+            "data: {date: 2024-01-01, eq: =, num: '8080'}\n")
+    (obj,) = parse_manifests(text, "c.yaml").objects
+    assert obj.obj["data"] == {"date": "2024-01-01", "eq": "=", "num": "8080"}
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def test_plan_detects_each_folder_kind(tmp_path: Path) -> None:
+    _write(tmp_path, "plain/a.yaml", configmap("a"))
+    _write(tmp_path, "plain/sub/b.yml", configmap("b"))
+    _write(tmp_path, "plain/c.json", '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}')
+    _write(tmp_path, "plain/README.md", "not a manifest")
+    _write(tmp_path, "plain/.hidden/x.yaml", configmap("hidden"))
+    _write(tmp_path, "kust/base/kustomization.yaml", "resources: [deploy.yaml]\n")
+    _write(tmp_path, "kust/base/deploy.yaml", deployment("web"))
+    _write(tmp_path, "kust/overlays/prod/kustomization.yaml", "resources: [../../base]\n")
+    _write(tmp_path, "charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n")
+    _write(tmp_path, "charts/web/templates/cm.yaml", "{{ not yaml }}\n")
+    todo = plan(tmp_path)
+    assert todo.files == ("plain/a.yaml", "plain/c.json", "plain/sub/b.yml")
+    # The base is included by the overlay, so only the overlay is built on its own.
+    assert todo.kustomizations == ("kust/overlays/prod",)
+    assert todo.charts == ("charts/web",)
+    assert plan(tmp_path, "kust/base").kustomizations == ("kust/base",)
+    assert plan(tmp_path, "plain/a.yaml").files == ("plain/a.yaml",)
+    assert plan(tmp_path, "kust/base", "plain").files == ("kust/base/deploy.yaml",
+                                                         "kust/base/kustomization.yaml")
+    with pytest.raises(ManifestError, match="nope: no such file or folder"):
+        plan(tmp_path, "nope")
+
+
+# --------------------------------------------------------------------------- kustomize
+
+
+def _kustomize_tree(root: Path) -> None:
+    _write(root, "base/kustomization.yaml", """
+        resources:
+        - deploy.yaml
+        configMapGenerator:
+        - name: settings
+          literals: [mode=base]
+        """)
+    _write(root, "base/deploy.yaml", deployment("web"))
+    _write(root, "overlays/prod/kustomization.yaml", """
+        namespace: prod
+        resources:
+        - ../../base
+        - extra.yaml
+        patches:
+        - path: replicas.yaml
+        """)
+    _write(root, "overlays/prod/replicas.yaml", """
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: web}
+        spec: {replicas: 5}
+        """)
+    _write(root, "overlays/prod/extra.yaml", configmap("extra"))
+
+
+def test_kustomize_overlay_with_real_kubectl(tmp_path: Path) -> None:
+    tool("kubectl")
+    _kustomize_tree(tmp_path)
+    result = render_kustomize(tmp_path, "overlays/prod", TOOLS)
+    assert result.errors == ()
+    by_name = {o.obj["metadata"]["name"]: o for o in result.objects}
+    web = by_name["web"]
+    assert web.obj["spec"]["replicas"] == 5
+    assert web.obj["metadata"]["namespace"] == "prod"
+    # The origin annotation used for attribution does not leak into the desired object.
+    assert "annotations" not in web.obj["metadata"]
+    assert web.file == "base/deploy.yaml"
+    assert "overlays/prod/replicas.yaml" in web.related
+    assert by_name["extra"].file == "overlays/prod/extra.yaml"
+    (generated,) = [o for n, o in by_name.items() if n.startswith("settings-")]
+    assert generated.file == "base/kustomization.yaml"
+    assert generated.obj["data"] == {"mode": "base"}
+
+
+def test_kustomize_keeps_origin_annotations_the_user_asked_for(tmp_path: Path) -> None:
+    tool("kubectl")
+    _write(tmp_path, "k/kustomization.yaml",
+           "resources: [cm.yaml]\nbuildMetadata: [originAnnotations]\n")
+    _write(tmp_path, "k/cm.yaml", configmap("c"))
+    (obj,) = render_kustomize(tmp_path, "k", TOOLS).objects
+    assert obj.file == "k/cm.yaml"
+    assert "config.kubernetes.io/origin" in obj.obj["metadata"]["annotations"]
+
+
+def test_kustomize_failure_is_an_error_naming_the_kustomization(tmp_path: Path) -> None:
+    tool("kubectl")
+    _write(tmp_path, "k/kustomization.yaml", "resources: [missing.yaml]\n")
+    result = render_kustomize(tmp_path, "k", TOOLS)
+    (err,) = result.errors
+    assert result.objects == ()
+    assert str(err).startswith("k/kustomization.yaml: kustomize build failed: ")
+    assert "missing.yaml" in str(err)
+
+
+def test_missing_binaries_say_what_to_install(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _kustomize_tree(tmp_path)
+    _write(tmp_path, "chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(ToolMissingError, match="`kustomize` binary or `kubectl`"):
+        render_path(tmp_path, "overlays/prod", tools_dir=empty)
+    with pytest.raises(ToolMissingError, match="`helm` binary"):
+        render_path(tmp_path, "chart", tools_dir=empty)
+
+
+# --------------------------------------------------------------------------- helm
+
+
+def _chart(root: Path) -> None:
+    _write(root, "charts/shop/Chart.yaml", "apiVersion: v2\nname: shop-chart\nversion: 1.0.0\n")
+    _write(root, "charts/shop/values.yaml", "replicas: 1\nimage: shop:1.0\n")
+    _write(root, "charts/shop/templates/_helpers.tpl", '{{- define "shop.name" -}}shop{{- end }}\n')
+    _write(root, "charts/shop/templates/app.yaml", """
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: {{ .Release.Name }}-{{ include "shop.name" . }}
+        spec:
+          replicas: {{ .Values.replicas }}
+          template:
+            spec:
+              containers:
+              - name: app
+                image: {{ .Values.image }}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata:
+          name: {{ .Release.Name }}
+          namespace: {{ .Release.Namespace }}
+        """)
+    _write(root, "charts/shop/templates/ns.yaml", """
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: {{ .Release.Namespace }}
+        """)
+    _write(root, "env/prod.yaml", "replicas: 4\n")
+
+
+def test_helm_template_with_values_and_sources(tmp_path: Path) -> None:
+    tool("helm")
+    _chart(tmp_path)
+    result = render_helm(tmp_path, "charts/shop", release="web", namespace="shop",
+                         values=["env/prod.yaml"], set_values=["image=shop:2.0"],
+                         tools_dir=TOOLS)
+    assert result.errors == ()
+    by_kind = {o.obj["kind"]: o for o in result.objects}
+    deploy = by_kind["Deployment"]
+    assert deploy.obj["metadata"]["name"] == "web-shop"
+    assert deploy.obj["spec"]["replicas"] == 4
+    assert deploy.obj["spec"]["template"]["spec"]["containers"][0]["image"] == "shop:2.0"
+    # helm's "# Source: shop-chart/templates/app.yaml" maps back into the chart folder.
+    assert deploy.file == "charts/shop/templates/app.yaml"
+    assert by_kind["Service"].file == "charts/shop/templates/app.yaml"
+    assert by_kind["Service"].obj["metadata"]["namespace"] == "shop"
+    assert by_kind["Namespace"].file == "charts/shop/templates/ns.yaml"
+    assert deploy.related == ("charts/shop/Chart.yaml", "charts/shop/values.yaml",
+                              "env/prod.yaml")
+
+
+def test_helm_errors_are_collected(tmp_path: Path) -> None:
+    tool("helm")
+    _chart(tmp_path)
+    missing = render_helm(tmp_path, "charts/shop", release="web", namespace="shop",
+                          values=["env/nope.yaml"], tools_dir=TOOLS)
+    assert [str(e) for e in missing.errors] == [
+        "charts/shop: values file 'env/nope.yaml' not found (relative to the repository or "
+        "the chart)"]
+    _write(tmp_path, "charts/shop/templates/bad.yaml", "{{ .Values.nope.deeper }}\n")
+    broken = render_helm(tmp_path, "charts/shop", release="web", namespace="shop",
+                         tools_dir=TOOLS)
+    (err,) = broken.errors
+    assert str(err).startswith("charts/shop: helm template failed: ")
+    assert "bad.yaml" in str(err)
+
+
+def test_render_path_combines_everything(tmp_path: Path) -> None:
+    tool("helm")
+    tool("kubectl")
+    _kustomize_tree(tmp_path / "k")
+    _chart(tmp_path)
+    _write(tmp_path, "plain/cm.yaml", configmap("plain"))
+    _write(tmp_path, "plain/broken.yaml", "a: [\n")
+    result = render_path(tmp_path, ".", namespace="shop", release="web",
+                         values=["env/prod.yaml"], tools_dir=TOOLS)
+    files = sorted({o.file for o in result.objects})
+    assert files == ["charts/shop/templates/app.yaml", "charts/shop/templates/ns.yaml",
+                     "k/base/deploy.yaml", "k/base/kustomization.yaml",
+                     "k/overlays/prod/extra.yaml", "plain/cm.yaml"]
+    # The values file is not read as a manifest; the broken file is reported, alone.
+    assert [e.file for e in result.errors] == ["plain/broken.yaml"]
