@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
-from compare_support import DELETE, load_pair, record_update, without_managed_fields
+import yaml
+from compare_support import DATA, DELETE, load_pair, record_update, without_managed_fields
 
 from auditor import compare as compare_mod
 from auditor.compare import CompareSettings, compare_all, compare_object
@@ -445,3 +446,19 @@ def test_in_sync_compare_is_cheap() -> None:
         assert compare_mod._subset(want, have)
     per_pair = (time.perf_counter() - started) / 2000
     assert per_pair < 200e-6  # deepdiff takes milliseconds per Deployment pair
+
+
+def test_client_side_applied_deployment_from_live_fixtures() -> None:
+    # tests/data/live (the normalisation fixtures): `kubectl apply -f` then `kubectl set image`.
+    # Client-side apply is an Update, so kubectl-client-side-apply owns the defaulted fields
+    # too (progressDeadlineSeconds, strategy, …): they must still not count as additions.
+    live = yaml.safe_load((DATA.parent / "live" / "deployment-web.yaml").read_text())
+    applied = live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+    desired = orjson.loads(applied)
+    result = run(desired, live)
+    assert summary(result) == [
+        ('metadata.annotations["kubectl.kubernetes.io/last-applied-configuration"]', "added",
+         "kubectl-client-side-apply", "human"),
+        ("spec.template.spec.containers[name=web].image", "changed", "kubectl-set", "human"),
+    ]
+    assert result.drifts[1].time == "2026-11-20T09:12:44Z"
