@@ -143,6 +143,11 @@ def _job_completions(value: Any, parent: Mapping[str, Any]) -> bool:
     return _same(value, 1) and _same(parent.get("parallelism", 1), 1)
 
 
+def _job_backoff_limit(value: Any, parent: Mapping[str, Any]) -> bool:
+    # With backoffLimitPerIndex the global limit defaults to "unlimited" (math.MaxInt32).
+    return _same(value, 2**31 - 1 if parent.get("backoffLimitPerIndex") is not None else 6)
+
+
 def _job_pod_replacement_policy(value: Any, parent: Mapping[str, Any]) -> bool:
     expected = "Failed" if parent.get("podFailurePolicy") else "TerminatingOrFailed"
     return _same(value, expected)
@@ -306,6 +311,8 @@ _VOLUME: Final[Rules] = [
     (_p("azureDisk.fsType"), eq("ext4")),
     (_p("azureDisk.readOnly"), eq(False)),
     (_p("azureDisk.kind"), eq("Shared")),
+    (_p("scaleIO.storageMode"), eq("ThinProvisioned")),
+    (_p("scaleIO.fsType"), eq("xfs")),
     *_mount(_p("ephemeral.volumeClaimTemplate.spec"), _PVC_SPEC),
 ]
 
@@ -401,16 +408,19 @@ _REPLICASET: Final[Rules] = [
     *_mount(_p("spec.template"), _POD_TEMPLATE),
 ]
 
-# pkg/apis/batch/v1/defaults.go: SetDefaults_Job (podReplacementPolicy since 1.29, when
-# JobPodReplacementPolicy is on); generated selector and labels from
+# pkg/apis/batch/v1/defaults.go: SetDefaults_Job (podReplacementPolicy when JobPodReplacementPolicy
+# is on, beta and on since 1.29; manualSelector false), SetDefaults_PodFailurePolicyOnPod
+# ConditionsPattern; generated selector and labels from
 # pkg/registry/batch/job/strategy.go (generateSelector, both legacy and batch.kubernetes.io/).
 _JOB_LABELS: Final = ("controller-uid", "job-name", "batch.kubernetes.io/controller-uid",
                       "batch.kubernetes.io/job-name")
 _JOB: Final[Rules] = [
     (_p("spec.completions"), _job_completions),
     (_p("spec.parallelism"), eq(1)),
-    (_p("spec.backoffLimit"), eq(6)),
+    (_p("spec.backoffLimit"), _job_backoff_limit),
     (_p("spec.completionMode"), eq("NonIndexed")),
+    (_p("spec.manualSelector"), eq(False)),
+    (_p("spec.podFailurePolicy.rules.[].onPodConditions.[].status"), eq("True")),
     (_p("spec.suspend"), eq(False)),
     (_p("spec.podReplacementPolicy"), _job_pod_replacement_policy),
     (_p("spec.selector"), _job_selector),
@@ -648,8 +658,10 @@ def is_server_default(group: str, kind: str, path: tuple[str, ...], value: Any,
 
 def _check(table: _Compiled, path: Path, value: Any, parent: Mapping[str, Any]) -> bool:
     rule = table.exact.get(path)
-    if rule is not None and rule(value, parent):
-        return True
+    if rule is not None:
+        # A rule for the path itself is final: `policyTypes: [Ingress]` is not the default
+        # when there are egress rules, even though its one item could be.
+        return rule(value, parent)
     n = len(path)
     for length, paths in table.any_by_len:
         if length > n:

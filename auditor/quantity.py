@@ -47,8 +47,9 @@ _SUBUNIT: Final[tuple[tuple[str, int], ...]] = (("m", 10**3), ("u", 10**6), ("n"
 
 # The exponent branch is tried after the SI suffixes; "1E" is exa, "1E3" is 10^3 because the
 # anchored match backtracks into the exponent alternative.
+# [0-9], not \d: Python's \d also matches other scripts' digits, which Kubernetes rejects.
 _QUANTITY_RE: Final = re.compile(
-    r"([+-]?)(\d+\.?\d*|\.\d+)(?:(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE]([+-]?\d+))?")
+    r"([+-]?)([0-9]+\.?[0-9]*|\.[0-9]+)(?:(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE]([+-]?[0-9]+))?")
 
 # Kubernetes caps the exponent it accepts; a huge exponent would otherwise let a hostile
 # manifest make Fraction build a number with billions of digits.
