@@ -137,13 +137,19 @@ def _split_documents(text: str) -> Iterator[tuple[int, int, str]]:
         yield index, line, chunk
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> tuple[int | None, str]:
-    # Only the problem and context phrases: the snippet PyYAML can append quotes the source.
+def _yaml_problem(exc: yaml.YAMLError, first_line: int = 1) -> tuple[int | None, str]:
+    """``(line, message)`` of a YAML error, lines counted from ``first_line``.
+
+    Only the problem and context phrases: the snippet PyYAML can append quotes the source.
+    """
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or type(exc).__name__
     context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if context and context_mark is not None and context_mark is not mark:
+        context = f"{context} (line {first_line + context_mark.line})"
     text = f"{context}: {problem}" if context else str(problem)
-    return (mark.line if mark is not None else None), f"invalid YAML ({text})"
+    return (first_line + mark.line if mark is not None else None), f"invalid YAML ({text})"
 
 
 def _describe(obj: Mapping[str, Any]) -> str:
@@ -209,9 +215,8 @@ def parse_manifests(text: str, file: str) -> RenderResult:
         try:
             doc = yaml.load(chunk, Loader=_ManifestLoader)
         except yaml.YAMLError as exc:
-            rel, what = _yaml_problem(exc)
-            line = first_line + rel if rel is not None else first_line
-            errors.append(_error(file, index, line, what))
+            line, what = _yaml_problem(exc, first_line)
+            errors.append(_error(file, index, line or first_line, what))
             continue
         _flatten(doc, file, index, _content_line(chunk, first_line), objects, errors)
     return RenderResult(tuple(objects), tuple(errors))

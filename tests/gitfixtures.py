@@ -92,7 +92,7 @@ class RepoBuilder:
 
 
 def deployment(name: str, image: str = "nginx:1.27", namespace: str | None = None) -> str:
-    ns = f"\n  namespace: {namespace}" if namespace else ""
+    ns = f"\n          namespace: {namespace}" if namespace else ""
     return textwrap.dedent(f"""\
         apiVersion: apps/v1
         kind: Deployment
@@ -113,7 +113,7 @@ def deployment(name: str, image: str = "nginx:1.27", namespace: str | None = Non
 
 
 def configmap(name: str, value: str = "v", namespace: str | None = None) -> str:
-    ns = f"\n  namespace: {namespace}" if namespace else ""
+    ns = f"\n          namespace: {namespace}" if namespace else ""
     return textwrap.dedent(f"""\
         apiVersion: v1
         kind: ConfigMap
