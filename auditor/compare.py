@@ -150,21 +150,36 @@ def _same_scalar(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+_MISSING = object()
+
+
 def _subset(desired: Any, live: Any) -> bool:
     """Whether everything ``desired`` declares is present and equal in ``live``.
 
     Lists are compared by position here: a reordered list fails this check and takes the
-    slow path, which matches items by key. Cheap enough for the in-sync path (no
-    allocation beyond the recursion).
+    slow path, which matches items by key. This is the in-sync path for every object, so
+    it leans on C-level ``==`` for whole equal subtrees and recurses only where they differ.
+    (``==`` equates ``True`` with ``1`` inside a subtree; schema validation keeps a field
+    from holding a boolean on one side and a number on the other.)
     """
-    if isinstance(desired, dict):
-        if not isinstance(live, dict):
+    kind = type(desired)
+    if kind is dict:
+        if type(live) is not dict:
             return False
-        return all(k in live and _subset(v, live[k]) for k, v in desired.items())
-    if isinstance(desired, list):
-        if not isinstance(live, list) or len(desired) != len(live):
+        for k, v in desired.items():
+            other = live.get(k, _MISSING)
+            if v == other and type(v) is type(other):
+                continue
+            if other is _MISSING or not _subset(v, other):
+                return False
+        return True
+    if kind is list:
+        if type(live) is not list or len(desired) != len(live):
             return False
-        return all(_subset(a, b) for a, b in zip(desired, live, strict=True))
+        for a, b in zip(desired, live, strict=True):
+            if not (a == b and type(a) is type(b)) and not _subset(a, b):
+                return False
+        return True
     return _same_scalar(desired, live)
 
 
