@@ -53,8 +53,6 @@ def _fields(value: Any) -> dict[str, Any]:
             for item in v:
                 if "containerPort" in item:
                     key = {"containerPort": item["containerPort"], "protocol": item.get("protocol", "TCP")}
-                elif "port" in item and "name" not in item:
-                    key = {"port": item["port"], "protocol": item.get("protocol", "TCP")}
                 elif "port" in item:
                     key = {"port": item["port"], "protocol": item.get("protocol", "TCP")}
                 else:
@@ -132,7 +130,7 @@ def serverise(desired: dict[str, Any], i: int) -> dict[str, Any]:
                                     | {"metadata": {k: v for k, v in desired["metadata"].items()
                                                     if k not in ("name", "namespace")}}),
                 "manager": "argocd-controller", "operation": "Apply", "time": APPLIED}]
-    if "status" in live and live["status"]:
+    if live.get("status"):
         managed.append({"apiVersion": desired["apiVersion"], "fieldsType": "FieldsV1",
                         "fieldsV1": {"f:status": {f"f:{k}": {} for k in live["status"]}},
                         "manager": "kube-controller-manager", "operation": "Update",
@@ -157,7 +155,7 @@ def drift(live: dict[str, Any]) -> dict[str, Any]:
         for step in (("f:template",) if kind != "CronJob" else ("f:jobTemplate", "f:spec", "f:template")):
             c = c[step]
         c["f:spec"]["f:containers"]['k:{"name":"main"}'].pop("f:image", None)
-        fields = {"f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"main"}': {"f:image": {}}}}}}}
+        fields: dict[str, Any] = {"f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"main"}': {"f:image": {}}}}}}}
         if kind == "CronJob":
             fields = {"f:spec": {"f:jobTemplate": {"f:spec": fields["f:spec"]}}}
         live["metadata"]["managedFields"].append({
