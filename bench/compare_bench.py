@@ -87,7 +87,7 @@ def serverise(desired: dict[str, Any], i: int) -> dict[str, Any]:
     """``desired`` as the API server returns it after an Argo CD server-side apply."""
     live = copy.deepcopy(desired)
     kind = live["kind"]
-    spec = live.get("spec")
+    spec: dict[str, Any] = live.get("spec") or {}
     if kind in ("Deployment", "StatefulSet"):
         spec.setdefault("revisionHistoryLimit", 10)
         if kind == "Deployment":
