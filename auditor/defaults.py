@@ -20,6 +20,7 @@ table on purpose: the two must not share one, or a shared mistake would pass eve
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import lru_cache
 from typing import Any, Final
 
 Path = tuple[str, ...]
@@ -82,6 +83,11 @@ def _pull_policy_for(image: Any) -> str:
     # ignored and the empty tag is not "latest".
     if not isinstance(image, str) or not image:
         return "IfNotPresent"
+    return _pull_policy_for_image(image)
+
+
+@lru_cache(maxsize=4096)
+def _pull_policy_for_image(image: str) -> str:
     return "Always" if image_tag(image) == "latest" else "IfNotPresent"
 
 
