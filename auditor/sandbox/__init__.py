@@ -1,0 +1,207 @@
+"""The sandbox: a local Kubernetes API server for tests, the demo and the benchmark.
+
+There is no kube-apiserver binary or cluster on the development machines, so this package
+plays one over real HTTP for the ``kubernetes`` Python client and for kubectl 1.35:
+discovery, CRUD with real status codes and ``Status`` bodies, ``limit``/``continue``,
+label/field selectors, server-set metadata, strategic-merge / JSON-merge / JSON patches,
+server-side apply with ``managedFields`` and conflicts, ``dryRun=All``, CRDs, ``scale`` and
+``status`` subresources, watch, server defaulting and fault injection.
+
+Where it is simpler than a real API server (know this before trusting a test):
+
+* No authentication or authorization: any bearer token (or none) is accepted; 403s only
+  come from injected faults. No admission webhooks, no controllers: creating a Deployment
+  spawns no ReplicaSet or Pods and nothing writes ``status`` unless a test does.
+* Validation is light: required name, namespace existence, workload selector/template
+  agreement and required containers. Unknown fields are kept, never rejected
+  (``fieldValidation`` is accepted and ignored).
+* One storage version per resource; autoscaling/v1 HPAs are converted from v2 for the CPU
+  target only. ``events.k8s.io/v1`` and core ``v1`` Events are separate stores.
+* Paginated lists read the *current* state after the continue key, not an etcd snapshot
+  at the first page's resourceVersion; continue tokens only expire on demand
+  (``faults.expire_continue()``) or below ``store.compacted_rv``.
+* Deleting is immediate: no finalizers, no graceful deletion, no ``deletionTimestamp``;
+  deleting a Namespace removes its objects at once.
+* Field ownership follows structured-merge-diff for the types described in
+  :mod:`auditor.sandbox.schema`; custom resources use a deduced schema (all lists atomic)
+  rather than their CRD's OpenAPI schema, and ``x-kubernetes-*`` list markers in a CRD
+  are ignored. Strategic merge patch on custom resources is refused with 415, as upstream.
+* Only JSON (and YAML request bodies); protobuf bodies get 415. No Table output for
+  ``kubectl get`` without ``-o``: kubectl falls back to its client-side printer.
+"""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+import signal
+import threading
+from collections.abc import Iterable
+from types import FrameType, TracebackType
+from typing import Any
+
+import yaml
+
+from auditor.sandbox.catalog import Catalog, Resource
+from auditor.sandbox.faults import Faults
+from auditor.sandbox.server import SandboxHTTPServer
+from auditor.sandbox.status import ApiError
+from auditor.sandbox.store import Store
+
+__all__ = ["ApiError", "Sandbox", "serve"]
+
+_SEED_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
+
+
+class Sandbox:
+    """A running (or ready to run) sandbox API server with its own object store."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.catalog = Catalog()
+        self.store = Store(self.catalog)
+        self.faults = Faults()
+        self._server: SandboxHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._seed()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        """Serve in a background thread; returns self."""
+        if self._server is not None:
+            return self
+        self._server = SandboxHTTPServer((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name=f"sandbox-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: the URL refuses connections afterwards. Stored objects are kept."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.stopping.set()
+        with self.store.changed:
+            self.store.changed.notify_all()
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._thread = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def write_kubeconfig(self, path: str | pathlib.Path) -> pathlib.Path:
+        """A kubeconfig whose cluster, user and context are all named ``sandbox``."""
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "sandbox", "cluster": {"server": self.url}}],
+            "users": [{"name": "sandbox", "user": {"token": "sandbox-token"}}],
+            "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox",
+                                                         "user": "sandbox",
+                                                         "namespace": "default"}}],
+            "current-context": "sandbox",
+            "preferences": {},
+        }
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    # -- direct access (test setup, no HTTP) -----------------------------------------------
+
+    def resource_for(self, api_version: str, kind: str) -> Resource:
+        res = self.catalog.by_kind(api_version, kind)
+        if res is None:
+            raise ApiError("NotFound", f"no resource for {api_version} {kind}")
+        return res
+
+    def load(self, objects: Iterable[dict[str, Any]],
+             field_manager: str = "sandbox-loader") -> int:
+        """Create objects without HTTP; missing namespaces are created first.
+
+        Objects keep a given ``status`` (a test can pose as a controller) and, when they
+        carry ``metadata.managedFields``, that history instead of a fresh ``Update`` entry.
+        Returns the number of objects created.
+        """
+        count = 0
+        ns_res = self.resource_for("v1", "Namespace")
+        for obj in objects:
+            res = self.resource_for(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+            ns = str((obj.get("metadata") or {}).get("namespace") or "default") \
+                if res.namespaced else ""
+            if res.namespaced and self.store.get(ns_res, "", ns) is None:
+                self.store.create(ns_res, "", {"metadata": {"name": ns}},
+                                  manager=field_manager)
+            self.store.create(res, ns, obj, manager=field_manager, keep_status=True)
+            count += 1
+        return count
+
+    def apply(self, obj: dict[str, Any], field_manager: str, force: bool = False) -> dict[str, Any]:
+        """Server-side apply without HTTP; returns the resulting object."""
+        res = self.resource_for(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        meta = obj.get("metadata") or {}
+        ns = str(meta.get("namespace") or "default") if res.namespaced else ""
+        result, _ = self.store.server_side_apply(res, ns, str(meta.get("name", "")),
+                                                 copy.deepcopy(obj), manager=field_manager,
+                                                 force=force)
+        return copy.deepcopy(result)
+
+    def get(self, api_version: str, kind: str, namespace: str | None,
+            name: str) -> dict[str, Any] | None:
+        """The stored object (a copy), or None."""
+        res = self.resource_for(api_version, kind)
+        rec = self.store.get(res, namespace or "", name)
+        return copy.deepcopy(rec.obj) if rec is not None else None
+
+    # -- the cluster every kubeadm-style cluster starts with -------------------------------
+
+    def _seed(self) -> None:
+        ns_res = self.resource_for("v1", "Namespace")
+        for name in _SEED_NAMESPACES:
+            self.store.create(ns_res, "", {"metadata": {"name": name}}, manager="kube-apiserver")
+        svc = self.resource_for("v1", "Service")
+        self.store.alloc.used_ips.add("10.96.0.1")
+        self.store.create(svc, "default", {
+            "metadata": {"name": "kubernetes",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": "10.96.0.1",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                "targetPort": 6443}],
+                     "sessionAffinity": "None", "type": "ClusterIP"},
+        }, manager="kube-apiserver")
+
+
+def serve(host: str, port: int, seed: Iterable[dict[str, Any]] = ()) -> None:
+    """Run a sandbox in the foreground until SIGINT or SIGTERM."""
+    sb = Sandbox(host=host, port=port)
+    sb.load(seed)
+    sb.start()
+    done = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    print(f"sandbox API server listening on {sb.url}", flush=True)
+    try:
+        done.wait()
+    finally:
+        sb.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,425 @@
+"""Server-side defaulting, written from kube-apiserver's own defaulters.
+
+Sources: ``pkg/apis/core/v1/defaults.go``, ``pkg/apis/apps/v1/defaults.go``,
+``pkg/apis/batch/v1/defaults.go``, ``pkg/apis/rbac/v1/defaults.go``,
+``pkg/apis/autoscaling/v2/defaults.go`` and the registry strategies that allocate
+Service IPs / node ports and generate Job selectors. Defaulting runs on every create and
+update, as decoding a request does on a real server, so it must be idempotent.
+
+Kept separate from the drift engine's notion of "server defaults" on purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+class Allocator:
+    """Hands out ClusterIPs from 10.96.0.0/12 and node ports from 30000-32767."""
+
+    def __init__(self) -> None:
+        self._next_ip = 10  # 10.96.0.1 is the kubernetes Service, .10 is usually DNS
+        self._next_port = 30000
+        self.used_ips: set[str] = set()
+        self.used_ports: set[int] = set()
+
+    def cluster_ip(self) -> str:
+        while True:
+            n = self._next_ip
+            self._next_ip += 1
+            ip = f"10.{96 + (n >> 16) % 16}.{(n >> 8) & 255}.{n & 255}"
+            if n & 255 not in (0, 255) and ip not in self.used_ips:
+                self.used_ips.add(ip)
+                return ip
+
+    def node_port(self) -> int:
+        while True:
+            port = self._next_port
+            self._next_port = 30000 + (self._next_port - 30000 + 1) % 2768
+            if port not in self.used_ports:
+                self.used_ports.add(port)
+                return port
+
+
+def _setdefault(d: Obj, key: str, value: Any) -> None:
+    if d.get(key) is None:
+        d[key] = value
+
+
+def _probe(p: Any) -> None:
+    if not isinstance(p, dict):
+        return
+    for k, v in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1),
+                 ("failureThreshold", 3)):
+        _setdefault(p, k, v)
+    for action in ("httpGet",):
+        if isinstance(p.get(action), dict):
+            _setdefault(p[action], "path", "/")
+            _setdefault(p[action], "scheme", "HTTP")
+
+
+def _image_pull_policy(image: str) -> str:
+    name = image.rsplit("/", 1)[-1]
+    if "@" in name:
+        return "IfNotPresent"
+    tag = name.split(":", 1)[1] if ":" in name else ""
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
+def _container(c: Any) -> None:
+    if not isinstance(c, dict):
+        return
+    _setdefault(c, "terminationMessagePath", "/dev/termination-log")
+    _setdefault(c, "terminationMessagePolicy", "File")
+    if isinstance(c.get("image"), str):
+        _setdefault(c, "imagePullPolicy", _image_pull_policy(c["image"]))
+    _setdefault(c, "resources", {})
+    for port in c.get("ports") or []:
+        if isinstance(port, dict):
+            _setdefault(port, "protocol", "TCP")
+    for env in c.get("env") or []:
+        ref = (env.get("valueFrom") or {}).get("fieldRef") if isinstance(env, dict) else None
+        if isinstance(ref, dict):
+            _setdefault(ref, "apiVersion", "v1")
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        _probe(c.get(probe))
+
+
+def pod_spec(spec: Any) -> None:
+    """PodSpec defaults (``SetDefaults_PodSpec`` and friends)."""
+    if not isinstance(spec, dict):
+        return
+    _setdefault(spec, "dnsPolicy", "ClusterFirst")
+    _setdefault(spec, "restartPolicy", "Always")
+    _setdefault(spec, "schedulerName", "default-scheduler")
+    _setdefault(spec, "securityContext", {})
+    _setdefault(spec, "terminationGracePeriodSeconds", 30)
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        for c in spec.get(key) or []:
+            _container(c)
+    for vol in spec.get("volumes") or []:
+        if not isinstance(vol, dict):
+            continue
+        for source in ("configMap", "secret"):
+            if isinstance(vol.get(source), dict):
+                _setdefault(vol[source], "defaultMode", 420)
+        if isinstance(vol.get("projected"), dict):
+            _setdefault(vol["projected"], "defaultMode", 420)
+        if isinstance(vol.get("hostPath"), dict):
+            _setdefault(vol["hostPath"], "type", "")
+        sources = {"configMap", "secret", "emptyDir", "persistentVolumeClaim", "hostPath",
+                   "projected", "downwardAPI", "csi", "nfs", "ephemeral", "image"}
+        if not any(k in vol for k in sources):
+            vol["emptyDir"] = {}
+
+
+def _template(spec: Obj) -> None:
+    tmpl = spec.get("template")
+    if isinstance(tmpl, dict):
+        pod_spec(tmpl.get("spec"))
+
+
+def _deployment(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    _setdefault(spec, "replicas", 1)
+    _setdefault(spec, "revisionHistoryLimit", 10)
+    _setdefault(spec, "progressDeadlineSeconds", 600)
+    strategy = spec.setdefault("strategy", {})
+    _setdefault(strategy, "type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        ru = strategy.setdefault("rollingUpdate", {})
+        _setdefault(ru, "maxUnavailable", "25%")
+        _setdefault(ru, "maxSurge", "25%")
+    _template(spec)
+
+
+def _statefulset(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    _setdefault(spec, "replicas", 1)
+    _setdefault(spec, "podManagementPolicy", "OrderedReady")
+    _setdefault(spec, "revisionHistoryLimit", 10)
+    us = spec.setdefault("updateStrategy", {})
+    _setdefault(us, "type", "RollingUpdate")
+    if us["type"] == "RollingUpdate":
+        ru = us.setdefault("rollingUpdate", {})
+        _setdefault(ru, "partition", 0)
+    policy = spec.setdefault("persistentVolumeClaimRetentionPolicy", {})
+    _setdefault(policy, "whenDeleted", "Retain")
+    _setdefault(policy, "whenScaled", "Retain")
+    for pvc in spec.get("volumeClaimTemplates") or []:
+        if isinstance(pvc, dict):
+            _setdefault(pvc, "apiVersion", "v1")
+            _setdefault(pvc, "kind", "PersistentVolumeClaim")
+            _setdefault(pvc.setdefault("spec", {}), "volumeMode", "Filesystem")
+            _setdefault(pvc, "status", {"phase": "Pending"})
+    _template(spec)
+
+
+def _daemonset(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    _setdefault(spec, "revisionHistoryLimit", 10)
+    us = spec.setdefault("updateStrategy", {})
+    _setdefault(us, "type", "RollingUpdate")
+    if us["type"] == "RollingUpdate":
+        ru = us.setdefault("rollingUpdate", {})
+        _setdefault(ru, "maxUnavailable", 1)
+        _setdefault(ru, "maxSurge", 0)
+    _template(spec)
+
+
+def _replicaset(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    _setdefault(spec, "replicas", 1)
+    _template(spec)
+
+
+def _job_spec(spec: Obj, uid: str | None, name: str | None) -> None:
+    _setdefault(spec, "parallelism", 1)
+    _setdefault(spec, "completions", 1)
+    _setdefault(spec, "backoffLimit", 6)
+    _setdefault(spec, "completionMode", "NonIndexed")
+    _setdefault(spec, "suspend", False)
+    _setdefault(spec, "podReplacementPolicy", "TerminatingOrFailed")
+    tmpl = spec.setdefault("template", {})
+    if uid is not None and not spec.get("manualSelector"):
+        # batch's PrepareForCreate: the selector is generated from the Job's own uid
+        labels = tmpl.setdefault("metadata", {}).setdefault("labels", {})
+        labels.setdefault("batch.kubernetes.io/controller-uid", uid)
+        labels.setdefault("batch.kubernetes.io/job-name", name or "")
+        labels.setdefault("controller-uid", uid)
+        labels.setdefault("job-name", name or "")
+        _setdefault(spec, "selector",
+                    {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}})
+    pod_spec(tmpl.get("spec"))
+
+
+def _job(obj: Obj, creating: bool) -> None:
+    meta = obj.get("metadata") or {}
+    spec = obj.setdefault("spec", {})
+    # Idempotent on update: the labels and selector derive from the unchanging uid.
+    _job_spec(spec, meta.get("uid"), meta.get("name"))
+
+
+def _cronjob(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    _setdefault(spec, "concurrencyPolicy", "Allow")
+    _setdefault(spec, "suspend", False)
+    _setdefault(spec, "successfulJobsHistoryLimit", 3)
+    _setdefault(spec, "failedJobsHistoryLimit", 1)
+    jt = spec.setdefault("jobTemplate", {})
+    jspec = jt.setdefault("spec", {})
+    # The CronJob's job template gets only the type defaults, no generated selector.
+    _setdefault(jspec, "backoffLimit", 6)
+    _setdefault(jspec, "completionMode", "NonIndexed")
+    _setdefault(jspec, "suspend", False)
+    _setdefault(jspec, "podReplacementPolicy", "TerminatingOrFailed")
+    pod_spec((jspec.get("template") or {}).get("spec"))
+
+
+def _service(obj: Obj, alloc: Allocator, old: Obj | None) -> None:
+    spec = obj.setdefault("spec", {})
+    old_spec = (old or {}).get("spec") or {}
+    _setdefault(spec, "type", "ClusterIP")
+    _setdefault(spec, "sessionAffinity", "None")
+    stype = spec["type"]
+    if stype != "ExternalName":
+        if spec.get("clusterIP") is None and old_spec.get("clusterIP"):
+            spec["clusterIP"] = old_spec["clusterIP"]
+            spec["clusterIPs"] = old_spec.get("clusterIPs", [old_spec["clusterIP"]])
+        if spec.get("clusterIP") in (None, ""):
+            spec["clusterIP"] = alloc.cluster_ip()
+        _setdefault(spec, "clusterIPs", [spec["clusterIP"]])
+        if spec["clusterIP"] != "None":
+            _setdefault(spec, "ipFamilies", ["IPv4"])
+            _setdefault(spec, "ipFamilyPolicy", "SingleStack")
+        else:
+            _setdefault(spec, "ipFamilies", ["IPv4"])
+            _setdefault(spec, "ipFamilyPolicy", "SingleStack")
+        _setdefault(spec, "internalTrafficPolicy", "Cluster")
+    old_ports = {(p.get("port"), p.get("protocol", "TCP")): p
+                 for p in old_spec.get("ports") or [] if isinstance(p, dict)}
+    for port in spec.get("ports") or []:
+        if not isinstance(port, dict):
+            continue
+        _setdefault(port, "protocol", "TCP")
+        _setdefault(port, "targetPort", port.get("port"))
+        if stype in ("NodePort", "LoadBalancer") and port.get("nodePort") is None:
+            previous = old_ports.get((port.get("port"), port["protocol"]), {}).get("nodePort")
+            port["nodePort"] = previous or alloc.node_port()
+    if stype in ("NodePort", "LoadBalancer"):
+        _setdefault(spec, "externalTrafficPolicy", "Cluster")
+    if stype == "LoadBalancer":
+        _setdefault(spec, "allocateLoadBalancerNodePorts", True)
+    obj.setdefault("status", {"loadBalancer": {}})
+
+
+def _secret(obj: Obj) -> None:
+    _setdefault(obj, "type", "Opaque")
+    string_data = obj.pop("stringData", None)
+    if isinstance(string_data, dict) and string_data:
+        data = obj.setdefault("data", {})
+        for k, v in string_data.items():
+            data[k] = base64.b64encode(str(v).encode()).decode()
+
+
+def _namespace(obj: Obj) -> None:
+    meta = obj.setdefault("metadata", {})
+    labels = meta.setdefault("labels", {})
+    labels["kubernetes.io/metadata.name"] = meta.get("name", "")
+    spec = obj.setdefault("spec", {})
+    _setdefault(spec, "finalizers", ["kubernetes"])
+    status = obj.setdefault("status", {})
+    _setdefault(status, "phase", "Active")
+
+
+def _pvc(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    _setdefault(spec, "volumeMode", "Filesystem")
+    status = obj.setdefault("status", {})
+    _setdefault(status, "phase", "Pending")
+
+
+def _pv(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    _setdefault(spec, "persistentVolumeReclaimPolicy", "Retain")
+    _setdefault(spec, "volumeMode", "Filesystem")
+    obj.setdefault("status", {}).setdefault("phase", "Pending")
+
+
+def _rbac_binding(obj: Obj) -> None:
+    for s in obj.get("subjects") or []:
+        if isinstance(s, dict) and s.get("kind") in ("User", "Group"):
+            _setdefault(s, "apiGroup", "rbac.authorization.k8s.io")
+
+
+def _hpa(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    _setdefault(spec, "minReplicas", 1)
+    if not spec.get("metrics"):
+        spec["metrics"] = [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+
+
+def _pdb(obj: Obj) -> None:
+    obj.setdefault("status", {}).update({k: v for k, v in {
+        "currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0,
+        "expectedPods": 0, "observedGeneration": 0}.items()
+        if k not in (obj.get("status") or {})})
+
+
+def _pod(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    pod_spec(spec)
+    _setdefault(spec, "enableServiceLinks", True)
+    _setdefault(spec, "preemptionPolicy", "PreemptLowerPriority")
+    _setdefault(spec, "priority", 0)
+    tolerations = spec.setdefault("tolerations", [])
+    for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+        if not any(isinstance(t, dict) and t.get("key") == key for t in tolerations):
+            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                "tolerationSeconds": 300})
+    obj.setdefault("status", {}).setdefault("phase", "Pending")
+    obj["status"].setdefault("qosClass", "BestEffort")
+
+
+def _ingress_class_free(obj: Obj) -> None:
+    obj.setdefault("status", {}).setdefault("loadBalancer", {})
+
+
+def _networkpolicy(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    if not spec.get("policyTypes"):
+        types = ["Ingress"]
+        if spec.get("egress"):
+            types.append("Egress")
+        spec["policyTypes"] = types
+
+
+def _priorityclass(obj: Obj) -> None:
+    _setdefault(obj, "preemptionPolicy", "PreemptLowerPriority")
+
+
+def _storageclass(obj: Obj) -> None:
+    _setdefault(obj, "reclaimPolicy", "Delete")
+    _setdefault(obj, "volumeBindingMode", "Immediate")
+
+
+def _crd(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    names = spec.setdefault("names", {})
+    if names.get("kind"):
+        _setdefault(names, "listKind", names["kind"] + "List")
+        _setdefault(names, "singular", names["kind"].lower())
+    _setdefault(spec, "conversion", {"strategy": "None"})
+    status = obj.setdefault("status", {})
+    status["acceptedNames"] = {k: v for k, v in names.items()}
+    status["storedVersions"] = [v.get("name") for v in spec.get("versions") or []
+                                if isinstance(v, dict) and v.get("storage")]
+    status.setdefault("conditions", [
+        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+         "message": "no conflicts found"},
+        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+         "message": "the initial names have been accepted"}])
+
+
+def _webhooks(obj: Obj) -> None:
+    for hook in obj.get("webhooks") or []:
+        if not isinstance(hook, dict):
+            continue
+        _setdefault(hook, "failurePolicy", "Fail")
+        _setdefault(hook, "matchPolicy", "Equivalent")
+        _setdefault(hook, "namespaceSelector", {})
+        _setdefault(hook, "objectSelector", {})
+        _setdefault(hook, "timeoutSeconds", 10)
+        if obj.get("kind") == "MutatingWebhookConfiguration":
+            _setdefault(hook, "reinvocationPolicy", "Never")
+        svc = (hook.get("clientConfig") or {}).get("service")
+        if isinstance(svc, dict):
+            _setdefault(svc, "port", 443)
+        for rule in hook.get("rules") or []:
+            if isinstance(rule, dict):
+                _setdefault(rule, "scope", "*")
+
+
+_SIMPLE: dict[tuple[str, str], Callable[[Obj], None]] = {
+    ("apps", "Deployment"): _deployment,
+    ("apps", "StatefulSet"): _statefulset,
+    ("apps", "DaemonSet"): _daemonset,
+    ("apps", "ReplicaSet"): _replicaset,
+    ("batch", "CronJob"): _cronjob,
+    ("", "Secret"): _secret,
+    ("", "Namespace"): _namespace,
+    ("", "PersistentVolumeClaim"): _pvc,
+    ("", "PersistentVolume"): _pv,
+    ("", "Pod"): _pod,
+    ("rbac.authorization.k8s.io", "RoleBinding"): _rbac_binding,
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): _rbac_binding,
+    ("autoscaling", "HorizontalPodAutoscaler"): _hpa,
+    ("policy", "PodDisruptionBudget"): _pdb,
+    ("networking.k8s.io", "Ingress"): _ingress_class_free,
+    ("networking.k8s.io", "NetworkPolicy"): _networkpolicy,
+    ("scheduling.k8s.io", "PriorityClass"): _priorityclass,
+    ("storage.k8s.io", "StorageClass"): _storageclass,
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): _crd,
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): _webhooks,
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"): _webhooks,
+}
+
+
+def apply_defaults(group: str, kind: str, obj: Obj, alloc: Allocator, *, creating: bool,
+                   old: Obj | None = None) -> None:
+    """Default ``obj`` in place as the API server would on create/update."""
+    if (group, kind) == ("batch", "Job"):
+        _job(obj, creating)
+    elif (group, kind) == ("", "Service"):
+        _service(obj, alloc, old)
+    elif (group, kind) == ("", "PodTemplate"):
+        pod_spec((obj.get("template") or {}).get("spec"))
+    else:
+        fn = _SIMPLE.get((group, kind))
+        if fn is not None:
+            fn(obj)

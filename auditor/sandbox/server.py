@@ -1,0 +1,401 @@
+"""HTTP front of the sandbox: routing, content negotiation, discovery and streaming.
+
+Speaks HTTP/1.1 keep-alive with exact Content-Length (watches use chunked encoding), JSON
+only: protobuf request bodies get 415 and an Accept listing protobuf *and* JSON gets JSON,
+as a real server answering a client that prefers protobuf would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import yaml
+
+from auditor.sandbox import openapi
+from auditor.sandbox.catalog import Resource, api_resource
+from auditor.sandbox.status import ApiError
+from auditor.sandbox.store import convert_in, convert_out, scale_of
+
+if TYPE_CHECKING:
+    from auditor.sandbox import Sandbox
+
+VERSION_INFO = {
+    "major": "1",
+    "minor": "35",
+    "emulationMajor": "1",
+    "emulationMinor": "35",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "34",
+    "gitVersion": "v1.35.0",
+    "gitCommit": "66452049f3d692768c39c797b21b793dce80314e",
+    "gitTreeState": "clean",
+    "buildDate": "2025-12-17T12:41:00Z",
+    "goVersion": "go1.25.5",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+_PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
+                "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    """A threading server that knows its sandbox and does not wait for handler threads."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.stopping = threading.Event()
+        super().__init__(address, Handler)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One connection; requests on it are served one after the other (keep-alive)."""
+
+    protocol_version = "HTTP/1.1"
+    # Without this every small response waits for the peer's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
+    server: SandboxHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _send(self, code: int, body: bytes, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache, private")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_json(self, code: int, obj: Any) -> None:
+        self._send(code, orjson.dumps(obj))
+
+    def _send_error(self, err: ApiError) -> None:
+        self._send(err.code, orjson.dumps(err.status()), headers=err.headers)
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _dispatch(self) -> None:
+        body = self._body()
+        split = urlsplit(self.path)
+        path = split.path
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        sb = self.server.sandbox
+        try:
+            delay, fault = sb.faults.match(self.command, path)
+            if delay:
+                time.sleep(delay)
+            if fault is not None:
+                raise fault
+            accept = self.headers.get("Accept", "")
+            if accept and "json" not in accept and "*/*" not in accept and \
+                    "yaml" not in accept and not path.startswith("/openapi"):
+                raise ApiError("NotAcceptable", "only the following media types are accepted: "
+                               "application/json, application/yaml", code=406)
+            self._handle(path, query, body)
+        except ApiError as err:
+            self._send_error(err)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # a bug in the sandbox should look like a 500, not a hang
+            self._send_error(ApiError("InternalError",
+                                      f"sandbox error: {type(exc).__name__}: {exc}"))
+
+    do_GET = _dispatch
+    do_POST = _dispatch
+    do_PUT = _dispatch
+    do_PATCH = _dispatch
+    do_DELETE = _dispatch
+    do_HEAD = _dispatch
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _handle(self, path: str, query: dict[str, str], body: bytes) -> None:
+        sb = self.server.sandbox
+        parts = [p for p in path.split("/") if p]
+        if self.command == "GET" and self._discovery(path, parts):
+            return
+        if parts[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError("NotFound", "the server could not find the requested resource",
+                           details={})
+        watch_path = bool(rest) and rest[0] == "watch"
+        if watch_path:
+            rest = rest[1:]
+        ns: str | None = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            candidate = sb.catalog.find(group, version, rest[2])
+            if candidate is not None and candidate.namespaced:
+                ns, rest = rest[1], rest[2:]
+        if not rest:
+            raise ApiError("NotFound", "the server could not find the requested resource")
+        res = sb.catalog.find(group, version, rest[0])
+        if res is None:
+            raise ApiError("NotFound", "the server could not find the requested resource",
+                           details={})
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else ""
+        if len(rest) > 3 or (sub and sub not in res.subresources):
+            raise ApiError("NotFound", "the server could not find the requested resource")
+        if res.namespaced and name is not None and ns is None:
+            raise ApiError("NotFound", "the server could not find the requested resource")
+        if watch_path or (name is None and query.get("watch") in ("true", "1")):
+            if self.command != "GET":
+                raise ApiError("MethodNotAllowed", "watch requires GET", code=405)
+            self._watch(res, ns, query)
+            return
+        if name is None:
+            self._collection(res, ns, query, body)
+        else:
+            self._object(res, ns or "", name, sub, query, body)
+
+    def _discovery(self, path: str, parts: list[str]) -> bool:
+        sb = self.server.sandbox
+        if path in ("/healthz", "/livez", "/readyz"):
+            self._send(200, b"ok", "text/plain; charset=utf-8")
+            return True
+        if path == "/version":
+            self._send_json(200, VERSION_INFO)
+            return True
+        if path.startswith("/openapi/"):
+            found = openapi.serve(sb.catalog, path, sb.url)
+            if found is None:
+                raise ApiError("NotFound", "the server could not find the requested resource")
+            self._send(200, found)
+            return True
+        if parts == ["api"]:
+            host = f"{sb.host}:{sb.port}"
+            self._send_json(200, {"kind": "APIVersions", "versions": ["v1"],
+                                  "serverAddressByClientCIDRs": [
+                                      {"clientCIDR": "0.0.0.0/0", "serverAddress": host}]})
+            return True
+        if parts == ["api", "v1"]:
+            self._send_json(200, _resource_list("v1", sb.catalog.in_group_version("", "v1")))
+            return True
+        if parts == ["apis"]:
+            groups = [_group(g, vs) for g, vs in sb.catalog.groups().items() if g]
+            self._send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+            return True
+        if len(parts) == 2 and parts[0] == "apis":
+            versions = sb.catalog.groups().get(parts[1])
+            if not versions:
+                raise ApiError("NotFound", "the server could not find the requested resource")
+            self._send_json(200, {"apiVersion": "v1", **_group(parts[1], versions)})
+            return True
+        if len(parts) == 3 and parts[0] == "apis":
+            resources = sb.catalog.in_group_version(parts[1], parts[2])
+            if not resources:
+                raise ApiError("NotFound", "the server could not find the requested resource")
+            self._send_json(200, _resource_list(f"{parts[1]}/{parts[2]}", resources))
+            return True
+        return False
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _manager(self, query: dict[str, str]) -> str:
+        manager = query.get("fieldManager", "")
+        if len(manager) > 128:
+            raise ApiError("BadRequest", "fieldManager: Too long: may not be longer than 128")
+        return manager
+
+    def _ua_manager(self) -> str:
+        # kube-apiserver's prefixFromUserAgent: everything before the first "/".
+        return (self.headers.get("User-Agent") or "").split("/")[0]
+
+    def _dry_run(self, query: dict[str, str]) -> bool:
+        value = query.get("dryRun")
+        if value in (None, ""):
+            return False
+        if value != "All":
+            raise ApiError("BadRequest", f'Invalid value: "{value}": supported values: "All"')
+        return True
+
+    def _decode(self, body: bytes) -> dict[str, Any]:
+        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        if ctype == "application/vnd.kubernetes.protobuf":
+            raise ApiError("UnsupportedMediaType", "the body of the request was in an unknown "
+                           "format - accepted media types include: application/json, "
+                           "application/yaml")
+        try:
+            obj = yaml.safe_load(body) if ctype == "application/yaml" else orjson.loads(body)
+        except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+            raise ApiError("BadRequest", f"error decoding request body: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise ApiError("BadRequest", "the request body must be an object")
+        return obj
+
+    def _check_type(self, res: Resource, obj: dict[str, Any]) -> None:
+        if obj.get("kind") not in (None, res.kind) or \
+                obj.get("apiVersion") not in (None, res.group_version):
+            raise ApiError("BadRequest", f"the API version in the data ({obj.get('apiVersion')}) "
+                           f"does not match the expected API version ({res.group_version})")
+
+    def _collection(self, res: Resource, ns: str | None, query: dict[str, str],
+                    body: bytes) -> None:
+        store = self.server.sandbox.store
+        sb = self.server.sandbox
+        if self.command in ("GET", "HEAD"):
+            cont = query.get("continue") or None
+            expired = bool(cont) and sb.faults.take_expired_continue()
+            limit = int(query.get("limit") or 0)
+            data = store.list_bytes(res, ns, label_selector=query.get("labelSelector"),
+                                    field_selector=query.get("fieldSelector"), limit=limit,
+                                    continue_token=cont, expired=expired)
+            self._send(200, data)
+        elif self.command == "POST":
+            if res.namespaced and ns is None:
+                raise ApiError("MethodNotAllowed", "the server does not allow this method on "
+                               "the requested resource", code=405)
+            obj = self._decode(body)
+            self._check_type(res, obj)
+            meta = obj.get("metadata") or {}
+            if res.namespaced and meta.get("namespace") not in (None, "", ns):
+                raise ApiError("BadRequest", "the namespace of the provided object does not "
+                               "match the namespace sent on the request")
+            manager = self._manager(query) or self._ua_manager()
+            created = store.create(res, ns or "", convert_in(obj, res), manager=manager,
+                                   dry_run=self._dry_run(query))
+            self._send(201, orjson.dumps(convert_out(created, res)))
+        elif self.command == "DELETE":
+            if res.namespaced and ns is None:
+                raise ApiError("MethodNotAllowed", "the server does not allow this method on "
+                               "the requested resource", code=405)
+            dry_run = self._dry_run(query)
+            raw = store.list_bytes(res, ns, label_selector=query.get("labelSelector"),
+                                   field_selector=query.get("fieldSelector"))
+            items = orjson.loads(raw)["items"]
+            for item in items:
+                store.delete(res, item["metadata"].get("namespace", ""),
+                             item["metadata"]["name"], dry_run=dry_run)
+            out = orjson.loads(raw)
+            out["kind"] = f"{res.kind}List"
+            self._send(200, orjson.dumps(out))
+        else:
+            raise ApiError("MethodNotAllowed", "the server does not allow this method on the "
+                           "requested resource", code=405)
+
+    def _object(self, res: Resource, ns: str, name: str, sub: str, query: dict[str, str],
+                body: bytes) -> None:
+        store = self.server.sandbox.store
+        dry_run = self._dry_run(query)
+        if self.command in ("GET", "HEAD"):
+            rec = store.require(res, ns, name)
+            if sub == "scale":
+                self._send_json(200, scale_of(res, rec.obj))
+            elif res.version == res.storage_version:
+                self._send(200, rec.full)
+            else:
+                self._send_json(200, convert_out(rec.obj, res))
+        elif self.command == "PUT":
+            obj = self._decode(body)
+            manager = self._manager(query) or self._ua_manager()
+            if sub == "scale":
+                out = store.update_scale(res, ns, name, obj, manager=manager, dry_run=dry_run)
+                self._send_json(200, out)
+                return
+            self._check_type(res, obj)
+            updated = store.update(res, ns, name, convert_in(obj, res), manager=manager,
+                                   dry_run=dry_run, subresource=sub)
+            self._send_json(200, convert_out(updated, res))
+        elif self.command == "PATCH":
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            if ctype not in _PATCH_TYPES:
+                raise ApiError("UnsupportedMediaType", "the body of the request was in an "
+                               "unknown format - accepted media types include: "
+                               + ", ".join(_PATCH_TYPES))
+            force = query.get("force") in ("true", "1")
+            if force and ctype != "application/apply-patch+yaml":
+                raise ApiError("BadRequest", "force: Forbidden: may not be specified for "
+                               "non-apply patch")
+            result, created = store.patch(res, ns, name, ctype, body,
+                                          manager=self._manager(query) or None, dry_run=dry_run,
+                                          force=force, subresource=sub,
+                                          user_agent_manager=self._ua_manager())
+            if sub != "scale":
+                result = convert_out(result, res)
+            self._send_json(201 if created else 200, result)
+        elif self.command == "DELETE":
+            opts: dict[str, Any] = {}
+            if body.strip():
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    opts = orjson.loads(body) or {}
+            if "All" in (opts.get("dryRun") or []):
+                dry_run = True
+            pre = opts.get("preconditions") or {}
+            out = store.delete(res, ns, name, dry_run=dry_run,
+                               precondition_rv=pre.get("resourceVersion"),
+                               precondition_uid=pre.get("uid"))
+            self._send_json(200, convert_out(out, res) if out.get("kind") != "Status" else out)
+        else:
+            raise ApiError("MethodNotAllowed", "the server does not allow this method on the "
+                           "requested resource", code=405)
+
+    def _watch(self, res: Resource, ns: str | None, query: dict[str, str]) -> None:
+        store = self.server.sandbox.store
+        timeout = float(query.get("timeoutSeconds") or 1800)
+        events = store.watch(res, ns, query.get("resourceVersion"),
+                             label_selector=query.get("labelSelector"),
+                             field_selector=query.get("fieldSelector"), timeout=timeout,
+                             stop=self.server.stopping)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        try:
+            for line in events:
+                self._chunk(line)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+
+def _resource_list(group_version: str, resources: list[Resource]) -> dict[str, Any]:
+    out: list[dict[str, Any]] = []
+    for r in resources:
+        out.extend(api_resource(r))
+    body: dict[str, Any] = {"kind": "APIResourceList", "groupVersion": group_version,
+                            "resources": out}
+    if "/" in group_version:
+        body["apiVersion"] = "v1"
+    return body
+
+
+def _group(name: str, versions: list[str]) -> dict[str, Any]:
+    vs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+    return {"kind": "APIGroup", "name": name, "versions": vs, "preferredVersion": vs[0]}

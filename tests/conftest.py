@@ -1,0 +1,56 @@
+"""Shared fixtures: a fresh sandbox API server per test, its kubeconfig, and real kubectl."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from auditor.sandbox import Sandbox
+
+KubectlRunner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def kubectl_binary() -> pathlib.Path:
+    """kubectl 1.35 from ``DRIFT_AUDITOR_TOOLS`` or the tools cache (never /usr/bin, a 1.20)."""
+    candidates = []
+    if os.environ.get("DRIFT_AUDITOR_TOOLS"):
+        candidates.append(pathlib.Path(os.environ["DRIFT_AUDITOR_TOOLS"]) / "kubectl")
+    candidates.append(pathlib.Path.home() / ".cache" / "drift-auditor" / "bin" / "kubectl")
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    pytest.fail("kubectl 1.35 not found in $DRIFT_AUDITOR_TOOLS or ~/.cache/drift-auditor/bin: "
+                "run `make tools`", pytrace=False)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as sb:
+        yield sb
+
+
+@pytest.fixture
+def kubeconfig(sandbox: Sandbox, tmp_path: pathlib.Path) -> pathlib.Path:
+    return sandbox.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.fixture
+def kubectl(kubeconfig: pathlib.Path, tmp_path: pathlib.Path) -> KubectlRunner:
+    binary = kubectl_binary()
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path),
+           "KUBECACHEDIR": str(tmp_path / "kube-cache")}
+
+    def run(*args: str, input: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(binary), *args], input=input, env=env, text=True,
+                              capture_output=True, timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return run
