@@ -75,7 +75,7 @@ class _Builder:
 
     discovered: Mapping[tuple[str, str], bool] | None = None
     objects: dict[ResourceKey, DesiredObject] = field(default_factory=dict)
-    origin: dict[ResourceKey, str] = field(default_factory=dict)
+    origin: dict[ResourceKey, tuple[str, str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     def add_errors(self, errors: Iterable[ManifestError], source: str, prefix: str) -> None:
@@ -109,8 +109,11 @@ class _Builder:
             key = ResourceKey.of(obj)
             file = _join(prefix, item.file)
             where = f"{file} (document {item.document})" if item.document else file
-            first = self.origin.get(key)
-            if first is not None:
+            seen = self.origin.get(key)
+            if seen is not None:
+                first_source, first = seen
+                if first_source != source:
+                    first, where = f"{first} of source {first_source}", f"{where} of source {source}"
                 self.problems.append(Problem(
                     file, f"{key} is defined twice: in {first} and in {where}; keeping the "
                     f"first", "error", (("source", source), ("first", first), ("second", where))))
@@ -119,7 +122,7 @@ class _Builder:
             info = (commit.source_info(file, repo_url) if commit is not None
                     else SourceInfo(file=file, repo=repo_url))
             self.objects[key] = DesiredObject(key, obj, info)
-            self.origin[key] = where
+            self.origin[key] = (source, where)
 
     def state(self, commits: dict[str, str], repos: dict[str, str],
               changes: dict[str, tuple[CommitInfo, ...]]) -> DesiredState:

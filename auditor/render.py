@@ -234,7 +234,7 @@ def _content_line(chunk: str, first_line: int) -> int:
 def load_file(root: Path, rel: str) -> RenderResult:
     """Parse one plain manifest file ``root/rel``."""
     try:
-        text = (root / rel).read_text(encoding="utf-8")
+        text = (root / rel).read_text(encoding="utf-8-sig")  # editors on Windows add a BOM
     except UnicodeDecodeError:
         return RenderResult(errors=(_error(rel, None, None, "not UTF-8 text"),))
     except OSError as exc:

@@ -252,3 +252,19 @@ def test_load_folder_without_git(tmp_path: Path) -> None:
     assert [(k.name, v.source.file, v.source.commit) for k, v in state.objects.items()] == [
         ("a", "a.yaml", ""), ("b", "b.json", "")]
     assert state.commits == {} and state.ok
+
+
+def test_duplicates_across_sources_name_both_sources(
+        tmp_path: Path, repo: tuple[RepoBuilder, dict[str, str]]) -> None:
+    origin, _shas = repo
+    sources = [Source(url=str(origin.path), name="one", paths=("apps/web.yaml",), namespace="a"),
+               Source(url=str(origin.path), name="two", paths=("apps",), namespace="a")]
+    state = load_desired(sources, cache_dir=tmp_path / "cache", secrets_env={})
+    duplicates = [p.message for p in state.problems]
+    assert duplicates == [
+        "ConfigMap a/web-config is defined twice: in apps/web.yaml (document 2) of source one "
+        "and in apps/web.yaml (document 2) of source two; keeping the first",
+        "Deployment.apps a/web is defined twice: in apps/web.yaml (document 1) of source one "
+        "and in apps/web.yaml (document 1) of source two; keeping the first",
+    ]
+    assert len([k for k in state.objects if k.namespace == "a"]) == 3  # + the secret

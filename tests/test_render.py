@@ -337,3 +337,12 @@ def test_render_path_combines_everything(tmp_path: Path) -> None:
                      "k/overlays/prod/extra.yaml", "plain/cm.yaml"]
     # The values file is not read as a manifest; the broken file is reported, alone.
     assert [e.file for e in result.errors] == ["plain/broken.yaml"]
+
+
+def test_bom_and_crlf_files(tmp_path: Path) -> None:
+    (tmp_path / "win.yaml").write_bytes(
+        b"\xef\xbb\xbfapiVersion: v1\r\nkind: ConfigMap\r\nmetadata: {name: a}\r\n---\r\n"
+        b"apiVersion: v1\r\nkind: ConfigMap\r\nmetadata: {name: b}\r\n")
+    result = render_path(tmp_path, "win.yaml")
+    assert result.errors == ()
+    assert [(o.document, o.obj["metadata"]["name"]) for o in result.objects] == [(1, "a"), (2, "b")]
