@@ -1,0 +1,260 @@
+"""End to end: Git manifests applied to the sandbox API server the way Argo CD applies them,
+changed with the real kubectl 1.35, read back over HTTP with ``kubectl get -o json``, and
+compared. The manager names asserted here are the ones kubectl and the server produced."""
+
+from __future__ import annotations
+
+import pathlib
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from auditor.compare import CompareSettings, compare_all
+from auditor.records import ObjectResult, ResourceKey
+
+pytestmark = pytest.mark.kubectl
+
+SETTINGS = CompareSettings(secret_key=b"e2e-secret-key-0123456789abcdef")
+
+MANIFESTS = """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels:
+    app.kubernetes.io/name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: web
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: web
+    spec:
+      containers:
+        - name: web
+          image: shop/web:1.4.2
+          ports:
+            - name: http
+              containerPort: 8080
+          env:
+            - name: LOG_LEVEL
+              value: info
+          resources:
+            requests:
+              cpu: "0.1"
+              memory: 128Mi
+            limits:
+              memory: 256Mi
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector:
+    app.kubernetes.io/name: web
+  ports:
+    - name: http
+      port: 80
+      targetPort: http
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+  namespace: shop
+data:
+  LOG_FORMAT: json
+  app.properties: |
+    server.port=8080
+    cache.ttl=300
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-db
+  namespace: shop
+type: Opaque
+stringData:
+  password: s3cr3t
+"""
+
+WEB = "spec.template.spec.containers[name=web]"
+
+
+class App:
+    """The applied manifests and helpers to change and read back the live state."""
+
+    def __init__(self, kubectl: Any, root: pathlib.Path, edits: pathlib.Path) -> None:
+        self.kubectl = kubectl
+        self.edits = edits
+        self.manifest = root / "manifests.yaml"
+        self.manifest.write_text(MANIFESTS)
+        self.desired = {ResourceKey.of(d): d for d in yaml.safe_load_all(MANIFESTS)}
+
+    def apply(self, manager: str = "argocd-controller") -> None:
+        self.kubectl("apply", "--server-side", f"--field-manager={manager}", "-f", str(self.manifest))
+
+    def edit(self, target: str, *sed: str) -> None:
+        """A real ``kubectl edit``: the editor is sed with these expressions."""
+        self.edits.write_text("\n".join(sed) + "\n")
+        self.kubectl("edit", "-n", "shop", target)
+
+    def live(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for kinds, ns in (("deployments,services,configmaps,secrets", ["-n", "shop"]),
+                          ("namespaces", [])):
+            proc = self.kubectl("get", kinds, *ns, "-o", "json", "--show-managed-fields")
+            out.extend(orjson.loads(proc.stdout)["items"])
+        return out
+
+    def compare(self) -> dict[tuple[str, str], ObjectResult]:
+        results = compare_all(self.desired, self.live(), settings=SETTINGS)
+        return {(r.key.kind, r.key.name): r for r in results}
+
+    def drifts(self, kind: str = "Deployment", name: str = "web") -> list[tuple[str, str, str, str]]:
+        result = self.compare()[(kind, name)]
+        return [(d.path, d.op, d.manager, d.category) for d in result.drifts]
+
+
+@pytest.fixture
+def editor(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    edits = tmp_path / "edits.sed"
+    script = tmp_path / "editor.sh"
+    script.write_text(f'#!/bin/sh\nexec sed -i -f "{edits}" "$@"\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    # read by the `kubectl` fixture when it builds kubectl's environment
+    monkeypatch.setenv("KUBE_EDITOR", str(script))
+    return edits
+
+
+@pytest.fixture
+def app(editor: pathlib.Path, kubectl: Any, tmp_path: pathlib.Path) -> Iterator[App]:
+    application = App(kubectl, tmp_path, editor)
+    application.apply()
+    yield application
+
+
+def test_applied_state_is_in_sync(app: App) -> None:
+    results = app.compare()
+    statuses = {k: r.status for k, r in results.items()}
+    assert statuses == {("Namespace", "shop"): "in-sync", ("Deployment", "web"): "in-sync",
+                        ("Service", "web"): "in-sync", ("ConfigMap", "web-config"): "in-sync",
+                        ("Secret", "web-db"): "in-sync"}, [r.drifts for r in results.values()]
+
+
+def test_kubectl_set_image(app: App) -> None:
+    app.kubectl("set", "image", "-n", "shop", "deployment/web", "web=shop/web:1.5.0-rc1")
+    assert app.drifts() == [(f"{WEB}.image", "changed", "kubectl-set", "human")]
+
+
+def test_kubectl_scale(app: App) -> None:
+    app.kubectl("scale", "-n", "shop", "deployment/web", "--replicas=5")
+    result = app.compare()[("Deployment", "web")]
+    assert [(d.path, d.op, d.manager, d.operation, d.category) for d in result.drifts] == [
+        ("spec.replicas", "changed", "kubectl", "Update", "human")]
+    assert (result.drifts[0].desired, result.drifts[0].live) == (3, 5)
+
+
+def test_autoscaler_on_scale_subresource(app: App) -> None:
+    app.kubectl("patch", "-n", "shop", "deployment/web", "--subresource=scale", "--type=merge",
+                "-p", '{"spec":{"replicas":7}}', "--field-manager=kube-controller-manager")
+    assert app.drifts() == [("spec.replicas", "changed", "kube-controller-manager", "controller")]
+
+
+def test_autoscaler_with_replicas_omitted_in_git_is_not_drift(app: App) -> None:
+    deployment = app.desired[ResourceKey("apps", "Deployment", "shop", "web")]
+    del deployment["spec"]["replicas"]
+    app.manifest.write_text(yaml.safe_dump_all(app.desired.values()))
+    app.apply()  # Argo CD applies the new revision: it gives up ownership of replicas
+    app.kubectl("patch", "-n", "shop", "deployment/web", "--subresource=scale", "--type=merge",
+                "-p", '{"spec":{"replicas":7}}', "--field-manager=kube-controller-manager")
+    assert app.drifts() == []
+
+
+def test_kubectl_label_and_annotate(app: App) -> None:
+    app.kubectl("label", "-n", "shop", "deployment/web", "team=payments")
+    app.kubectl("annotate", "-n", "shop", "deployment/web", "example.com/owner=bob")
+    assert app.drifts() == [
+        ('metadata.annotations["example.com/owner"]', "added", "kubectl-annotate", "human"),
+        ("metadata.labels.team", "added", "kubectl-label", "human"),
+    ]
+
+
+def test_kubectl_rollout_restart(app: App) -> None:
+    app.kubectl("rollout", "restart", "-n", "shop", "deployment/web")
+    assert app.drifts() == [('spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"]',
+                             "added", "kubectl-rollout", "human")]
+
+
+def test_kubectl_set_env(app: App) -> None:
+    app.kubectl("set", "env", "-n", "shop", "deployment/web", "LOG_LEVEL=debug", "DEBUG=1")
+    assert app.drifts() == [
+        (f"{WEB}.env[name=DEBUG]", "added", "kubectl-set", "human"),
+        (f"{WEB}.env[name=LOG_LEVEL].value", "changed", "kubectl-set", "human"),
+    ]
+
+
+def test_kubectl_patch_adds_a_sidecar(app: App) -> None:
+    app.kubectl("patch", "-n", "shop", "deployment/web", "-p",
+                '{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}')
+    assert app.drifts() == [("spec.template.spec.containers[name=sidecar]", "added", "kubectl-patch", "human")]
+
+
+def test_kubectl_edit(app: App) -> None:
+    app.edit("deployment/web", "s/memory: 256Mi/memory: 512Mi/")
+    assert app.drifts() == [(f"{WEB}.resources.limits.memory", "changed", "kubectl-edit", "human")]
+
+
+def test_kubectl_edit_configmap(app: App) -> None:
+    app.edit("configmap/web-config", "s/cache.ttl=300/cache.ttl=5/")
+    assert app.drifts("ConfigMap", "web-config") == [
+        ('data["app.properties"]', "changed", "kubectl-edit", "human")]
+
+
+def test_kubectl_edit_secret_reports_key_names_only(app: App) -> None:
+    # base64("hunter2") replaces base64("s3cr3t")
+    app.edit("secret/web-db", "s/czNjcjN0/aHVudGVyMg==/")
+    result = app.compare()[("Secret", "web-db")]
+    assert [(d.path, d.op, d.manager, d.category) for d in result.drifts] == [
+        ("data.password", "changed", "kubectl-edit", "human")]
+    text = repr(result)
+    assert not any(raw in text for raw in ("s3cr3t", "czNjcjN0", "hunter2", "aHVudGVyMg=="))
+
+
+def test_terminal_server_side_apply_is_human(app: App) -> None:
+    deployment = app.desired[ResourceKey("apps", "Deployment", "shop", "web")]
+    changed = yaml.safe_load(yaml.safe_dump(deployment))
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "shop/web:local"
+    app.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump(changed))
+    assert app.drifts() == [(f"{WEB}.image", "changed", "kubectl", "human")]
+
+
+def test_service_port_added_with_kubectl_patch(app: App) -> None:
+    app.kubectl("patch", "-n", "shop", "service/web", "-p",
+                '{"spec":{"ports":[{"name":"https","port":443,"targetPort":8443}]}}')
+    assert app.drifts("Service", "web") == [("spec.ports[port=443,protocol=TCP]", "added",
+                                             "kubectl-patch", "human")]
+
+
+def test_orphan_created_by_hand(app: App) -> None:
+    app.kubectl("apply", "-f", "-", input=yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hand-made", "namespace": "shop"},
+         "data": {"k": "v"}}))
+    results = app.compare()
+    assert results[("ConfigMap", "hand-made")].status == "orphan"
+    assert results[("ConfigMap", "web-config")].status == "in-sync"
