@@ -173,6 +173,25 @@ def _rbac_subject_api_group(value: Any, parent: Mapping[str, Any]) -> bool:
     return False
 
 
+def _copied_labels(value: Any, _parent: Mapping[str, Any]) -> bool:
+    # SetDefaults_Job / SetDefaults_ReplicationController copy the template's labels to an
+    # object that has none. The engine asks about the whole `labels` mapping only when Git
+    # declares no labels at all, which is exactly when the copy happens.
+    return isinstance(value, Mapping) and bool(value)
+
+
+def _rc_selector(value: Any, parent: Mapping[str, Any]) -> bool:
+    template = parent.get("template")
+    meta = template.get("metadata") if isinstance(template, Mapping) else None
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    return isinstance(value, Mapping) and bool(value) and value == labels
+
+
+def _token_secret_data(_value: Any, parent: Mapping[str, Any]) -> bool:
+    # The token controller fills ca.crt/namespace/token of a service-account-token Secret.
+    return parent.get("type") == "kubernetes.io/service-account-token"
+
+
 def _aggregated_rules(_value: Any, parent: Mapping[str, Any]) -> bool:
     # The clusterrole-aggregation controller owns `rules` of an aggregated ClusterRole.
     return bool(parent.get("aggregationRule"))
@@ -341,6 +360,16 @@ _POD_TEMPLATE: Final[Rules] = [
     *_mount(_p("spec"), _POD_SPEC),
 ]
 
+# The garbage collector adds these while it deletes an object in the foreground / orphaning
+# its dependents (staging/src/k8s.io/apiserver/pkg/registry/generic/registry/store.go).
+_DELETION_FINALIZERS: Final = ("foregroundDeletion", "orphan")
+
+
+def _finalizers(*names: str) -> tuple[Path, Rule]:
+    """The rule for items of metadata.finalizers: the kind's own and the deletion ones."""
+    return _p("metadata.finalizers.[]"), one_of(*names, *_DELETION_FINALIZERS)
+
+
 # Every kind: status and the metadata the server owns (normalise drops them too; these make
 # the predicate right when asked about a raw live object).
 _COMMON: Final[Rules] = [
@@ -348,6 +377,7 @@ _COMMON: Final[Rules] = [
     *[(("metadata", f), ANY) for f in (
         "uid", "resourceVersion", "generation", "creationTimestamp", "selfLink",
         "managedFields")],
+    _finalizers(),
 ]
 
 
@@ -433,6 +463,9 @@ _JOB: Final[Rules] = [
     *[(("spec", "selector", "matchLabels", k), ANY) for k in _JOB_LABELS],
     *[(("spec", "template", "metadata", "labels", k), ANY) for k in _JOB_LABELS],
     *[(_label(k), ANY) for k in _JOB_LABELS],
+    (_p("metadata.labels"), _copied_labels),
+    # Written while Jobs were tracked with finalizers (1.23-1.26).
+    (_annotation("batch.kubernetes.io/job-tracking"), ANY),
     *_mount(_p("spec.template"), _POD_TEMPLATE),
 ]
 
@@ -466,7 +499,7 @@ _SERVICE: Final[Rules] = [
     (_p("spec.internalTrafficPolicy"), _internal_traffic_policy),
     (_p("spec.allocateLoadBalancerNodePorts"), _allocate_lb_node_ports),
     (_p("spec.healthCheckNodePort"), ANY),
-    (_p("metadata.finalizers.[]"), eq("service.kubernetes.io/load-balancer-cleanup")),
+    _finalizers("service.kubernetes.io/load-balancer-cleanup"),
 ]
 
 # pkg/apis/core/v1/defaults.go: SetDefaults_Namespace (kubernetes.io/metadata.name label);
@@ -487,7 +520,7 @@ _PVC: Final[Rules] = [
     (_p("spec.storageClassName"), ANY),
     (_p("spec.dataSourceRef"), _pvc_data_source_ref),
     (_p("spec.dataSource"), _pvc_data_source),
-    (_p("metadata.finalizers.[]"), eq("kubernetes.io/pvc-protection")),
+    _finalizers("kubernetes.io/pvc-protection"),
 ]
 
 # pkg/apis/core/v1/defaults.go: SetDefaults_PersistentVolume; claimRef written on binding.
@@ -495,18 +528,20 @@ _PV: Final[Rules] = [
     (_p("spec.volumeMode"), eq("Filesystem")),
     (_p("spec.persistentVolumeReclaimPolicy"), eq("Retain")),
     (_p("spec.claimRef"), ANY),
-    (_p("metadata.finalizers.[]"), one_of("kubernetes.io/pv-protection",
-                                          "external-provisioner.volume.kubernetes.io/finalizer")),
+    _finalizers("kubernetes.io/pv-protection",
+                "external-provisioner.volume.kubernetes.io/finalizer"),
 ]
 
 # The legacy token controller (pkg/controller/serviceaccount/tokens_controller.go) lists the
 # token Secrets it created in `secrets`.
 _SERVICEACCOUNT: Final[Rules] = [(_p("secrets"), ANY)]
 
-# pkg/apis/core/v1/defaults.go: SetDefaults_Secret; the token controller's annotation.
+# pkg/apis/core/v1/defaults.go: SetDefaults_Secret; the token controller's annotation and data
+# (pkg/controller/serviceaccount/tokens_controller.go).
 _SECRET: Final[Rules] = [
     (_p("type"), eq("Opaque")),
     (_annotation("kubernetes.io/service-account.uid"), ANY),
+    (_p("data"), _token_secret_data),
 ]
 
 # pkg/apis/rbac/v1/defaults.go: SetDefaults_{Cluster,}RoleBinding, SetDefaults_Subject;
@@ -551,6 +586,10 @@ _HPA: Final[Rules] = [
     *[(_p("spec.behavior.scaleDown.policies.[]." + f), _parent_in(_HPA_SCALE_DOWN_POLICIES))
       for f in ("type", "value", "periodSeconds")],
     (_p("spec.selectionStrategy"), eq("LabelSelector")),
+    # autoscaling/v1 carries v2 status that has no v1 field in annotations
+    # (pkg/apis/autoscaling/v1/conversion.go).
+    (_annotation("autoscaling.alpha.kubernetes.io/conditions"), ANY),
+    (_annotation("autoscaling.alpha.kubernetes.io/current-metrics"), ANY),
 ]
 
 # pkg/apis/core/v1/defaults.go: SetDefaults_LimitRangeItem.
@@ -571,6 +610,8 @@ _STORAGECLASS: Final[Rules] = [
 # pkg/apis/core/v1/defaults.go: SetDefaults_ReplicationController; PodTemplate objects.
 _REPLICATIONCONTROLLER: Final[Rules] = [
     (_p("spec.replicas"), eq(1)),
+    (_p("spec.selector"), _rc_selector),
+    (_p("metadata.labels"), _copied_labels),
     *_mount(_p("spec.template"), _POD_TEMPLATE),
 ]
 _PODTEMPLATE: Final[Rules] = list(_mount(_p("template"), _POD_TEMPLATE))

@@ -395,3 +395,61 @@ def test_empty_containers_are_defaults_only_where_the_server_writes_them() -> No
                                  {}, {})
     assert not is_server_default("apps", "Deployment", ("spec", "template", "spec",
                                                         "tolerations"), [], {})
+
+
+def test_job_labels_copied_from_the_template_count_only_as_a_whole() -> None:
+    labels = {"app": "migrate", "job-name": "migrate"}
+    assert is_server_default("batch", "Job", ("metadata", "labels"), labels,
+                             {"name": "migrate"})
+    # Once Git declares some labels the server copies nothing: a further label is someone's.
+    assert not is_server_default("batch", "Job", ("metadata", "labels", "app"), "migrate",
+                                 labels)
+    assert is_server_default("batch", "Job", ("metadata", "labels", "job-name"), "migrate",
+                             labels)
+
+
+def test_replication_controller_selector_defaults_to_the_template_labels() -> None:
+    spec = {"template": {"metadata": {"labels": {"app": "old"}}}}
+    assert is_server_default("", "ReplicationController", ("spec", "selector"),
+                             {"app": "old"}, spec)
+    assert not is_server_default("", "ReplicationController", ("spec", "selector"),
+                                 {"app": "other"}, spec)
+
+
+def test_token_controller_data_counts_only_on_token_secrets() -> None:
+    data = {"ca.crt": "hmac-sha256:1", "namespace": "hmac-sha256:2", "token": "hmac-sha256:3"}
+    assert is_server_default("", "Secret", ("data",), data,
+                             {"type": "kubernetes.io/service-account-token"})
+    assert not is_server_default("", "Secret", ("data",), data, {"type": "Opaque"})
+
+
+def test_deletion_finalizers_are_the_garbage_collector_s_on_every_kind() -> None:
+    path = ("metadata", "finalizers", "[]")
+    for group, kind in [("apps", "Deployment"), ("", "Service"), ("example.com", "Widget"),
+                        ("", "PersistentVolumeClaim")]:
+        assert is_server_default(group, kind, path, "foregroundDeletion", {})
+        assert not is_server_default(group, kind, path, "example.com/cleanup", {})
+    assert is_server_default("", "PersistentVolumeClaim", path, "kubernetes.io/pvc-protection",
+                             {})
+    assert not is_server_default("apps", "Deployment", path, "kubernetes.io/pvc-protection", {})
+
+
+def test_hpa_v1_status_annotations_are_the_server_s() -> None:
+    for name in ("autoscaling.alpha.kubernetes.io/conditions",
+                 "autoscaling.alpha.kubernetes.io/current-metrics"):
+        assert is_server_default("autoscaling", "HorizontalPodAutoscaler",
+                                 ("metadata", "annotations", name), "[]", {})
+
+
+def test_predicate_is_fast() -> None:
+    import time
+    path = ("spec", "template", "spec", "containers", "[]", "imagePullPolicy")
+    other = ("spec", "template", "spec", "containers", "[]", "image")
+    parent = {"image": "shop/web:1.4.2"}
+    n = 20000
+    start = time.perf_counter()
+    for _ in range(n):
+        is_server_default("apps", "Deployment", path, "IfNotPresent", parent)
+        is_server_default("apps", "Deployment", other, "shop/web:1.4.2", parent)
+    per_call = (time.perf_counter() - start) / (2 * n)
+    assert per_call < 20e-6, f"{per_call * 1e6:.1f} µs per call"
