@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shlex
@@ -43,6 +44,8 @@ _PR_PATTERNS = (
 )
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 _MAX_DEEPEN_ROUNDS = 6
+
+log = logging.getLogger(__name__)
 
 _ASKPASS_SCRIPT = """#!/bin/sh
 # Written by drift-auditor: answers git's credential prompts from its own environment.
@@ -404,6 +407,8 @@ class Repository:
         if not self.shallow:
             return
         self._history.clear()
+        log.info("%s: deepening the shallow clone (round %d) to attribute files", self.url,
+                 round_)
         if round_ >= _MAX_DEEPEN_ROUNDS:
             self._git("fetch", "--unshallow", "--quiet", "origin", network=True)
         else:
@@ -485,11 +490,15 @@ def sync(url: str, revision: str = "HEAD", *, cache_dir: Path,
             repo = Repository(dest, url=shown, commit="0" * 40, auth=auth)
             # Depth applies to the first fetch only: later ones extend down to the existing
             # boundary, so history deepened for attribution is not cut off again.
+            # The remote's HEAD only when asked for: servers whose HEAD names a branch that
+            # does not exist would otherwise fail every fetch.
+            wants_head = revision.strip() in ("", "HEAD")
             repo._git("fetch", "--prune", "--prune-tags", "--tags", "--force", "--quiet",
                       *([f"--depth={depth}"] if depth and fresh else []),
                       "origin", "+refs/heads/*:refs/remotes/origin/*",
-                      "+HEAD:refs/remotes/origin/HEAD", network=True)
+                      *(["+HEAD:refs/remotes/origin/HEAD"] if wants_head else []), network=True)
             sha = _resolve(repo, revision, depth)
+            log.info("%s: checked out %s at %s", shown, revision or "HEAD", sha)
             repo._git("checkout", "--force", "--quiet", "--detach", sha)
             repo._git("clean", "-ffdxq")
         except git.GitCommandNotFound as exc:

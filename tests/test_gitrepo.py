@@ -313,3 +313,15 @@ def test_wrong_credentials_fail_without_leaking(tmp_path: Path,
     with pytest.raises(GitError, match="environment variable GIT_TOKEN is not set"):
         sync(url, cache_dir=tmp_path / "cache",
              credentials=Credentials(username="u", password_env="GIT_TOKEN"), secrets_env={})
+
+
+def test_branch_of_a_server_whose_head_is_dangling(tmp_path: Path,
+                                                   history_repo: tuple[RepoBuilder, dict[str, str]]
+                                                   ) -> None:
+    origin, shas = history_repo
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(origin.path), str(bare))
+    git(bare, "symbolic-ref", "HEAD", "refs/heads/master")  # an old default, no such branch
+    assert sync(str(bare), "main", cache_dir=tmp_path / "cache").commit == shas["c5"]
+    with pytest.raises(GitError, match="git fetch failed"):
+        sync(str(bare), "HEAD", cache_dir=tmp_path / "cache")
