@@ -167,13 +167,7 @@ class _Auth:
     @contextlib.contextmanager
     def env(self) -> Iterator[dict[str, str]]:
         """Environment for one git command; the askpass helper lives only meanwhile."""
-        env = {
-            "GIT_TERMINAL_PROMPT": "0",
-            # No credential helper may store what askpass answers.
-            "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": "credential.helper",
-            "GIT_CONFIG_VALUE_0": "",
-        }
+        env = {"GIT_TERMINAL_PROMPT": "0"}
         creds = self.credentials
         if creds.ssh_key_file:
             env["GIT_SSH_COMMAND"] = (f"ssh -i {shlex.quote(creds.ssh_key_file)} "
@@ -187,6 +181,9 @@ class _Auth:
         if not (password or creds.password_file):
             yield env
             return
+        # No credential helper may store what askpass answers.
+        env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "credential.helper",
+                    "GIT_CONFIG_VALUE_0": ""})
         with tempfile.TemporaryDirectory(prefix="drift-auditor-askpass-") as tmp:
             script = Path(tmp) / "askpass.sh"
             script.write_text(_ASKPASS_SCRIPT, encoding="utf-8")
@@ -290,7 +287,7 @@ class Repository:
     """A Git work tree: a cached clone made by :func:`sync`, or an existing checkout."""
 
     def __init__(self, path: Path, *, url: str = "", commit: str = "",
-                 auth: _Auth | None = None) -> None:
+                 auth: _Auth | None = None, can_fetch: bool | None = None) -> None:
         try:
             self._repo = git.Repo(path)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
@@ -298,6 +295,8 @@ class Repository:
         self.path = Path(self._repo.working_tree_dir or path)
         self.url = url
         self._auth = auth or _Auth()
+        # Deepening needs a remote; a user's own checkout may have one (CI clones are shallow).
+        self.can_fetch = bool(url) if can_fetch is None else can_fetch
         self.commit = commit or self._rev_parse("HEAD")
         self._history: dict[str, History] = {}
 
@@ -309,7 +308,7 @@ class Repository:
             top = repo.working_tree_dir
             if top is None or not repo.head.is_valid():
                 return None
-            return cls(Path(top))
+            return cls(Path(top), can_fetch="origin" in [r.name for r in repo.remotes])
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
             return None
         except git.GitCommandNotFound as exc:
@@ -391,9 +390,18 @@ class Repository:
         history = self.history()
         wanted = {p for paths in groups.values() for p in paths}
         rounds = 0
-        while deepen and self.url and history.boundary and history.uncertain(wanted):
+        while deepen and self.can_fetch and history.boundary and history.uncertain(wanted):
             rounds += 1
-            self.deepen(rounds)
+            try:
+                self.deepen(rounds)
+            except GitError as exc:
+                if self.url:
+                    raise
+                # Someone's own checkout: attribute what we have rather than fail the run.
+                log.warning("%s: cannot deepen the shallow clone, attribution of %d file(s) "
+                            "rests on its oldest commit: %s", self.path,
+                            len(history.uncertain(wanted)), exc)
+                self.can_fetch = False
             history = self.history()
         out: dict[str, CommitInfo] = {}
         for key, paths in groups.items():
@@ -407,8 +415,8 @@ class Repository:
         if not self.shallow:
             return
         self._history.clear()
-        log.info("%s: deepening the shallow clone (round %d) to attribute files", self.url,
-                 round_)
+        log.info("%s: deepening the shallow clone (round %d) to attribute files",
+                 self.url or self.path, round_)
         if round_ >= _MAX_DEEPEN_ROUNDS:
             self._git("fetch", "--unshallow", "--quiet", "origin", network=True)
         else:
@@ -423,7 +431,7 @@ class Repository:
         while True:
             old_sha = self._try_rev_parse(old)
             based = old_sha is not None and self._merge_base(old_sha, new_sha)
-            if based or not (self.url and self.shallow):
+            if based or not (self.can_fetch and self.shallow):
                 break
             rounds += 1
             self.deepen(rounds)

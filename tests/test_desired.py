@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gitfixtures import TOOLS, RepoBuilder, configmap, deployment, tool
+from gitfixtures import TOOLS, RepoBuilder, configmap, deployment, git, tool
 
 from auditor.config import HelmSource, Source
 from auditor.desired import DesiredObject, load_desired, load_folder
@@ -268,3 +268,19 @@ def test_duplicates_across_sources_name_both_sources(
         "and in apps/web.yaml (document 1) of source two; keeping the first",
     ]
     assert len([k for k in state.objects if k.namespace == "a"]) == 3  # + the secret
+
+
+def test_load_folder_in_a_shallow_ci_checkout_deepens(tmp_path: Path) -> None:
+    origin = RepoBuilder(tmp_path / "origin")
+    origin.write("deploy/cm.yaml", configmap("settings"))
+    first = origin.commit("Add settings", author=CAROL)
+    for i in range(5):
+        origin.write("deploy/web.yaml", deployment("web", f"nginx:1.{i}"))
+        origin.commit(f"Release {i}", author=BOB)
+    ci = tmp_path / "ci"
+    git(tmp_path, "clone", "-q", "--depth", "1", origin.path.as_uri(), str(ci))
+    state = load_folder(ci / "deploy")
+    objs = _by_name(state.objects)
+    assert objs["ConfigMap/default/settings"].source.commit == first
+    assert objs["ConfigMap/default/settings"].source.author == "Carol"
+    assert objs["Deployment/default/web"].source.subject == "Release 4"
