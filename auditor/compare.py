@@ -258,7 +258,11 @@ class _Walk:
 
     def added(self, path: Path, value: Any, parent: Mapping[str, Any]) -> None:
         """A live value Git does not declare: drift only if a human owns it."""
-        if self._is_default(path, value, parent):
+        if self._is_default(path, value, parent) and not (
+                # A default as a whole (a Job's labels copied from its template) can still
+                # hide a human's addition inside it: then each leaf must be a default itself.
+                isinstance(value, dict) and self.index
+                and self._human_owner(self.index.owners_within(path))):
             return
         if isinstance(value, dict) and value:
             for k, v in value.items():

@@ -462,3 +462,82 @@ def test_client_side_applied_deployment_from_live_fixtures() -> None:
         ("spec.template.spec.containers[name=web].image", "changed", "kubectl-set", "human"),
     ]
     assert result.drifts[1].time == "2026-11-20T09:12:44Z"
+
+
+# --------------------------------------------------------------------------- every kind in the corpus
+
+
+def _corpus() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    from live_fixtures import desired_objects, live_objects
+
+    live = live_objects()
+    out = []
+    for key, desired in sorted(desired_objects().items()):
+        if key in live and run(desired, live[key]).status == "in-sync" and key[1] != "Secret":
+            out.append(("/".join(key[:2]) + "/" + key[3], desired, live[key]))
+    return out
+
+
+CORPUS = _corpus()
+
+
+def _first_leaf(desired: dict[str, Any], api_version: str, kind: str) -> tuple[list[Any], Any, str]:
+    """The first declared scalar reachable through maps and keyed lists: its steps for
+    record_update, its value, and its expected text path (written out independently)."""
+    from auditor.schema import merge_keys
+
+    def plain(name: str) -> bool:
+        return name.replace("_", "a").replace("-", "a").isalnum() and not name[0].isdigit()
+
+    def walk(node: Any, steps: list[Any], text: str, schema_path: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            for k in sorted(node):
+                if (not steps and k in ("apiVersion", "kind", "metadata")):
+                    continue
+                part = (("." if text else "") + k) if plain(k) else f'["{k}"]'
+                found = walk(node[k], [*steps, k], text + part, (*schema_path, k))
+                if found is not None:
+                    return found
+            return None
+        if isinstance(node, list):
+            group = api_version.rpartition("/")[0]
+            keys = merge_keys(group, api_version.rpartition("/")[2], kind, schema_path, node)
+            if not keys or not node or not isinstance(node[0], dict):
+                return None
+            item = node[0]
+            ident = {k: item.get(k, "TCP" if k == "protocol" else None) for k in keys}
+            part = "[" + ",".join(f"{k}={v}" for k, v in ident.items()) + "]"
+            # merge-key fields identify the item: changing one is a remove plus an add
+            rest = {k: v for k, v in item.items() if k not in keys}
+            return walk(rest, [*steps, ident], text + part, (*schema_path, "[]"))
+        if isinstance(node, str | int) and not isinstance(node, bool):
+            return steps, node, text
+        return None
+
+    found = walk(desired, [], "", ())
+    if found is None:  # objects whose spec is all atomic lists (RBAC): use the name label
+        return ["metadata", "labels", "audited"], "x", "metadata.labels.audited"
+    return found
+
+
+@pytest.mark.parametrize(("desired", "live"), [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
+def test_every_kind_human_addition_is_drift(desired: dict[str, Any], live: dict[str, Any]) -> None:
+    changed = record_update(live, "kubectl-label", [(["metadata", "labels", "audit-owner"], "ops")])
+    assert summary(run(desired, changed)) == [("metadata.labels.audit-owner", "added", "kubectl-label", "human")]
+    by_controller = record_update(live, "some-operator", [(["metadata", "labels", "audit-owner"], "ops")])
+    assert run(desired, by_controller).status == "in-sync"
+
+
+@pytest.mark.parametrize(("desired", "live"), [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
+def test_every_kind_declared_change_is_drift(desired: dict[str, Any], live: dict[str, Any]) -> None:
+    steps, value, path = _first_leaf(desired, desired["apiVersion"], desired["kind"])
+    if path == "metadata.labels.audited":
+        desired = copy.deepcopy(desired)
+        desired.setdefault("metadata", {}).setdefault("labels", {})["audited"] = "x"
+        live = record_update(live, "argocd-controller", [(steps, "x")], operation="Apply")
+        assert run(desired, live).status == "in-sync"
+    new = value + 1 if isinstance(value, int) else f"{value}-edited"
+    changed = record_update(live, "kubectl-edit", [(steps, new)])
+    result = run(desired, changed)
+    assert summary(result) == [(path, "changed", "kubectl-edit", "human")]
+    assert result.drifts[0].live == new
