@@ -1,0 +1,22 @@
+"""The audit ledger: an append-only, hash-chained record in SQLite of every run, every object
+version, every live change with its actor, every drift's lifecycle and every Git commit
+audited. This package is the only place that touches SQLite.
+
+    with Ledger.open(path, tool_version=..., config_hash=...) as ledger:
+        known = ledger.known_versions()
+        run = ledger.begin_run(cluster="prod", git_commits={"apps": sha})
+        run.observe(Observation(...))     # only changed objects
+        run.record(result)                # every comparison result
+        run.finish("complete", counts={...}, skipped_kinds=[...], problems=[...])
+"""
+
+from __future__ import annotations
+
+from .auditlog import AuditLog
+from .lifecycle import HOWS
+from .schema import SCHEMA_VERSION
+from .store import Ledger, Observation, Run, RunSummary
+from .verify import VerifyResult
+
+__all__ = ["HOWS", "SCHEMA_VERSION", "AuditLog", "Ledger", "Observation", "Run", "RunSummary",
+           "VerifyResult"]

@@ -1,0 +1,160 @@
+"""The ledger's SQLite schema and its versioned migrations.
+
+``PRAGMA user_version`` holds the schema version; :func:`migrate` applies each missing
+migration in its own transaction on open, so a crash mid-migration leaves the previous
+version intact. Chained tables are append-only: triggers refuse UPDATE and DELETE, so a
+bug or a careless hand-edit fails loudly instead of silently breaking the chain. Someone who
+drops the triggers still cannot hide an edit: ``verify`` recomputes every row's event.
+
+Tables
+  runs          one row per run; mutable only while ``status = 'running'``
+  events        the hash chain (seq, type, payload, prev_hash, hash)
+  checkpoints   (run, seq, head hash, optional Ed25519 signature) at the end of each run
+  objects       identity of every object ever seen (group, kind, namespace, name)
+  object_versions  one row per content change of an object (content hash, resourceVersion)
+  contents      the normalised content of a version (prunable; not chained, hash-addressed)
+  latest        cache: the newest version per object (rebuildable from object_versions)
+  changes       every live change between runs with actor, category, user, authorized
+  drifts        one row per distinct drift (object + fingerprint of its drifted paths)
+  drift_events  the lifecycle: opened, reopened, resolved(how), accepted, expired
+  drift_state   cache: the current state per drift (rebuildable from drift_events)
+  commits       Git commits audited
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+from auditor.errors import LedgerError
+
+SCHEMA_VERSION = 1
+
+# The chained columns of each append-only table, in the order they are hashed. The event
+# type of a row is the table's name with ``s`` dropped (``object_versions`` → ``object_version``).
+CHAINED: dict[str, tuple[str, ...]] = {
+    "objects": ("id", "grp", "kind", "namespace", "name"),
+    "object_versions": ("id", "run_id", "object_id", "api_version", "resource_version",
+                        "content_hash", "observed_at", "deleted"),
+    "changes": ("id", "run_id", "object_id", "version_id", "prev_version_id", "change", "time",
+                "manager", "operation", "category", "user", "user_source", "authorized"),
+    "drifts": ("id", "object_id", "fingerprint", "status", "items", "category", "manager",
+               "source_file", "source_commit", "live_hash", "run_id", "opened_at"),
+    "drift_events": ("id", "drift_id", "run_id", "at", "event", "how", "by", "reason",
+                     "expires", "related_drift_id"),
+    "commits": ("id", "run_id", "repo", "sha", "author", "author_email", "date", "subject",
+                "pr", "trailers"),
+}
+EVENT_TYPE: dict[str, str] = {
+    "objects": "object", "object_versions": "object_version", "changes": "change",
+    "drifts": "drift", "drift_events": "drift_event", "commits": "commit",
+}
+RUN_BEGIN = ("id", "cluster", "started_at", "git_commits", "tool_version", "config_hash",
+             "pid", "host")
+RUN_END = ("id", "status", "ended_at", "counts", "skipped_kinds", "problems")
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection in autocommit mode: transactions are explicit ``BEGIN IMMEDIATE`` blocks,
+    so a writer takes SQLite's write lock before reading the state it will extend."""
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed batch survives power loss, not only a killed process.
+        conn.execute("PRAGMA synchronous=FULL")
+    except sqlite3.DatabaseError as exc:
+        raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
+    return conn
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.table("runs").create({
+        "id": int, "seq_begin": int, "seq_end": int, "cluster": str, "started_at": str,
+        "ended_at": str, "status": str, "git_commits": str, "tool_version": str,
+        "config_hash": str, "pid": int, "host": str, "counts": str, "skipped_kinds": str,
+        "problems": str}, pk="id", not_null={"status", "started_at"})
+    db.table("events").create({"seq": int, "at": str, "run_id": int, "type": str, "payload": str,
+                         "prev_hash": str, "hash": str}, pk="seq",
+                        not_null={"at", "type", "payload", "prev_hash", "hash"})
+    db.table("checkpoints").create({"id": int, "run_id": int, "seq": int, "head_hash": str, "at": str,
+                              "signature": str, "public_key": str}, pk="id")
+    db.table("objects").create({"id": int, "seq": int, "grp": str, "kind": str, "namespace": str,
+                          "name": str}, pk="id")
+    db.table("objects").create_index(["grp", "kind", "namespace", "name"], unique=True)
+    db.table("object_versions").create({
+        "id": int, "seq": int, "run_id": int, "object_id": int, "api_version": str,
+        "resource_version": str, "content_hash": str, "observed_at": str, "deleted": int},
+        pk="id")
+    db.table("object_versions").create_index(["object_id", "id"])
+    db.table("object_versions").create_index(["observed_at"])
+    db.table("contents").create({"version_id": int, "content": str}, pk="version_id")
+    db.table("latest").create({"object_id": int, "version_id": int, "resource_version": str,
+                         "content_hash": str, "deleted": int}, pk="object_id")
+    db.table("changes").create({
+        "id": int, "seq": int, "run_id": int, "object_id": int, "version_id": int,
+        "prev_version_id": int, "change": str, "time": str, "manager": str, "operation": str,
+        "category": str, "user": str, "user_source": str, "authorized": int}, pk="id")
+    db.table("changes").create_index(["object_id", "time"])
+    db.table("changes").create_index(["time"])
+    db.table("drifts").create({
+        "id": int, "seq": int, "object_id": int, "fingerprint": str, "status": str,
+        "items": str, "category": str, "manager": str, "source_file": str,
+        "source_commit": str, "live_hash": str, "run_id": int, "opened_at": str}, pk="id")
+    db.table("drifts").create_index(["object_id"])
+    db.table("drifts").create_index(["fingerprint"])
+    db.table("drift_events").create({
+        "id": int, "seq": int, "drift_id": int, "run_id": int, "at": str, "event": str,
+        "how": str, "by": str, "reason": str, "expires": str, "related_drift_id": int}, pk="id")
+    db.table("drift_events").create_index(["drift_id", "id"])
+    db.table("drift_state").create({"drift_id": int, "object_id": int, "state": str, "since": str,
+                              "accepted_until": str}, pk="drift_id")
+    db.table("drift_state").create_index(["state"])
+    db.table("commits").create({
+        "id": int, "seq": int, "run_id": int, "repo": str, "sha": str, "author": str,
+        "author_email": str, "date": str, "subject": str, "pr": int, "trailers": str}, pk="id")
+    db.table("commits").create_index(["repo", "sha"], unique=True)
+    for table in (*CHAINED, "events", "checkpoints"):
+        _append_only(db, table)
+    db.execute("""CREATE TRIGGER runs_no_delete BEFORE DELETE ON runs
+        BEGIN SELECT RAISE(ABORT, 'ledger: runs are append-only; DELETE refused'); END""")
+    db.execute("""CREATE TRIGGER runs_closed BEFORE UPDATE ON runs WHEN OLD.status != 'running'
+        BEGIN SELECT RAISE(ABORT, 'ledger: a finished run is immutable; UPDATE refused'); END""")
+    db.execute("""CREATE TRIGGER contents_no_update BEFORE UPDATE ON contents
+        BEGIN SELECT RAISE(ABORT, 'ledger: object content is immutable; UPDATE refused'); END""")
+
+
+def _append_only(db: sqlite_utils.Database, table: str) -> None:
+    for verb in ("UPDATE", "DELETE"):
+        db.execute(f"""CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table}
+            BEGIN SELECT RAISE(ABORT, 'ledger: {table} is append-only; {verb} refused'); END""")
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = ((1, _v1),)
+
+
+def version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, path: str | Path) -> int:
+    """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found before."""
+    found = version(conn)
+    if found > SCHEMA_VERSION:
+        raise LedgerError(f"{path}: ledger schema version {found} is newer than this "
+                          f"drift-auditor understands ({SCHEMA_VERSION}); upgrade drift-auditor")
+    db = sqlite_utils.Database(conn)
+    for number, step in MIGRATIONS:
+        if number <= found:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found

@@ -1,0 +1,705 @@
+"""The ledger: one SQLite file, one writer at a time, runs written in all-or-nothing batches.
+
+Open → lock → migrate → recover (runs a killed process left ``running`` become ``failed``).
+A run stages object versions and changes and commits them every ``batch_size`` rows; the drift
+lifecycle, the run's end and its checkpoint are committed together by :meth:`Run.finish`.
+A crash between two commits therefore leaves whole batches and an unfinished run, never half
+a batch, and never a drift resolved by a run that did not finish.
+
+Cost is proportional to what changed: the pipeline skips unchanged objects using
+:meth:`Ledger.known_versions`; :meth:`Run.record` keeps only drifted objects and objects with
+an open drift in memory; still-open drifts write nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from auditor.errors import LedgerError
+from auditor.records import ObjectResult, Problem, ResourceKey, SourceInfo
+
+from . import chain, keys, lifecycle, redact, schema, signing, times
+from .auditlog import AuditLog
+from .lock import WriterLock
+from .verify import VerifyResult, verify
+from .writer import Batch, Counters
+
+_UPSERT_LATEST = (
+    "INSERT INTO latest (object_id, version_id, resource_version, content_hash, deleted) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(object_id) DO UPDATE SET version_id = excluded.version_id, "
+    "resource_version = excluded.resource_version, content_hash = excluded.content_hash, "
+    "deleted = excluded.deleted")
+_UPSERT_STATE = (
+    "INSERT INTO drift_state (drift_id, object_id, state, since, accepted_until) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(drift_id) DO UPDATE SET state = excluded.state, "
+    "since = excluded.since, accepted_until = excluded.accepted_until")
+RUN_STATUSES = ("complete", "partial", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One live object whose content changed since the ledger last saw it.
+
+    ``content`` is the normalised object with Secret values already keyed hashes; the ledger
+    still redacts anything under a Secret's data that is not such a hash. ``time`` is the
+    managedFields time of the change; ``authorized`` says whether it matches a Git change
+    (``None``: unknown; GitOps managers count as authorized).
+    """
+
+    key: ResourceKey
+    api_version: str
+    resource_version: str
+    content_hash: str
+    content: dict[str, Any] | None = None
+    manager: str = ""
+    operation: str = ""
+    time: str = ""
+    category: str = "unknown"
+    authorized: bool | None = None
+    user: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Latest:
+    version_id: int
+    resource_version: str
+    content_hash: str
+    deleted: bool
+
+
+@dataclass
+class RunSummary:
+    """What a finished run wrote, for logs and the run's ``counts``."""
+
+    run_id: int
+    status: str
+    seq: int = 0
+    head_hash: str = ""
+    signed: bool = False
+    versions: int = 0
+    changes: int = 0
+    deletions: int = 0
+    commits: int = 0
+    opened: int = 0
+    reopened: int = 0
+    still_open: int = 0
+    accepted: int = 0
+    expired: int = 0
+    resolved: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, Any]:
+        return {"versions": self.versions, "changes": self.changes, "deletions": self.deletions,
+                "commits": self.commits, "drifts_opened": self.opened,
+                "drifts_reopened": self.reopened, "drifts_still_open": self.still_open,
+                "drifts_accepted": self.accepted, "acks_expired": self.expired,
+                "drifts_resolved": dict(sorted(self.resolved.items()))}
+
+
+def _json(value: Any) -> str:
+    return chain.canonical(value).decode()
+
+
+def _problem(p: Problem) -> dict[str, Any]:
+    return {"where": p.where, "message": p.message, "kind": p.kind,
+            "extra": {str(k): v if isinstance(v, str | int | float | bool) or v is None else str(v)
+                      for k, v in p.extra}}
+
+
+class Ledger:
+    """An open, locked, migrated ledger. Use :meth:`open` as a context manager."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock: WriterLock, *,
+                 tool_version: str, config_hash: str, signing_key: Ed25519PrivateKey | None,
+                 batch_size: int) -> None:
+        self.path = path
+        self.conn = conn
+        self._lock = lock
+        self.tool_version = tool_version
+        self.config_hash = config_hash
+        self._signing_key = signing_key
+        self._public_hex = signing.public_hex(signing_key.public_key()) if signing_key else ""
+        self.batch_size = batch_size
+        row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self.head = chain.Head(int(row[0]), str(row[1])) if row else chain.Head()
+        self.counters = Counters.load(conn)
+        self._objects: dict[ResourceKey, int] | None = None
+        self._latest: dict[int, _Latest] = {}
+        self._run: Run | None = None
+        self._broken = False
+        self.recovered_runs: list[int] = []
+        self.schema_version_found = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, path: str | Path, *, tool_version: str = "", config_hash: str = "",
+             signing_key_file: str | Path | None = None, lock_wait: float = 0.0,
+             batch_size: int = 2000) -> Ledger:
+        """Open (creating if needed) and lock the ledger for writing.
+
+        Raises :class:`LedgerLockedError` naming the holder when another process writes it.
+        """
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        key = signing.load_private_key(signing_key_file) if signing_key_file else None
+        lock = WriterLock(target)
+        lock.acquire(lock_wait)
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = schema.connect(target)
+            found = schema.migrate(conn, target)
+            ledger = cls(target, conn, lock, tool_version=tool_version, config_hash=config_hash,
+                         signing_key=key, batch_size=batch_size)
+            ledger.schema_version_found = found
+            ledger._recover()
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            lock.release()
+            raise
+        return ledger
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        run = self._run
+        if run is not None and not run.finished and not self._broken:
+            # Leaving with a run still open (an exception in the pipeline): record it failed
+            # now rather than leaving it to the next open's recovery.
+            with contextlib.suppress(LedgerError):
+                run.finish("failed", problems=[Problem(
+                    "ledger", f"run aborted: {exc_type.__name__ if exc_type else 'not finished'}"
+                    f"{': ' + str(exc) if exc else ''}")])
+        self.close()
+
+    def _batch(self) -> Batch:
+        if self._broken:
+            raise LedgerError(f"{self.path}: an earlier ledger write failed; reopen the ledger")
+        return Batch(self.head, self.counters)
+
+    def _write(self, batch: Batch) -> None:
+        try:
+            batch.write(self.conn)
+        except BaseException:
+            # In-memory caches may now be ahead of the file: refuse further writes.
+            self._broken = True
+            raise
+
+    def _checkpoint(self, batch: Batch, run_id: int | None, at: str) -> tuple[int, str, bool]:
+        seq, head_hash = self.head.seq, self.head.hash
+        signature = ""
+        if self._signing_key is not None:
+            message = signing.checkpoint_message(run_id, seq, head_hash, at)
+            signature = signing.sign(self._signing_key, message)
+        batch.plain("INSERT INTO checkpoints (id, run_id, seq, head_hash, at, signature, public_key)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (self.counters.take("checkpoints"), run_id, seq, head_hash, at,
+                     signature or None, self._public_hex or None))
+        return seq, head_hash, bool(signature)
+
+    def _end_run(self, batch: Batch, run_id: int, status: str, ended_at: str,
+                 counts: Mapping[str, Any], skipped_kinds: Sequence[str],
+                 problems: Sequence[dict[str, Any]]) -> tuple[int, str, bool]:
+        row = {"id": run_id, "status": status, "ended_at": ended_at, "counts": _json(counts),
+               "skipped_kinds": _json(sorted(skipped_kinds)), "problems": _json(list(problems))}
+        event = batch.event("run_end", ended_at, run_id, row)
+        batch.plain("UPDATE runs SET status = ?, ended_at = ?, counts = ?, skipped_kinds = ?, "
+                    "problems = ?, seq_end = ? WHERE id = ?",
+                    (status, ended_at, row["counts"], row["skipped_kinds"], row["problems"],
+                     event.seq, run_id))
+        return self._checkpoint(batch, run_id, ended_at)
+
+    def _recover(self) -> None:
+        """Close runs that a dead process left ``running``: we hold the lock, so nobody is
+        writing them. Their committed batches stay (they are real observations); their drift
+        lifecycle was never applied, and the next run recomputes it."""
+        stale = self.conn.execute(
+            "SELECT id, pid, host, started_at FROM runs WHERE status = 'running' ORDER BY id").fetchall()
+        if not stale:
+            return
+        batch = self._batch()
+        at = times.stamp(times.now())
+        for run_id, pid, host, started in stale:
+            problem = {"where": "ledger", "kind": "error", "extra": {},
+                       "message": f"run {run_id} (pid {pid} on {host}, started {started}) did not "
+                                  f"finish: the process ended before recording its result; "
+                                  f"marked failed on open by pid {os.getpid()}"}
+            self._end_run(batch, int(run_id), "failed", at, {"recovered": True}, [], [problem])
+            self.recovered_runs.append(int(run_id))
+        self._write(batch)
+
+    # --------------------------------------------------------------------- reads
+
+    def _load_objects(self) -> dict[ResourceKey, int]:
+        if self._objects is None:
+            objects: dict[ResourceKey, int] = {}
+            latest: dict[int, _Latest] = {}
+            for oid, grp, kind, ns, name, vid, rv, chash, deleted in self.conn.execute(
+                    "SELECT o.id, o.grp, o.kind, o.namespace, o.name, l.version_id, "
+                    "l.resource_version, l.content_hash, l.deleted FROM objects o "
+                    "LEFT JOIN latest l ON l.object_id = o.id"):
+                objects[ResourceKey(grp, kind, ns, name)] = oid
+                if vid is not None:
+                    latest[oid] = _Latest(vid, rv or "", chash or "", bool(deleted))
+            self._objects, self._latest = objects, latest
+        return self._objects
+
+    def known_versions(self) -> dict[ResourceKey, tuple[str, str]]:
+        """``{key: (resourceVersion, content_hash)}`` of every object live at its latest
+        observation: the pipeline observes only objects whose pair differs."""
+        objects = self._load_objects()
+        out: dict[ResourceKey, tuple[str, str]] = {}
+        for key, oid in objects.items():
+            latest = self._latest.get(oid)
+            if latest is not None and not latest.deleted:
+                out[key] = (latest.resource_version, latest.content_hash)
+        return out
+
+    def verify(self, public_key_file: str | Path | None = None) -> VerifyResult:
+        """Recompute the chain, every chained row and every checkpoint (see :mod:`.verify`)."""
+        public = (signing.load_public_key(public_key_file) if public_key_file
+                  else self._signing_key.public_key() if self._signing_key else None)
+        return verify(self.conn, public)
+
+    # ---------------------------------------------------------------------- runs
+
+    def begin_run(self, cluster: str = "default", git_commits: Mapping[str, str] | None = None,
+                  started_at: datetime | None = None,
+                  audit_log: AuditLog | str | Path | None = None) -> Run:
+        if self._run is not None and not self._run.finished:
+            raise LedgerError(f"{self.path}: run {self._run.id} is still open; finish it first")
+        if isinstance(audit_log, str | Path):
+            audit_log = AuditLog.load(audit_log)
+        started = times.stamp(started_at or times.now())
+        batch = self._batch()
+        run_id = self.counters.take("runs")
+        row = {"id": run_id, "cluster": cluster, "started_at": started,
+               "git_commits": _json(dict(sorted((git_commits or {}).items()))),
+               "tool_version": self.tool_version, "config_hash": self.config_hash,
+               "pid": os.getpid(), "host": socket.gethostname()}
+        event = batch.event("run_begin", started, run_id, row)
+        batch.plain("INSERT INTO runs (id, seq_begin, cluster, started_at, status, git_commits, "
+                    "tool_version, config_hash, pid, host) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                    (run_id, event.seq, cluster, started, row["git_commits"], self.tool_version,
+                     self.config_hash, row["pid"], row["host"]))
+        self._write(batch)
+        self._load_objects()
+        has_history = self.conn.execute(
+            "SELECT 1 FROM runs WHERE status IN ('complete', 'partial') LIMIT 1").fetchone()
+        self._run = Run(self, run_id, started, cluster, audit_log, bool(has_history))
+        return self._run
+
+    def _open_drifts(self) -> dict[ResourceKey, lifecycle.OpenDrift]:
+        out: dict[ResourceKey, lifecycle.OpenDrift] = {}
+        for (did, oid, grp, kind, ns, name, fp, status, state, until, commit,
+             live_hash) in self.conn.execute(
+                "SELECT d.id, d.object_id, o.grp, o.kind, o.namespace, o.name, d.fingerprint, "
+                "d.status, s.state, s.accepted_until, d.source_commit, d.live_hash "
+                "FROM drift_state s JOIN drifts d ON d.id = s.drift_id "
+                "JOIN objects o ON o.id = d.object_id WHERE s.state IN ('open', 'accepted') "
+                "ORDER BY d.id"):
+            key = ResourceKey(grp, kind, ns, name)
+            out[key] = lifecycle.OpenDrift(did, oid, key, fp, status, state, until, commit or "",
+                                           live_hash or "")
+        return out
+
+    def _object_id(self, batch: Batch, key: ResourceKey, at: str, run_id: int | None) -> int:
+        objects = self._load_objects()
+        oid = objects.get(key)
+        if oid is None:
+            oid = batch.chained("objects", {"grp": key.group, "kind": key.kind,
+                                            "namespace": key.namespace, "name": key.name},
+                                at, run_id)
+            objects[key] = oid
+        return oid
+
+    # ----------------------------------------------------------------------- ack
+
+    def _resolve_target(self, target: int | str | ResourceKey) -> lifecycle.OpenDrift:
+        open_drifts = self._open_drifts()
+        if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
+            drift_id = int(target)
+            for drift in open_drifts.values():
+                if drift.drift_id == drift_id:
+                    return drift
+            state = self.conn.execute("SELECT state FROM drift_state WHERE drift_id = ?",
+                                      (drift_id,)).fetchone()
+            raise LedgerError(f"drift {drift_id}: " + (
+                f"is {state[0]}, only open or accepted drifts can be acknowledged" if state
+                else "no such drift in the ledger"))
+        pattern = (keys.KeyPattern(target.name, target.namespace, target.kind, target.group)
+                   if isinstance(target, ResourceKey) else keys.parse(target))
+        found = [d for k, d in open_drifts.items() if pattern.matches(k)]
+        if not found:
+            raise LedgerError(f"{target}: no open drift on a matching object")
+        if len(found) > 1:
+            names = ", ".join(f"{d.drift_id} ({d.key})" for d in found)
+            raise LedgerError(f"{target}: matches several open drifts: {names}; name one by id")
+        return found[0]
+
+    def ack(self, target: int | str | ResourceKey, *, by: str, reason: str,
+            expires: datetime | str | None = None, at: datetime | None = None) -> int:
+        """Accept an open drift (by id or object key) until ``expires`` (ISO time or a
+        duration such as ``30d``; ``None``: until it changes or resolves). Returns its id."""
+        if self._run is not None and not self._run.finished:
+            raise LedgerError("cannot acknowledge a drift while a run is open")
+        if not by.strip() or not reason.strip():
+            raise LedgerError("an acknowledgement needs who (--by) and why (--reason)")
+        moment = at or times.now()
+        until = (times.stamp(times.parse(expires, relative_to=moment, what="--expires"))
+                 if isinstance(expires, str) else times.stamp(expires) if expires else None)
+        if until is not None and until <= times.stamp(moment):
+            raise LedgerError(f"--expires {expires}: {until} is not in the future")
+        drift = self._resolve_target(target)
+        stamp = times.stamp(moment)
+        batch = self._batch()
+        batch.chained("drift_events", {
+            "drift_id": drift.drift_id, "run_id": None, "at": stamp, "event": "accepted",
+            "how": None, "by": by, "reason": reason, "expires": until, "related_drift_id": None},
+            stamp, None)
+        batch.plain(_UPSERT_STATE, (drift.drift_id, drift.object_id, "accepted", stamp, until))
+        self._checkpoint(batch, None, stamp)
+        self._write(batch)
+        return drift.drift_id
+
+    # ------------------------------------------------------------------ retention
+
+    def prune(self, older_than_days: int, *, now: datetime | None = None) -> int:
+        """Delete the content of object versions observed more than ``older_than_days`` ago,
+        except each object's latest version. Versions, changes, drifts and the chain stay (the
+        chain holds content hashes, not content), so ``verify`` still passes. Returns the
+        number of contents deleted."""
+        if older_than_days < 1:
+            raise LedgerError(f"retention: {older_than_days} days; expected at least 1")
+        if self._run is not None and not self._run.finished:
+            raise LedgerError("cannot prune while a run is open")
+        moment = now or times.now()
+        cutoff = times.stamp(datetime.fromtimestamp(moment.timestamp() - older_than_days * 86400,
+                                                    tz=moment.tzinfo))
+        where = ("version_id IN (SELECT v.id FROM object_versions v WHERE v.observed_at < ?) "
+                 "AND version_id NOT IN (SELECT version_id FROM latest)")
+        count = int(self.conn.execute(f"SELECT count(*) FROM contents WHERE {where}",
+                                      (cutoff,)).fetchone()[0])
+        batch = self._batch()
+        stamp = times.stamp(moment)
+        batch.event("prune", stamp, None, {"cutoff": cutoff, "contents_deleted": count,
+                                           "older_than_days": older_than_days})
+        batch.plain(f"DELETE FROM contents WHERE {where}", (cutoff,))
+        self._checkpoint(batch, None, stamp)
+        self._write(batch)
+        return count
+
+
+class Run:
+    """One run's writes. Create with :meth:`Ledger.begin_run`; end with :meth:`finish`."""
+
+    def __init__(self, ledger: Ledger, run_id: int, started_at: str, cluster: str,
+                 audit_log: AuditLog | None, has_history: bool) -> None:
+        self.ledger = ledger
+        self.id = run_id
+        self.started_at = started_at
+        self.cluster = cluster
+        self.audit_log = audit_log
+        self.finished = False
+        self._has_history = has_history
+        self._batch = ledger._batch()
+        self._open = ledger._open_drifts()
+        self._seen: dict[ResourceKey, lifecycle.Seen] = {}
+        # Only objects with an open drift: how they look now decides how the drift resolved.
+        self._now: dict[ResourceKey, tuple[str, str, bool | None]] = {}
+        self._missing: set[ResourceKey] = set()
+        self._reverted: set[ResourceKey] = set()
+        self._gitops_changed: set[ResourceKey] = set()
+        self._commits: set[tuple[str, str]] = set()
+        self.summary = RunSummary(run_id, "running")
+
+    # --------------------------------------------------------------- observations
+
+    def _flush_if_full(self) -> None:
+        if len(self._batch) >= self.ledger.batch_size:
+            self.ledger._write(self._batch)
+
+    def _stage_version(self, batch: Batch, key: ResourceKey, *, api_version: str,
+                       resource_version: str, content_hash: str, content: str | None,
+                       deleted: bool, time: str, manager: str, operation: str, category: str,
+                       user: str, authorized: bool | None) -> None:
+        ledger = self.ledger
+        oid = ledger._object_id(batch, key, self.started_at, self.id)
+        prev = ledger._latest.get(oid)
+        vid = batch.chained("object_versions", {
+            "run_id": self.id, "object_id": oid, "api_version": api_version,
+            "resource_version": resource_version, "content_hash": content_hash,
+            "observed_at": self.started_at, "deleted": int(deleted)}, self.started_at, self.id)
+        if content is not None:
+            batch.plain("INSERT INTO contents (version_id, content) VALUES (?, ?)", (vid, content))
+        batch.plain(_UPSERT_LATEST, (oid, vid, resource_version, content_hash, int(deleted)))
+        ledger._latest[oid] = _Latest(vid, resource_version, content_hash, deleted)
+        self.summary.versions += 1
+        if deleted:
+            change = "deleted"
+            self.summary.deletions += 1
+        elif prev is None or prev.deleted:
+            # The first sighting in the ledger's first run is the baseline, not a change.
+            change = "created" if (self._has_history or prev is not None) else ""
+        else:
+            change = "updated"
+        if not change:
+            return
+        when = times.normalise(time) or self.started_at
+        source = ""
+        if not user and self.audit_log is not None and time:
+            user = self.audit_log.user_for(key, time, manager) or ""
+            source = "audit-log" if user else ""
+        elif user:
+            source = "observation"
+        if authorized is None and category == "gitops":
+            authorized = True
+        batch.chained("changes", {
+            "run_id": self.id, "object_id": oid, "version_id": vid,
+            "prev_version_id": prev.version_id if prev else None, "change": change,
+            "time": when, "manager": manager, "operation": operation, "category": category,
+            "user": user, "user_source": source,
+            "authorized": None if authorized is None else int(authorized)},
+            self.started_at, self.id)
+        self.summary.changes += 1
+        if category == "gitops":
+            self._gitops_changed.add(key)
+
+    def observe(self, obs: Observation) -> None:
+        """Record a live object whose resourceVersion or content hash changed."""
+        self._check_open()
+        oid = self.ledger._load_objects().get(obs.key)
+        prev = self.ledger._latest.get(oid) if oid is not None else None
+        if prev is not None and not prev.deleted and prev.content_hash == obs.content_hash:
+            if oid is not None and prev.resource_version != obs.resource_version:
+                # Same content, new resourceVersion (a status write): refresh the cache so
+                # the pipeline can skip it next time; no new version, no change.
+                self._batch.plain(_UPSERT_LATEST, (oid, prev.version_id, obs.resource_version,
+                                                   prev.content_hash, 0))
+                self.ledger._latest[oid] = _Latest(prev.version_id, obs.resource_version,
+                                                   prev.content_hash, False)
+            return
+        content = redact.content(obs.key, obs.content)
+        self._stage_version(
+            self._batch, obs.key, api_version=obs.api_version,
+            resource_version=obs.resource_version, content_hash=obs.content_hash,
+            content=None if content is None else orjson.dumps(
+                content, option=orjson.OPT_SORT_KEYS).decode(),
+            deleted=False, time=obs.time, manager=obs.manager, operation=obs.operation,
+            category=obs.category, user=obs.user, authorized=obs.authorized)
+        self._flush_if_full()
+
+    def observe_deleted(self, key: ResourceKey, *, time: str = "", manager: str = "",
+                        operation: str = "", category: str = "unknown", user: str = "",
+                        authorized: bool | None = None) -> None:
+        """Record that a live object the ledger knew is gone (call only for kinds that were
+        listed completely)."""
+        self._check_open()
+        oid = self.ledger._load_objects().get(key)
+        prev = self.ledger._latest.get(oid) if oid is not None else None
+        if prev is None or prev.deleted:
+            return
+        self._stage_version(self._batch, key, api_version="", resource_version="",
+                            content_hash="", content=None, deleted=True, time=time,
+                            manager=manager, operation=operation, category=category, user=user,
+                            authorized=authorized)
+        self._flush_if_full()
+
+    # -------------------------------------------------------------------- results
+
+    def record(self, result: ObjectResult, desired_changed: bool | None = None) -> None:
+        """Feed one comparison result (in-sync ones too, so drifts can resolve).
+
+        ``desired_changed`` is the pipeline's hint for how a drift that disappears was
+        resolved: ``True`` Git moved, ``False`` the live object moved.
+        """
+        self._check_open()
+        key = result.key
+        if result.status == "missing":
+            self._missing.add(key)
+        if result.status in lifecycle.DRIFT_STATUSES:
+            self._seen[key] = lifecycle.seen(result)
+        elif key not in self._open:
+            return
+        if key in self._open:
+            commit = result.source.commit if result.source else ""
+            self._now[key] = (result.status, commit, desired_changed)
+
+    def reverted(self, key: ResourceKey) -> None:
+        """The tool reverted ``key`` in this run: its open drift resolves as ``reverted``.
+        If the revert did not take, the next run sees the drift again and reopens it."""
+        self._check_open()
+        self._reverted.add(key)
+
+    def record_commits(self, commits: Iterable[SourceInfo | Mapping[str, Any]]) -> int:
+        """Record Git commits audited by this run (each commit once per ledger)."""
+        self._check_open()
+        added = 0
+        for commit in commits:
+            c = _commit_fields(commit)
+            ident = (c["repo"], c["sha"])
+            if not c["sha"] or ident in self._commits:
+                continue
+            self._commits.add(ident)
+            if self.ledger.conn.execute("SELECT 1 FROM commits WHERE repo = ? AND sha = ?",
+                                        ident).fetchone():
+                continue
+            self._batch.chained("commits", {"run_id": self.id, **c}, self.started_at, self.id)
+            added += 1
+        self.summary.commits += added
+        self._flush_if_full()
+        return added
+
+    # --------------------------------------------------------------------- finish
+
+    def _check_open(self) -> None:
+        if self.finished:
+            raise LedgerError(f"run {self.id} is already finished")
+
+    def finish(self, status: str = "complete", counts: Mapping[str, Any] | None = None,
+               skipped_kinds: Sequence[str] = (),
+               problems: Sequence[Problem] = ()) -> RunSummary:
+        """Apply the drift lifecycle and close the run with a checkpoint, atomically.
+
+        A ``failed`` run changes no drift. Objects of ``skipped_kinds`` (``Kind`` or
+        ``Kind.group``) are neither marked deleted nor have drifts opened or resolved: their
+        listing was incomplete, so absence proves nothing.
+        """
+        self._check_open()
+        if status not in RUN_STATUSES:
+            raise LedgerError(f"run status {status!r}: expected one of {', '.join(RUN_STATUSES)}")
+        ledger = self.ledger
+        batch = self._batch
+        skipped = frozenset(skipped_kinds)
+
+        def is_skipped(key: ResourceKey) -> bool:
+            return key.group_kind in skipped or key.kind in skipped
+
+        if status != "failed":
+            for key in sorted(self._missing):
+                oid = ledger._load_objects().get(key)
+                prev = ledger._latest.get(oid) if oid is not None else None
+                if prev is not None and not prev.deleted and not is_skipped(key):
+                    # Gone from the cluster: the deletion is the change, we do not know who.
+                    self._stage_version(batch, key, api_version="", resource_version="",
+                                        content_hash="", content=None, deleted=True, time="",
+                                        manager="", operation="", category="unknown", user="",
+                                        authorized=None)
+            self._apply_lifecycle(batch, is_skipped)
+        self.summary.status = status
+        merged = {**dict(counts or {}), "ledger": self.summary.counts()}
+        ended = times.stamp(times.now())
+        seq, head_hash, signed = ledger._end_run(batch, self.id, status, ended, merged,
+                                                 list(skipped_kinds),
+                                                 [_problem(p) for p in problems])
+        ledger._write(batch)
+        self.finished = True
+        self.summary.seq, self.summary.head_hash, self.summary.signed = seq, head_hash, signed
+        return self.summary
+
+    def _drift_event(self, batch: Batch, drift_id: int, event: str, *, how: str | None = None,
+                     related: int | None = None) -> None:
+        batch.chained("drift_events", {
+            "drift_id": drift_id, "run_id": self.id, "at": self.started_at, "event": event,
+            "how": how, "by": None, "reason": None, "expires": None,
+            "related_drift_id": related}, self.started_at, self.id)
+
+    def _resolve(self, batch: Batch, drift: lifecycle.OpenDrift, how: str,
+                 related: int | None = None) -> None:
+        self._drift_event(batch, drift.drift_id, "resolved", how=how, related=related)
+        batch.plain(_UPSERT_STATE, (drift.drift_id, drift.object_id, "resolved",
+                                    self.started_at, None))
+        self.summary.resolved[how] = self.summary.resolved.get(how, 0) + 1
+
+    def _apply_lifecycle(self, batch: Batch, is_skipped: Any) -> None:
+        ledger = self.ledger
+        summary = self.summary
+        for key in sorted(self._seen):
+            if is_skipped(key):
+                continue
+            seen = self._seen[key]
+            current = self._open.get(key)
+            if current is not None and current.fingerprint == seen.fingerprint:
+                if key in self._reverted:
+                    self._resolve(batch, current, "reverted")
+                elif lifecycle.expired(current, self.started_at):
+                    self._drift_event(batch, current.drift_id, "expired")
+                    batch.plain(_UPSERT_STATE, (current.drift_id, current.object_id, "open",
+                                                self.started_at, None))
+                    summary.expired += 1
+                    summary.still_open += 1
+                elif current.state == "accepted":
+                    summary.accepted += 1
+                else:
+                    summary.still_open += 1
+                continue
+            oid = ledger._object_id(batch, key, self.started_at, self.id)
+            again = ledger.conn.execute(
+                "SELECT id FROM drifts WHERE object_id = ? AND fingerprint = ? ORDER BY id LIMIT 1",
+                (oid, seen.fingerprint)).fetchone()
+            if again is not None:
+                drift_id = int(again[0])
+                self._drift_event(batch, drift_id, "reopened")
+                summary.reopened += 1
+            else:
+                latest = ledger._latest.get(oid)
+                drift_id = batch.chained("drifts", {
+                    "object_id": oid, "fingerprint": seen.fingerprint, "status": seen.status,
+                    "items": seen.items, "category": seen.category, "manager": seen.manager,
+                    "source_file": seen.source_file, "source_commit": seen.source_commit,
+                    "live_hash": latest.content_hash if latest else "", "run_id": self.id,
+                    "opened_at": self.started_at}, self.started_at, self.id)
+                self._drift_event(batch, drift_id, "opened")
+                summary.opened += 1
+            batch.plain(_UPSERT_STATE, (drift_id, oid, "open", self.started_at, None))
+            if current is not None:
+                self._resolve(batch, current, "superseded", related=drift_id)
+        for key in sorted(self._open):
+            if key in self._seen or is_skipped(key):
+                continue
+            drift = self._open[key]
+            now_status, commit, hint = self._now.get(key, (None, "", None))
+            latest = ledger._latest.get(drift.object_id)
+            how = lifecycle.resolution(
+                drift, now_status=now_status, desired_changed=hint,
+                reverted=key in self._reverted, source_commit_now=commit,
+                live_hash_now=latest.content_hash if latest else "",
+                gitops_change=key in self._gitops_changed)
+            self._resolve(batch, drift, how)
+
+
+def _commit_fields(commit: SourceInfo | Mapping[str, Any]) -> dict[str, Any]:
+    get = (lambda name, default=None: getattr(commit, name, default)) \
+        if isinstance(commit, SourceInfo) else commit.get
+    sha = str(get("sha", None) or get("commit", None) or "")
+    trailers = get("trailers", ()) or ()
+    if isinstance(trailers, Mapping):
+        trailers = sorted(trailers.items())
+    pr = get("pr", None)
+    return {"repo": str(get("repo", "") or ""), "sha": sha,
+            "author": str(get("author", "") or ""),
+            "author_email": str(get("author_email", "") or ""),
+            "date": times.normalise(str(get("date", "") or "")),
+            "subject": str(get("subject", "") or ""),
+            "pr": int(pr) if pr not in (None, "") else None,
+            "trailers": _json([list(t) for t in trailers])}
