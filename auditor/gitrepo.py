@@ -11,6 +11,7 @@ parsed from commit messages, and the commits between two audited revisions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -368,11 +369,7 @@ class Repository:
             if commit.pr is None and commit.sha in merged_by:
                 pr = by_sha[merged_by[commit.sha]].pr
                 if pr is not None:
-                    commit = CommitInfo(commit.sha, commit.parents, commit.author,
-                                        commit.author_email, commit.author_date,
-                                        commit.committer, commit.committer_email,
-                                        commit.committed_date, commit.subject, commit.trailers,
-                                        pr, commit.files)
+                    commit = dataclasses.replace(commit, pr=pr)
             resolved.append(commit)
             for path in commit.files:
                 last.setdefault(path, index)
