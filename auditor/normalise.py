@@ -22,6 +22,10 @@ Owns :func:`normalise` and the rules it applies, in one recursive pass that buil
   meaning (:data:`PRESENCE_MATTERS`): a volume's source (``emptyDir: {}``), label selectors
   (``podSelector: {}`` selects every pod, an absent peer selector selects none), a
   PodDisruptionBudget ``selector``, and list items (``ingress: [{}]`` allows everything).
+- An empty string in a struct field is absent too (``env: [{name: X, value: ""}]``, a
+  subject's ``apiGroup: ""``: Go's ``omitempty`` drops them on the server), but not in maps
+  whose keys the user chooses (:data:`STRING_MAPS`: a label ``tier: ""`` is a label) nor in
+  ``storageClassName`` (``""`` asks for no storage class, absent for the default one).
 - Int-or-string values (``targetPort: "80"``, ``maxSurge: 1``) are left as they are.
 """
 
@@ -60,6 +64,18 @@ SERVER_SET_ANNOTATIONS: Final[frozenset[str]] = frozenset({
 PRESENCE_MATTERS: Final[frozenset[str]] = frozenset({
     "podSelector", "namespaceSelector", "labelSelector", "emptyDir",
 })
+
+# Maps whose keys the user chooses: an entry with value "" is an entry, not an unset field.
+# ("selector" is such a map on a Service; on workloads it is a LabelSelector, which has no
+# string fields of its own, so treating it as a map changes nothing there.)
+STRING_MAPS: Final[frozenset[str]] = frozenset({
+    "labels", "annotations", "data", "binaryData", "matchLabels", "nodeSelector", "selector",
+    "parameters", "volumeAttributes",
+})
+
+# Pointer string fields where "" differs from unset: `storageClassName: ""` asks for no class,
+# an absent one for the default class.
+EMPTY_STRING_MATTERS: Final[frozenset[str]] = frozenset({"storageClassName"})
 
 _HPA_TARGET_KEYS: Final = ("target", "targetAverageValue", "targetValue")
 _LIMIT_RANGE_KEYS: Final = ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio")
@@ -120,6 +136,9 @@ def _clean_map(obj: Mapping[str, Any]) -> dict[str, Any]:
             value = _clean(value)
             if not value:
                 continue
+        elif value == "" and key not in EMPTY_STRING_MATTERS:
+            # A struct field's "" is Go's zero value: `omitempty` drops it on the server.
+            continue
         elif isinstance(value, Mapping):
             value = _clean_map(value)
             if not value:
@@ -128,11 +147,27 @@ def _clean_map(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _string_map(value: Any) -> Any:
+    """A map with user-chosen keys (labels, ConfigMap data): its "" values are values."""
+    if not isinstance(value, Mapping):
+        return _nonempty(_clean(value))
+    out: dict[str, Any] = {}
+    for key, sub in value.items():
+        if sub is None:
+            continue
+        if isinstance(sub, dict | list | Mapping):
+            sub = _clean(sub)
+            if not sub:
+                continue
+        out[key] = sub
+    return out or None
+
+
 def _resource_list(value: Any) -> Any:
     if not isinstance(value, Mapping):
         return _clean(value)
-    return {name: canonical_quantity(q, round_up_to_milli=True)
-            for name, q in value.items() if q is not None}
+    return {name: canonical_quantity(q, round_up_to_milli=True) if not isinstance(q, dict | list)
+            else _clean(q) for name, q in value.items() if q is not None}
 
 
 def _resources(value: Any) -> Any:
@@ -155,6 +190,10 @@ def _size_limit(value: Any) -> Any:
 
 
 def _overhead(value: Any) -> Any:
+    # A pod's `overhead` is a ResourceList; a RuntimeClass's wraps one in `podFixed`.
+    if isinstance(value, Mapping) and isinstance(value.get("podFixed"), Mapping):
+        rest = _clean_map({k: v for k, v in value.items() if k != "podFixed"})
+        return {**rest, "podFixed": _resource_list(value["podFixed"])}
     return _nonempty(_resource_list(value))
 
 
@@ -196,6 +235,7 @@ def _nonempty(value: Any) -> Any:
 
 
 _SPECIAL: Final[dict[str, Callable[[Any], Any]]] = {
+    **{key: _string_map for key in STRING_MAPS},
     "resources": _resources,
     "sizeLimit": _size_limit,
     "overhead": _overhead,
@@ -226,8 +266,13 @@ def _metadata(meta: Mapping[str, Any], *, secret_key: bytes | None) -> dict[str,
             if annotations:
                 out[key] = annotations
             continue
+        if key == "labels":
+            value = _string_map(value)
+            if value is not None:
+                out[key] = value
+            continue
         value = _clean(value)
-        if isinstance(value, dict | list) and not value:
+        if (isinstance(value, dict | list) and not value) or value == "":
             continue
         out[key] = value
     return out
@@ -320,21 +365,18 @@ def normalise(obj: Mapping[str, Any], *, secret_key: bytes) -> dict[str, Any]:
     api_version = obj.get("apiVersion")
     kind = obj.get("kind")
     is_secret = kind == "Secret" and api_version == "v1"
-    out: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
     for key, value in obj.items():
-        if value is None or key == "status":
+        if key == "status" or (is_secret and key in ("data", "stringData")):
             continue
         if key == "metadata" and isinstance(value, Mapping):
             meta = _metadata(value, secret_key=secret_key if is_secret else None)
-            if meta:
-                out[key] = meta
-            continue
-        if is_secret and key in ("data", "stringData"):
-            continue
-        value = _clean(value)
-        if isinstance(value, dict | list) and not value:
-            continue
-        out[key] = value
+        else:
+            rest[key] = value
+    out = _clean_map(rest)
+    if meta:
+        out["metadata"] = meta
     if is_secret:
         data = _secret_data(obj, secret_key)
         if data:

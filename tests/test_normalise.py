@@ -160,6 +160,10 @@ QUANTITY_CASES: list[tuple[str, dict[str, Any], Any, Any]] = [
      lambda o: o["spec"]["limits"][0],
      {"type": "Container", "max": {"cpu": "2"}, "default": {"memory": "512Mi"},
       "defaultRequest": {"cpu": "100m"}}),
+    ("RuntimeClass overhead", {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                               "metadata": {"name": "kata"}, "handler": "kata",
+                               "overhead": {"podFixed": {"memory": "0.125Gi", "cpu": 0.25}}},
+     lambda o: o["overhead"], {"podFixed": {"memory": "128Mi", "cpu": "250m"}}),
     ("PV capacity", {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv"},
                      "spec": {"capacity": {"storage": "10240Mi"}}},
      lambda o: o["spec"]["capacity"], {"storage": "10Gi"}),
@@ -226,6 +230,35 @@ def test_none_and_empty_values_are_absent() -> None:
     out = normalise(obj, secret_key=KEY)
     assert out["metadata"] == {"name": "q"}
     assert _pod_spec(out) == {"containers": [{"name": "a"}]}
+
+
+def test_empty_strings_in_struct_fields_are_absent_but_map_values_stay() -> None:
+    obj = _pod({"containers": [{"name": "a", "workingDir": "", "env": [
+        {"name": "EMPTY", "value": ""}]}], "nodeSelector": {"pool": ""}})
+    obj["metadata"]["labels"] = {"tier": ""}
+    obj["metadata"]["annotations"] = {"note": ""}
+    obj["spec"]["template"]["metadata"] = {"labels": {"canary": ""}}
+    out = normalise(obj, secret_key=KEY)
+    assert _pod_spec(out)["containers"] == [{"name": "a", "env": [{"name": "EMPTY"}]}]
+    assert _pod_spec(out)["nodeSelector"] == {"pool": ""}
+    assert out["metadata"]["labels"] == {"tier": ""}
+    assert out["metadata"]["annotations"] == {"note": ""}
+    assert out["spec"]["template"]["metadata"]["labels"] == {"canary": ""}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+          "data": {"EMPTY": "", "X": "1"}}
+    assert normalise(cm, secret_key=KEY)["data"] == {"EMPTY": "", "X": "1"}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "b"}, "roleRef": {"kind": "Role", "name": "r",
+                                                      "apiGroup": "rbac.authorization.k8s.io"},
+               "subjects": [{"kind": "ServiceAccount", "name": "web", "apiGroup": ""}]}
+    assert normalise(binding, secret_key=KEY)["subjects"] == [{"kind": "ServiceAccount",
+                                                               "name": "web"}]
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}
+    assert normalise(role, secret_key=KEY)["rules"][0]["apiGroups"] == [""]
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "p"},
+           "spec": {"storageClassName": "", "volumeName": ""}}
+    assert normalise(pvc, secret_key=KEY)["spec"] == {"storageClassName": ""}
 
 
 def test_empty_mappings_whose_presence_matters_are_kept() -> None:
