@@ -325,3 +325,12 @@ def test_branch_of_a_server_whose_head_is_dangling(tmp_path: Path,
     assert sync(str(bare), "main", cache_dir=tmp_path / "cache").commit == shas["c5"]
     with pytest.raises(GitError, match="git fetch failed"):
         sync(str(bare), "HEAD", cache_dir=tmp_path / "cache")
+
+
+def test_shallow_clone_of_an_old_sha(tmp_path: Path,
+                                     history_repo: tuple[RepoBuilder, dict[str, str]]) -> None:
+    origin, shas = history_repo
+    # c1 is beyond depth 1 of every branch: it has to be asked for by sha.
+    repo = sync(origin.path.as_uri(), shas["c1"], cache_dir=tmp_path / "cache", depth=1)
+    assert repo.commit == shas["c1"]
+    assert repo.last_commits({"web": ["apps/web.yaml"]})["web"].sha == shas["c1"]
