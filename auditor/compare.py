@@ -30,7 +30,7 @@ from auditor.fieldsv1 import Owner, OwnershipIndex, ownership
 from auditor.ignore import IgnoreSet, ObjectIgnores
 from auditor.managers import Classifier
 from auditor.paths import Element, Key, Path, Value, render, schema_path
-from auditor.records import Category, DriftItem, ObjectResult, ResourceKey, SourceInfo
+from auditor.records import Category, DriftItem, ObjectResult, Problem, ResourceKey, SourceInfo
 
 Normaliser = Callable[..., dict[str, Any]]
 DefaultCheck = Callable[[str, str, tuple[str, ...], Any, Mapping[str, Any]], bool]
@@ -468,7 +468,8 @@ def is_orphan_candidate(key: ResourceKey, live: Mapping[str, Any], *, settings: 
 def compare_all(desired: Mapping[ResourceKey, dict[str, Any]], live: Iterable[dict[str, Any]], *,
                 settings: CompareSettings,
                 sources: Mapping[ResourceKey, SourceInfo] | None = None,
-                managed_namespaces: Collection[str] | None = None) -> Iterator[ObjectResult]:
+                managed_namespaces: Collection[str] | None = None,
+                problems: list[Problem] | None = None) -> Iterator[ObjectResult]:
     """Compare a stream of live objects with the desired objects.
 
     Live objects are consumed one at a time (they arrive page by page from the cluster) and
@@ -478,10 +479,22 @@ def compare_all(desired: Mapping[ResourceKey, dict[str, Any]], live: Iterable[di
     not with the cluster. Results come in stream order: sort by ``key`` for output.
 
     ``managed_namespaces`` defaults to :func:`managed_namespaces_of` the desired keys.
+    With a ``problems`` list, an object that cannot be compared (a malformed manifest or
+    live object) is recorded there and skipped instead of ending the run.
     """
     sources = sources or {}
     namespaces = (frozenset(managed_namespaces) if managed_namespaces is not None
                   else managed_namespaces_of(desired))
+    def one(key: ResourceKey, want: dict[str, Any] | None,
+            have: dict[str, Any] | None) -> ObjectResult | None:
+        try:
+            return compare_object(key, want, have, settings=settings, source=sources.get(key))
+        except Exception as exc:
+            if problems is None:
+                raise
+            problems.append(Problem(where=str(key), message=f"cannot compare: {exc}"))
+            return None
+
     seen: set[ResourceKey] = set()
     for obj in live:
         key = ResourceKey.of(obj)
@@ -490,9 +503,15 @@ def compare_all(desired: Mapping[ResourceKey, dict[str, Any]], live: Iterable[di
             if key in seen:
                 continue  # listed twice (e.g. under two API versions): compared once
             seen.add(key)
-            yield compare_object(key, want, obj, settings=settings, source=sources.get(key))
+            result = one(key, want, obj)
         elif is_orphan_candidate(key, obj, settings=settings, managed_namespaces=namespaces):
-            yield compare_object(key, None, obj, settings=settings)
+            result = one(key, None, obj)
+        else:
+            continue
+        if result is not None:
+            yield result
     for key in sorted(desired):
         if key not in seen:
-            yield compare_object(key, desired[key], None, settings=settings, source=sources.get(key))
+            result = one(key, desired[key], None)
+            if result is not None:
+                yield result

@@ -2,7 +2,7 @@
 
 JSON (``--output json``, DESIGN.md "Contracts")::
 
-    {"summary": {"resources", "in_sync", "drifted", "missing", "orphan", "ignored"},
+    {"summary": {"resources", "in_sync", "drifted", "missing", "orphan", "ignored"?},
      "resources": [{"apiVersion", "kind", "namespace", "name", "status",
                     "source": {"file", "commit", "author", "date"} | null,
                     "drifts": [{"path", "op", "desired", "live", "manager", "operation",
@@ -10,7 +10,9 @@ JSON (``--output json``, DESIGN.md "Contracts")::
      "problems": [{"where", "message", "kind"}]}       # only when there are problems
 
 Key order is fixed; resources are sorted by key and drifts by path, so the same results
-always render to the same bytes. ``ignored`` objects carry a ``reason``.
+always render to the same bytes. Keys beyond the documented contract appear only when they
+carry something: ``summary.ignored`` when objects were ignored (they carry a ``reason``),
+``problems`` when errors were met.
 """
 
 from __future__ import annotations
@@ -65,8 +67,12 @@ def summary(results: Iterable[ObjectResult]) -> dict[str, int]:
     """Counts per status, in the contract's order."""
     listed = list(results)
     counts = Counter(r.status for r in listed)
-    return {"resources": len(listed), "in_sync": counts["in-sync"], "drifted": counts["drifted"],
-            "missing": counts["missing"], "orphan": counts["orphan"], "ignored": counts["ignored"]}
+    out = {"resources": len(listed), "in_sync": counts["in-sync"], "drifted": counts["drifted"],
+           "missing": counts["missing"], "orphan": counts["orphan"]}
+    if counts["ignored"]:
+        # Beyond the documented keys, so only there when it has something to say.
+        out["ignored"] = counts["ignored"]
+    return out
 
 
 def to_json(results: Iterable[ObjectResult], problems: Iterable[Problem] = ()) -> bytes:
@@ -161,6 +167,6 @@ def to_text(results: Iterable[ObjectResult], problems: Iterable[Problem] = (), c
         lines.append(paint(f"{p.kind}: {p.where}: {p.message}", _RED))
     s = summary(ordered)
     counts = ", ".join(f"{s[k]} {k.replace('_', '-')}" for k in
-                       ("in_sync", "drifted", "missing", "orphan", "ignored") if s[k])
+                       ("in_sync", "drifted", "missing", "orphan", "ignored") if s.get(k))
     lines.append(f"{s['resources']} resources" + (f": {counts}" if counts else ""))
     return "\n".join(lines) + "\n"

@@ -541,3 +541,26 @@ def test_every_kind_declared_change_is_drift(desired: dict[str, Any], live: dict
     result = run(desired, changed)
     assert summary(result) == [(path, "changed", "kubectl-edit", "human")]
     assert result.drifts[0].live == new
+
+
+def test_compare_all_records_problems_and_goes_on() -> None:
+    from auditor.records import Problem
+
+    good_desired, good_live = load_pair("configmap-web")
+    bad_desired, bad_live = load_pair("deployment-web")
+    bad_desired["spec"] = "not a mapping"
+
+    def fussy(obj: dict[str, Any], *, secret_key: bytes) -> dict[str, Any]:
+        if not isinstance(obj.get("spec", {}), dict):
+            raise ValueError("spec: expected a mapping")
+        return SETTINGS.normalise(obj)
+
+    settings = CompareSettings(secret_key=KEY, normaliser=fussy)
+    desired = {ResourceKey.of(good_desired): good_desired, ResourceKey.of(bad_desired): bad_desired}
+    problems: list[Problem] = []
+    results = list(compare_all(desired, [bad_live, good_live], settings=settings, problems=problems))
+    assert [(r.key.name, r.status) for r in results] == [("web-config", "in-sync")]
+    assert problems == [Problem(where="Deployment.apps shop/web",
+                                message="cannot compare: spec: expected a mapping")]
+    with pytest.raises(ValueError, match="spec: expected a mapping"):
+        list(compare_all(desired, [bad_live], settings=settings))

@@ -30,8 +30,7 @@ def results() -> list[ObjectResult]:
 def test_json_contract() -> None:
     doc = orjson.loads(to_json(results(), []))
     assert list(doc) == ["summary", "resources"]
-    assert doc["summary"] == {"resources": 3, "in_sync": 1, "drifted": 1, "missing": 1, "orphan": 0,
-                              "ignored": 0}
+    assert doc["summary"] == {"resources": 3, "in_sync": 1, "drifted": 1, "missing": 1, "orphan": 0}
     # sorted by key: (group, kind, namespace, name)
     assert [(r["kind"], r["name"]) for r in doc["resources"]] == [
         ("ConfigMap", "gone"), ("Service", "web"), ("Deployment", "web")]
@@ -64,6 +63,8 @@ def test_problems_and_exit_codes() -> None:
     assert exit_code(in_sync, [problem]) == 2
     assert exit_code(in_sync, [Problem(where="x", message="slow", kind="warning")]) == 0
     doc = orjson.loads(to_json(in_sync, [problem]))
+    assert doc["summary"] == {"resources": 2, "in_sync": 1, "drifted": 0, "missing": 0, "orphan": 0,
+                              "ignored": 1}
     assert doc["problems"] == [{"where": "apps/bad.yaml (document 2)", "message": "metadata.name: missing",
                                 "kind": "error"}]
 
