@@ -105,18 +105,30 @@ def _decode_base64(value: str) -> bytes | None:
 
 
 def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is dict:
+        return _clean_map(value)
+    if kind is list:
+        return _clean_list(value)
+    if isinstance(value, Mapping):
         return _clean_map(value)
     if isinstance(value, list):
         return _clean_list(value)
-    if isinstance(value, Mapping):
-        return _clean_map(dict(value))
     return value
 
 
 def _clean_list(items: list[Any]) -> list[Any]:
     # Items are kept even when they clean to {}: removing one changes the list's meaning.
-    return [_clean(item) for item in items if item is not None]
+    out = []
+    for item in items:
+        kind = type(item)
+        if kind is dict:
+            out.append(_clean_map(item))
+        elif kind is str or kind is int:
+            out.append(item)
+        elif item is not None:
+            out.append(_clean(item))
+    return out
 
 
 def _clean_map(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,15 +144,22 @@ def _clean_map(obj: Mapping[str, Any]) -> dict[str, Any]:
                 continue
             out[key] = value
             continue
-        if isinstance(value, dict | list):
-            value = _clean(value)
+        # Exact type checks first: this loop runs for every field of every object.
+        kind = type(value)
+        if kind is dict:
+            value = _clean_map(value)
             if not value:
                 continue
-        elif value == "" and key not in EMPTY_STRING_MATTERS:
-            # A struct field's "" is Go's zero value: `omitempty` drops it on the server.
-            continue
-        elif isinstance(value, Mapping):
-            value = _clean_map(value)
+        elif kind is list:
+            value = _clean_list(value)
+            if not value:
+                continue
+        elif kind is str:
+            if not value and key not in EMPTY_STRING_MATTERS:
+                # A struct field's "" is Go's zero value: `omitempty` drops it on the server.
+                continue
+        elif isinstance(value, Mapping | list):
+            value = _clean(value)
             if not value:
                 continue
         out[key] = value
