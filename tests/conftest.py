@@ -41,13 +41,14 @@ def kubeconfig(sandbox: Sandbox, tmp_path: pathlib.Path) -> pathlib.Path:
 @pytest.fixture
 def kubectl(kubeconfig: pathlib.Path, tmp_path: pathlib.Path) -> KubectlRunner:
     binary = kubectl_binary()
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path),
-           "KUBECACHEDIR": str(tmp_path / "kube-cache")}
+    # KUBE_EDITOR=true: a stray `kubectl edit` must not open vim and hang the run
+    base_env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path),
+                "KUBECACHEDIR": str(tmp_path / "kube-cache"), "KUBE_EDITOR": "true"}
 
-    def run(*args: str, input: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(binary), *args], input=input, env=env, text=True,
-                              capture_output=True, timeout=60)
+    def run(*args: str, input: str | None = None, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(binary), *args], input=input, env={**base_env, **(env or {})},
+                              text=True, capture_output=True, timeout=60)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n"
                                  f"{proc.stdout}\n{proc.stderr}")

@@ -171,6 +171,9 @@ def apply(entries: list[Entry], live: dict[str, Any] | None, config: dict[str, A
     """
     cfg = strip(config, drop=drop)
     new_set = fieldset.to_field_set(cfg, f)
+    if config.get("metadata"):
+        # name/namespace are stripped as paths upstream, so metadata never becomes a member
+        new_set.discard(("f:metadata",))
     merged: dict[str, Any] = fieldset.merge(live if live is not None else MISSING, cfg, f)
     ident = (manager, "Apply", "", "")
     mine = next((e for e in entries if e.ident() == ident), None)

@@ -72,7 +72,7 @@ def test_discovery_lists_builtin_groups_and_resources(sandbox: Sandbox) -> None:
 
 
 def test_seeded_cluster_objects(sandbox: Sandbox) -> None:
-    status, nss = call(sandbox, "GET", "/api/v1/namespaces")
+    _, nss = call(sandbox, "GET", "/api/v1/namespaces")
     assert [n["metadata"]["name"] for n in nss["items"]] == [
         "default", "kube-node-lease", "kube-public", "kube-system"]
     ns = nss["items"][0]
