@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -334,3 +335,24 @@ def test_shallow_clone_of_an_old_sha(tmp_path: Path,
     repo = sync(origin.path.as_uri(), shas["c1"], cache_dir=tmp_path / "cache", depth=1)
     assert repo.commit == shas["c1"]
     assert repo.last_commits({"web": ["apps/web.yaml"]})["web"].sha == shas["c1"]
+
+
+def test_ssh_key_is_passed_to_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  history_repo: tuple[RepoBuilder, dict[str, str]]) -> None:
+    origin, shas = history_repo
+    # A stand-in ssh that records its arguments and runs the remote command locally.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "ssh-calls"
+    fake = bin_dir / "ssh"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nfor last; do :; done\nexec sh -c "$last"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    key = tmp_path / "id_ed25519"
+    key.write_text("not really a key\n")
+    repo = sync(f"git@git.example.invalid:{origin.path}", "main", cache_dir=tmp_path / "cache",
+                credentials=Credentials(ssh_key_file=str(key)), secrets_env={})
+    assert repo.commit == shas["c5"]
+    recorded = calls.read_text()
+    assert f"-i {key} -o IdentitiesOnly=yes -o BatchMode=yes" in recorded
+    assert "git@git.example.invalid" in recorded
