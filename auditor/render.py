@@ -233,8 +233,13 @@ def _content_line(chunk: str, first_line: int) -> int:
 
 def load_file(root: Path, rel: str) -> RenderResult:
     """Parse one plain manifest file ``root/rel``."""
+    path = root / rel
+    if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
+        # A repository must not make the auditor read its own files (tokens, keys).
+        return RenderResult(errors=(_error(rel, None, None,
+                                           "symlink to a file outside the repository"),))
     try:
-        text = (root / rel).read_text(encoding="utf-8-sig")  # editors on Windows add a BOM
+        text = path.read_text(encoding="utf-8-sig")  # editors on Windows add a BOM
     except UnicodeDecodeError:
         return RenderResult(errors=(_error(rel, None, None, "not UTF-8 text"),))
     except OSError as exc:

@@ -346,3 +346,17 @@ def test_bom_and_crlf_files(tmp_path: Path) -> None:
     result = render_path(tmp_path, "win.yaml")
     assert result.errors == ()
     assert [(o.document, o.obj["metadata"]["name"]) for o in result.objects] == [(1, "a"), (2, "b")]
+
+
+def test_symlinks_out_of_the_tree_are_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(configmap("stolen"))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "inside.yaml").write_text(configmap("inside"))
+    (repo / "link-in.yaml").symlink_to(repo / "inside.yaml")
+    (repo / "link-out.yaml").symlink_to(outside)
+    result = render_path(repo, ".")
+    assert [str(e) for e in result.errors] == [
+        "link-out.yaml: symlink to a file outside the repository"]
+    assert [o.file for o in result.objects] == ["inside.yaml", "link-in.yaml"]
