@@ -18,6 +18,7 @@ and sorted like the server sorts them: ``Apply`` before ``Update``, then by time
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +27,7 @@ from auditor.sandbox.fieldset import MISSING, FieldSet, Path
 from auditor.sandbox.schema import Field
 from auditor.sandbox.status import ApiError
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _SERVER_META = ("name", "namespace", "creationTimestamp", "selfLink", "uid", "generation",
                 "managedFields", "resourceVersion", "deletionTimestamp",
                 "deletionGracePeriodSeconds")
@@ -195,7 +197,10 @@ def apply(entries: list[Entry], live: dict[str, Any] | None, config: dict[str, A
         for path in sorted(e.fields & changed):
             conflicts.append((e, path))
     if conflicts and not force:
-        raise ApplyConflict(conflicts)
+        allowed = _allowed_by_last_applied(live, f) if manager == "kubectl" else set()
+        if any(p not in allowed for _, p in conflicts):
+            raise ApplyConflict([(e, p) for e, p in conflicts if p not in allowed])
+        force = True  # upgrading client-side apply to server-side apply: no conflicts
     out: list[Entry] = []
     for e in others:
         fields = e.fields - removed - (changed if force else set())
@@ -206,3 +211,26 @@ def apply(entries: list[Entry], live: dict[str, Any] | None, config: dict[str, A
     if new_set:
         out.append(Entry(manager, "Apply", api_version, when, "", frozenset(new_set)))
     return merged, out
+
+
+def _allowed_by_last_applied(live: dict[str, Any] | None, f: Field) -> FieldSet:
+    """Conflicts the server forgives when ``kubectl`` takes over from client-side apply.
+
+    Like the API server's lastAppliedManager: fields in the
+    ``kubectl.kubernetes.io/last-applied-configuration`` annotation whose live value is
+    still the last-applied one may change owner to ``kubectl`` without ``--force-conflicts``.
+    """
+    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+    raw = annotations.get(LAST_APPLIED)
+    if not raw:
+        return set()
+    try:
+        last = json.loads(raw)
+    except ValueError:
+        return set()
+    if not isinstance(last, dict):
+        return set()
+    last_s = strip(last)
+    applied = fieldset.to_field_set(last_s, f)
+    _, modified, _ = fieldset.compare(last_s, strip(live), f)
+    return {p for p in applied if p not in modified}
