@@ -175,7 +175,9 @@ def _string_map(value: Any) -> Any:
         if sub is None:
             continue
         if isinstance(sub, dict | list | Mapping):
-            sub = _clean(sub)
+            # A LabelSelector's matchLabels is itself a user-keyed map: dispatch by key.
+            handler = _SPECIAL.get(key)
+            sub = handler(sub) if handler is not None else _clean(sub)
             if not sub:
                 continue
         out[key] = sub

@@ -241,6 +241,13 @@ def test_empty_strings_in_struct_fields_are_absent_but_map_values_stay() -> None
     out = normalise(obj, secret_key=KEY)
     assert _pod_spec(out)["containers"] == [{"name": "a", "env": [{"name": "EMPTY"}]}]
     assert _pod_spec(out)["nodeSelector"] == {"pool": ""}
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+              "spec": {"selector": {"matchLabels": {"app": "web", "canary": ""}}}}
+    assert normalise(deploy, secret_key=KEY)["spec"]["selector"] == {
+        "matchLabels": {"app": "web", "canary": ""}}
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+           "spec": {"selector": {"app": "web", "canary": ""}}}
+    assert normalise(svc, secret_key=KEY)["spec"]["selector"] == {"app": "web", "canary": ""}
     assert out["metadata"]["labels"] == {"tier": ""}
     assert out["metadata"]["annotations"] == {"note": ""}
     assert out["spec"]["template"]["metadata"]["labels"] == {"canary": ""}
