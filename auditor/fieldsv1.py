@@ -12,6 +12,7 @@ in the same representation the comparison uses (:mod:`auditor.paths`), who owns 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,9 @@ class _Node:
         self.whole: list[Owner] = []
 
 
+@functools.lru_cache(maxsize=8192)
 def _element(token: str) -> Element | None:
+    # Tokens repeat across objects of a kind (``f:spec``, ``k:{"name":"web"}``): parse once.
     prefix, _, rest = token.partition(":")
     if prefix == "f":
         return rest
@@ -80,6 +83,25 @@ def walk(fields: Mapping[str, Any], prefix: Path = ()) -> Iterator[tuple[Path, b
             yield path, True
 
 
+def _insert(node: _Node, fields: Mapping[str, Any], owner: Owner) -> None:
+    """Add one entry's FieldsV1 trie below ``node`` (what :func:`walk` yields, built in place)."""
+    for token, child in fields.items():
+        if token == ".":
+            node.owners.append(owner)
+            continue
+        element = _element(token)
+        if element is None:
+            continue
+        sub = node.children.get(element)
+        if sub is None:
+            sub = node.children[element] = _Node()
+        if isinstance(child, Mapping) and child:
+            _insert(sub, child, owner)
+        else:
+            sub.owners.append(owner)
+            sub.whole.append(owner)
+
+
 class OwnershipIndex:
     """Ownership of field paths, built from one object's ``managedFields``."""
 
@@ -104,12 +126,7 @@ class OwnershipIndex:
             entries.append(owner)
             fields = entry.get("fieldsV1")
             if isinstance(fields, Mapping):
-                for path, whole in walk(fields):
-                    node = self._node(path, create=True)
-                    assert node is not None
-                    node.owners.append(owner)
-                    if whole:
-                        node.whole.append(owner)
+                _insert(self._root, fields, owner)
         self.entries = tuple(entries)
 
     def _node(self, path: Path, *, create: bool = False) -> _Node | None:

@@ -99,9 +99,12 @@ WEB = "spec.template.spec.containers[name=web]"
 class App:
     """The applied manifests and helpers to change and read back the live state."""
 
-    def __init__(self, kubectl: Any, root: pathlib.Path, edits: pathlib.Path) -> None:
+    def __init__(self, kubectl: Any, root: pathlib.Path) -> None:
         self.kubectl = kubectl
-        self.edits = edits
+        self.edits = root / "edits.sed"
+        self.editor = root / "editor.sh"
+        self.editor.write_text(f'#!/bin/sh\nexec sed -i -f "{self.edits}" "$@"\n')
+        self.editor.chmod(self.editor.stat().st_mode | stat.S_IXUSR)
         self.manifest = root / "manifests.yaml"
         self.manifest.write_text(MANIFESTS)
         self.desired = {ResourceKey.of(d): d for d in yaml.safe_load_all(MANIFESTS)}
@@ -112,18 +115,19 @@ class App:
     def edit(self, target: str, *sed: str) -> None:
         """A real ``kubectl edit``: the editor is sed with these expressions."""
         self.edits.write_text("\n".join(sed) + "\n")
-        self.kubectl("edit", "-n", "shop", target)
+        self.kubectl("edit", "-n", "shop", target, env={"KUBE_EDITOR": str(self.editor)})
 
-    def live(self) -> list[dict[str, Any]]:
+    def live(self, managed_fields: bool = True) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        flags = ["--show-managed-fields"] if managed_fields else []
         for kinds, ns in (("deployments,services,configmaps,secrets", ["-n", "shop"]),
                           ("namespaces", [])):
-            proc = self.kubectl("get", kinds, *ns, "-o", "json", "--show-managed-fields")
+            proc = self.kubectl("get", kinds, *ns, "-o", "json", *flags)
             out.extend(orjson.loads(proc.stdout)["items"])
         return out
 
-    def compare(self) -> dict[tuple[str, str], ObjectResult]:
-        results = compare_all(self.desired, self.live(), settings=SETTINGS)
+    def compare(self, managed_fields: bool = True) -> dict[tuple[str, str], ObjectResult]:
+        results = compare_all(self.desired, self.live(managed_fields), settings=SETTINGS)
         return {(r.key.kind, r.key.name): r for r in results}
 
     def drifts(self, kind: str = "Deployment", name: str = "web") -> list[tuple[str, str, str, str]]:
@@ -132,19 +136,8 @@ class App:
 
 
 @pytest.fixture
-def editor(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
-    edits = tmp_path / "edits.sed"
-    script = tmp_path / "editor.sh"
-    script.write_text(f'#!/bin/sh\nexec sed -i -f "{edits}" "$@"\n')
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    # read by the `kubectl` fixture when it builds kubectl's environment
-    monkeypatch.setenv("KUBE_EDITOR", str(script))
-    return edits
-
-
-@pytest.fixture
-def app(editor: pathlib.Path, kubectl: Any, tmp_path: pathlib.Path) -> Iterator[App]:
-    application = App(kubectl, tmp_path, editor)
+def app(kubectl: Any, tmp_path: pathlib.Path) -> Iterator[App]:
+    application = App(kubectl, tmp_path)
     application.apply()
     yield application
 
@@ -258,3 +251,19 @@ def test_orphan_created_by_hand(app: App) -> None:
     results = app.compare()
     assert results[("ConfigMap", "hand-made")].status == "orphan"
     assert results[("ConfigMap", "web-config")].status == "in-sync"
+
+
+def test_snapshot_without_managed_fields(app: App) -> None:
+    # `kubectl get -o json` omits managedFields: additions are reported with an unknown owner,
+    # server defaults still are not, and declared changes are still drift.
+    app.kubectl("label", "-n", "shop", "deployment/web", "team=payments")
+    app.kubectl("set", "image", "-n", "shop", "deployment/web", "web=shop/web:1.5.0-rc1")
+    results = app.compare(managed_fields=False)
+    assert all("managedFields" not in o["metadata"] for o in app.live(managed_fields=False))
+    assert [(d.path, d.op, d.manager, d.category) for d in results[("Deployment", "web")].drifts] == [
+        ("metadata.labels.team", "added", "", "unknown"),
+        (f"{WEB}.image", "changed", "", "unknown"),
+    ]
+    assert {k: r.status for k, r in results.items() if k[0] != "Deployment"} == {
+        ("Namespace", "shop"): "in-sync", ("Service", "web"): "in-sync",
+        ("ConfigMap", "web-config"): "in-sync", ("Secret", "web-db"): "in-sync"}
