@@ -247,18 +247,22 @@ def _parent_is(expected: Mapping[str, Any]) -> Rule:
     return lambda _value, parent: dict(parent) == want
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
 def _limit_range_default(value: Any, parent: Mapping[str, Any]) -> bool:
     # SetDefaults_LimitRangeItem (Container type): default ← max.
     return parent.get("type") == "Container" and isinstance(value, Mapping) and \
-        dict(value) == dict(parent.get("max") or {})
+        bool(value) and dict(value) == _mapping(parent.get("max"))
 
 
 def _limit_range_default_request(value: Any, parent: Mapping[str, Any]) -> bool:
     # defaultRequest ← default, then ← min for what is still missing.
-    if parent.get("type") != "Container" or not isinstance(value, Mapping):
+    if parent.get("type") != "Container" or not isinstance(value, Mapping) or not value:
         return False
-    expected = dict(parent.get("min") or {})
-    expected.update(parent.get("default") or {})
+    expected = _mapping(parent.get("min"))
+    expected.update(_mapping(parent.get("default")))
     return dict(value) == expected
 
 

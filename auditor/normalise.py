@@ -324,13 +324,18 @@ def _quantity_map(value: Any, *, round_up_to_milli: bool) -> Any:
             for k, v in value.items()}
 
 
+def _items(value: Any) -> list[Any]:
+    # A malformed manifest (`limits: true`) is compared as written, not rejected here.
+    return value if isinstance(value, list) else []
+
+
 def _fix_resource_quota(spec: dict[str, Any]) -> None:
     if "hard" in spec:
         spec["hard"] = _quantity_map(spec["hard"], round_up_to_milli=True)
 
 
 def _fix_limit_range(spec: dict[str, Any]) -> None:
-    for item in spec.get("limits") or ():
+    for item in _items(spec.get("limits")):
         if isinstance(item, dict):
             for key in _LIMIT_RANGE_KEYS:
                 if key in item:
@@ -343,7 +348,7 @@ def _fix_persistent_volume(spec: dict[str, Any]) -> None:
 
 
 def _fix_hpa(spec: dict[str, Any]) -> None:
-    for metric in spec.get("metrics") or ():
+    for metric in _items(spec.get("metrics")):
         if not isinstance(metric, dict):
             continue
         for source in metric.values():
@@ -361,7 +366,7 @@ def _fix_hpa(spec: dict[str, Any]) -> None:
 
 def _fix_statefulset(spec: dict[str, Any]) -> None:
     # Each claim template carries a status the API server writes (`phase: Pending`).
-    for claim in spec.get("volumeClaimTemplates") or ():
+    for claim in _items(spec.get("volumeClaimTemplates")):
         if isinstance(claim, dict):
             claim.pop("status", None)
 

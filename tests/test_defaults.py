@@ -453,3 +453,35 @@ def test_predicate_is_fast() -> None:
         is_server_default("apps", "Deployment", other, "shop/web:1.4.2", parent)
     per_call = (time.perf_counter() - start) / (2 * n)
     assert per_call < 20e-6, f"{per_call * 1e6:.1f} µs per call"
+
+
+def test_predicate_never_fails_on_odd_shapes() -> None:
+    import random
+    rng = random.Random(7)
+    scalars: tuple[Any, ...] = ("", "x", 0, 1, True, None, "TCP", "nginx", 80)
+    names = ("spec", "template", "containers", "[]", "ports", "targetPort", "port", "image",
+             "imagePullPolicy", "metrics", "policyTypes", "egress", "selector", "data", "type",
+             "metadata", "labels", "finalizers", "behavior", "scaleUp", "policies", "max", "min",
+             "default", "defaultRequest", "limits", "dataSource", "dataSourceRef", "template",
+             "parallelism", "backoffLimitPerIndex", "podFailurePolicy", "clusterIP")
+
+    def tree(depth: int) -> Any:
+        roll = rng.random()
+        if depth == 0 or roll < 0.4:
+            return rng.choice(scalars)
+        if roll < 0.7:
+            return {rng.choice(names): tree(depth - 1) for _ in range(rng.randint(0, 3))}
+        return [tree(depth - 1) for _ in range(rng.randint(0, 3))]
+
+    for group, kind in covered_kinds():
+        for _ in range(200):
+            path = tuple(rng.choice(names) for _ in range(rng.randint(1, 7)))
+            parent = tree(2)
+            is_server_default(group, kind, path, tree(3), parent if isinstance(parent, dict) else {})
+    # Malformed siblings the conditional rules read must not raise either.
+    assert not is_server_default("", "LimitRange", ("spec", "limits", "[]", "default"),
+                                 {"cpu": "1"}, {"type": "Container", "max": "x"})
+    assert not is_server_default("", "LimitRange", ("spec", "limits", "[]", "defaultRequest"),
+                                 {"cpu": "1"}, {"type": "Container", "default": ["x"]})
+    assert not is_server_default("", "ReplicationController", ("spec", "selector"), {"a": "b"},
+                                 {"template": "x"})

@@ -381,3 +381,41 @@ def test_normalise_is_fast_enough_for_the_pipeline() -> None:
     rate = n / (time.perf_counter() - start)
     # Target ~10,000/s; the bound leaves room for slow CI machines.
     assert rate > 2000, f"{rate:.0f} objects/s"
+
+
+# --------------------------------------------------------------------------- robustness
+
+_KEYS = ("resources", "requests", "limits", "volumes", "emptyDir", "selector", "matchLabels",
+         "labels", "data", "podSelector", "sizeLimit", "overhead", "podFixed", "spec", "name",
+         "storageClassName", "metrics", "target", "averageValue", "value", "hard", "capacity",
+         "volumeClaimTemplates", "status", "max", "default", "x")
+_SCALARS: tuple[Any, ...] = ("", "0.5", "1Gi", "abc", 0, 1, 0.25, True, False, None, "1e3")
+
+
+def _random_tree(rng: Any, depth: int) -> Any:
+    roll = rng.random()
+    if depth == 0 or roll < 0.35:
+        return rng.choice(_SCALARS)
+    if roll < 0.7:
+        return {rng.choice(_KEYS): _random_tree(rng, depth - 1) for _ in range(rng.randint(0, 4))}
+    return [_random_tree(rng, depth - 1) for _ in range(rng.randint(0, 3))]
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "Secret", "ResourceQuota", "LimitRange",
+                                  "HorizontalPodAutoscaler", "PodDisruptionBudget", "RuntimeClass",
+                                  "StatefulSet", "PersistentVolume"])
+def test_normalise_never_fails_and_is_stable_on_odd_shapes(kind: str) -> None:
+    import random
+    rng = random.Random(kind)
+    api = {"Deployment": "apps/v1", "StatefulSet": "apps/v1",
+           "HorizontalPodAutoscaler": "autoscaling/v2",
+           "PodDisruptionBudget": "policy/v1", "RuntimeClass": "node.k8s.io/v1"}.get(kind, "v1")
+    for _ in range(300):
+        obj = {"apiVersion": api, "kind": kind, "metadata": {"name": "n"},
+               "spec": _random_tree(rng, 5), "data": _random_tree(rng, 2)}
+        before = copy.deepcopy(obj)
+        once = normalise(obj, secret_key=KEY)
+        assert obj == before
+        orjson.dumps(once)
+        if kind != "Secret":
+            assert normalise(once, secret_key=KEY) == once
