@@ -70,6 +70,26 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def connect_reader(path: str | Path) -> sqlite3.Connection:
+    """A connection for queries and ``verify``: no lock, no migration, never writes."""
+    target = Path(path)
+    if not target.is_file():
+        raise LedgerError(f"{target}: no ledger here (run `drift-auditor run` first)")
+    try:
+        conn = sqlite3.connect(str(target), isolation_level=None, timeout=30.0)
+        found = version(conn)
+    except sqlite3.DatabaseError as exc:
+        raise LedgerError(f"{target}: not a ledger: {exc}") from None
+    if found == 0:
+        conn.close()
+        raise LedgerError(f"{target}: not a drift-auditor ledger (schema version 0)")
+    if found > SCHEMA_VERSION:
+        conn.close()
+        raise LedgerError(f"{target}: ledger schema version {found} is newer than this "
+                          f"drift-auditor understands ({SCHEMA_VERSION}); upgrade drift-auditor")
+    return conn
+
+
 def _v1(db: sqlite_utils.Database) -> None:
     db.table("runs").create({
         "id": int, "seq_begin": int, "seq_end": int, "cluster": str, "started_at": str,

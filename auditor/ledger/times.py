@@ -22,12 +22,14 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse(text: str, *, relative_to: datetime | None = None, what: str = "time") -> datetime:
-    """An ISO date/datetime, or a duration (``7d``, ``12h``) counted from ``relative_to``."""
+def parse(text: str, *, relative_to: datetime | None = None, what: str = "time",
+          ago: bool = False) -> datetime:
+    """An ISO date/datetime, or a duration (``7d``, ``12h``) counted from ``relative_to``
+    (forwards, or backwards when ``ago``)."""
     match = _DURATION.match(text)
     if match:
         delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        return (relative_to or now()) + delta
+        return (relative_to or now()) + (-delta if ago else delta)
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
