@@ -24,6 +24,9 @@ from auditor.records import Problem, ResourceKey, SourceInfo
 
 DEFAULT_CACHE_DIR = Path("~/.cache/drift-auditor/repos")
 
+# (file, related files) of a rendered object → the newest commit among them.
+_Attribution = dict[tuple[str, tuple[str, ...]], CommitInfo]
+
 
 @dataclass(frozen=True, slots=True)
 class DesiredObject:
@@ -73,7 +76,7 @@ def source_name(source: Source) -> str:
 class _Builder:
     """Accumulates objects and problems over one or more sources, first definition wins."""
 
-    discovered: Mapping[tuple[str, str], bool] | None = None
+    scopes: dict[tuple[str, str], bool] = field(default_factory=dict)
     objects: dict[ResourceKey, DesiredObject] = field(default_factory=dict)
     origin: dict[ResourceKey, tuple[str, str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
@@ -92,11 +95,9 @@ class _Builder:
             self.problems.append(Problem(file, message, "error", tuple(extra)))
 
     def add_rendered(self, rendered: Sequence[render.RenderedObject], *, source: str,
-                     namespace: str, prefix: str, repo: Repository | None, repo_url: str
-                     ) -> None:
-        scopes: dict[tuple[str, str], bool] = kinds.scopes_from_crds(r.obj for r in rendered)
-        scopes.update(self.discovered or {})
-        attribution = _attribute(rendered, prefix, repo)
+                     namespace: str, prefix: str, repo_url: str,
+                     attribution: _Attribution) -> None:
+        scopes = self.scopes
         for item in rendered:
             obj = item.obj
             meta = obj["metadata"]
@@ -131,12 +132,21 @@ class _Builder:
                             changes)
 
 
+def _scopes(rendered: Iterable[render.RenderedObject],
+            discovered: Mapping[tuple[str, str], bool] | None) -> dict[tuple[str, str], bool]:
+    """Kind scopes from the CRDs of every source (a CRD and its objects may live apart),
+    overridden by discovery."""
+    scopes = kinds.scopes_from_crds(r.obj for r in rendered)
+    scopes.update(discovered or {})
+    return scopes
+
+
 def _join(prefix: str, path: str) -> str:
     return f"{prefix}/{path}" if prefix and path != "." else (prefix or path)
 
 
 def _attribute(rendered: Sequence[render.RenderedObject], prefix: str,
-               repo: Repository | None) -> dict[tuple[str, tuple[str, ...]], CommitInfo]:
+               repo: Repository | None) -> _Attribution:
     """Last commit per distinct (file, related files): one history walk for all of them."""
     if repo is None:
         return {}
@@ -182,10 +192,11 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
     or a missing renderer raises.
     """
     cache = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE_DIR.expanduser()
-    builder = _Builder(discovered)
+    builder = _Builder()
     commits: dict[str, str] = {}
     repos: dict[str, str] = {}
     changes: dict[str, tuple[CommitInfo, ...]] = {}
+    done: list[tuple[str, Source, render.RenderResult, _Attribution]] = []
     for source in sources:
         name = source_name(source)
         repo = gitrepo.sync(source.url, source.revision, cache_dir=cache,
@@ -193,12 +204,11 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
                             secrets_env=secrets_env)
         commits[name] = repo.commit
         repos[name] = repo.url
+        # Render now: another source of the same URL checks out its revision in this folder.
         rendered = _render_paths(repo.path, source.paths, mode=source.render,
                                  namespace=source.namespace, helm=source.helm,
                                  release=source.name, tools_dir=tools_dir)
-        builder.add_errors(rendered.errors, name, "")
-        builder.add_rendered(rendered.objects, source=name, namespace=source.namespace,
-                             prefix="", repo=repo, repo_url=repo.url)
+        done.append((name, source, rendered, _attribute(rendered.objects, "", repo)))
         old = (previous or {}).get(name)
         if old and old != repo.commit:
             try:
@@ -207,6 +217,11 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
                 builder.problems.append(Problem(name, f"cannot list the commits since the last "
                                                 f"audit: {exc}", "warning",
                                                 (("source", name),)))
+    builder.scopes = _scopes((o for _n, _s, r, _a in done for o in r.objects), discovered)
+    for name, source, rendered, attribution in done:
+        builder.add_errors(rendered.errors, name, "")
+        builder.add_rendered(rendered.objects, source=name, namespace=source.namespace,
+                             prefix="", repo_url=repos[name], attribution=attribution)
     return builder.state(commits, repos, changes)
 
 
@@ -228,10 +243,11 @@ def load_folder(path: Path | str, namespace: str = "default", *,
     name = str(path)
     rendered = _render_paths(root, [rel], mode=mode, namespace=namespace,
                              helm=helm or HelmSource(), release=root.name, tools_dir=tools_dir)
-    builder = _Builder(discovered)
+    builder = _Builder(_scopes(rendered.objects, discovered))
     builder.add_errors(rendered.errors, name, prefix)
     builder.add_rendered(rendered.objects, source=name, namespace=namespace, prefix=prefix,
-                         repo=repo, repo_url=str(repo.path) if repo else "")
+                         repo_url=str(repo.path) if repo else "",
+                         attribution=_attribute(rendered.objects, prefix, repo))
     commits = {name: repo.commit} if repo is not None else {}
     repos = {name: str(repo.path)} if repo is not None else {}
     return builder.state(commits, repos, {})

@@ -284,3 +284,13 @@ def test_load_folder_in_a_shallow_ci_checkout_deepens(tmp_path: Path) -> None:
     assert objs["ConfigMap/default/settings"].source.commit == first
     assert objs["ConfigMap/default/settings"].source.author == "Carol"
     assert objs["Deployment/default/web"].source.subject == "Release 4"
+
+
+def test_crd_in_one_source_scopes_objects_of_another(
+        tmp_path: Path, repo: tuple[RepoBuilder, dict[str, str]]) -> None:
+    origin, _shas = repo
+    sources = [Source(url=str(origin.path), name="gates", paths=("apps/gate.yaml",)),
+               Source(url=str(origin.path), name="crds", paths=("apps/crd.yaml",))]
+    state = load_desired(sources, cache_dir=tmp_path / "cache", secrets_env={})
+    assert sorted(_by_name(state.objects)) == ["CustomResourceDefinition//gates.example.com",
+                                               "Gate//main"]
