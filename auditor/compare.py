@@ -20,14 +20,16 @@ subset-equality check: nothing else is walked (see :func:`_subset`).
 from __future__ import annotations
 
 import importlib
+import pathlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from os import PathLike
 from typing import Any
 
 from auditor import schema
 from auditor.config import CompareConfig, IgnoreRule, ScopeConfig
 from auditor.fieldsv1 import Owner, OwnershipIndex, ownership
-from auditor.ignore import IgnoreSet, ObjectIgnores
+from auditor.ignore import IgnoreSet, ObjectIgnores, load_policies
 from auditor.managers import Classifier
 from auditor.paths import Element, Key, Path, Value, render, schema_path
 from auditor.records import Category, DriftItem, ObjectResult, Problem, ResourceKey, SourceInfo
@@ -109,16 +111,21 @@ class CompareSettings:
     def from_config(cls, compare: CompareConfig, scope: ScopeConfig | None = None, *,
                     secret_key: bytes | None = None,
                     policies: Iterable[IgnoreRule] = (),
+                    policies_dir: str | PathLike[str] | None = None,
                     cluster_scoped_orphans: bool = False) -> CompareSettings:
-        """Settings from the configuration; ``policies`` are extra ignore rules (the
-        ``DriftIgnore`` files, see :func:`auditor.ignore.load_policies`). Without a
-        ``secret_key`` the configured key file is read, else a per-process key is used."""
+        """Settings from the configuration.
+
+        Ignore rules are ``compare.ignore``, then ``policies``, then the ``DriftIgnore``
+        files under ``policies_dir`` (:func:`auditor.ignore.load_policies`). Without a
+        ``secret_key`` the configured key file is read, else a per-process key is used.
+        """
         if secret_key is None:
             from auditor import secretkey
             secret_key = (secretkey.load_key(compare.secret_hash_key_file)
                           if compare.secret_hash_key_file else secretkey.ephemeral())
+        from_files = load_policies(pathlib.Path(policies_dir)) if policies_dir is not None else ()
         return cls(gitops_managers=compare.gitops_managers,
-                   ignore=IgnoreSet((*compare.ignore, *policies)),
+                   ignore=IgnoreSet((*compare.ignore, *policies, *from_files)),
                    secret_key=secret_key, scope=scope or ScopeConfig(),
                    cluster_scoped_orphans=cluster_scoped_orphans)
 

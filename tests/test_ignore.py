@@ -110,3 +110,19 @@ def test_bad_policies_name_file_document_and_key(tmp_path: Path, text: str, mess
     assert message in str(exc.value)
     if "invalid YAML" not in message:
         assert "document 1" in str(exc.value)
+
+
+def test_settings_merge_config_rules_and_policy_files(tmp_path: Path) -> None:
+    from auditor.compare import CompareSettings
+    from auditor.config import CompareConfig
+
+    (tmp_path / "keda.yaml").write_text(POLICY)
+    settings = CompareSettings.from_config(
+        CompareConfig(ignore=(IgnoreRule(kind="ConfigMap"),)), secret_key=b"k" * 32,
+        policies_dir=tmp_path)
+    assert settings.ignore.rules == (
+        IgnoreRule(kind="ConfigMap"),
+        IgnoreRule(group="apps", kind="Deployment", namespace="shop-*", paths=("spec.replicas",),
+                   managers=("keda-operator",), reason="KEDA owns the replica count"))
+    bound = settings.ignore.for_object(ResourceKey("apps", "Deployment", "shop-eu", "web"))
+    assert bound.drops(drift("spec.replicas", "kubectl"))
