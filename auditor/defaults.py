@@ -38,13 +38,28 @@ def _same(value: Any, expected: Any) -> bool:
         isinstance(value, str) == isinstance(expected, str)
 
 
-def eq(expected: Any) -> Rule:
+class eq:  # lower case: it reads as a rule in the tables
     """The value is exactly ``expected`` (no int/str or bool/int coercion)."""
-    return lambda value, _parent: _same(value, expected)
+
+    __slots__ = ("expected",)
+
+    def __init__(self, expected: Any) -> None:
+        self.expected = expected
+
+    def __call__(self, value: Any, _parent: Mapping[str, Any]) -> bool:
+        return _same(value, self.expected)
 
 
-def one_of(*allowed: Any) -> Rule:
-    return lambda value, _parent: any(_same(value, a) for a in allowed)
+class one_of:
+    """The value is one of ``allowed``."""
+
+    __slots__ = ("allowed",)
+
+    def __init__(self, *allowed: Any) -> None:
+        self.allowed = allowed
+
+    def __call__(self, value: Any, _parent: Mapping[str, Any]) -> bool:
+        return any(_same(value, a) for a in self.allowed)
 
 
 def _empty_mapping(value: Any, _parent: Mapping[str, Any]) -> bool:
@@ -695,6 +710,13 @@ _TABLE, _GENERIC = _compile()
 def covered_kinds() -> tuple[tuple[str, str], ...]:
     """The ``(group, kind)`` pairs that have a defaults section of their own."""
     return tuple(_SECTIONS)
+
+
+def table(group: str, kind: str) -> tuple[tuple[Path, Rule], ...]:
+    """One kind's rules, common ones included (for documentation and tests)."""
+    compiled = _TABLE.get((group, kind), _GENERIC)
+    populated = tuple((path, ANY) for _n, paths in compiled.any_by_len for path in sorted(paths))
+    return (*compiled.exact.items(), *populated)
 
 
 def is_server_default(group: str, kind: str, path: tuple[str, ...], value: Any,

@@ -485,3 +485,33 @@ def test_predicate_never_fails_on_odd_shapes() -> None:
                                  {"cpu": "1"}, {"type": "Container", "default": ["x"]})
     assert not is_server_default("", "ReplicationController", ("spec", "selector"), {"a": "b"},
                                  {"template": "x"})
+
+
+def _perturbed(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, str):
+        return value + "-changed"
+    return None
+
+
+@pytest.mark.parametrize("kind", covered_kinds(), ids=lambda gk: gk[1])
+def test_every_constant_default_in_the_table_is_recognised_and_only_it(
+        kind: tuple[str, str]) -> None:
+    from auditor.defaults import eq, one_of, table
+    checked = 0
+    for path, rule in table(*kind):
+        values = (rule.expected,) if isinstance(rule, eq) else \
+            rule.allowed if isinstance(rule, one_of) else ()
+        for value in values:
+            assert is_server_default(*kind, path, value, {}), (path, value)
+            other = _perturbed(value)
+            if other is not None and other not in values:
+                assert not is_server_default(*kind, path, other, {}), (path, other)
+            # Same value, other type: "30" is not 30, 1 is not True.
+            if isinstance(value, int) and not isinstance(value, bool):
+                assert not is_server_default(*kind, path, str(value), {}), path
+            checked += 1
+    assert checked > 0
