@@ -505,7 +505,8 @@ def _origin_file(root: Path, folder: Path, link: Path | None, obj: dict[str, Any
 def render_helm(root: Path, rel: str, *, release: str, namespace: str,
                 values: Sequence[str] = (), set_values: Sequence[str] = (),
                 tools_dir: str | os.PathLike[str] | None = None) -> RenderResult:
-    """``helm template RELEASE CHART -f VALUES… --set … --namespace NS`` of ``root/rel``.
+    """``helm template RELEASE CHART -f VALUES… --set … --namespace NS`` of ``root/rel``,
+    with the chart's CRDs and without its hooks.
 
     ``values`` are paths relative to ``root`` (else to the chart). Each object maps to the
     template named by the ``# Source:`` comment helm writes before it, and lists the chart's
@@ -519,7 +520,10 @@ def render_helm(root: Path, rel: str, *, release: str, namespace: str,
         raise ToolMissingError(
             "rendering a Helm chart needs the `helm` binary (v3 or later) on PATH or in "
             "$DRIFT_AUDITOR_TOOLS; install it from https://helm.sh/docs/intro/install/")
-    argv = [helm, "template", release, str(chart), "--namespace", namespace]
+    # As an install leaves them: CRDs from crds/ included, hooks (jobs and test pods that
+    # run and go) left out, since Helm does not keep them as part of the release.
+    argv = [helm, "template", release, str(chart), "--namespace", namespace, "--include-crds",
+            "--no-hooks"]
     related = [p for p in (f"{shown}/Chart.yaml", f"{shown}/values.yaml")
                if (root / p).is_file()]
     for value in values:

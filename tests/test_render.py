@@ -282,6 +282,29 @@ def _chart(root: Path) -> None:
         metadata:
           name: {{ .Release.Namespace }}
         """)
+    _write(root, "charts/shop/templates/hooks.yaml", """
+        apiVersion: batch/v1
+        kind: Job
+        metadata:
+          name: migrate
+          annotations: {"helm.sh/hook": pre-install}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: test-connection
+          annotations: {"helm.sh/hook": test}
+        """)
+    _write(root, "charts/shop/crds/widgets.yaml", """
+        apiVersion: apiextensions.k8s.io/v1
+        kind: CustomResourceDefinition
+        metadata: {name: widgets.example.com}
+        spec:
+          group: example.com
+          scope: Namespaced
+          names: {kind: Widget, plural: widgets}
+          versions: [{name: v1, served: true, storage: true}]
+        """)
     _write(root, "env/prod.yaml", "replicas: 4\n")
 
 
@@ -302,6 +325,9 @@ def test_helm_template_with_values_and_sources(tmp_path: Path) -> None:
     assert by_kind["Service"].file == "charts/shop/templates/app.yaml"
     assert by_kind["Service"].obj["metadata"]["namespace"] == "shop"
     assert by_kind["Namespace"].file == "charts/shop/templates/ns.yaml"
+    # As installed: CRDs included, hooks (run-and-go jobs, test pods) not part of the state.
+    assert sorted(by_kind) == ["CustomResourceDefinition", "Deployment", "Namespace", "Service"]
+    assert by_kind["CustomResourceDefinition"].file == "charts/shop/crds/widgets.yaml"
     assert deploy.related == ("charts/shop/Chart.yaml", "charts/shop/values.yaml",
                               "env/prod.yaml")
 
@@ -332,7 +358,8 @@ def test_render_path_combines_everything(tmp_path: Path) -> None:
     result = render_path(tmp_path, ".", namespace="shop", release="web",
                          values=["env/prod.yaml"], tools_dir=TOOLS)
     files = sorted({o.file for o in result.objects})
-    assert files == ["charts/shop/templates/app.yaml", "charts/shop/templates/ns.yaml",
+    assert files == ["charts/shop/crds/widgets.yaml", "charts/shop/templates/app.yaml",
+                     "charts/shop/templates/ns.yaml",
                      "k/base/deploy.yaml", "k/base/kustomization.yaml",
                      "k/overlays/prod/extra.yaml", "plain/cm.yaml"]
     # The values file is not read as a manifest; the broken file is reported, alone.
