@@ -564,3 +564,15 @@ def test_compare_all_records_problems_and_goes_on() -> None:
                                 message="cannot compare: spec: expected a mapping")]
     with pytest.raises(ValueError, match="spec: expected a mapping"):
         list(compare_all(desired, [bad_live], settings=settings))
+
+
+def test_flux_applied_deployment_changed_with_kubectl_edit() -> None:
+    desired, live = load_pair("deployment-api-flux")
+    result = run(desired, live)
+    # Flux's own labels are owned by a GitOps manager: not drift.
+    assert summary(result) == [
+        (f"{WEB}.env[name=DEBUG]", "added", "kubectl-edit", "human"),
+        (f"{WEB}.resources.limits.memory", "changed", "kubectl-edit", "human"),
+    ]
+    assert result.drifts[1].time == "2026-11-21T14:03:27Z"
+    assert result.drifts[0].live == {"name": "DEBUG", "value": "1"}
