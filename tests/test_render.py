@@ -387,3 +387,19 @@ def test_symlinks_out_of_the_tree_are_refused(tmp_path: Path) -> None:
     assert [str(e) for e in result.errors] == [
         "link-out.yaml: symlink to a file outside the repository"]
     assert [o.file for o in result.objects] == ["inside.yaml", "link-in.yaml"]
+
+
+def test_a_kustomize_binary_is_preferred_over_kubectl(tmp_path: Path) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    calls = tmp_path / "calls"
+    for name in ("kustomize", "kubectl"):
+        script = tools / name
+        script.write_text(f"#!/bin/sh\necho {name} \"$@\" >> {calls}\n"
+                          "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: c}\\n'\n")
+        script.chmod(0o755)
+    _write(tmp_path, "k/kustomization.yaml", "resources: []\n")
+    (obj,) = render_kustomize(tmp_path, "k", tools).objects
+    assert obj.obj["metadata"]["name"] == "c"
+    assert calls.read_text().startswith("kustomize build /")
+    assert "kubectl" not in calls.read_text()
