@@ -7,7 +7,8 @@ Owns :func:`normalise` and the rules it applies, in one recursive pass that buil
 - ``status`` and the metadata the server owns (:data:`SERVER_OWNED_METADATA`) are dropped,
   and so are the bookkeeping annotations controllers write (:data:`SERVER_SET_ANNOTATIONS`).
   ``kubectl.kubernetes.io/last-applied-configuration`` is kept: it is evidence of a terminal
-  ``kubectl apply`` (for a Secret its content is replaced by a keyed hash: it holds the values).
+  ``kubectl apply`` (for a Secret its content is replaced by a keyed hash: it holds the values;
+  so is any other annotation of a Secret that repeats one of its values).
 - ``ownerReferences`` are dropped: they carry the owner's uid, which Git cannot declare, and
   they are written by controllers (and the garbage collector), never by the user's manifest.
   Orphan detection reads them from the raw live object, not from this form.
@@ -268,7 +269,31 @@ _SPECIAL: Final[dict[str, Callable[[Any], Any]]] = {
 # --------------------------------------------------------------------------- per kind
 
 
-def _metadata(meta: Mapping[str, Any], *, secret_key: bytes | None) -> dict[str, Any]:
+def _secret_needles(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every form in which a Secret's values could be repeated elsewhere in the object."""
+    needles: set[str] = set()
+    data = obj.get("data")
+    if isinstance(data, Mapping):
+        for value in data.values():
+            if not isinstance(value, str):
+                continue
+            needles.add(value)
+            needles.add("".join(value.split()))
+            raw = _decode_base64(value)
+            if raw:
+                needles.add(raw.decode("utf-8", "replace"))
+    string_data = obj.get("stringData")
+    if isinstance(string_data, Mapping):
+        for value in string_data.values():
+            if value is not None:
+                needles.add(str(value))
+                needles.add(base64.b64encode(str(value).encode("utf-8")).decode("ascii"))
+    needles.discard("")
+    return tuple(needles)
+
+
+def _metadata(meta: Mapping[str, Any], *, secret_key: bytes | None,
+              secret_needles: tuple[str, ...] = ()) -> dict[str, Any]:
     out: dict[str, Any] = {}
     named = bool(meta.get("name"))
     for key, value in meta.items():
@@ -281,7 +306,10 @@ def _metadata(meta: Mapping[str, Any], *, secret_key: bytes | None) -> dict[str,
             for name, text in value.items():
                 if name in SERVER_SET_ANNOTATIONS or text is None:
                     continue
-                if name == LAST_APPLIED and secret_key is not None:
+                # A Secret's last-applied annotation repeats its values; so may other tools'
+                # annotations (kapp's original manifest, ...): hash any that carry one.
+                if secret_key is not None and (name == LAST_APPLIED or any(
+                        needle in str(text) for needle in secret_needles)):
                     text = secret_hash(str(text), secret_key)
                 annotations[name] = text
             if annotations:
@@ -397,7 +425,8 @@ def normalise(obj: Mapping[str, Any], *, secret_key: bytes) -> dict[str, Any]:
         if key == "status" or (is_secret and key in ("data", "stringData")):
             continue
         if key == "metadata" and isinstance(value, Mapping):
-            meta = _metadata(value, secret_key=secret_key if is_secret else None)
+            meta = (_metadata(value, secret_key=secret_key, secret_needles=_secret_needles(obj))
+                    if is_secret else _metadata(value, secret_key=None))
         else:
             rest[key] = value
     out = _clean_map(rest)

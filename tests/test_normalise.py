@@ -324,6 +324,19 @@ def test_secret_values_never_leave_normalise() -> None:
     assert "stringData" not in out
 
 
+def test_other_annotations_repeating_a_secret_value_are_hashed_too() -> None:
+    secret = copy.deepcopy(SECRET)
+    secret["metadata"]["annotations"]["kapp.k14s.io/original"] = (
+        '{"stringData":{"password":"correct-horse-battery-staple"}}')
+    secret["metadata"]["annotations"]["team"] = "payments"
+    out = normalise(secret, secret_key=KEY)
+    dumped = orjson.dumps(out).decode()
+    for forbidden in _forbidden_strings():
+        assert forbidden not in dumped
+    assert out["metadata"]["annotations"]["team"] == "payments"
+    assert out["metadata"]["annotations"]["kapp.k14s.io/original"].startswith("hmac-sha256:")
+
+
 def test_string_data_in_git_equals_base64_data_live() -> None:
     live = normalise(SECRET, secret_key=KEY)
     desired = normalise(DESIRED[("", "Secret", "shop", "db-credentials")], secret_key=KEY)
