@@ -477,6 +477,8 @@ def sync(url: str, revision: str = "HEAD", *, cache_dir: Path,
     process environment). Returns the repository with ``commit`` set to the audited sha.
     """
     raw = url
+    if not url.strip():
+        raise GitError("a Git source needs a url (a remote URL or a local path)")
     if is_local(url):
         local = Path(url).expanduser().resolve()
         if not local.exists():

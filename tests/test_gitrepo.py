@@ -133,6 +133,8 @@ def test_sync_fetches_new_commits_and_file_urls(tmp_path: Path,
 
 
 def test_sync_errors(tmp_path: Path) -> None:
+    with pytest.raises(GitError, match="needs a url"):
+        sync("", cache_dir=tmp_path / "cache")
     with pytest.raises(GitError, match="no such repository"):
         sync(str(tmp_path / "missing"), cache_dir=tmp_path / "cache")
     empty = tmp_path / "not-a-repo"
