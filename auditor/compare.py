@@ -254,10 +254,11 @@ class _Walk:
         return (len(path) == 3 and path[0] == "metadata" and path[1] in ("annotations", "labels")
                 and path[2] in _CONTROLLER_METADATA)
 
-    def added_item(self, path: Path, value: Any) -> None:
-        """A list item present live only, reported whole."""
+    def added_item(self, path: Path, value: Any, holder: Mapping[str, Any]) -> None:
+        """A list item present live only, reported whole (``holder`` holds the list)."""
         if not self.index:
-            self._report(path, "added", None, value, None, "unknown")
+            if not self._is_default(path, value, holder):
+                self._report(path, "added", None, value, None, "unknown")
             return
         owner = self._human_owner(self.index.owners_within(path))
         if owner is not None:
@@ -279,7 +280,7 @@ class _Walk:
             info = schema.list_info(self.group, self.version, self.kind, schema_path(path), value)
             if info.type == "map" and all(isinstance(i, dict) for i in value):
                 for item in value:
-                    self.added_item((*path, _item_element(item, info.keys)), item)
+                    self.added_item((*path, _item_element(item, info.keys)), item, parent)
                 return
             if info.type == "set" and self.index:
                 for item in value:
@@ -297,25 +298,27 @@ class _Walk:
 
     # -- walking
 
-    def node(self, desired: Any, live: Any, path: Path) -> None:
+    def node(self, desired: Any, live: Any, path: Path, holder: Mapping[str, Any]) -> None:
+        """Compare two values at ``path``; ``holder`` is the live mapping holding them."""
         if isinstance(desired, dict) and isinstance(live, dict):
             for k, dv in desired.items():
                 if _identity(path, k):
                     continue
                 if k in live:
-                    self.node(dv, live[k], (*path, k))
+                    self.node(dv, live[k], (*path, k), live)
                 else:
                     self.removed((*path, k), dv)
             for k, lv in live.items():
                 if k not in desired and not _identity(path, k):
                     self.added((*path, k), lv, live)
         elif isinstance(desired, list) and isinstance(live, list):
-            self.sequence(desired, live, path)
+            self.sequence(desired, live, path, holder)
         elif (isinstance(desired, dict | list) or isinstance(live, dict | list)
               or not _same_scalar(desired, live)):
             self.changed(path, desired, live)
 
-    def sequence(self, desired: list[Any], live: list[Any], path: Path) -> None:
+    def sequence(self, desired: list[Any], live: list[Any], path: Path,
+                 holder: Mapping[str, Any]) -> None:
         info = schema.list_info(self.group, self.version, self.kind, schema_path(path),
                                 [*desired, *live])
         if info.type == "map" and all(isinstance(i, dict) for i in (*desired, *live)):
@@ -331,10 +334,10 @@ class _Walk:
                 if match is None:
                     self.removed((*path, element), item)
                 else:
-                    self.node(item, match, (*path, element))
+                    self.node(item, match, (*path, element), holder)
             for ident, item in live_items.items():
                 if ident not in declared:
-                    self.added_item((*path, _item_element(item, info.keys)), item)
+                    self.added_item((*path, _item_element(item, info.keys)), item, holder)
             return
         if info.type == "set":
             live_set = {_freeze(v) for v in live}
@@ -344,7 +347,7 @@ class _Walk:
                 return
             for item in live:
                 if _freeze(item) not in desired_set:
-                    self.added((*path, Value(item)), item, {})
+                    self.added((*path, Value(item)), item, holder)
             return
         if not _subset(desired, live):
             self.changed(path, desired, live)
@@ -416,7 +419,7 @@ def compare_object(key: ResourceKey, desired: dict[str, Any] | None, live: dict[
     group, version = _split_api_version(api_version)
     walk = _Walk(group, version, key.kind, ownership(live) if humans is not None
                  else OwnershipIndex(None), settings)
-    walk.node(want, have, ())
+    walk.node(want, have, (), have)
     return _finish(key, api_version, walk.drifts, settings.ignore.for_object(key), source)
 
 
