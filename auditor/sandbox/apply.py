@@ -84,12 +84,11 @@ def parse(managed: list[dict[str, Any]]) -> list[Entry]:
     return out
 
 
-def strip(obj: dict[str, Any] | None, keep_only: str | None = None,
-          drop: tuple[str, ...] = ()) -> dict[str, Any]:
+def strip(obj: dict[str, Any] | None, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """``obj`` without the parts the field manager never tracks (shallow copies only).
 
-    ``keep_only="status"`` is the view of a status-subresource write; ``drop=("status",)``
-    the view of a main-resource write for kinds whose status is a subresource.
+    ``drop=("status",)`` is the view of a main-resource write for kinds whose status is a
+    subresource (the status is a reset field there).
     """
     if obj is None:
         return {}
@@ -97,8 +96,6 @@ def strip(obj: dict[str, Any] | None, keep_only: str | None = None,
     meta = out.get("metadata")
     if isinstance(meta, dict):
         out["metadata"] = {k: v for k, v in meta.items() if k not in _SERVER_META}
-    if keep_only is not None:
-        out = {keep_only: out[keep_only]} if keep_only in out else {}
     return out
 
 

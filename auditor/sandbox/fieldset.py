@@ -106,6 +106,8 @@ def compare(lhs: Any, rhs: Any, f: Field) -> tuple[FieldSet, FieldSet, FieldSet]
 
 def _compare(lhs: Any, rhs: Any, f: Field, path: Path, added: FieldSet, modified: FieldSet,
              removed: FieldSet) -> None:
+    if lhs is not MISSING and rhs is not MISSING and lhs == rhs:
+        return  # identical subtrees: nothing added, modified or removed below here
     sample = rhs if rhs is not MISSING and rhs is not None else lhs
     as_map = not f.atomic and isinstance(sample, dict) and \
         isinstance(lhs, dict | None | _Missing) and isinstance(rhs, dict | None | _Missing)
@@ -215,25 +217,21 @@ def remove_path(obj: Any, path: Path, f: Field) -> None:
 
 
 def encode(fields: FieldSet) -> dict[str, Any]:
-    """``fieldsV1`` JSON for a set of paths (``"."`` marks a member that also has children)."""
+    """``fieldsV1`` JSON for a set of paths (``"."`` marks a member that also has children).
+
+    Inserting the paths in sorted order leaves every level sorted, as the server emits it.
+    """
     tree: dict[str, Any] = {}
-    members: list[Path] = []
-    for path in fields:
+    for path in sorted(fields):
         node = tree
-        for pe in path:
-            node = node.setdefault(pe, {})
-        members.append(path)
-    for path in members:
-        node = tree
-        for pe in path:
-            node = node[pe]
-        if node:
-            node["."] = {}
-    return _sorted_tree(tree)
-
-
-def _sorted_tree(tree: dict[str, Any]) -> dict[str, Any]:
-    return {k: _sorted_tree(tree[k]) for k in sorted(tree)}
+        for depth, pe in enumerate(path):
+            nxt = node.get(pe)
+            if nxt is None:
+                if not node and depth > 0 and path[:depth] in fields:
+                    node["."] = {}
+                nxt = node[pe] = {}
+            node = nxt
+    return tree
 
 
 def decode(fields_v1: dict[str, Any], prefix: Path = ()) -> FieldSet:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import copy
 import datetime as dt
 import threading
 import uuid
@@ -78,6 +77,11 @@ _EXPIRED_MESSAGE = (
     "response to retrieve the remainder of the results. Continuing with the provided token "
     "results in an inconsistent list - objects that were created, modified, or deleted "
     "between the time the first chunk was returned and now may show up in the list.")
+
+
+def _clone(obj: Any) -> Any:
+    """A deep copy of JSON data (several times faster than ``copy.deepcopy``)."""
+    return orjson.loads(orjson.dumps(obj))
 
 
 def now() -> str:
@@ -245,7 +249,7 @@ class Store:
         self.changed.notify_all()
 
     def _prepare_new(self, res: Resource, ns: str, body: Obj) -> Obj:
-        obj = copy.deepcopy(body)
+        obj = _clone(body)
         obj["apiVersion"] = f"{res.group}/{res.storage_version}" if res.group \
             else res.storage_version
         obj["kind"] = res.kind
@@ -309,7 +313,7 @@ class Store:
         meta["generation"] = gen + 1 if changed else gen
 
     def _zero(self, res: Resource) -> Obj:
-        return copy.deepcopy(_ZERO.get(res.kind, {"metadata": {}}))
+        return _clone(_ZERO.get(res.kind, {"metadata": {}}))
 
     def create(self, res: Resource, ns: str, body: Obj, *, manager: str, dry_run: bool = False,
                keep_status: bool = False, operation: str = "Update", force: bool = False,
@@ -384,13 +388,21 @@ class Store:
                 meta[k] = old_obj["metadata"][k]
         meta.pop("managedFields", None)
         if subresource == "status":
-            kept = copy.deepcopy(old_obj)
+            # The status strategies reset spec (and, for apps workloads, labels) but let
+            # annotations through: the Deployment controller sets its revision annotation
+            # with a status update.
+            kept = _clone(old_obj)
             kept["status"] = new.get("status", {})
+            for key in ("annotations",) if res.kind in _WORKLOADS else ("annotations", "labels"):
+                if key in meta:
+                    kept["metadata"][key] = meta[key]
+                else:
+                    kept["metadata"].pop(key, None)
             new = kept
             meta = new["metadata"]
         elif "status" in res.subresources and subresource == "":
             if "status" in old_obj:
-                new["status"] = copy.deepcopy(old_obj["status"])
+                new["status"] = _clone(old_obj["status"])
             else:
                 new.pop("status", None)
         apply_defaults(res.group, res.kind, new, self.alloc, creating=False, old=old_obj)
@@ -399,8 +411,7 @@ class Store:
         if entries is None:
             f = root(res.kind)
             if subresource == "status":
-                before, after = ssa.strip(old_obj, keep_only="status"), \
-                    ssa.strip(new, keep_only="status")
+                before, after = ssa.strip(old_obj), ssa.strip(new)
             elif subresource == "scale":
                 before = {"spec": {"replicas": (old_obj.get("spec") or {}).get("replicas")}}
                 after = {"spec": {"replicas": (new.get("spec") or {}).get("replicas")}}
@@ -412,7 +423,7 @@ class Store:
                                  subresource=subresource)
         unchanged = _same_content(old_obj, new) and entries == old.entries
         if unchanged:
-            return copy.deepcopy(old_obj)
+            return _clone(old_obj)
         rv = None if dry_run else self._next_rv()
         meta["resourceVersion"] = old_obj["metadata"].get("resourceVersion", "")
         rec = self._finish(res, new, entries, rv=rv, old=old)
@@ -435,7 +446,7 @@ class Store:
             sent_rv = body_meta.get("resourceVersion")
             if sent_rv and sent_rv != old.obj["metadata"].get("resourceVersion"):
                 raise _modified_conflict(res, name)
-            new = copy.deepcopy(body)
+            new = _clone(body)
             new["apiVersion"], new["kind"] = old.obj["apiVersion"], old.obj["kind"]
             return self._write(res, old, new, manager=manager, dry_run=dry_run,
                                subresource=subresource)
@@ -468,7 +479,7 @@ class Store:
                 current = scale_of(res, old.obj)
                 patched = _apply_patch(content_type, current, body, Field(type="Scale"), res)
                 return self._set_scale(res, old, patched, manager=who, dry_run=dry_run), False
-            base = copy.deepcopy(old.obj)
+            base = _clone(old.obj)
             base["metadata"].pop("managedFields", None)
             new = _apply_patch(content_type, base, body, root(res.kind), res)
             if not isinstance(new, dict):
@@ -517,7 +528,7 @@ class Store:
                     self._store(res, rec, "ADDED")
                     self._after_create(res, obj)
                 return obj, True
-            live = copy.deepcopy(old.obj)
+            live = _clone(old.obj)
             live["metadata"].pop("managedFields", None)
             merged, entries = ssa.apply(old.entries, live, config, f, manager=manager,
                                         api_version=res.group_version, now=now(), force=force,
@@ -536,7 +547,7 @@ class Store:
         sent_rv = (scale.get("metadata") or {}).get("resourceVersion")
         if sent_rv and sent_rv != old.obj["metadata"].get("resourceVersion"):
             raise _modified_conflict(res, old.obj["metadata"]["name"])
-        new = copy.deepcopy(old.obj)
+        new = _clone(old.obj)
         new.setdefault("spec", {})["replicas"] = replicas
         result = self._write(res, old, new, manager=manager, dry_run=dry_run,
                              subresource="scale")
@@ -561,7 +572,7 @@ class Store:
                 raise _modified_conflict(res, name)
             if not dry_run:
                 self._next_rv()
-                gone = copy.deepcopy(old.obj)
+                gone = _clone(old.obj)
                 gone["metadata"]["resourceVersion"] = str(self.rv)
                 rec = Record(gone, orjson.dumps(gone), old.item, old.entries)
                 self._store(res, rec, "DELETED")
@@ -571,7 +582,7 @@ class Store:
                                              "CustomResourceDefinition"):
                     self._purge_crd(old.obj)
             if res.kind in _RETURN_DELETED:
-                return copy.deepcopy(old.obj)
+                return _clone(old.obj)
             details: dict[str, Any] = {"name": name, "kind": res.plural, "uid": meta.get("uid")}
             if res.group:
                 details = {"name": name, "group": res.group, "kind": res.plural,
@@ -680,7 +691,7 @@ def convert_out(obj: Obj, res: Resource) -> Obj:
     """``obj`` as the version ``res`` serves (only autoscaling/v1 HPA differs in shape)."""
     if res.version == res.storage_version:
         return obj
-    out = copy.deepcopy(obj)
+    out = _clone(obj)
     out["apiVersion"] = res.group_version
     if res.kind == "HorizontalPodAutoscaler" and res.version == "v1":
         spec = out.get("spec") or {}
@@ -700,7 +711,7 @@ def convert_in(obj: Obj, res: Resource) -> Obj:
     """A request body at ``res``'s version, converted to the storage version."""
     if res.version == res.storage_version:
         return obj
-    out = copy.deepcopy(obj)
+    out = _clone(obj)
     out["apiVersion"] = f"{res.group}/{res.storage_version}"
     if res.kind == "HorizontalPodAutoscaler" and res.version == "v1":
         spec = out.get("spec") or {}
