@@ -224,10 +224,15 @@ def parse_manifests(text: str, file: str) -> RenderResult:
 
 def _content_line(chunk: str, first_line: int) -> int:
     """The line where a document's content starts (past its marker and comments)."""
-    for offset, line in enumerate(chunk.split("\n", 20)):
-        stripped = line.strip()
+    start = 0
+    for offset in range(20):  # scanned line by line: documents can be megabytes long
+        end = chunk.find("\n", start)
+        stripped = chunk[start:end if end >= 0 else len(chunk)].strip()
         if stripped and stripped != "---" and not stripped.startswith(("#", "%")):
             return first_line + offset
+        if end < 0:
+            break
+        start = end + 1
     return first_line
 
 
