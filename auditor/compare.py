@@ -13,8 +13,10 @@ Semantics (DESIGN.md, "Drift semantics"):
 * Secret values never appear in results: drifts under ``data``/``stringData`` carry key
   names only.
 
-The common case, an unchanged object, costs two normalisations and one recursive
-subset-equality check: nothing else is walked (see :func:`_subset`).
+The common case, an unchanged object no human has touched, costs two normalisations, a
+scan of the manager names and one recursive subset-equality check (:func:`_subset`): no
+ownership index, no walk, no deepdiff. Only objects that differ, or that carry a human's
+``managedFields`` entry (whose additions must be looked for), take the slow path.
 """
 
 from __future__ import annotations
