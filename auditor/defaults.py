@@ -207,6 +207,16 @@ def _token_secret_data(_value: Any, parent: Mapping[str, Any]) -> bool:
     return parent.get("type") == "kubernetes.io/service-account-token"
 
 
+def _crd_singular(value: Any, parent: Mapping[str, Any]) -> bool:
+    kind = parent.get("kind")
+    return isinstance(kind, str) and _same(value, kind.lower())
+
+
+def _crd_list_kind(value: Any, parent: Mapping[str, Any]) -> bool:
+    kind = parent.get("kind")
+    return isinstance(kind, str) and bool(kind) and _same(value, kind + "List")
+
+
 def _aggregated_rules(_value: Any, parent: Mapping[str, Any]) -> bool:
     # The clusterrole-aggregation controller owns `rules` of an aggregated ClusterRole.
     return bool(parent.get("aggregationRule"))
@@ -368,6 +378,10 @@ _POD_SPEC: Final[Rules] = [
     (_p("schedulerName"), eq("default-scheduler")),
     (_p("securityContext"), EMPTY),
     (_p("terminationGracePeriodSeconds"), eq(30)),
+    # v1 conversion mirrors the deprecated serviceAccount and serviceAccountName into each
+    # other (pkg/apis/core/v1/conversion.go, Convert_core_PodSpec_To_v1_PodSpec).
+    (_p("serviceAccount"), _equals_sibling("serviceAccountName")),
+    (_p("serviceAccountName"), _equals_sibling("serviceAccount")),
     *_mount(_p("containers.[]"), _CONTAINER),
     *_mount(_p("initContainers.[]"), _CONTAINER),
     *_mount(_p("volumes.[]"), _VOLUME),
@@ -626,6 +640,33 @@ _STORAGECLASS: Final[Rules] = [
     (_p("volumeBindingMode"), eq("Immediate")),
 ]
 
+# pkg/apis/admissionregistration/v1/defaults.go: SetDefaults_{Validating,Mutating}Webhook,
+# SetDefaults_Rule, SetDefaults_ServiceReference.
+_WEBHOOK: Final[Rules] = [
+    (_p("failurePolicy"), eq("Fail")),
+    (_p("matchPolicy"), eq("Equivalent")),
+    (_p("namespaceSelector"), EMPTY),
+    (_p("objectSelector"), EMPTY),
+    (_p("timeoutSeconds"), eq(10)),
+    (_p("rules.[].scope"), eq("*")),
+    (_p("clientConfig.service.port"), eq(443)),
+]
+_VALIDATING_WEBHOOKS: Final[Rules] = list(_mount(_p("webhooks.[]"), _WEBHOOK))
+_MUTATING_WEBHOOKS: Final[Rules] = [
+    *_mount(_p("webhooks.[]"), _WEBHOOK),
+    (_p("webhooks.[].reinvocationPolicy"), eq("Never")),
+]
+
+# staging/src/k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1/defaults.go:
+# SetDefaults_CustomResourceDefinitionSpec, SetDefaults_ServiceReference.
+_CRD: Final[Rules] = [
+    (_p("spec.names.singular"), _crd_singular),
+    (_p("spec.names.listKind"), _crd_list_kind),
+    (_p("spec.conversion.strategy"), eq("None")),
+    (_p("spec.conversion.webhook.clientConfig.service.port"), eq(443)),
+    (_p("spec.conversion.webhook.conversionReviewVersions"), lambda value, _p: value == ["v1"]),
+]
+
 # pkg/apis/core/v1/defaults.go: SetDefaults_ReplicationController; PodTemplate objects.
 _REPLICATIONCONTROLLER: Final[Rules] = [
     (_p("spec.replicas"), eq(1)),
@@ -669,6 +710,9 @@ _SECTIONS: Final[dict[tuple[str, str], Rules]] = {
     ("policy", "PodDisruptionBudget"): [],
     ("scheduling.k8s.io", "PriorityClass"): _PRIORITYCLASS,
     ("storage.k8s.io", "StorageClass"): _STORAGECLASS,
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): _VALIDATING_WEBHOOKS,
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"): _MUTATING_WEBHOOKS,
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): _CRD,
 }
 
 _ANNOTATION_PREFIXES: Final[dict[tuple[str, str], tuple[str, ...]]] = {
