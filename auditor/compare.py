@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import pathlib
+import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
@@ -40,6 +41,9 @@ Normaliser = Callable[..., dict[str, Any]]
 DefaultCheck = Callable[[str, str, tuple[str, ...], Any, Mapping[str, Any]], bool]
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+# The keyed hash normalisation puts in place of a Secret value (auditor.normalise).
+_SECRET_HASH = re.compile(r"hmac-sha256:[0-9a-f]{32}")
 
 # Objects Kubernetes creates in every namespace (or in ``default``): never orphans.
 _BUILTIN_OBJECTS: frozenset[tuple[str, str, str]] = frozenset({
@@ -220,10 +224,12 @@ class _Walk:
     # -- reporting
 
     def _value(self, path: Path, value: Any) -> Any:
+        # Secret values leave the process as their keyed hash (what normalisation turned
+        # them into) or not at all: anything else under data/stringData is dropped.
         if self.secret and (
                 (path and path[0] in ("data", "stringData"))
                 or (len(path) >= 3 and path[0] == "metadata" and path[2] == LAST_APPLIED)):
-            return None
+            return value if isinstance(value, str) and _SECRET_HASH.fullmatch(value) else None
         return value
 
     def _report(self, path: Path, op: Any, desired: Any, live: Any, owner: Owner | None,

@@ -297,7 +297,12 @@ def test_secret_values_never_appear_in_results() -> None:
     text = repr(result)
     for raw in ("s3cr3t", "czNjcjN0", "hunter2", "aHVudGVyMg=="):
         assert raw not in text
-    assert all(d.desired is None and d.live is None for d in result.drifts)
+    # values are the keyed hashes normalisation made, or nothing
+    password = result.drifts[0]
+    assert password.desired.startswith("hmac-sha256:") and password.live.startswith("hmac-sha256:")
+    assert password.desired != password.live
+    assert result.drifts[1].desired is None
+    assert result.drifts[1].live.startswith("hmac-sha256:")
 
 
 def test_secret_last_applied_annotation_is_redacted() -> None:
