@@ -1,0 +1,183 @@
+"""Live snapshot through the real `kubernetes` client against the sandbox over real HTTP,
+including the faults a real API server produces (403, 410, 429, 5xx, unreachable)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from auditor.cluster import Cluster, ListStats, in_scope, iter_live
+from auditor.config import ClusterConfig, ScopeConfig
+from auditor.errors import ClusterUnreachableError, ConfigError
+from auditor.records import ResourceKey
+from auditor.snapshot import read_snapshot, write_list
+from bench.synth import objects
+
+
+def _cluster(kubeconfig: Path, **kw: Any) -> Cluster:
+    sleeps: list[float] = []
+    cluster = Cluster(ClusterConfig(kubeconfig=str(kubeconfig), **kw), sleep=sleeps.append)
+    cluster.sleeps = sleeps  # type: ignore[attr-defined]
+    return cluster
+
+
+def _collect(cluster: Cluster, scope: ScopeConfig | None = None) -> tuple[dict[ResourceKey, dict[str, Any]], ListStats]:
+    stats = ListStats()
+    seen: dict[ResourceKey, dict[str, Any]] = {}
+    for page in iter_live(cluster, scope or ScopeConfig(), stats=stats):
+        for item in page.items:
+            seen[ResourceKey.of(item)] = item
+    return seen, stats
+
+
+def test_discovery_prefers_group_versions_and_skips_subresources(sandbox: Any, kubeconfig: Path) -> None:
+    with _cluster(kubeconfig) as cluster:
+        resources = cluster.discover()
+    by_kind = {(r.group, r.kind): r for r in resources}
+    assert by_kind[("apps", "Deployment")].version == "v1"
+    assert by_kind[("apps", "Deployment")].plural == "deployments"
+    assert by_kind[("", "Namespace")].namespaced is False
+    assert by_kind[("", "ConfigMap")].namespaced is True
+    assert not any("/" in r.plural for r in resources)
+    # Churn kinds are out of scope by default.
+    scope = ScopeConfig()
+    assert not in_scope(by_kind[("", "Event")], scope)
+    assert not in_scope(by_kind[("coordination.k8s.io", "Lease")], scope)
+    assert in_scope(by_kind[("apps", "Deployment")], scope)
+
+
+def test_lists_every_object_page_by_page_with_kind_and_apiversion(sandbox: Any, kubeconfig: Path) -> None:
+    sandbox.load(objects(1200, namespaces=3))
+    with _cluster(kubeconfig, page_size=100) as cluster:
+        seen, stats = _collect(cluster)
+    wanted = {ResourceKey.of(o) for o in objects(1200, namespaces=3)}
+    assert wanted <= set(seen)
+    dep = seen[ResourceKey("apps", "Deployment", "bench-00", "app-00000")]
+    assert dep["apiVersion"] == "apps/v1" and dep["kind"] == "Deployment"
+    assert dep["metadata"]["uid"] and dep["metadata"]["resourceVersion"]
+    assert dep["metadata"]["managedFields"], "live objects carry managedFields"
+    # 120 objects per kind at 100 a page: every kind took two pages.
+    assert stats.pages >= 2 * 10
+    assert stats.skipped_kinds == []
+
+
+def test_forbidden_kind_is_skipped_and_named(sandbox: Any, kubeconfig: Path) -> None:
+    sandbox.load(objects(40, namespaces=2))
+    sandbox.faults.add(method="GET", path_regex=r"/api/v1/secrets", status=403, times=100)
+    with _cluster(kubeconfig) as cluster:
+        seen, stats = _collect(cluster)
+    assert stats.skipped_kinds == ["Secret"]
+    assert "forbidden" in stats.problems[0].message
+    assert not any(k.kind == "Secret" for k in seen)
+    assert any(k.kind == "ConfigMap" for k in seen)
+
+
+def test_expired_continue_token_restarts_the_list(sandbox: Any, kubeconfig: Path) -> None:
+    sandbox.load(objects(300, namespaces=1))
+    sandbox.faults.expire_continue()
+    with _cluster(kubeconfig, page_size=10) as cluster:
+        seen, stats = _collect(cluster, ScopeConfig(include_kinds=("Deployment.apps",)))
+    assert stats.restarts == 1
+    assert len([k for k in seen if k.kind == "Deployment"]) == 30
+    assert stats.skipped_kinds == []
+
+
+def test_429_honours_retry_after_and_5xx_retry_with_a_bound(sandbox: Any, kubeconfig: Path) -> None:
+    sandbox.load(objects(20, namespaces=1))
+    sandbox.faults.add(method="GET", path_regex=r"/api/v1/configmaps", status=429, times=2,
+                       retry_after=3)
+    sandbox.faults.add(method="GET", path_regex=r"/api/v1/services", status=503, times=2)
+    with _cluster(kubeconfig, concurrency=1) as cluster:
+        seen, stats = _collect(cluster)
+        sleeps = cluster.sleeps  # type: ignore[attr-defined]
+    assert sleeps.count(3.0) == 2
+    assert stats.retries == 4
+    assert any(k.kind == "ConfigMap" for k in seen) and any(k.kind == "Service" for k in seen)
+
+    sandbox.faults.add(method="GET", path_regex=r"/api/v1/services", status=500, times=100)
+    with _cluster(kubeconfig, retries=2) as cluster:
+        seen, stats = _collect(cluster)
+    assert stats.skipped_kinds == ["Service"]
+    assert "HTTP 500" in stats.problems[0].message
+
+
+def test_unreachable_api_is_one_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: u, user: {{token: t}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+current-context: x
+""")
+    with _cluster(kubeconfig, retries=1) as cluster, pytest.raises(ClusterUnreachableError) as err:
+        cluster.discover()
+    assert "connection refused" in str(err.value)
+    assert str(port) in str(err.value)
+
+
+def test_bad_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot load"):
+        Cluster(ClusterConfig(kubeconfig=str(tmp_path / "missing")))
+
+
+def test_snapshot_file_round_trips_and_hides_secret_values(sandbox: Any, kubeconfig: Path,
+                                                           tmp_path: Path) -> None:
+    sandbox.load(objects(50, namespaces=2))
+    out = tmp_path / "snap.json"
+    with _cluster(kubeconfig) as cluster, out.open("wb") as fh:
+        stats = ListStats()
+        written = write_list(iter_live(cluster, ScopeConfig(), stats=stats), fh,
+                             secret_key=b"k" * 32)
+    doc = orjson.loads(out.read_bytes())
+    assert doc["kind"] == "List" and len(doc["items"]) == written.objects
+    keys = [ResourceKey.of(o) for o in doc["items"]]
+    assert keys == sorted(keys), "snapshot output is sorted by key"
+    assert b"cHctM" not in out.read_bytes(), "no base64 Secret value in the snapshot"
+    secret = next(o for o in doc["items"] if o["kind"] == "Secret")
+    assert secret["data"]["password"].startswith("hmac-sha256:")
+    assert [ResourceKey.of(o) for o in read_snapshot(out)] == keys
+
+
+def test_snapshot_cli_writes_a_list(sandbox: Any, kubeconfig: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import main
+
+    sandbox.load(objects(30, namespaces=1))
+    out = tmp_path / "live.json"
+    result = CliRunner().invoke(main, ["--config", "/dev/null", "snapshot", "--kubeconfig",
+                                       str(kubeconfig), "-o", str(out)],
+                                env={"DRIFT_AUDITOR_LEDGER_PATH": str(tmp_path / "l.db")})
+    assert result.exit_code == 0, result.output
+    items = orjson.loads(out.read_bytes())["items"]
+    assert {o["kind"] for o in items} >= {"Deployment", "Service", "ConfigMap", "Namespace"}
+    assert (tmp_path / "l.key").exists(), "the Secret hash key is created beside the ledger"
+
+
+def test_snapshot_cli_unreachable_exits_2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import main
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("""apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "http://127.0.0.1:9"}}]
+users: [{name: u, user: {}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+""")
+    result = CliRunner().invoke(main, ["--config", "/dev/null", "snapshot", "--kubeconfig",
+                                       str(kubeconfig)],
+                                env={"DRIFT_AUDITOR_CLUSTER_RETRIES": "0",
+                                     "DRIFT_AUDITOR_LEDGER_PATH": str(tmp_path / "l.db")})
+    assert result.exit_code == 2
+    assert "drift-auditor: error:" in result.output and "127.0.0.1:9" in result.output
