@@ -144,7 +144,7 @@ def test_ack_errors_are_clear(tmp_path: Path) -> None:
             ledger.ack("web", by="ann", reason="x")
         with pytest.raises(LedgerError, match="no such drift"):
             ledger.ack(99, by="ann", reason="x")
-        with pytest.raises(LedgerError, match="who .* and why"):
+        with pytest.raises(LedgerError, match=r"who .* and why"):
             ledger.ack(1, by="", reason="x")
         with pytest.raises(LedgerError, match="not in the future"):
             ledger.ack(1, by="ann", reason="x", expires="2020-01-01")

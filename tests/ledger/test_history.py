@@ -1,0 +1,114 @@
+"""`history` queries and their text/JSON/CSV output; the ack and prune commands."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import Context
+from auditor.ledger import Ledger
+from auditor.ledger.cli import ack_cmd, history_cmd, prune_cmd
+
+from .helpers import at, drifted, in_sync, key, obs
+
+WEB, API = key("web"), key("api", ns="billing")
+
+
+@pytest.fixture
+def ledger_file(tmp_path: Path) -> Path:
+    db = tmp_path / "ledger.db"
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        run.observe(obs(WEB, {"image": "1.4"}))
+        run.observe(obs(API, {"replicas": 2}))
+        run.record(in_sync(WEB))
+        run.record(in_sync(API))
+        run.finish()
+        run = ledger.begin_run(started_at=at(2))
+        run.observe(obs(WEB, {"image": "1.5"}, rv="2", manager="kubectl-set",
+                        time="2026-11-20T10:30:00Z"))
+        run.observe(obs(API, {"replicas": 4}, rv="2", manager="horizontal-pod-autoscaler",
+                        category="controller", time="2026-11-20T10:45:00Z", authorized=True))
+        run.record(drifted(WEB, ("spec.template.spec.containers[name=web].image", "1.4", "1.5"),
+                           manager="kubectl-set"))
+        run.record(in_sync(API))
+        run.finish()
+        run = ledger.begin_run(started_at=at(4))
+        run.observe(obs(WEB, {"image": "1.4"}, rv="3", manager="kubectl-set",
+                        time="2026-11-20T12:50:00Z"))
+        run.record(in_sync(WEB))
+        run.finish()
+    return db
+
+
+def _history(db: Path, *args: str) -> str:
+    result = CliRunner().invoke(history_cmd, ["--ledger", str(db), *args], obj=Context(None))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_text_timeline(ledger_file: Path) -> None:
+    assert _history(ledger_file).splitlines() == [
+        "TIME                  EVENT           OBJECT                       ACTOR                      CATEGORY    DETAIL",
+        "2026-11-20T10:30:00Z  change:updated  Deployment.apps shop/web     kubectl-set                human       unverified",
+        "2026-11-20T10:45:00Z  change:updated  Deployment.apps billing/api  horizontal-pod-autoscaler  controller  authorized",
+        "2026-11-20T11:00:00Z  drift:opened    Deployment.apps shop/web     kubectl-set                human       drift 1 paths=spec.template.spec.containers[name=web].image",
+        "2026-11-20T12:50:00Z  change:updated  Deployment.apps shop/web     kubectl-set                human       unverified",
+        "2026-11-20T13:00:00Z  drift:resolved  Deployment.apps shop/web     kubectl-set                human       drift 1 how=fixed-live",
+    ]
+
+
+def test_filters(ledger_file: Path) -> None:
+    def events(*args: str) -> list[tuple[str, str]]:
+        return [(e["event"], e["name"]) for e in orjson.loads(_history(ledger_file, "-o", "json", *args))]
+
+    assert events("--object", "billing/api") == [("updated", "api")]
+    assert events("--object", "Deployment.apps shop/web", "--type", "drift") == [
+        ("opened", "web"), ("resolved", "web")]
+    assert events("-n", "billing") == [("updated", "api")]
+    assert events("--actor", "horizontal-pod-autoscaler") == [("updated", "api")]
+    assert events("--category", "controller") == [("updated", "api")]
+    assert events("--since", "2026-11-20T11:00:00Z", "--until", "2026-11-20T13:00:00Z") == [
+        ("opened", "web"), ("updated", "web")]
+    assert events("--kind", "Service") == []
+    assert _history(ledger_file, "--kind", "Service") == "no matching history\n"
+
+
+def test_json_and_csv_carry_the_same_entries(ledger_file: Path) -> None:
+    entries = orjson.loads(_history(ledger_file, "-o", "json"))
+    rows = list(csv.DictReader(io.StringIO(_history(ledger_file, "-o", "csv"))))
+    assert len(entries) == len(rows) == 5
+    assert [r["seq"] for r in rows] == [str(e["seq"]) for e in entries]
+    assert entries[1]["authorized"] is True and rows[1]["authorized"] == "yes"
+    assert rows[0]["authorized"] == ""
+    assert entries[2]["paths"] == ["spec.template.spec.containers[name=web].image"]
+    assert _history(ledger_file, "-o", "json") == _history(ledger_file, "-o", "json")
+
+
+def test_ack_and_prune_commands(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    config = tmp_path / "drift-auditor.yaml"
+    config.write_text(f"ledger:\n  path: {db}\n  retention-days: 30\n")
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        run.record(drifted(WEB, ("spec.replicas", 3, 5)))
+        run.finish()
+    runner = CliRunner()
+    out = runner.invoke(ack_cmd, ["Deployment.apps shop/web", "--by", "ann", "--reason",
+                                  "load test", "--expires", "7d"], obj=Context(str(config)))
+    assert out.exit_code == 0, out.output
+    assert out.output == "drift 1 accepted by ann until 7d\n"
+    entries = orjson.loads(_history(db, "-o", "json", "--type", "drift"))
+    assert [(e["event"], e["user"], e["reason"]) for e in entries] == [
+        ("opened", "", ""), ("accepted", "ann", "load test")]
+    missing = runner.invoke(ack_cmd, ["nothing", "--by", "ann", "--reason", "x"],
+                            obj=Context(str(config)))
+    assert missing.exit_code == 2 and "no open drift" in missing.output
+    pruned = runner.invoke(prune_cmd, [], obj=Context(str(config)))
+    assert pruned.exit_code == 0, pruned.output
+    assert pruned.output.startswith("pruned the content of 0 object versions observed before ")

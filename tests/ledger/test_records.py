@@ -1,0 +1,157 @@
+"""What a run writes: versions only on change, changes with actors and authorization, the
+audit-log join, Git commits, Secret values never, retention."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import orjson
+
+from auditor.ledger import AuditLog, Ledger, Observation
+from auditor.records import SourceInfo
+
+from .helpers import at, content_hash, drifted, in_sync, key, obs
+
+WEB = key("web")
+
+
+def test_versions_only_when_content_changes(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        run.observe(obs(WEB, {"replicas": 3}, rv="10"))
+        summary = run.finish()
+        assert (summary.versions, summary.changes) == (1, 0)  # the first run is the baseline
+        assert ledger.known_versions() == {WEB: ("10", content_hash({"replicas": 3}))}
+        run = ledger.begin_run(started_at=at(1))
+        run.observe(obs(WEB, {"replicas": 3}, rv="11"))  # status write: same content
+        run.observe(obs(key("new"), {"replicas": 1}, rv="12", manager="argocd-application-controller",
+                        category="gitops"))
+        summary = run.finish()
+        assert (summary.versions, summary.changes) == (1, 1)
+        assert ledger.known_versions()[WEB] == ("11", content_hash({"replicas": 3}))
+        run = ledger.begin_run(started_at=at(2))
+        run.observe(obs(WEB, {"replicas": 5}, rv="13", time="2026-11-20T10:59:30Z"))
+        run.observe(obs(key("api"), {"replicas": 5}, rv="14", authorized=False))
+        run.finish()
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT o.name, c.change, c.manager, c.category, c.authorized, c.time, c.prev_version_id "
+        "FROM changes c JOIN objects o ON o.id = c.object_id ORDER BY c.id").fetchall()
+    assert rows == [
+        ("new", "created", "argocd-application-controller", "gitops", 1, "2026-11-20T08:59:00Z", None),
+        ("web", "updated", "kubectl-edit", "human", None, "2026-11-20T10:59:30Z", 1),
+        ("api", "created", "kubectl-edit", "human", 0, "2026-11-20T08:59:00Z", None)]
+    assert conn.execute("SELECT count(*) FROM object_versions").fetchone()[0] == 4
+
+
+def test_audit_log_names_the_user(tmp_path: Path) -> None:
+    lines = [
+        # Same object, read-only verb: ignored.
+        {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete",
+         "verb": "get", "user": {"username": "reader"}, "objectRef": {
+             "resource": "deployments", "namespace": "shop", "name": "web", "apiGroup": "apps"},
+         "stageTimestamp": "2026-11-20T10:59:30.100000Z", "responseStatus": {"code": 200}},
+        # Failed request: ignored.
+        {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete",
+         "verb": "patch", "user": {"username": "denied"}, "objectRef": {
+             "resource": "deployments", "namespace": "shop", "name": "web", "apiGroup": "apps"},
+         "stageTimestamp": "2026-11-20T10:59:30.200000Z", "responseStatus": {"code": 403}},
+        # The change: kubectl edit by alice, within the second managedFields records.
+        {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete",
+         "verb": "update", "user": {"username": "alice@example.com"},
+         "userAgent": "kubectl-edit/v1.35.0 (linux/amd64)", "objectRef": {
+             "resource": "deployments", "namespace": "shop", "name": "web", "apiGroup": "apps"},
+         "requestReceivedTimestamp": "2026-11-20T10:59:30.512345678Z",
+         "stageTimestamp": "2026-11-20T10:59:30.523456789Z", "responseStatus": {"code": 200}},
+        # A different object with the same name (a Service): ignored for the Deployment.
+        {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete",
+         "verb": "patch", "user": {"username": "bob"}, "objectRef": {
+             "resource": "services", "namespace": "shop", "name": "web"},
+         "stageTimestamp": "2026-11-20T10:59:30.600000Z", "responseStatus": {"code": 200}},
+    ]
+    path = tmp_path / "audit.log"
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\nnot json\n")
+    log = AuditLog.load(path)
+    assert log.skipped_lines == 1
+    assert log.user_for(WEB, "2026-11-20T10:59:30Z", "kubectl-edit") == "alice@example.com"
+    assert log.user_for(WEB, "2026-11-20T11:30:00Z", "kubectl-edit") is None
+    assert log.user_for(key("web", kind="Service", group=""), "2026-11-20T10:59:30Z") == "bob"
+    db = tmp_path / "l.db"
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        run.observe(obs(WEB, {"replicas": 3}))
+        run.finish()
+        run = ledger.begin_run(started_at=at(2), audit_log=path)
+        run.observe(obs(WEB, {"replicas": 5}, rv="2", time="2026-11-20T10:59:30Z"))
+        run.finish()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT user, user_source FROM changes").fetchall() == [
+        ("alice@example.com", "audit-log")]
+
+
+def test_commits_are_recorded_once(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    commit = SourceInfo("apps/web.yaml", repo="apps", commit="3f2c", author="Ann",
+                        author_email="ann@example.com", date="2026-11-19T12:00:00+01:00",
+                        subject="Bump web (#42)", pr=42, trailers=(("Reviewed-by", "Bob"),))
+    with Ledger.open(db) as ledger:
+        for hour in range(2):
+            run = ledger.begin_run(started_at=at(hour))
+            assert run.record_commits([commit, commit]) == (1 if hour == 0 else 0)
+            run.finish()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT repo, sha, author, date, pr, trailers FROM commits").fetchall() == [
+        ("apps", "3f2c", "Ann", "2026-11-19T11:00:00Z", 42, '[["Reviewed-by","Bob"]]')]
+
+
+SECRET = key("db-credentials", kind="Secret", group="")
+RAW = ["hunter2-raw-password", "aHVudGVyMi1yYXctcGFzc3dvcmQ=", "s3cr3t-string-data"]
+
+
+def test_no_raw_secret_value_reaches_the_file(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    leaky = {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "db-credentials", "namespace": "shop", "annotations": {
+            "kubectl.kubernetes.io/last-applied-configuration": '{"data":{"password":"' + RAW[1] + '"}}'}},
+        "data": {"password": RAW[1], "hashed": "hmac-sha256:0123456789abcdef0123456789abcdef"},
+        "stringData": {"token": RAW[2]}}
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        run.observe(Observation(SECRET, "v1", "1", content_hash(leaky), leaky))
+        result = drifted(SECRET, ("data.password", RAW[0], RAW[1]), ("stringData.token", None, RAW[2]))
+        run.record(result)
+        run.finish()
+        stored = orjson.loads(ledger.conn.execute("SELECT content FROM contents").fetchone()[0])
+    assert stored["data"] == {"password": "<redacted>",
+                              "hashed": "hmac-sha256:0123456789abcdef0123456789abcdef"}
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("l.db"))
+    assert b"hmac-sha256:0123456789abcdef" in blob  # the grep does see the file's content
+    for raw in RAW:
+        assert raw.encode() not in blob, raw
+
+
+def test_prune_keeps_the_chain_verifiable(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    with Ledger.open(db) as ledger:
+        for day in range(5):
+            run = ledger.begin_run(started_at=at(24 * day))
+            run.observe(obs(WEB, {"replicas": day}, rv=str(day)))
+            run.observe(obs(key("stable"), {"replicas": 1}))
+            run.record(drifted(WEB, ("spec.replicas", 1, day)) if day else in_sync(WEB))
+            run.finish()
+        before = ledger.conn.execute("SELECT count(*) FROM contents").fetchone()[0]
+        assert before == 6
+        pruned = ledger.prune(2, now=at(24 * 4 + 1))
+        # Days 0..2 of web go (observed before day 2 + 1h); stable's only version is its latest.
+        assert pruned == 3
+        result = ledger.verify()
+        assert result.ok, result.message
+        conn = ledger.conn
+        assert conn.execute("SELECT count(*) FROM object_versions").fetchone()[0] == 6
+        assert conn.execute("SELECT count(*) FROM changes").fetchone()[0] == 4
+        assert conn.execute("SELECT count(*) FROM drift_events").fetchone()[0] > 0
+        assert conn.execute("SELECT count(*) FROM contents").fetchone()[0] == 3
+        prune_event = conn.execute("SELECT payload FROM events WHERE type = 'prune'").fetchone()[0]
+        assert orjson.loads(prune_event)["contents_deleted"] == 3
