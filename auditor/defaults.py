@@ -327,7 +327,7 @@ _CONTAINER: Final[Rules] = [
     (_p("imagePullPolicy"), _image_pull_policy),
     (_p("terminationMessagePath"), eq("/dev/termination-log")),
     (_p("terminationMessagePolicy"), eq("File")),
-    # `resources` is a non-pointer struct without omitempty effect: always serialised as {}.
+    # `resources` is a plain struct, which omitempty never drops: an empty one shows as {}.
     (_p("resources"), EMPTY),
     (_p("ports.[].protocol"), eq("TCP")),
     # Pods on the host network get hostPort = containerPort (older servers did it for
