@@ -110,3 +110,37 @@ def test_object_delta_summarises_versions() -> None:
         ("spec.replicas", "changed", 3, 5),
         ('spec.template.metadata.labels["app.kubernetes.io/name"]', "removed", "web", None),
     ]
+
+
+@pytest.mark.parametrize(("elements", "text"), [
+    (("spec", "replicas"), "spec.replicas"),
+    (("metadata", "labels", "app.kubernetes.io/name"), 'metadata.labels["app.kubernetes.io/name"]'),
+    (("metadata", "labels", "team-a"), "metadata.labels.team-a"),
+    (("data", "my key"), 'data["my key"]'),
+    (("spec", "containers", ("name", "web"), "image"), "spec.containers[name=web].image"),
+    (("spec", "ports", ("containerPort", 80, "protocol", "TCP")), "spec.ports[containerPort=80,protocol=TCP]"),
+    (("spec", "volumeMounts", ("mountPath", "/etc/web")), "spec.volumeMounts[mountPath=/etc/web]"),
+    (("spec", "env", ("name", "a,b=c")), 'spec.env[name="a,b=c"]'),
+])
+def test_path_text_contract(elements: tuple[object, ...], text: str) -> None:
+    from auditor.paths import Key, render
+
+    def element(e: object) -> object:
+        if isinstance(e, tuple):
+            return Key(zip(e[::2], e[1::2], strict=True))
+        return e
+
+    assert render(element(e) for e in elements) == text  # type: ignore[misc]
+
+
+def test_only_deltas_imports_deepdiff() -> None:
+    import re
+    from pathlib import Path
+
+    import auditor
+
+    root = Path(auditor.__file__).parent
+    importing = re.compile(r"^\s*(import deepdiff|from deepdiff)", re.MULTILINE)
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                   if importing.search(p.read_text(encoding="utf-8")))
+    assert users == ["deltas.py"]
