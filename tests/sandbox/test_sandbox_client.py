@@ -117,7 +117,7 @@ def test_crd_registers_resources(sandbox: Sandbox) -> None:
     status, w = call(sandbox, "POST", base, {"apiVersion": "example.com/v1", "kind": "Widget",
                                              "metadata": {"name": "w1"}, "spec": {"size": 1}})
     assert status == 201 and w["metadata"]["generation"] == 1
-    status, body = call(sandbox, "PATCH", base + "/w1", {"spec": {"size": 2}},
+    status, _ = call(sandbox, "PATCH", base + "/w1", {"spec": {"size": 2}},
                         "application/strategic-merge-patch+json")
     assert status == 415  # as upstream: no strategic merge for custom resources
     status, w = call(sandbox, "PATCH", base + "/w1", {"spec": {"size": 2}},
