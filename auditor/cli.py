@@ -117,12 +117,27 @@ def config_cmd(obj: Context) -> None:
               help="Write a kubeconfig for the sandbox here.")
 @handle_errors
 def sandbox(host: str, port: int, seed: str | None, kubeconfig_out: str | None) -> None:
-    """Run the local sandbox Kubernetes API server in the foreground."""
-    from auditor.sandbox import serve
+    """Run the local sandbox Kubernetes API server in the foreground (Ctrl-C stops it)."""
+    import signal
+    import threading
+
+    from auditor.sandbox import Sandbox
     from auditor.snapshot import read_snapshot
 
-    objects = list(read_snapshot(seed)) if seed else []
-    serve(host, port, objects, kubeconfig_out=kubeconfig_out)
+    sb = Sandbox(host=host, port=port)
+    if seed:
+        sb.load(read_snapshot(seed))
+    sb.start()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo(f"sandbox API server listening on {sb.url}")
+    if kubeconfig_out:
+        click.echo(f"kubeconfig written to {sb.write_kubeconfig(kubeconfig_out)}")
+    try:
+        stop.wait()
+    finally:
+        sb.stop()
 
 
 # ---------------------------------------------------------------- snapshot
@@ -165,6 +180,51 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
     click.echo(f"{written.objects} objects from {stats.kinds - len(stats.skipped_kinds)} kinds"
                f"{f' ({len(stats.skipped_kinds)} skipped)' if stats.skipped_kinds else ''}",
                err=True)
+
+
+# -------------------------------------------------------------------- diff
+
+
+def tools_dir() -> str | None:
+    """Where `make tools` put kubectl 1.35 and helm (``$DRIFT_AUDITOR_TOOLS``), if set."""
+    return os.environ.get("DRIFT_AUDITOR_TOOLS") or None
+
+
+@main.command()
+@cluster_options
+@click.option("--desired", "desired_path", metavar="PATH",
+              help="Manifests folder, or a Git repo path/URL (with --revision). "
+                   "Default: the configured sources.")
+@click.option("--revision", help="Branch, tag or sha to audit when --desired is a repo.")
+@click.option("--namespace", "-n", help="Namespace for namespaced manifests that name none.")
+@click.option("--live", "live_file", metavar="FILE",
+              help="Compare against a snapshot (a List as `kubectl get -o json` writes it, "
+                   "JSON or YAML, or a folder of them) instead of the cluster.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--color/--no-color", default=None, help="Colour the text output "
+              "(default: when stdout is a terminal).")
+@click.pass_obj
+@handle_errors
+def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: bool,
+         desired_path: str | None, revision: str | None, namespace: str | None,
+         live_file: str | None, output: str, color: bool | None) -> None:
+    """Compare Git with the cluster. Exit 0 in sync, 1 drift/missing/orphan, 2 error."""
+    from auditor import diffout
+    from auditor.pipeline import audit
+    from auditor.progress import Progress
+
+    cfg = obj.load(_cluster_overrides(kubeconfig, context, in_cluster))
+    result = audit(cfg, desired_path=desired_path, revision=revision, live_file=live_file,
+                   namespace=namespace, tools_dir=tools_dir(),
+                   progress=lambda task, total: Progress(task, total))
+    if output == "json":
+        sys.stdout.buffer.write(diffout.to_json(result.results, result.problems))
+        sys.stdout.buffer.flush()
+    else:
+        use_color = sys.stdout.isatty() if color is None else color
+        click.echo(diffout.to_text(result.results, result.problems, color=use_color), nl=False)
+    sys.exit(diffout.exit_code(result.results, result.problems))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -338,7 +338,7 @@ def namespace_in_scope(namespace: str, scope: ScopeConfig) -> bool:
 
 def iter_live(cluster: Cluster, scope: ScopeConfig, *, stats: ListStats,
               on_kind: Callable[[APIResource, int, bool], None] | None = None,
-              ) -> Iterator[Page]:
+              resources: list[APIResource] | None = None) -> Iterator[Page]:
     """Stream every in-scope kind's pages, listing up to ``concurrency`` kinds at once.
 
     Pages arrive in completion order; a consumer that needs determinism sorts its output.
@@ -346,7 +346,8 @@ def iter_live(cluster: Cluster, scope: ScopeConfig, *, stats: ListStats,
     in ``stats.skipped_kinds``: a partial read must never be taken for an empty kind.
     ``on_kind(resource, objects, ok)`` is called as each kind finishes (for progress).
     """
-    resources = [r for r in cluster.discover() if in_scope(r, scope)]
+    if resources is None:
+        resources = [r for r in cluster.discover() if in_scope(r, scope)]
     stats.kinds = len(resources)
     namespaces = scope.include_namespaces
     done: Queue[tuple[str, Any]] = Queue(maxsize=max(2, cluster.config.concurrency * 2))

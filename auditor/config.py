@@ -342,7 +342,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX):
             continue
         rest = name[len(ENV_PREFIX):].lower()
-        if rest in ("config",):
+        if rest in ("config", "tools"):
+            # Read by the CLI itself: the config file's path and the kubectl/helm folder.
             continue
         if rest.startswith("source_"):
             out.setdefault("source", {})[rest[len("source_"):]] = value

@@ -36,12 +36,14 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from auditor.quantity import canonical_quantity
 
 SECRET_HASH_PREFIX: Final = "hmac-sha256:"
+_ALREADY_HASHED: Final = re.compile(r"hmac-sha256:[0-9a-f]{32}")
 LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
 
 # Written by the API server on every object; never declared in Git.
@@ -269,7 +271,7 @@ _SPECIAL: Final[dict[str, Callable[[Any], Any]]] = {
 # --------------------------------------------------------------------------- per kind
 
 
-def _secret_needles(obj: Mapping[str, Any]) -> tuple[str, ...]:
+def secret_needles_of(obj: Mapping[str, Any]) -> tuple[str, ...]:
     """Every form in which a Secret's values could be repeated elsewhere in the object."""
     needles: set[str] = set()
     data = obj.get("data")
@@ -308,7 +310,9 @@ def _metadata(meta: Mapping[str, Any], *, secret_key: bytes | None,
                     continue
                 # A Secret's last-applied annotation repeats its values; so may other tools'
                 # annotations (kapp's original manifest, ...): hash any that carry one.
-                if secret_key is not None and (name == LAST_APPLIED or any(
+                if secret_key is not None and isinstance(text, str) and _ALREADY_HASHED.fullmatch(text):
+                    pass
+                elif secret_key is not None and (name == LAST_APPLIED or any(
                         needle in str(text) for needle in secret_needles)):
                     text = secret_hash(str(text), secret_key)
                 annotations[name] = text
@@ -333,6 +337,10 @@ def _secret_data(obj: Mapping[str, Any], secret_key: bytes) -> dict[str, str]:
     if isinstance(data, Mapping):
         for name, value in data.items():
             if value is None:
+                continue
+            if isinstance(value, str) and _ALREADY_HASHED.fullmatch(value):
+                # A redacted snapshot (`drift-auditor snapshot`) carries the hash already.
+                hashed[name] = value
                 continue
             raw = _decode_base64(value) if isinstance(value, str) else None
             # Undecodable data is hashed as written: still equal-for-equal, never revealed.
@@ -425,7 +433,7 @@ def normalise(obj: Mapping[str, Any], *, secret_key: bytes) -> dict[str, Any]:
         if key == "status" or (is_secret and key in ("data", "stringData")):
             continue
         if key == "metadata" and isinstance(value, Mapping):
-            meta = (_metadata(value, secret_key=secret_key, secret_needles=_secret_needles(obj))
+            meta = (_metadata(value, secret_key=secret_key, secret_needles=secret_needles_of(obj))
                     if is_secret else _metadata(value, secret_key=None))
         else:
             rest[key] = value

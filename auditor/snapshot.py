@@ -8,8 +8,8 @@ snapshot file can be shared without leaking what a Secret holds.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import base64
+import binascii
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,18 +20,24 @@ import yaml
 
 from auditor.cluster import Page
 from auditor.errors import SnapshotError
+from auditor.normalise import SECRET_HASH_PREFIX, secret_hash, secret_needles_of
 from auditor.records import ResourceKey
 
-HASH_PREFIX = "hmac-sha256:"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
-def redact_value(value: str | bytes, key: bytes) -> str:
-    """A keyed hash of a Secret value in the same form the drift engine compares."""
-    raw = value.encode() if isinstance(value, str) else value
-    if isinstance(value, str) and value.startswith(HASH_PREFIX):
+def _redact_data(value: str, key: bytes) -> str:
+    """The keyed hash of a base64 ``data`` value, exactly as normalisation computes it."""
+    if value.startswith(SECRET_HASH_PREFIX):
         return value
-    return HASH_PREFIX + hmac.new(key, raw, hashlib.sha256).hexdigest()[:32]
+    try:
+        return secret_hash(base64.b64decode("".join(value.split()), validate=True), key)
+    except (binascii.Error, ValueError):
+        return secret_hash(value, key)
+
+
+def redact_value(value: str, key: bytes) -> str:
+    return value if value.startswith(SECRET_HASH_PREFIX) else secret_hash(value, key)
 
 
 def redact_secret(obj: dict[str, Any], key: bytes) -> dict[str, Any]:
@@ -39,14 +45,20 @@ def redact_secret(obj: dict[str, Any], key: bytes) -> dict[str, Any]:
     if obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
         return obj
     out = dict(obj)
-    for field in ("data", "stringData"):
-        if isinstance(obj.get(field), dict):
-            out[field] = {k: redact_value(v or "", key) for k, v in obj[field].items()}
+    if isinstance(obj.get("data"), dict):
+        out["data"] = {k: _redact_data(str(v or ""), key) for k, v in obj["data"].items()}
+    if isinstance(obj.get("stringData"), dict):
+        out["stringData"] = {k: redact_value(str(v or ""), key)
+                             for k, v in obj["stringData"].items()}
     meta = obj.get("metadata") or {}
     annotations = meta.get("annotations") or {}
-    if LAST_APPLIED in annotations:
+    if annotations:
+        # last-applied repeats the values; other tools' annotations may too.
+        needles = secret_needles_of(obj)
         out["metadata"] = {**meta, "annotations": {
-            **annotations, LAST_APPLIED: redact_value(annotations[LAST_APPLIED], key)}}
+            name: redact_value(str(text), key)
+            if name == LAST_APPLIED or any(n in str(text) for n in needles) else text
+            for name, text in annotations.items()}}
     return out
 
 
