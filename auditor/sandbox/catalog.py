@@ -7,6 +7,8 @@ served versions; deleting it unregisters them.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,7 +211,8 @@ def api_resource(r: Resource) -> list[dict[str, Any]]:
         main["shortNames"] = list(r.short_names)
     if r.categories:
         main["categories"] = list(r.categories)
-    main["storageVersionHash"] = f"{abs(hash((r.group, r.plural))) % 10**11:011d}"[:11]
+    digest = hashlib.sha256(f"{r.group}/{r.storage_version}/{r.kind}".encode()).digest()
+    main["storageVersionHash"] = base64.b64encode(digest[:8]).decode()
     out = [main]
     if "status" in r.subresources:
         out.append({"name": f"{r.plural}/status", "singularName": "", "namespaced": r.namespaced,

@@ -366,7 +366,8 @@ class Handler(BaseHTTPRequestHandler):
         events = store.watch(res, ns, query.get("resourceVersion"),
                              label_selector=query.get("labelSelector"),
                              field_selector=query.get("fieldSelector"), timeout=timeout,
-                             stop=self.server.stopping)
+                             stop=self.server.stopping,
+                             send_initial_events=query.get("sendInitialEvents") == "true")
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")

@@ -615,8 +615,12 @@ class Store:
 
     def watch(self, res: Resource, ns: str | None, since: str | None, *,
               label_selector: str | None, field_selector: str | None, timeout: float,
-              stop: threading.Event) -> Iterator[bytes]:
-        """Newline-delimited watch events after ``since`` (all current objects if unset/0)."""
+              stop: threading.Event, send_initial_events: bool = False) -> Iterator[bytes]:
+        """Newline-delimited watch events after ``since`` (all current objects if unset/0).
+
+        ``send_initial_events`` is the streaming-list mode client-go's WatchListClient uses:
+        current objects as ADDED, then a BOOKMARK annotated ``k8s.io/initial-events-end``.
+        """
         labels = label_matcher(label_selector)
         fields = field_matcher(field_selector, res.kind)
 
@@ -628,7 +632,7 @@ class Store:
             return fields is None or fields(obj)
 
         with self.lock:
-            if since in (None, "", "0"):
+            if since in (None, "", "0") or send_initial_events:
                 initial = [rec for key, rec in sorted(self.table(res).records.items())
                            if wanted(key[0], rec.obj)]
                 cursor = self.rv
@@ -642,13 +646,21 @@ class Store:
                     raise ApiError("Expired", f"too old resource version: {cursor} "
                                    f"({oldest - 1})", code=410)
                 initial = []
-        return self._stream(res, initial, cursor, wanted, timeout, stop)
+        bookmark = None
+        if send_initial_events:
+            bookmark = orjson.dumps({"type": "BOOKMARK", "object": {
+                "kind": res.kind, "apiVersion": res.group_version,
+                "metadata": {"resourceVersion": str(cursor),
+                             "annotations": {"k8s.io/initial-events-end": "true"}}}}) + b"\n"
+        return self._stream(res, initial, bookmark, cursor, wanted, timeout, stop)
 
-    def _stream(self, res: Resource, initial: list[Record], cursor: int,
+    def _stream(self, res: Resource, initial: list[Record], bookmark: bytes | None, cursor: int,
                 wanted: Callable[[str, Obj], bool], timeout: float,
                 stop: threading.Event) -> Iterator[bytes]:
         for rec in initial:
             yield _event_line("ADDED", rec, res)
+        if bookmark is not None:
+            yield bookmark
         deadline = _monotonic() + timeout
         while not stop.is_set():
             batch: list[Event] = []

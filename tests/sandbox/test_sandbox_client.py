@@ -187,3 +187,48 @@ def test_list_10000_objects_in_pages_of_500_is_fast(sandbox: Sandbox) -> None:
     assert len(names) == 10_000 + 24  # plus each namespace's kube-root-ca.crt
     assert len(set(names)) == len(names) and pages == 21
     assert elapsed < 1.0, f"listing took {elapsed:.2f}s"
+
+
+def test_python_client_watch_and_streaming_list(sandbox: Sandbox, api: client.ApiClient) -> None:
+    from kubernetes import watch
+
+    core = client.CoreV1Api(api)
+    rv = core.list_namespaced_config_map("default").metadata.resource_version
+    sandbox.load([{"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "late", "namespace": "default"}, "data": {"a": "1"}}])
+    events = list(watch.Watch().stream(core.list_namespaced_config_map, "default",
+                                       resource_version=rv, timeout_seconds=1))
+    assert [(e["type"], e["object"].metadata.name) for e in events] == [("ADDED", "late")]
+    conn = http.client.HTTPConnection(sandbox.host, sandbox.port, timeout=5)
+    conn.request("GET", "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true"
+                 "&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1")
+    lines = [json.loads(x) for x in conn.getresponse().read().splitlines() if x.strip()]
+    conn.close()
+    assert [x["type"] for x in lines] == ["ADDED", "ADDED", "BOOKMARK"]
+    assert lines[-1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+def test_serve_runs_until_sigterm(tmp_path: pathlib.Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("from auditor.sandbox import serve; serve('127.0.0.1', %d, [{'apiVersion': 'v1', "
+            "'kind': 'ConfigMap', 'metadata': {'name': 'seeded', 'namespace': 'demo'}}])" % port)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert f"127.0.0.1:{port}" in proc.stdout.readline()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/api/v1/namespaces/demo/configmaps/seeded")
+        assert conn.getresponse().status == 200
+        conn.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
