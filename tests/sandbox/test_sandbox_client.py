@@ -217,8 +217,8 @@ def test_serve_runs_until_sigterm(tmp_path: pathlib.Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = ("from auditor.sandbox import serve; serve('127.0.0.1', %d, [{'apiVersion': 'v1', "
-            "'kind': 'ConfigMap', 'metadata': {'name': 'seeded', 'namespace': 'demo'}}])" % port)
+    code = (f"from auditor.sandbox import serve; serve('127.0.0.1', {port}, [{{'apiVersion': "
+            "'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'seeded', 'namespace': 'demo'}}])")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
