@@ -8,15 +8,19 @@ audited. This package is the only place that touches SQLite.
         run.observe(Observation(...))     # only changed objects
         run.record(result)                # every comparison result
         run.finish("complete", counts={...}, skipped_kinds=[...], problems=[...])
+
+    with reading(path) as conn:            # outputs: no lock, never writes
+        open_now = drifts(conn)
 """
 
 from __future__ import annotations
 
 from .auditlog import AuditLog
+from .history import HistoryFilter, drifts, query, runs
 from .lifecycle import HOWS
-from .schema import SCHEMA_VERSION
-from .store import Ledger, Observation, Run, RunSummary
+from .schema import SCHEMA_VERSION, reading
+from .store import Ledger, Observation, Run, RunSummary, content_hash
 from .verify import VerifyResult
 
-__all__ = ["HOWS", "SCHEMA_VERSION", "AuditLog", "Ledger", "Observation", "Run", "RunSummary",
-           "VerifyResult"]
+__all__ = ["HOWS", "SCHEMA_VERSION", "AuditLog", "HistoryFilter", "Ledger", "Observation", "Run",
+           "RunSummary", "VerifyResult", "content_hash", "drifts", "query", "reading", "runs"]

@@ -172,3 +172,59 @@ def render_text(entries: list[dict[str, Any]]) -> str:
 
 def render(entries: list[dict[str, Any]], fmt: str) -> str:
     return {"json": render_json, "csv": render_csv}.get(fmt, render_text)(entries)
+
+
+_DRIFT_ROWS = """
+SELECT d.id, o.grp, o.kind, o.namespace, o.name, d.status, d.category, d.manager, d.items,
+       d.source_file, d.source_commit, d.opened_at, s.state, s.since, s.accepted_until,
+       (SELECT how FROM drift_events e WHERE e.drift_id = d.id AND e.event = 'resolved'
+        ORDER BY e.seq DESC LIMIT 1),
+       (SELECT e.by || char(31) || e.reason FROM drift_events e
+        WHERE e.drift_id = d.id AND e.event = 'accepted' ORDER BY e.seq DESC LIMIT 1)
+FROM drifts d JOIN drift_state s ON s.drift_id = d.id JOIN objects o ON o.id = d.object_id
+WHERE {where} ORDER BY d.id"""
+
+
+def drifts(conn: sqlite3.Connection, states: tuple[str, ...] = ("open", "accepted"),
+           since: str | None = None) -> list[dict[str, Any]]:
+    """Drifts in ``states`` (``open``, ``accepted``, ``resolved``) with their current state;
+    ``since`` keeps those whose state changed at or after that time. For reports and alerts:
+    ``opened_at`` is when the drift was first seen, ``state_since`` when it entered its state
+    (for a resolved drift: when it was resolved)."""
+    clauses = [f"s.state IN ({', '.join('?' * len(states))})"]
+    params: list[Any] = list(states)
+    if since:
+        clauses.append("s.since >= ?")
+        params.append(since)
+    out = []
+    for (did, grp, kind, ns, name, status, category, manager, items, source_file,
+         source_commit, opened_at, state, state_since, until, how, accepted) in conn.execute(
+            _DRIFT_ROWS.format(where=" AND ".join(clauses)), params):
+        by, _, reason = (accepted or "").partition("\x1f")
+        gk = f"{kind}.{grp}" if grp else kind
+        out.append({
+            "id": did, "object": f"{gk} {ns + '/' if ns else ''}{name}", "api_group": grp,
+            "kind": kind, "namespace": ns, "name": name, "status": status,
+            "category": category, "manager": manager, "items": orjson.loads(items),
+            "source_file": source_file, "source_commit": source_commit,
+            "opened_at": opened_at, "state": state, "state_since": state_since,
+            "accepted_until": until, "resolved_how": how if state == "resolved" else None,
+            "accepted_by": by or None, "accepted_reason": reason or None})
+    return out
+
+
+def runs(conn: sqlite3.Connection, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest runs, newest first, JSON columns decoded."""
+    out = []
+    for (rid, cluster, started, ended, status, commits, counts, skipped, problems, version,
+         config_hash) in conn.execute(
+            "SELECT id, cluster, started_at, ended_at, status, git_commits, counts, "
+            "skipped_kinds, problems, tool_version, config_hash FROM runs ORDER BY id DESC "
+            "LIMIT ?", (limit,)):
+        out.append({"id": rid, "cluster": cluster, "started_at": started, "ended_at": ended,
+                    "status": status, "git_commits": orjson.loads(commits or "{}"),
+                    "counts": orjson.loads(counts or "{}"),
+                    "skipped_kinds": orjson.loads(skipped or "[]"),
+                    "problems": orjson.loads(problems or "[]"), "tool_version": version,
+                    "config_hash": config_hash})
+    return out

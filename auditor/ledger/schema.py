@@ -24,7 +24,8 @@ Tables
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -88,6 +89,16 @@ def connect_reader(path: str | Path) -> sqlite3.Connection:
         raise LedgerError(f"{target}: ledger schema version {found} is newer than this "
                           f"drift-auditor understands ({SCHEMA_VERSION}); upgrade drift-auditor")
     return conn
+
+
+@contextmanager
+def reading(path: str | Path) -> Iterator[sqlite3.Connection]:
+    """``with reading(path) as conn:`` — a reader connection, closed afterwards."""
+    conn = connect_reader(path)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def _v1(db: sqlite_utils.Database) -> None:

@@ -14,6 +14,7 @@ an open drift in memory; still-open drifts write nothing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import sqlite3
@@ -105,6 +106,11 @@ class RunSummary:
                 "drifts_reopened": self.reopened, "drifts_still_open": self.still_open,
                 "drifts_accepted": self.accepted, "acks_expired": self.expired,
                 "drifts_resolved": dict(sorted(self.resolved.items()))}
+
+
+def content_hash(content: dict[str, Any]) -> str:
+    """A stable SHA-256 of normalised content (sorted-key JSON), for ``Observation``."""
+    return hashlib.sha256(chain.canonical(content)).hexdigest()
 
 
 def _json(value: Any) -> str:
@@ -431,6 +437,7 @@ class Run:
         self._reverted: set[ResourceKey] = set()
         self._gitops_changed: set[ResourceKey] = set()
         self._commits: set[tuple[str, str]] = set()
+        self._recorded = 0
         self.summary = RunSummary(run_id, "running")
 
     # --------------------------------------------------------------- observations
@@ -534,6 +541,7 @@ class Run:
         resolved: ``True`` Git moved, ``False`` the live object moved.
         """
         self._check_open()
+        self._recorded += 1
         key = result.key
         if result.status == "missing":
             self._missing.add(key)
@@ -581,9 +589,9 @@ class Run:
                problems: Sequence[Problem] = ()) -> RunSummary:
         """Apply the drift lifecycle and close the run with a checkpoint, atomically.
 
-        A ``failed`` run changes no drift. Objects of ``skipped_kinds`` (``Kind`` or
-        ``Kind.group``) are neither marked deleted nor have drifts opened or resolved: their
-        listing was incomplete, so absence proves nothing.
+        A ``failed`` run, or one that recorded no result, changes no drift. Objects of
+        ``skipped_kinds`` (``Kind`` or ``Kind.group``) are neither marked deleted nor have
+        drifts opened or resolved: their listing was incomplete, so absence proves nothing.
         """
         self._check_open()
         if status not in RUN_STATUSES:
@@ -595,7 +603,9 @@ class Run:
         def is_skipped(key: ResourceKey) -> bool:
             return key.group_kind in skipped or key.kind in skipped
 
-        if status != "failed":
+        # A run that compared nothing (no result recorded) says nothing about drift: resolving
+        # every open drift because none was reported would be wrong.
+        if status != "failed" and self._recorded:
             for key in sorted(self._missing):
                 oid = ledger._load_objects().get(key)
                 prev = ledger._latest.get(oid) if oid is not None else None

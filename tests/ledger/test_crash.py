@@ -66,7 +66,6 @@ def _wait_for(proc: subprocess.Popen[str], line: str) -> None:
     raise AssertionError(f"child never printed {line!r}")
 
 
-@pytest.mark.slow
 def test_sigkill_mid_run_leaves_a_consistent_ledger(tmp_path: Path) -> None:
     db = tmp_path / "ledger.db"
     with Ledger.open(db) as ledger:  # a finished baseline run with open drifts

@@ -112,3 +112,19 @@ def test_ack_and_prune_commands(tmp_path: Path) -> None:
     pruned = runner.invoke(prune_cmd, [], obj=Context(str(config)))
     assert pruned.exit_code == 0, pruned.output
     assert pruned.output.startswith("pruned the content of 0 object versions observed before ")
+
+
+def test_drift_and_run_queries_for_outputs(ledger_file: Path) -> None:
+    from auditor.ledger import drifts, reading, runs
+
+    with reading(ledger_file) as conn:
+        assert drifts(conn) == []
+        (resolved,) = drifts(conn, ("resolved",))
+        recent = runs(conn)
+    assert resolved["object"] == "Deployment.apps shop/web"
+    assert (resolved["opened_at"], resolved["state_since"], resolved["resolved_how"]) == (
+        "2026-11-20T11:00:00Z", "2026-11-20T13:00:00Z", "fixed-live")
+    assert resolved["items"][0]["live"] == "1.5"
+    assert [r["id"] for r in recent] == [3, 2, 1]
+    assert recent[0]["status"] == "complete"
+    assert recent[0]["counts"]["ledger"]["drifts_resolved"] == {"fixed-live": 1}

@@ -7,7 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import orjson
+import pytest
 
+from auditor.errors import LedgerError
 from auditor.ledger import AuditLog, Ledger, Observation
 from auditor.records import SourceInfo
 
@@ -155,3 +157,44 @@ def test_prune_keeps_the_chain_verifiable(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM contents").fetchone()[0] == 3
         prune_event = conn.execute("SELECT payload FROM events WHERE type = 'prune'").fetchone()[0]
         assert orjson.loads(prune_event)["contents_deleted"] == 3
+
+
+def test_a_run_that_recorded_no_result_resolves_nothing(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        run.record(drifted(WEB, ("spec.replicas", 1, 2)))
+        run.finish()
+        run = ledger.begin_run(started_at=at(1))
+        run.observe(obs(WEB, {"replicas": 2}))
+        assert run.finish().resolved == {}
+        with pytest.raises(LedgerError, match="already finished"):
+            run.record(in_sync(WEB))
+
+
+def _steady_growth(tmp_path: Path, objects: int, changes: int) -> int:
+    db = tmp_path / f"growth-{objects}.db"
+    with Ledger.open(db) as ledger:
+        for step in range(3):
+            run = ledger.begin_run(started_at=at(step))
+            known = ledger.known_versions()
+            for i in range(objects):
+                k = key(f"app-{i:05d}")
+                content = {"replicas": step if i < changes else 0, "pad": "x" * 600}
+                o = obs(k, content, rv=content_hash(content)[:8])
+                if known.get(k) != (o.resource_version, o.content_hash):
+                    run.observe(o)
+                run.record(drifted(k, ("spec.replicas", 1, 0)) if i % 20 == 0 else in_sync(k))
+            run.finish()
+            if step == 1:
+                pages_before = ledger.conn.execute("PRAGMA page_count").fetchone()[0]
+        ledger.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages_after = ledger.conn.execute("PRAGMA page_count").fetchone()[0]
+    return int(pages_after - pages_before) * 4096
+
+
+def test_steady_state_growth_follows_changes_not_cluster_size(tmp_path: Path) -> None:
+    small = _steady_growth(tmp_path, 500, 20)
+    large = _steady_growth(tmp_path, 5000, 20)
+    # Ten times the objects, the same 20 changes: the same growth, give or take a few pages.
+    assert large <= small + 8 * 4096, (small, large)
+    assert large < 100 * 1024
