@@ -386,7 +386,18 @@ class Store:
         for k in ("uid", "creationTimestamp", "name", "namespace"):
             if k in old_obj["metadata"]:
                 meta[k] = old_obj["metadata"][k]
-        meta.pop("managedFields", None)
+        sent = meta.pop("managedFields", None)
+        base_entries = old.entries
+        if subresource == "" and sent is not None:
+            # As the API server's decodeLiveOrNew: [] or [{}] resets ownership, a decodable
+            # non-empty list replaces it (clients may edit managedFields), else keep live.
+            if sent == [] or sent == [{}]:
+                base_entries = []
+            elif isinstance(sent, list):
+                try:
+                    base_entries = ssa.parse(sent) or old.entries
+                except (AttributeError, TypeError, ValueError):
+                    base_entries = old.entries
         if subresource == "status":
             # The status strategies reset spec (and, for apps workloads, labels) but let
             # annotations through: the Deployment controller sets its revision annotation
@@ -418,10 +429,10 @@ class Store:
             else:
                 drop = ("status",) if "status" in res.subresources else ()
                 before, after = ssa.strip(old_obj, drop=drop), ssa.strip(new, drop=drop)
-            entries = ssa.update(old.entries, before, after, f, manager=manager,
+            entries = ssa.update(base_entries, before, after, f, manager=manager,
                                  api_version=res.group_version, now=now(),
                                  subresource=subresource)
-        unchanged = _same_content(old_obj, new) and entries == old.entries
+        unchanged = _same_content(old_obj, new) and set(entries) == set(old.entries)
         if unchanged:
             return _clone(old_obj)
         rv = None if dry_run else self._next_rv()
@@ -480,7 +491,6 @@ class Store:
                 patched = _apply_patch(content_type, current, body, Field(type="Scale"), res)
                 return self._set_scale(res, old, patched, manager=who, dry_run=dry_run), False
             base = _clone(old.obj)
-            base["metadata"].pop("managedFields", None)
             new = _apply_patch(content_type, base, body, root(res.kind), res)
             if not isinstance(new, dict):
                 raise ApiError("BadRequest", "patch result is not an object")
@@ -496,6 +506,8 @@ class Store:
                           subresource: str = "") -> tuple[Obj, bool]:
         """``application/apply-patch+yaml``: merge, prune, conflict-check, maybe create."""
         meta = config.get("metadata") or {}
+        if meta.get("managedFields") is not None:
+            raise ApiError("BadRequest", "metadata.managedFields must be nil")
         if meta.get("name") not in (None, name):
             raise ApiError("BadRequest", f"the name of the object ({meta.get('name')}) does "
                            f"not match the name on the URL ({name})")

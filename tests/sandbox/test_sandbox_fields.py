@@ -165,3 +165,20 @@ def test_loaded_objects_keep_given_history_and_status(sandbox: Sandbox) -> None:
     cm = sandbox.get("v1", "ConfigMap", "fresh", "c")
     assert cm is not None and entries(cm) == {
         ("sandbox-loader", "Update", ""): {"f:data": {".": {}, "f:k": {}}}}
+
+
+def test_clients_can_reset_or_rewrite_managed_fields(sandbox: Sandbox) -> None:
+    res = sandbox.resource_for("apps/v1", "Deployment")
+    sandbox.store.create(res, "default", crud_deployment(), manager="creator")
+    out, _ = sandbox.store.patch(res, "default", "crud", "application/merge-patch+json",
+                                 b'{"metadata":{"managedFields":[{}]}}', manager="resetter")
+    assert "managedFields" not in out["metadata"]  # reset, and the reset itself owns nothing
+    out, _ = sandbox.store.patch(res, "default", "crud", "application/merge-patch+json",
+                                 b'{"spec":{"paused":true}}', manager="pauser")
+    assert entries(out) == {("pauser", "Update", ""): {"f:spec": {"f:paused": {}}}}
+    # a PUT that sends back the managedFields it read changes nothing about them
+    again = sandbox.store.update(res, "default", "crud", out, manager="pauser")
+    assert again["metadata"]["resourceVersion"] == out["metadata"]["resourceVersion"]
+    with pytest.raises(Exception, match="managedFields must be nil"):
+        sandbox.apply({**crud_deployment(), "metadata": {
+            "name": "crud", "namespace": "default", "managedFields": []}}, "x")
