@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from auditor.errors import LedgerError
 from auditor.records import ObjectResult, Problem, ResourceKey, SourceInfo
 
-from . import chain, keys, lifecycle, redact, schema, signing, times
+from . import authorize, chain, keys, lifecycle, redact, schema, signing, times
 from .auditlog import AuditLog
 from .lock import WriterLock
 from .verify import VerifyResult, verify
@@ -56,7 +56,8 @@ class Observation:
     ``content`` is the normalised object with Secret values already keyed hashes; the ledger
     still redacts anything under a Secret's data that is not such a hash. ``time`` is the
     managedFields time of the change; ``authorized`` says whether it matches a Git change
-    (``None``: unknown; GitOps managers count as authorized).
+    (``None``: let the ledger judge from the object's comparison result, see
+    :mod:`.authorize`).
     """
 
     key: ResourceKey
@@ -438,6 +439,9 @@ class Run:
         self._gitops_changed: set[ResourceKey] = set()
         self._commits: set[tuple[str, str]] = set()
         self._recorded = 0
+        # Observations wait for their object's comparison result, which decides whether the
+        # change was authorized; bounded by the number of changed objects.
+        self._pending: dict[ResourceKey, Observation] = {}
         self.summary = RunSummary(run_id, "running")
 
     # --------------------------------------------------------------- observations
@@ -479,8 +483,6 @@ class Run:
             source = "audit-log" if user else ""
         elif user:
             source = "observation"
-        if authorized is None and category == "gitops":
-            authorized = True
         batch.chained("changes", {
             "run_id": self.id, "object_id": oid, "version_id": vid,
             "prev_version_id": prev.version_id if prev else None, "change": change,
@@ -493,7 +495,11 @@ class Run:
             self._gitops_changed.add(key)
 
     def observe(self, obs: Observation) -> None:
-        """Record a live object whose resourceVersion or content hash changed."""
+        """Record a live object whose resourceVersion or content hash changed.
+
+        Call it before :meth:`record` for the same object: the version and its change are
+        written when the result arrives (or at :meth:`finish`), judged by that result.
+        """
         self._check_open()
         oid = self.ledger._load_objects().get(obs.key)
         prev = self.ledger._latest.get(oid) if oid is not None else None
@@ -506,14 +512,25 @@ class Run:
                 self.ledger._latest[oid] = _Latest(prev.version_id, obs.resource_version,
                                                    prev.content_hash, False)
             return
+        seen = self._seen.get(obs.key)
+        if seen is not None:
+            # Its (drifted) result came first: judge now.
+            self._stage_observation(obs, seen.status, orjson.loads(seen.items))
+        else:
+            self._pending[obs.key] = obs
+
+    def _stage_observation(self, obs: Observation, status: str | None,
+                           items: list[dict[str, Any]]) -> None:
         content = redact.content(obs.key, obs.content)
+        authorized = authorize.verdict(declared=obs.authorized, manager=obs.manager,
+                                       category=obs.category, status=status, items=items)
         self._stage_version(
             self._batch, obs.key, api_version=obs.api_version,
             resource_version=obs.resource_version, content_hash=obs.content_hash,
             content=None if content is None else orjson.dumps(
                 content, option=orjson.OPT_SORT_KEYS).decode(),
             deleted=False, time=obs.time, manager=obs.manager, operation=obs.operation,
-            category=obs.category, user=obs.user, authorized=obs.authorized)
+            category=obs.category, user=obs.user, authorized=authorized)
         self._flush_if_full()
 
     def observe_deleted(self, key: ResourceKey, *, time: str = "", manager: str = "",
@@ -545,6 +562,9 @@ class Run:
         key = result.key
         if result.status == "missing":
             self._missing.add(key)
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            self._stage_observation(pending, result.status, lifecycle.items_of(result))
         if result.status in lifecycle.DRIFT_STATUSES:
             self._seen[key] = lifecycle.seen(result)
         elif key not in self._open:
@@ -599,6 +619,10 @@ class Run:
         ledger = self.ledger
         batch = self._batch
         skipped = frozenset(skipped_kinds)
+        for key in sorted(self._pending):
+            # Observed but never compared (out of Git's scope, or the run failed first).
+            self._stage_observation(self._pending[key], None, [])
+        self._pending.clear()
 
         def is_skipped(key: ResourceKey) -> bool:
             return key.group_kind in skipped or key.kind in skipped

@@ -55,10 +55,10 @@ def _history(db: Path, *args: str) -> str:
 def test_text_timeline(ledger_file: Path) -> None:
     assert _history(ledger_file).splitlines() == [
         "TIME                  EVENT           OBJECT                       ACTOR                      CATEGORY    DETAIL",
-        "2026-11-20T10:30:00Z  change:updated  Deployment.apps shop/web     kubectl-set                human       unverified",
+        "2026-11-20T10:30:00Z  change:updated  Deployment.apps shop/web     kubectl-set                human       out-of-band",
         "2026-11-20T10:45:00Z  change:updated  Deployment.apps billing/api  horizontal-pod-autoscaler  controller  authorized",
         "2026-11-20T11:00:00Z  drift:opened    Deployment.apps shop/web     kubectl-set                human       drift 1 paths=spec.template.spec.containers[name=web].image",
-        "2026-11-20T12:50:00Z  change:updated  Deployment.apps shop/web     kubectl-set                human       unverified",
+        "2026-11-20T12:50:00Z  change:updated  Deployment.apps shop/web     kubectl-set                human       authorized",
         "2026-11-20T13:00:00Z  drift:resolved  Deployment.apps shop/web     kubectl-set                human       drift 1 how=fixed-live",
     ]
 
@@ -85,7 +85,7 @@ def test_json_and_csv_carry_the_same_entries(ledger_file: Path) -> None:
     assert len(entries) == len(rows) == 5
     assert [r["seq"] for r in rows] == [str(e["seq"]) for e in entries]
     assert entries[1]["authorized"] is True and rows[1]["authorized"] == "yes"
-    assert rows[0]["authorized"] == ""
+    assert entries[0]["authorized"] is False and rows[0]["authorized"] == "no"
     assert entries[2]["paths"] == ["spec.template.spec.containers[name=web].image"]
     assert _history(ledger_file, "-o", "json") == _history(ledger_file, "-o", "json")
 

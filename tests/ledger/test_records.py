@@ -41,10 +41,12 @@ def test_versions_only_when_content_changes(tmp_path: Path) -> None:
     rows = conn.execute(
         "SELECT o.name, c.change, c.manager, c.category, c.authorized, c.time, c.prev_version_id "
         "FROM changes c JOIN objects o ON o.id = c.object_id ORDER BY c.id").fetchall()
+    # Never compared (no result recorded): written at finish in key order; authorized only
+    # when declared or from a GitOps manager.
     assert rows == [
         ("new", "created", "argocd-application-controller", "gitops", 1, "2026-11-20T08:59:00Z", None),
-        ("web", "updated", "kubectl-edit", "human", None, "2026-11-20T10:59:30Z", 1),
-        ("api", "created", "kubectl-edit", "human", 0, "2026-11-20T08:59:00Z", None)]
+        ("api", "created", "kubectl-edit", "human", 0, "2026-11-20T08:59:00Z", None),
+        ("web", "updated", "kubectl-edit", "human", None, "2026-11-20T10:59:30Z", 1)]
     assert conn.execute("SELECT count(*) FROM object_versions").fetchone()[0] == 4
 
 
@@ -198,3 +200,31 @@ def test_steady_state_growth_follows_changes_not_cluster_size(tmp_path: Path) ->
     # Ten times the objects, the same 20 changes: the same growth, give or take a few pages.
     assert large <= small + 8 * 4096, (small, large)
     assert large < 100 * 1024
+
+
+def test_authorization_is_judged_by_the_comparison(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    names = ("synced", "edited", "scaled", "early")
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        for name in names:
+            run.observe(obs(key(name), {"v": 0}))
+        run.finish()
+        run = ledger.begin_run(started_at=at(1))
+        # Live now matches Git: the change carried Git's content.
+        run.observe(obs(key("synced"), {"v": 1}, rv="2", manager="kubectl-client-side-apply"))
+        run.record(in_sync(key("synced")))
+        # A human edit that leaves the object drifted: out-of-band.
+        run.observe(obs(key("edited"), {"v": 1}, rv="2"))
+        run.record(drifted(key("edited"), ("spec.x", 1, 2)))
+        # A controller moved something while a human's drift persists elsewhere: unknown.
+        run.observe(obs(key("scaled"), {"v": 1}, rv="2", manager="hpa", category="controller"))
+        run.record(drifted(key("scaled"), ("spec.x", 1, 2), manager="kubectl-edit"))
+        # The result came before the observation: still judged.
+        run.record(drifted(key("early"), ("spec.x", 1, 2)))
+        run.observe(obs(key("early"), {"v": 1}, rv="2"))
+        run.finish()
+    conn = sqlite3.connect(db)
+    verdicts = dict(conn.execute("SELECT o.name, c.authorized FROM changes c "
+                                 "JOIN objects o ON o.id = c.object_id").fetchall())
+    assert verdicts == {"synced": 1, "edited": 0, "scaled": None, "early": 0}

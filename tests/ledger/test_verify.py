@@ -53,7 +53,7 @@ def test_untouched_ledger_verifies(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("table, column, value", [
     ("changes", "manager", "argocd-application-controller"),
-    ("changes", "authorized", 1),
+    ("changes", "authorized", 0),
     ("object_versions", "content_hash", "0" * 64),
     ("drifts", "items", "[]"),
     ("drift_events", "how", "git-changed"),
