@@ -84,11 +84,14 @@ def _filter_desired(desired: DesiredState, cfg: Config) -> dict[ResourceKey, dic
             if key_in_scope(key, cfg.scope)}
 
 
-def _drop_unknowable(results: Iterable[ObjectResult], skipped: set[str],
-                     problems: list[Problem]) -> Iterator[ObjectResult]:
-    """A kind the cluster would not list says nothing about its objects: never 'missing'."""
+def _drop_unknowable(results: Iterable[ObjectResult], stats: ListStats) -> Iterator[ObjectResult]:
+    """A kind the cluster would not list says nothing about its objects: never 'missing'.
+
+    ``stats.skipped_kinds`` is read as each result passes: 'missing' results come last,
+    after every kind's list has finished or failed.
+    """
     for result in results:
-        if result.status == "missing" and result.key.group_kind in skipped:
+        if result.status == "missing" and result.key.group_kind in stats.skipped_kinds:
             continue
         yield result
 
@@ -131,7 +134,7 @@ def audit(cfg: Config, *, desired_path: str | None = None, revision: str | None 
             compared = compare_all(want, _flatten(pages), settings=settings,
                                    sources={k: d.source for k, d in desired.objects.items()},
                                    problems=problems)
-            results = list(_drop_unknowable(compared, set(stats.skipped_kinds), problems))
+            results = list(_drop_unknowable(compared, stats))
             if bar:
                 bar.finish()
             _note_absent_kinds(want, resources, problems)
