@@ -144,6 +144,7 @@ class Store:
         self.events: deque[Event] = deque(maxlen=20000)
         self.alloc = Allocator()
         self.compacted_rv = 0
+        self.namespace_deletion_delay = 1.0
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -268,8 +269,16 @@ class Store:
         if res.namespaced:
             ns_res = self.catalog.find("", "v1", "namespaces")
             assert ns_res is not None
-            if self.get(ns_res, "", ns) is None:
+            found = self.get(ns_res, "", ns)
+            if found is None:
                 raise not_found("", "namespaces", ns)
+            if "deletionTimestamp" in found.obj["metadata"]:
+                raise ApiError("Forbidden", f'{res.plural} is forbidden: unable to create new '
+                               f"content in namespace {ns} because it is being terminated",
+                               details={"kind": res.plural, "causes": [{
+                                   "reason": "NamespaceTerminating",
+                                   "message": f"namespace {ns} is being terminated",
+                                   "field": "metadata.namespace"}]})
 
     def _validate(self, res: Resource, obj: Obj) -> None:
         name = obj["metadata"].get("name")
@@ -383,7 +392,8 @@ class Store:
         """Commit a modification of ``old`` (defaults, generation, ownership, events)."""
         old_obj = old.obj
         meta = new.setdefault("metadata", {})
-        for k in ("uid", "creationTimestamp", "name", "namespace"):
+        for k in ("uid", "creationTimestamp", "name", "namespace", "deletionTimestamp",
+                  "deletionGracePeriodSeconds"):
             if k in old_obj["metadata"]:
                 meta[k] = old_obj["metadata"][k]
         sent = meta.pop("managedFields", None)
@@ -582,14 +592,14 @@ class Store:
                                f"{precondition_uid}, UID in object meta: {meta.get('uid')}")
             if precondition_rv and precondition_rv != meta.get("resourceVersion"):
                 raise _modified_conflict(res, name)
+            if (res.group, res.kind) == ("", "Namespace"):
+                return self._terminate_namespace(res, old, dry_run)
             if not dry_run:
                 self._next_rv()
                 gone = _clone(old.obj)
                 gone["metadata"]["resourceVersion"] = str(self.rv)
                 rec = Record(gone, orjson.dumps(gone), old.item, old.entries)
                 self._store(res, rec, "DELETED")
-                if (res.group, res.kind) == ("", "Namespace"):
-                    self._purge_namespace(name)
                 if (res.group, res.kind) == ("apiextensions.k8s.io",
                                              "CustomResourceDefinition"):
                     self._purge_crd(old.obj)
@@ -601,6 +611,44 @@ class Store:
                            "uid": meta.get("uid")}
             return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                     "details": details}
+
+    def _terminate_namespace(self, res: Resource, old: Record, dry_run: bool) -> Obj:
+        """Namespace deletion: ``Terminating`` first, contents and namespace gone later.
+
+        The namespace controller's work is simulated by a timer after
+        ``namespace_deletion_delay`` seconds (0 = at once), so ``kubectl delete -f`` of a
+        file whose first document is the Namespace can still delete the rest, as it can
+        on a real cluster.
+        """
+        name = old.obj["metadata"]["name"]
+        terminating = _clone(old.obj)
+        terminating["metadata"].setdefault("deletionTimestamp", now())
+        terminating["metadata"].setdefault("deletionGracePeriodSeconds", 0)
+        terminating.setdefault("status", {})["phase"] = "Terminating"
+        if dry_run:
+            return terminating
+        if "deletionTimestamp" not in old.obj["metadata"]:
+            rec = self._finish(res, terminating, old.entries, rv=self._next_rv(), old=old)
+            self._store(res, rec, "MODIFIED")
+            if self.namespace_deletion_delay <= 0:
+                self._finalize_namespace(res, name)
+            else:
+                timer = threading.Timer(self.namespace_deletion_delay,
+                                        self._finalize_namespace, args=(res, name))
+                timer.daemon = True
+                timer.start()
+        return terminating
+
+    def _finalize_namespace(self, res: Resource, name: str) -> None:
+        with self.lock:
+            self._purge_namespace(name)
+            rec = self.table(res).records.get(("", name))
+            if rec is None:
+                return
+            self._next_rv()
+            gone = _clone(rec.obj)
+            gone["metadata"]["resourceVersion"] = str(self.rv)
+            self._store(res, Record(gone, orjson.dumps(gone), rec.item, rec.entries), "DELETED")
 
     def _purge_namespace(self, ns: str) -> None:
         for res_key, table in list(self.tables.items()):

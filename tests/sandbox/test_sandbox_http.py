@@ -224,9 +224,19 @@ def test_delete_and_namespace_cascade(sandbox: Sandbox) -> None:
     status, body = call(sandbox, "DELETE", "/apis/apps/v1/namespaces/shop/deployments/web")
     assert status == 200 and body["status"] == "Success" and body["details"]["name"] == "web"
     call(sandbox, "POST", "/apis/apps/v1/namespaces/shop/deployments", deployment(ns="shop"))
+    sandbox.store.namespace_deletion_delay = 0.3
     status, body = call(sandbox, "DELETE", "/api/v1/namespaces/shop")
     assert status == 200 and body["kind"] == "Namespace"
-    assert sandbox.get("apps/v1", "Deployment", "shop", "web") is None
+    assert body["status"]["phase"] == "Terminating" and "deletionTimestamp" in body["metadata"]
+    # while terminating, contents are still there and can be deleted, but not added to
+    status, _ = call(sandbox, "DELETE", "/apis/apps/v1/namespaces/shop/deployments/web")
+    assert status == 200
+    status, body = call(sandbox, "POST", "/api/v1/namespaces/shop/configmaps",
+                        {"metadata": {"name": "late"}})
+    assert (status, body["reason"]) == (403, "Forbidden")
+    assert "because it is being terminated" in body["message"]
+    time.sleep(0.6)
+    assert sandbox.get("v1", "Namespace", None, "shop") is None
     assert sandbox.get("v1", "ConfigMap", "shop", "kube-root-ca.crt") is None
 
 
