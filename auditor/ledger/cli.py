@@ -152,9 +152,10 @@ def ack_cmd(ledger_path: str | None, target: str, by: str, reason: str, expires:
 @ledger_option
 @click.option("--days", type=int, help="Delete object content older than this many days "
                                        "(default: ledger.retention-days).")
+@click.option("--vacuum", is_flag=True, help="Rewrite the file afterwards to return the space.")
 @click.option("--wait", type=float, default=30.0, show_default=True,
               help="Seconds to wait for a running run to release the ledger.")
-def prune_cmd(ledger_path: str | None, days: int | None, wait: float) -> None:
+def prune_cmd(ledger_path: str | None, days: int | None, vacuum: bool, wait: float) -> None:
     """Apply retention: drop old object content, keep drifts, changes and the chain."""
 
     def body() -> None:
@@ -170,7 +171,7 @@ def prune_cmd(ledger_path: str | None, days: int | None, wait: float) -> None:
                          config_hash=cfg.digest(),
                          signing_key_file=cfg.ledger.signing_key_file or None,
                          lock_wait=wait) as ledger:
-            count = ledger.prune(keep)
+            count = ledger.prune(keep, vacuum=vacuum)
         cutoff = times.stamp(times.now() - timedelta(days=keep))
         click.echo(f"pruned the content of {count} object versions observed before {cutoff}")
 

@@ -391,11 +391,13 @@ class Ledger:
 
     # ------------------------------------------------------------------ retention
 
-    def prune(self, older_than_days: int, *, now: datetime | None = None) -> int:
+    def prune(self, older_than_days: int, *, now: datetime | None = None,
+              vacuum: bool = False) -> int:
         """Delete the content of object versions observed more than ``older_than_days`` ago,
         except each object's latest version. Versions, changes, drifts and the chain stay (the
         chain holds content hashes, not content), so ``verify`` still passes. Returns the
-        number of contents deleted."""
+        number of contents deleted. ``vacuum`` then rewrites the file to give the space back
+        (otherwise SQLite reuses the freed pages for later runs)."""
         if older_than_days < 1:
             raise LedgerError(f"retention: {older_than_days} days; expected at least 1")
         if self._run is not None and not self._run.finished:
@@ -414,6 +416,8 @@ class Ledger:
         batch.plain(f"DELETE FROM contents WHERE {where}", (cutoff,))
         self._checkpoint(batch, None, stamp)
         self._write(batch)
+        if vacuum:
+            self.conn.execute("VACUUM")
         return count
 
 

@@ -76,6 +76,8 @@ def test_filters(ledger_file: Path) -> None:
     assert events("--since", "2026-11-20T11:00:00Z", "--until", "2026-11-20T13:00:00Z") == [
         ("opened", "web"), ("updated", "web")]
     assert events("--kind", "Service") == []
+    assert events("--since", "36500d") == events()  # durations count back from now
+    assert events("--since", "1d") == []
     assert _history(ledger_file, "--kind", "Service") == "no matching history\n"
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from auditor.errors import LedgerError
-from auditor.ledger import Ledger
+from auditor.ledger import Ledger, lifecycle
 
 from .helpers import at, drifted, in_sync, key, obs, status
 
@@ -213,3 +213,39 @@ def test_missing_object_is_a_deletion_and_a_drift(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert [r[0] for r in conn.execute("SELECT change FROM changes ORDER BY id")] == [
         "deleted", "created"]
+
+
+def _drift(status: str = "drifted", commit: str = "c1", live_hash: str = "h1") -> lifecycle.OpenDrift:
+    return lifecycle.OpenDrift(1, 1, WEB, "fp", status, "open", None, commit, live_hash)
+
+
+@pytest.mark.parametrize("drift, now_status, kwargs, how", [
+    (_drift(), "in-sync", {"reverted": True}, "reverted"),
+    (_drift(), "ignored", {}, "ignored"),
+    (_drift(), "in-sync", {"desired_changed": False, "source_commit_now": "c2"}, "fixed-live"),
+    (_drift(), "in-sync", {"source_commit_now": "c2"}, "git-changed"),
+    (_drift(), "in-sync", {"live_hash_now": "h2"}, "fixed-live"),
+    (_drift(), "in-sync", {"source_commit_now": "c2", "live_hash_now": "h2",
+                           "gitops_change": True}, "git-changed"),
+    (_drift(), "in-sync", {"source_commit_now": "c2", "live_hash_now": "h2"}, "fixed-live"),
+    (_drift(), "in-sync", {}, "no-longer-detected"),
+    (_drift(), None, {}, "git-changed"),
+    (_drift("orphan"), None, {}, "fixed-live"),
+    (_drift("orphan"), "in-sync", {}, "git-changed"),
+    (_drift("missing"), "in-sync", {}, "fixed-live"),
+    (_drift("missing"), None, {}, "git-changed"),
+])
+def test_resolution_how(drift: lifecycle.OpenDrift, now_status: str | None,
+                        kwargs: dict[str, Any], how: str) -> None:
+    args: dict[str, Any] = {"desired_changed": None, "reverted": False, "source_commit_now": "c1",
+                            "live_hash_now": "h1", "gitops_change": False, **kwargs}
+    assert lifecycle.resolution(drift, now_status=now_status, **args) == how
+    assert how in lifecycle.HOWS
+
+
+def test_fingerprint_ignores_order_and_owner_but_not_values() -> None:
+    a = drifted(WEB, ("spec.a", 1, 2), ("spec.b", "x", "y"))
+    b = drifted(WEB, ("spec.b", "x", "y"), ("spec.a", 1, 2), manager="k9s")
+    c = drifted(WEB, ("spec.a", 1, 3), ("spec.b", "x", "y"))
+    assert lifecycle.seen(a).fingerprint == lifecycle.seen(b).fingerprint
+    assert lifecycle.seen(a).fingerprint != lifecycle.seen(c).fingerprint
