@@ -130,7 +130,9 @@ def bench_ledger(tmpdir: str, *, reference: bool = True) -> dict[str, Any]:
     tracemalloc.stop()
     size_third = _size(path)
     with Ledger.open(path) as ledger:
+        started = time.perf_counter()
         verified = ledger.verify()
+        verify_s = time.perf_counter() - started
     out: dict[str, Any] = {
         "objects": COUNT,
         "first_run_s": round(first["wall_s"], 3),
@@ -147,6 +149,7 @@ def bench_ledger(tmpdir: str, *, reference: bool = True) -> dict[str, Any]:
         "steady_peak_traced_mib": round(peak / 2**20, 1),
         "verify_ok": verified.ok,
         "verify_events": verified.checked,
+        "verify_s": round(verify_s, 3),
     }
     if reference:
         ref = _listing_reference()
