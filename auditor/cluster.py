@@ -283,6 +283,8 @@ class Cluster:
                 raise ClusterError(f"{resource.group_kind}: listing {path} failed with HTTP "
                                    f"{exc.status}: {exc.message()}") from None
             doc = orjson.loads(body)
+            size = len(body)
+            del body  # the decoded page is what travels on; the bytes need not wait with it
             items = doc.get("items") or []
             api_version, kind = resource.api_version, resource.kind
             for item in items:
@@ -290,8 +292,8 @@ class Cluster:
                 item["kind"] = kind
             token = (doc.get("metadata") or {}).get("continue") or ""
             stats.pages += 1
-            stats.bytes += len(body)
-            yield Page(resource, items, len(body), last=not token, restarted=restarted)
+            stats.bytes += size
+            yield Page(resource, items, size, last=not token, restarted=restarted)
             restarted = False
             if not token:
                 return
@@ -350,7 +352,7 @@ def iter_live(cluster: Cluster, scope: ScopeConfig, *, stats: ListStats,
         resources = [r for r in cluster.discover() if in_scope(r, scope)]
     stats.kinds = len(resources)
     namespaces = scope.include_namespaces
-    done: Queue[tuple[str, Any]] = Queue(maxsize=max(2, cluster.config.concurrency * 2))
+    done: Queue[tuple[str, Any]] = Queue(maxsize=max(2, cluster.config.concurrency))
 
     def work(resource: APIResource) -> None:
         count = 0

@@ -32,11 +32,17 @@ def _compare(tmp: str) -> dict[str, Any]:
     return bench_compare(tmp)
 
 
+def _ledger(tmp: str) -> dict[str, Any]:
+    from bench.ledger_bench import bench_ledger
+    return bench_ledger(tmp)
+
+
 SUITES: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
     "snapshot": ("snapshot of 10,000 mixed objects from the sandbox (goal: CPU ≤ 3× orjson, "
                  "RSS < 300 MiB)", _snapshot),
     "render": ("Git: 5,000 manifests in 500 files with attribution (goal: < 5 s)", _render),
     "compare": ("compare 10,000 pairs from files, 5% drifted (goal: ≥ 5,000 pairs/s)", _compare),
+    "ledger": ("ledger: 10,000 objects 5% drifted, then a 1%-change steady-state run", _ledger),
 }
 
 
