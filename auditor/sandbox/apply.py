@@ -162,7 +162,7 @@ def _print_manager(e: Entry) -> str:
 
 def apply(entries: list[Entry], live: dict[str, Any] | None, config: dict[str, Any], f: Field, *,
           manager: str, api_version: str, now: str, force: bool,
-          drop: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[Entry]]:
+          drop: tuple[str, ...] = (), subresource: str = "") -> tuple[dict[str, Any], list[Entry]]:
     """Server-side apply of ``config`` onto ``live`` (None when creating).
 
     Returns the merged object (server metadata of ``live`` kept) and the new entries.
@@ -174,7 +174,7 @@ def apply(entries: list[Entry], live: dict[str, Any] | None, config: dict[str, A
         # name/namespace are stripped as paths upstream, so metadata never becomes a member
         new_set.discard(("f:metadata",))
     merged: dict[str, Any] = fieldset.merge(live if live is not None else MISSING, cfg, f)
-    ident = (manager, "Apply", "", "")
+    ident = (manager, "Apply", "", subresource)
     mine = next((e for e in entries if e.ident() == ident), None)
     others = [e for e in entries if e.ident() != ident]
     if mine is not None:
@@ -206,7 +206,7 @@ def apply(entries: list[Entry], live: dict[str, Any] | None, config: dict[str, A
     unchanged = mine is not None and mine.fields == new_set and not changed and not removed
     when = mine.time if unchanged and mine is not None else now
     if new_set:
-        out.append(Entry(manager, "Apply", api_version, when, "", frozenset(new_set)))
+        out.append(Entry(manager, "Apply", api_version, when, subresource, frozenset(new_set)))
     return merged, out
 
 

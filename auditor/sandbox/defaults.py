@@ -314,6 +314,17 @@ def _pdb(obj: Obj) -> None:
 def _pod(obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     pod_spec(spec)
+    # SetDefaults_Pod (not PodSpec: templates keep their own): requests default to limits
+    for key in ("containers", "initContainers"):
+        for c in spec.get(key) or []:
+            res = c.get("resources") if isinstance(c, dict) else None
+            if isinstance(res, dict) and isinstance(res.get("limits"), dict):
+                requests = res.setdefault("requests", {})
+                for name, value in res["limits"].items():
+                    requests.setdefault(name, value)
+    # the ServiceAccount admission plugin
+    _setdefault(spec, "serviceAccountName", "default")
+    _setdefault(spec, "serviceAccount", spec["serviceAccountName"])
     _setdefault(spec, "enableServiceLinks", True)
     _setdefault(spec, "preemptionPolicy", "PreemptLowerPriority")
     _setdefault(spec, "priority", 0)

@@ -280,6 +280,25 @@ class Store:
                                    "message": f"namespace {ns} is being terminated",
                                    "field": "metadata.namespace"}]})
 
+    def _validate_update(self, res: Resource, obj: Obj, old: Obj) -> None:
+        """Fields the API server refuses to change after creation."""
+        causes: list[tuple[str, str]] = []
+        spec, old_spec = obj.get("spec") or {}, old.get("spec") or {}
+        if res.kind in _WORKLOADS | {"Job"} and spec.get("selector") != old_spec.get("selector"):
+            causes.append(("spec.selector", f"Invalid value: {spec.get('selector')!r}: field "
+                           "is immutable"))
+        if res.kind == "Service" and old_spec.get("clusterIP") and \
+                spec.get("clusterIP") != old_spec.get("clusterIP") and \
+                old_spec.get("type") != "ExternalName" and spec.get("type") != "ExternalName":
+            causes.append(("spec.clusterIPs[0]", f"Invalid value: []string{{{spec.get('clusterIP')!r}}}:"
+                           " may not change once set"))
+        if res.kind in ("ConfigMap", "Secret") and old.get("immutable"):
+            for key in ("data", "binaryData", "stringData"):
+                if obj.get(key) != old.get(key):
+                    causes.append((key, "Forbidden: field is immutable when `immutable` is set"))
+        if causes:
+            raise invalid(res.group, res.kind, old["metadata"]["name"], causes)
+
     def _validate(self, res: Resource, obj: Obj) -> None:
         name = obj["metadata"].get("name")
         if not name:
@@ -428,6 +447,7 @@ class Store:
                 new.pop("status", None)
         apply_defaults(res.group, res.kind, new, self.alloc, creating=False, old=old_obj)
         self._validate(res, new)
+        self._validate_update(res, new, old_obj)
         self._set_generation(res, new, old_obj)
         if entries is None:
             f = root(res.kind)
@@ -523,6 +543,9 @@ class Store:
                            f"not match the name on the URL ({name})")
         if not config.get("apiVersion") or not config.get("kind"):
             raise ApiError("BadRequest", "apiVersion and kind must be set in an apply patch")
+        if subresource:
+            return self._apply_subresource(res, ns, name, config, manager=manager, force=force,
+                                           dry_run=dry_run, subresource=subresource), False
         if config.get("kind") != res.kind:
             raise ApiError("BadRequest", f"the kind {config.get('kind')!r} does not match "
                            f"the resource {res.plural!r}")
@@ -558,6 +581,39 @@ class Store:
             merged["apiVersion"], merged["kind"] = old.obj["apiVersion"], old.obj["kind"]
             return self._write(res, old, merged, manager=manager, dry_run=dry_run,
                                entries=entries), False
+
+    def _apply_subresource(self, res: Resource, ns: str, name: str, config: Obj, *,
+                           manager: str, force: bool, dry_run: bool, subresource: str) -> Obj:
+        """Server-side apply to ``/status`` or ``/scale``: only that part of the object."""
+        f = root(res.kind)
+        with self.lock:
+            old = self.require(res, ns, name)
+            live = _clone(old.obj)
+            live["metadata"].pop("managedFields", None)
+            meta = {"name": name, **{k: v for k, v in (config.get("metadata") or {}).items()
+                                     if k in ("labels", "annotations")}}
+            if subresource == "scale":
+                if config.get("kind") != "Scale":
+                    raise ApiError("BadRequest", "the scale subresource takes a Scale object")
+                replicas = (config.get("spec") or {}).get("replicas")
+                spec_path = res.scale_paths[0].strip(".").split(".")
+                body: Obj = {"replicas": replicas}
+                for part in reversed(spec_path[1:-1]):
+                    body = {part: body}
+                cfg: Obj = {"metadata": {"name": name}, spec_path[0]: body}
+                keep = {spec_path[0]}
+            else:
+                cfg = {"metadata": meta, "status": config.get("status") or {}}
+                keep = {"status"}
+            cfg.update(apiVersion=res.group_version, kind=res.kind)
+            drop = tuple(k for k in {**live, **cfg} if k not in keep | {"metadata"})
+            merged, entries = ssa.apply(old.entries, live, cfg, f, manager=manager,
+                                        api_version=res.group_version, now=now(), force=force,
+                                        drop=drop, subresource=subresource)
+            merged["apiVersion"], merged["kind"] = old.obj["apiVersion"], old.obj["kind"]
+            result = self._write(res, old, merged, manager=manager, dry_run=dry_run,
+                                 subresource=subresource, entries=entries)
+            return scale_of(res, result) if subresource == "scale" else result
 
     def _set_scale(self, res: Resource, old: Record, scale: Obj, *, manager: str,
                    dry_run: bool) -> Obj:

@@ -182,3 +182,47 @@ def test_clients_can_reset_or_rewrite_managed_fields(sandbox: Sandbox) -> None:
     with pytest.raises(Exception, match="managedFields must be nil"):
         sandbox.apply({**crud_deployment(), "metadata": {
             "name": "crud", "namespace": "default", "managedFields": []}}, "x")
+
+
+def test_apply_to_status_and_scale_subresources(sandbox: Sandbox) -> None:
+    sandbox.apply(crud_deployment(), "gitops")
+    res = sandbox.resource_for("apps/v1", "Deployment")
+    status_cfg = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "crud", "namespace": "default"},
+                  "spec": {"replicas": 42}, "status": {"replicas": 3, "readyReplicas": 1}}
+    out, _ = sandbox.store.server_side_apply(res, "default", "crud", status_cfg,
+                                             manager="my-controller", subresource="status")
+    assert out["status"] == {"replicas": 3, "readyReplicas": 1} and out["spec"]["replicas"] == 3
+    scale_cfg = {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                 "metadata": {"name": "crud", "namespace": "default"}, "spec": {"replicas": 7}}
+    with pytest.raises(ApplyConflict, match='conflict with "gitops": .spec.replicas'):
+        sandbox.store.server_side_apply(res, "default", "crud", scale_cfg, manager="hpa",
+                                        subresource="scale")
+    scale, _ = sandbox.store.server_side_apply(res, "default", "crud", scale_cfg, manager="hpa",
+                                               subresource="scale", force=True)
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 7
+    got = sandbox.get("apps/v1", "Deployment", "default", "crud")
+    assert got is not None
+    assert entries(got)[("hpa", "Apply", "scale")] == {"f:spec": {"f:replicas": {}}}
+    assert entries(got)[("my-controller", "Apply", "status")] == {
+        "f:status": {"f:readyReplicas": {}, "f:replicas": {}}}
+    assert "f:replicas" not in entries(got)[("gitops", "Apply", "")]["f:spec"]
+
+
+def test_immutable_fields_are_refused(sandbox: Sandbox) -> None:
+    from auditor.sandbox import ApiError
+
+    sandbox.apply(crud_deployment(), "gitops")
+    res = sandbox.resource_for("apps/v1", "Deployment")
+    with pytest.raises(ApiError) as info:
+        sandbox.store.patch(res, "default", "crud", "application/merge-patch+json",
+                            b'{"spec":{"selector":{"matchLabels":{"app":"x"}},"template":'
+                            b'{"metadata":{"labels":{"app":"x"}}}}}', manager="m")
+    assert info.value.code == 422 and "field is immutable" in info.value.message
+    cm = sandbox.resource_for("v1", "ConfigMap")
+    sandbox.store.create(cm, "default", {"metadata": {"name": "frozen"}, "immutable": True,
+                                         "data": {"a": "1"}}, manager="m")
+    with pytest.raises(ApiError) as info:
+        sandbox.store.patch(cm, "default", "frozen", "application/merge-patch+json",
+                            b'{"data":{"a":"2"}}', manager="m")
+    assert info.value.code == 422
