@@ -227,5 +227,100 @@ def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: 
     sys.exit(diffout.exit_code(result.results, result.problems))
 
 
+# --------------------------------------------------------------------- run
+
+
+def _run_summary(outcome: Any, color: bool) -> str:
+    """The one-screen summary a CronJob log or a terminal shows at the end of a run."""
+    from auditor.diffout import to_text
+
+    audit = outcome.audit
+    c = audit.counts
+    led = outcome.ledger
+    resolved = sum(led.get("drifts_resolved", {}).values())
+    not_in_sync = [r for r in audit.results if r.status not in ("in-sync", "ignored")]
+    lines = [
+        f"run {outcome.run_id}: {outcome.status} · {len(audit.results)} objects: "
+        f"{c['in-sync']} in sync, {c['drifted']} drifted, {c['missing']} missing, "
+        f"{c['orphan']} orphan" + (f", {c['ignored']} ignored" if c["ignored"] else ""),
+        f"drift: {led.get('drifts_opened', 0)} opened, {led.get('drifts_still_open', 0)} still "
+        f"open, {resolved} resolved, {led.get('drifts_accepted', 0)} accepted · "
+        f"changes recorded: {led.get('changes', 0)} · ledger head #{outcome.head_seq} "
+        f"{outcome.head_hash[:12]}",
+    ]
+    if audit.desired.commits:
+        lines.append("git: " + ", ".join(f"{name}@{sha[:10]}"
+                                         for name, sha in sorted(audit.desired.commits.items())))
+    if audit.skipped_kinds:
+        lines.append("skipped kinds: " + ", ".join(audit.skipped_kinds))
+    shown = not_in_sync[:15]
+    if shown:
+        lines.append("")
+        lines.append(to_text(shown, (), color=color).rstrip("\n").rsplit("\n", 1)[0])
+        if len(not_in_sync) > len(shown):
+            lines.append(f"… and {len(not_in_sync) - len(shown)} more "
+                         "(`drift-auditor history` or `diff` for all)")
+    for p in audit.problems:
+        lines.append(f"{p.kind}: {p.where}: {p.message}")
+    return "\n".join(lines) + "\n"
+
+
+@main.command()
+@cluster_options
+@click.option("--desired", "desired_path", metavar="PATH",
+              help="Override the configured sources with a folder or repo.")
+@click.option("--revision", help="Branch, tag or sha when --desired is a repo.")
+@click.option("--audit-log", type=click.Path(exists=True, dir_okay=False),
+              help="API-server audit log (JSON lines of audit.k8s.io/v1 Events) naming the "
+                   "users behind changes.")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
+              help="Ledger file (default: ledger.path from the configuration).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: the `diff` document plus the run's ledger summary.")
+@click.option("--color/--no-color", default=None)
+@click.pass_obj
+@handle_errors
+def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: bool,
+        desired_path: str | None, revision: str | None, audit_log: str | None,
+        ledger_path: str | None, output: str, color: bool | None) -> None:
+    """One audit cycle (the CronJob's job): Git and cluster compared, recorded in the ledger.
+
+    Exit 0 in sync, 1 drift/missing/orphan, 2 error.
+    """
+    import orjson
+
+    from auditor import diffout
+    from auditor.pipeline import run_once
+    from auditor.progress import Progress
+
+    overrides = _cluster_overrides(kubeconfig, context, in_cluster)
+    if ledger_path:
+        overrides["ledger"] = {"path": ledger_path}
+    cfg = obj.load(overrides)
+    outcome = run_once(cfg, audit_log=audit_log, tools_dir=tools_dir(),
+                       desired_path=desired_path, revision=revision,
+                       progress=lambda task, total: Progress(task, total))
+    if output == "json":
+        doc = orjson.loads(diffout.to_json(outcome.audit.results, outcome.audit.problems))
+        doc["run"] = {"id": outcome.run_id, "status": outcome.status, "ledger": outcome.ledger,
+                      "head_seq": outcome.head_seq, "head_hash": outcome.head_hash}
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2
+                                             | orjson.OPT_APPEND_NEWLINE))
+    else:
+        use_color = sys.stdout.isatty() if color is None else color
+        click.echo(_run_summary(outcome, use_color), nl=False)
+    sys.exit(diffout.exit_code(outcome.audit.results, outcome.audit.problems))
+
+
+def _register_ledger_commands() -> None:
+    from auditor.ledger.cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_ledger_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

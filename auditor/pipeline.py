@@ -1,30 +1,34 @@
-"""One audit: desired (Git) and live (cluster or snapshot file) through the comparison.
+"""One audit: desired (Git) and live (cluster or snapshot file) through the comparison, and
+for ``run``, into the ledger.
 
-This is the only place that strings the steps together; the CLI's ``diff`` (and ``run``,
-which adds the ledger) call :func:`audit`. Each step stays at its own edge: Git in
+This is the only place that strings the steps together; the CLI's ``diff`` calls
+:func:`audit` and ``run`` calls :func:`run_once`. Each step stays at its own edge: Git in
 :mod:`auditor.desired`, the cluster in :mod:`auditor.cluster`, comparison in
-:mod:`auditor.compare`.
+:mod:`auditor.compare`, history in :mod:`auditor.ledger`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditor import secretkey
+from auditor import __version__, secretkey
 from auditor.cluster import APIResource, Cluster, ListStats, in_scope, iter_live
 from auditor.compare import CompareSettings, compare_all
 from auditor.compare import in_scope as key_in_scope
-from auditor.config import Config
+from auditor.config import Config, Source
 from auditor.desired import DesiredState, load_desired, load_folder
+from auditor.errors import ConfigError
 from auditor.progress import Progress
 from auditor.records import ObjectResult, Problem, ResourceKey
 from auditor.snapshot import read_snapshot
 
 log = logging.getLogger(__name__)
+
+ProgressFactory = Callable[[str, int], Progress]
 
 
 @dataclass
@@ -40,22 +44,40 @@ class AuditResult:
     def skipped_kinds(self) -> list[str]:
         return sorted(self.live_stats.skipped_kinds)
 
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {"in-sync": 0, "drifted": 0, "missing": 0, "orphan": 0, "ignored": 0}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
 
-def secret_key_for(cfg: Config) -> bytes:
-    """The Secret hash key: the configured file, else the one beside the ledger if it
-    exists (so hashes match snapshots taken by this installation), else one for this run."""
+
+def secret_key_for(cfg: Config, *, create: bool = False) -> bytes:
+    """The Secret hash key: the configured file, else the one beside the ledger (created
+    there on first use by ``run`` and ``snapshot``, so hashes stay comparable across runs),
+    else one for this process only."""
     if cfg.compare.secret_hash_key_file:
         return secretkey.load_key(cfg.compare.secret_hash_key_file)
     beside = Path(cfg.ledger.path).with_suffix(".key")
+    if create:
+        return secretkey.load_or_create(beside)
     if beside.exists():
         return secretkey.load_key(beside)
     return secretkey.ephemeral()
 
 
+def compare_settings(cfg: Config, key: bytes, policies_dir: str | None = None) -> CompareSettings:
+    policies = policies_dir if policies_dir is not None else (
+        cfg.policies.directory if Path(cfg.policies.directory).is_dir() else None)
+    return CompareSettings.from_config(cfg.compare, cfg.scope, secret_key=key,
+                                       policies_dir=policies)
+
+
 def load_desired_state(cfg: Config, *, desired_path: str | None = None,
                        revision: str | None = None, namespace: str | None = None,
                        discovered: dict[tuple[str, str], bool] | None = None,
-                       tools_dir: str | None = None) -> DesiredState:
+                       tools_dir: str | None = None,
+                       previous: Mapping[str, str] | None = None) -> DesiredState:
     """Desired state from ``--desired`` (a folder, or a Git URL/path with ``--revision``)
     or, without it, from the configured sources."""
     if desired_path:
@@ -63,15 +85,15 @@ def load_desired_state(cfg: Config, *, desired_path: str | None = None,
         if revision is None and path.exists() and not desired_path.endswith(".git"):
             return load_folder(path, namespace or "default", discovered=discovered,
                                tools_dir=tools_dir)
-        from auditor.config import Source
         source = Source(url=desired_path, revision=revision or "HEAD",
                         namespace=namespace or "default")
-        return load_desired([source], discovered=discovered, tools_dir=tools_dir)
+        return load_desired([source], discovered=discovered, tools_dir=tools_dir,
+                            previous=previous)
     if not cfg.sources:
-        from auditor.errors import ConfigError
         raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
                           "DRIFT_AUDITOR_SOURCE_URL, or pass --desired PATH)")
-    return load_desired(cfg.sources, discovered=discovered, tools_dir=tools_dir)
+    return load_desired(cfg.sources, discovered=discovered, tools_dir=tools_dir,
+                        previous=previous)
 
 
 def _flatten(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
@@ -79,7 +101,7 @@ def _flatten(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
         yield from page.items
 
 
-def _filter_desired(desired: DesiredState, cfg: Config) -> dict[ResourceKey, dict[str, Any]]:
+def _wanted(desired: DesiredState, cfg: Config) -> dict[ResourceKey, dict[str, Any]]:
     return {key: obj.obj for key, obj in desired.objects.items()
             if key_in_scope(key, cfg.scope)}
 
@@ -96,59 +118,185 @@ def _drop_unknowable(results: Iterable[ObjectResult], stats: ListStats) -> Itera
         yield result
 
 
+def _note_absent_kinds(want: Mapping[ResourceKey, Any], resources: list[APIResource],
+                       problems: list[Problem]) -> None:
+    """A desired kind the API does not serve (a CRD not installed) is worth one clear line."""
+    served = {(r.group, r.kind) for r in resources}
+    for group, kind in sorted({(k.group, k.kind) for k in want} - served):
+        name = f"{kind}.{group}" if group else kind
+        problems.append(Problem(name, f"the cluster serves no kind {name}: its objects in Git "
+                                      "are reported missing", "warning"))
+
+
+@dataclass
+class _Session:
+    """What one comparison needs, shared by ``diff`` and ``run``."""
+
+    cfg: Config
+    settings: CompareSettings
+    desired: DesiredState
+    want: dict[ResourceKey, dict[str, Any]]
+    stats: ListStats = field(default_factory=ListStats)
+    problems: list[Problem] = field(default_factory=list)
+
+    def compare(self, live: Iterable[dict[str, Any]]) -> Iterator[ObjectResult]:
+        sources = {k: d.source for k, d in self.desired.objects.items()}
+        compared = compare_all(self.want, live, settings=self.settings, sources=sources,
+                               problems=self.problems)
+        return _drop_unknowable(compared, self.stats)
+
+    def all_problems(self) -> list[Problem]:
+        return [*self.desired.problems, *self.stats.problems, *self.problems]
+
+
+def _live_from_cluster(cluster: Cluster, session: _Session, resources: list[APIResource],
+                       progress: ProgressFactory | None) -> Iterator[dict[str, Any]]:
+    scoped = [r for r in resources if in_scope(r, session.cfg.scope)]
+    bar = progress("listing", len(scoped)) if progress else None
+    pages = iter_live(cluster, session.cfg.scope, stats=session.stats, resources=scoped,
+                      on_kind=(lambda r, n, ok: bar.advance(r.group_kind, n, ok)) if bar else None)
+    yield from _flatten(pages)
+    if bar:
+        bar.finish()
+
+
 def audit(cfg: Config, *, desired_path: str | None = None, revision: str | None = None,
           live_file: str | None = None, namespace: str | None = None,
           tools_dir: str | None = None, secret_key: bytes | None = None,
           policies_dir: str | None = None,
-          progress: Callable[[str, int], Progress] | None = None) -> AuditResult:
+          progress: ProgressFactory | None = None) -> AuditResult:
     """Compare Git with the cluster (or ``live_file``) under ``cfg``."""
-    key = secret_key or secret_key_for(cfg)
-    policies = policies_dir if policies_dir is not None else (
-        cfg.policies.directory if Path(cfg.policies.directory).is_dir() else None)
-    settings = CompareSettings.from_config(cfg.compare, cfg.scope, secret_key=key,
-                                           policies_dir=policies)
-    problems: list[Problem] = []
-    stats = ListStats()
+    settings = compare_settings(cfg, secret_key or secret_key_for(cfg), policies_dir)
     if live_file:
         desired = load_desired_state(cfg, desired_path=desired_path, revision=revision,
                                      namespace=namespace, tools_dir=tools_dir)
-        want = _filter_desired(desired, cfg)
-        live: Iterable[dict[str, Any]] = (
-            o for o in read_snapshot(live_file) if key_in_scope(ResourceKey.of(o), cfg.scope))
-        results = list(compare_all(want, live, settings=settings,
-                                   sources={k: d.source for k, d in desired.objects.items()},
-                                   problems=problems))
+        session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+        live = (o for o in read_snapshot(live_file) if key_in_scope(ResourceKey.of(o), cfg.scope))
+        results = list(session.compare(live))
     else:
         with Cluster(cfg.cluster) as cluster:
             resources = cluster.discover()
-            discovered = {(r.group, r.kind): r.namespaced for r in resources}
-            desired = load_desired_state(cfg, desired_path=desired_path, revision=revision,
-                                         namespace=namespace, discovered=discovered,
-                                         tools_dir=tools_dir)
-            want = _filter_desired(desired, cfg)
-            scoped = [r for r in resources if in_scope(r, cfg.scope)]
-            bar = progress("listing", len(scoped)) if progress else None
-            pages = iter_live(cluster, cfg.scope, stats=stats, resources=scoped,
-                              on_kind=(lambda r, n, ok: bar.advance(r.group_kind, n, ok))
-                              if bar else None)
-            compared = compare_all(want, _flatten(pages), settings=settings,
-                                   sources={k: d.source for k, d in desired.objects.items()},
-                                   problems=problems)
-            results = list(_drop_unknowable(compared, stats))
-            if bar:
-                bar.finish()
-            _note_absent_kinds(want, resources, problems)
+            desired = load_desired_state(
+                cfg, desired_path=desired_path, revision=revision, namespace=namespace,
+                discovered={(r.group, r.kind): r.namespaced for r in resources},
+                tools_dir=tools_dir)
+            session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+            results = list(session.compare(_live_from_cluster(cluster, session, resources,
+                                                              progress)))
+            _note_absent_kinds(session.want, resources, session.problems)
     results.sort(key=lambda r: r.key)
-    all_problems = [*desired.problems, *stats.problems, *problems]
-    return AuditResult(results, all_problems, desired, stats)
+    return AuditResult(results, session.all_problems(), desired, session.stats)
 
 
-def _note_absent_kinds(want: dict[ResourceKey, dict[str, Any]], resources: list[APIResource],
-                       problems: list[Problem]) -> None:
-    """A desired kind the API does not serve (a CRD not installed) is worth one clear line."""
-    served = {(r.group, r.kind) for r in resources}
-    absent = sorted({(k.group, k.kind) for k in want} - served)
-    for group, kind in absent:
-        name = f"{kind}.{group}" if group else kind
-        problems.append(Problem(name, f"the cluster serves no kind {name}: its objects in Git "
-                                      "are reported missing", "warning"))
+# ------------------------------------------------------------------------ run
+
+
+@dataclass
+class RunOutcome:
+    """A recorded audit: the comparison plus what the ledger made of it."""
+
+    audit: AuditResult
+    run_id: int
+    status: str
+    ledger: dict[str, Any]
+    head_seq: int
+    head_hash: str
+    observed: int
+    unchanged: int
+
+
+def _last_change(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The manager, operation and time of the newest managedFields entry (status excluded:
+    a controller reporting status is not a change to what Git declares)."""
+    best: tuple[str, str, str] = ("", "", "")
+    for entry in (obj.get("metadata") or {}).get("managedFields") or ():
+        if not isinstance(entry, Mapping) or entry.get("subresource") == "status":
+            continue
+        when = str(entry.get("time") or "")
+        if when >= best[2]:
+            best = (str(entry.get("manager") or ""), str(entry.get("operation") or ""), when)
+    return best
+
+
+def _previous_commits(conn: Any) -> dict[str, str]:
+    from auditor.ledger import runs
+
+    for run in runs(conn, limit=50):
+        if run["status"] in ("complete", "partial") and run["git_commits"]:
+            return dict(run["git_commits"])
+    return {}
+
+
+def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None = None,
+             desired_path: str | None = None, revision: str | None = None,
+             progress: ProgressFactory | None = None) -> RunOutcome:
+    """One audit cycle, the CronJob's job: desired → live → compare → ledger.
+
+    Live objects whose resourceVersion the ledger already holds are not normalised again
+    for the ledger; changed ones become object versions with their actor. Any failure after
+    the run began marks it failed in the ledger before the error goes on.
+    """
+    from auditor.ledger import Ledger, Observation, content_hash
+
+    settings = compare_settings(cfg, secret_key_for(cfg, create=True))
+    with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
+                     signing_key_file=cfg.ledger.signing_key_file or None) as ledger, \
+            Cluster(cfg.cluster) as cluster:
+        known = ledger.known_versions()
+        resources = cluster.discover()
+        desired = load_desired_state(
+            cfg, desired_path=desired_path, revision=revision,
+            discovered={(r.group, r.kind): r.namespaced for r in resources},
+            tools_dir=tools_dir, previous=_previous_commits(ledger.conn))
+        session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+        run = ledger.begin_run(cluster=cfg.cluster.name, git_commits=desired.commits,
+                               audit_log=audit_log)
+        counters = {"observed": 0, "unchanged": 0}
+
+        def observe(live: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            for obj in live:
+                key = ResourceKey.of(obj)
+                rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+                prev = known.get(key)
+                if prev is not None and rv and prev[0] == rv:
+                    counters["unchanged"] += 1
+                    yield obj
+                    continue
+                content = settings.normalise(obj)
+                digest = content_hash(content)
+                if prev is not None and prev[1] == digest:
+                    counters["unchanged"] += 1
+                else:
+                    manager, operation, when = _last_change(obj)
+                    run.observe(Observation(
+                        key=key, api_version=str(obj.get("apiVersion") or ""),
+                        resource_version=rv, content_hash=digest, content=content,
+                        manager=manager, operation=operation, time=when,
+                        category=settings.classify(manager) if manager else "unknown"))
+                    counters["observed"] += 1
+                yield obj
+
+        try:
+            commits = [c.source_info("", desired.repos.get(name, ""))
+                       for name, changes in desired.changes.items() for c in changes]
+            commits.extend(o.source for o in desired.objects.values() if o.source.commit)
+            run.record_commits(commits)
+            results: list[ObjectResult] = []
+            live = _live_from_cluster(cluster, session, resources, progress)
+            for result in session.compare(observe(live)):
+                run.record(result)
+                results.append(result)
+            _note_absent_kinds(session.want, resources, session.problems)
+            problems = session.all_problems()
+            results.sort(key=lambda r: r.key)
+            outcome = AuditResult(results, problems, desired, session.stats)
+            partial = bool(session.stats.skipped_kinds) or any(p.kind == "error" for p in problems)
+            summary = run.finish("partial" if partial else "complete",
+                                 counts={**outcome.counts, **counters},
+                                 skipped_kinds=outcome.skipped_kinds, problems=problems)
+        except BaseException as exc:
+            if not run.finished:
+                run.finish("failed", problems=[Problem("run", f"{type(exc).__name__}: {exc}")])
+            raise
+    return RunOutcome(outcome, summary.run_id, summary.status, summary.counts(), summary.seq,
+                      summary.head_hash, counters["observed"], counters["unchanged"])

@@ -70,11 +70,38 @@ def main() -> int:
             return sh([kubectl, *args], env=env, input=input)
 
         print(f"sandbox API server on {sandbox.url} (kubeconfig: {kubeconfig})")
+        ledger = OUT / "drift-auditor.db"
+        for stale in OUT.glob("drift-auditor.*"):
+            stale.unlink()
+        config = OUT / "drift-auditor.yaml"
+        config.write_text(f"""# The demo's configuration: one Git source, the sandbox cluster, a ledger.
+sources:
+  - name: shop
+    url: {repo.resolve()}
+    revision: main
+    paths: [apps]
+cluster:
+  name: demo-sandbox
+  kubeconfig: {kubeconfig.resolve()}
+ledger:
+  path: {ledger.resolve()}
+""")
+        cli = [sys.executable, "-m", "auditor.cli", "--config", str(config)]
+
+        def auditor(*args: str, ok: tuple[int, ...] = (0, 1)) -> str:
+            proc = subprocess.run([*cli, *args], env=env,
+                                  capture_output=True, text=True)
+            if proc.returncode not in ok:
+                raise SystemExit(f"demo: drift-auditor {' '.join(args)} failed:\n{proc.stderr}")
+            return proc.stdout
+
         # What a GitOps controller does: server-side apply with its own field manager.
         k("apply", "--server-side", "--field-manager=argocd-controller",
           "-f", str(repo / "apps" / "namespaces.yaml"))
         k("apply", "--server-side", "--field-manager=argocd-controller", "-R", "-f", str(repo / "apps"))
-        print("applied the shop from Git as argocd-controller")
+        print("applied the shop from Git as argocd-controller\n")
+        print("$ drift-auditor run        # first audit: the baseline")
+        print(auditor("run", "--no-color", ok=(0,)))
 
         # Out-of-band changes, as an on-call engineer makes them.
         k("-n", "shop-web", "set", "image", "deployment/web", "web=registry.example.com/shop/web:1.5.0-rc1")
@@ -84,37 +111,29 @@ def main() -> int:
           '[{"op":"add","path":"/rules/-","value":{"apiGroups":[""],"resources":["secrets"],"verbs":["get"]}}]')
         k("-n", "shop-api", "delete", "service", "api-admin")
         print("made 5 out-of-band changes with kubectl 1.35: set image, scale, set env, "
-              "RBAC rule, delete Service")
+              "RBAC rule, delete Service\n")
+        colour = "--color" if sys.stdout.isatty() else "--no-color"
+        print("$ drift-auditor run        # second audit: who changed what")
+        print(auditor("run", colour, ok=(1,)))
+        print("$ drift-auditor history --since 1h")
+        print(auditor("history", "--since", "1h", ok=(0,)))
+        print("$ drift-auditor verify")
+        print(auditor("verify", ok=(0,)))
 
         snap = OUT / "snapshot.json"
-        cli = [sys.executable, "-m", "auditor.cli", "--quiet", "--config", "/dev/null"]
-        cfg_env = {**env, "DRIFT_AUDITOR_LEDGER_PATH": str(OUT / "drift-auditor.db")}
-        proc = subprocess.run([*cli, "snapshot", "--kubeconfig", str(kubeconfig), "-o", str(snap)],
-                              env=cfg_env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"demo: snapshot failed:\n{proc.stderr}")
-        print(f"snapshot: {proc.stderr.strip().splitlines()[-1]} → {snap}")
-
-        # The audit: Git against the live cluster, as text and as the JSON contract.
-        diff = [*cli, "diff", "--kubeconfig", str(kubeconfig), "--desired", str(repo / "apps")]
-        text = subprocess.run([*diff, "--color" if sys.stdout.isatty() else "--no-color"],
-                              env=cfg_env, capture_output=True, text=True)
-        if text.returncode not in (0, 1):
-            raise SystemExit(f"demo: diff failed:\n{text.stderr}")
-        print("\n$ drift-auditor diff --desired demo-out/gitops-repo/apps\n" + text.stdout)
-        report = OUT / "diff.json"
-        js = subprocess.run([*diff, "--output", "json"], env=cfg_env, capture_output=True)
-        report.write_bytes(js.stdout)
+        auditor("--quiet", "snapshot", "-o", str(snap), ok=(0,))
+        diff_json = OUT / "diff.json"
+        diff_json.write_text(auditor("diff", "--output", "json"))
         # The same comparison against the snapshot file gives the same answer.
-        offline = subprocess.run([*cli, "diff", "--desired", str(repo / "apps"), "--live",
-                                  str(snap), "--output", "json"], env=cfg_env, capture_output=True)
-        same = "yes" if offline.stdout == js.stdout else "NO"
+        offline = auditor("diff", "--live", str(snap), "--output", "json")
+        same = "yes" if offline == diff_json.read_text() else "NO"
         print(f"diff against the snapshot file matches the live diff: {same}")
 
-    print(f"\ndone in {time.perf_counter() - started:.1f}s. Look at:")
-    print(f"  {repo}/apps        the desired state (git log shows who declared what)")
-    print(f"  {snap}      the live state, Secret values hashed")
-    print(f"  {OUT / 'diff.json'}         the drift report (drift-auditor diff --output json)")
+    print(f"\ndone in {time.perf_counter() - started:.1f}s; the sandbox is stopped. Look at:")
+    print(f"  {repo}/apps   the desired state (git log shows who declared what)")
+    print(f"  {ledger}       the audit ledger (drift-auditor --config {config} history)")
+    print(f"  {snap}         the live state, Secret values hashed")
+    print(f"  {diff_json}             the drift report (drift-auditor diff --output json)")
     return 0
 
 
