@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ class Resource:
     storage_version: str = ""  # version objects are stored at, when several are served
     builtin: bool = True
     scale_paths: tuple[str, str, str] = (".spec.replicas", ".status.replicas", ".status.selector")
+    printer_columns: str = ""  # JSON of a CRD version's additionalPrinterColumns
 
     @property
     def group_version(self) -> str:
@@ -185,6 +187,7 @@ class Catalog:
                 scale_paths=(str(scale.get("specReplicasPath", ".spec.replicas")),
                              str(scale.get("statusReplicasPath", ".status.replicas")),
                              str(scale.get("labelSelectorPath", ""))),
+                printer_columns=json.dumps(v.get("additionalPrinterColumns") or []),
             ))
         name = str((crd.get("metadata") or {}).get("name", ""))
         with self.lock:

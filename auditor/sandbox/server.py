@@ -8,6 +8,7 @@ as a real server answering a client that prefers protobuf would.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import yaml
 
-from auditor.sandbox import openapi
+from auditor.sandbox import openapi, tables
 from auditor.sandbox.catalog import Resource, api_resource
 from auditor.sandbox.status import ApiError
 from auditor.sandbox.store import convert_in, convert_out, scale_of
@@ -222,6 +223,11 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- handlers --------------------------------------------------------------------------
 
+    def _wants_table(self) -> bool:
+        # kubectl get asks for "application/json;as=Table;v=v1;g=meta.k8s.io,...,application/json"
+        accept = self.headers.get("Accept", "")
+        return "as=Table" in accept and "g=meta.k8s.io" in accept
+
     def _manager(self, query: dict[str, str]) -> str:
         manager = query.get("fieldManager", "")
         if len(manager) > 128:
@@ -271,6 +277,14 @@ class Handler(BaseHTTPRequestHandler):
             data = store.list_bytes(res, ns, label_selector=query.get("labelSelector"),
                                     field_selector=query.get("fieldSelector"), limit=limit,
                                     continue_token=cont, expired=expired)
+            if self._wants_table():
+                listing = orjson.loads(data)
+                meta = listing["metadata"]
+                self._send_json(200, tables.table(
+                    res.kind, listing["items"], meta["resourceVersion"],
+                    query.get("includeObject", "PartialObjectMetadata"),
+                    meta.get("continue", ""), json.loads(res.printer_columns or "[]")))
+                return
             self._send(200, data)
         elif self.command == "POST":
             if res.namespaced and ns is None:
@@ -310,7 +324,13 @@ class Handler(BaseHTTPRequestHandler):
         dry_run = self._dry_run(query)
         if self.command in ("GET", "HEAD"):
             rec = store.require(res, ns, name)
-            if sub == "scale":
+            if sub == "" and self._wants_table():
+                obj = convert_out(rec.obj, res)
+                self._send_json(200, tables.table(
+                    res.kind, [obj], obj["metadata"].get("resourceVersion", ""),
+                    query.get("includeObject", "PartialObjectMetadata"), "",
+                    json.loads(res.printer_columns or "[]")))
+            elif sub == "scale":
                 self._send_json(200, scale_of(res, rec.obj))
             elif res.version == res.storage_version:
                 self._send(200, rec.full)

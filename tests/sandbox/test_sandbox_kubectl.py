@@ -208,3 +208,20 @@ def test_diff_uses_dry_run_and_changes_nothing(sandbox: Sandbox, kubectl: Any,
     assert out.returncode == 1 and "image: nginx:1.26" in out.stdout
     assert sandbox.store.rv == rv
     assert stored(sandbox)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+
+
+def test_get_prints_server_side_tables(sandbox: Sandbox, kubectl: Any,
+                                       tmp_path: pathlib.Path) -> None:
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(DEPLOYMENT)
+    kubectl("apply", "-f", str(manifest))
+    lines = kubectl("get", "deployments").stdout.splitlines()
+    assert lines[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert lines[1].split()[:4] == ["web", "0/2", "0", "0"]
+    lines = kubectl("get", "services", "-A").stdout.splitlines()
+    assert lines[0].split() == ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP",
+                                "PORT(S)", "AGE"]
+    assert lines[1].split()[:6] == ["default", "kubernetes", "ClusterIP", "10.96.0.1", "<none>",
+                                    "443/TCP"]
+    out = kubectl("get", "namespaces", "--show-labels").stdout
+    assert "kubernetes.io/metadata.name=kube-system" in out
