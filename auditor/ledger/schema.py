@@ -32,7 +32,7 @@ import sqlite_utils
 
 from auditor.errors import LedgerError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 # The chained columns of each append-only table, in the order they are hashed. The event
 # type of a row is the table's name with ``s`` dropped (``object_versions`` → ``object_version``).
@@ -163,7 +163,25 @@ def _append_only(db: sqlite_utils.Database, table: str) -> None:
             BEGIN SELECT RAISE(ABORT, 'ledger: {table} is append-only; {verb} refused'); END""")
 
 
-MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = ((1, _v1),)
+def _v2(db: sqlite_utils.Database) -> None:
+    from .outbox import migrate
+
+    migrate(db)
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    from .policyresults import migrate
+
+    migrate(db)
+
+
+# Features that keep state in the ledger own their tables in their own module of this
+# package (the only one that touches SQLite); each adds one numbered step here.
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
+    (1, _v1),
+    (2, _v2),   # alert outbox (Slack delivery)
+    (3, _v3),   # policy results
+)
 
 
 def version(conn: sqlite3.Connection) -> int:

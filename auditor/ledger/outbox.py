@@ -1,0 +1,9 @@
+"""Ledger tables for the alert outbox: Slack messages queued until delivered."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Create this feature's tables (schema step; see :mod:`.schema`)."""
