@@ -106,59 +106,65 @@ def compare(lhs: Any, rhs: Any, f: Field) -> tuple[FieldSet, FieldSet, FieldSet]
 
 def _compare(lhs: Any, rhs: Any, f: Field, path: Path, added: FieldSet, modified: FieldSet,
              removed: FieldSet) -> None:
-    if lhs is not MISSING and rhs is not MISSING and lhs == rhs:
-        return  # identical subtrees: nothing added, modified or removed below here
-    sample = rhs if rhs is not MISSING and rhs is not None else lhs
-    as_map = not f.atomic and isinstance(sample, dict) and \
-        isinstance(lhs, dict | None | _Missing) and isinstance(rhs, dict | None | _Missing)
-    as_list = not f.atomic and f.list in ("map", "set") and isinstance(sample, list) and \
-        isinstance(lhs, list | None | _Missing) and isinstance(rhs, list | None | _Missing)
-
-    def leaf() -> None:
-        if lhs is MISSING:
-            added.add(path)
-        elif rhs is MISSING:
-            removed.add(path)
-        elif lhs != rhs:
-            modified.add(path)
-
-    if as_map:
-        lm = lhs if isinstance(lhs, dict) else {}
-        rm = rhs if isinstance(rhs, dict) else {}
-        if not lm and not rm:
-            leaf()  # empty and null stay distinguishable, as leaves
-            return
-        for key in {**lm, **rm}:
-            cf, _ = child(f, key)
-            _compare(lm.get(key, MISSING), rm.get(key, MISSING), cf, (*path, "f:" + key),
-                     added, modified, removed)
-    elif as_list:
-        ll = lhs if isinstance(lhs, list) else []
-        rl = rhs if isinstance(rhs, list) else []
-        if not ll and not rl:
-            leaf()
-            return
-        left = {_item_element(item, f, i): item for i, item in enumerate(ll)}
-        right = {_item_element(item, f, i): item for i, item in enumerate(rl)}
-        ef = element(f)
-        for pe in {**left, **right}:
-            li = left.get(pe, MISSING)
-            ri = right.get(pe, MISSING)
-            if f.list == "set":
-                ipath = (*path, pe)
-                if li is MISSING:
-                    added.add(ipath)
-                elif ri is MISSING:
-                    removed.add(ipath)
-                continue
-            _compare(li, ri, ef, (*path, pe), added, modified, removed)
-    else:
-        leaf()
-        return
+    # Mirrors structured-merge-diff's merging walker: leaves (scalars, atomic values, and
+    # maps/lists empty on both sides) are added/removed/modified; a map or list item present
+    # on one side only is added/removed together with everything under it.
     if lhs is MISSING:
-        added.add(path)
-    elif rhs is MISSING:
-        removed.add(path)
+        _mark_all(rhs, f, path, added)
+        return
+    if rhs is MISSING:
+        _mark_all(lhs, f, path, removed)
+        return
+    if lhs == rhs:
+        return  # identical subtrees: nothing added, modified or removed below here
+    if not f.atomic:
+        tl, tr = type(lhs), type(rhs)
+        if (tl is dict or lhs is None) and (tr is dict or rhs is None):
+            lm: dict[str, Any] = lhs or {}
+            rm: dict[str, Any] = rhs or {}
+            if lm or rm:
+                for key in lm.keys() | rm.keys():
+                    cf, _ = child(f, key)
+                    _compare(lm.get(key, MISSING), rm.get(key, MISSING), cf,
+                             (*path, "f:" + key), added, modified, removed)
+                return
+        elif f.list is not None and (tl is list or lhs is None) and (tr is list or rhs is None):
+            ll: list[Any] = lhs or []
+            rl: list[Any] = rhs or []
+            if ll or rl:
+                left = {_item_element(item, f, i): item for i, item in enumerate(ll)}
+                right = {_item_element(item, f, i): item for i, item in enumerate(rl)}
+                ef = element(f)
+                for pe in left.keys() | right.keys():
+                    li = left.get(pe, MISSING)
+                    ri = right.get(pe, MISSING)
+                    if f.list == "set":
+                        if li is MISSING:
+                            added.add((*path, pe))
+                        elif ri is MISSING:
+                            removed.add((*path, pe))
+                        continue
+                    _compare(li, ri, ef, (*path, pe), added, modified, removed)
+                return
+    modified.add(path)
+
+
+def _mark_all(value: Any, f: Field, path: Path, out: FieldSet) -> None:
+    """Every path of a subtree present on one side only (the fast path of ``_compare``)."""
+    out.add(path)
+    if f.atomic:
+        return
+    if type(value) is dict:
+        for key, sub in value.items():
+            cf, _ = child(f, key)
+            _mark_all(sub, cf, (*path, "f:" + key), out)
+    elif type(value) is list and f.list is not None:
+        if f.list == "set":
+            out.update((*path, _item_element(item, f, i)) for i, item in enumerate(value))
+            return
+        ef = element(f)
+        for i, item in enumerate(value):
+            _mark_all(item, ef, (*path, _item_element(item, f, i)), out)
 
 
 def merge(live: Any, config: Any, f: Field) -> Any:
