@@ -238,6 +238,9 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
     """
     from auditor.ledger import Ledger, Observation, content_hash
 
+    if not desired_path and not cfg.sources:
+        raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
+                          "DRIFT_AUDITOR_SOURCE_URL, or pass --desired PATH)")
     settings = compare_settings(cfg, secret_key_for(cfg, create=True))
     with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
                      signing_key_file=cfg.ledger.signing_key_file or None) as ledger, \

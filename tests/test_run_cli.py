@@ -1,0 +1,171 @@
+"""`drift-auditor run` end to end: real kubectl changes against the sandbox, recorded in a
+real SQLite ledger across several runs; drift lifecycle, actors, audit-log users, partial
+reads, exit codes and the ledger's own verification."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from auditor import config as config_mod
+from auditor.errors import ConfigError
+from auditor.ledger import drifts, reading
+from auditor.pipeline import run_once
+
+pytestmark = pytest.mark.kubectl
+
+APPS = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: shop/web:1.0.0
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {MODE: prod}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token, namespace: shop}
+stringData: {token: s3cr3t-value-never-shown}
+"""
+
+
+@pytest.fixture
+def setup(tmp_path: Path, kubeconfig: Path, kubectl: Any) -> dict[str, Any]:
+    apps = tmp_path / "git" / "apps"
+    apps.mkdir(parents=True)
+    (apps / "shop.yaml").write_text(APPS)
+    kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
+            str(apps / "shop.yaml"))
+    cfg_file = tmp_path / "drift-auditor.yaml"
+    cfg_file.write_text(f"""
+cluster: {{name: test, kubeconfig: {kubeconfig}, retries: 1}}
+ledger: {{path: {tmp_path / 'ledger.db'}}}
+policies: {{directory: {tmp_path / 'no-policies'}}}
+""")
+    return {"apps": apps, "config": cfg_file, "ledger": tmp_path / "ledger.db"}
+
+
+def cli(setup: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "auditor.cli", "--config", str(setup["config"]),
+                           *args], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+
+
+def run(setup: dict[str, Any], *args: str) -> tuple[int, Any]:
+    proc = cli(setup, "run", "--desired", str(setup["apps"]), "--output", "json", *args)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode, orjson.loads(proc.stdout)
+
+
+def test_two_runs_record_changes_with_their_actors(setup: dict[str, Any], kubectl: Any) -> None:
+    code, first = run(setup)
+    assert code == 0 and first["run"]["status"] == "complete"
+    assert first["summary"]["in_sync"] == 4
+
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:2.0.0-hotfix")
+    code, second = run(setup)
+    assert code == 1
+    assert second["run"]["ledger"]["drifts_opened"] == 1
+    assert second["run"]["ledger"]["changes"] == 1
+
+    history = cli(setup, "history", "--output", "json")
+    assert history.returncode == 0, history.stderr
+    entries = orjson.loads(history.stdout)
+    change = next(e for e in entries if e["type"] == "change")
+    assert change["object"].endswith("shop/web") and change["actor"] == "kubectl-set"
+    assert change["category"] == "human"
+
+    verify = cli(setup, "verify")
+    assert verify.returncode == 0 and "ledger OK" in verify.stdout
+    # The Secret's value never reaches the ledger file.
+    raw = setup["ledger"].read_bytes()
+    for wal in setup["ledger"].parent.glob("ledger.db-wal"):
+        raw += wal.read_bytes()
+    assert b"s3cr3t-value-never-shown" not in raw
+    assert b"czNjcjN0LXZhbHVlLW5ldmVyLXNob3du" not in raw
+
+
+def test_drift_fixed_live_resolves_and_steady_state_observes_nothing(
+        setup: dict[str, Any], kubectl: Any) -> None:
+    run(setup)
+    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=7")
+    code, doc = run(setup)
+    assert code == 1
+    [web] = [r for r in doc["resources"] if r["name"] == "web"]
+    assert web["drifts"][0]["path"] == "spec.replicas" and web["drifts"][0]["manager"] == "kubectl"
+
+    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=2")
+    code, doc = run(setup)
+    assert code == 0
+    assert doc["run"]["ledger"]["drifts_resolved"] == {"fixed-live": 1}
+
+    code, doc = run(setup)
+    assert code == 0
+    with reading(setup["ledger"]) as conn:
+        last = conn.execute("SELECT counts FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0]
+    counts = orjson.loads(last)
+    assert counts["observed"] == 0, "an unchanged cluster writes no object versions"
+    assert counts["unchanged"] >= 4
+
+
+def test_forbidden_kind_makes_the_run_partial_and_keeps_its_drift_open(
+        setup: dict[str, Any], kubectl: Any, sandbox: Any) -> None:
+    run(setup)
+    kubectl("-n", "shop", "patch", "configmap", "settings", "-p", '{"data":{"MODE":"debug"}}')
+    code, _ = run(setup)
+    assert code == 1
+    sandbox.faults.add(method="GET", path_regex=r"^/api/v1/configmaps$", status=403)
+    code, doc = run(setup)
+    assert doc["run"]["status"] == "partial"
+    assert "ConfigMap" not in {r["kind"] for r in doc["resources"]}
+    with reading(setup["ledger"]) as conn:
+        still = [d for d in drifts(conn) if d["object"].startswith("ConfigMap")]
+    assert still and still[0]["state"] == "open", "a skipped kind never resolves its drift"
+
+
+def test_audit_log_names_the_user(setup: dict[str, Any], kubectl: Any, tmp_path: Path) -> None:
+    run(setup)
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:3.0.0")
+    when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    log = tmp_path / "audit.jsonl"
+    log.write_text(orjson.dumps({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "stage": "ResponseComplete", "verb": "patch", "requestURI": "/apis/apps/v1/namespaces/shop/deployments/web",
+        "user": {"username": "alice@example.com", "groups": ["sre"]},
+        "userAgent": "kubectl/v1.35.2 (linux/amd64) kubernetes/abc",
+        "objectRef": {"resource": "deployments", "namespace": "shop", "name": "web",
+                      "apiGroup": "apps", "apiVersion": "v1"},
+        "responseStatus": {"code": 200},
+        "requestReceivedTimestamp": when, "stageTimestamp": when}).decode() + "\n")
+    code, _ = run(setup, "--audit-log", str(log))
+    assert code == 1
+    entries = orjson.loads(cli(setup, "history", "--output", "json").stdout)
+    change = next(e for e in entries if e["type"] == "change")
+    assert "alice@example.com" in orjson.dumps(change).decode()
+
+
+def test_run_without_sources_is_a_config_error(tmp_path: Path) -> None:
+    cfg = config_mod.load(None, env={"DRIFT_AUDITOR_LEDGER_PATH": str(tmp_path / "l.db")})
+    with pytest.raises(ConfigError, match="no Git source configured"):
+        run_once(cfg)
+    assert not (tmp_path / "l.db").exists(), "nothing is written before the config is usable"
