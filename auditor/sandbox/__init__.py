@@ -7,6 +7,16 @@ label/field selectors, server-set metadata, strategic-merge / JSON-merge / JSON 
 server-side apply with ``managedFields`` and conflicts, ``dryRun=All``, CRDs, ``scale`` and
 ``status`` subresources, watch, server defaulting and fault injection.
 
+Field managers kubectl 1.35 records against it (same as on a real cluster; each checked
+in ``tests/sandbox/test_sandbox_kubectl.py``): ``apply`` → ``kubectl-client-side-apply``
+(Update); ``apply --server-side`` → ``kubectl`` (Apply; ``--field-manager`` overrides);
+``create -f`` → ``kubectl-create``; ``replace`` → ``kubectl-replace``; ``edit`` →
+``kubectl-edit``; ``patch`` → ``kubectl-patch``; ``label`` / ``annotate`` →
+``kubectl-label`` / ``kubectl-annotate``; ``set image|env|resources`` → ``kubectl-set``;
+``rollout restart`` → ``kubectl-rollout``; ``scale`` sends no field manager, so the server
+records the User-Agent prefix ``kubectl`` with ``subresource: scale``. The Python client
+without a field manager is recorded as ``OpenAPI-Generator``.
+
 Where it is simpler than a real API server (know this before trusting a test):
 
 * No authentication or authorization: any bearer token (or none) is accepted; 403s only
@@ -26,8 +36,17 @@ Where it is simpler than a real API server (know this before trusting a test):
   :mod:`auditor.sandbox.schema`; custom resources use a deduced schema (all lists atomic)
   rather than their CRD's OpenAPI schema, and ``x-kubernetes-*`` list markers in a CRD
   are ignored. Strategic merge patch on custom resources is refused with 415, as upstream.
-* Only JSON (and YAML request bodies); protobuf bodies get 415. No Table output for
-  ``kubectl get`` without ``-o``: kubectl falls back to its client-side printer.
+* Only JSON (and YAML request bodies); protobuf bodies get 415, so ``kubectl create
+  <generator>`` (``create configmap|deployment|namespace``) and ``helm install`` (its
+  release Secret) fail here although they work on a real cluster.
+* ``/openapi/v3`` lists operations but no schemas (enough for kubectl's server-side
+  field validation check); ``/openapi/v2`` is 404, so ``kubectl explain`` does not work.
+  kubectl then computes strategic-merge patches from its compiled-in types, as it does
+  for any kind missing from a server's OpenAPI.
+* ``kubectl get`` Tables have the real columns for common kinds only; ``-o wide`` adds
+  nothing. No garbage collection of dependents (``ownerReferences``), no ``rollout
+  status`` (no controller writes status), no aggregated discovery (legacy discovery is
+  served, which kubectl accepts).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -383,11 +384,18 @@ class Handler(BaseHTTPRequestHandler):
     def _watch(self, res: Resource, ns: str | None, query: dict[str, str]) -> None:
         store = self.server.sandbox.store
         timeout = float(query.get("timeoutSeconds") or 1800)
-        events = store.watch(res, ns, query.get("resourceVersion"),
-                             label_selector=query.get("labelSelector"),
-                             field_selector=query.get("fieldSelector"), timeout=timeout,
-                             stop=self.server.stopping,
-                             send_initial_events=query.get("sendInitialEvents") == "true")
+        try:
+            events: Iterator[bytes] = store.watch(
+                res, ns, query.get("resourceVersion"),
+                label_selector=query.get("labelSelector"),
+                field_selector=query.get("fieldSelector"), timeout=timeout,
+                stop=self.server.stopping,
+                send_initial_events=query.get("sendInitialEvents") == "true")
+        except ApiError as err:
+            if err.code != 410:
+                raise
+            # A real server accepts the watch, then reports the expiry as an ERROR event.
+            events = iter([orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n"])
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")

@@ -297,3 +297,27 @@ def test_stopped_sandbox_refuses_connections() -> None:
     with pytest.raises(ConnectionRefusedError):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         conn.request("GET", "/version")
+
+
+def test_restart_on_the_same_port_keeps_objects() -> None:
+    sb = Sandbox().start()
+    try:
+        call(sb, "POST", DEPLOYS, deployment())
+        port = sb.port
+        sb.stop()
+        sb.start()
+        assert sb.port == port
+        status, body = call(sb, "GET", DEPLOYS + "/web")
+        assert status == 200 and body["spec"]["replicas"] == 2
+    finally:
+        sb.stop()
+
+
+def test_watch_from_a_compacted_resource_version_is_gone(sandbox: Sandbox) -> None:
+    sandbox.store.events.clear()
+    call(sandbox, "POST", DEPLOYS, deployment())
+    status, body = call(sandbox, "GET", DEPLOYS + "?watch=true&resourceVersion=2")
+    # accepted, then a single ERROR event carrying the 410, as kube-apiserver does
+    assert status == 200 and body["type"] == "ERROR"
+    assert (body["object"]["reason"], body["object"]["code"]) == ("Expired", 410)
+    assert body["object"]["message"].startswith("too old resource version: 2")
