@@ -110,6 +110,7 @@ class Sandbox:
             self.store.changed.notify_all()
         server.shutdown()
         server.server_close()
+        server.drop_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._thread = None

@@ -293,7 +293,14 @@ def test_stopped_sandbox_refuses_connections() -> None:
     sb = Sandbox().start()
     port = sb.port
     assert call(sb, "GET", "/version")[0] == 200
+    pooled = http.client.HTTPConnection(sb.host, port, timeout=5)
+    pooled.request("GET", "/version")
+    assert pooled.getresponse().read()
     sb.stop()
+    # an already open keep-alive connection is cut too
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        pooled.request("GET", "/version")
+        pooled.getresponse().read()
     with pytest.raises(ConnectionRefusedError):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         conn.request("GET", "/version")
