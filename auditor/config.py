@@ -153,9 +153,13 @@ class LedgerConfig:
 
 @dataclass(frozen=True)
 class SlackRoute:
-    channel: str
+    """Drifts in ``namespaces`` (empty: any) with a severity in ``severities`` (empty: any)
+    go to ``channel`` (bot token), or to the webhook named by ``webhook_url_env``."""
+
+    channel: str = ""
     namespaces: tuple[str, ...] = ()
     severities: tuple[str, ...] = ()
+    webhook_url_env: str = ""
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,13 @@ class SlackConfig:
     reminder_hours: float = 0.0
     quiet: bool = False
     base_url: str = ""
+    # Delivery within one run: retries of a message on 5xx/network errors (exponential backoff
+    # from backoff_seconds), and the most a run waits in total (Retry-After included) before
+    # leaving the rest in the outbox for the next run.
+    max_retries: int = 3
+    backoff_seconds: float = 1.0
+    budget_seconds: float = 60.0
+    timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +186,9 @@ class MetricsConfig:
     pushgateway: str = ""
     textfile: str = ""
     job: str = "drift-auditor"
+    # Recompute the ledger's hash chain for drift_auditor_ledger_verify_ok (cost grows with
+    # the ledger; turn off for very large ledgers scraped often).
+    verify: bool = True
 
 
 @dataclass(frozen=True)

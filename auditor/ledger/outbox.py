@@ -1,9 +1,368 @@
-"""Ledger tables for the alert outbox: Slack messages queued until delivered."""
+"""Ledger tables for the alert outbox: Slack messages queued until delivered, and what each
+drift was last announced as.
+
+Tables
+  alert_outbox   one row per message to deliver: what (payload), where (channel or webhook
+                 env name), how (post, reply in the thread of ``parent_id``, update the
+                 message ``parent_id``), and its delivery state (attempts, last error, the
+                 Slack ``ts``/channel id once delivered, a short lease while being sent)
+  alert_drifts   per drift (object + fingerprint): the state it was last announced in
+                 (open/resolved/accepted/suppressed), the message that announced it (for
+                 threading) and when it was last announced or reminded
+  alert_meta     small key/value facts (``initialized``: the first summary was queued)
+
+These tables are *not* part of the hash chain. Delivery state is mutable by nature (a row
+goes pending → delivered, attempts grow), while the chain is append-only; and nothing here is
+evidence: every alert is derived from chained facts (drifts and their lifecycle events), so
+an auditor checks those, not our delivery bookkeeping. ``verify`` therefore ignores them,
+and they carry no append-only triggers.
+
+A message is decided and queued in one transaction together with the drift states it
+announces, so a crash can neither lose an alert nor queue it twice; it is sent afterwards,
+outside any transaction (the network must never hold the SQLite write lock).
+"""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
 import sqlite_utils
+
+from auditor.errors import LedgerError
+
+from . import schema
+
+ACTIONS = ("post", "reply", "update")
+NOTIFIED_STATES = ("open", "resolved", "accepted", "suppressed")
 
 
 def migrate(db: sqlite_utils.Database) -> None:
-    """Create this feature's tables (schema step; see :mod:`.schema`)."""
+    """Create this feature's tables (schema step; see :mod:`.schema`). Idempotent: ledgers
+    made while this step was still empty get the tables on first use (:func:`ensure`)."""
+    db.table("alert_outbox").create({
+        "id": int, "created_at": str, "run_id": int, "kind": str, "action": str,
+        "parent_id": int, "channel": str, "webhook_env": str, "payload": str,
+        "drift_ids": str, "status": str, "attempts": int, "last_error": str,
+        "last_attempt_at": str, "lease_until": str, "delivered_at": str, "slack_ts": str,
+        "slack_channel": str}, pk="id", not_null={"created_at", "kind", "action", "payload",
+                                                  "status"},
+        defaults={"attempts": 0, "status": "pending"}, if_not_exists=True)
+    db.table("alert_outbox").create_index(["status", "id"], if_not_exists=True)
+    db.table("alert_drifts").create({
+        "drift_id": int, "fingerprint": str, "notified_state": str, "message_id": int,
+        "notified_at": str, "reminded_at": str}, pk="drift_id", if_not_exists=True)
+    db.table("alert_drifts").create_index(["notified_state"], if_not_exists=True)
+    db.table("alert_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+
+
+def ensure(conn: sqlite3.Connection) -> None:
+    """Create the tables if this ledger predates them (one short write transaction)."""
+    have = {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'alert_%'")}
+    if {"alert_outbox", "alert_drifts", "alert_meta"} <= have:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        migrate(sqlite_utils.Database(conn))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One queued message as stored."""
+
+    id: int
+    created_at: str
+    run_id: int | None
+    kind: str
+    action: str
+    parent_id: int | None
+    channel: str
+    webhook_env: str
+    payload: dict[str, Any]
+    drift_ids: tuple[int, ...]
+    status: str
+    attempts: int
+    last_error: str
+    slack_ts: str
+    slack_channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to queue. ``ref`` names it within one :meth:`Outbox.enqueue` call so that a
+    later message of the same call (or a drift mark) can point at it before ids exist;
+    ``parent_id`` points at an already stored message instead."""
+
+    kind: str
+    payload: dict[str, Any]
+    channel: str = ""
+    webhook_env: str = ""
+    action: str = "post"
+    parent_id: int | None = None
+    parent_ref: str = ""
+    ref: str = ""
+    drift_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DriftMark:
+    """Record that a drift was announced in ``state``. ``message_ref`` (a :class:`NewMessage`
+    ref of the same call) becomes the drift's thread when given; ``reminded`` only moves the
+    reminder clock."""
+
+    drift_id: int
+    fingerprint: str
+    state: str
+    message_ref: str = ""
+    reminded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    drift_id: int
+    fingerprint: str
+    notified_state: str
+    message_id: int | None
+    notified_at: str
+    reminded_at: str
+
+
+_DRIFT_SELECT = """
+SELECT d.id, o.grp, o.kind, o.namespace, o.name, d.fingerprint, d.status, d.category,
+       d.manager, d.items, d.source_file, d.source_commit, d.opened_at, s.state, s.since,
+       s.accepted_until,
+       (SELECT e.how || char(31) || coalesce(e.related_drift_id, '') FROM drift_events e
+        WHERE e.drift_id = d.id AND e.event = 'resolved' ORDER BY e.seq DESC LIMIT 1),
+       (SELECT e.by || char(31) || e.reason FROM drift_events e
+        WHERE e.drift_id = d.id AND e.event = 'accepted' ORDER BY e.seq DESC LIMIT 1),
+       c.author, c.date, c.subject, c.pr,
+       a.notified_state, a.message_id, a.notified_at, a.reminded_at, a.fingerprint
+FROM drifts d JOIN drift_state s ON s.drift_id = d.id JOIN objects o ON o.id = d.object_id
+LEFT JOIN commits c ON c.id = (SELECT min(id) FROM commits WHERE sha = d.source_commit)
+LEFT JOIN alert_drifts a ON a.drift_id = d.id
+WHERE {where} ORDER BY d.id"""
+
+
+def _drift_row(row: Sequence[Any]) -> tuple[dict[str, Any], AlertState | None]:
+    (did, grp, kind, ns, name, fp, status, category, manager, items, source_file,
+     source_commit, opened_at, state, since, until, resolved, accepted, author, date, subject,
+     pr, notified, message_id, notified_at, reminded_at, alert_fp) = row
+    how, _, related = (resolved or "").partition("\x1f")
+    by, _, reason = (accepted or "").partition("\x1f")
+    gk = f"{kind}.{grp}" if grp else kind
+    drift = {
+        "id": did, "object": f"{gk} {ns + '/' if ns else ''}{name}", "api_group": grp,
+        "kind": kind, "namespace": ns, "name": name, "fingerprint": fp, "status": status,
+        "category": category, "manager": manager or "", "items": orjson.loads(items or "[]"),
+        "source_file": source_file or "", "source_commit": source_commit or "",
+        "commit_author": author or "", "commit_date": date or "", "commit_subject": subject or "",
+        "commit_pr": pr, "opened_at": opened_at, "state": state, "state_since": since,
+        "accepted_until": until, "resolved_how": (how or None) if state == "resolved" else None,
+        "superseded_by": int(related) if state == "resolved" and related else None,
+        "accepted_by": by or None, "accepted_reason": reason or None}
+    alert = None if notified is None else AlertState(
+        did, alert_fp or "", notified, message_id, notified_at or "", reminded_at or "")
+    return drift, alert
+
+
+def _message(row: Sequence[Any]) -> Message:
+    (mid, created, run_id, kind, action, parent, channel, webhook_env, payload, drift_ids,
+     status, attempts, last_error, ts, slack_channel) = row
+    return Message(mid, created, run_id, kind, action, parent, channel or "", webhook_env or "",
+                   orjson.loads(payload), tuple(orjson.loads(drift_ids or "[]")), status,
+                   int(attempts or 0), last_error or "", ts or "", slack_channel or "")
+
+
+_MESSAGE_COLS = ("id, created_at, run_id, kind, action, parent_id, channel, webhook_env, "
+                 "payload, drift_ids, status, attempts, last_error, slack_ts, slack_channel")
+
+
+class Outbox:
+    """The alert outbox of one ledger file. Short transactions of its own; never holds the
+    run writer's lock (its tables are outside the chain, so a run never reads them)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: str | Path) -> Iterator[Outbox]:
+        """``with Outbox.open(path) as box:`` — the ledger must exist (a run made it)."""
+        reader = schema.connect_reader(path)  # refuses a missing or too-new ledger
+        reader.close()
+        conn = schema.connect(path)
+        try:
+            ensure(conn)
+            yield cls(conn, Path(path))
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ decisions
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM alert_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def cluster(self) -> str:
+        row = self.conn.execute("SELECT cluster FROM runs WHERE status != 'running' "
+                                "ORDER BY id DESC LIMIT 1").fetchone()
+        return str(row[0]) if row else ""
+
+    def last_run(self) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT id, cluster, started_at, ended_at, status, counts FROM runs "
+            "WHERE status != 'running' ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return {"id": row[0], "cluster": row[1], "started_at": row[2], "ended_at": row[3],
+                "status": row[4], "counts": orjson.loads(row[5] or "{}")}
+
+    def to_announce(self) -> list[dict[str, Any]]:
+        """Open drifts not announced in their current episode: never announced, or last
+        announced as resolved/accepted (reopened, or an acknowledgement expired)."""
+        where = "s.state = 'open' AND (a.drift_id IS NULL OR a.notified_state != 'open')"
+        return [d for d, _ in self._drifts(where)]
+
+    def to_follow_up(self) -> list[tuple[dict[str, Any], AlertState]]:
+        """Announced drifts whose state moved on since (resolved or accepted)."""
+        where = ("a.notified_state = 'open' AND s.state != 'open'")
+        return [(d, a) for d, a in self._drifts(where) if a is not None]
+
+    def to_remind(self, before: str) -> list[tuple[dict[str, Any], AlertState]]:
+        """Announced, still-open drifts last announced or reminded before ``before``."""
+        where = ("s.state = 'open' AND a.notified_state = 'open' "
+                 "AND coalesce(a.reminded_at, a.notified_at) < ?")
+        return [(d, a) for d, a in self._drifts(where, (before,)) if a is not None]
+
+    def open_drifts(self) -> list[dict[str, Any]]:
+        return [d for d, _ in self._drifts("s.state = 'open'")]
+
+    def _drifts(self, where: str, params: Sequence[Any] = ()) -> list[
+            tuple[dict[str, Any], AlertState | None]]:
+        return [_drift_row(r) for r in self.conn.execute(_DRIFT_SELECT.format(where=where),
+                                                         params)]
+
+    # --------------------------------------------------------------------- queueing
+
+    def enqueue(self, messages: Sequence[NewMessage], marks: Sequence[DriftMark] = (), *,
+                at: str, run_id: int | None = None,
+                meta: dict[str, str] | None = None) -> list[int]:
+        """Queue ``messages`` and record ``marks`` in one transaction; returns the ids."""
+        ids: list[int] = []
+        refs: dict[str, int] = {}
+        with self._write() as conn:
+            for m in messages:
+                if m.action not in ACTIONS:
+                    raise LedgerError(f"outbox: unknown action {m.action!r}")
+                parent = refs[m.parent_ref] if m.parent_ref else m.parent_id
+                cur = conn.execute(
+                    "INSERT INTO alert_outbox (created_at, run_id, kind, action, parent_id, "
+                    "channel, webhook_env, payload, drift_ids, status, attempts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0)",
+                    (at, run_id, m.kind, m.action, parent, m.channel, m.webhook_env,
+                     orjson.dumps(m.payload).decode(), orjson.dumps(list(m.drift_ids)).decode()))
+                mid = int(cur.lastrowid or 0)
+                ids.append(mid)
+                if m.ref:
+                    refs[m.ref] = mid
+            for mark in marks:
+                if mark.state not in NOTIFIED_STATES:
+                    raise LedgerError(f"outbox: unknown notified state {mark.state!r}")
+                if mark.reminded:
+                    conn.execute("UPDATE alert_drifts SET reminded_at = ? WHERE drift_id = ?",
+                                 (at, mark.drift_id))
+                    continue
+                message_id = refs.get(mark.message_ref) if mark.message_ref else None
+                conn.execute(
+                    "INSERT INTO alert_drifts (drift_id, fingerprint, notified_state, message_id,"
+                    " notified_at, reminded_at) VALUES (?, ?, ?, ?, ?, NULL) "
+                    "ON CONFLICT(drift_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
+                    "notified_state = excluded.notified_state, notified_at = excluded.notified_at,"
+                    " message_id = coalesce(excluded.message_id, alert_drifts.message_id), "
+                    "reminded_at = CASE WHEN excluded.notified_state = 'open' THEN NULL "
+                    "ELSE alert_drifts.reminded_at END",
+                    (mark.drift_id, mark.fingerprint, mark.state, message_id, at))
+            for key, value in (meta or {}).items():
+                conn.execute("INSERT INTO alert_meta (key, value) VALUES (?, ?) ON CONFLICT(key)"
+                             " DO UPDATE SET value = excluded.value", (key, value))
+        return ids
+
+    # --------------------------------------------------------------------- delivery
+
+    def pending(self) -> list[Message]:
+        """Undelivered messages, oldest first (a parent always precedes its replies)."""
+        return [_message(r) for r in self.conn.execute(
+            f"SELECT {_MESSAGE_COLS} FROM alert_outbox WHERE status = 'pending' ORDER BY id")]
+
+    def get(self, message_id: int) -> Message | None:
+        row = self.conn.execute(f"SELECT {_MESSAGE_COLS} FROM alert_outbox WHERE id = ?",
+                                (message_id,)).fetchone()
+        return None if row is None else _message(row)
+
+    def claim(self, message_id: int, *, now: str, until: str) -> bool:
+        """Take a short lease on a pending message so that two concurrent senders never post
+        it twice; ``False`` when someone else holds it or it is no longer pending."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE alert_outbox SET lease_until = ? WHERE id = ? AND status = 'pending' "
+                "AND (lease_until IS NULL OR lease_until < ?)", (until, message_id, now))
+            return cur.rowcount == 1
+
+    def delivered(self, message_id: int, *, at: str, ts: str = "", channel: str = "",
+                  status: str = "delivered") -> None:
+        """Mark delivered (``status='skipped'``: nothing to send, e.g. an update through a
+        webhook, which cannot edit messages)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE alert_outbox SET status = ?, delivered_at = ?, slack_ts = ?, "
+                "slack_channel = ?, attempts = attempts + 1, last_attempt_at = ?, "
+                "lease_until = NULL WHERE id = ?",
+                (status, at, ts or None, channel or None, at, message_id))
+
+    def failed(self, message_id: int, *, at: str, error: str, attempts: int = 1) -> None:
+        """Record failed attempts; the message stays pending for the next pass."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE alert_outbox SET attempts = attempts + ?, last_error = ?, "
+                "last_attempt_at = ?, lease_until = NULL WHERE id = ?",
+                (attempts, error[:500], at, message_id))
+
+    def counts(self) -> dict[str, int]:
+        out = {"pending": 0, "delivered": 0, "skipped": 0}
+        for status, n in self.conn.execute(
+                "SELECT status, count(*) FROM alert_outbox GROUP BY status"):
+            out[str(status)] = int(n)
+        return out
+
+
+def read_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Outbox counts through a reader connection (no tables yet: all zero)."""
+    have = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                        "AND name = 'alert_outbox'").fetchone()
+    out = {"pending": 0, "delivered": 0, "skipped": 0}
+    if have:
+        for status, n in conn.execute("SELECT status, count(*) FROM alert_outbox "
+                                      "GROUP BY status"):
+            out[str(status)] = int(n)
+    return out
