@@ -296,12 +296,29 @@ def _rbac_binding(obj: Obj) -> None:
             _setdefault(s, "apiGroup", "rbac.authorization.k8s.io")
 
 
+def _scaling_rules(rules: Any, window: int, policies: list[Obj]) -> Obj:
+    out: Obj = dict(rules) if isinstance(rules, dict) else {}
+    _setdefault(out, "stabilizationWindowSeconds", window)
+    _setdefault(out, "selectPolicy", "Max")
+    if not out.get("policies"):
+        out["policies"] = [dict(p) for p in policies]
+    return out
+
+
 def _hpa(obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     _setdefault(spec, "minReplicas", 1)
     if not spec.get("metrics"):
         spec["metrics"] = [{"type": "Resource", "resource": {
             "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+    behavior = spec.get("behavior")
+    if isinstance(behavior, dict):
+        # SetDefaults_HorizontalPodAutoscalerBehavior: only a given behavior is completed
+        behavior["scaleUp"] = _scaling_rules(behavior.get("scaleUp"), 0, [
+            {"type": "Pods", "value": 4, "periodSeconds": 15},
+            {"type": "Percent", "value": 100, "periodSeconds": 15}])
+        behavior["scaleDown"] = _scaling_rules(behavior.get("scaleDown"), 300, [
+            {"type": "Percent", "value": 100, "periodSeconds": 15}])
 
 
 def _pdb(obj: Obj) -> None:

@@ -3,6 +3,12 @@
 Speaks HTTP/1.1 keep-alive with exact Content-Length (watches use chunked encoding), JSON
 only: protobuf request bodies get 415 and an Accept listing protobuf *and* JSON gets JSON,
 as a real server answering a client that prefers protobuf would.
+
+kubectl 1.35 asks ``/api`` and ``/apis`` for aggregated discovery with
+``Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,
+application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json``;
+the trailing plain JSON lets the sandbox answer with legacy discovery, which kubectl then
+walks group by group (as it does against servers older than 1.26).
 """
 
 from __future__ import annotations

@@ -232,3 +232,26 @@ def test_serve_runs_until_sigterm(tmp_path: pathlib.Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_dynamic_client_discovers_and_lists(sandbox: Sandbox, api: client.ApiClient) -> None:
+    from kubernetes import dynamic
+
+    sandbox.load([web("a"), web("b")])
+    dyn = dynamic.DynamicClient(api)
+    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    assert deployments.namespaced and deployments.name == "deployments"
+    listing = deployments.get(namespace="default")
+    assert sorted(i.metadata.name for i in listing.items) == ["a", "b"]
+    hpa = dyn.resources.get(api_version="autoscaling/v2", kind="HorizontalPodAutoscaler")
+    created = hpa.create(namespace="default", body={
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "a"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "a"},
+                 "maxReplicas": 4, "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}})
+    behavior = created.spec.behavior.to_dict()
+    assert behavior["scaleDown"] == {"stabilizationWindowSeconds": 60, "selectPolicy": "Max",
+                                     "policies": [{"type": "Percent", "value": 100,
+                                                   "periodSeconds": 15}]}
+    assert behavior["scaleUp"]["policies"][0] == {"type": "Pods", "value": 4, "periodSeconds": 15}
+    assert created.spec.minReplicas == 1
