@@ -20,6 +20,7 @@ from auditor import gitrepo, kinds, render
 from auditor.config import HelmSource, Source
 from auditor.errors import GitError, ManifestError
 from auditor.gitrepo import CommitInfo, Repository
+from auditor.parsecache import ParseCache
 from auditor.records import Problem, ResourceKey, SourceInfo
 
 DEFAULT_CACHE_DIR = Path("~/.cache/drift-auditor/repos")
@@ -161,14 +162,14 @@ def _attribute(rendered: Sequence[render.RenderedObject], prefix: str,
 
 
 def _render_paths(root: Path, paths: Sequence[str], *, mode: render.RenderMode, namespace: str,
-                  helm: HelmSource, release: str, tools_dir: str | os.PathLike[str] | None
-                  ) -> render.RenderResult:
+                  helm: HelmSource, release: str, tools_dir: str | os.PathLike[str] | None,
+                  cache: ParseCache | None = None) -> render.RenderResult:
     objects: list[render.RenderedObject] = []
     errors: list[ManifestError] = []
     for rel in paths:
         result = render.render_path(root, rel, mode=mode, namespace=namespace,
                                     release=helm.release or release, values=helm.values,
-                                    set_values=helm.set, tools_dir=tools_dir)
+                                    set_values=helm.set, tools_dir=tools_dir, cache=cache)
         objects.extend(result.objects)
         errors.extend(result.errors)
     return render.RenderResult(tuple(objects), tuple(errors))
@@ -181,7 +182,8 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
                  tools_dir: str | os.PathLike[str] | None = None,
                  secrets_env: Mapping[str, str] | None = None,
                  discovered: Mapping[tuple[str, str], bool] | None = None,
-                 previous: Mapping[str, str] | None = None) -> DesiredState:
+                 previous: Mapping[str, str] | None = None,
+                 parse_cache: ParseCache | None = None) -> DesiredState:
     """Fetch, render and attribute every configured source.
 
     ``cache_dir`` holds the clones (default ``~/.cache/drift-auditor/repos``); ``tools_dir``
@@ -207,7 +209,7 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
         # Render now: another source of the same URL checks out its revision in this folder.
         rendered = _render_paths(repo.path, source.paths, mode=source.render,
                                  namespace=source.namespace, helm=source.helm,
-                                 release=source.name, tools_dir=tools_dir)
+                                 release=source.name, tools_dir=tools_dir, cache=parse_cache)
         done.append((name, source, rendered, _attribute(rendered.objects, "", repo)))
         old = (previous or {}).get(name)
         if old and old != repo.commit:
@@ -228,7 +230,8 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
 def load_folder(path: Path | str, namespace: str = "default", *,
                 mode: render.RenderMode = "auto", helm: HelmSource | None = None,
                 tools_dir: str | os.PathLike[str] | None = None,
-                discovered: Mapping[tuple[str, str], bool] | None = None) -> DesiredState:
+                discovered: Mapping[tuple[str, str], bool] | None = None,
+                parse_cache: ParseCache | None = None) -> DesiredState:
     """Desired state from a folder (or one file) on disk, no clone involved.
 
     When the folder is inside a Git work tree, objects are attributed from that tree's
@@ -242,7 +245,8 @@ def load_folder(path: Path | str, namespace: str = "default", *,
     prefix = repo.relative(root) if repo is not None else ""
     name = str(path)
     rendered = _render_paths(root, [rel], mode=mode, namespace=namespace,
-                             helm=helm or HelmSource(), release=root.name, tools_dir=tools_dir)
+                             helm=helm or HelmSource(), release=root.name, tools_dir=tools_dir,
+                             cache=parse_cache)
     builder = _Builder(_scopes(rendered.objects, discovered))
     builder.add_errors(rendered.errors, name, prefix)
     builder.add_rendered(rendered.objects, source=name, namespace=namespace, prefix=prefix,

@@ -22,6 +22,7 @@ from auditor.compare import in_scope as key_in_scope
 from auditor.config import Config, Source
 from auditor.desired import DesiredState, load_desired, load_folder
 from auditor.errors import ConfigError
+from auditor.parsecache import ParseCache
 from auditor.progress import Progress
 from auditor.records import ObjectResult, Problem, ResourceKey
 from auditor.snapshot import read_snapshot
@@ -77,23 +78,29 @@ def load_desired_state(cfg: Config, *, desired_path: str | None = None,
                        revision: str | None = None, namespace: str | None = None,
                        discovered: dict[tuple[str, str], bool] | None = None,
                        tools_dir: str | None = None,
-                       previous: Mapping[str, str] | None = None) -> DesiredState:
+                       previous: Mapping[str, str] | None = None,
+                       parse_cache: ParseCache | None = None) -> DesiredState:
     """Desired state from ``--desired`` (a folder, or a Git URL/path with ``--revision``)
     or, without it, from the configured sources."""
     if desired_path:
         path = Path(desired_path).expanduser()
         if revision is None and path.exists() and not desired_path.endswith(".git"):
             return load_folder(path, namespace or "default", discovered=discovered,
-                               tools_dir=tools_dir)
+                               tools_dir=tools_dir, parse_cache=parse_cache)
         source = Source(url=desired_path, revision=revision or "HEAD",
                         namespace=namespace or "default")
         return load_desired([source], discovered=discovered, tools_dir=tools_dir,
-                            previous=previous)
+                            previous=previous, parse_cache=parse_cache)
     if not cfg.sources:
         raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
                           "DRIFT_AUDITOR_SOURCE_URL, or pass --desired PATH)")
     return load_desired(cfg.sources, discovered=discovered, tools_dir=tools_dir,
-                        previous=previous)
+                        previous=previous, parse_cache=parse_cache)
+
+
+def cache_folder(cfg: Config) -> Path:
+    """Caches live beside the ledger: in a CronJob that is the one volume that persists."""
+    return Path(cfg.ledger.path).expanduser().resolve().parent / ".drift-auditor-cache"
 
 
 def _flatten(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
@@ -250,7 +257,8 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
         desired = load_desired_state(
             cfg, desired_path=desired_path, revision=revision,
             discovered={(r.group, r.kind): r.namespaced for r in resources},
-            tools_dir=tools_dir, previous=_previous_commits(ledger.conn))
+            tools_dir=tools_dir, previous=_previous_commits(ledger.conn),
+            parse_cache=ParseCache(cache_folder(cfg) / "manifests"))
         session = _Session(cfg, settings, desired, _wanted(desired, cfg))
         run = ledger.begin_run(cluster=cfg.cluster.name, git_commits=desired.commits,
                                audit_log=audit_log)

@@ -28,6 +28,7 @@ import orjson
 import yaml
 
 from auditor.errors import ManifestError, ToolMissingError
+from auditor.parsecache import ParseCache
 
 RenderMode = Literal["auto", "plain", "kustomize", "helm"]
 
@@ -236,20 +237,29 @@ def _content_line(chunk: str, first_line: int) -> int:
     return first_line
 
 
-def load_file(root: Path, rel: str) -> RenderResult:
-    """Parse one plain manifest file ``root/rel``."""
+def load_file(root: Path, rel: str, cache: ParseCache | None = None) -> RenderResult:
+    """Parse one plain manifest file ``root/rel`` (through ``cache`` when given)."""
     path = root / rel
     if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
         # A repository must not make the auditor read its own files (tokens, keys).
         return RenderResult(errors=(_error(rel, None, None,
                                            "symlink to a file outside the repository"),))
     try:
-        text = path.read_text(encoding="utf-8-sig")  # editors on Windows add a BOM
-    except UnicodeDecodeError:
-        return RenderResult(errors=(_error(rel, None, None, "not UTF-8 text"),))
+        data = path.read_bytes()
     except OSError as exc:
         return RenderResult(errors=(_error(rel, None, None, f"cannot read ({exc.strerror})"),))
-    return parse_manifests(text, rel)
+    if cache is not None:
+        hit = cache.lookup(data)
+        if hit is not None:
+            return RenderResult(tuple(RenderedObject(obj, rel, index) for index, obj in hit))
+    try:
+        text = data.decode("utf-8-sig")  # editors on Windows add a BOM
+    except UnicodeDecodeError:
+        return RenderResult(errors=(_error(rel, None, None, "not UTF-8 text"),))
+    result = parse_manifests(text, rel)
+    if cache is not None and not result.errors:
+        cache.store(data, [(o.document, o.obj) for o in result.objects])
+    return result
 
 
 # --------------------------------------------------------------------------- discovery
@@ -345,11 +355,11 @@ def plan(root: Path, rel: str = ".", mode: RenderMode = "auto") -> Plan:
     return Plan(tuple(sorted(files)), tuple(sorted(kust)), tuple(sorted(charts)))
 
 
-def load_plain(root: Path, files: Iterable[str]) -> RenderResult:
+def load_plain(root: Path, files: Iterable[str], cache: ParseCache | None = None) -> RenderResult:
     """Parse plain manifest files (paths relative to ``root``)."""
     out = _Collector()
     for rel in files:
-        out.add(load_file(root, rel))
+        out.add(load_file(root, rel, cache))
     return out.result()
 
 
@@ -586,7 +596,8 @@ def _helm_source(root: Path, chart: Path, chart_name: str, chunk: str) -> str | 
 def render_path(root: Path, rel: str = ".", *, mode: RenderMode = "auto",
                 namespace: str = "default", release: str = "",
                 values: Sequence[str] = (), set_values: Sequence[str] = (),
-                tools_dir: str | os.PathLike[str] | None = None) -> RenderResult:
+                tools_dir: str | os.PathLike[str] | None = None,
+                cache: ParseCache | None = None) -> RenderResult:
     """Render ``root/rel`` as :func:`plan` decides; errors are collected, not raised.
 
     :class:`ToolMissingError` is raised: without the binary nothing of that kind renders,
@@ -599,7 +610,7 @@ def render_path(root: Path, rel: str = ".", *, mode: RenderMode = "auto",
     out = _Collector()
     # Helm values files often sit among manifests; they are inputs, not objects.
     skip = {Path(os.path.normpath(root / v)).resolve() for v in values}
-    out.add(load_plain(root, [f for f in todo.files if (root / f).resolve() not in skip]))
+    out.add(load_plain(root, [f for f in todo.files if (root / f).resolve() not in skip], cache))
     for folder in todo.kustomizations:
         out.add(render_kustomize(root, folder, tools_dir))
     for chart in todo.charts:
