@@ -32,10 +32,12 @@ Where it is simpler than a real API server (know this before trusting a test):
   (``faults.expire_continue()``) or below ``store.compacted_rv``.
 * Deleting is immediate: no finalizers, no graceful deletion, no ``deletionTimestamp``;
   deleting a Namespace removes its objects at once.
-* Field ownership follows structured-merge-diff for the types described in
-  :mod:`auditor.sandbox.schema`; custom resources use a deduced schema (all lists atomic)
-  rather than their CRD's OpenAPI schema, and ``x-kubernetes-*`` list markers in a CRD
-  are ignored. Strategic merge patch on custom resources is refused with 415, as upstream.
+* Field ownership follows structured-merge-diff for the built-in fields described in
+  :mod:`auditor.sandbox.schema` (other built-in fields: structs and atomic lists) and for
+  custom resources from their CRD's storage-version schema (``properties``,
+  ``additionalProperties``, ``x-kubernetes-list-type``/``-list-map-keys``/``-map-type``);
+  CRD defaults, validation and conversion webhooks are not applied. Strategic merge patch
+  on custom resources is refused with 415, as upstream.
 * Only JSON (and YAML request bodies); protobuf bodies get 415, so ``kubectl create
   <generator>`` (``create configmap|deployment|namespace``) and ``helm install`` (its
   release Secret) fail here although they work on a real cluster.

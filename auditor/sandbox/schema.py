@@ -176,9 +176,68 @@ KNOWN_KINDS = frozenset({
 })
 
 
-def root(kind: str) -> Field:
-    """The field description of a whole object of ``kind``."""
+def root(kind: str, group: str | None = None) -> Field:
+    """The field description of a whole object of ``kind``.
+
+    Built-in kinds use the table above; a custom resource uses the types registered from
+    its CRD's schema (:func:`register_crd`), or a deduced layout when there is none.
+    """
+    if group is not None:
+        name = f"crd:{group}/{kind}"
+        if name in TYPES:
+            return Field(type=name)
+        return Field(type="_Custom")
     return Field(type=kind if kind in KNOWN_KINDS else "_Custom")
+
+
+def register_crd(group: str, kind: str, schema: dict[str, Any] | None) -> None:
+    """Field types of a custom resource, from its structural ``openAPIV3Schema``.
+
+    ``properties`` become declared fields, ``additionalProperties`` a granular map, and the
+    ``x-kubernetes-list-type`` / ``-list-map-keys`` / ``-map-type`` markers the list and map
+    semantics, as structured-merge-diff derives them for CRDs.
+    """
+    # Types live in this module for the whole process; names are per group/kind and a
+    # re-registration replaces them, so sandboxes sharing a CRD name stay consistent.
+    name = f"crd:{group}/{kind}"
+    for key in [k for k in TYPES if k == name or k.startswith(name + ".")]:
+        del TYPES[key]
+    _HAS_META.add(name)
+    _register_object(name, schema if isinstance(schema, dict) else {})
+
+
+def _register_object(name: str, node: dict[str, Any]) -> None:
+    TYPES[name] = {prop: _field_for(f"{name}.{prop}", sub)
+                   for prop, sub in (node.get("properties") or {}).items()
+                   if isinstance(sub, dict)}
+
+
+def _field_for(name: str, node: dict[str, Any]) -> Field:
+    kind = node.get("type")
+    if kind == "object" or "properties" in node:
+        if node.get("x-kubernetes-map-type") == "atomic":
+            return _ATOMIC
+        if "properties" in node:
+            _register_object(name, node)
+            return Field(type=name)
+        if isinstance(node.get("additionalProperties"), dict):
+            return _MAP
+        return UNKNOWN
+    if kind == "array":
+        raw_items = node.get("items")
+        items: dict[str, Any] = raw_items if isinstance(raw_items, dict) else {}
+        element_type = None
+        if "properties" in items:
+            element_type = name + "[]"
+            _register_object(element_type, items)
+        list_type = node.get("x-kubernetes-list-type")
+        if list_type == "map":
+            return Field(type=element_type, list="map",
+                         keys=tuple(node.get("x-kubernetes-list-map-keys") or ()))
+        if list_type == "set":
+            return Field(list="set")
+        return Field(type=element_type)
+    return UNKNOWN
 
 
 def child(parent: Field, key: str) -> tuple[Field, bool]:
@@ -204,4 +263,4 @@ def element(parent: Field) -> Field:
     return Field(type=parent.type)
 
 
-_HAS_META = KNOWN_KINDS | {"PodTemplateSpec", "JobTemplateSpec", "_Custom"}
+_HAS_META: set[str] = set(KNOWN_KINDS) | {"PodTemplateSpec", "JobTemplateSpec", "_Custom"}

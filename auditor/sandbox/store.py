@@ -25,7 +25,7 @@ from auditor.sandbox import apply as ssa
 from auditor.sandbox import patch as patches
 from auditor.sandbox.catalog import Catalog, Resource
 from auditor.sandbox.defaults import Allocator, apply_defaults
-from auditor.sandbox.schema import Field, root
+from auditor.sandbox.schema import Field, register_crd, root
 from auditor.sandbox.selectors import field_matcher, label_matcher
 from auditor.sandbox.status import ApiError, already_exists, invalid, not_found
 
@@ -369,7 +369,7 @@ class Store:
                 obj.setdefault("status", {})  # a Go struct field: serialised even when empty
             self._validate(res, obj)
             self._set_generation(res, obj, None)
-            f = root(res.kind)
+            f = _root(res)
             drop = ("status",) if "status" in res.subresources and not keep_status else ()
             if keep_status and isinstance(incoming_managed, list):
                 entries = ssa.parse(incoming_managed)
@@ -391,7 +391,15 @@ class Store:
         if (res.group, res.kind) == ("", "Namespace"):
             self._populate_namespace(obj["metadata"]["name"])
         elif (res.group, res.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
-            self.catalog.register_crd(obj)
+            self._register_crd(obj)
+
+    def _register_crd(self, crd: Obj) -> None:
+        self.catalog.register_crd(crd)
+        spec = crd.get("spec") or {}
+        storage = next((v for v in spec.get("versions") or [] if v.get("storage")), None)
+        schema = ((storage or {}).get("schema") or {}).get("openAPIV3Schema")
+        register_crd(str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", "")),
+                     schema)
 
     def _populate_namespace(self, ns: str) -> None:
         sa = self.catalog.find("", "v1", "serviceaccounts")
@@ -450,7 +458,7 @@ class Store:
         self._validate_update(res, new, old_obj)
         self._set_generation(res, new, old_obj)
         if entries is None:
-            f = root(res.kind)
+            f = _root(res)
             if subresource == "status":
                 before, after = ssa.strip(old_obj), ssa.strip(new)
             elif subresource == "scale":
@@ -472,7 +480,7 @@ class Store:
             return new
         self._store(res, rec, "MODIFIED")
         if (res.group, res.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
-            self.catalog.register_crd(new)
+            self._register_crd(new)
         return new
 
     def update(self, res: Resource, ns: str, name: str, body: Obj, *, manager: str,
@@ -521,7 +529,7 @@ class Store:
                 patched = _apply_patch(content_type, current, body, Field(type="Scale"), res)
                 return self._set_scale(res, old, patched, manager=who, dry_run=dry_run), False
             base = _clone(old.obj)
-            new = _apply_patch(content_type, base, body, root(res.kind), res)
+            new = _apply_patch(content_type, base, body, _root(res), res)
             if not isinstance(new, dict):
                 raise ApiError("BadRequest", "patch result is not an object")
             sent_rv = (new.get("metadata") or {}).get("resourceVersion")
@@ -549,7 +557,7 @@ class Store:
         if config.get("kind") != res.kind:
             raise ApiError("BadRequest", f"the kind {config.get('kind')!r} does not match "
                            f"the resource {res.plural!r}")
-        f = root(res.kind)
+        f = _root(res)
         drop = ("status",) if "status" in res.subresources else ()
         with self.lock:
             old = self.get(res, ns, name)
@@ -585,7 +593,7 @@ class Store:
     def _apply_subresource(self, res: Resource, ns: str, name: str, config: Obj, *,
                            manager: str, force: bool, dry_run: bool, subresource: str) -> Obj:
         """Server-side apply to ``/status`` or ``/scale``: only that part of the object."""
-        f = root(res.kind)
+        f = _root(res)
         with self.lock:
             old = self.require(res, ns, name)
             live = _clone(old.obj)
@@ -794,6 +802,10 @@ class Store:
             for ev in batch:
                 if wanted(ev.namespace, ev.rec.obj):
                     yield _event_line(ev.type, ev.rec, res)
+
+
+def _root(res: Resource) -> Field:
+    return root(res.kind) if res.builtin else root(res.kind, res.group)
 
 
 def _monotonic() -> float:

@@ -227,3 +227,46 @@ def test_immutable_fields_are_refused(sandbox: Sandbox) -> None:
         sandbox.store.patch(cm, "default", "frozen", "application/merge-patch+json",
                             b'{"data":{"a":"2"}}', manager="m")
     assert info.value.code == 422
+
+
+def test_custom_resource_ownership_follows_the_crd_schema(sandbox: Sandbox) -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "routes.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "routes", "singular": "route", "kind": "Route"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                     "openAPIV3Schema": {"type": "object", "properties": {
+                         "spec": {"type": "object", "properties": {
+                             "hosts": {"type": "array", "items": {"type": "string"},
+                                       "x-kubernetes-list-type": "set"},
+                             "backends": {"type": "array", "x-kubernetes-list-type": "map",
+                                          "x-kubernetes-list-map-keys": ["name"],
+                                          "items": {"type": "object", "properties": {
+                                              "name": {"type": "string"},
+                                              "weight": {"type": "integer"}}}},
+                             "tags": {"type": "object",
+                                      "additionalProperties": {"type": "string"}}}}}}}}]},
+    }
+    sandbox.apply(crd, "setup")
+    route = {"apiVersion": "example.com/v1", "kind": "Route",
+             "metadata": {"name": "r", "namespace": "default"},
+             "spec": {"hosts": ["a.example.com"], "tags": {"team": "x"},
+                      "backends": [{"name": "blue", "weight": 90}, {"name": "green",
+                                                                     "weight": 10}]}}
+    out = sandbox.apply(route, "gitops")
+    assert entries(out)[("gitops", "Apply", "")] == {"f:spec": {
+        "f:backends": {'k:{"name":"blue"}': {".": {}, "f:name": {}, "f:weight": {}},
+                       'k:{"name":"green"}': {".": {}, "f:name": {}, "f:weight": {}}},
+        "f:hosts": {'v:"a.example.com"': {}},
+        "f:tags": {"f:team": {}}}}
+    # a second manager changes one backend only: a conflict on that key, nothing else
+    canary = {"apiVersion": "example.com/v1", "kind": "Route",
+              "metadata": {"name": "r", "namespace": "default"},
+              "spec": {"backends": [{"name": "green", "weight": 50}]}}
+    with pytest.raises(ApplyConflict) as info:
+        sandbox.apply(canary, "flagger")
+    assert info.value.message.endswith('.spec.backends[name="green"].weight')
+    out = sandbox.apply(canary, "flagger", force=True)
+    assert out["spec"]["backends"] == [{"name": "blue", "weight": 90},
+                                       {"name": "green", "weight": 50}]
