@@ -569,3 +569,117 @@ def _locked(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- branches (adopt)
+#
+# Used by ``drift-auditor adopt``: edits happen in a throw-away ``git worktree`` on a new
+# branch, so neither the user's checkout nor the audited branch is ever touched.
+
+
+def clone_path(url: str, cache_dir: Path, depth: int = 0) -> Path:
+    """The cache folder :func:`sync` uses for ``url`` (the same key derivation)."""
+    if is_local(url):
+        local = Path(url).expanduser().resolve()
+        url = local.as_uri() if depth else str(local)
+    clean, _user, _password = _split_credentials(url)
+    return cache_dir / cache_key(clean)
+
+
+def _plain_git(path: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
+    try:
+        return str(git.Repo(path, search_parent_directories=True).git.execute(
+            ["git", *args], env=dict(env) if env else None))
+    except git.GitCommandNotFound as exc:
+        raise ToolMissingError("the `git` binary is needed; install git") from exc
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GitError(f"{path}: not a Git repository") from None
+    except git.GitCommandError as exc:
+        raise GitError(_command_error(exc, "")) from None
+
+
+def top_level(path: Path) -> Path:
+    """The root of the work tree ``path`` is in."""
+    return Path(_plain_git(path, "rev-parse", "--show-toplevel"))
+
+
+def resolve_commit(path: Path, rev: str = "HEAD") -> str:
+    return _plain_git(path, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}")
+
+
+def branch_exists(path: Path, branch: str) -> bool:
+    try:
+        _plain_git(path, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+    except GitError:
+        return False
+    return True
+
+
+def add_worktree(path: Path, dest: Path, base: str, branch: str | None = None) -> None:
+    """A new work tree at ``dest`` checked out at ``base``, on new ``branch`` (detached when
+    None). Refuses an existing branch name rather than moving it."""
+    if branch is not None:
+        _plain_git(path, "check-ref-format", "--branch", branch)
+        if branch_exists(path, branch):
+            raise GitError(f"branch {branch!r} already exists; choose another with --branch")
+        _plain_git(path, "worktree", "add", "--quiet", "-b", branch, str(dest), base)
+    else:
+        _plain_git(path, "worktree", "add", "--quiet", "--detach", str(dest), base)
+
+
+def remove_worktree(path: Path, dest: Path) -> None:
+    with contextlib.suppress(GitError):
+        _plain_git(path, "worktree", "remove", "--force", str(dest))
+    shutil.rmtree(dest, ignore_errors=True)
+    with contextlib.suppress(GitError):
+        _plain_git(path, "worktree", "prune")
+
+
+def delete_branch(path: Path, branch: str) -> None:
+    _plain_git(path, "branch", "-D", "--quiet", branch)
+
+
+_DEFAULT_IDENTITY = ("drift-auditor", "drift-auditor@localhost")
+
+
+def commit_files(worktree: Path, files: Sequence[str], message: str) -> str:
+    """Commit ``files`` (relative to the work tree root) in ``worktree``; returns the sha.
+
+    The committer is the user's Git identity; without one configured, ``drift-auditor``
+    (a CronJob pod has none), so the commit never fails for want of a name.
+    """
+    env: dict[str, str] = {}
+    try:
+        _plain_git(worktree, "config", "user.name")
+        _plain_git(worktree, "config", "user.email")
+    except GitError:
+        for who in ("AUTHOR", "COMMITTER"):
+            env.setdefault(f"GIT_{who}_NAME", os.environ.get(f"GIT_{who}_NAME")
+                           or _DEFAULT_IDENTITY[0])
+            env.setdefault(f"GIT_{who}_EMAIL", os.environ.get(f"GIT_{who}_EMAIL")
+                           or _DEFAULT_IDENTITY[1])
+    _plain_git(worktree, "add", "--", *files)
+    full_env = {**os.environ, **env} if env else None
+    # --no-verify: the user's hooks are not ours to run unattended (they may prompt).
+    _plain_git(worktree, "commit", "--quiet", "--no-verify", "-m", message, "--", *files,
+               env=full_env)
+    return resolve_commit(worktree)
+
+
+def remote_url(path: Path, remote: str = "origin") -> str:
+    return _plain_git(path, "remote", "get-url", remote)
+
+
+def push_branch(path: Path, branch: str, *, remote: str = "origin",
+                credentials: Credentials | None = None,
+                secrets_env: Mapping[str, str] | None = None) -> str:
+    """``git push <remote> <branch>`` with the same credential handling as cloning (askpass
+    helper or SSH key in the child's environment only); returns the remote URL, redacted."""
+    url = remote_url(path, remote)
+    _clean, username, password = _split_credentials(url)
+    auth = _Auth(credentials or Credentials(), username, password,
+                 secrets_env if secrets_env is not None else os.environ)
+    repo = Repository(top_level(path), url=redact_url(url), auth=auth, can_fetch=True)
+    repo._git("push", "--quiet", "--porcelain", remote, f"refs/heads/{branch}:refs/heads/{branch}",
+              network=True)
+    return redact_url(url)
