@@ -4,12 +4,14 @@ A path is a tuple of elements:
 
 * ``str`` – an object field or a map key;
 * :class:`Key` – a list item identified by its merge keys (``k:{…}`` in FieldsV1);
-* :class:`Value` – an item of a set-like list (``v:<json>`` in FieldsV1);
+* :class:`Value` – an item of a set-like list (``v:<json>`` in FieldsV1), rendered ``[="x"]``;
 * :class:`Index` – a list item by position (``i:<n>`` in FieldsV1; never used to match).
 
 Text form (``drift-auditor diff --output json``): dotted fields, list items by merge key
 ``[key=value]``, composite keys ``[containerPort=80,protocol=TCP]``, and keys that are not
-plain identifiers in brackets with JSON quotes: ``metadata.labels["app.kubernetes.io/name"]``.
+plain identifiers in brackets with JSON quotes: ``metadata.labels["app.kubernetes.io/name"]``;
+items of set-like lists (``list-type: set``) as structured-merge-diff writes them:
+``metadata.finalizers[="example.com/cleanup"]``.
 """
 
 from __future__ import annotations
@@ -115,7 +117,9 @@ def render(path: Iterable[Element]) -> str:
         elif isinstance(element, Key):
             out.append("[" + ",".join(f"{k}={_key_value(v)}" for k, v in element.pairs) + "]")
         elif isinstance(element, Value):
-            out.append(f"[{_quote(element.value) if isinstance(element.value, str) else element.value}]")
+            # structured-merge-diff's own form for a set item (`.metadata.finalizers[="x"]`,
+            # as in server-side apply conflict messages): distinct from a map key `["x"]`.
+            out.append(f"[={_quote(element.value) if isinstance(element.value, str) else element.value}]")
         else:
             out.append(f"[{element.index}]")
     return "".join(out)
