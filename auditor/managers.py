@@ -8,9 +8,18 @@ Categories (the ``category`` of a drift in the JSON contract):
   field manager so the API server records its User-Agent prefix), dashboards and desktop
   clients (``Mozilla``, Lens's ``node-fetch``, ``k9s``) and scripts using a generated client
   without a field manager (``OpenAPI-Generator``).
+  The Helm CLI (manager ``helm``, its binary name since Helm 3.6; ``helm/helm#9870``) is
+  ``human`` too: ``helm upgrade`` from a terminal is a change that did not come through the
+  GitOps tool, exactly like ``kubectl apply``. Helm run *by* a GitOps tool has another
+  manager: Flux's ``helm-controller`` (a configured GitOps manager), and Argo CD renders
+  charts itself and applies as ``argocd-controller``. A team whose delivery pipeline runs
+  ``helm upgrade`` from CI lists ``helm`` in ``gitops_managers`` (that check comes first).
+  Helm's own release annotations (``meta.helm.sh/*``) are never drift (auditor.compare).
 * ``gitops`` – the configured GitOps managers: the authorized path from Git.
 * ``unknown`` – a client that cannot be identified: the User-Agent defaults of HTTP
-  libraries (``Go-http-client``, ``python-requests``, …) and the literal ``unknown``.
+  libraries (``Go-http-client``, ``python-requests``, …), the literal ``unknown``, and
+  ``before-first-apply``, the entry the API server makes up for the fields an object already
+  had when it was first server-side applied without managedFields (its writer is lost).
 * ``controller`` – everything else: ``kube-controller-manager`` (which also writes the HPA's
   scale changes, with subresource ``scale``), ``kube-scheduler``, operators, webhooks.
 
@@ -39,6 +48,8 @@ HUMAN_MANAGERS: frozenset[str] = frozenset({
     "Freelens",
     "headlamp",
     "kubernetes-dashboard",
+    "helm",
+    "Helm",
 })
 
 # Prefixes of interactive tool families (kubectl's own managers are ``kubectl-<verb>``).
@@ -63,6 +74,7 @@ UNKNOWN_MANAGERS: frozenset[str] = frozenset({
     "aiohttp",
     "httpx",
     "Swagger-Codegen",
+    "before-first-apply",
 })
 
 # Controllers that ship with Kubernetes, named here only to document them; any name not

@@ -14,6 +14,8 @@ from auditor.managers import Classifier, classify
     "kubectl-scale", "kubectl-autoscale", "kubectl-expose", "kubectl-taint",
     "Mozilla", "node-fetch", "OpenAPI-Generator", "k9s",
     "kubectl/v1.35.0 (linux/amd64) kubernetes/66452ba",
+    # the Helm CLI from a terminal (helm/helm#9870 names the manager after the binary)
+    "helm",
 ])
 def test_human(name: str) -> None:
     assert classify(name, DEFAULT_GITOPS_MANAGERS) == "human"
@@ -25,14 +27,15 @@ def test_gitops(name: str) -> None:
     assert classify(name, DEFAULT_GITOPS_MANAGERS) == "gitops"
 
 
-@pytest.mark.parametrize("name", ["Go-http-client", "unknown", "", "python-requests", "curl"])
+@pytest.mark.parametrize("name", ["Go-http-client", "unknown", "", "python-requests", "curl",
+                                  "before-first-apply"])
 def test_unknown(name: str) -> None:
     assert classify(name, DEFAULT_GITOPS_MANAGERS) == "unknown"
 
 
 @pytest.mark.parametrize("name", ["kube-controller-manager", "kube-scheduler", "kubelet",
                                   "horizontal-pod-autoscaler", "cert-manager-cainjector",
-                                  "linkerd-proxy-injector", "helm", "kubectlish"])
+                                  "linkerd-proxy-injector", "kubectlish"])
 def test_controller(name: str) -> None:
     assert classify(name, DEFAULT_GITOPS_MANAGERS) == "controller"
 
@@ -43,6 +46,8 @@ def test_gitops_globs_and_precedence() -> None:
     assert classify("kubectl-ci", ("kubectl-ci",)) == "gitops"
     assert classify("flux-system-kustomize", ("flux-*",)) == "gitops"
     assert classify("argocd-controller", ()) == "controller"
+    # a pipeline that deploys with `helm upgrade` from Git declares it
+    assert classify("helm", ("helm",)) == "gitops"
 
 
 def test_classifier_caches() -> None:
