@@ -38,7 +38,8 @@ from auditor.paths import Element, Key, Path, Value, render, schema_path
 from auditor.records import Category, DriftItem, ObjectResult, Problem, ResourceKey, SourceInfo
 
 Normaliser = Callable[..., dict[str, Any]]
-DefaultCheck = Callable[[str, str, tuple[str, ...], Any, Mapping[str, Any]], bool]
+# (group, kind, path, value, parent, root=live object) -> bool: auditor.defaults.is_server_default
+DefaultCheck = Callable[..., bool]
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -69,6 +70,25 @@ _CONTROLLER_METADATA: frozenset[str] = frozenset({
     "batch.kubernetes.io/job-tracking",
     "control-plane.alpha.kubernetes.io/leader",
 })
+
+# Bookkeeping metadata that GitOps tools and Helm write on every object they apply, never in
+# the rendered manifests: Flux's kustomize-/helm-controller ownership labels, Argo CD's
+# annotation tracking, Helm's release annotations (which `helm template` does not render).
+# Consulted when ownership is unknown (no managedFields), and for Helm's own annotations
+# when the `helm` CLI owns them (Helm is a human's tool, its release marker is not).
+_TOOL_METADATA_PREFIXES: tuple[str, ...] = (
+    "kustomize.toolkit.fluxcd.io/",
+    "helm.toolkit.fluxcd.io/",
+    "meta.helm.sh/",
+)
+_TOOL_METADATA: frozenset[str] = frozenset({"argocd.argoproj.io/tracking-id"})
+_HELM_METADATA_PREFIX = "meta.helm.sh/"
+_HELM_MANAGERS: frozenset[str] = frozenset({"helm", "Helm"})
+
+
+def _tool_metadata(name: str) -> bool:
+    return name in _TOOL_METADATA or name.startswith(_TOOL_METADATA_PREFIXES)
+
 
 # Fields that identify an object rather than describe it: the key already matched them.
 _IDENTITY_FIELDS: frozenset[str] = frozenset({"apiVersion", "kind", "status"})
@@ -215,6 +235,7 @@ class _Walk:
     kind: str
     index: OwnershipIndex
     settings: CompareSettings
+    root: Mapping[str, Any] = field(default_factory=dict)
     drifts: list[DriftItem] = field(default_factory=list)
 
     @property
@@ -256,11 +277,23 @@ class _Walk:
         return _pick(humans, self.settings.classify)
 
     def _is_default(self, path: Path, value: Any, parent: Mapping[str, Any]) -> bool:
-        return self.settings.default_check()(self.group, self.kind, schema_path(path), value, parent)
+        return self.settings.default_check()(self.group, self.kind, schema_path(path), value, parent,
+                                             root=self.root)
 
     def _unowned_noise(self, path: Path) -> bool:
-        return (len(path) == 3 and path[0] == "metadata" and path[1] in ("annotations", "labels")
-                and path[2] in _CONTROLLER_METADATA)
+        # Without managedFields, the last-applied annotation is no evidence of a terminal
+        # apply: Argo CD's default (client-side) sync writes it as well.
+        if not (len(path) == 3 and path[0] == "metadata" and path[1] in ("annotations", "labels")):
+            return False
+        name = path[2]
+        return isinstance(name, str) and (
+            name in _CONTROLLER_METADATA or _tool_metadata(name) or name == LAST_APPLIED)
+
+    @staticmethod
+    def _helm_bookkeeping(path: Path, owner: Owner) -> bool:
+        return (len(path) == 3 and path[:2] == ("metadata", "annotations")
+                and isinstance(path[2], str) and path[2].startswith(_HELM_METADATA_PREFIX)
+                and owner.manager.split("/", 1)[0] in _HELM_MANAGERS)
 
     def added_item(self, path: Path, value: Any, holder: Mapping[str, Any]) -> None:
         """A list item present live only, reported whole (``holder`` holds the list)."""
@@ -301,7 +334,7 @@ class _Walk:
                 self._report(path, "added", None, value, None, "unknown")
             return
         owner = self._human_owner(self.index.owners_of_value(path))
-        if owner is not None:
+        if owner is not None and not self._helm_bookkeeping(path, owner):
             self._report(path, "added", None, value, owner, "human")
 
     # -- walking
@@ -348,11 +381,13 @@ class _Walk:
                     self.added_item((*path, _item_element(item, info.keys)), item, holder)
             return
         if info.type == "set":
+            # Items of a set are their own identity: a missing one is removed, an extra one
+            # added (when a human owns it), each at its own path (`finalizers[="x"]`).
             live_set = {_freeze(v) for v in live}
             desired_set = {_freeze(v) for v in desired}
-            if not desired_set <= live_set:
-                self.changed(path, desired, live)
-                return
+            for item in desired:
+                if _freeze(item) not in live_set:
+                    self.removed((*path, Value(item)), item)
             for item in live:
                 if _freeze(item) not in desired_set:
                     self.added((*path, Value(item)), item, holder)
@@ -426,7 +461,7 @@ def compare_object(key: ResourceKey, desired: dict[str, Any] | None, live: dict[
 
     group, version = _split_api_version(api_version)
     walk = _Walk(group, version, key.kind, ownership(live) if humans is not None
-                 else OwnershipIndex(None), settings)
+                 else OwnershipIndex(None), settings, have)
     walk.node(want, have, (), have)
     return _finish(key, api_version, walk.drifts, settings.ignore.for_object(key), source)
 

@@ -763,12 +763,47 @@ def table(group: str, kind: str) -> tuple[tuple[Path, Rule], ...]:
     return (*compiled.exact.items(), *populated)
 
 
+# Kinds whose labels SetDefaults_* copy from the pod template when the object has none
+# (pkg/apis/batch/v1/defaults.go SetDefaults_Job; pkg/apis/core/v1/defaults.go
+# SetDefaults_ReplicationController). For a Job the copy is the template's very map, so the
+# labels the registry generates into the template afterwards (controller-uid, job-name) show
+# up on the Job too.
+_TEMPLATE_LABEL_KINDS: Final = frozenset({("batch", "Job"), ("", "ReplicationController")})
+
+
+def _template_labels(root: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = root.get("spec")
+    template = spec.get("template") if isinstance(spec, Mapping) else None
+    meta = template.get("metadata") if isinstance(template, Mapping) else None
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    return labels if isinstance(labels, Mapping) else {}
+
+
+def _copied_from_template(path: Path, value: Any, root: Mapping[str, Any]) -> bool | None:
+    """With the whole live object at hand: whether labels are the template's copy."""
+    if len(path) == 2:
+        template = _template_labels(root)
+        return isinstance(value, Mapping) and bool(value) and all(
+            k in template and _same(v, template[k]) for k, v in value.items())
+    if len(path) == 3:
+        template = _template_labels(root)
+        return path[2] in template and _same(value, template[path[2]])
+    return None
+
+
 def is_server_default(group: str, kind: str, path: tuple[str, ...], value: Any,
-                      parent: Mapping[str, Any]) -> bool:
+                      parent: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> bool:
     """Whether the live ``value`` at ``path`` is what the server fills in by itself.
 
     ``group`` is ``""`` for the core API. See the module docstring for ``path``/``parent``.
+    ``root``, the whole live object, answers what ``parent`` cannot: whether a Job's labels
+    are the copy of its template's (without it any labels of a Job Git gives none count).
     """
+    if root is not None and path[:2] == ("metadata", "labels") and \
+            (group, kind) in _TEMPLATE_LABEL_KINDS:
+        copied = _copied_from_template(path, value, root)
+        if copied is not None:
+            return copied
     table = _TABLE.get((group, kind), _GENERIC)
     return _check(table, path, value, parent)
 
