@@ -126,6 +126,22 @@ def _truncate(text: str, width: int = 120) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _list_delta(desired: list[Any], live: list[Any]) -> list[str]:
+    """``-``/``+`` lines for the items one list has and the other lacks (an atomic list, such
+    as RBAC ``rules``, drifts as a whole; its items say what changed)."""
+    def key(item: Any) -> bytes:
+        return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+
+    want = [key(i) for i in desired]
+    have = [key(i) for i in live]
+    lines = [f"- {_show(i)}" for i, k in zip(desired, want, strict=True) if k not in have]
+    lines += [f"+ {_show(i)}" for i, k in zip(live, have, strict=True) if k not in want]
+    if not lines:
+        # Same items in another order: order is meaning in an atomic list.
+        lines = [f"- {_show(desired)}", f"+ {_show(live)}"]
+    return lines
+
+
 def _drift_lines(d: DriftItem, paint: Any) -> list[str]:
     who = d.manager or "?"
     extra = ", ".join(x for x in (d.operation, d.time) if x)
@@ -136,6 +152,12 @@ def _drift_lines(d: DriftItem, paint: Any) -> list[str]:
         lines = [f"{head}   {owner} {category}"]
         for line in text_delta(d.desired, d.live):
             colour = _RED if line.startswith("-") else _GREEN if line.startswith("+") else _DIM
+            lines.append("      " + paint(line, colour))
+        return lines
+    if isinstance(d.desired, list) and isinstance(d.live, list) and d.desired != d.live:
+        lines = [f"{head}   {owner} {category}"]
+        for line in _list_delta(d.desired, d.live):
+            colour = _RED if line.startswith("-") else _GREEN
             lines.append("      " + paint(line, colour))
         return lines
     values = f"{_truncate(_show(d.desired))} → {_truncate(_show(d.live))}"

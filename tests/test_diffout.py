@@ -94,6 +94,26 @@ def test_text_shows_line_diff_for_multiline_values() -> None:
     assert text.count("a=1") == 1  # context line, not both full values
 
 
+def test_text_shows_item_delta_for_atomic_lists() -> None:
+    # RBAC `rules` is atomic: it drifts as a whole, and the text names the rule appended
+    # instead of two truncated renderings of the whole list.
+    rule = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}
+    extra = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
+    r = ObjectResult(ResourceKey("rbac.authorization.k8s.io", "Role", "shop", "reader"),
+                     "rbac.authorization.k8s.io/v1", "drifted", drifts=(
+        DriftItem(path="rules", op="changed", desired=[rule], live=[rule, extra],
+                  manager="kubectl-edit", operation="Update", category="human"),))
+    lines = to_text([r]).splitlines()
+    assert lines[1] == "  ~ rules   kubectl-edit (Update) human"
+    assert lines[2] == '      + {"apiGroups":[""],"resources":["secrets"],"verbs":["get","list","watch"]}'
+    assert len(lines) == 4 and "…" not in lines[2]
+    # reordered: both orders are shown
+    r2 = ObjectResult(r.key, r.api_version, "drifted", drifts=(
+        DriftItem(path="spec.args", op="changed", desired=["a", "b"], live=["b", "a"],
+                  manager="kubectl-edit", operation="Update", category="human"),))
+    assert to_text([r2]).splitlines()[2:4] == ['      - ["a","b"]', '      + ["b","a"]']
+
+
 @pytest.mark.parametrize("status", ["orphan", "ignored"])
 def test_text_headers_for_other_statuses(status: str) -> None:
     r = ObjectResult(WEB, "apps/v1", status, reason="legacy" if status == "ignored" else "")  # type: ignore[arg-type]
