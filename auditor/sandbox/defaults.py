@@ -212,11 +212,8 @@ def _cronjob(obj: Obj) -> None:
     _setdefault(spec, "failedJobsHistoryLimit", 1)
     jt = spec.setdefault("jobTemplate", {})
     jspec = jt.setdefault("spec", {})
-    # The CronJob's job template gets only the type defaults, no generated selector.
-    _setdefault(jspec, "backoffLimit", 6)
-    _setdefault(jspec, "completionMode", "NonIndexed")
-    _setdefault(jspec, "suspend", False)
-    _setdefault(jspec, "podReplacementPolicy", "TerminatingOrFailed")
+    # SetDefaults_Job is registered for Job, not JobSpec: a job template keeps only the
+    # pod template defaults until the controller creates the Job.
     pod_spec((jspec.get("template") or {}).get("spec"))
 
 
@@ -351,7 +348,26 @@ def _pod(obj: Obj) -> None:
             tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
                                 "tolerationSeconds": 300})
     obj.setdefault("status", {}).setdefault("phase", "Pending")
-    obj["status"].setdefault("qosClass", "BestEffort")
+    obj["status"].setdefault("qosClass", _qos_class(spec))
+
+
+def _qos_class(spec: Obj) -> str:
+    """qos.GetPodQOS, comparing quantities as written (the sandbox does not parse them)."""
+    containers = [c for key in ("containers", "initContainers") for c in spec.get(key) or []
+                  if isinstance(c, dict)]
+    any_set = False
+    guaranteed = bool(containers)
+    for c in containers:
+        res = c.get("resources") or {}
+        requests, limits = res.get("requests") or {}, res.get("limits") or {}
+        if any(k in requests or k in limits for k in ("cpu", "memory")):
+            any_set = True
+        if not all(k in limits and requests.get(k, limits[k]) == limits[k]
+                   for k in ("cpu", "memory")):
+            guaranteed = False
+    if guaranteed:
+        return "Guaranteed"
+    return "Burstable" if any_set else "BestEffort"
 
 
 def _ingress_class_free(obj: Obj) -> None:
@@ -451,3 +467,18 @@ def apply_defaults(group: str, kind: str, obj: Obj, alloc: Allocator, *, creatin
         fn = _SIMPLE.get((group, kind))
         if fn is not None:
             fn(obj)
+
+
+def read_defaults(group: str, kind: str, obj: Obj) -> None:
+    """Defaults the server applies when it decodes an object from storage.
+
+    SetDefaults_Job copies the pod template's labels to a Job without labels; at create
+    time the template has no generated labels yet, so on a real cluster they appear on
+    the Job only when it is read back, and belong to no field manager.
+    """
+    if (group, kind) == ("batch", "Job"):
+        meta = obj.setdefault("metadata", {})
+        tmpl_labels = ((obj.get("spec") or {}).get("template") or {}).get(
+            "metadata", {}).get("labels")
+        if tmpl_labels and not meta.get("labels"):
+            meta["labels"] = dict(tmpl_labels)

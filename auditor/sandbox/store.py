@@ -24,7 +24,7 @@ import yaml
 from auditor.sandbox import apply as ssa
 from auditor.sandbox import patch as patches
 from auditor.sandbox.catalog import Catalog, Resource
-from auditor.sandbox.defaults import Allocator, apply_defaults
+from auditor.sandbox.defaults import Allocator, apply_defaults, read_defaults
 from auditor.sandbox.schema import Field, register_crd, root
 from auditor.sandbox.selectors import field_matcher, label_matcher
 from auditor.sandbox.status import ApiError, already_exists, invalid, not_found
@@ -223,6 +223,7 @@ class Store:
 
     def _finish(self, res: Resource, obj: Obj, entries: list[ssa.Entry], *, rv: int | None,
                 old: Record | None) -> Record:
+        read_defaults(res.group, res.kind, obj)
         meta = obj["metadata"]
         if rv is not None:
             meta["resourceVersion"] = str(rv)

@@ -147,6 +147,10 @@ def test_job_statefulset_secret_rbac_namespace_defaults(sandbox: Sandbox) -> Non
     assert (spec["completionMode"], spec["suspend"], spec["podReplacementPolicy"]) == (
         "NonIndexed", False, "TerminatingOrFailed")
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    # SetDefaults_Job on read: the Job gets its template's labels, owned by nobody
+    assert job["metadata"]["labels"] == spec["template"]["metadata"]["labels"]
+    owned = job["metadata"]["managedFields"][0]["fieldsV1"]
+    assert "f:labels" not in owned.get("f:metadata", {})
     assert spec["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
     sts = create(sandbox, {"apiVersion": "apps/v1", "kind": "StatefulSet",
                            "metadata": {"name": "db", "namespace": "default"},
@@ -200,8 +204,31 @@ def test_job_statefulset_secret_rbac_namespace_defaults(sandbox: Sandbox) -> Non
                                                                     "image": "c:1"}]}}}}}})
     assert (cj["spec"]["concurrencyPolicy"], cj["spec"]["successfulJobsHistoryLimit"],
             cj["spec"]["failedJobsHistoryLimit"], cj["spec"]["suspend"]) == ("Allow", 3, 1, False)
+    job_tmpl = cj["spec"]["jobTemplate"]["spec"]
+    assert "backoffLimit" not in job_tmpl  # Job defaults are not applied to templates
+    assert job_tmpl["template"]["spec"]["dnsPolicy"] == "ClusterFirst"
     pvc = create(sandbox, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                            "metadata": {"name": "d", "namespace": "default"},
                            "spec": {"accessModes": ["ReadWriteOnce"],
                                     "resources": {"requests": {"storage": "1Gi"}}}})
     assert pvc["spec"]["volumeMode"] == "Filesystem" and pvc["status"] == {"phase": "Pending"}
+
+
+def test_pod_admission_defaults(sandbox: Sandbox) -> None:
+    pod = create(sandbox, {"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": "p", "namespace": "default"},
+                           "spec": {"containers": [{
+                               "name": "c", "image": "busybox",
+                               "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+                               "readinessProbe": {"httpGet": {"port": 8080}}}]}})
+    spec = pod["spec"]
+    c = spec["containers"][0]
+    assert c["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"}
+    assert c["readinessProbe"] == {"httpGet": {"port": 8080, "path": "/", "scheme": "HTTP"},
+                                   "timeoutSeconds": 1, "periodSeconds": 10,
+                                   "successThreshold": 1, "failureThreshold": 3}
+    assert (spec["serviceAccountName"], spec["enableServiceLinks"], spec["priority"]) == (
+        "default", True, 0)
+    assert {t["key"] for t in spec["tolerations"]} == {"node.kubernetes.io/not-ready",
+                                                       "node.kubernetes.io/unreachable"}
+    assert pod["status"]["qosClass"] == "Guaranteed" and pod["metadata"]["generation"] == 1
