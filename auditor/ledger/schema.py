@@ -19,6 +19,8 @@ Tables
   drift_events  the lifecycle: opened, reopened, resolved(how), accepted, expired
   drift_state   cache: the current state per drift (rebuildable from drift_events)
   commits       Git commits audited
+  reverts       auto-revert attempts: what, desired vs. live, result (step 4)
+  adoptions     drift adopted into Git: paths, branch, commit, drift id (step 5)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import sqlite_utils
 
 from auditor.errors import LedgerError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 # The chained columns of each append-only table, in the order they are hashed. The event
 # type of a row is the table's name with ``s`` dropped (``object_versions`` → ``object_version``).
@@ -48,10 +50,15 @@ CHAINED: dict[str, tuple[str, ...]] = {
                      "expires", "related_drift_id"),
     "commits": ("id", "run_id", "repo", "sha", "author", "author_email", "date", "subject",
                 "pr", "trailers"),
+    # auto-revert attempts (schema step 4, auditor.ledger.reverts)
+    "reverts": ("id", "run_id", "at", "grp", "kind", "namespace", "name", "action", "mode",
+                "result", "reason", "items", "desired_hash", "live_hash",
+                "resource_version_before", "resource_version_after", "managers", "error"),
 }
 EVENT_TYPE: dict[str, str] = {
     "objects": "object", "object_versions": "object_version", "changes": "change",
     "drifts": "drift", "drift_events": "drift_event", "commits": "commit",
+    "reverts": "revert",
 }
 RUN_BEGIN = ("id", "cluster", "started_at", "git_commits", "tool_version", "config_hash",
              "pid", "host")
@@ -147,7 +154,9 @@ def _v1(db: sqlite_utils.Database) -> None:
         "id": int, "seq": int, "run_id": int, "repo": str, "sha": str, "author": str,
         "author_email": str, "date": str, "subject": str, "pr": int, "trailers": str}, pk="id")
     db.table("commits").create_index(["repo", "sha"], unique=True)
-    for table in (*CHAINED, "events", "checkpoints"):
+    # The tables of step 1 only: later steps create (and protect) their own.
+    for table in ("objects", "object_versions", "changes", "drifts", "drift_events", "commits",
+                  "events", "checkpoints"):
         _append_only(db, table)
     db.execute("""CREATE TRIGGER runs_no_delete BEFORE DELETE ON runs
         BEGIN SELECT RAISE(ABORT, 'ledger: runs are append-only; DELETE refused'); END""")
@@ -175,12 +184,26 @@ def _v3(db: sqlite_utils.Database) -> None:
     migrate(db)
 
 
+def _v4(db: sqlite_utils.Database) -> None:
+    from .reverts import migrate
+
+    migrate(db)
+
+
+def _v5(db: sqlite_utils.Database) -> None:
+    from .adoptions import migrate
+
+    migrate(db)
+
+
 # Features that keep state in the ledger own their tables in their own module of this
 # package (the only one that touches SQLite); each adds one numbered step here.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, _v1),
     (2, _v2),   # alert outbox (Slack delivery)
     (3, _v3),   # policy results
+    (4, _v4),   # auto-revert attempts
+    (5, _v5),   # adoptions (drift written back into Git)
 )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from auditor.errors import LedgerError
-from auditor.ledger import SCHEMA_VERSION, Ledger
+from auditor.ledger import SCHEMA_VERSION, Ledger, reverts
 from auditor.ledger.schema import CHAINED
 
 from .helpers import at, drifted, key, obs
@@ -55,6 +55,8 @@ def _populated(tmp_path: Path) -> Path:
         run = ledger.begin_run(started_at=at(1))
         run.observe(obs(key("web"), {"spec": {"replicas": 4}}, rv="2"))
         run.record(drifted(key("web"), ("spec.replicas", 2, 4)))
+        reverts.record(run, key("web"), action="apply", mode="enforce", result="reverted",
+                       reason="drifted")
         run.finish("complete")
     return db
 
