@@ -241,12 +241,14 @@ class Outbox:
     def to_announce(self) -> list[dict[str, Any]]:
         """Open drifts not announced in their current episode: never announced, or last
         announced as resolved/accepted (reopened, or an acknowledgement expired)."""
-        where = "s.state = 'open' AND (a.drift_id IS NULL OR a.notified_state != 'open')"
+        where = ("s.state = 'open' AND (a.drift_id IS NULL "
+                 "OR a.notified_state IN ('resolved', 'accepted'))")
         return [d for d, _ in self._drifts(where)]
 
     def to_follow_up(self) -> list[tuple[dict[str, Any], AlertState]]:
-        """Announced drifts whose state moved on since (resolved or accepted)."""
-        where = ("a.notified_state = 'open' AND s.state != 'open'")
+        """Announced (or, in quiet mode, suppressed) drifts whose state moved on since
+        (resolved or accepted)."""
+        where = "a.notified_state IN ('open', 'suppressed') AND s.state != 'open'"
         return [(d, a) for d, a in self._drifts(where) if a is not None]
 
     def to_remind(self, before: str) -> list[tuple[dict[str, Any], AlertState]]:
@@ -254,6 +256,15 @@ class Outbox:
         where = ("s.state = 'open' AND a.notified_state = 'open' "
                  "AND coalesce(a.reminded_at, a.notified_at) < ?")
         return [(d, a) for d, a in self._drifts(where, (before,)) if a is not None]
+
+    def announcements(self, drift_id: int, since: str) -> list[Message]:
+        """The messages that announced ``drift_id`` in its current episode (posted at or
+        after ``since``): one per channel/webhook it was routed to."""
+        return [_message(r) for r in self.conn.execute(
+            f"SELECT {_MESSAGE_COLS} FROM alert_outbox WHERE action = 'post' "
+            "AND kind IN ('drift', 'group', 'summary') AND created_at >= ? "
+            "AND EXISTS (SELECT 1 FROM json_each(alert_outbox.drift_ids) WHERE value = ?) "
+            "ORDER BY id", (since, drift_id))]
 
     def open_drifts(self) -> list[dict[str, Any]]:
         return [d for d, _ in self._drifts("s.state = 'open'")]

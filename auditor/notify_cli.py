@@ -1,0 +1,118 @@
+"""The alert and metrics commands — ``alerts send``, ``metrics``, ``serve`` — as
+``click.Command`` objects the CLI hub registers with ``main.add_command``.
+
+Like :mod:`auditor.ledger.cli`, each reads the configuration through the hub's context object
+and reports errors through the hub's ``handle_errors`` (imported at call time: the hub imports
+this module). This is the CLI layer, so it is where ``os.environ`` is read and handed down.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from auditor.errors import DeliveryError
+
+
+def _guarded(fn: Callable[..., None], *args: Any) -> None:
+    from auditor.cli import handle_errors
+
+    handle_errors(fn)(*args)
+
+
+def _config() -> Any:
+    return click.get_current_context().find_root().obj.load()
+
+
+ledger_option = click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
+                             help="Ledger file (default: ledger.path from the configuration).")
+
+
+@click.group("alerts")
+def alerts_group() -> None:
+    """Slack alerts from the ledger (queued in its outbox until delivered)."""
+
+
+@alerts_group.command("send")
+@ledger_option
+@click.option("--dry-run", is_flag=True,
+              help="Show what is pending and what would be queued; send and record nothing.")
+def send_cmd(ledger_path: str | None, dry_run: bool) -> None:
+    """Queue alerts for what the ledger recorded since the last delivery, then deliver
+    everything pending. Exit 2 when messages remain undelivered (they stay queued)."""
+
+    def body() -> None:
+        from auditor import alerts
+
+        cfg = _config()
+        report = alerts.send(cfg, ledger_path or cfg.ledger.path, env=os.environ,
+                             dry_run=dry_run)
+        if dry_run:
+            for preview in report.previews:
+                click.echo(preview + "\n")
+            click.echo(f"dry run: {len(report.previews)} message(s); nothing sent or recorded")
+            return
+        click.echo(report.line())
+        if report.enabled and report.pending:
+            raise DeliveryError(f"{report.pending} message(s) still queued"
+                                + (f": {report.errors[-1]}" if report.errors else ""))
+
+    _guarded(body)
+
+
+@click.command("metrics")
+@ledger_option
+@click.option("--textfile", type=click.Path(dir_okay=False),
+              help="Write the exposition here for node-exporter's textfile collector "
+                   "(atomic rename; default: metrics.textfile).")
+@click.option("--pushgateway", metavar="URL",
+              help="Push to this Pushgateway, grouped by job and cluster "
+                   "(default: metrics.pushgateway).")
+@click.option("--print", "print_", is_flag=True, help="Print the exposition on stdout.")
+def metrics_cmd(ledger_path: str | None, textfile: str | None, pushgateway: str | None,
+                print_: bool) -> None:
+    """Prometheus metrics from the ledger: print, write a textfile and/or push."""
+
+    def body() -> None:
+        from auditor import metrics
+
+        cfg = _config()
+        path = ledger_path or cfg.ledger.path
+        target_file = textfile or cfg.metrics.textfile
+        target_gw = pushgateway or cfg.metrics.pushgateway
+        if print_ or not (target_file or target_gw):
+            sys.stdout.write(metrics.exposition(cfg, path))
+        report = metrics.deliver(cfg, path, textfile=target_file, pushgateway=target_gw)
+        for line in report.lines():
+            click.echo(line, err=True)
+
+    _guarded(body)
+
+
+@click.command("serve")
+@ledger_option
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=9717, show_default=True, type=int)
+def serve_cmd(ledger_path: str | None, host: str, port: int) -> None:
+    """Serve /metrics (read from the ledger at each scrape) until interrupted."""
+
+    def body() -> None:
+        from auditor import metrics
+
+        cfg = _config()
+        server = metrics.make_server(cfg, ledger_path or cfg.ledger.path, host=host, port=port)
+        click.echo(f"serving /metrics on http://{host}:{server.server_address[1]}/metrics",
+                   err=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+
+    _guarded(body)
+
+
+COMMANDS = (alerts_group, metrics_cmd, serve_cmd)
