@@ -199,13 +199,41 @@ class ReportsConfig:
 
 
 @dataclass(frozen=True)
+class PolicyExemption:
+    """An approved exception to a compliance policy for the objects it selects (``*`` globs).
+
+    ``expires`` is an ISO 8601 date (valid through that day, UTC) or time; once past, the
+    policy fails again for these objects and says the exemption expired.
+    """
+
+    policy: str
+    group: str = "*"
+    kind: str = "*"
+    namespace: str = "*"
+    name: str = "*"
+    justification: str = ""
+    approver: str = ""
+    expires: str = ""
+
+
+@dataclass(frozen=True)
 class PoliciesConfig:
     directory: str = "policies"
     enabled: bool = True
+    exemptions: tuple[PolicyExemption, ...] = ()
+    # Policy names (globs) not evaluated at all.
+    disabled: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class RevertConfig:
+    """Auto-revert (:mod:`auditor.revert`). Off by default; ``kinds``/``namespaces``/
+    ``label_selector`` narrow it (empty: everything audited). ``max_objects`` is the per-run
+    cap: a run that would revert more reverts nothing. An object annotated
+    ``<opt_out_annotation>: "false"`` is never reverted. A failed revert of an object is
+    retried after ``failure_backoff_minutes``, doubling per failure in a row (at most a day).
+    """
+
     mode: Literal["off", "dry-run", "enforce"] = "off"
     kinds: tuple[str, ...] = ()
     namespaces: tuple[str, ...] = ()
@@ -213,6 +241,9 @@ class RevertConfig:
     recreate_missing: bool = False
     prune: bool = False
     max_objects: int = 10
+    field_manager: str = "drift-auditor"
+    opt_out_annotation: str = "drift-auditor.io/revert"
+    failure_backoff_minutes: float = 60.0
 
 
 @dataclass(frozen=True)
