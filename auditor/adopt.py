@@ -362,10 +362,12 @@ def put(root: Any, steps: Sequence[Step], value: Any, *, create: bool,
 
 
 def delete(root: Any, steps: Sequence[Step]) -> None:
-    """Remove the field or list item at ``steps``."""
-    found, _ = get(root, steps[:-1])
-    parent = get(root, steps[:-1])[1] if found else None
+    """Remove the field or list item at ``steps``; a map or list left empty by that goes
+    too (empty and absent are the same to the comparison, and ``env: []`` is noise)."""
+    found, parent = get(root, steps[:-1])
     step = steps[-1]
+    if not found:
+        raise CannotEdit("the field to remove is not here")
     if isinstance(parent, dict):
         name = step if isinstance(step, str) else str(step.value) if isinstance(step, Val) \
             else None
@@ -379,6 +381,8 @@ def delete(root: Any, steps: Sequence[Step]) -> None:
         del parent[index]
     else:
         raise CannotEdit("the field to remove is not here")
+    if not parent and len(steps) > 1 and isinstance(steps[-2], str):
+        delete(root, steps[:-1])
 
 
 def _styled(old: Any, new: Any) -> Any:
@@ -460,6 +464,7 @@ def _yaml_rt(text: str) -> YAML:
     y = YAML(typ="rt")
     y.preserve_quotes = True
     y.width = 1 << 16  # never re-wrap long lines
+    y.brace_single_entry_mapping_in_flow_sequence = True  # keep `[{a: 1}]` as written
     mapping, sequence, offset = guess_indent(text)
     y.indent(mapping=mapping, sequence=sequence, offset=offset)
     return y
@@ -514,6 +519,25 @@ def merge3(original: str, base: str, edited: str) -> str:
     return "".join(out)
 
 
+_COMMENT = re.compile(r"(\s+)(#.*)$")
+
+
+def _keep_comment_spacing(original: str, new: str) -> str:
+    """Trailing comments of edited lines keep their original spacing (ruamel re-spaces the
+    comment of a flow collection it re-renders)."""
+    old_l, new_l = original.splitlines(True), new.splitlines(True)
+    matcher = difflib.SequenceMatcher(None, old_l, new_l, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "replace" or i2 - i1 != j2 - j1:
+            continue
+        for o, n in zip(range(i1, i2), range(j1, j2), strict=True):
+            was, now = _COMMENT.search(old_l[o].rstrip("\n")), _COMMENT.search(new_l[n].rstrip("\n"))
+            if was and now and was.group(2) == now.group(2) and was.group(1) != now.group(1):
+                end = "\n" if new_l[n].endswith("\n") else ""
+                new_l[n] = new_l[n].rstrip("\n")[:now.start()] + was.group(1) + was.group(2) + end
+    return "".join(new_l)
+
+
 def _load_11(text: str) -> list[Any]:
     return list(yaml.safe_load_all(text))
 
@@ -541,7 +565,7 @@ def edit_text(text: str, match: DocMatch, items: Sequence[DriftItem]) -> str:
         edit_object(docs[n], item, ruamel=True)
         edit_object(reference[n], item, ruamel=False)
     edited = _dump(y, docs)
-    for candidate in (merge3(text, base, edited), edited):
+    for candidate in (_keep_comment_spacing(text, merge3(text, base, edited)), edited):
         try:
             if _load_11(candidate) == reference:
                 return candidate

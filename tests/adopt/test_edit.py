@@ -1,0 +1,122 @@
+"""The YAML editing core of `adopt`, on files: paths parsed as the contract prints them,
+values written where they belong, and nothing else in the file moves."""
+
+from __future__ import annotations
+
+import difflib
+
+import pytest
+
+from auditor.adopt import (CannotEdit, Idx, Sel, Val, edit_text, guess_indent, merge3,
+                           parse_path)
+from auditor.records import DriftItem
+
+DEPLOY = """\
+# Web front end. Owned by team shop.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels: {app.kubernetes.io/name: web}   # flow style stays
+spec:
+  replicas: 2  # two is enough by day
+  selector:
+    matchLabels: {app.kubernetes.io/name: web}
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: web
+    spec:
+      containers:
+        - name: web
+          image: "shop/web:1.4.2"
+          ports: [{containerPort: 8080}]
+          env:
+            - name: MODE
+              value: 'prod'
+        - name: sidecar
+          image: shop/proxy:2
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web
+  namespace: shop
+data:
+  greeting: hello
+"""
+
+
+def changed_lines(old: str, new: str) -> list[str]:
+    return [ln for ln in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="",
+                                              n=0)
+            if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+
+
+def is_web(doc: object) -> bool:
+    return isinstance(doc, dict) and doc.get("kind") == "Deployment"
+
+
+def test_parse_path_follows_the_contract() -> None:
+    assert parse_path("spec.template.spec.containers[name=web].image") == (
+        "spec", "template", "spec", "containers", Sel((("name", "web"),)), "image")
+    assert parse_path("spec.ports[containerPort=80,protocol=TCP]") == (
+        "spec", "ports", Sel((("containerPort", 80), ("protocol", "TCP"))))
+    assert parse_path('metadata.labels["app.kubernetes.io/name"]') == (
+        "metadata", "labels", "app.kubernetes.io/name")
+    assert parse_path('spec.finalizers["a/b"]') == ("spec", "finalizers", "a/b")
+    assert parse_path("x[3]") == ("x", Idx(3))
+    assert parse_path("x[foo]") == ("x", Val("foo"))
+
+
+def test_guess_indent_reads_the_file_style() -> None:
+    assert guess_indent(DEPLOY) == (2, 4, 2)
+    assert guess_indent("a:\n  b:\n  - c\n") == (2, 2, 0)
+
+
+@pytest.mark.parametrize(("item", "expected"), [
+    (DriftItem("spec.template.spec.containers[name=web].image", "changed", "shop/web:1.4.2",
+               "shop/web:1.5.0"),
+     ['-          image: "shop/web:1.4.2"', '+          image: "shop/web:1.5.0"']),
+    (DriftItem("spec.replicas", "changed", 2, 4),
+     ["-  replicas: 2  # two is enough by day", "+  replicas: 4  # two is enough by day"]),
+    (DriftItem("spec.template.spec.containers[name=web].env[name=DEBUG]", "added", None,
+               {"name": "DEBUG", "value": "1"}),
+     ["+            - name: DEBUG", '+              value: "1"']),
+    (DriftItem("spec.template.metadata.labels.hotfix", "added", None, "true"),
+     ['+        hotfix: "true"']),
+    (DriftItem("metadata.labels.tier", "added", None, "web"),
+     ["-  labels: {app.kubernetes.io/name: web}   # flow style stays",
+      "+  labels: {app.kubernetes.io/name: web, tier: web}   # flow style stays"]),
+    (DriftItem("spec.template.spec.containers[name=web].ports[containerPort=9090,protocol=TCP]",
+               "added", None, {"containerPort": 9090, "protocol": "TCP"}),
+     ["-          ports: [{containerPort: 8080}]",
+      "+          ports: [{containerPort: 8080}, {containerPort: 9090, protocol: TCP}]"]),
+    (DriftItem("spec.template.spec.containers[name=web].env[name=MODE]", "removed",
+               {"name": "MODE", "value": "prod"}, None),
+     # The list it leaves empty goes too: empty and absent are the same to the comparison.
+     ["-          env:", "-            - name: MODE", "-              value: 'prod'"]),
+])
+def test_only_the_adopted_lines_change(item: DriftItem, expected: list[str]) -> None:
+    new = edit_text(DEPLOY, is_web, [item])
+    assert changed_lines(DEPLOY, new) == expected
+
+
+def test_other_documents_of_the_file_are_untouched() -> None:
+    new = edit_text(DEPLOY, lambda d: isinstance(d, dict) and d.get("kind") == "ConfigMap",
+                    [DriftItem("data.greeting", "changed", "hello", "on")])
+    # "on" is a boolean to YAML 1.1 (and to Kubernetes): it must be written quoted.
+    assert changed_lines(DEPLOY, new) == ["-  greeting: hello", '+  greeting: "on"']
+
+
+def test_a_value_not_written_in_the_document_is_refused() -> None:
+    with pytest.raises(CannotEdit, match="not written"):
+        edit_text(DEPLOY, is_web, [DriftItem("spec.paused", "changed", False, True)])
+
+
+def test_merge3_keeps_original_text_where_ruamel_rerenders() -> None:
+    original = "a: [{x: 1}]\nb: 1\n"
+    base = "a: [x: 1]\nb: 1\n"
+    edited = "a: [x: 1]\nb: 2\n"
+    assert merge3(original, base, edited) == "a: [{x: 1}]\nb: 2\n"
