@@ -1,0 +1,287 @@
+"""Read-only queries behind ``drift-auditor report``: the rows of one period, as plain tuples
+and dicts, for :mod:`auditor.report.period` to turn into a report.
+
+Nothing here writes. Period bounds are ledger timestamps (``start`` inclusive, ``end``
+exclusive); ledger timestamps are fixed-width UTC strings, so string order is time order.
+
+Which rows belong to a period is a definition the report states in its appendix:
+  - a run belongs to the period its ``started_at`` falls in;
+  - a change belongs to the period of the run that detected (recorded) it;
+  - a drift is in scope when it was open at any moment of the period, which needs its whole
+    event history up to the period's end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .verify import VerifyResult, verify
+
+# The policy feature owns its table (see :mod:`.policyresults`); the report reads it when
+# present and has rows, and says so when not.
+POLICY_TABLES = ("policy_results",)
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: int
+    cluster: str
+    started_at: str
+    ended_at: str
+    status: str
+    git_commits: dict[str, str]
+    counts: dict[str, Any]
+    tool_version: str
+    config_hash: str
+    problems: list[dict[str, Any]]
+    skipped_kinds: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRow:
+    id: int
+    seq: int
+    run_id: int
+    detected_at: str
+    cluster: str
+    object_id: int
+    group: str
+    kind: str
+    namespace: str
+    name: str
+    change: str
+    time: str
+    manager: str
+    operation: str
+    category: str
+    user: str
+    user_source: str
+    authorized: bool | None
+    version_id: int
+    prev_version_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DriftRow:
+    id: int
+    seq: int
+    object_id: int
+    group: str
+    kind: str
+    namespace: str
+    name: str
+    status: str
+    items: list[dict[str, Any]]
+    category: str
+    manager: str
+    source_file: str
+    source_commit: str
+    run_id: int
+    opened_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class DriftEventRow:
+    id: int
+    seq: int
+    drift_id: int
+    run_id: int | None
+    at: str
+    event: str
+    how: str
+    by: str
+    reason: str
+    expires: str
+    related_drift_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRow:
+    id: int
+    run_id: int | None
+    repo: str
+    sha: str
+    author: str
+    author_email: str
+    date: str
+    subject: str
+    pr: int | None
+    trailers: list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    id: int
+    run_id: int | None
+    seq: int
+    head_hash: str
+    at: str
+    signed: bool
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    return orjson.loads(text) if text else default
+
+
+def runs_between(conn: sqlite3.Connection, start: str, end: str) -> list[RunRow]:
+    """Every run that started in ``[start, end)``, oldest first, whatever its status."""
+    out = []
+    for (rid, cluster, started, ended, status, commits, counts, version, config_hash, problems,
+         skipped) in conn.execute(
+            "SELECT id, cluster, started_at, ended_at, status, git_commits, counts, "
+            "tool_version, config_hash, problems, skipped_kinds FROM runs "
+            "WHERE started_at >= ? AND started_at < ? ORDER BY started_at, id", (start, end)):
+        out.append(RunRow(int(rid), cluster or "", started, ended or "", status,
+                          _loads(commits, {}), _loads(counts, {}), version or "",
+                          config_hash or "", _loads(problems, []), _loads(skipped, [])))
+    return out
+
+
+def first_runs(conn: sqlite3.Connection) -> dict[str, str]:
+    """``{cluster: start of its first run}`` over the whole ledger."""
+    return {str(c or ""): str(t) for c, t in conn.execute(
+        "SELECT cluster, min(started_at) FROM runs GROUP BY cluster")}
+
+
+def last_run_before(conn: sqlite3.Connection, start: str) -> RunRow | None:
+    """The newest run that started before ``start`` (the state the period inherits)."""
+    row = conn.execute("SELECT started_at FROM runs WHERE started_at < ? "
+                       "ORDER BY started_at DESC, id DESC LIMIT 1", (start,)).fetchone()
+    if row is None:
+        return None
+    found = runs_between(conn, row[0], row[0] + "\x7f")
+    return found[-1] if found else None
+
+
+def changes_between(conn: sqlite3.Connection, start: str, end: str) -> list[ChangeRow]:
+    """Every change recorded by a run that started in ``[start, end)``, in chain order."""
+    out = []
+    for row in conn.execute(
+            "SELECT c.id, c.seq, c.run_id, r.started_at, r.cluster, c.object_id, o.grp, o.kind, "
+            "o.namespace, o.name, c.change, c.time, c.manager, c.operation, c.category, c.user, "
+            "c.user_source, c.authorized, c.version_id, c.prev_version_id "
+            "FROM changes c JOIN runs r ON r.id = c.run_id JOIN objects o ON o.id = c.object_id "
+            "WHERE r.started_at >= ? AND r.started_at < ? ORDER BY c.seq", (start, end)):
+        (cid, seq, run_id, detected, cluster, oid, grp, kind, ns, name, change, time, manager,
+         operation, category, user, user_source, authorized, vid, prev) = row
+        out.append(ChangeRow(int(cid), int(seq), int(run_id), detected, cluster or "", int(oid),
+                             grp or "", kind, ns or "", name, change, time or "", manager or "",
+                             operation or "", category or "unknown", user or "",
+                             user_source or "",
+                             None if authorized is None else bool(authorized), int(vid),
+                             None if prev is None else int(prev)))
+    return out
+
+
+def drift_history(conn: sqlite3.Connection, end: str) -> tuple[list[DriftRow], list[DriftEventRow]]:
+    """Every drift opened before ``end`` and every lifecycle event before ``end`` (in chain
+    order), so a drift's state at any moment of the period can be replayed."""
+    drifts = []
+    for row in conn.execute(
+            "SELECT d.id, d.seq, d.object_id, o.grp, o.kind, o.namespace, o.name, d.status, "
+            "d.items, d.category, d.manager, d.source_file, d.source_commit, d.run_id, "
+            "d.opened_at FROM drifts d JOIN objects o ON o.id = d.object_id "
+            "WHERE d.opened_at < ? ORDER BY d.id", (end,)):
+        (did, seq, oid, grp, kind, ns, name, status, items, category, manager, source_file,
+         source_commit, run_id, opened) = row
+        drifts.append(DriftRow(int(did), int(seq), int(oid), grp or "", kind, ns or "", name,
+                               status, _loads(items, []), category or "unknown", manager or "",
+                               source_file or "", source_commit or "", int(run_id), opened))
+    events = []
+    for (eid, seq, did, run_id, at, event, how, by, reason, expires, related) in conn.execute(
+            "SELECT id, seq, drift_id, run_id, at, event, how, by, reason, expires, "
+            "related_drift_id FROM drift_events WHERE at < ? ORDER BY seq", (end,)):
+        events.append(DriftEventRow(int(eid), int(seq), int(did),
+                                    None if run_id is None else int(run_id), at, event,
+                                    how or "", by or "", reason or "", expires or "",
+                                    None if related is None else int(related)))
+    return drifts, events
+
+
+def commits(conn: sqlite3.Connection) -> list[CommitRow]:
+    """Every Git commit the ledger audited."""
+    out = []
+    for cid, run_id, repo, sha, author, email, date, subject, pr, trailers in conn.execute(
+            "SELECT id, run_id, repo, sha, author, author_email, date, subject, pr, trailers "
+            "FROM commits ORDER BY id"):
+        out.append(CommitRow(int(cid), None if run_id is None else int(run_id), repo or "", sha, author or "", email or "", date or "",
+                             subject or "", None if pr is None else int(pr),
+                             [(str(k), str(v)) for k, v in _loads(trailers, [])]))
+    return out
+
+
+def checkpoint_at(conn: sqlite3.Connection, end: str | None = None) -> CheckpointRow | None:
+    """The newest checkpoint written before ``end`` (``None``: the newest of all)."""
+    sql = "SELECT id, run_id, seq, head_hash, at, signature FROM checkpoints"
+    params: tuple[Any, ...] = ()
+    if end is not None:
+        sql += " WHERE at < ?"
+        params = (end,)
+    row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
+    if row is None:
+        return None
+    cid, run_id, seq, head_hash, at, signature = row
+    return CheckpointRow(int(cid), None if run_id is None else int(run_id), int(seq), head_hash,
+                         at, bool(signature))
+
+
+def namespaces_until(conn: sqlite3.Connection, end: str) -> list[str]:
+    """Namespaces of the objects the ledger had observed before ``end``."""
+    return [str(r[0]) for r in conn.execute(
+        "SELECT DISTINCT o.namespace FROM objects o WHERE o.namespace != '' AND EXISTS "
+        "(SELECT 1 FROM object_versions v WHERE v.object_id = o.id AND v.observed_at < ?) "
+        "ORDER BY 1", (end,))]
+
+
+def object_count_until(conn: sqlite3.Connection, end: str) -> int:
+    return int(conn.execute("SELECT count(DISTINCT object_id) FROM object_versions "
+                            "WHERE observed_at < ?", (end,)).fetchone()[0])
+
+
+def contents(conn: sqlite3.Connection, version_ids: Iterable[int]) -> Iterator[tuple[int, bytes]]:
+    """``(version_id, content JSON)`` for the versions whose content retention kept."""
+    ids = sorted(set(version_ids))
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i:i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for vid, content in conn.execute(
+                f"SELECT version_id, content FROM contents WHERE version_id IN ({marks})", chunk):
+            yield int(vid), content.encode() if isinstance(content, str) else content
+
+
+def policy_results(conn: sqlite3.Connection, start: str, end: str,
+                   ) -> tuple[list[str], list[dict[str, Any]]]:
+    """``(columns, rows)`` of the policy feature's results for the period's runs; empty when
+    that feature has no table or no rows yet. Rows are read column-agnostically because that
+    table is owned (and may still evolve) elsewhere."""
+    for table in POLICY_TABLES:
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                              (table,)).fetchone()
+        if not exists:
+            continue
+        columns = [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")]
+        if "run_id" in columns:
+            sql = (f"SELECT * FROM {table} WHERE run_id IN (SELECT id FROM runs "
+                   "WHERE started_at >= ? AND started_at < ?)")
+        else:
+            time_col = next((c for c in ("at", "evaluated_at", "time", "observed_at")
+                             if c in columns), None)
+            if time_col is None:
+                continue
+            sql = f"SELECT * FROM {table} WHERE {time_col} >= ? AND {time_col} < ?"
+        order = " ORDER BY id" if "id" in columns else ""
+        rows = [dict(zip(columns, r, strict=True))
+                for r in conn.execute(sql + order, (start, end))]
+        return columns, rows
+    return [], []
+
+
+def verify_ledger(conn: sqlite3.Connection) -> VerifyResult:
+    """The ledger's own verification (hash chain, rows, checkpoints), read-only."""
+    return verify(conn)

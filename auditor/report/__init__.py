@@ -1,0 +1,12 @@
+"""Compliance reports (SOC 2 style) for a period, from the ledger only.
+
+    report = period.build(ledger_path, start, end, config)   # the model, read-only queries
+    html.render_html(report)                                  # one self-contained page
+    export.changes_csv(report.changes)                        # the population, SHA-256 in the HTML
+    export.to_json(report)
+
+Modules: :mod:`.period` (the model from the ledger), :mod:`.episodes` (drift lifecycles
+replayed), :mod:`.monitoring` (expected vs actual runs), :mod:`.controls` (the SOC 2
+mapping), :mod:`.fields` (what a change touched), :mod:`.charts` (inline SVG),
+:mod:`.html` / :mod:`.export` (rendering), :mod:`.cli` (the ``report`` command).
+"""

@@ -1,0 +1,114 @@
+"""``drift-auditor report``: the compliance report for a period, from the ledger only, as HTML
+(with the change population CSV beside it), CSV or JSON. Registered by the CLI hub from
+:data:`COMMANDS`, like the ledger's commands."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from auditor.errors import ConfigError
+
+from . import export
+from .period import Options, build
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _guarded(fn: Callable[..., None], *args: Any) -> None:
+    from auditor.cli import handle_errors
+
+    handle_errors(fn)(*args)
+
+
+def parse_bound(text: str, *, end: bool) -> datetime:
+    """``2026-07-01`` (a whole UTC day: as ``--to`` it includes that day) or an ISO 8601
+    date-time (``--to`` exclusive); a time without a zone is UTC."""
+    text = text.strip()
+    try:
+        if _DATE_ONLY.match(text):
+            day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+            return day + timedelta(days=1) if end else day
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{'--to' if end else '--from'}: {text!r} is not a date (2026-07-01) "
+                          "or an ISO 8601 date-time (2026-07-01T00:00:00Z)") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _default_name(start: datetime, end: datetime) -> str:
+    last = end - timedelta(seconds=1)
+    return f"drift-report-{start:%Y%m%d}-{last:%Y%m%d}"
+
+
+@click.command("report")
+@click.option("--from", "from_", required=True, metavar="DATE",
+              help="Period start (UTC): a date or an ISO 8601 date-time.")
+@click.option("--to", "to", metavar="DATE",
+              help="Period end (UTC): a date includes that whole day; a date-time is "
+                   "exclusive. Default: now.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Output file. HTML default: <reports.directory>/drift-report-FROM-TO.html; "
+                   "CSV and JSON default to standard output.")
+@click.option("--format", "fmt", type=click.Choice(("html", "csv", "json")), default="html",
+              show_default=True)
+@click.option("--table", type=click.Choice(export.TABLES), default="changes", show_default=True,
+              help="With --format csv: which table (the change population, drift occurrences, "
+                   "or the run log).")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
+              help="Ledger file (default: ledger.path from the configuration).")
+@click.option("--title", default="Drift Auditor compliance report", show_default=True)
+@click.option("--skip-verify", is_flag=True,
+              help="Do not recompute the ledger's hash chain (the report says so).")
+def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: str,
+               ledger_path: str | None, title: str, skip_verify: bool) -> None:
+    """Compliance report for a period (SOC 2 control matrix, change population, drift and
+    remediation, monitoring completeness), from the ledger only."""
+
+    def run() -> None:
+        cfg = click.get_current_context().find_root().obj.load()
+        start = parse_bound(from_, end=False)
+        end = parse_bound(to, end=True) if to else datetime.now(UTC).replace(microsecond=0)
+        if end <= start:
+            raise ConfigError(f"--to must be after --from (got {start:%Y-%m-%dT%H:%M:%SZ} to "
+                              f"{end:%Y-%m-%dT%H:%M:%SZ})")
+        target: Path | None = Path(output) if output else None
+        if fmt == "html" and target is None:
+            target = Path(cfg.reports.directory) / f"{_default_name(start, end)}.html"
+        csv_path = target.with_suffix(".changes.csv") if fmt == "html" and target else None
+        report = build(ledger_path or cfg.ledger.path, start, end, cfg, options=Options(
+            title=title, changes_csv_name=csv_path.name if csv_path else "",
+            verify=not skip_verify))
+        if fmt == "html":
+            from .html import render_html
+
+            assert target is not None and csv_path is not None
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # The CSV first: the HTML names it and prints its SHA-256.
+            csv_path.write_text(export.changes_csv(report.changes), encoding="utf-8")
+            target.write_text(render_html(report), encoding="utf-8")
+            click.echo(f"wrote {target} and {csv_path} ({len(report.changes)} changes, "
+                       f"sha256 {report.header.changes_csv_sha256})", err=True)
+        else:
+            data = (export.to_csv(report, table).encode("utf-8") if fmt == "csv"
+                    else export.to_json(report))
+            if target is None:
+                sys.stdout.buffer.write(data)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                click.echo(f"wrote {target}", err=True)
+        if report.header.integrity.ok is False:
+            click.echo(f"drift-auditor: warning: {report.header.integrity.message}", err=True)
+            sys.exit(1)
+
+    _guarded(run)
+
+
+COMMANDS = (report_cmd,)

@@ -1,0 +1,181 @@
+"""The control matrix: each of our checks, the SOC 2 (2017 Trust Services Criteria, revised
+points of focus 2022) common criteria it supports, its population in the period, its
+exceptions and links to the evidence rows.
+
+A check *passes* when its population is not empty and it has no exception; with an empty
+population it is *not tested* (an auditor cannot conclude anything from no evidence).
+Exceptions are counted per evidence row (a change, a drift occurrence, a gap, a commit), so
+the count can be re-performed by filtering the report's tables or its CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .model import ChangeItem, CommitItem, Control, DriftEpisode, Evidence, Integrity, Monitoring
+
+CRITERIA: dict[str, str] = {
+    "CC6.1": "Logical access security over protected information assets.",
+    "CC6.6": "Logical access security measures against threats from outside the system "
+             "boundaries.",
+    "CC6.8": "Controls prevent or detect and act upon the introduction of unauthorized or "
+             "malicious software.",
+    "CC7.1": "Detection and monitoring procedures identify changes to configurations that "
+             "introduce vulnerabilities.",
+    "CC7.2": "System components are monitored for anomalies indicative of malicious acts, "
+             "natural disasters and errors.",
+    "CC7.3": "Security events are evaluated to determine whether they could or did result in "
+             "a failure to meet objectives.",
+    "CC7.4": "Identified security incidents are responded to by a defined program "
+             "(contain, remediate, communicate).",
+    "CC8.1": "Changes to infrastructure, data, software and procedures are authorized, "
+             "documented, tested, approved and implemented.",
+}
+
+ACCESS_KINDS = frozenset({"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
+                          "ServiceAccount", "Secret"})
+BOUNDARY_KINDS = frozenset({"NetworkPolicy", "Ingress", "IngressClass", "Service", "Gateway",
+                            "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute"})
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod",
+                            "ReplicaSet"})
+EVIDENCE_LIMIT = 25
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    changes: Sequence[ChangeItem]
+    drifts: Sequence[DriftEpisode]
+    monitoring: Monitoring
+    integrity: Integrity
+    commits: Sequence[CommitItem]
+    sla_hours: float
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def _result(population: int, exceptions: int) -> str:
+    if population == 0:
+        return "not-tested"
+    return "exceptions" if exceptions else "pass"
+
+
+def _links(rows: Sequence[tuple[str, str]], section: str, label: str) -> list[Evidence]:
+    out = [Evidence(label, f"#{section}")]
+    out += [Evidence(text, f"#{anchor}") for text, anchor in rows[:EVIDENCE_LIMIT]]
+    if len(rows) > EVIDENCE_LIMIT:
+        out.append(Evidence(f"+{len(rows) - EVIDENCE_LIMIT} more in {label}", f"#{section}"))
+    return out
+
+
+def _change_ref(c: ChangeItem) -> tuple[str, str]:
+    return f"change {c.id}", f"chg-{c.id}"
+
+
+def _drift_ref(d: DriftEpisode) -> tuple[str, str]:
+    suffix = f".{d.occurrence}" if d.occurrence > 1 else ""
+    return f"drift {d.drift_id}{suffix}", d.anchor
+
+
+def _kind_control(cid: str, criteria: list[str], title: str, check: str, data: _Inputs,
+                  wanted: Callable[[str, list[str]], bool]) -> Control:
+    """Changes and drifts on matching objects: an unauthorized change, or a drift still open
+    and unaccepted at the period's end, is an exception."""
+    changes = [c for c in data.changes if wanted(c.kind, c.fields)]
+    drifts = [d for d in data.drifts if wanted(d.kind, [v.path for v in d.values])]
+    bad_changes = [c for c in changes if c.authorization == "unauthorized"]
+    bad_drifts = [d for d in drifts if d.state_at_end == "open"]
+    refs = [_change_ref(c) for c in bad_changes] + [_drift_ref(d) for d in bad_drifts]
+    return Control(cid, criteria, title, check, len(changes) + len(drifts), len(refs),
+                   _result(len(changes) + len(drifts), len(refs)),
+                   [Evidence("drift and remediation", "#drifts"),
+                    *_links(refs, "changes", "change population")],
+                   f"{_n(len(changes), 'change')}, {_n(len(drifts), 'drift occurrence')}; "
+                   f"exceptions: {len(bad_changes)} unauthorized, {len(bad_drifts)} open at the "
+                   "period's end")
+
+
+def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitoring: Monitoring,
+          integrity: Integrity, commits: Sequence[CommitItem], sla_hours: float) -> list[Control]:
+    data = _Inputs(changes, drifts, monitoring, integrity, commits, sla_hours)
+    out = [
+        _kind_control(
+            "DA-1", ["CC6.1"], "Access configuration matches Git",
+            "RBAC roles and bindings, ServiceAccounts and Secrets change only through Git; "
+            "drift on them is remediated or accepted.", data,
+            lambda kind, _paths: kind in ACCESS_KINDS),
+        _kind_control(
+            "DA-2", ["CC6.6"], "Network boundary matches Git",
+            "NetworkPolicies, Services, Ingresses and Gateway routes change only through Git.",
+            data, lambda kind, _paths: kind in BOUNDARY_KINDS),
+        _kind_control(
+            "DA-3", ["CC6.8"], "Only reviewed software runs",
+            "Workloads (and their container images) change only through Git; an image set "
+            "by hand is an unauthorized change.", data,
+            lambda kind, _paths: kind in WORKLOAD_KINDS),
+    ]
+    mon = data.monitoring
+    gap_refs = [(f"gap {g.start}", f"gap-{i}") for i, g in enumerate(mon.gaps)]
+    missed = sum(g.missed for g in mon.gaps)
+    out.append(Control(
+        "DA-4", ["CC7.1"], "Configuration is compared with Git on schedule",
+        f"A run every {mon.schedule_minutes} minutes compares every object in scope with Git; "
+        "every expected run happened and finished.",
+        mon.expected, missed, _result(mon.expected, missed),
+        _links(gap_refs, "monitoring", "monitoring completeness"),
+        f"{mon.covered} of {mon.expected} scheduled runs covered; {len(mon.gaps)} gaps"))
+    unraised = [c for c in changes if c.authorization == "unauthorized" and c.drift_id is None]
+    unverified = [c for c in changes if c.authorization == "unverified"]
+    refs = [_change_ref(c) for c in unraised + unverified]
+    out.append(Control(
+        "DA-5", ["CC7.2"], "Out-of-band changes are detected and attributed",
+        "Every live change is judged against Git; an unauthorized one is raised as a drift "
+        "naming its field manager (and user, from the audit log).",
+        len(changes), len(refs), _result(len(changes), len(refs)),
+        _links(refs, "changes", "change population"),
+        f"{len(unraised)} unauthorized changes not raised as drift, {len(unverified)} changes "
+        "whose authorization could not be judged (e.g. a deletion without an audit log)"))
+    integ = data.integrity
+    out.append(Control(
+        "DA-6", ["CC7.2", "CC7.3"], "The audit trail is complete and unaltered",
+        "The ledger's hash chain, every chained row and every checkpoint verify.",
+        integ.events_checked if integ.ok is not None else 0,
+        0 if integ.ok else 1, "not-tested" if integ.ok is None else _result(
+            integ.events_checked, 0 if integ.ok else 1),
+        [Evidence("ledger verification", "#header")], integ.message))
+    sla_s = sla_hours * 3600
+    stale = [d for d in drifts if d.state_at_end == "open" and d.exposure_s > sla_s]
+    open_ended = [d for d in drifts if d.accepted_by and not d.accepted_until
+                  and d.state_at_end == "accepted"]
+    refs = [_drift_ref(d) for d in stale + open_ended]
+    out.append(Control(
+        "DA-7", ["CC7.3"], "Every drift is evaluated",
+        f"Each drift is remediated or accepted (who, why, until when) within {sla_hours:g} h.",
+        len(drifts), len(refs), _result(len(drifts), len(refs)),
+        _links(refs, "drifts", "drift and remediation"),
+        f"{len(stale)} drifts open and unaccepted beyond the SLA at the period's end, "
+        f"{len(open_ended)} acceptances without an expiry"))
+    breaches = [d for d in drifts if d.sla_breach]
+    refs = [_drift_ref(d) for d in breaches]
+    out.append(Control(
+        "DA-8", ["CC7.4"], "Drift is remediated within the SLA",
+        f"Time open and not accepted stays within {sla_hours:g} h for every drift.",
+        len(drifts), len(refs), _result(len(drifts), len(refs)),
+        _links(refs, "drifts", "drift and remediation"),
+        f"{len(breaches)} SLA breaches"))
+    unauthorized = [c for c in changes if c.authorization == "unauthorized"]
+    unreviewed = [c for c in commits if c.pr is None or not c.approvers]
+    refs = [_change_ref(c) for c in unauthorized] + [
+        (f"commit {c.sha[:10]}", f"commit-{c.sha[:12]}") for c in unreviewed]
+    population = len(changes) + len(commits)
+    out.append(Control(
+        "DA-9", ["CC8.1"], "Changes go through reviewed Git commits",
+        "Every live change matches Git (authorized), and every commit audited in the period "
+        "carries a pull request and an approver (Reviewed-by / Approved-by trailer).",
+        population, len(refs), _result(population, len(refs)),
+        _links(refs, "changes", "change population"),
+        f"{len(unauthorized)} unauthorized changes, {len(unreviewed)} of {len(commits)} "
+        "commits without a pull request or approver"))
+    return out

@@ -1,0 +1,89 @@
+"""The appendix: how every number in the report is computed, so an auditor can re-perform it
+from the ledger (or from the exported CSVs) without reading our code."""
+
+from __future__ import annotations
+
+
+def definitions(schedule_minutes: int, sla_hours: float) -> list[tuple[str, str]]:
+    return [
+        ("Period",
+         "A half-open UTC interval [from, to). A run belongs to the period its start time "
+         "falls in; a change belongs to the period of the run that detected it; a drift "
+         "occurrence is in scope when it was unresolved at any moment of the period."),
+        ("Run",
+         f"One audit cycle, scheduled every {schedule_minutes} minutes: the cluster is listed, "
+         "compared with Git and the result recorded in the ledger. Status complete, partial "
+         "(some kinds could not be listed), failed or running (never finished)."),
+        ("Monitoring completeness",
+         f"The period (up to its end, or up to the report's generation for a period still "
+         f"running) is cut into slots of {schedule_minutes} minutes from its start; only whole "
+         "slots are expected. A slot is covered when a complete or partial run of the cluster "
+         "started in it. Expected = slots × clusters; covered slots / expected = coverage. A "
+         "gap is a maximal series of uncovered slots, named with the reason (no run, or only "
+         "failed runs)."),
+        ("Compliance score",
+         "Σ in-sync objects ÷ Σ (in-sync + drifted + missing + orphan) objects over every "
+         "complete or partial run of the period, × 100. Ignored objects are excluded. The "
+         "per-run counts are in the monitoring table (runs CSV), so the score is re-performed "
+         "by summing its columns."),
+        ("Change",
+         "A new version of a live object recorded by a run: created, updated or deleted. The "
+         "first sighting of an object in the ledger's very first run is the baseline, not a "
+         "change. Change time is the managedFields time of the write; a deletion or removal "
+         "leaves no such time and its change time is shown as unknown."),
+        ("Fields",
+         "The paths of the drift the change opened (when it opened one); otherwise the paths "
+         "whose values differ between the object's previous and new version (values are never "
+         "shown; Secret keys by name only). Empty when the previous content was pruned by "
+         "retention or for a creation/deletion."),
+        ("Actor",
+         "The field manager of the newest managedFields entry (kubectl-set, argocd-controller, "
+         "…); the user comes from the API server audit log when one was given (identity source "
+         "audit-log), else none. Category: human, controller, gitops (configured GitOps "
+         "managers) or unknown."),
+        ("Authorized / unauthorized",
+         "Authorized: the change came from a configured GitOps manager, or the object was in "
+         "sync with Git in the comparison that followed it (the change carried Git's content). "
+         "Unauthorized: the object drifted from Git after the change and the drifted fields are "
+         "owned by the change's manager, or the manager is a human-type or unidentified client. "
+         "Unverified: neither can be established (e.g. a deletion without an audit log, an "
+         "object outside Git)."),
+        ("Git commit, pull request, approvers",
+         "For a change that opened a drift: the commit of the object's file in Git at "
+         "detection. Otherwise the Git head the detecting run compared against (one per "
+         "source). PR numbers come from the commit message; approvers from Reviewed-by, "
+         "Approved-by and Acked-by trailers. PR and approvers are shown for authorized "
+         "changes only: for any other change the commit is the desired state it departed "
+         "from, not an approval of it."),
+        ("Time to detect",
+         "detected_at − change time, where detected_at is the start of the run that recorded "
+         "the change (or opened the drift). Unknown when the change time is unknown. Bounded by "
+         "the schedule: at most one slot plus the run's duration when monitoring is complete."),
+        ("Time to remediate",
+         "For a drift occurrence: resolved_at − detected_at, where resolved_at is the start of "
+         "the first run that no longer saw it (or the tool's revert). For a change: resolved_at "
+         "of the drift it opened − the change time (detection time when the change time is "
+         "unknown)."),
+        ("MTTR",
+         "Mean time to remediate over the drift occurrences resolved in the period, excluding "
+         "those superseded by a different drift on the same object (the successor carries on). "
+         "The median is given beside it."),
+        ("MTTD", "Mean time to detect over drift occurrences detected in the period whose change "
+                 "time is known."),
+        ("SLA and exposure",
+         f"Exposure is the time a drift occurrence was unresolved and not accepted, up to the "
+         f"period's end. An SLA breach is an exposure above {sla_hours:g} hours. An accepted "
+         "drift stops its exposure until the acceptance expires."),
+        ("Accepted exception",
+         "A drift acknowledged with `drift-auditor ack`: who, why and until when (no expiry: "
+         "until the drift changes or resolves). Recorded in the hash-chained ledger."),
+        ("Control result",
+         "Pass: population not empty and no exception. Exceptions: each exception is a row of "
+         "the report (change, drift occurrence, gap, commit) linked from the matrix. Not "
+         "tested: empty population."),
+        ("Ledger integrity",
+         "`drift-auditor verify` recomputes every event hash of the chain, compares each "
+         "chained row with its event, and checks every checkpoint against the chain. The "
+         "checkpoint shown is the newest one written before the period's end; its head hash "
+         "fixes the ledger content the report was computed from."),
+    ]

@@ -1,0 +1,125 @@
+"""The report as CSV and JSON.
+
+The change population CSV is the auditor's population file: its bytes depend only on the
+ledger and the period (no generation time in it), so the SHA-256 printed in the HTML report
+identifies it and a re-run over the same ledger and period reproduces it byte for byte.
+Lists inside a cell are joined with ``;``; durations are whole seconds; an empty cell means
+"not applicable" or "unknown" as the appendix defines per column.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from .model import ChangeItem, DriftEpisode, Report, RunItem
+
+CHANGE_COLUMNS: tuple[tuple[str, Callable[[ChangeItem], Any]], ...] = (
+    ("change_id", lambda c: c.id),
+    ("ledger_seq", lambda c: c.seq),
+    ("run_id", lambda c: c.run_id),
+    ("detected_at", lambda c: c.detected_at),
+    ("change_time", lambda c: c.change_time),
+    ("cluster", lambda c: c.cluster),
+    ("api_group", lambda c: c.api_group),
+    ("kind", lambda c: c.kind),
+    ("namespace", lambda c: c.namespace),
+    ("name", lambda c: c.name),
+    ("change", lambda c: c.change),
+    ("fields", lambda c: c.fields),
+    ("actor_manager", lambda c: c.manager),
+    ("actor_user", lambda c: c.user),
+    ("identity_source", lambda c: c.identity_source),
+    ("actor_category", lambda c: c.category),
+    ("git_repo", lambda c: c.git_repo),
+    ("git_commit", lambda c: c.git_commit),
+    ("pull_request", lambda c: c.pr),
+    ("approvers", lambda c: c.approvers),
+    ("authorization", lambda c: c.authorization),
+    ("drift_id", lambda c: c.drift_id),
+    ("remediation", lambda c: c.remediation),
+    ("remediated_at", lambda c: c.remediated_at),
+    ("time_to_remediate_s", lambda c: c.time_to_remediate_s),
+    ("time_to_detect_s", lambda c: c.time_to_detect_s),
+)
+
+DRIFT_COLUMNS: tuple[tuple[str, Callable[[DriftEpisode], Any]], ...] = (
+    ("drift_id", lambda d: d.drift_id),
+    ("occurrence", lambda d: d.occurrence),
+    ("api_group", lambda d: d.api_group),
+    ("kind", lambda d: d.kind),
+    ("namespace", lambda d: d.namespace),
+    ("name", lambda d: d.name),
+    ("status", lambda d: d.status),
+    ("paths", lambda d: [v.path for v in d.values]),
+    ("actor_manager", lambda d: d.manager),
+    ("actor_category", lambda d: d.category),
+    ("source_file", lambda d: d.source_file),
+    ("source_commit", lambda d: d.source_commit),
+    ("changed_at", lambda d: d.changed_at),
+    ("detected_at", lambda d: d.detected_at),
+    ("time_to_detect_s", lambda d: d.time_to_detect_s),
+    ("state_at_period_end", lambda d: d.state_at_end),
+    ("resolved_at", lambda d: d.resolved_at),
+    ("resolution", lambda d: d.how),
+    ("time_to_remediate_s", lambda d: d.time_to_remediate_s),
+    ("exposure_s", lambda d: d.exposure_s),
+    ("sla_breach", lambda d: d.sla_breach),
+    ("accepted_by", lambda d: d.accepted_by),
+    ("accepted_reason", lambda d: d.accepted_reason),
+    ("accepted_at", lambda d: d.accepted_at),
+    ("accepted_until", lambda d: d.accepted_until),
+)
+
+RUN_COLUMNS: tuple[tuple[str, Callable[[RunItem], Any]], ...] = tuple(
+    (f.name, (lambda name: lambda r: getattr(r, name))(f.name))
+    for f in dataclasses.fields(RunItem))
+
+TABLES = ("changes", "drifts", "runs")
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ";".join(str(v) for v in value)
+    return str(value)
+
+
+def _csv(columns: Sequence[tuple[str, Callable[[Any], Any]]], rows: Sequence[Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([name for name, _ in columns])
+    for row in rows:
+        writer.writerow([cell(get(row)) for _, get in columns])
+    return buf.getvalue()
+
+
+def changes_csv(changes: Sequence[ChangeItem]) -> str:
+    return _csv(CHANGE_COLUMNS, changes)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def to_csv(report: Report, table: str = "changes") -> str:
+    if table == "drifts":
+        return _csv(DRIFT_COLUMNS, report.drifts)
+    if table == "runs":
+        return _csv(RUN_COLUMNS, report.monitoring.runs)
+    return changes_csv(report.changes)
+
+
+def to_json(report: Report) -> bytes:
+    """Everything the HTML shows, as data (orjson serialises the dataclasses)."""
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+                        | orjson.OPT_NON_STR_KEYS)

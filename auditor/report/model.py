@@ -1,0 +1,290 @@
+"""The report's data: plain dataclasses built once from the ledger (:mod:`.period`) and read
+by every renderer (HTML, CSV, JSON), so the three formats cannot disagree.
+
+Times are ledger timestamps (UTC, ``YYYY-MM-DDTHH:MM:SSZ``); durations are whole seconds
+(``None``: not computable from the ledger, e.g. a deletion's time is unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SourceScope:
+    """One Git source as the period's runs saw it."""
+
+    name: str
+    repo: str
+    branch: str
+    first_commit: str
+    last_commit: str
+    heads: int  # distinct head commits audited in the period
+
+
+@dataclass(frozen=True, slots=True)
+class Integrity:
+    """The ledger's verification and the checkpoint that seals the period."""
+
+    ok: bool | None  # None: not verified (--skip-verify)
+    message: str
+    events_checked: int
+    head_seq: int
+    head_hash: str
+    checkpoint_seq: int | None
+    checkpoint_hash: str
+    checkpoint_at: str
+    checkpoint_signed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    title: str
+    period_start: str
+    period_end: str  # exclusive
+    generated_at: str
+    tool_version: str
+    run_tool_versions: list[str]
+    config_hash: str
+    run_config_hashes: list[str]
+    clusters: list[str]
+    namespaces: list[str]
+    objects: int
+    sources: list[SourceScope]
+    ledger_path: str
+    integrity: Integrity
+    schedule_minutes: int
+    sla_hours: float
+    changes_csv_name: str
+    changes_csv_sha256: str
+    changes_csv_rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeItem:
+    """One row of the change population."""
+
+    id: int
+    seq: int
+    run_id: int
+    detected_at: str
+    change_time: str
+    cluster: str
+    api_group: str
+    kind: str
+    namespace: str
+    name: str
+    object: str
+    change: str  # created | updated | deleted
+    fields: list[str]
+    manager: str
+    user: str
+    identity_source: str  # managedFields | audit-log | observation | none
+    category: str
+    git_repo: str
+    git_commit: str
+    pr: int | None
+    approvers: list[str]
+    authorization: str  # authorized | unauthorized | unverified
+    drift_id: int | None
+    remediation: str
+    remediated_at: str
+    time_to_remediate_s: int | None
+    time_to_detect_s: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DriftValue:
+    path: str
+    op: str
+    desired: str  # '' for Secrets: never rendered
+    live: str
+    manager: str
+    category: str
+
+
+@dataclass(frozen=True, slots=True)
+class DriftEpisode:
+    """One occurrence of a drift: from opened (or reopened) to resolved, or still going."""
+
+    anchor: str
+    drift_id: int
+    occurrence: int
+    object_id: int
+    opened_run_id: int | None
+    resolved_run_id: int | None
+    object: str
+    api_group: str
+    kind: str
+    namespace: str
+    name: str
+    status: str  # drifted | missing | orphan
+    category: str
+    manager: str
+    values: list[DriftValue]
+    source_file: str
+    source_commit: str
+    changed_at: str
+    detected_at: str
+    time_to_detect_s: int | None
+    state_at_end: str  # open | accepted | resolved
+    resolved_at: str
+    how: str
+    time_to_remediate_s: int | None
+    exposure_s: int  # open and not accepted, up to the period's end
+    sla_breach: bool
+    accepted_by: str
+    accepted_reason: str
+    accepted_at: str
+    accepted_until: str
+    secret: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    drift_id: int
+    anchor: str
+    object: str
+    by: str
+    reason: str
+    at: str
+    expires: str  # '' = until the drift changes or resolves
+    state_at_end: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunItem:
+    id: int
+    cluster: str
+    started_at: str
+    ended_at: str
+    status: str
+    in_sync: int
+    drifted: int
+    missing: int
+    orphan: int
+    changes: int
+    problems: int
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    cluster: str
+    start: str
+    end: str
+    missed: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterCoverage:
+    cluster: str
+    expected: int
+    actual: int
+    covered: int
+    by_status: dict[str, int]
+    gaps: list[Gap]
+
+
+@dataclass(frozen=True, slots=True)
+class Monitoring:
+    schedule_minutes: int
+    expected: int
+    actual: int
+    covered: int
+    coverage_pct: float | None
+    observed_until: str  # the period's end, or now if the period is still running
+    clusters: list[ClusterCoverage]
+    gaps: list[Gap]
+    runs: list[RunItem]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitItem:
+    repo: str
+    sha: str
+    author: str
+    date: str
+    subject: str
+    pr: int | None
+    approvers: list[str]
+    run_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    label: str
+    href: str
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    id: str
+    criteria: list[str]
+    title: str
+    check: str
+    population: int
+    exceptions: int
+    result: str  # pass | exceptions | not-tested
+    evidence: list[Evidence]
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One point of the trend charts (a day, or a week for long periods)."""
+
+    start: str
+    score: float | None
+    authorized: int
+    unauthorized: int
+    unverified: int
+    open_drifts: int
+    expected_runs: int
+    covered_runs: int
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    compliance_score: float | None
+    score_in_sync: int
+    score_checked: int
+    changes: int
+    authorized: int
+    unauthorized: int
+    unverified: int
+    open_drifts_at_end: int
+    accepted_at_end: int
+    opened_in_period: int
+    resolved_in_period: int
+    mttr_s: int | None
+    mttr_count: int
+    median_ttr_s: int | None
+    mttd_s: int | None
+    sla_breaches: int
+    runs_expected: int
+    runs_covered: int
+    gaps: int
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class Report:
+    header: Header
+    summary: Summary
+    controls: list[Control]
+    monitoring: Monitoring
+    changes: list[ChangeItem]
+    drifts: list[DriftEpisode]
+    acceptances: list[Acceptance]
+    commits: list[CommitItem]
+    buckets: list[Bucket]
+    bucket_label: str
+    policies: Policies
+    definitions: list[tuple[str, str]] = field(default_factory=list)

@@ -1,0 +1,343 @@
+"""The period model: everything a report shows, computed once from the ledger with read-only
+queries (:mod:`auditor.ledger.reportquery`).
+
+``build(ledger_path, start, end, ...)`` returns a :class:`~.model.Report`; the renderers only
+format it. Nothing here reads the cluster or Git: the ledger is the evidence.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from auditor import __version__
+from auditor.config import Config
+from auditor.ledger import reportquery as q
+from auditor.ledger.schema import reading
+
+from . import controls, export, fields
+from .definitions import definitions
+from .episodes import object_label, replay
+from .model import (
+    Bucket,
+    ChangeItem,
+    CommitItem,
+    DriftEpisode,
+    Header,
+    Integrity,
+    Policies,
+    Report,
+    SourceScope,
+    Summary,
+)
+from .monitoring import COVERING, coverage, covered_slots
+from .timeutil import between, seconds, stamp
+
+APPROVER_TRAILERS = ("reviewed-by", "approved-by", "acked-by")
+COUNTED = ("in-sync", "drifted", "missing", "orphan")
+
+
+@dataclass(frozen=True)
+class Options:
+    title: str = "Drift Auditor compliance report"
+    changes_csv_name: str = ""
+    verify: bool = True
+
+
+def _approvers(commit: q.CommitRow | None) -> list[str]:
+    if commit is None:
+        return []
+    return [v for k, v in commit.trailers if k.lower() in APPROVER_TRAILERS]
+
+
+def _known_time(c: q.ChangeRow) -> str:
+    """The change's own time, or '' when the ledger only had the run's start to record (no
+    managedFields entry: a deletion or a removal)."""
+    if not c.manager and not c.user and c.time == c.detected_at:
+        return ""
+    return c.time
+
+
+def _identity_source(c: q.ChangeRow) -> str:
+    if c.user_source:
+        return c.user_source
+    return "managedFields" if c.manager else "none"
+
+
+def _authorization(value: bool | None) -> str:
+    return "unverified" if value is None else "authorized" if value else "unauthorized"
+
+
+class _ChangeBuilder:
+    def __init__(self, rows: Sequence[q.ChangeRow], episodes: Sequence[DriftEpisode],
+                 runs: dict[int, q.RunRow], commits: dict[str, q.CommitRow],
+                 repos: dict[str, str]) -> None:
+        self.rows = rows
+        self.runs = runs
+        self.commits = commits
+        self.repos = repos
+        self.opened: dict[tuple[int | None, int], DriftEpisode] = {}
+        self.resolved: dict[tuple[int | None, int], DriftEpisode] = {}
+        for ep in episodes:
+            self.opened.setdefault((ep.opened_run_id, ep.object_id), ep)
+            if ep.resolved_run_id is not None:
+                self.resolved.setdefault((ep.resolved_run_id, ep.object_id), ep)
+
+    def needed_versions(self) -> set[int]:
+        out: set[int] = set()
+        for c in self.rows:
+            if c.change == "updated" and c.prev_version_id is not None \
+                    and (c.run_id, c.object_id) not in self.opened:
+                out.update((c.version_id, c.prev_version_id))
+        return out
+
+    def _git(self, c: q.ChangeRow, ep: DriftEpisode | None) -> tuple[str, str]:
+        if ep is not None and ep.source_commit:
+            sha = ep.source_commit
+        else:
+            run = self.runs.get(c.run_id)
+            heads = sorted(set((run.git_commits if run else {}).values()))
+            sha = ";".join(heads)
+        commit = self.commits.get(sha)
+        repo = commit.repo if commit else ""
+        if not repo and ";" not in sha:
+            run = self.runs.get(c.run_id)
+            for name, head in (run.git_commits if run else {}).items():
+                if head == sha:
+                    repo = self.repos.get(name, name)
+        return repo, sha
+
+    def build(self, content: dict[int, bytes]) -> list[ChangeItem]:
+        out = []
+        for c in self.rows:
+            key = (c.run_id, c.object_id)
+            ep = self.opened.get(key)
+            changed = _known_time(c)
+            if ep is not None:
+                paths = [v.path for v in ep.values]
+            elif c.change == "updated" and c.prev_version_id is not None:
+                old, new = content.get(c.prev_version_id), content.get(c.version_id)
+                paths = fields.changed_paths(orjson.loads(old) if old else None,
+                                             orjson.loads(new) if new else None)
+            else:
+                paths = []
+            repo, sha = self._git(c, ep)
+            commit = self.commits.get(sha)
+            remediation, remediated_at, ttr = "", "", None
+            drift_id = None
+            if ep is not None:
+                drift_id = ep.drift_id
+                if ep.state_at_end == "resolved":
+                    remediation = f"drift {ep.drift_id} resolved ({ep.how})"
+                    remediated_at = ep.resolved_at
+                    ttr = between(changed or c.detected_at, ep.resolved_at)
+                elif ep.state_at_end == "accepted":
+                    until = ep.accepted_until or "the drift changes"
+                    remediation = (f"drift {ep.drift_id} accepted by {ep.accepted_by} until "
+                                   f"{until}: {ep.accepted_reason}")
+                else:
+                    remediation = f"drift {ep.drift_id} open"
+            elif key in self.resolved:
+                fixed = self.resolved[key]
+                remediation = f"remediates drift {fixed.drift_id} ({fixed.how})"
+            elif c.authorized is False:
+                remediation = "no drift opened"
+            out.append(ChangeItem(
+                id=c.id, seq=c.seq, run_id=c.run_id, detected_at=c.detected_at,
+                change_time=changed, cluster=c.cluster, api_group=c.group, kind=c.kind,
+                namespace=c.namespace, name=c.name,
+                object=object_label(c.group, c.kind, c.namespace, c.name), change=c.change,
+                fields=paths, manager=c.manager, user=c.user,
+                identity_source=_identity_source(c), category=c.category, git_repo=repo,
+                git_commit=sha,
+                # A PR and its approvers vouch only for a change that carried Git's content;
+                # beside an unauthorized change they would read as an approval it never had.
+                pr=commit.pr if commit and c.authorized else None,
+                approvers=_approvers(commit) if c.authorized else [],
+                authorization=_authorization(c.authorized), drift_id=drift_id,
+                remediation=remediation, remediated_at=remediated_at, time_to_remediate_s=ttr,
+                time_to_detect_s=between(changed, c.detected_at)))
+        return out
+
+
+def _bucket_size(start: datetime, end: datetime) -> tuple[timedelta, str]:
+    span = end - start
+    if span <= timedelta(days=3):
+        return timedelta(hours=1), "hour"
+    if span <= timedelta(days=120):
+        return timedelta(days=1), "day"
+    return timedelta(days=7), "week"
+
+
+def _buckets(start: datetime, end: datetime, until: str, runs: Sequence[q.RunRow],
+             changes: Sequence[ChangeItem], episodes: Sequence[DriftEpisode],
+             clusters: Sequence[str], schedule_minutes: int) -> tuple[list[Bucket], str]:
+    size, label = _bucket_size(start, end)
+    t0, t_end = seconds(stamp(start.timestamp())), seconds(stamp(end.timestamp()))
+    width = int(size.total_seconds())
+    n = max(1, -(-(t_end - t0) // width))
+    in_sync, checked = [0] * n, [0] * n
+    auth: list[Counter[str]] = [Counter() for _ in range(n)]
+    for run in runs:
+        i = (seconds(run.started_at) - t0) // width
+        if run.status in COVERING and 0 <= i < n:
+            in_sync[i] += int(run.counts.get("in-sync", 0) or 0)
+            checked[i] += sum(int(run.counts.get(k, 0) or 0) for k in COUNTED)
+    for c in changes:
+        i = (seconds(c.detected_at) - t0) // width
+        if 0 <= i < n:
+            auth[i][c.authorization] += 1
+    # Unresolved drifts at each bucket's end: +1 at detection, −1 at resolution.
+    delta = [0] * (n + 1)
+    for ep in episodes:
+        a = max(0, (seconds(ep.detected_at) - t0) // width) if ep.detected_at >= stamp(t0) else 0
+        delta[a] += 1
+        if ep.resolved_at:
+            b = (seconds(ep.resolved_at) - t0) // width
+            if b < n:
+                delta[max(0, b)] -= 1
+    schedule_s = max(60, schedule_minutes * 60)
+    covered = covered_slots(runs, start=stamp(t0), schedule_minutes=schedule_minutes)
+    slots_total = max(0, (seconds(until) - t0) // schedule_s)
+    expected, got = [0] * n, [0] * n
+    for slot in range(slots_total + 1):
+        i = (slot * schedule_s) // width
+        if i < n:
+            hits = sum(1 for cl in clusters if covered.get((cl, slot)))
+            # The slot still running is expected only where a run already covered it (as in
+            # the monitoring table).
+            expected[i] += hits if slot == slots_total else len(clusters)
+            got[i] += hits
+    out, running = [], 0
+    for i in range(n):
+        running += delta[i]
+        out.append(Bucket(stamp(t0 + i * width),
+                          round(100.0 * in_sync[i] / checked[i], 2) if checked[i] else None,
+                          auth[i]["authorized"], auth[i]["unauthorized"], auth[i]["unverified"],
+                          running, expected[i], got[i]))
+    return out, label
+
+
+def _sources(runs: Sequence[q.RunRow], cfg: Config, commits: dict[str, q.CommitRow],
+             ) -> list[SourceScope]:
+    heads: dict[str, list[str]] = defaultdict(list)
+    for run in runs:
+        for name, sha in sorted(run.git_commits.items()):
+            if not heads[name] or heads[name][-1] != sha:
+                heads[name].append(sha)
+    configured = {s.name or s.url: s for s in cfg.sources}
+    out = []
+    for name, shas in sorted(heads.items()):
+        source = configured.get(name)
+        repo = source.url if source else (commits[shas[-1]].repo if shas[-1] in commits else "")
+        out.append(SourceScope(name, repo, source.revision if source else "", shas[0], shas[-1],
+                               len(set(shas))))
+    return out
+
+
+def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, *,
+          now: datetime | None = None, options: Options | None = None) -> Report:
+    """The report for ``[start, end)`` from the ledger at ``ledger_path``."""
+    opts = options or Options()
+    moment = now or datetime.now(start.tzinfo)
+    s, e = stamp(start.timestamp()), stamp(end.timestamp())
+    generated = stamp(moment.timestamp())
+    until = min(e, generated)
+    sla_s = cfg.reports.remediation_sla_hours * 3600
+    with reading(ledger_path) as conn:
+        runs = q.runs_between(conn, s, e)
+        rows = q.changes_between(conn, s, e)
+        drift_rows, events = q.drift_history(conn, e)
+        commit_rows = q.commits(conn)
+        checkpoint = q.checkpoint_at(conn, e)
+        namespaces = q.namespaces_until(conn, e)
+        objects = q.object_count_until(conn, e)
+        first_runs = q.first_runs(conn)
+        policy_columns, policy_rows = q.policy_results(conn, s, e)
+        verified, verify_error = None, ""
+        if opts.verify:
+            try:
+                verified = q.verify_ledger(conn)
+            except sqlite3.Error as exc:
+                # A ledger written by an older schema (not yet migrated by a run) cannot be
+                # verified by this version: say so rather than claim it is tampered.
+                verify_error = f"verification could not run: {exc}"
+        change_times = {(c.run_id, c.object_id): _known_time(c) for c in rows}
+        episodes, acceptances = replay(
+            drift_rows, events, start=s, end=e, until=until, sla_seconds=sla_s,
+            change_time=lambda run_id, oid: change_times.get((run_id, oid), "") if run_id else "")
+        by_sha = {c.sha: c for c in commit_rows}
+        repos = {src.name or src.url: src.url for src in cfg.sources}
+        builder = _ChangeBuilder(rows, episodes, {r.id: r for r in runs}, by_sha, repos)
+        content = dict(q.contents(conn, builder.needed_versions()))
+    changes = builder.build(content)
+    del content
+    clusters = sorted({r.cluster for r in runs}) or [cfg.cluster.name]
+    per_run = Counter(c.run_id for c in rows)
+    monitoring = coverage(runs, clusters, start=s, until=until,
+                          schedule_minutes=cfg.reports.schedule_minutes,
+                          changes_per_run=dict(per_run), first_runs=first_runs)
+    period_runs = {r.id for r in runs}
+    commits = [CommitItem(c.repo, c.sha, c.author, c.date, c.subject, c.pr, _approvers(c),
+                          c.run_id) for c in commit_rows if c.run_id in period_runs]
+    integrity = Integrity(
+        ok=verified.ok if verified else None,
+        message=verified.message if verified else (verify_error or "not verified (--skip-verify)"),
+        events_checked=verified.checked if verified else 0,
+        head_seq=verified.head_seq if verified else 0,
+        head_hash=verified.head_hash if verified else "",
+        checkpoint_seq=checkpoint.seq if checkpoint else None,
+        checkpoint_hash=checkpoint.head_hash if checkpoint else "",
+        checkpoint_at=checkpoint.at if checkpoint else "",
+        checkpoint_signed=checkpoint.signed if checkpoint else False)
+    csv_text = export.changes_csv(changes)
+    header = Header(
+        title=opts.title, period_start=s, period_end=e, generated_at=generated,
+        tool_version=__version__, run_tool_versions=sorted({r.tool_version for r in runs}),
+        config_hash=cfg.digest(), run_config_hashes=sorted({r.config_hash for r in runs}),
+        clusters=clusters, namespaces=namespaces, objects=objects,
+        sources=_sources(runs, cfg, by_sha), ledger_path=str(ledger_path), integrity=integrity,
+        schedule_minutes=cfg.reports.schedule_minutes, sla_hours=cfg.reports.remediation_sla_hours,
+        changes_csv_name=opts.changes_csv_name, changes_csv_sha256=export.sha256(csv_text),
+        changes_csv_rows=len(changes))
+    scored = [r for r in runs if r.status in COVERING]
+    in_sync = sum(int(r.counts.get("in-sync", 0) or 0) for r in scored)
+    checked = sum(int(r.counts.get(k, 0) or 0) for r in scored for k in COUNTED)
+    resolved = [ep for ep in episodes if ep.resolved_at and s <= ep.resolved_at < e]
+    ttrs = [ep.time_to_remediate_s for ep in resolved
+            if ep.how != "superseded" and ep.time_to_remediate_s is not None]
+    detected = [ep for ep in episodes if s <= ep.detected_at < e]
+    ttds = [ep.time_to_detect_s for ep in detected if ep.time_to_detect_s is not None]
+    auth = Counter(c.authorization for c in changes)
+    summary = Summary(
+        compliance_score=round(100.0 * in_sync / checked, 2) if checked else None,
+        score_in_sync=in_sync, score_checked=checked, changes=len(changes),
+        authorized=auth["authorized"], unauthorized=auth["unauthorized"],
+        unverified=auth["unverified"],
+        open_drifts_at_end=sum(1 for ep in episodes if ep.state_at_end == "open"),
+        accepted_at_end=sum(1 for ep in episodes if ep.state_at_end == "accepted"),
+        opened_in_period=len(detected), resolved_in_period=len(resolved),
+        mttr_s=round(statistics.fmean(ttrs)) if ttrs else None, mttr_count=len(ttrs),
+        median_ttr_s=round(statistics.median(ttrs)) if ttrs else None,
+        mttd_s=round(statistics.fmean(ttds)) if ttds else None,
+        sla_breaches=sum(1 for ep in episodes if ep.sla_breach),
+        runs_expected=monitoring.expected, runs_covered=monitoring.covered,
+        gaps=len(monitoring.gaps))
+    buckets, label = _buckets(start, end, until, runs, changes, episodes, clusters,
+                              cfg.reports.schedule_minutes)
+    return Report(
+        header=header, summary=summary,
+        controls=controls.build(changes, episodes, monitoring, integrity, commits,
+                                cfg.reports.remediation_sla_hours),
+        monitoring=monitoring, changes=changes, drifts=episodes, acceptances=acceptances,
+        commits=commits, buckets=buckets, bucket_label=label,
+        policies=Policies(policy_columns, policy_rows),
+        definitions=definitions(cfg.reports.schedule_minutes,
+                                cfg.reports.remediation_sla_hours))
