@@ -389,7 +389,7 @@ def deliver(box: Outbox, cfg: SlackConfig, env: Mapping[str, str], report: Alert
                            error="waiting for its parent message", attempts=0)
             continue
         box.delivered(msg.id, at=times.stamp(times.now()), ts=sent.ts, channel=sent.channel,
-                      status="delivered")
+                      status="delivered", attempts=sent.attempts)
         report.delivered += 1
     report.waited_seconds = budget.waited
 

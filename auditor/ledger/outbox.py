@@ -341,15 +341,15 @@ class Outbox:
             return cur.rowcount == 1
 
     def delivered(self, message_id: int, *, at: str, ts: str = "", channel: str = "",
-                  status: str = "delivered") -> None:
+                  status: str = "delivered", attempts: int = 1) -> None:
         """Mark delivered (``status='skipped'``: nothing to send, e.g. an update through a
         webhook, which cannot edit messages)."""
         with self._write() as conn:
             conn.execute(
                 "UPDATE alert_outbox SET status = ?, delivered_at = ?, slack_ts = ?, "
-                "slack_channel = ?, attempts = attempts + 1, last_attempt_at = ?, "
+                "slack_channel = ?, attempts = attempts + ?, last_attempt_at = ?, "
                 "lease_until = NULL WHERE id = ?",
-                (status, at, ts or None, channel or None, at, message_id))
+                (status, at, ts or None, channel or None, attempts, at, message_id))
 
     def failed(self, message_id: int, *, at: str, error: str, attempts: int = 1) -> None:
         """Record failed attempts; the message stays pending for the next pass."""

@@ -47,8 +47,8 @@ def record(db: Path, hours: float, results: Iterable[ObjectResult]) -> int:
 
 
 def webhook_config(**slack: Any) -> Config:
-    return Config(slack=SlackConfig(webhook_url_env="SLACK_WEBHOOK", backoff_seconds=0.05,
-                                    budget_seconds=20, **slack))
+    settings: dict[str, Any] = {"backoff_seconds": 0.05, "budget_seconds": 20, **slack}
+    return Config(slack=SlackConfig(webhook_url_env="SLACK_WEBHOOK", **settings))
 
 
 def bot_config(base_url: str, **slack: Any) -> Config:

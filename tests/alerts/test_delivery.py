@@ -1,0 +1,141 @@
+"""Delivery is never lost: 429 waits Retry-After, 5xx and network errors back off within the
+run, and what is still undelivered goes out on the next pass — exactly once."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from auditor import alerts
+from auditor.cli import Context
+from auditor.ledger.outbox import Outbox
+from auditor.notify_cli import alerts_group
+
+from .conftest import SlackServer
+from .ledgers import IMAGE, bot_config, drifted, in_sync, key, record, webhook_config
+
+WEB = key("web")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.db"
+    record(path, 0, [in_sync(WEB)])
+    return path
+
+
+def _announced(db: Path, cfg: object, env: dict[str, str]) -> None:
+    """The first pass's summary delivered; then one drift recorded, not yet alerted."""
+    report = alerts.send(cfg, db, env=env)  # type: ignore[arg-type]
+    assert report.delivered == 1
+    record(db, 1, [drifted(WEB, (IMAGE, "shop/web:1.4.2", "shop/web:1.5.0"))])
+
+
+def test_429_waits_retry_after_then_delivers(db: Path, slack_server: SlackServer) -> None:
+    env = {"SLACK_WEBHOOK": slack_server.hook()}
+    cfg = webhook_config()
+    _announced(db, cfg, env)
+    slack_server.answer("429:1")
+    report = alerts.send(cfg, db, env=env)
+    assert (report.delivered, report.pending) == (1, 0)
+    limited, ok = slack_server.requests[-2:]
+    assert (limited.status, ok.status) == (429, 200)
+    assert ok.at - limited.at >= 1.0  # Retry-After: 1 was honoured
+    assert report.waited_seconds == pytest.approx(1.0)
+    assert limited.body == ok.body
+
+
+def test_bot_429_and_5xx_retry_with_backoff(db: Path, slack_server: SlackServer) -> None:
+    cfg = bot_config(slack_server.api)
+    env = {"SLACK_TOKEN": "xoxb-1"}
+    _announced(db, cfg, env)
+    slack_server.answer("429:1", 500, 503)
+    report = alerts.send(cfg, db, env=env)
+    assert (report.delivered, report.pending) == (1, 0)
+    statuses = [r.status for r in slack_server.requests[-4:]]
+    assert statuses == [429, 500, 503, 200]
+    last = slack_server.requests[-4:]
+    gaps = [b.at - a.at for a, b in zip(last, last[1:], strict=False)]
+    assert gaps[0] >= 1.0 and gaps[2] >= gaps[1] * 1.5  # exponential backoff after 5xx
+    with Outbox.open(db) as box:
+        [msg] = [m for m in (box.get(i) for i in range(1, 5)) if m and m.kind == "drift"]
+        assert msg.status == "delivered" and msg.attempts == 4 and msg.slack_ts
+
+
+def test_persistent_5xx_stays_queued_and_goes_out_next_run_once(
+        db: Path, slack_server: SlackServer) -> None:
+    env = {"SLACK_WEBHOOK": slack_server.hook()}
+    cfg = webhook_config(max_retries=2)
+    _announced(db, cfg, env)
+    slack_server.answer(500, 500, 500)
+    report = alerts.send(cfg, db, env=env)
+    assert (report.delivered, report.pending) == (0, 1)
+    assert "HTTP 500" in report.errors[0] and "3 attempt(s)" in report.errors[0]
+    with Outbox.open(db) as box:
+        [pending] = box.pending()
+        assert pending.attempts == 3 and "HTTP 500" in pending.last_error
+    # Next run: the same message goes out, once, and nothing is queued twice.
+    run_id = record(db, 2, [drifted(WEB, (IMAGE, "shop/web:1.4.2", "shop/web:1.5.0"))])
+    report = alerts.after_run(cfg, db, run_id, env=env)
+    assert (report.queued, report.delivered, report.pending) == (0, 1, 0)
+    delivered = [r for r in slack_server.delivered() if "shop/web:1.5.0" in r.text()]
+    assert len(delivered) == 1
+
+
+def test_network_errors_retry_then_wait_for_the_next_pass(
+        db: Path, slack_server: SlackServer) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/hooks/x"  # nothing listens there
+    cfg = webhook_config(max_retries=1)
+    _announced(db, cfg, {"SLACK_WEBHOOK": slack_server.hook()})
+    report = alerts.send(cfg, db, env={"SLACK_WEBHOOK": dead})
+    assert report.pending == 1 and "network error" in report.errors[0]
+    slack_server.answer("drop")  # the connection dies mid-request once, then it works
+    report = alerts.send(cfg, db, env={"SLACK_WEBHOOK": slack_server.hook()})
+    assert (report.delivered, report.pending) == (1, 0)
+    assert [r.status for r in slack_server.requests[-2:]] == [-1, 200]
+
+
+def test_missing_token_keeps_messages_queued(db: Path, slack_server: SlackServer) -> None:
+    cfg = bot_config(slack_server.api)
+    report = alerts.send(cfg, db, env={})
+    assert report.pending == 1 and "SLACK_TOKEN is not set" in report.errors[0]
+    assert slack_server.requests == []
+    assert alerts.send(cfg, db, env={"SLACK_TOKEN": "xoxb-1"}).delivered == 1
+
+
+def test_retry_after_beyond_the_budget_leaves_it_for_the_next_run(
+        db: Path, slack_server: SlackServer) -> None:
+    env = {"SLACK_WEBHOOK": slack_server.hook()}
+    cfg = webhook_config(budget_seconds=2)
+    _announced(db, cfg, env)
+    slack_server.answer("429:30")
+    report = alerts.send(cfg, db, env=env)
+    assert report.pending == 1 and report.waited_seconds == 0
+    assert "429" in report.errors[0]
+
+
+def test_cli_dry_run_sends_and_records_nothing(db: Path, slack_server: SlackServer,
+                                               tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "drift-auditor.yaml"
+    config.write_text(f"ledger: {{path: {db}}}\nslack: {{webhook-url-env: SLACK_WEBHOOK, backoff-seconds: 0.01}}\n")
+    monkeypatch.setenv("SLACK_WEBHOOK", slack_server.hook())
+    runner = CliRunner()
+    result = runner.invoke(alerts_group, ["send", "--dry-run"], obj=Context(str(config)))
+    assert result.exit_code == 0, result.output
+    assert "watching this cluster" in result.output and "nothing sent or recorded" in result.output
+    assert slack_server.requests == []
+    with Outbox.open(db) as box:
+        assert box.meta("initialized") is None and box.pending() == []
+    result = runner.invoke(alerts_group, ["send"], obj=Context(str(config)))
+    assert result.exit_code == 0, result.output
+    assert "1 delivered, 0 pending" in result.output and len(slack_server.requests) == 1
+    slack_server.answer(500, 500, 500, 500)
+    record(db, 1, [drifted(WEB, ("spec.replicas", 3, 5))])
+    result = runner.invoke(alerts_group, ["send"], obj=Context(str(config)))
+    assert result.exit_code == 2 and "1 message(s) still queued" in result.output
