@@ -31,6 +31,7 @@ from typing import Any
 
 from auditor import schema
 from auditor.config import CompareConfig, IgnoreRule, ScopeConfig
+from auditor.defaults import chosen_when_owned
 from auditor.fieldsv1 import Owner, OwnershipIndex, ownership
 from auditor.ignore import IgnoreSet, ObjectIgnores, load_policies
 from auditor.managers import Classifier
@@ -311,7 +312,10 @@ class _Walk:
                 # A default as a whole (a Job's labels copied from its template) can still
                 # hide a human's addition inside it: then each leaf must be a default itself.
                 isinstance(value, dict) and self.index
-                and self._human_owner(self.index.owners_within(path))):
+                and self._human_owner(self.index.owners_within(path))) and not (
+                # An allocated value a human set (a node port moved with kubectl edit).
+                self.index and chosen_when_owned(self.group, self.kind, schema_path(path))
+                and self._human_owner(self.index.owners_of_value(path))):
             return
         if isinstance(value, dict) and value:
             for k, v in value.items():

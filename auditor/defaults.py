@@ -763,6 +763,26 @@ def table(group: str, kind: str) -> tuple[tuple[Path, Rule], ...]:
     return (*compiled.exact.items(), *populated)
 
 
+# Values the server allocates or admission fills in when a client leaves them out, but that a
+# client may later set to a value of its choosing: a node port moved with `kubectl edit`, an
+# Ingress switched to another class. Whatever their value they are defaults, unless a human
+# owns them (then the human chose the value: drift). Immutable allocations (clusterIP,
+# ipFamilies, a PVC's volumeName or storageClassName) are not here: a human can own them
+# only by recreating the object with the same values (`kubectl replace --force` of a dump).
+_CHOSEN_WHEN_OWNED: Final[dict[tuple[str, str], frozenset[Path]]] = {
+    ("", "Service"): frozenset({_p("spec.ports.[].nodePort"), _p("spec.healthCheckNodePort"),
+                                _p("spec.loadBalancerClass")}),
+    ("networking.k8s.io", "Ingress"): frozenset({_p("spec.ingressClassName")}),
+}
+
+
+def chosen_when_owned(group: str, kind: str, path: tuple[str, ...]) -> bool:
+    """Whether a server-filled value at ``path`` is a client's choice when a client owns it
+    in managedFields (a node port, an ingress class): see :data:`_CHOSEN_WHEN_OWNED`."""
+    paths = _CHOSEN_WHEN_OWNED.get((group, kind))
+    return paths is not None and path in paths
+
+
 # Kinds whose labels SetDefaults_* copy from the pod template when the object has none
 # (pkg/apis/batch/v1/defaults.go SetDefaults_Job; pkg/apis/core/v1/defaults.go
 # SetDefaults_ReplicationController). For a Job the copy is the template's very map, so the

@@ -267,3 +267,187 @@ def test_snapshot_without_managed_fields(app: App) -> None:
     assert {k: r.status for k, r in results.items() if k[0] != "Deployment"} == {
         ("Namespace", "shop"): "in-sync", ("Service", "web"): "in-sync",
         ("ConfigMap", "web-config"): "in-sync", ("Secret", "web-db"): "in-sync"}
+
+
+# --------------------------------------------------------------------------- more kinds, more verbs
+
+MORE = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+  namespace: shop
+spec:
+  serviceName: db
+  replicas: 3
+  selector:
+    matchLabels: {app: db}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      containers:
+        - name: postgres
+          image: postgres:16.4
+          env:
+            - {name: DEBUG, value: "0"}
+            - {name: PGDATA, value: /data}
+          ports:
+            - {containerPort: 5432, name: pg}
+  volumeClaimTemplates:
+    - metadata: {name: data}
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources: {requests: {storage: 20Gi}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: edge
+  namespace: shop
+spec:
+  type: NodePort
+  selector: {app: db}
+  ports:
+    - {name: pg, port: 5432}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: reader
+  namespace: shop
+rules:
+  - apiGroups: [""]
+    resources: [configmaps]
+    verbs: [get, list]
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+  namespace: shop
+spec:
+  template:
+    metadata:
+      labels: {app: migrate}
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: migrate
+          image: busybox:1.36
+"""
+
+
+@pytest.fixture
+def more(app: App) -> App:
+    (app.manifest.parent / "more.yaml").write_text(MORE)
+    app.kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
+                str(app.manifest.parent / "more.yaml"))
+    app.desired.update({ResourceKey.of(d): d for d in yaml.safe_load_all(MORE)})
+    return app
+
+
+def _more_drifts(app: App, kind: str, name: str) -> list[tuple[str, str, str, str]]:
+    resource = {"StatefulSet": "statefulset", "Service": "service", "Role": "role",
+                "Job": "job", "Deployment": "deployment"}[kind]
+    live = orjson.loads(app.kubectl("get", "-n", "shop", f"{resource}/{name}", "-o", "json",
+                                    "--show-managed-fields").stdout)
+    results = list(compare_all({k: v for k, v in app.desired.items()
+                                if (k.kind, k.name) == (kind, name)}, [live], settings=SETTINGS))
+    return [(d.path, d.op, d.manager, d.category) for d in results[0].drifts]
+
+
+def test_more_kinds_applied_are_in_sync(more: App) -> None:
+    for kind, name in (("StatefulSet", "db"), ("Service", "edge"), ("Role", "reader"),
+                       ("Job", "migrate")):
+        assert _more_drifts(more, kind, name) == [], (kind, name)
+
+
+def test_kubectl_scale_statefulset(more: App) -> None:
+    more.kubectl("scale", "-n", "shop", "statefulset/db", "--replicas=1")
+    assert _more_drifts(more, "StatefulSet", "db") == [("spec.replicas", "changed", "kubectl", "human")]
+
+
+def test_kubectl_set_env_removes_declared_var(more: App) -> None:
+    more.kubectl("set", "env", "-n", "shop", "statefulset/db", "DEBUG-")
+    assert _more_drifts(more, "StatefulSet", "db") == [
+        ("spec.template.spec.containers[name=postgres].env[name=DEBUG]", "removed", "", "unknown")]
+
+
+def test_kubectl_set_resources(more: App) -> None:
+    more.kubectl("set", "resources", "-n", "shop", "statefulset/db", "-c", "postgres",
+                 "--limits=memory=2Gi")
+    assert _more_drifts(more, "StatefulSet", "db") == [
+        ("spec.template.spec.containers[name=postgres].resources.limits.memory", "added",
+         "kubectl-set", "human")]
+
+
+def test_kubectl_patch_json_removes_declared_field(more: App) -> None:
+    more.kubectl("patch", "-n", "shop", "deployment/web", "--type=json", "-p",
+                 '[{"op":"remove","path":"/spec/template/spec/containers/0/env"}]')
+    assert more.drifts() == [(f"{WEB}.env", "removed", "", "unknown")]
+
+
+def test_kubectl_label_overwrite_declared_label(more: App) -> None:
+    more.kubectl("label", "--overwrite", "-n", "shop", "deployment/web", "app.kubernetes.io/name=api")
+    assert more.drifts() == [('metadata.labels["app.kubernetes.io/name"]', "changed",
+                              "kubectl-label", "human")]
+
+
+def test_kubectl_label_overwrite_job_label_copied_from_template(more: App) -> None:
+    more.kubectl("label", "--overwrite", "-n", "shop", "job/migrate", "app=hacked")
+    assert _more_drifts(more, "Job", "migrate") == [
+        ("metadata.labels.app", "added", "kubectl-label", "human")]
+
+
+def test_kubectl_edit_moves_node_port(more: App) -> None:
+    more.edit("service/edge", r"s/nodePort: [0-9]*/nodePort: 31111/")
+    assert _more_drifts(more, "Service", "edge") == [
+        ("spec.ports[port=5432,protocol=TCP].nodePort", "added", "kubectl-edit", "human")]
+
+
+def test_kubectl_edit_adds_env_var(more: App) -> None:
+    more.edit("deployment/web",
+              r's/^\(\s*\)- name: LOG_LEVEL/\1- name: DEBUG\n\1  value: "1"\n\1- name: LOG_LEVEL/')
+    assert more.drifts() == [(f"{WEB}.env[name=DEBUG]", "added", "kubectl-edit", "human")]
+
+
+def test_kubectl_edit_appends_rbac_rule(more: App) -> None:
+    more.edit("role/reader", r"s/^\(\s*\)- list/\1- list\n\1- watch/")
+    assert _more_drifts(more, "Role", "reader") == [("rules", "changed", "kubectl-edit", "human")]
+
+
+def test_kubectl_patch_adds_finalizer(more: App) -> None:
+    more.kubectl("patch", "-n", "shop", "service/edge", "--type=merge", "-p",
+                 '{"metadata":{"finalizers":["example.com/hold"]}}')
+    assert _more_drifts(more, "Service", "edge") == [
+        ('metadata.finalizers[="example.com/hold"]', "added", "kubectl-patch", "human")]
+
+
+def test_kubectl_replace_of_a_dump_is_not_drift(more: App) -> None:
+    # `kubectl get -o yaml` then `kubectl replace -f`: the dump carries every default and
+    # allocation; replacing the object with itself changes nothing anyone should hear about.
+    for target in ("deployment/web", "service/edge", "statefulset/db"):
+        dump = more.kubectl("get", "-n", "shop", target, "-o", "yaml").stdout
+        more.kubectl("replace", "-f", "-", input=dump)
+    assert more.drifts() == []
+    assert _more_drifts(more, "Service", "edge") == []
+    assert _more_drifts(more, "StatefulSet", "db") == []
+
+
+def test_kubectl_replace_of_an_edited_dump(more: App) -> None:
+    dump = more.kubectl("get", "-n", "shop", "deployment/web", "-o", "yaml").stdout
+    more.kubectl("replace", "-f", "-", input=dump.replace("shop/web:1.4.2", "shop/web:1.4.3"))
+    assert more.drifts() == [(f"{WEB}.image", "changed", "kubectl-replace", "human")]
+
+
+def test_human_client_side_apply_after_gitops_server_side_apply(more: App) -> None:
+    deployment = more.desired[ResourceKey("apps", "Deployment", "shop", "web")]
+    changed = yaml.safe_load(yaml.safe_dump(deployment))
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "shop/web:hotfix"
+    more.kubectl("apply", "-f", "-", input=yaml.safe_dump(changed))
+    assert more.drifts() == [
+        ('metadata.annotations["kubectl.kubernetes.io/last-applied-configuration"]', "added",
+         "kubectl-client-side-apply", "human"),
+        (f"{WEB}.image", "changed", "kubectl-client-side-apply", "human"),
+    ]
