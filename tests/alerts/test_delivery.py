@@ -3,6 +3,7 @@ run, and what is still undelivered goes out on the next pass — exactly once.""
 
 from __future__ import annotations
 
+import itertools
 import socket
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_bot_429_and_5xx_retry_with_backoff(db: Path, slack_server: SlackServer)
     statuses = [r.status for r in slack_server.requests[-4:]]
     assert statuses == [429, 500, 503, 200]
     last = slack_server.requests[-4:]
-    gaps = [b.at - a.at for a, b in zip(last, last[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(last)]
     assert gaps[0] >= 1.0 and gaps[2] >= gaps[1] * 1.5  # exponential backoff after 5xx
     with Outbox.open(db) as box:
         [msg] = [m for m in (box.get(i) for i in range(1, 5)) if m and m.kind == "drift"]
