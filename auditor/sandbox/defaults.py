@@ -15,6 +15,8 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+from auditor.sandbox.quantity import canonical, canonical_list
+
 Obj = dict[str, Any]
 
 
@@ -60,6 +62,12 @@ def _probe(p: Any) -> None:
         if isinstance(p.get(action), dict):
             _setdefault(p[action], "path", "/")
             _setdefault(p[action], "scheme", "HTTP")
+
+
+def _resource_requirements(res: Any) -> None:
+    if isinstance(res, dict):
+        canonical_list(res.get("limits"))
+        canonical_list(res.get("requests"))
 
 
 def _image_pull_policy(image: str) -> str:
@@ -109,6 +117,13 @@ def pod_spec(spec: Any) -> None:
                 _setdefault(vol[source], "defaultMode", 420)
         if isinstance(vol.get("projected"), dict):
             _setdefault(vol["projected"], "defaultMode", 420)
+            for source in vol["projected"].get("sources") or []:
+                token = source.get("serviceAccountToken") if isinstance(source, dict) else None
+                if isinstance(token, dict):
+                    _setdefault(token, "expirationSeconds", 3600)
+        if isinstance(vol.get("downwardAPI"), dict):
+            _setdefault(vol["downwardAPI"], "defaultMode", 420)
+
         if isinstance(vol.get("hostPath"), dict):
             _setdefault(vol["hostPath"], "type", "")
         sources = {"configMap", "secret", "emptyDir", "persistentVolumeClaim", "hostPath",
@@ -280,6 +295,26 @@ def _pvc(obj: Obj) -> None:
     _setdefault(status, "phase", "Pending")
 
 
+def _limit_range(obj: Obj) -> None:
+    for item in (obj.get("spec") or {}).get("limits") or []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "Container":
+            # SetDefaults_LimitRangeItem: default from max, defaultRequest from default/min
+            default = item.setdefault("default", {})
+            for k, v in (item.get("max") or {}).items():
+                default.setdefault(k, v)
+            request = item.setdefault("defaultRequest", {})
+            for k, v in {**(item.get("min") or {}), **default}.items():
+                request.setdefault(k, v)
+
+
+def _node(obj: Obj) -> None:
+    status = obj.setdefault("status", {})
+    if status.get("capacity") and not status.get("allocatable"):
+        status["allocatable"] = dict(status["capacity"])
+
+
 def _pv(obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     _setdefault(spec, "persistentVolumeReclaimPolicy", "Retain")
@@ -440,6 +475,8 @@ _SIMPLE: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("", "PersistentVolumeClaim"): _pvc,
     ("", "PersistentVolume"): _pv,
     ("", "Pod"): _pod,
+    ("", "LimitRange"): _limit_range,
+    ("", "Node"): _node,
     ("rbac.authorization.k8s.io", "RoleBinding"): _rbac_binding,
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): _rbac_binding,
     ("autoscaling", "HorizontalPodAutoscaler"): _hpa,
@@ -454,9 +491,81 @@ _SIMPLE: dict[tuple[str, str], Callable[[Obj], None]] = {
 }
 
 
+def _pod_specs(kind: str, obj: Obj) -> list[Obj]:
+    spec: Obj = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
+    if kind == "Pod":
+        found: Any = spec
+    elif kind == "PodTemplate":
+        found = (obj.get("template") or {}).get("spec")
+    elif kind == "CronJob":
+        found = (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get(
+            "spec")
+    else:
+        found = (spec.get("template") or {}).get("spec")
+    return [found] if isinstance(found, dict) else []
+
+
+def canonicalize_quantities(group: str, kind: str, obj: Obj) -> None:
+    """Rewrite every resource quantity of a built-in object in its canonical form.
+
+    Run as part of defaulting and on server-side apply configurations, because the real
+    server compares parsed quantities: applying ``cpu: 0.5`` over a stored ``500m``
+    changes nothing and conflicts with nobody.
+    """
+    for ps in _pod_specs(kind, obj):
+        canonical_list(ps.get("overhead"))
+        _resource_requirements(ps.get("resources"))
+        for key in ("containers", "initContainers", "ephemeralContainers"):
+            for c in ps.get(key) or []:
+                if isinstance(c, dict):
+                    _resource_requirements(c.get("resources"))
+        for vol in ps.get("volumes") or []:
+            empty = vol.get("emptyDir") if isinstance(vol, dict) else None
+            if isinstance(empty, dict) and "sizeLimit" in empty:
+                empty["sizeLimit"] = canonical(empty["sizeLimit"])
+    spec: Obj = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
+    status: Obj = obj["status"] if isinstance(obj.get("status"), dict) else {}
+    if kind == "PersistentVolumeClaim":
+        _resource_requirements(spec.get("resources"))
+        canonical_list(status.get("capacity"))
+        canonical_list(status.get("allocatedResources"))
+    elif kind == "StatefulSet":
+        for pvc in spec.get("volumeClaimTemplates") or []:
+            if isinstance(pvc, dict):
+                _resource_requirements((pvc.get("spec") or {}).get("resources"))
+    elif kind == "PersistentVolume":
+        canonical_list(spec.get("capacity"))
+    elif kind == "ResourceQuota":
+        canonical_list(spec.get("hard"))
+        canonical_list(status.get("hard"))
+        canonical_list(status.get("used"))
+    elif kind == "LimitRange":
+        for item in spec.get("limits") or []:
+            if isinstance(item, dict):
+                for key in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio"):
+                    canonical_list(item.get(key))
+    elif kind == "Node":
+        canonical_list(status.get("capacity"))
+        canonical_list(status.get("allocatable"))
+    elif kind == "HorizontalPodAutoscaler":
+        for metric in spec.get("metrics") or []:
+            for source in (metric or {}).values():
+                target = source.get("target") if isinstance(source, dict) else None
+                if isinstance(target, dict):
+                    for key in ("value", "averageValue"):
+                        if key in target:
+                            target[key] = canonical(target[key])
+
+
 def apply_defaults(group: str, kind: str, obj: Obj, alloc: Allocator, *, creating: bool,
                    old: Obj | None = None) -> None:
     """Default ``obj`` in place as the API server would on create/update."""
+    _apply_defaults(group, kind, obj, alloc, creating=creating, old=old)
+    canonicalize_quantities(group, kind, obj)
+
+
+def _apply_defaults(group: str, kind: str, obj: Obj, alloc: Allocator, *, creating: bool,
+                    old: Obj | None = None) -> None:
     if (group, kind) == ("batch", "Job"):
         _job(obj, creating)
     elif (group, kind) == ("", "Service"):

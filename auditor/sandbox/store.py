@@ -24,7 +24,12 @@ import yaml
 from auditor.sandbox import apply as ssa
 from auditor.sandbox import patch as patches
 from auditor.sandbox.catalog import Catalog, Resource
-from auditor.sandbox.defaults import Allocator, apply_defaults, read_defaults
+from auditor.sandbox.defaults import (
+    Allocator,
+    apply_defaults,
+    canonicalize_quantities,
+    read_defaults,
+)
 from auditor.sandbox.schema import Field, register_crd, root
 from auditor.sandbox.selectors import field_matcher, label_matcher
 from auditor.sandbox.status import ApiError, already_exists, invalid, not_found
@@ -560,6 +565,9 @@ class Store:
                            f"the resource {res.plural!r}")
         f = _root(res)
         drop = ("status",) if "status" in res.subresources else ()
+        if res.builtin:
+            config = _clone(config)
+            canonicalize_quantities(res.group, res.kind, config)
         with self.lock:
             old = self.get(res, ns, name)
             if old is None:

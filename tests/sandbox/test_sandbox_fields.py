@@ -270,3 +270,23 @@ def test_custom_resource_ownership_follows_the_crd_schema(sandbox: Sandbox) -> N
     out = sandbox.apply(canary, "flagger", force=True)
     assert out["spec"]["backends"] == [{"name": "blue", "weight": 90},
                                        {"name": "green", "weight": 50}]
+
+
+def test_apply_compares_quantities_canonically(sandbox: Sandbox) -> None:
+    cfg = crud_deployment()
+    container = cfg["spec"]["template"]["spec"]["containers"][0]
+    container["resources"] = {"requests": {"cpu": "0.5", "memory": "1024Mi"}}
+    res = sandbox.resource_for("apps/v1", "Deployment")
+    created = sandbox.store.create(res, "default", cfg, manager="kubectl-client-side-apply")
+    stored = created["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert stored == {"requests": {"cpu": "500m", "memory": "1Gi"}}
+    # the same config applied by another manager changes nothing: shared, no conflict
+    out = sandbox.apply(cfg, "gitops")
+    assert out["spec"] == created["spec"]
+    owners = entries(out)
+    for key in (("gitops", "Apply", ""), ("kubectl-client-side-apply", "Update", "")):
+        c = owners[key]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+        assert "f:cpu" in c['k:{"name":"crud-sha256-1"}']["f:resources"]["f:requests"]
+    container["resources"]["requests"]["cpu"] = "750m"
+    with pytest.raises(ApplyConflict):
+        sandbox.apply(cfg, "gitops")

@@ -232,3 +232,40 @@ def test_pod_admission_defaults(sandbox: Sandbox) -> None:
     assert {t["key"] for t in spec["tolerations"]} == {"node.kubernetes.io/not-ready",
                                                        "node.kubernetes.io/unreachable"}
     assert pod["status"]["qosClass"] == "Guaranteed" and pod["metadata"]["generation"] == 1
+
+
+@pytest.mark.parametrize(("written", "stored"), [
+    ("0.5", "500m"), ("1024Mi", "1Gi"), ("1.5Ki", "1536"), ("0.1Ki", "102400m"),
+    ("1000", "1k"), ("2e3", "2e3"), ("1.5Gi", "1536Mi"), ("2000m", "2"), (1, "1"),
+    (0.25, "250m"), ("100u", "1m"), ("129e6", "129e6"), ("128974848", "128974848"),
+])
+def test_resource_quantities_are_stored_canonically(sandbox: Sandbox, written: Any,
+                                                    stored: str) -> None:
+    deploy = create(sandbox, {"apiVersion": "apps/v1", "kind": "Deployment",
+                              "metadata": {"name": "q", "namespace": "default"},
+                              "spec": {"selector": {"matchLabels": {"a": "b"}},
+                                       "template": {"metadata": {"labels": {"a": "b"}},
+                                                    "spec": {"containers": [{
+                                                        "name": "c", "image": "c:1",
+                                                        "resources": {"requests": {
+                                                            "cpu": written}}}]}}}})
+    requests = deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert requests == {"cpu": stored}
+
+
+def test_other_quantity_holders_are_canonical(sandbox: Sandbox) -> None:
+    pvc = create(sandbox, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                           "metadata": {"name": "d", "namespace": "default"},
+                           "spec": {"accessModes": ["ReadWriteOnce"],
+                                    "resources": {"requests": {"storage": "1024Mi"}}}})
+    assert pvc["spec"]["resources"]["requests"] == {"storage": "1Gi"}
+    quota = create(sandbox, {"apiVersion": "v1", "kind": "ResourceQuota",
+                             "metadata": {"name": "q", "namespace": "default"},
+                             "spec": {"hard": {"requests.cpu": "0.5", "pods": "10"}}})
+    assert quota["spec"]["hard"] == {"requests.cpu": "500m", "pods": "10"}
+    limits = create(sandbox, {"apiVersion": "v1", "kind": "LimitRange",
+                              "metadata": {"name": "l", "namespace": "default"},
+                              "spec": {"limits": [{"type": "Container",
+                                                   "max": {"memory": "2048Mi"}}]}})
+    item = limits["spec"]["limits"][0]
+    assert item["default"] == {"memory": "2Gi"} and item["defaultRequest"] == {"memory": "2Gi"}
