@@ -1,0 +1,395 @@
+"""`drift-auditor adopt` end to end: real Git repositories, the sandbox API server changed by
+the real kubectl 1.35 as an on-call engineer would, the ledger on disk.
+
+Each test applies Git's manifests as Argo CD would (server-side, ``argocd-controller``),
+records a run, makes emergency changes with kubectl, adopts them, checks the branch's files
+line by line against the originals, then merges the branch and runs again: in sync, and the
+drift resolved as ``git-changed`` with the adoption commit linked.
+"""
+
+from __future__ import annotations
+
+import difflib
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor import config as config_mod
+from auditor.adopt_cli import Request, execute
+from auditor.config import Config
+from auditor.ledger import adoptions, drifts, reading
+from auditor.pipeline import run_once
+from tests.gitfixtures import TOOLS, RepoBuilder, git, tool
+
+pytestmark = pytest.mark.kubectl
+
+SHOP = """\
+# The shop's web front end (team shop, #shop-oncall).
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels:
+    app.kubernetes.io/name: web  # selector label, never change
+spec:
+  replicas: 2    # two is enough by day
+  selector:
+    matchLabels: {app.kubernetes.io/name: web}
+  template:
+    metadata:
+      labels: {app.kubernetes.io/name: web}
+    spec:
+      containers:
+        - name: web
+          image: "shop/web:1.4.2"
+          ports: [{containerPort: 8080}]
+          env:
+            - name: MODE
+              value: 'prod'
+          resources:
+            requests: {cpu: "0.5", memory: 1024Mi}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {app.kubernetes.io/name: web}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
+NAMESPACE = """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+"""
+
+SECRET = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  namespace: shop
+stringData:
+  password: hunter2-but-longer
+"""
+
+
+def make_config(kubeconfig: Path, tmp_path: Path) -> Config:
+    return config_mod.load("/dev/null", env={}, overrides={
+        "cluster": {"kubeconfig": str(kubeconfig)},
+        "ledger": {"path": str(tmp_path / "ledger.db")}})
+
+
+def diff_lines(old: str, new: str) -> list[str]:
+    return [ln for ln in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="",
+                                              n=0)
+            if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+
+
+def show(repo: Path, rev: str, rel: str) -> str:
+    return subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout
+
+
+def apply_as_gitops(kubectl: Any, *args: str, input: str | None = None) -> None:
+    kubectl("apply", "--server-side", "--field-manager=argocd-controller", *args, input=input)
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> RepoBuilder:
+    repo = RepoBuilder(tmp_path / "gitops")
+    repo.write("apps/namespace.yaml", NAMESPACE)
+    repo.write("apps/shop.yaml", SHOP)
+    repo.write("apps/secret.yaml", SECRET)
+    repo.commit("shop: web 1.4.2")
+    return repo
+
+
+def test_adopt_image_scale_env_and_label_then_merge_resolves_git_changed(
+        sandbox: Any, kubeconfig: Path, kubectl: Any, shop: RepoBuilder, tmp_path: Path) -> None:
+    apps = shop.path / "apps"
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(apps))
+    assert run_once(cfg, desired_path=str(apps)).audit.counts["drifted"] == 0
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:1.5.0-hotfix")
+    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=5")
+    kubectl("-n", "shop", "set", "env", "deployment/web", "DEBUG=1")
+    kubectl("-n", "shop", "label", "deployment/web", "incident=inc-4711")
+    first = run_once(cfg, desired_path=str(apps))
+    assert first.ledger["drifts_opened"] == 1
+    with reading(cfg.ledger.path) as conn:
+        (drift,) = drifts(conn)
+    main_before = shop.head()
+
+    report = execute(Request(target=str(drift["id"]), desired=str(apps), by="oncall@shop",
+                             tools_dir=str(TOOLS)), cfg)
+
+    assert report.refusals == []
+    assert sorted(a.item.path for a in report.adopted) == [
+        "metadata.labels.incident", "spec.replicas",
+        "spec.template.spec.containers[name=web].env[name=DEBUG]",
+        "spec.template.spec.containers[name=web].image"]
+    assert report.branch.startswith("drift-auditor/adopt-deployment-shop-web-")
+    # The audited branch and the user's checkout are untouched.
+    assert shop.head() == main_before
+    assert git(shop.path, "status", "--porcelain") == ""
+    assert (apps / "shop.yaml").read_text() == SHOP
+    # Only the adopted values differ, line by line; comments, quoting and order stay.
+    new = show(shop.path, report.branch, "apps/shop.yaml")
+    assert diff_lines(SHOP, new) == [
+        "+    incident: inc-4711",
+        "-  replicas: 2    # two is enough by day",
+        "+  replicas: 5    # two is enough by day",
+        '-          image: "shop/web:1.4.2"',
+        '+          image: "shop/web:1.5.0-hotfix"',
+        "+            - name: DEBUG",
+        '+              value: "1"',
+    ]
+    assert git(shop.path, "diff", "--name-only", f"{main_before}..{report.branch}") == \
+        "apps/shop.yaml"
+    # The commit cites the drift: object, paths, actor, time, ledger id.
+    message = git(shop.path, "log", "-1", "--format=%B", report.branch)
+    assert f"(drift {drift['id']})" in message.splitlines()[0]
+    assert f"Drift-Auditor-Drift: {drift['id']}" in message
+    assert "Object: Deployment.apps shop/web" in message
+    assert "- spec.replicas: 2 -> 5 (by kubectl, human, at " in message
+    assert "- spec.template.spec.containers[name=web].image: shop/web:1.4.2 -> " \
+           "shop/web:1.5.0-hotfix (by kubectl-set, human" in message
+    assert report.push_command == f"git -C {shop.path} push origin {report.branch}"
+
+    with reading(cfg.ledger.path) as conn:
+        (adoption,) = adoptions.adoptions(conn)
+    assert (adoption["drift_id"], adoption["commit"], adoption["branch"], adoption["by"]) == (
+        drift["id"], report.commit, report.branch, "oncall@shop")
+    assert adoption["outcome"] == "pending merge"
+
+    # Review done: merge the branch; the next run finds Git matching the cluster.
+    shop.merge(report.branch, "Merge adoption of the 3 a.m. hotfix")
+    second = run_once(cfg, desired_path=str(apps))
+    assert second.audit.counts["drifted"] == 0
+    assert second.ledger["drifts_resolved"] == {"git-changed": 1}
+    with reading(cfg.ledger.path) as conn:
+        (resolved,) = drifts(conn, states=("resolved",))
+        (adoption,) = adoptions.adoptions(conn)
+    assert resolved["id"] == drift["id"]
+    assert resolved["resolved_how"] == "git-changed"
+    assert adoption["resolution"] == "git-changed"
+    assert adoption["merged"] is True
+    assert adoption["outcome"] == f"resolved: Git changed to match (commit {report.commit[:12]})"
+
+
+def test_paths_select_and_dry_run_commits_nothing(sandbox: Any, kubeconfig: Path, kubectl: Any,
+                                                  shop: RepoBuilder, tmp_path: Path) -> None:
+    apps = shop.path / "apps"
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(apps))
+    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=3")
+    kubectl("-n", "shop", "label", "service/web", "team.example.com/owner=ops")
+    branches = git(shop.path, "branch", "--list")
+
+    report = execute(Request(target="Deployment/web", desired=str(apps), dry_run=True,
+                             paths=("spec.replicas",)), cfg)
+    assert [a.item.path for a in report.adopted] == ["spec.replicas"]
+    assert "-  replicas: 2    # two is enough by day\n" in report.diff
+    assert "+  replicas: 3    # two is enough by day\n" in report.diff
+    assert report.branch == "" and report.commit == ""
+    assert git(shop.path, "branch", "--list") == branches
+    assert git(shop.path, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+    # A key with dots, in brackets, lands in the Service's document only.
+    report = execute(Request(target="Service/shop/web", desired=str(apps),
+                             branch="adopt/owner-label"), cfg)
+    assert report.branch == "adopt/owner-label"
+    new = show(shop.path, report.branch, "apps/shop.yaml")
+    assert diff_lines(SHOP, new) == ["+  labels:", "+    team.example.com/owner: ops"]
+    assert new.index("team.example.com/owner") > new.index("kind: Service")
+
+
+def test_secrets_are_refused_and_nothing_is_written(sandbox: Any, kubeconfig: Path,
+                                                    kubectl: Any, shop: RepoBuilder,
+                                                    tmp_path: Path) -> None:
+    apps = shop.path / "apps"
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(apps))
+    kubectl("-n", "shop", "patch", "secret/db", "-p",
+            '{"stringData":{"password":"rotated-at-3am-value"}}')
+    branches = git(shop.path, "branch", "--list")
+    report = execute(Request(target="Secret/shop/db", desired=str(apps)), cfg)
+    assert report.adopted == [] and report.branch == "" and report.diff == ""
+    (refusal,) = report.refusals
+    assert "Secrets are never adopted" in refusal.reason
+    assert "rotated-at-3am-value" not in str(refusal)
+    assert git(shop.path, "branch", "--list") == branches
+
+
+def test_controller_owned_fields_are_not_written(sandbox: Any, kubeconfig: Path,
+                                                 kubectl: Any, shop: RepoBuilder,
+                                                 tmp_path: Path) -> None:
+    apps = shop.path / "apps"
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(apps))
+    # A controller scales (its own field manager), a person sets the image.
+    subprocess.run(  # a controller's own client: server-side apply as horizontal-pod-autoscaler
+        [tool("kubectl"), "--kubeconfig", str(kubeconfig), "apply", "--server-side",
+         "--force-conflicts", "--field-manager=horizontal-pod-autoscaler", "-f", "-"],
+        input="apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n"
+              "spec: {replicas: 6}\n", text=True, check=True, capture_output=True)
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:1.4.3")
+    report = execute(Request(target="Deployment.apps/shop/web", desired=str(apps)), cfg)
+    assert [a.item.path for a in report.adopted] == [
+        "spec.template.spec.containers[name=web].image"]
+    (refusal,) = report.refusals
+    assert refusal.path == "spec.replicas"
+    assert "horizontal-pod-autoscaler (controller)" in refusal.reason
+    new = show(shop.path, report.branch, "apps/shop.yaml")
+    assert diff_lines(SHOP, new) == ['-          image: "shop/web:1.4.2"',
+                                     '+          image: "shop/web:1.4.3"']
+
+
+BASE_DEPLOY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      containers:
+      - name: api
+        image: shop/api:2.0.0
+        args: ["--port=8080"]
+"""
+
+OVERLAY = """\
+# Production overlay.
+namespace: shop
+resources:
+- ../../base
+images:
+- name: shop/api
+  newTag: 2.0.1
+patches:
+- path: scale.yaml
+"""
+
+SCALE_PATCH = """\
+# Production runs three replicas.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  replicas: 3
+"""
+
+
+def test_kustomize_overlay_patch_is_edited_and_a_transformer_value_is_refused(
+        sandbox: Any, kubeconfig: Path, kubectl: Any, tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "gitops")
+    repo.write("ns.yaml", NAMESPACE)
+    repo.write("base/deployment.yaml", BASE_DEPLOY)
+    repo.write("base/kustomization.yaml", "resources:\n- deployment.yaml\n")
+    repo.write("overlays/prod/kustomization.yaml", OVERLAY)
+    repo.write("overlays/prod/scale.yaml", SCALE_PATCH)
+    repo.commit("api: base and prod overlay")
+    prod = repo.path / "overlays" / "prod"
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(repo.path / "ns.yaml"))
+    apply_as_gitops(kubectl, "-k", str(prod))
+    run_once(cfg, desired_path=str(prod), tools_dir=str(TOOLS))
+    kubectl("-n", "shop", "scale", "deployment/api", "--replicas=6")
+    kubectl("-n", "shop", "set", "image", "deployment/api", "api=shop/api:2.0.2")
+    kubectl("-n", "shop", "set", "env", "deployment/api", "GOMAXPROCS=4")
+    run_once(cfg, desired_path=str(prod), tools_dir=str(TOOLS))
+
+    report = execute(Request(target="Deployment/api", desired=str(prod),
+                             tools_dir=str(TOOLS)), cfg)
+
+    adopted = {a.item.path: a.file for a in report.adopted}
+    assert adopted == {
+        "spec.replicas": "overlays/prod/scale.yaml",
+        "spec.template.spec.containers[name=api].env[name=GOMAXPROCS]": "overlays/prod/scale.yaml"}
+    (refusal,) = report.refusals
+    assert refusal.path == "spec.template.spec.containers[name=api].image"
+    assert refusal.file == "overlays/prod/kustomization.yaml"
+    assert "edit overlays/prod/kustomization.yaml" in refusal.reason
+    new = show(repo.path, report.branch, "overlays/prod/scale.yaml")
+    assert diff_lines(SCALE_PATCH, new) == [
+        "-  replicas: 3", "+  replicas: 6",
+        "+  template:", "+    spec:", "+      containers:", "+      - name: api",
+        "+        env:", "+        - name: GOMAXPROCS", '+          value: "4"']
+    # The base, shared with any other overlay, is not touched.
+    assert show(repo.path, report.branch, "base/deployment.yaml") == BASE_DEPLOY
+
+    repo.merge(report.branch, "Merge adoption")
+    after = run_once(cfg, desired_path=str(prod), tools_dir=str(TOOLS))
+    (result,) = [r for r in after.audit.results if r.key.name == "api"]
+    assert [d.path for d in result.drifts] == ["spec.template.spec.containers[name=api].image"]
+
+
+CHART = """\
+apiVersion: v2
+name: web
+version: 0.1.0
+"""
+
+CHART_VALUES = """\
+replicaCount: 2
+image: shop/web:1.0.0
+"""
+
+CHART_DEPLOY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  replicas: {{ .Values.replicaCount }}
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: {{ .Values.image }}
+"""
+
+
+def test_helm_values_are_refused_naming_the_values_file(
+        sandbox: Any, kubeconfig: Path, kubectl: Any, tmp_path: Path) -> None:
+    helm = tool("helm")
+    repo = RepoBuilder(tmp_path / "gitops")
+    repo.write("web/Chart.yaml", CHART)
+    repo.write("web/values.yaml", CHART_VALUES)
+    repo.write("web/templates/deployment.yaml", CHART_DEPLOY)
+    repo.commit("web chart")
+    chart = repo.path / "web"
+    apply_as_gitops(kubectl, "-f", "-", input="apiVersion: v1\nkind: Namespace\nmetadata:\n"
+                                               "  name: shop\n")
+    rendered = subprocess.run([helm, "template", "web", str(chart), "--namespace", "shop"],
+                              capture_output=True, text=True, check=True).stdout
+    apply_as_gitops(kubectl, "-n", "shop", "-f", "-", input=rendered)
+    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=4")
+    cfg = make_config(kubeconfig, tmp_path)
+    branches = git(repo.path, "branch", "--list")
+    report = execute(Request(target="Deployment/shop/web", desired=str(chart), namespace="shop",
+                             tools_dir=str(TOOLS)), cfg)
+    assert report.adopted == [] and report.branch == ""
+    (refusal,) = report.refusals
+    assert refusal.path == "spec.replicas"
+    assert refusal.file == "web/values.yaml"
+    assert "edit web/values.yaml by hand" in refusal.reason
+    assert git(repo.path, "branch", "--list") == branches
