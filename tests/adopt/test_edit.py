@@ -7,8 +7,7 @@ import difflib
 
 import pytest
 
-from auditor.adopt import (CannotEdit, Idx, Sel, Val, edit_text, guess_indent, merge3,
-                           parse_path)
+from auditor.adopt import CannotEdit, Idx, Sel, Val, edit_text, guess_indent, merge3, parse_path
 from auditor.records import DriftItem
 
 DEPLOY = """\
