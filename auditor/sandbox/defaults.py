@@ -405,7 +405,7 @@ def _qos_class(spec: Obj) -> str:
     return "Burstable" if any_set else "BestEffort"
 
 
-def _ingress_class_free(obj: Obj) -> None:
+def _ingress(obj: Obj) -> None:
     obj.setdefault("status", {}).setdefault("loadBalancer", {})
 
 
@@ -481,7 +481,7 @@ _SIMPLE: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): _rbac_binding,
     ("autoscaling", "HorizontalPodAutoscaler"): _hpa,
     ("policy", "PodDisruptionBudget"): _pdb,
-    ("networking.k8s.io", "Ingress"): _ingress_class_free,
+    ("networking.k8s.io", "Ingress"): _ingress,
     ("networking.k8s.io", "NetworkPolicy"): _networkpolicy,
     ("scheduling.k8s.io", "PriorityClass"): _priorityclass,
     ("storage.k8s.io", "StorageClass"): _storageclass,

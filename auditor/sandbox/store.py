@@ -12,6 +12,7 @@ import base64
 import bisect
 import datetime as dt
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -734,7 +735,10 @@ class Store:
             for key in doomed:
                 self._next_rv()
                 rec = table.records[key]
-                self._store(res, rec, "DELETED")
+                gone = _clone(rec.obj)
+                gone["metadata"]["resourceVersion"] = str(self.rv)
+                self._store(res, Record(gone, orjson.dumps(gone), rec.item, rec.entries),
+                            "DELETED")
 
     def _purge_crd(self, crd: Obj) -> None:
         spec = crd.get("spec") or {}
@@ -794,11 +798,11 @@ class Store:
             yield _event_line("ADDED", rec, res)
         if bookmark is not None:
             yield bookmark
-        deadline = _monotonic() + timeout
+        deadline = time.monotonic() + timeout
         while not stop.is_set():
             batch: list[Event] = []
             with self.lock:
-                remaining = deadline - _monotonic()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
                 if not self.events or self.events[-1].rv <= cursor:
@@ -815,12 +819,6 @@ class Store:
 
 def _root(res: Resource) -> Field:
     return root(res.kind) if res.builtin else root(res.kind, res.group)
-
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
 
 
 def _event_line(kind: str, rec: Record, res: Resource) -> bytes:
