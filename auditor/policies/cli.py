@@ -62,8 +62,8 @@ def render(evaluation: Evaluation, fmt: str, *, show_passing: bool = False) -> b
 def exit_code(evaluation: Evaluation, fail_on: str = "low") -> int:
     if evaluation.problems or any(r.status == "error" for r in evaluation.results):
         return 2
-    threshold = SEVERITIES.index(fail_on)  # type: ignore[arg-type]
-    failing = any(r.status == "fail" and SEVERITIES.index(r.severity) <= threshold
+    threshold = list(SEVERITIES).index(fail_on)
+    failing = any(r.status == "fail" and list(SEVERITIES).index(r.severity) <= threshold
                   for r in evaluation.results)
     return 1 if failing else 0
 
@@ -133,8 +133,8 @@ def check_cmd(desired_path: str | None, revision: str | None, namespace: str | N
             sys.stdout.buffer.flush()
         else:
             Path(output_file).write_bytes(data)
-        for problem in evaluation.problems:
-            click.echo(f"drift-auditor: policy error: {problem}", err=True)
+        for bad in evaluation.problems:
+            click.echo(f"drift-auditor: policy error: {bad}", err=True)
         code.append(exit_code(evaluation, fail_on))
 
     _guarded(body)
