@@ -62,7 +62,7 @@ def render(evaluation: Evaluation, fmt: str, *, show_passing: bool = False) -> b
 def exit_code(evaluation: Evaluation, fail_on: str = "low") -> int:
     if evaluation.problems or any(r.status == "error" for r in evaluation.results):
         return 2
-    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    rank: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
     failing = any(r.status == "fail" and rank[r.severity] <= rank[fail_on]
                   for r in evaluation.results)
     return 1 if failing else 0
