@@ -225,3 +225,21 @@ def test_get_prints_server_side_tables(sandbox: Sandbox, kubectl: Any,
                                     "443/TCP"]
     out = kubectl("get", "namespaces", "--show-labels").stdout
     assert "kubernetes.io/metadata.name=kube-system" in out
+
+
+def test_migrating_from_client_side_to_server_side_apply(sandbox: Sandbox, kubectl: Any,
+                                                         tmp_path: pathlib.Path) -> None:
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(DEPLOYMENT)
+    kubectl("apply", "-f", str(manifest))
+    manifest.write_text(DEPLOYMENT.replace("nginx:1.25", "nginx:1.26"))
+    # kubectl applies, updates last-applied as "kubectl-last-applied", then rewrites
+    # managedFields with a JSON patch (csaupgrade) so "kubectl" inherits the CSA fields
+    out = kubectl("apply", "--server-side", "-f", str(manifest))
+    assert out.stdout.strip() == "deployment.apps/web serverside-applied"
+    obj = stored(sandbox)
+    assert obj["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.26"
+    m = managers(obj)
+    assert set(m) == {("kubectl", "Apply", ""), ("kubectl-last-applied", "Apply", "")}
+    assert m[("kubectl-last-applied", "Apply", "")] == {"f:metadata": {"f:annotations": {
+        "f:kubectl.kubernetes.io/last-applied-configuration": {}}}}
