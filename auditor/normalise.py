@@ -27,6 +27,9 @@ Owns :func:`normalise` and the rules it applies, in one recursive pass that buil
   subject's ``apiGroup: ""``: Go's ``omitempty`` drops them on the server), but not in maps
   whose keys the user chooses (:data:`STRING_MAPS`: a label ``tier: ""`` is a label) nor in
   ``storageClassName`` (``""`` asks for no storage class, absent for the default one).
+- Zero values of plain ``omitempty`` fields whose zero means unset (:data:`FALSE_IS_ABSENT`,
+  :data:`ZERO_IS_ABSENT`: ``readOnly: false``, ``hostNetwork: false``,
+  ``initialDelaySeconds: 0``, ``minReadySeconds: 0``) are absent: the server drops them.
 - Int-or-string values (``targetPort: "80"``, ``maxSurge: 1``) are left as they are.
 """
 
@@ -74,6 +77,24 @@ PRESENCE_MATTERS: Final[frozenset[str]] = frozenset({
 STRING_MAPS: Final[frozenset[str]] = frozenset({
     "labels", "annotations", "data", "binaryData", "matchLabels", "nodeSelector", "selector",
     "parameters", "volumeAttributes",
+})
+
+# Plain (non-pointer) Go fields tagged `omitempty` whose zero value means the same as unset:
+# the server never returns `readOnly: false` or `minReadySeconds: 0`, which Helm charts
+# write all the time. Dropped on both sides, so a pointer field of the same name that keeps
+# an explicit false (a CSI volume's `readOnly`) compares alike too. Fields whose unset value
+# is *not* false/0 (`automountServiceAccountToken`, `enableServiceLinks`,
+# `allowPrivilegeEscalation`, `hostUsers`) are not here.
+# Sources: staging/src/k8s.io/api/core/v1/types.go (Container stdin/stdinOnce/tty,
+# VolumeMount and volume sources readOnly, PodSpec hostNetwork/hostPID/hostIPC, Probe
+# initialDelaySeconds, ContainerPort hostPort, ServicePort nodePort, ServiceSpec
+# healthCheckNodePort/publishNotReadyAddresses), apps/v1/types.go (minReadySeconds, paused).
+FALSE_IS_ABSENT: Final[frozenset[str]] = frozenset({
+    "readOnly", "stdin", "stdinOnce", "tty", "hostNetwork", "hostPID", "hostIPC", "paused",
+    "publishNotReadyAddresses",
+})
+ZERO_IS_ABSENT: Final[frozenset[str]] = frozenset({
+    "minReadySeconds", "initialDelaySeconds", "hostPort", "nodePort", "healthCheckNodePort",
 })
 
 # Pointer string fields where "" differs from unset: `storageClassName: ""` asks for no class,
@@ -160,6 +181,12 @@ def _clean_map(obj: Mapping[str, Any]) -> dict[str, Any]:
         elif kind is str:
             if not value and key not in EMPTY_STRING_MATTERS:
                 # A struct field's "" is Go's zero value: `omitempty` drops it on the server.
+                continue
+        elif kind is bool:
+            if value is False and key in FALSE_IS_ABSENT:
+                continue
+        elif kind is int:
+            if value == 0 and key in ZERO_IS_ABSENT:
                 continue
         elif isinstance(value, Mapping | list):
             value = _clean(value)

@@ -198,3 +198,35 @@ def test_before_first_apply_is_unknown() -> None:
         "operation": "Update", "fieldsV1": {"f:data": {"f:LOG_FORMAT": {}}}})
     assert drifts_of(doc["desired"], live) == [
         ("data.LOG_FORMAT", "changed", "before-first-apply", "unknown")]
+
+
+def test_chart_zero_values_the_server_omits_are_not_drift() -> None:
+    # Helm charts render `readOnly: false`, `hostNetwork: false`, `initialDelaySeconds: 0`,
+    # `minReadySeconds: 0`: plain omitempty fields the API server never returns.
+    doc = _load("deployment-argocd-ssa")
+    desired = copy.deepcopy(doc["desired"])
+    desired["spec"]["minReadySeconds"] = 0
+    desired["spec"]["paused"] = False
+    pod = desired["spec"]["template"]["spec"]
+    pod.update(hostNetwork=False, hostPID=False, hostIPC=False)
+    container = pod["containers"][0]
+    container.update(stdin=False, tty=False)
+    container["volumeMounts"][0]["readOnly"] = False
+    container["readinessProbe"]["initialDelaySeconds"] = 0
+    container["ports"][0]["hostPort"] = 0
+    assert drifts_of(desired, doc["live"]) == []
+    # a real value is still compared
+    container["volumeMounts"][0]["readOnly"] = True
+    assert drifts_of(desired, doc["live"]) == [(
+        "spec.template.spec.containers[name=checkout].volumeMounts[mountPath=/etc/checkout].readOnly",
+        "removed", "", "unknown")]
+
+
+def test_zero_meaning_not_unset_is_still_compared() -> None:
+    # automountServiceAccountToken is a pointer whose unset means true: an explicit false in
+    # Git that is gone live is drift.
+    doc = _load("deployment-argocd-ssa")
+    desired = copy.deepcopy(doc["desired"])
+    desired["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
+    assert drifts_of(desired, doc["live"]) == [
+        ("spec.template.spec.automountServiceAccountToken", "removed", "", "unknown")]
