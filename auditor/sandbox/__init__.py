@@ -14,7 +14,9 @@ in ``tests/sandbox/test_sandbox_kubectl.py``): ``apply`` → ``kubectl-client-si
 ``kubectl-edit``; ``patch`` → ``kubectl-patch``; ``label`` / ``annotate`` →
 ``kubectl-label`` / ``kubectl-annotate``; ``set image|env|resources`` → ``kubectl-set``;
 ``rollout restart`` → ``kubectl-rollout``; ``scale`` sends no field manager, so the server
-records the User-Agent prefix ``kubectl`` with ``subresource: scale``. The Python client
+records the User-Agent prefix ``kubectl`` with ``subresource: scale``. Switching an object
+from client-side to server-side apply leaves ``kubectl`` and ``kubectl-last-applied`` (both
+Apply; kubectl rewrites managedFields to drop the client-side entry). The Python client
 without a field manager is recorded as ``OpenAPI-Generator``.
 
 Where it is simpler than a real API server (know this before trusting a test):

@@ -17,6 +17,8 @@ set image / set env                kubectl-set                    Update
 rollout restart                    kubectl-rollout                Update
 scale                              kubectl (User-Agent prefix;    Update      scale
                                    no fieldManager is sent)
+apply --server-side over a          kubectl + kubectl-last-applied  Apply
+client-side-applied object         (the CSA entry is migrated away)
 =================================  =============================  ==========  ===========
 
 ``kubectl create <generator>`` (e.g. ``create deployment``) sends protobuf: 415.
