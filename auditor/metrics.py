@@ -1,0 +1,358 @@
+"""Prometheus metrics from the ledger. The only module importing prometheus-client.
+
+Metrics are computed from the ledger at collection time (never from a second pass over the
+cluster) by :class:`LedgerCollector`, and delivered three ways: the exposition text
+(``drift-auditor metrics --print``), a textfile for node-exporter's textfile collector
+(written beside and renamed into place, so a scrape never reads half a file), a push to a
+Pushgateway grouped by ``{job, cluster}`` (a CronJob lives too briefly to be scraped), and
+``drift-auditor serve``'s ``/metrics`` (read again at each scrape).
+
+Names carry the ``drift_auditor_`` prefix and base units (seconds); counters end in
+``_total``. Labels are bounded: namespace, kind, group, status, category, age band, how —
+never object names. Series that exist for a fixed set of values (run status, categories ×
+age bands) are always emitted, zeros included, so that absent never means zero.
+
+========================================================  =========  =============================
+name                                                      type       labels
+========================================================  =========  =============================
+drift_auditor_build_info                                  gauge      version
+drift_auditor_last_run_timestamp_seconds                  gauge      (end of the last finished run)
+drift_auditor_last_run_duration_seconds                   gauge
+drift_auditor_last_run_status                             gauge      status (1 for the last run's)
+drift_auditor_last_run_skipped_kinds                      gauge
+drift_auditor_last_run_problems                           gauge
+drift_auditor_last_complete_run_timestamp_seconds         gauge
+drift_auditor_last_run_objects                            gauge      status (whole run)
+drift_auditor_objects                                     gauge      namespace, kind, group, status
+drift_auditor_runs_total                                  counter    status
+drift_auditor_open_drifts                                 gauge      category, age
+drift_auditor_oldest_open_drift_age_seconds               gauge      category
+drift_auditor_accepted_drifts                             gauge      category
+drift_auditor_drifts_opened_total                         counter    category (opened + reopened)
+drift_auditor_drifts_resolved_total                       counter    how
+drift_auditor_remediation_seconds                         summary    category (_count, _sum)
+drift_auditor_mean_time_to_remediation_seconds            gauge      (NaN before any remediation)
+drift_auditor_changes_total                               counter    category, authorized
+drift_auditor_alerts_pending                              gauge
+drift_auditor_alerts_delivered_total                      counter
+drift_auditor_ledger_events                               gauge      (chain head sequence number)
+drift_auditor_ledger_verify_ok                            gauge      (1 chain verifies, 0 broken)
+drift_auditor_ledger_verify_duration_seconds              gauge
+========================================================  =========  =============================
+
+``drift_auditor_objects`` counts every compared object by status when the run stored its
+per-namespace/kind breakdown (:func:`auditor.ledger.metricsquery.breakdown`); otherwise only
+the not-in-sync ones (open and accepted drifts), and ``in-sync`` appears in
+``drift_auditor_last_run_objects`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.exposition import choose_encoder, write_to_textfile
+from prometheus_client.registry import Collector
+
+from auditor import __version__
+from auditor.config import Config
+from auditor.errors import AuditorError, DeliveryError, LedgerError
+from auditor.ledger import HOWS, reading
+from auditor.ledger import metricsquery as mq
+from auditor.ledger.verify import verify as verify_ledger
+
+log = logging.getLogger(__name__)
+
+PREFIX = "drift_auditor_"
+RUN_STATUSES = ("complete", "partial", "failed")
+OBJECT_STATUSES = ("in-sync", "drifted", "missing", "orphan")
+
+
+def _g(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
+
+
+def _c(name: str, doc: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
+    return CounterMetricFamily(PREFIX + name, doc, labels=list(labels))
+
+
+def families(stats: mq.LedgerStats, *, verify_ok: bool | None,
+             verify_seconds: float | None) -> list[Metric]:
+    """The metric families of one ledger reading (pure: no I/O)."""
+    out: list[Metric] = []
+    info = _g("build_info", "Drift Auditor version.", ("version",))
+    info.add_metric([__version__], 1)
+    out.append(info)
+    run = stats.last_run
+    if run is not None:
+        last = _g("last_run_timestamp_seconds", "End of the last finished run (Unix time).")
+        last.add_metric([], run["ended"] or 0)
+        duration = _g("last_run_duration_seconds", "Wall time of the last finished run.")
+        duration.add_metric([], max(0.0, (run["ended"] or 0) - (run["started"] or 0)))
+        status = _g("last_run_status", "1 for the status of the last finished run.", ("status",))
+        for s in RUN_STATUSES:
+            status.add_metric([s], 1 if run["status"] == s else 0)
+        skipped = _g("last_run_skipped_kinds", "Kinds the last run could not list.")
+        skipped.add_metric([], run["skipped_kinds"])
+        problems = _g("last_run_problems", "Problems (warnings, errors) met by the last run.")
+        problems.add_metric([], run["problems"])
+        totals = _g("last_run_objects", "Objects compared by the last run, by status.",
+                    ("status",))
+        counts = run["counts"] if isinstance(run["counts"], Mapping) else {}
+        for s in (*OBJECT_STATUSES, "ignored"):
+            totals.add_metric([s], float(counts.get(s, 0) or 0))
+        out += [last, duration, status, skipped, problems, totals]
+    if stats.last_complete_at is not None:
+        ok = _g("last_complete_run_timestamp_seconds", "End of the last complete run.")
+        ok.add_metric([], stats.last_complete_at)
+        out.append(ok)
+    objects = _g("objects", "Objects by status, namespace and kind"
+                 + ("" if stats.objects_breakdown_complete else
+                    " (not in sync only: the last run stored no per-kind breakdown)") + ".",
+                 ("namespace", "kind", "group", "status"))
+    for (ns, kind, grp, s), n in sorted(stats.objects.items()):
+        objects.add_metric([ns, kind, grp, s], n)
+    out.append(objects)
+    runs = _c("runs", "Finished runs by status.", ("status",))
+    for s in RUN_STATUSES:
+        runs.add_metric([s], stats.runs_by_status.get(s, 0))
+    out.append(runs)
+    open_ = _g("open_drifts", "Open (unaccepted) drifts by category and age band.",
+               ("category", "age"))
+    oldest = _g("oldest_open_drift_age_seconds", "Age of the oldest open drift per category.",
+                ("category",))
+    accepted = _g("accepted_drifts", "Drifts accepted with `drift-auditor ack`.", ("category",))
+    categories = sorted(set(mq.CATEGORIES) | {c for c, _ in stats.open_by_category_age}
+                        | set(stats.accepted_by_category))
+    for cat in categories:
+        for _, band in mq.AGE_BANDS:
+            open_.add_metric([cat, band], stats.open_by_category_age.get((cat, band), 0))
+        oldest.add_metric([cat], stats.oldest_open_by_category.get(cat, 0.0))
+        accepted.add_metric([cat], stats.accepted_by_category.get(cat, 0))
+    out += [open_, oldest, accepted]
+    opened = _c("drifts_opened", "Drifts opened or reopened.", ("category",))
+    for cat in sorted(set(mq.CATEGORIES) | set(stats.opened_by_category)):
+        opened.add_metric([cat], stats.opened_by_category.get(cat, 0))
+    resolved = _c("drifts_resolved", "Drifts resolved, by how.", ("how",))
+    for how in sorted(set(HOWS) | set(stats.resolved_by_how)):
+        resolved.add_metric([how], stats.resolved_by_how.get(how, 0))
+    out += [opened, resolved]
+    remediation = SummaryMetricFamily(
+        PREFIX + "remediation_seconds", "Time from a drift's opening to its resolution "
+        "(superseded drifts excluded).", labels=["category"])
+    total_n, total_s = 0, 0.0
+    for cat in sorted(set(mq.CATEGORIES) | set(stats.remediation)):
+        n, seconds = stats.remediation.get(cat, (0, 0.0))
+        remediation.add_metric([cat], count_value=n, sum_value=seconds)
+        total_n, total_s = total_n + n, total_s + seconds
+    mttr = _g("mean_time_to_remediation_seconds", "Mean time to remediation over all resolved "
+              "drifts (NaN before the first).")
+    mttr.add_metric([], total_s / total_n if total_n else math.nan)
+    out += [remediation, mttr]
+    changes = _c("changes", "Live changes recorded, by actor category and whether they "
+                 "matched Git.", ("category", "authorized"))
+    for (cat, verdict), n in sorted(stats.changes.items()):
+        changes.add_metric([cat, verdict], n)
+    out.append(changes)
+    pending = _g("alerts_pending", "Slack messages queued in the outbox, not yet delivered.")
+    pending.add_metric([], stats.outbox.get("pending", 0))
+    delivered = _c("alerts_delivered", "Slack messages delivered.")
+    delivered.add_metric([], stats.outbox.get("delivered", 0))
+    events = _g("ledger_events", "Events in the ledger's hash chain (head sequence number).")
+    events.add_metric([], stats.head_seq)
+    out += [pending, delivered, events]
+    if verify_ok is not None:
+        ok = _g("ledger_verify_ok", "1 when the ledger's hash chain verifies, 0 when broken.")
+        ok.add_metric([], 1 if verify_ok else 0)
+        took = _g("ledger_verify_duration_seconds", "Time the last verification took.")
+        took.add_metric([], verify_seconds or 0.0)
+        out += [ok, took]
+    return out
+
+
+class LedgerCollector(Collector):
+    """Reads the ledger at every ``collect`` (a scrape, a push, a textfile write)."""
+
+    def __init__(self, cfg: Config, ledger_path: str | Path, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.path = Path(ledger_path)
+        self.clock = clock
+        self.cluster = ""
+
+    def describe(self) -> list[Metric]:
+        # Registering must not read the ledger: names are known only at collection.
+        return []
+
+    def read(self) -> list[Metric]:
+        with reading(self.path) as conn:
+            stats = mq.read(conn, now=self.clock())
+            verify_ok: bool | None = None
+            took: float | None = None
+            if self.cfg.metrics.verify:
+                started = time.perf_counter()
+                try:
+                    verify_ok = verify_ledger(conn).ok
+                except (sqlite3.Error, LedgerError) as exc:
+                    # A ledger that cannot even be walked does not verify.
+                    log.warning("ledger %s: verification failed: %s", self.path, exc)
+                    verify_ok = False
+                took = time.perf_counter() - started
+        self.cluster = stats.cluster
+        return families(stats, verify_ok=verify_ok, verify_seconds=took)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.read()
+
+
+def registry(cfg: Config, ledger_path: str | Path) -> tuple[CollectorRegistry, LedgerCollector]:
+    reg = CollectorRegistry(auto_describe=False)
+    collector = LedgerCollector(cfg, ledger_path)
+    reg.register(collector)
+    return reg, collector
+
+
+def exposition(cfg: Config, ledger_path: str | Path) -> str:
+    """The metrics in the Prometheus text format (version 0.0.4)."""
+    reg, _ = registry(cfg, ledger_path)
+    return generate_latest(reg).decode()
+
+
+def write_textfile(cfg: Config, ledger_path: str | Path, path: str | Path) -> None:
+    """Write for node-exporter's textfile collector: a temporary file renamed into place."""
+    reg, _ = registry(cfg, ledger_path)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_to_textfile(str(target), reg)
+    except OSError as exc:
+        raise DeliveryError(f"{target}: cannot write the metrics textfile: {exc}") from None
+
+
+def push(cfg: Config, ledger_path: str | Path, gateway: str) -> str:
+    """Replace this job's and cluster's group on the Pushgateway; returns the cluster."""
+    _, collector = registry(cfg, ledger_path)
+    metrics = collector.read()  # read once: the cluster name comes from the ledger
+
+    class _Once(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from metrics
+
+    once = CollectorRegistry(auto_describe=False)
+    once.register(_Once())
+    cluster = collector.cluster or cfg.cluster.name
+    try:
+        push_to_gateway(gateway, job=cfg.metrics.job, registry=once,
+                        grouping_key={"cluster": cluster}, timeout=30)
+    except OSError as exc:
+        raise DeliveryError(f"pushgateway {gateway}: {exc}") from None
+    return cluster
+
+
+@dataclass
+class MetricsReport:
+    """What :func:`after_run`/:func:`deliver` did."""
+
+    textfile: str = ""
+    pushgateway: str = ""
+    cluster: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.textfile:
+            out.append(f"metrics: wrote {self.textfile}")
+        if self.pushgateway:
+            out.append(f"metrics: pushed to {self.pushgateway} "
+                       f"(cluster={self.cluster})")
+        out += [f"metrics: error: {e}" for e in self.errors]
+        return out
+
+
+def deliver(cfg: Config, ledger_path: str | Path, *, textfile: str = "",
+            pushgateway: str = "", strict: bool = True) -> MetricsReport:
+    """Write the textfile and/or push. ``strict``: raise the first failure as
+    :class:`DeliveryError` after trying both; otherwise only report it."""
+    report = MetricsReport()
+    if textfile:
+        try:
+            write_textfile(cfg, ledger_path, textfile)
+            report.textfile = textfile
+        except AuditorError as exc:
+            report.errors.append(str(exc))
+    if pushgateway:
+        try:
+            report.cluster = push(cfg, ledger_path, pushgateway)
+            report.pushgateway = pushgateway
+        except AuditorError as exc:
+            report.errors.append(str(exc))
+    if strict and report.errors:
+        raise DeliveryError("; ".join(report.errors))
+    return report
+
+
+def after_run(cfg: Config, ledger_path: str | Path) -> MetricsReport:
+    """The end of ``drift-auditor run``: the configured textfile and Pushgateway, if any.
+    Never raises for delivery problems (they are in the report)."""
+    return deliver(cfg, ledger_path, textfile=cfg.metrics.textfile,
+                   pushgateway=cfg.metrics.pushgateway, strict=False)
+
+
+Route = Callable[[], tuple[bytes, str]]
+
+
+def make_server(cfg: Config, ledger_path: str | Path, *, host: str = "127.0.0.1",
+                port: int = 0, routes: Mapping[str, Route] | None = None) -> ThreadingHTTPServer:
+    """An HTTP server for ``/metrics`` (and ``/healthz``; ``routes`` adds more, e.g. reports:
+    ``{"/reports/latest.html": lambda: (body, content_type)}``). Call ``serve_forever``."""
+    reg, _ = registry(cfg, ledger_path)
+    extra = dict(routes or {})
+
+    class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True
+        server_version = "drift-auditor"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _reply(self, status: int, body: bytes, ctype: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            try:
+                if path == "/metrics":
+                    encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+                    self._reply(200, encoder(reg), ctype)
+                elif path == "/healthz":
+                    self._reply(200, b"ok\n", "text/plain")
+                elif path in extra:
+                    body, ctype = extra[path]()
+                    self._reply(200, body, ctype)
+                else:
+                    self._reply(404, b"not found\n", "text/plain")
+            except (LedgerError, AuditorError) as exc:
+                self._reply(503, f"{exc}\n".encode(), "text/plain")
+
+        do_HEAD = do_GET
+
+    return ThreadingHTTPServer((host, port), Handler)
