@@ -14,7 +14,9 @@ Owns :func:`normalise` and the rules it applies, in one recursive pass that buil
   Orphan detection reads them from the raw live object, not from this form.
 - Quantities are canonical wherever Kubernetes uses ``resource.Quantity`` (resource
   requests/limits, PVC storage, emptyDir ``sizeLimit``, pod ``overhead``, ResourceQuota
-  ``hard``, LimitRange limits, PV capacity, HPA metric targets). ``ResourceList`` entries are
+  ``hard``, LimitRange limits, PV capacity, HPA metric targets, a ``resourceFieldRef``'s
+  ``divisor``, whose unset value the server prints as ``"0"`` and which means ``1``: both are
+  absent here). ``ResourceList`` entries are
   rounded up to milli precision as ``SetDefaults_ResourceList`` does on the server.
 - Secrets: ``stringData`` is merged into ``data`` (``stringData`` wins, as on the server) and
   every value becomes ``hmac-sha256:<32 hex>`` of the decoded bytes. No raw or base64 value is
@@ -240,6 +242,15 @@ def _size_limit(value: Any) -> Any:
     return canonical_quantity(value)
 
 
+def _divisor(value: Any) -> Any:
+    # ResourceFieldSelector.divisor is a Quantity (the server prints it canonically); a
+    # struct, not a pointer, so omitempty keeps it: unset shows as "0", which means 1.
+    if value is None:
+        return None
+    out = canonical_quantity(value)
+    return None if out in ("0", "1") else out
+
+
 def _overhead(value: Any) -> Any:
     # A pod's `overhead` is a ResourceList; a RuntimeClass's wraps one in `podFixed`.
     if isinstance(value, Mapping) and isinstance(value.get("podFixed"), Mapping):
@@ -289,6 +300,7 @@ _SPECIAL: Final[dict[str, Callable[[Any], Any]]] = {
     **{key: _string_map for key in STRING_MAPS},
     "resources": _resources,
     "sizeLimit": _size_limit,
+    "divisor": _divisor,
     "overhead": _overhead,
     "volumes": _volumes,
     **{key: _keep_empty_mapping for key in PRESENCE_MATTERS},

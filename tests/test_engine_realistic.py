@@ -230,3 +230,29 @@ def test_zero_meaning_not_unset_is_still_compared() -> None:
     desired["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
     assert drifts_of(desired, doc["live"]) == [
         ("spec.template.spec.automountServiceAccountToken", "removed", "", "unknown")]
+
+
+def test_resource_field_ref_divisor_printed_as_zero() -> None:
+    # ResourceFieldSelector.divisor is a struct Quantity: unset, the server prints "0"
+    # (which means 1), and a human who owns it by creating the object does not change that.
+    doc = _load("deployment-argocd-ssa")
+    desired = copy.deepcopy(doc["desired"])
+    live = copy.deepcopy(doc["live"])
+    ref = {"containerName": "checkout", "resource": "limits.memory"}
+    desired["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "MEM", "valueFrom": {"resourceFieldRef": dict(ref)}})
+    live["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "MEM", "valueFrom": {"resourceFieldRef": {**ref, "divisor": "0"}}})
+    live["metadata"]["managedFields"].append({
+        "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "manager": "kubectl-create",
+        "operation": "Update", "time": "2026-11-02T08:14:09Z",
+        "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+            'k:{"name":"checkout"}': {"f:env": {'k:{"name":"MEM"}': {"f:valueFrom": {
+                "f:resourceFieldRef": {"f:divisor": {}}}}}}}}}}}})
+    assert drifts_of(desired, live) == []
+    assert drifts_of(desired, _without_managed_fields(live)) == []
+    desired["spec"]["template"]["spec"]["containers"][0]["env"][-1]["valueFrom"][
+        "resourceFieldRef"]["divisor"] = "1024Ki"
+    live["spec"]["template"]["spec"]["containers"][0]["env"][-1]["valueFrom"][
+        "resourceFieldRef"]["divisor"] = "1Mi"
+    assert drifts_of(desired, live) == []
