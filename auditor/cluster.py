@@ -117,7 +117,178 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-class Cluster:
+# ------------------------------------------------------------------ writes (revert)
+#
+# Used only by :mod:`auditor.revert`, and only when ``revert.mode`` is not ``off``: a
+# read-only install never sends any of these. Each one is a single request answered in raw
+# JSON; failures are raised with the verb, the resource and the namespace named, so a 403
+# tells the operator exactly which RBAC rule is missing.
+
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+JSON_PATCH_CONTENT_TYPE = "application/json-patch+json"
+
+
+class WriteError(ClusterError):
+    """A write the API refused (other than 403): ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WriteForbiddenError(ForbiddenError):
+    """A 403 on a write: the service account lacks ``verb`` on ``resource``."""
+
+    def __init__(self, message: str, *, verb: str, resource: str, namespace: str) -> None:
+        super().__init__(message)
+        self.verb = verb
+        self.resource = resource
+        self.namespace = namespace
+
+
+def _resource_name(resource: APIResource) -> str:
+    return f"{resource.plural}.{resource.group}" if resource.group else resource.plural
+
+
+def _object_path(resource: APIResource, namespace: str, name: str) -> str:
+    return f"{resource.path(namespace)}/{quote(name, safe='')}"
+
+
+def _write_query(field_manager: str, *, force: bool = False,
+                 dry_run: bool = False) -> list[tuple[str, str]]:
+    query = [("fieldManager", field_manager)] if field_manager else []
+    if force:
+        query.append(("force", "true"))
+    if dry_run:
+        query.append(("dryRun", "All"))
+    return query
+
+
+class _Writes:
+    """The write half of :class:`Cluster` (mixed in below to keep the read path untouched)."""
+
+    config: ClusterConfig
+    server: str
+    _api: k8s_client.ApiClient
+    _sleep: Callable[[float], None]
+
+    def _count_retry(self) -> None:  # pragma: no cover - Cluster defines it
+        raise NotImplementedError
+
+    def _send_once(self, method: str, path: str, query: list[tuple[str, str]],
+                   body: Any, content_type: str) -> bytes:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        request = self._api.param_serialize(
+            method, path, query_params=query or None, header_params=headers,
+            auth_settings=["BearerToken"])
+        method_, url, header_params, _, _ = request
+        try:
+            # The client serialises ``body`` by content type: JSON types and
+            # ``apply-patch+yaml`` (JSON is YAML) with json.dumps; a JSON patch must be a list.
+            response = self._api.call_api(method_, url, header_params=header_params,
+                                          body=body, _request_timeout=self.config.timeout_seconds)
+            data = response.read()
+        except ApiException as exc:
+            raise ClusterUnreachableError(f"{self.server}: {exc.reason}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterUnreachableError(f"{self.server}: {_short(exc)}") from None
+        if response.status >= 300:
+            raise _HTTPStatusError(response.status, data or b"",
+                                   _retry_after(response.getheader("Retry-After")))
+        return data or b""
+
+    def _write(self, verb: str, method: str, resource: APIResource, namespace: str, name: str,
+               query: list[tuple[str, str]], body: Any = None,
+               content_type: str = "application/json") -> bytes:
+        """One write; 429 and 503 are retried a bounded number of times (every write here is
+        idempotent or guarded by a precondition, so sending it twice is safe)."""
+        path = _object_path(resource, namespace, name)
+        attempt = 0
+        while True:
+            try:
+                return self._send_once(method, path, query, body, content_type)
+            except _HTTPStatusError as exc:
+                if exc.status in (429, 503) and attempt < self.config.retries:
+                    delay = exc.retry_after if exc.retry_after is not None else min(
+                        8.0, 0.2 * 2**attempt)
+                    attempt += 1
+                    self._count_retry()
+                    self._sleep(delay)
+                    continue
+                where = f" in namespace {namespace}" if namespace and resource.namespaced else ""
+                what = f"{_resource_name(resource)} {name}{where}"
+                if exc.status == 403:
+                    raise WriteForbiddenError(
+                        f"forbidden: cannot {verb} {what}: the service account needs the RBAC "
+                        f"verb '{verb}' on resource '{_resource_name(resource)}'"
+                        f"{where or ' (cluster-wide)'} ({exc.message()})",
+                        verb=verb, resource=_resource_name(resource),
+                        namespace=namespace if resource.namespaced else "") from None
+                raise WriteError(f"{verb} {what} failed with HTTP {exc.status}: "
+                                 f"{exc.message()}", exc.status) from None
+
+    def get_object(self, resource: APIResource, namespace: str, name: str) -> dict[str, Any] | None:
+        """The live object, or ``None`` when it does not exist (404)."""
+        try:
+            doc: dict[str, Any] = orjson.loads(self._write(
+                "get", "GET", resource, namespace, name, []))
+        except WriteError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        doc.setdefault("apiVersion", resource.api_version)
+        doc.setdefault("kind", resource.kind)
+        return doc
+
+    def apply(self, resource: APIResource, obj: dict[str, Any], *, field_manager: str,
+              force: bool = True, dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply ``obj`` (creating it when absent); returns the resulting object.
+
+        JSON is valid YAML, so the apply-patch body is the object as JSON.
+        """
+        meta = obj.get("metadata") or {}
+        out: dict[str, Any] = orjson.loads(self._write(
+            "patch", "PATCH", resource, str(meta.get("namespace") or ""), str(meta["name"]),
+            _write_query(field_manager, force=force, dry_run=dry_run), obj,
+            APPLY_CONTENT_TYPE))
+        return out
+
+    def json_patch(self, resource: APIResource, namespace: str, name: str,
+                   ops: list[dict[str, Any]], *, field_manager: str,
+                   dry_run: bool = False) -> dict[str, Any]:
+        """An RFC 6902 JSON patch (an ``Update`` by ``field_manager``)."""
+        out: dict[str, Any] = orjson.loads(self._write(
+            "patch", "PATCH", resource, namespace, name,
+            _write_query(field_manager, dry_run=dry_run), list(ops),
+            JSON_PATCH_CONTENT_TYPE))
+        return out
+
+    def delete(self, resource: APIResource, namespace: str, name: str, *, uid: str = "",
+               resource_version: str = "", dry_run: bool = False) -> bool:
+        """Delete one object (background propagation). Preconditions on ``uid`` and
+        ``resource_version`` make the API refuse (409) if the object changed since it was
+        read. Returns ``False`` when it was already gone."""
+        preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version))
+                         if v}
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions",
+                                   "propagationPolicy": "Background"}
+        if preconditions:
+            options["preconditions"] = preconditions
+        if dry_run:
+            options["dryRun"] = ["All"]
+        try:
+            self._write("delete", "DELETE", resource, namespace, name,
+                        _write_query("", dry_run=dry_run), options)
+        except WriteError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+
+class Cluster(_Writes):
     """A connection to one Kubernetes API server."""
 
     def __init__(self, config: ClusterConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -415,3 +586,4 @@ def iter_live(cluster: Cluster, scope: ScopeConfig, *, stats: ListStats,
             with contextlib.suppress(Empty):
                 done.get(timeout=0.05)
         stats.retries = cluster.retries
+

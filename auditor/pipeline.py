@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditor import __version__, secretkey
+from auditor import __version__, revert, secretkey
 from auditor.cluster import APIResource, Cluster, ListStats, in_scope, iter_live
 from auditor.compare import CompareSettings, compare_all
 from auditor.compare import in_scope as key_in_scope
@@ -294,10 +294,21 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
             run.record_commits(commits)
             results: list[ObjectResult] = []
             live = _live_from_cluster(cluster, session, resources, progress)
-            for result in session.compare(observe(live)):
+            keeper = revert.LiveKeeper(observe(live))  # revert: live objects of drifted keys
+            for result in session.compare(keeper):
                 run.record(result)
                 results.append(result)
+                keeper.note(result)
             _note_absent_kinds(session.want, resources, session.problems)
+            # --- revert (issue 9, auditor.revert): after every result, before finish ---
+            reverted = revert.after_compare(
+                cfg.revert, cluster, run, session.want, results, keeper.kept, resources,
+                classify=settings.classify,
+                content_hash=lambda obj: content_hash(settings.normalise(obj)))
+            session.problems.extend(reverted.problems)
+            if cfg.revert.mode != "off":
+                counters.update(reverted.counts())
+            # --- end revert ---
             problems = session.all_problems()
             results.sort(key=lambda r: r.key)
             outcome = AuditResult(results, problems, desired, session.stats)

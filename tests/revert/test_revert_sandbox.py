@@ -1,0 +1,306 @@
+"""Auto-revert end to end: Git applied by an Argo-like GitOps manager, real kubectl changes
+made out of band, then ``run_once`` (and the CLI) with ``revert.mode`` set, against the
+sandbox API server and a real SQLite ledger."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from auditor import config as config_mod
+from auditor.config import Config, RevertConfig
+from auditor.ledger import Ledger, reading
+from auditor.ledger import reverts as ledger_reverts
+from auditor.pipeline import RunOutcome, run_once
+from auditor.sandbox import Sandbox
+
+pytestmark = pytest.mark.kubectl
+
+SHOP = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: shop/web:1.0.0
+          env:
+            - {name: MODE, value: prod}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports:
+    - {port: 80, targetPort: 8080}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {MODE: prod}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token, namespace: shop}
+stringData: {token: s3cr3t-value-never-shown}
+"""
+SECRET_VALUE = b"s3cr3t-value-never-shown"
+HUMAN_SECRET = "hum4n-added-s3cret"
+
+
+@pytest.fixture
+def shop(tmp_path: Path, kubeconfig: Path, kubectl: Any) -> dict[str, Any]:
+    apps = tmp_path / "git"
+    apps.mkdir()
+    (apps / "shop.yaml").write_text(SHOP)
+    kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
+            str(apps / "shop.yaml"))
+    cfg_file = tmp_path / "drift-auditor.yaml"
+    cfg_file.write_text(f"""
+cluster: {{name: test, kubeconfig: {kubeconfig}, retries: 1}}
+ledger: {{path: {tmp_path / 'ledger.db'}}}
+policies: {{directory: {tmp_path / 'no-policies'}}}
+""")
+    cfg = config_mod.load(cfg_file, env={})
+    return {"apps": apps, "config": cfg_file, "cfg": cfg, "ledger": tmp_path / "ledger.db"}
+
+
+def with_revert(cfg: Config, **kw: Any) -> Config:
+    base = {"mode": "enforce", "recreate_missing": True, "max_objects": 10}
+    return replace(cfg, revert=RevertConfig(**{**base, **kw}))
+
+
+def run(shop: dict[str, Any], **revert: Any) -> RunOutcome:
+    cfg = with_revert(shop["cfg"], **revert) if revert else shop["cfg"]
+    return run_once(cfg, desired_path=str(shop["apps"]))
+
+
+def statuses(outcome: RunOutcome) -> dict[str, str]:
+    return {f"{r.key.kind}/{r.key.name}": r.status for r in outcome.audit.results}
+
+
+def get(kubectl: Any, *args: str) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(kubectl("-n", "shop", "get", *args, "-o", "json",
+                                               "--show-managed-fields").stdout)
+    return doc
+
+
+def versions(sandbox: Sandbox) -> dict[str, str]:
+    """resourceVersion of every object in the shop namespace (and the namespace itself)."""
+    out: dict[str, str] = {}
+    for res, ns, name, obj in sandbox_objects(sandbox):
+        if ns == "shop" or (res == "Namespace" and name == "shop"):
+            out[f"{res}/{name}"] = obj["metadata"]["resourceVersion"]
+    return out
+
+
+def sandbox_objects(sandbox: Sandbox) -> list[tuple[str, str, str, dict[str, Any]]]:
+    import http.client
+
+    out = []
+    conn = http.client.HTTPConnection(sandbox.host, sandbox.port)
+    for path, kind in (("/api/v1/namespaces", "Namespace"),
+                       ("/api/v1/namespaces/shop/services", "Service"),
+                       ("/api/v1/namespaces/shop/configmaps", "ConfigMap"),
+                       ("/api/v1/namespaces/shop/secrets", "Secret"),
+                       ("/apis/apps/v1/namespaces/shop/deployments", "Deployment")):
+        conn.request("GET", path)
+        for item in orjson.loads(conn.getresponse().read())["items"]:
+            meta = item["metadata"]
+            out.append((kind, meta.get("namespace", ""), meta["name"], item))
+    conn.close()
+    return out
+
+
+def human_changes(kubectl: Any) -> None:
+    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=5")
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:6.6.6-hotfix")
+    kubectl("-n", "shop", "set", "env", "deployment/web", "DEBUG=1")
+    kubectl("-n", "shop", "label", "configmap/settings", "touched-by=ops")
+    kubectl("-n", "shop", "patch", "secret/token", "--type=merge", "-p",
+            orjson.dumps({"stringData": {"extra": HUMAN_SECRET}}).decode())
+    kubectl("-n", "shop", "delete", "service", "web")
+
+
+def test_enforce_restores_every_change_and_the_next_run_is_in_sync(
+        shop: dict[str, Any], kubectl: Any) -> None:
+    first = run(shop)
+    assert set(statuses(first).values()) == {"in-sync"}
+
+    human_changes(kubectl)
+    # One audit without revert: the drifts open (as they would before revert was enabled).
+    seen = run(shop)
+    assert statuses(seen) == {"Namespace/shop": "in-sync", "Deployment/web": "drifted",
+                              "Service/web": "missing", "ConfigMap/settings": "drifted",
+                              "Secret/token": "drifted"}
+
+    fixed = run(shop, mode="enforce")
+    assert fixed.ledger["drifts_resolved"] == {"reverted": 4}
+    web = get(kubectl, "deployment/web")
+    container = web["spec"]["template"]["spec"]["containers"][0]
+    assert web["spec"]["replicas"] == 2
+    assert container["image"] == "shop/web:1.0.0"
+    assert container["env"] == [{"name": "MODE", "value": "prod"}]
+    assert get(kubectl, "service/web")["spec"]["ports"][0]["port"] == 80
+    assert "touched-by" not in get(kubectl, "configmap/settings")["metadata"].get("labels", {})
+    secret = get(kubectl, "secret/token")
+    assert set(secret["data"]) == {"token"}
+    assert base64.b64decode(secret["data"]["token"]) == SECRET_VALUE
+    # Controllers' and GitOps' entries stay; the humans' are gone.
+    managers = {e["manager"] for e in web["metadata"]["managedFields"]}
+    assert {"argocd-controller", "drift-auditor"} <= managers
+    assert "kubectl-set" not in managers
+
+    again = run(shop, mode="enforce")
+    assert set(statuses(again).values()) == {"in-sync"}
+    assert again.observed == 4  # the four reverted objects, seen once more, then quiet
+    assert again.ledger["drifts_opened"] == 0
+
+    with reading(shop["ledger"]) as conn:
+        rows = ledger_reverts.history(conn)
+    assert [(r["kind"], r["name"], r["result"], r["mode"]) for r in rows] == [
+        ("ConfigMap", "settings", "reverted", "enforce"),
+        ("Secret", "token", "reverted", "enforce"),
+        ("Service", "web", "reverted", "enforce"),
+        ("Deployment", "web", "reverted", "enforce")]  # dependency order
+    web_row = rows[-1]
+    assert {i["path"] for i in web_row["items"]} >= {
+        "spec.replicas", "spec.template.spec.containers[name=web].image",
+        "spec.template.spec.containers[name=web].env[name=DEBUG]"}
+    assert web_row["managers"] == ["kubectl-set"]
+    assert web_row["resource_version_after"] != web_row["resource_version_before"]
+    with Ledger.open(shop["ledger"]) as ledger:
+        assert ledger.verify().ok
+    # Neither Git's Secret value nor the human's ever reaches the ledger.
+    raw = b"".join(p.read_bytes() for p in shop["ledger"].parent.glob("ledger.db*"))
+    for value in (SECRET_VALUE, HUMAN_SECRET.encode()):
+        assert value not in raw and base64.b64encode(value) not in raw
+
+
+def test_dry_run_changes_nothing_and_records_what_would_change(
+        shop: dict[str, Any], kubectl: Any, sandbox: Sandbox) -> None:
+    run(shop)
+    human_changes(kubectl)
+    before = versions(sandbox)
+    out = run(shop, mode="dry-run")
+    assert versions(sandbox) == before
+    assert out.ledger["drifts_resolved"] == {}
+    with reading(shop["ledger"]) as conn:
+        rows = ledger_reverts.history(conn)
+    assert {(r["name"], r["result"]) for r in rows} == {
+        ("token", "dry-run"), ("settings", "dry-run"), ("web", "dry-run")} and len(rows) == 4
+    # The same would-be reverts next run are not written again.
+    run(shop, mode="dry-run")
+    with reading(shop["ledger"]) as conn:
+        assert len(ledger_reverts.history(conn)) == 4
+    assert versions(sandbox) == before
+    assert get(kubectl, "deployment/web")["spec"]["replicas"] == 5
+
+
+def test_cap_reverts_nothing_and_says_so(shop: dict[str, Any], kubectl: Any,
+                                         sandbox: Sandbox) -> None:
+    run(shop)
+    human_changes(kubectl)
+    before = versions(sandbox)
+    out = run(shop, mode="enforce", max_objects=3)
+    assert versions(sandbox) == before
+    [problem] = [p for p in out.audit.problems if p.kind == "revert-capped"]
+    assert "4 objects to revert exceed revert.max_objects (3)" in problem.message
+    with reading(shop["ledger"]) as conn:
+        assert ledger_reverts.history(conn) == []
+        [event] = conn.execute("SELECT payload FROM events WHERE type = 'revert_capped'").fetchall()
+    assert orjson.loads(event[0])["planned"] == 4
+
+
+def test_opt_out_annotation_and_scope_are_respected(shop: dict[str, Any], kubectl: Any) -> None:
+    run(shop)
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:6.6.6-hotfix")
+    kubectl("-n", "shop", "annotate", "deployment/web", "drift-auditor.io/revert=false")
+    kubectl("-n", "shop", "label", "configmap/settings", "touched-by=ops")
+    out = run(shop, mode="enforce", kinds=("Deployment", "ConfigMap"))
+    assert get(kubectl, "deployment/web")["spec"]["template"]["spec"]["containers"][0][
+        "image"] == "shop/web:6.6.6-hotfix"
+    assert "touched-by" not in get(kubectl, "configmap/settings")["metadata"].get("labels", {})
+    assert out.ledger["drifts_resolved"] == {}  # the ConfigMap's drift was new this run
+
+    kubectl("-n", "shop", "label", "configmap/settings", "touched-by=ops")
+    run(shop, mode="enforce", kinds=("Secret",))  # out of scope: left alone
+    assert get(kubectl, "configmap/settings")["metadata"]["labels"]["touched-by"] == "ops"
+
+
+def test_forbidden_patch_names_the_permission_is_recorded_and_backs_off(
+        shop: dict[str, Any], kubectl: Any, sandbox: Sandbox) -> None:
+    run(shop)
+    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=5")
+    fault = sandbox.faults.add(method="PATCH", path_regex=r"/deployments/web$", status=403)
+    out = run(shop, mode="enforce")
+    [problem] = [p for p in out.audit.problems if p.kind == "revert-failed"]
+    assert "cannot patch deployments.apps web in namespace shop" in problem.message
+    assert "RBAC verb 'patch' on resource 'deployments.apps' in namespace shop" in problem.message
+    assert dict(problem.extra)["forbidden"] is True
+    assert out.status == "complete"  # the audit itself was complete
+    hits = fault.hits
+    assert hits == 1  # the server dry-run was refused: nothing else was tried
+
+    again = run(shop, mode="enforce")
+    assert fault.hits == hits  # backing off: not one more request
+    assert not [p for p in again.audit.problems if p.kind == "revert-failed"]
+    with reading(shop["ledger"]) as conn:
+        [row] = ledger_reverts.history(conn)
+        last = ledger_reverts.last_attempts(conn)
+    assert row["result"] == "failed" and "forbidden" in row["error"]
+    assert next(iter(last.values())).failures == 1
+
+    # With the permission granted and the backoff over (0 minutes), it goes through.
+    sandbox.faults.clear()
+    fixed = run(shop, mode="enforce", failure_backoff_minutes=0)
+    assert fixed.ledger["drifts_resolved"] == {"reverted": 1}
+    assert get(kubectl, "deployment/web")["spec"]["replicas"] == 2
+
+
+def test_prune_deletes_orphans_only_when_asked(shop: dict[str, Any], kubectl: Any) -> None:
+    run(shop)
+    kubectl("-n", "shop", "apply", "--server-side", "--field-manager=kubectl", "-f", "-",
+            input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stray, namespace: shop}\n"
+                  "data: {a: b}\n")
+    out = run(shop, mode="enforce")
+    assert statuses(out)["ConfigMap/stray"] == "orphan"
+    assert kubectl("-n", "shop", "get", "configmap", "stray", check=False).returncode == 0
+    run(shop, mode="enforce", prune=True)
+    gone = kubectl("-n", "shop", "get", "configmap", "stray", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def test_cli_run_with_enforce_from_the_environment(shop: dict[str, Any], kubectl: Any) -> None:
+    def cli() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "auditor.cli", "--config", str(shop["config"]), "run",
+             "--desired", str(shop["apps"]), "--output", "json"],
+            capture_output=True, text=True,
+            env={"PATH": "/usr/bin:/bin", "DRIFT_AUDITOR_REVERT_MODE": "enforce"})
+
+    assert cli().returncode == 0
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:6.6.6-hotfix")
+    proc = cli()
+    assert proc.returncode == 1, proc.stderr  # the run found drift (and reverted it)
+    assert get(kubectl, "deployment/web")["spec"]["template"]["spec"]["containers"][0][
+        "image"] == "shop/web:1.0.0"
+    after = cli()
+    assert after.returncode == 0, after.stdout
