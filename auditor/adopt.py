@@ -657,6 +657,7 @@ class _Candidate:
     file: str
     match: DocMatch
     why: str
+    items: tuple[DriftItem, ...] = ()  # what to write there, when not the drift item itself
 
 
 def _names_match(doc: Any, key: ResourceKey, group: str | None = None) -> bool:
@@ -733,8 +734,8 @@ def _file_docs(root: Path, rel: str) -> list[Any]:
         return []
 
 
-def _candidates(root: Path, key: ResourceKey, unit: _Unit, origin: render.RenderedObject,
-                item: DriftItem, namespace: str) -> tuple[list[_Candidate], list[str]]:
+def _candidates(root: Path, spec: RenderSpec, key: ResourceKey, unit: _Unit,
+                origin: render.RenderedObject, item: DriftItem, namespace: str) -> tuple[list[_Candidate], list[str]]:
     """Where the value of ``item`` may be written, in order, and files worth naming in a
     refusal (JSON 6902 patches, kustomization files, values files)."""
     steps = parse_path(item.path)
@@ -742,7 +743,7 @@ def _candidates(root: Path, key: ResourceKey, unit: _Unit, origin: render.Render
     if unit.kind == "plain":
         return [_Candidate(unit.rel, _doc_matcher(key, namespace, exact=True), "manifest")], hand
     if unit.kind == "helm":
-        return [], hand
+        return _helm_candidates(root, spec, unit, item), hand
     folder = (root / unit.rel).resolve()
     kfile = render.kustomization_file(folder)
     if kfile is not None:
@@ -771,10 +772,51 @@ def _candidates(root: Path, key: ResourceKey, unit: _Unit, origin: render.Render
 
 
 def _helm_files(root: Path, spec: RenderSpec, unit: _Unit) -> list[str]:
+    """Values files, the ones given with ``-f`` (which win) first."""
     files = [v for v in spec.values if (root / v).is_file()]
     if (root / unit.rel / "values.yaml").is_file():
         files.append(f"{unit.rel}/values.yaml" if unit.rel != "." else "values.yaml")
     return files
+
+
+def _leaves(node: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if isinstance(k, str):
+                yield from _leaves(v, (*prefix, k))
+    elif not isinstance(node, list) and node is not None:
+        yield prefix, node
+
+
+def _helm_candidates(root: Path, spec: RenderSpec, unit: _Unit,
+                     item: DriftItem) -> list[_Candidate]:
+    """Values leaves that may hold a changed scalar: equal to the desired value, or a part of
+    a desired string (an image tag) whose surroundings the live value keeps. Each is only a
+    guess until the render proves it; additions and removals are never mapped."""
+    if item.op != "changed" or isinstance(item.desired, dict | list) \
+            or isinstance(item.live, dict | list) or item.desired is None:
+        return []
+    out: list[_Candidate] = []
+    for rel in _helm_files(root, spec, unit):
+        docs = _file_docs(root, rel)
+        if len(docs) != 1 or not isinstance(docs[0], dict):
+            continue
+        for where, leaf in _leaves(docs[0]):
+            new: Any = None
+            if _same(leaf, item.desired) and type(leaf) is type(item.desired):
+                new = item.live
+            elif isinstance(leaf, str) and isinstance(item.desired, str) \
+                    and isinstance(item.live, str) and leaf and item.desired.count(leaf) == 1:
+                before, _, after = item.desired.partition(leaf)
+                live = item.live
+                if live.startswith(before) and live.endswith(after) \
+                        and len(live) > len(before) + len(after):
+                    new = live[len(before):len(live) - len(after)]
+            if new is None:
+                continue
+            edit = DriftItem(paths.render(where), "changed", leaf, new)
+            out.append(_Candidate(rel, lambda d: isinstance(d, dict), "values", (edit,)))
+    return out
 
 
 # --------------------------------------------------------------------------- adopt
@@ -819,7 +861,8 @@ def adopt_into(root: Path, spec: RenderSpec,
         for item in items:
             unit, origin = current.where[key]
             expected = _canon(_expected(current.objects, key, [item]))
-            candidates, hand = _candidates(root, key, unit, origin, item, spec.namespace)
+            candidates, hand = _candidates(root, spec, key, unit, origin, item,
+                                           spec.namespace)
             tried: list[str] = []
             done = False
             for cand in candidates:
@@ -829,7 +872,7 @@ def adopt_into(root: Path, spec: RenderSpec,
                     tried.append(f"{cand.file} (JSON is not edited)")
                     continue
                 try:
-                    new = edit_text(old, cand.match, [item])
+                    new = edit_text(old, cand.match, cand.items or [item])
                 except CannotEdit as exc:
                     tried.append(f"{cand.file} ({exc})")
                     continue
@@ -866,9 +909,10 @@ def _refusal(root: Path, spec: RenderSpec, key: ResourceKey, unit: _Unit,
     if unit.kind == "helm":
         files = _helm_files(root, spec, unit)
         target = files[0] if files else f"{unit.rel}/values.yaml"
-        return Refusal(key, item.path, f"rendered by Helm from {origin.file}; the value comes "
-                       f"from a template expression this tool does not map back — edit "
-                       f"{target} by hand", target)
+        detail = f" (tried: {'; '.join(tried)})" if tried else ""
+        return Refusal(key, item.path, f"rendered by Helm from {origin.file}; no single value "
+                       f"in the values files provably sets it — edit {target} by hand{detail}",
+                       target)
     if unit.kind == "kustomize":
         name = hand[0] if hand else unit.rel
         others = [h for h in hand[1:]]

@@ -20,7 +20,7 @@ from auditor import config as config_mod
 from auditor.adopt_cli import Request, execute
 from auditor.config import Config
 from auditor.ledger import adoptions, drifts, reading
-from auditor.pipeline import run_once
+from auditor.pipeline import audit, run_once
 from tests.gitfixtures import TOOLS, RepoBuilder, git, tool
 
 pytestmark = pytest.mark.kubectl
@@ -345,8 +345,11 @@ version: 0.1.0
 """
 
 CHART_VALUES = """\
+# Defaults for the web chart.
 replicaCount: 2
-image: shop/web:1.0.0
+image:
+  repository: shop/web
+  tag: "1.0.0"   # bumped by CI
 """
 
 CHART_DEPLOY = """\
@@ -364,11 +367,11 @@ spec:
     spec:
       containers:
       - name: web
-        image: {{ .Values.image }}
+        image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
 """
 
 
-def test_helm_values_are_refused_naming_the_values_file(
+def test_helm_values_are_mapped_when_a_render_proves_it_else_refused(
         sandbox: Any, kubeconfig: Path, kubectl: Any, tmp_path: Path) -> None:
     helm = tool("helm")
     repo = RepoBuilder(tmp_path / "gitops")
@@ -377,19 +380,61 @@ def test_helm_values_are_refused_naming_the_values_file(
     repo.write("web/templates/deployment.yaml", CHART_DEPLOY)
     repo.commit("web chart")
     chart = repo.path / "web"
-    apply_as_gitops(kubectl, "-f", "-", input="apiVersion: v1\nkind: Namespace\nmetadata:\n"
-                                               "  name: shop\n")
+    apply_as_gitops(kubectl, "-f", "-", input=NAMESPACE)
     rendered = subprocess.run([helm, "template", "web", str(chart), "--namespace", "shop"],
                               capture_output=True, text=True, check=True).stdout
     apply_as_gitops(kubectl, "-n", "shop", "-f", "-", input=rendered)
     kubectl("-n", "shop", "scale", "deployment/web", "--replicas=4")
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:1.0.1")
+    kubectl("-n", "shop", "set", "env", "deployment/web", "DEBUG=1")
+    cfg = make_config(kubeconfig, tmp_path)
+
+    report = execute(Request(target="Deployment/shop/web", desired=str(chart), namespace="shop",
+                             tools_dir=str(TOOLS)), cfg)
+
+    assert {a.item.path: a.file for a in report.adopted} == {
+        "spec.replicas": "web/values.yaml",
+        "spec.template.spec.containers[name=web].image": "web/values.yaml"}
+    new = show(repo.path, report.branch, "web/values.yaml")
+    assert diff_lines(CHART_VALUES, new) == [
+        "-replicaCount: 2", "+replicaCount: 4",
+        '-  tag: "1.0.0"   # bumped by CI', '+  tag: "1.0.1"   # bumped by CI']
+    assert show(repo.path, report.branch, "web/templates/deployment.yaml") == CHART_DEPLOY
+    # An added env var has no value to map to: refused, naming the values file.
+    (refusal,) = report.refusals
+    assert refusal.path == "spec.template.spec.containers[name=web].env[name=DEBUG]"
+    assert refusal.file == "web/values.yaml"
+    assert "edit web/values.yaml by hand" in refusal.reason
+
+    repo.merge(report.branch, "Merge adoption")
+    after = audit(cfg, desired_path=str(chart), namespace="shop", tools_dir=str(TOOLS))
+    (result,) = [r for r in after.results if r.key.kind == "Deployment"]
+    assert (result.status, [d.path for d in result.drifts]) == ("drifted", [refusal.path])
+
+
+def test_a_helm_value_used_twice_is_refused(sandbox: Any, kubeconfig: Path, kubectl: Any,
+                                            tmp_path: Path) -> None:
+    helm = tool("helm")
+    repo = RepoBuilder(tmp_path / "gitops")
+    repo.write("web/Chart.yaml", CHART)
+    repo.write("web/values.yaml", CHART_VALUES)
+    # The tag also names the release label: adopting the image would change the label too.
+    repo.write("web/templates/deployment.yaml", CHART_DEPLOY.replace(
+        "  name: {{ .Release.Name }}\n",
+        "  name: {{ .Release.Name }}\n  labels: {version: \"{{ .Values.image.tag }}\"}\n"))
+    repo.commit("web chart")
+    chart = repo.path / "web"
+    apply_as_gitops(kubectl, "-f", "-", input=NAMESPACE)
+    rendered = subprocess.run([helm, "template", "web", str(chart), "--namespace", "shop"],
+                              capture_output=True, text=True, check=True).stdout
+    apply_as_gitops(kubectl, "-n", "shop", "-f", "-", input=rendered)
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:1.0.1")
     cfg = make_config(kubeconfig, tmp_path)
     branches = git(repo.path, "branch", "--list")
     report = execute(Request(target="Deployment/shop/web", desired=str(chart), namespace="shop",
                              tools_dir=str(TOOLS)), cfg)
     assert report.adopted == [] and report.branch == ""
     (refusal,) = report.refusals
-    assert refusal.path == "spec.replicas"
     assert refusal.file == "web/values.yaml"
-    assert "edit web/values.yaml by hand" in refusal.reason
+    assert "no single value in the values files provably sets it" in refusal.reason
     assert git(repo.path, "branch", "--list") == branches
