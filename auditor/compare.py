@@ -70,6 +70,18 @@ _CONTROLLER_METADATA: frozenset[str] = frozenset({
     "kubernetes.io/metadata.name",
     "batch.kubernetes.io/job-tracking",
     "control-plane.alpha.kubernetes.io/leader",
+    # Cloud and load-balancer controllers' status kept in annotations: GKE's ingress-gce and
+    # NEG controllers, MetalLB (0.13+), Rancher.
+    "ingress.kubernetes.io/backends",
+    "ingress.kubernetes.io/forwarding-rule",
+    "ingress.kubernetes.io/https-forwarding-rule",
+    "ingress.kubernetes.io/target-proxy",
+    "ingress.kubernetes.io/https-target-proxy",
+    "ingress.kubernetes.io/url-map",
+    "ingress.kubernetes.io/ssl-cert",
+    "cloud.google.com/neg-status",
+    "metallb.universe.tf/ip-allocated-from-pool",
+    "field.cattle.io/publicEndpoints",
 })
 
 # Bookkeeping metadata that GitOps tools and Helm write on every object they apply, never in
@@ -284,6 +296,10 @@ class _Walk:
     def _unowned_noise(self, path: Path) -> bool:
         # Without managedFields, the last-applied annotation is no evidence of a terminal
         # apply: Argo CD's default (client-side) sync writes it as well.
+        if path[:2] == ("metadata", "finalizers"):
+            # Finalizers are controllers' (load balancers, volumes, operators' cleanup):
+            # unowned, one is no sign of a human. (With managedFields a human's is found.)
+            return True
         if not (len(path) == 3 and path[0] == "metadata" and path[1] in ("annotations", "labels")):
             return False
         name = path[2]

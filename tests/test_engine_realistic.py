@@ -256,3 +256,17 @@ def test_resource_field_ref_divisor_printed_as_zero() -> None:
     live["spec"]["template"]["spec"]["containers"][0]["env"][-1]["valueFrom"][
         "resourceFieldRef"]["divisor"] = "1Mi"
     assert drifts_of(desired, live) == []
+
+
+def test_controller_bookkeeping_without_managed_fields() -> None:
+    # A snapshot without owners: an AWS load balancer controller's finalizer and MetalLB's
+    # pool annotation are controllers' and not reported; a hand-made annotation is.
+    doc = _load("service-types")
+    live = _without_managed_fields(doc["live"])
+    live["metadata"]["finalizers"].append("service.k8s.aws/resources")
+    live["metadata"]["annotations"]["metallb.universe.tf/ip-allocated-from-pool"] = "public"
+    assert drifts_of(doc["desired"], live) == []
+    desired = copy.deepcopy(doc["desired"])
+    desired["metadata"]["finalizers"] = ["example.com/keep"]
+    assert drifts_of(desired, live) == [
+        ('metadata.finalizers[="example.com/keep"]', "removed", "", "unknown")]
