@@ -9,7 +9,9 @@ This is the only place that strings the steps together; the CLI's ``diff`` calls
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +19,9 @@ from typing import Any
 
 from auditor import __version__, revert, secretkey
 from auditor.cluster import APIResource, Cluster, ListStats, in_scope, iter_live
-from auditor.compare import CompareSettings, compare_all
+from auditor.compare import CompareSettings, compare_all, managed_namespaces_of
 from auditor.compare import in_scope as key_in_scope
+from auditor.comparecache import CompareCache, Remaining, desired_digest
 from auditor.config import Config, Source
 from auditor.desired import DesiredState, load_desired, load_folder
 from auditor.errors import ConfigError
@@ -146,11 +149,49 @@ class _Session:
     stats: ListStats = field(default_factory=ListStats)
     problems: list[Problem] = field(default_factory=list)
 
-    def compare(self, live: Iterable[dict[str, Any]]) -> Iterator[ObjectResult]:
+    def compare(self, live: Iterable[dict[str, Any]],
+                cache: CompareCache | None = None) -> Iterator[ObjectResult]:
         sources = {k: d.source for k, d in self.desired.objects.items()}
-        compared = compare_all(self.want, live, settings=self.settings, sources=sources,
-                               problems=self.problems)
-        return _drop_unknowable(compared, self.stats)
+        if cache is None:
+            compared = compare_all(self.want, live, settings=self.settings, sources=sources,
+                                   problems=self.problems)
+            return _drop_unknowable(compared, self.stats)
+        return _drop_unknowable(self._compare_cached(live, cache, sources), self.stats)
+
+    def _compare_cached(self, live: Iterable[dict[str, Any]], cache: CompareCache,
+                        sources: Mapping[ResourceKey, Any]) -> Iterator[ObjectResult]:
+        """As :meth:`compare`, reusing last run's in-sync verdicts for unchanged pairs."""
+        remaining = Remaining(self.want)
+        digests = {key: desired_digest(obj) for key, obj in self.want.items()}
+        versions: dict[ResourceKey, str] = {}
+        reused: deque[ObjectResult] = deque()
+
+        def unchanged_skipped(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            for obj in stream:
+                key = ResourceKey.of(obj)
+                digest = digests.get(key)
+                if digest is not None and not remaining.taken(key):
+                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+                    if cache.in_sync(key, rv, digest):
+                        remaining.take(key)
+                        reused.append(ObjectResult(
+                            key, str(self.want[key].get("apiVersion") or ""), "in-sync",
+                            source=sources.get(key)))
+                        continue
+                    versions[key] = rv
+                yield obj
+
+        compared = compare_all(remaining, unchanged_skipped(live), settings=self.settings,
+                               sources=sources, problems=self.problems,
+                               managed_namespaces=managed_namespaces_of(self.want))
+        for result in compared:
+            while reused:
+                yield reused.popleft()
+            if result.status == "in-sync" and result.key in versions:
+                cache.remember(result.key, versions[result.key], digests[result.key])
+            yield result
+        while reused:
+            yield reused.popleft()
 
     def all_problems(self) -> list[Problem]:
         return [*self.desired.problems, *self.stats.problems, *self.problems]
@@ -225,6 +266,18 @@ def _last_change(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     return best
 
 
+def _compare_stamp(cfg: Config) -> str:
+    """What a cached verdict depends on besides the two objects: the tool, the settings and
+    the ignore-rule files (which are not part of the config digest)."""
+    h = hashlib.sha256(f"{__version__}\0{cfg.digest()}\0".encode())
+    folder = Path(cfg.policies.directory)
+    if folder.is_dir():
+        for file in sorted(folder.rglob("*")):
+            if file.is_file() and file.suffix in (".yaml", ".yml", ".json"):
+                h.update(str(file).encode() + b"\0" + file.read_bytes())
+    return h.hexdigest()
+
+
 def _previous_commits(conn: Any) -> dict[str, str]:
     from auditor.ledger import runs
 
@@ -294,8 +347,9 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
             run.record_commits(commits)
             results: list[ObjectResult] = []
             live = _live_from_cluster(cluster, session, resources, progress)
+            cache = CompareCache(cache_folder(cfg) / "compare.json", _compare_stamp(cfg))
             keeper = revert.LiveKeeper(observe(live))  # revert: live objects of drifted keys
-            for result in session.compare(keeper):
+            for result in session.compare(keeper, cache):
                 run.record(result)
                 results.append(result)
                 keeper.note(result)
@@ -313,9 +367,11 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
             results.sort(key=lambda r: r.key)
             outcome = AuditResult(results, problems, desired, session.stats)
             partial = bool(session.stats.skipped_kinds) or any(p.kind == "error" for p in problems)
+            counters["reused_verdicts"] = cache.hits
             summary = run.finish("partial" if partial else "complete",
                                  counts={**outcome.counts, **counters},
                                  skipped_kinds=outcome.skipped_kinds, problems=problems)
+            cache.save()
         except BaseException as exc:
             if not run.finished:
                 run.finish("failed", problems=[Problem("run", f"{type(exc).__name__}: {exc}")])

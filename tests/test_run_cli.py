@@ -126,6 +126,14 @@ def test_drift_fixed_live_resolves_and_steady_state_observes_nothing(
     counts = orjson.loads(last)
     assert counts["observed"] == 0, "an unchanged cluster writes no object versions"
     assert counts["unchanged"] >= 4
+    assert counts["reused_verdicts"] == 4, "unchanged in-sync pairs are not compared again"
+
+    # A change to a pair whose verdict was cached is still seen.
+    kubectl("-n", "shop", "label", "configmap", "settings", "owner=bob")
+    code, doc = run(setup)
+    assert code == 1
+    [cm] = [r for r in doc["resources"] if r["name"] == "settings"]
+    assert cm["drifts"][0]["path"] == "metadata.labels.owner"
 
 
 def test_forbidden_kind_makes_the_run_partial_and_keeps_its_drift_open(
