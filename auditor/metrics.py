@@ -33,6 +33,8 @@ drift_auditor_drifts_resolved_total                       counter    how
 drift_auditor_remediation_seconds                         summary    category (_count, _sum)
 drift_auditor_mean_time_to_remediation_seconds            gauge      (NaN before any remediation)
 drift_auditor_changes_total                               counter    category, authorized
+drift_auditor_policy_results                              gauge      policy, severity, status
+drift_auditor_policy_compliance_score                     gauge      (newest run with policies)
 drift_auditor_alerts_pending                              gauge
 drift_auditor_alerts_delivered_total                      counter
 drift_auditor_ledger_events                               gauge      (chain head sequence number)
@@ -168,6 +170,17 @@ def families(stats: mq.LedgerStats, *, verify_ok: bool | None,
     for (cat, verdict), n in sorted(stats.changes.items()):
         changes.add_metric([cat, verdict], n)
     out.append(changes)
+    if stats.policies or stats.policy_score is not None:
+        results = _g("policy_results", "Objects by current policy result.",
+                     ("policy", "severity", "status"))
+        for (policy, severity, result), n in sorted(stats.policies.items()):
+            results.add_metric([policy, severity, result], n)
+        out.append(results)
+        if stats.policy_score is not None:
+            score = _g("policy_compliance_score", "The newest run's severity-weighted "
+                       "compliance score.")
+            score.add_metric([], stats.policy_score)
+            out.append(score)
     pending = _g("alerts_pending", "Slack messages queued in the outbox, not yet delivered.")
     pending.add_metric([], stats.outbox.get("pending", 0))
     delivered = _c("alerts_delivered", "Slack messages delivered.")

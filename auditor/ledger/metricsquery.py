@@ -78,6 +78,9 @@ class LedgerStats:
     changes: dict[tuple[str, str], int] = field(default_factory=dict)
     outbox: dict[str, int] = field(default_factory=dict)
     head_seq: int = 0
+    # (policy, severity, status) -> objects, from the current policy results
+    policies: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    policy_score: float | None = None
 
 
 def read(conn: sqlite3.Connection, *, now: float) -> LedgerStats:
@@ -150,6 +153,16 @@ def read(conn: sqlite3.Connection, *, now: float) -> LedgerStats:
         key = (str(category or "unknown"), verdict)
         stats.changes[key] = stats.changes.get(key, 0) + int(n)
     stats.outbox = outbox.read_counts(conn)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if {"policy_state", "policy_runs"} <= tables:
+        # 'absent': the object is gone; its last result is history, not a current finding.
+        for policy, severity, status, n in conn.execute(
+                "SELECT policy, severity, status, count(*) FROM policy_state "
+                "WHERE status != 'absent' GROUP BY 1, 2, 3"):
+            stats.policies[(str(policy), str(severity or ""), str(status))] = int(n)
+        score = conn.execute("SELECT score FROM policy_runs ORDER BY run_id DESC LIMIT 1"
+                             ).fetchone()
+        stats.policy_score = None if score is None or score[0] is None else float(score[0])
     head = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
     stats.head_seq = int(head[0]) if head else 0
     return stats

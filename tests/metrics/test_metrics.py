@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -229,3 +230,37 @@ def test_metrics_command(db: Path, tmp_path: Path) -> None:
     missing = CliRunner().invoke(metrics_cmd, ["--ledger", str(tmp_path / "nope.db")],
                                  obj=Context(str(config)))
     assert missing.exit_code == 2 and "no ledger here" in missing.output
+
+
+def test_policy_results_when_the_run_recorded_them(tmp_path: Path) -> None:
+    from dataclasses import dataclass
+
+    from auditor.ledger import policyresults
+
+    @dataclass(frozen=True)
+    class Result:
+        policy: str
+        key: Any
+        api_version: str
+        status: str
+        severity: str
+        messages: tuple[str, ...] = ()
+        exemption: Any = None
+
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path) as ledger:
+        run = ledger.begin_run(cluster="prod-eu", started_at=at(0))
+        run.record(in_sync(WEB))
+        run.record(in_sync(API))
+        policyresults.record(run, policyresults.PolicyRunRecord(results=[
+            Result("no-latest-tag", WEB, "apps/v1", "fail", "high", ("image uses :latest",)),
+            Result("no-latest-tag", API, "apps/v1", "pass", "high"),
+            Result("resources-set", WEB, "apps/v1", "pass", "medium"),
+            Result("resources-set", API, "apps/v1", "pass", "medium")], score=72.5, policies=2))
+        run.finish("complete")
+    found = samples(exposition(path))
+    assert value(found, "drift_auditor_policy_results", policy="no-latest-tag", severity="high",
+                 status="fail") == 1
+    assert value(found, "drift_auditor_policy_results", policy="resources-set",
+                 severity="medium", status="pass") == 2
+    assert value(found, "drift_auditor_policy_compliance_score") == 72.5
