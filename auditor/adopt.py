@@ -32,7 +32,6 @@ import io
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -767,8 +766,46 @@ def _candidates(root: Path, spec: RenderSpec, key: ResourceKey, unit: _Unit,
     if origin.file != unit.rel and not origin.file.endswith(render.KUSTOMIZATION_FILES):
         docs = [d for d in _file_docs(root, origin.file) if loose(d)]
         if docs and (item.op == "added" or any(get(d, steps)[0] for d in docs)):
-            out.append(_Candidate(origin.file, loose, "resource"))
+            users = _other_users(root.resolve(), folder, (root / origin.file).resolve().parent)
+            if users:
+                # The render of this source cannot see the other overlays: changing a shared
+                # base would change them unreviewed.
+                hand.append(f"{origin.file} (shared with {', '.join(users)})")
+            else:
+                out.append(_Candidate(origin.file, loose, "resource"))
     return out, hand
+
+
+def _reachable(root: Path, folder: Path, seen: set[Path] | None = None) -> set[Path]:
+    """Folders a kustomization builds from: itself and its local resources, recursively."""
+    seen = seen if seen is not None else set()
+    if folder in seen:
+        return seen
+    seen.add(folder)
+    data = _kustomization_data(folder)
+    for entry in [*(data.get("resources") or ()), *(data.get("bases") or ()),
+                  *(data.get("components") or ())]:
+        if isinstance(entry, str) and "://" not in entry:
+            target = (folder / entry).resolve()
+            if target.is_dir() and target.is_relative_to(root):
+                _reachable(root, target, seen)
+            elif target.is_file():
+                seen.add(target.parent)
+    return seen
+
+
+def _other_users(root: Path, unit: Path, base: Path) -> list[str]:
+    """Kustomizations elsewhere in the repository that also build from ``base``."""
+    mine = _reachable(root, unit)
+    users = []
+    for folder, dirnames, _files in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(folder)
+        if here in mine or render.kustomization_file(here) is None:
+            continue
+        if base in _reachable(root, here):
+            users.append(here.relative_to(root).as_posix())
+    return users
 
 
 def _helm_files(root: Path, spec: RenderSpec, unit: _Unit) -> list[str]:
@@ -915,18 +952,12 @@ def _refusal(root: Path, spec: RenderSpec, key: ResourceKey, unit: _Unit,
                        target)
     if unit.kind == "kustomize":
         name = hand[0] if hand else unit.rel
-        others = [h for h in hand[1:]]
         detail = f" (tried: {'; '.join(tried)})" if tried else ""
-        extra = f"; JSON 6902 patches: {', '.join(others)}" if others else ""
+        extra = f"; also involved: {', '.join(hand[1:])}" if hand[1:] else ""
         return Refusal(key, item.path, f"cannot tell safely which file of the kustomization "
-                       f"{unit.rel} sets this value (a transformer in {name}, a JSON patch or "
-                       f"a base shared with another overlay){extra} — edit {name} or its "
-                       f"patches by hand{detail}", name)
+                       f"{unit.rel} sets this value (a transformer, a JSON patch or a base "
+                       f"shared with another overlay){extra} — edit {name} or its patches by "
+                       f"hand{detail}", name)
     detail = "; ".join(tried) or "no document of this object found"
     return Refusal(key, item.path, f"cannot edit {unit.rel} safely ({detail}) — edit it by "
                    "hand", unit.rel)
-
-
-def copy_tree(src: Path, dest: Path) -> None:
-    """A plain copy of a work tree without its ``.git`` (for dry runs without Git)."""
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".git"), symlinks=True)

@@ -338,6 +338,34 @@ def test_kustomize_overlay_patch_is_edited_and_a_transformer_value_is_refused(
     assert [d.path for d in result.drifts] == ["spec.template.spec.containers[name=api].image"]
 
 
+def test_a_base_shared_with_another_overlay_is_refused(
+        sandbox: Any, kubeconfig: Path, kubectl: Any, tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "gitops")
+    repo.write("ns.yaml", NAMESPACE)
+    repo.write("base/deployment.yaml", BASE_DEPLOY)
+    repo.write("base/kustomization.yaml", "resources:\n- deployment.yaml\n")
+    repo.write("overlays/prod/kustomization.yaml", "namespace: shop\nresources:\n- ../../base\n")
+    repo.write("overlays/staging/kustomization.yaml",
+               "namespace: staging\nresources:\n- ../../base\n")
+    repo.commit("api: base, prod and staging")
+    prod = repo.path / "overlays" / "prod"
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(repo.path / "ns.yaml"))
+    apply_as_gitops(kubectl, "-k", str(prod))
+    kubectl("-n", "shop", "scale", "deployment/api", "--replicas=2")
+    branches = git(repo.path, "branch", "--list")
+
+    report = execute(Request(target="Deployment/shop/api", desired=str(prod),
+                             tools_dir=str(TOOLS)), cfg)
+
+    assert report.adopted == [] and report.branch == ""
+    (refusal,) = report.refusals
+    assert refusal.path == "spec.replicas"
+    assert refusal.file == "overlays/prod/kustomization.yaml"
+    assert "base/deployment.yaml (shared with overlays/staging)" in refusal.reason
+    assert git(repo.path, "branch", "--list") == branches
+
+
 CHART = """\
 apiVersion: v2
 name: web
