@@ -187,7 +187,7 @@ def entry(manager: str, operation: str, fields: dict[str, Any], **kw: Any) -> di
             "time": "2026-11-25T10:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": fields, **kw}
 
 
-ENV_FOO = {"f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"web"}': {
+ENV_FOO: dict[str, Any] = {"f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"web"}': {
     "f:env": {'k:{"name":"FOO"}': {".": {}, "f:name": {}, "f:value": {}}},
     "f:image": {}}}}}}}
 
