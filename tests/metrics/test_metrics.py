@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -212,8 +213,17 @@ def test_serve_exposes_metrics(db: Path) -> None:
         # A run lands between scrapes: the next scrape reads it.
         _run(db, 4, [in_sync(WEB), in_sync(API), in_sync(CFG)])
         with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
-            assert value(samples(resp.read().decode()), "drift_auditor_runs_total",
-                         status="complete") == 4
+            found = samples(resp.read().decode())
+        assert value(found, "drift_auditor_runs_total", status="complete") == 4
+        assert value(found, "drift_auditor_ledger_verify_ok") == 1
+        # Someone edits a drift behind the ledger's back: the next scrape says so.
+        conn = sqlite3.connect(db)
+        conn.execute("DROP TRIGGER drifts_no_update")
+        conn.execute("UPDATE drifts SET manager = 'argocd-controller'")
+        conn.commit()
+        conn.close()
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
+            assert value(samples(resp.read().decode()), "drift_auditor_ledger_verify_ok") == 0
     finally:
         server.shutdown()
         server.server_close()
