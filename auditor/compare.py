@@ -35,7 +35,7 @@ from auditor.defaults import chosen_when_owned
 from auditor.fieldsv1 import Owner, OwnershipIndex, ownership
 from auditor.ignore import IgnoreSet, ObjectIgnores, load_policies
 from auditor.managers import Classifier
-from auditor.paths import Element, Key, Path, Value, render, schema_path
+from auditor.paths import Element, Index, Key, Path, Value, render, schema_path
 from auditor.records import Category, DriftItem, ObjectResult, Problem, ResourceKey, SourceInfo
 
 Normaliser = Callable[..., dict[str, Any]]
@@ -414,6 +414,35 @@ class _Walk:
             return
         if not _subset(desired, live):
             self.changed(path, desired, live)
+        elif desired != live and self._atomic_additions(desired, live, path, holder):
+            # An atomic list is one value: a field added inside one of its items (a `host`
+            # on an Ingress rule, `resourceNames` on an RBAC rule, a `from` narrowing a
+            # NetworkPolicy rule) changes the list.
+            self.changed(path, desired, live)
+
+    def _atomic_additions(self, desired: Any, live: Any, path: Path,
+                          holder: Mapping[str, Any]) -> bool:
+        """Whether ``live`` holds, inside an atomic value equal to ``desired`` on everything
+        ``desired`` declares, a field that is not a server default and whose writer (the
+        list's owner: atomic values are owned whole) is a human, or unknown."""
+        if self.index:
+            owner = _pick(self.index.owners_of_value(path), self.settings.classify)
+            if owner is None or self.settings.classify(owner.manager) != "human":
+                return False
+        return any(True for _ in self._extras(desired, live, path, holder))
+
+    def _extras(self, desired: Any, live: Any, path: Path,
+                parent: Mapping[str, Any]) -> Iterator[Path]:
+        if isinstance(desired, dict) and isinstance(live, dict):
+            for k, lv in live.items():
+                if k not in desired:
+                    if not self._is_default((*path, k), lv, live):
+                        yield (*path, k)
+                else:
+                    yield from self._extras(desired[k], lv, (*path, k), live)
+        elif isinstance(desired, list) and isinstance(live, list):
+            for i, (dv, lv) in enumerate(zip(desired, live, strict=False)):
+                yield from self._extras(dv, lv, (*path, Index(i)), parent)
 
 
 def _freeze(value: Any) -> Any:
