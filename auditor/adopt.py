@@ -27,6 +27,7 @@ missing and orphan objects, JSON manifests and objects inside ``List`` documents
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import io
 import json
@@ -43,7 +44,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError as RuamelError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
-from auditor import kinds, paths, render
+from auditor import defaults, kinds, paths, render
 from auditor.config import Source
 from auditor.errors import ManifestError
 from auditor.records import DriftItem, ObjectResult, ResourceKey
@@ -422,13 +423,47 @@ def edit_object(obj: Any, item: DriftItem, *, ruamel: bool) -> None:
     if item.op == "removed":
         delete(obj, steps)
         return
-    value = _to_ruamel(item.live) if ruamel else copy.deepcopy(item.live)
+    live = item.live
+    if isinstance(live, dict) and steps and isinstance(steps[-1], Sel):
+        # A new list item reads best with its merge keys first (``- name: DEBUG``).
+        first = [k for k, _ in steps[-1].pairs if k in live]
+        live = {**{k: live[k] for k in first}, **{k: v for k, v in live.items() if k not in first}}
+    value = _to_ruamel(live) if ruamel else copy.deepcopy(live)
     if item.op == "changed":
         found, _ = get(obj, steps)
         if not found:
             raise CannotEdit("the field is not written in this document")
     put(obj, steps, value, create=item.op == "added",
         new_map=CommentedMap if ruamel else dict)
+
+
+def _schema_steps(steps: Sequence[Step]) -> tuple[str, ...]:
+    return tuple(s if isinstance(s, str) else "[]" for s in steps)
+
+
+def strip_defaults(key: ResourceKey, path: str, value: Any) -> Any:
+    """``value`` (the live content of an added or changed path) without the fields the API
+    server filled in by itself (a container's ``terminationMessagePath``, a port's
+    ``protocol: TCP``): those are never written to Git."""
+    if not isinstance(value, dict | list):
+        return value
+    base = _schema_steps(parse_path(path))
+
+    def walk(node: Any, where: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for name, child in node.items():
+                here = (*where, str(name))
+                if not isinstance(child, dict | list) and defaults.is_server_default(
+                        key.group, key.kind, here, child, node):
+                    continue
+                out[name] = walk(child, here)
+            return out
+        if isinstance(node, list):
+            return [walk(child, (*where, "[]")) for child in node]
+        return node
+
+    return walk(value, base)
 
 
 # --------------------------------------------------------------------------- text edits
@@ -895,7 +930,9 @@ def adopt_into(root: Path, spec: RenderSpec,
             outcome.refusals.extend(Refusal(key, i.path, "not found in the rendered source at "
                                             "this commit") for i in items)
             continue
-        for item in items:
+        for drifted in items:
+            item = dataclasses.replace(drifted, live=strip_defaults(key, drifted.path,
+                                                                    drifted.live))
             unit, origin = current.where[key]
             expected = _canon(_expected(current.objects, key, [item]))
             candidates, hand = _candidates(root, spec, key, unit, origin, item,

@@ -211,6 +211,33 @@ def test_paths_select_and_dry_run_commits_nothing(sandbox: Any, kubeconfig: Path
     assert new.index("team.example.com/owner") > new.index("kind: Service")
 
 
+def test_added_container_and_port_are_written_without_server_defaults(
+        sandbox: Any, kubeconfig: Path, kubectl: Any, shop: RepoBuilder, tmp_path: Path) -> None:
+    apps = shop.path / "apps"
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(apps))
+    kubectl("-n", "shop", "patch", "deployment/web", "--type=json", "-p",
+            '[{"op": "add", "path": "/spec/template/spec/containers/0/ports/-",'
+            ' "value": {"containerPort": 9090}},'
+            ' {"op": "add", "path": "/spec/template/spec/containers/-",'
+            ' "value": {"name": "debug", "image": "busybox:1.36", "args": ["sleep", "1d"]}}]')
+    report = execute(Request(target="Deployment/web", desired=str(apps)), cfg)
+    assert report.refusals == []
+    new = show(shop.path, report.branch, "apps/shop.yaml")
+    # No terminationMessagePath/Policy, imagePullPolicy or protocol: the server's, not Git's.
+    assert diff_lines(SHOP, new) == [
+        "-          ports: [{containerPort: 8080}]",
+        "+          ports: [{containerPort: 8080}, {containerPort: 9090}]",
+        "+        - name: debug",
+        "+          args:",
+        "+            - sleep",
+        "+            - 1d",
+        "+          image: busybox:1.36",
+    ]
+    shop.merge(report.branch, "Merge adoption")
+    assert audit(cfg, desired_path=str(apps)).counts["drifted"] == 0
+
+
 def test_secrets_are_refused_and_nothing_is_written(sandbox: Any, kubeconfig: Path,
                                                     kubectl: Any, shop: RepoBuilder,
                                                     tmp_path: Path) -> None:

@@ -7,8 +7,18 @@ import difflib
 
 import pytest
 
-from auditor.adopt import CannotEdit, Idx, Sel, Val, edit_text, guess_indent, merge3, parse_path
-from auditor.records import DriftItem
+from auditor.adopt import (
+    CannotEdit,
+    Idx,
+    Sel,
+    Val,
+    edit_text,
+    guess_indent,
+    merge3,
+    parse_path,
+    strip_defaults,
+)
+from auditor.records import DriftItem, ResourceKey
 
 DEPLOY = """\
 # Web front end. Owned by team shop.
@@ -119,3 +129,18 @@ def test_merge3_keeps_original_text_where_ruamel_rerenders() -> None:
     base = "a: [x: 1]\nb: 1\n"
     edited = "a: [x: 1]\nb: 2\n"
     assert merge3(original, base, edited) == "a: [{x: 1}]\nb: 2\n"
+
+
+def test_server_defaults_in_added_items_are_not_written() -> None:
+    key = ResourceKey("apps", "Deployment", "shop", "web")
+    live = {"image": "busybox", "name": "side", "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File", "imagePullPolicy": "Always"}
+    assert strip_defaults(key, "spec.template.spec.containers[name=side]", live) == {
+        "image": "busybox", "name": "side"}
+    # A pull policy the server would not have chosen is the person's: kept.
+    assert strip_defaults(key, "spec.template.spec.containers[name=side]",
+                          {**live, "imagePullPolicy": "IfNotPresent"})["imagePullPolicy"] == \
+        "IfNotPresent"
+    assert strip_defaults(
+        key, "spec.template.spec.containers[name=web].ports[containerPort=9090,protocol=TCP]",
+        {"containerPort": 9090, "protocol": "TCP"}) == {"containerPort": 9090}
