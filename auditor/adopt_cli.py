@@ -27,7 +27,7 @@ from auditor import adopt as adopt_mod
 from auditor import gitrepo
 from auditor.config import Config, Source
 from auditor.desired import DEFAULT_CACHE_DIR, source_name
-from auditor.errors import AuditorError, ConfigError
+from auditor.errors import AuditorError, ConfigError, GitError
 from auditor.records import DriftItem, ObjectResult, ResourceKey
 
 
@@ -280,6 +280,11 @@ def execute(req: Request, cfg: Config) -> Report:
         return report
     where = _where(req, cfg, result.desired, [k for k, _ in selected])
     report.repo = str(where.repo)
+    try:
+        gitrepo.resolve_commit(where.repo, where.base)
+    except GitError:
+        raise AdoptError(f"{where.repo}: the audited commit {where.base[:12]} is not in this "
+                         "repository; fetch it first (or drop --repo)") from None
     branch = None if req.dry_run else (req.branch or _default_branch([k for k, _ in selected]))
     with tempfile.TemporaryDirectory(prefix="drift-auditor-adopt-") as tmp:
         worktree = Path(tmp) / "worktree"
@@ -305,10 +310,19 @@ def execute(req: Request, cfg: Config) -> Report:
     assert branch is not None
     report.branch = branch
     report.push_command = f"git -C {where.repo} push origin {branch}"
+    failure: GitError | None = None
     if req.push:
         creds = where.source.credentials if where.source else None
-        report.pushed_to = gitrepo.push_branch(where.repo, branch, credentials=creds)
+        try:
+            report.pushed_to = gitrepo.push_branch(where.repo, branch, credentials=creds)
+        except GitError as exc:
+            failure = exc
+    # Recorded even when the push failed: the commit exists and is what will be reviewed.
     report.adoption_ids = _record(cfg, req, report, where)
+    if failure is not None:
+        raise GitError(f"committed {report.commit[:12]} on branch {branch} in {where.repo}, "
+                       f"but the push failed: {failure}; push it by hand: "
+                       f"{report.push_command}") from None
     return report
 
 

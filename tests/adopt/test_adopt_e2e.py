@@ -19,6 +19,7 @@ import pytest
 from auditor import config as config_mod
 from auditor.adopt_cli import Request, execute
 from auditor.config import Config
+from auditor.errors import GitError
 from auditor.ledger import adoptions, drifts, reading
 from auditor.pipeline import audit, run_once
 from tests.gitfixtures import TOOLS, RepoBuilder, git, tool
@@ -493,3 +494,22 @@ def test_a_helm_value_used_twice_is_refused(sandbox: Any, kubeconfig: Path, kube
     assert refusal.file == "web/values.yaml"
     assert "no single value in the values files provably sets it" in refusal.reason
     assert git(repo.path, "branch", "--list") == branches
+
+
+def test_a_failed_push_keeps_the_commit_and_the_record(sandbox: Any, kubeconfig: Path,
+                                                       kubectl: Any, shop: RepoBuilder,
+                                                       tmp_path: Path) -> None:
+    apps = shop.path / "apps"
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(apps))
+    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=3")
+    run_once(cfg, desired_path=str(apps))
+    git(shop.path, "remote", "add", "origin", str(tmp_path / "no-such-remote"))
+    with pytest.raises(GitError, match="but the push failed") as failed:
+        execute(Request(target="Deployment/web", desired=str(apps), push=True,
+                        branch="adopt/scale"), cfg)
+    assert f"push it by hand: git -C {shop.path} push origin adopt/scale" in str(failed.value)
+    assert git(shop.path, "branch", "--list", "adopt/scale").strip() == "adopt/scale"
+    with reading(cfg.ledger.path) as conn:
+        (adoption,) = adoptions.adoptions(conn)
+    assert (adoption["branch"], adoption["pushed"]) == ("adopt/scale", False)
