@@ -355,10 +355,8 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
                 keeper.note(result)
             _note_absent_kinds(session.want, resources, session.problems)
             # --- revert (issue 9, auditor.revert): after every result, before finish ---
-            reverted = revert.after_compare(
-                cfg.revert, cluster, run, session.want, results, keeper.kept, resources,
-                classify=settings.classify,
-                content_hash=lambda obj: content_hash(settings.normalise(obj)))
+            reverted = revert.after_compare(cfg.revert, cluster, run, session.want, results,
+                                            keeper.kept, resources, settings=settings)
             session.problems.extend(reverted.problems)
             if cfg.revert.mode != "off":
                 counters.update(reverted.counts())

@@ -44,16 +44,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from auditor.cluster import (
-    APIResource,
-    Cluster,
-    WriteForbiddenError,
-)
+from auditor.cluster import APIResource, Cluster, WriteForbiddenError
 from auditor.config import RevertConfig
 from auditor.errors import ClusterError, ClusterUnreachableError, ConfigError
 from auditor.records import Category, ObjectResult, Problem, ResourceKey
 
 if TYPE_CHECKING:
+    from auditor.compare import CompareSettings
     from auditor.ledger import Run
     from auditor.ledger.reverts import LastAttempt
 
@@ -206,6 +203,9 @@ class Action:
     live: dict[str, Any] | None = field(default=None, repr=False)
     # Declared paths a controller owns live: left out of the applied object.
     controller_paths: tuple[str, ...] = ()
+    # Drifted paths deliberately left as they are (the above, and replicas Git omits): the
+    # check after the apply does not count them.
+    kept_paths: tuple[str, ...] = ()
 
     @property
     def order(self) -> tuple[int, int, ResourceKey]:
@@ -218,7 +218,7 @@ class Skip:
     """An object with drift that this run will not revert, and why."""
 
     key: ResourceKey
-    why: Literal["scope", "opt-out", "backoff", "controller", "missing", "orphan"]
+    why: Literal["scope", "opt-out", "backoff", "controller", "replicas", "missing", "orphan"]
     reason: str
 
 
@@ -309,8 +309,18 @@ def plan(cfg: RevertConfig, results: Iterable[ObjectResult], desired: Mapping[Re
                 continue
         controller_paths = tuple(sorted({d.path for d in result.drifts
                                          if d.category == "controller"}))
+        # Replicas Git does not declare belong to whoever scales (an HPA, a person): resetting
+        # them to the default of 1 is an outage, not a revert.
+        replicas = ("spec.replicas",) if any(
+            d.path == "spec.replicas" and d.op == "added" for d in result.drifts) \
+            and not _desired_declares(want, "spec.replicas") else ()
         if result.status == "drifted":
-            if controller_paths and len(controller_paths) == len({d.path for d in result.drifts}):
+            drifted_paths = {d.path for d in result.drifts}
+            if replicas and drifted_paths <= {*replicas, *controller_paths}:
+                skipped.append(Skip(key, "replicas", "only spec.replicas, which Git does not "
+                                    "declare: left to its owner"))
+                continue
+            if controller_paths and len(controller_paths) == len(drifted_paths):
                 managers = sorted({d.manager for d in result.drifts})
                 skipped.append(Skip(key, "controller", "only controllers changed it ("
                                     + ", ".join(managers) + "); their fields are not reverted"))
@@ -322,7 +332,7 @@ def plan(cfg: RevertConfig, results: Iterable[ObjectResult], desired: Mapping[Re
             paths = sorted({d.path for d in result.drifts})
             shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
             actions.append(Action(key, "apply", f"drifted: {shown}", result, want, have,
-                                  controller_paths))
+                                  controller_paths, (*controller_paths, *replicas)))
         elif result.status == "missing":
             actions.append(Action(key, "apply", "missing live: re-create from Git", result, want,
                                   None))
@@ -514,10 +524,15 @@ class Executor:
     """Carries out a plan against the cluster (``dry_run``: server dry-runs only)."""
 
     def __init__(self, cluster: Cluster, resources: Iterable[APIResource], cfg: RevertConfig, *,
-                 classify: Callable[[str], Category], now: datetime | None = None) -> None:
+                 classify: Callable[[str], Category], now: datetime | None = None,
+                 remaining: Callable[[ResourceKey, dict[str, Any], dict[str, Any]],
+                                     Sequence[str]] | None = None) -> None:
         self.cluster = cluster
         self.cfg = cfg
         self.classify = classify
+        # ``remaining(key, desired, live)``: the drifted paths the comparison still reports
+        # on the applied object; a revert only counts when there are none.
+        self.remaining = remaining
         self.now = now or datetime.now(UTC)
         self._resources = {(r.group, r.kind): r for r in resources}
 
@@ -566,6 +581,14 @@ class Executor:
             self.cluster.json_patch(res, key.namespace, key.name, list(transfer.ops),
                                     field_manager=manager)
         out = self.cluster.apply(res, body, field_manager=manager, force=True)
+        left = tuple(p for p in self.remaining(key, action.desired, out)
+                     if p not in action.kept_paths) if self.remaining else ()
+        if left:
+            # Applied, but the comparison still sees drift (a field someone else owns, a
+            # mutating webhook): say so rather than claim a revert; backoff stops a loop.
+            return Outcome(key, "apply", "failed", "applied, but drift remains at "
+                           + ", ".join(left[:5]) + (" …" if len(left) > 5 else ""),
+                           _rv(fresh), _rv(out), managers)
         verb = "re-created" if fresh is None else "applied Git's object"
         return Outcome(key, "apply", "reverted", f"{verb}{taking}", _rv(fresh), _rv(out),
                        managers)
@@ -620,17 +643,26 @@ class LiveKeeper:
 def after_compare(cfg: RevertConfig, cluster: Cluster, run: Run,
                   desired: Mapping[ResourceKey, dict[str, Any]],
                   results: Sequence[ObjectResult], live: Mapping[ResourceKey, dict[str, Any]],
-                  resources: Iterable[APIResource], *, classify: Callable[[str], Category],
-                  content_hash: Callable[[dict[str, Any]], str],
+                  resources: Iterable[APIResource], *, settings: CompareSettings,
                   now: datetime | None = None) -> RevertReport:
     """The pipeline's hook: after every result is recorded, before ``run.finish``.
 
-    ``live`` holds the live objects of drifted and orphan keys; ``content_hash`` hashes an
-    object the way the ledger does (normalised, Secret values keyed hashes). Returns the
-    report; its problems go into the run's problems, its counts into the run's counts.
+    ``live`` holds the live objects of drifted and orphan keys; ``settings`` are the run's
+    comparison settings (manager categories, normalisation with keyed Secret hashes, and
+    the comparison that checks each applied object). Returns the report; its problems go
+    into the run's problems, its counts into the run's counts.
     """
+    from auditor.compare import compare_object
+    from auditor.ledger import content_hash as ledger_hash
     from auditor.ledger import lifecycle
     from auditor.ledger import reverts as ledger_reverts
+
+    def content_hash(obj: dict[str, Any]) -> str:
+        return ledger_hash(settings.normalise(obj))
+
+    def remaining(key: ResourceKey, want: dict[str, Any], have: dict[str, Any]) -> list[str]:
+        result = compare_object(key, want, have, settings=settings)
+        return sorted({d.path for d in result.drifts}) if result.status == "drifted" else []
 
     report = RevertReport(cfg.mode)
     if cfg.mode == "off":
@@ -650,7 +682,8 @@ def after_compare(cfg: RevertConfig, cluster: Cluster, run: Run,
         report.problems.append(Problem("revert", message, "revert-capped",
                                        (("planned", len(keys)), ("cap", cfg.max_objects))))
         return report
-    executor = Executor(cluster, resources, cfg, classify=classify, now=moment)
+    executor = Executor(cluster, resources, cfg, classify=settings.classify, now=moment,
+                        remaining=remaining)
     for action in report.plan.actions:
         outcome = executor.run(action, dry_run=dry_run)
         report.outcomes.append(outcome)
