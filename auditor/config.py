@@ -189,6 +189,9 @@ class MetricsConfig:
     # Recompute the ledger's hash chain for drift_auditor_ledger_verify_ok (cost grows with
     # the ledger; turn off for very large ledgers scraped often).
     verify: bool = True
+    # Opt in to one series per open drift (drift_auditor_open_drift_age_seconds with the
+    # object's name): cardinality then grows with the drift count.
+    object_labels: bool = False
 
 
 @dataclass(frozen=True)

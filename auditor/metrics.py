@@ -12,35 +12,37 @@ Names carry the ``drift_auditor_`` prefix and base units (seconds); counters end
 never object names. Series that exist for a fixed set of values (run status, categories ×
 age bands) are always emitted, zeros included, so that absent never means zero.
 
-========================================================  =========  =============================
-name                                                      type       labels
-========================================================  =========  =============================
-drift_auditor_build_info                                  gauge      version
-drift_auditor_last_run_timestamp_seconds                  gauge      (end of the last finished run)
-drift_auditor_last_run_duration_seconds                   gauge
-drift_auditor_last_run_status                             gauge      status (1 for the last run's)
-drift_auditor_last_run_skipped_kinds                      gauge
-drift_auditor_last_run_problems                           gauge
-drift_auditor_last_complete_run_timestamp_seconds         gauge
-drift_auditor_last_run_objects                            gauge      status (whole run)
-drift_auditor_objects                                     gauge      namespace, kind, group, status
-drift_auditor_runs_total                                  counter    status
-drift_auditor_open_drifts                                 gauge      category, age
-drift_auditor_oldest_open_drift_age_seconds               gauge      category
-drift_auditor_accepted_drifts                             gauge      category
-drift_auditor_drifts_opened_total                         counter    category (opened + reopened)
-drift_auditor_drifts_resolved_total                       counter    how
-drift_auditor_remediation_seconds                         summary    category (_count, _sum)
-drift_auditor_mean_time_to_remediation_seconds            gauge      (NaN before any remediation)
-drift_auditor_changes_total                               counter    category, authorized
-drift_auditor_policy_results                              gauge      policy, severity, status
-drift_auditor_policy_compliance_score                     gauge      (newest run with policies)
-drift_auditor_alerts_pending                              gauge
-drift_auditor_alerts_delivered_total                      counter
-drift_auditor_ledger_events                               gauge      (chain head sequence number)
-drift_auditor_ledger_verify_ok                            gauge      (1 chain verifies, 0 broken)
-drift_auditor_ledger_verify_duration_seconds              gauge
-========================================================  =========  =============================
+Metrics (name, type, labels):
+
+    drift_auditor_build_info                          gauge      version
+    drift_auditor_last_run_timestamp_seconds          gauge      (end of the last finished run)
+    drift_auditor_last_run_duration_seconds           gauge
+    drift_auditor_last_run_status                     gauge      status (1 for the last run's)
+    drift_auditor_last_run_skipped_kinds              gauge
+    drift_auditor_last_run_problems                   gauge
+    drift_auditor_last_complete_run_timestamp_seconds gauge
+    drift_auditor_last_run_objects                    gauge      status (whole run)
+    drift_auditor_objects                             gauge      namespace, kind, group, status
+    drift_auditor_runs_total                          counter    status
+    drift_auditor_open_drifts                         gauge      category, age
+    drift_auditor_oldest_open_drift_age_seconds       gauge      category
+    drift_auditor_accepted_drifts                     gauge      category
+    drift_auditor_open_drift_age_seconds              gauge      namespace, kind, group,
+                                                                 name, category (opt-in:
+                                                                 metrics.object-labels)
+    drift_auditor_drifts_opened_total                 counter    category (opened + reopened)
+    drift_auditor_drifts_resolved_total               counter    how
+    drift_auditor_remediation_seconds                 summary    category (_count, _sum)
+    drift_auditor_mean_time_to_remediation_seconds    gauge      (NaN before any remediation)
+    drift_auditor_changes_total                       counter    category, authorized
+    drift_auditor_policy_results                      gauge      policy, severity, status
+    drift_auditor_policy_compliance_score             gauge      (newest run with policies)
+    drift_auditor_alerts_pending                      gauge
+    drift_auditor_alerts_delivered_total              counter
+    drift_auditor_ledger_events                       gauge      (chain head sequence number)
+    drift_auditor_ledger_verify_ok                    gauge      (1 chain verifies, 0 broken)
+    drift_auditor_ledger_verify_duration_seconds      gauge
+
 
 ``drift_auditor_objects`` counts every compared object by status when the run stored its
 per-namespace/kind breakdown (:func:`auditor.ledger.metricsquery.breakdown`); otherwise only
@@ -146,6 +148,12 @@ def families(stats: mq.LedgerStats, *, verify_ok: bool | None,
         oldest.add_metric([cat], stats.oldest_open_by_category.get(cat, 0.0))
         accepted.add_metric([cat], stats.accepted_by_category.get(cat, 0))
     out += [open_, oldest, accepted]
+    if stats.open_drift_ages:
+        ages = _g("open_drift_age_seconds", "Age of each open drift (metrics.object-labels).",
+                  ("namespace", "kind", "group", "name", "category"))
+        for ident, age in sorted(stats.open_drift_ages.items()):
+            ages.add_metric(list(ident), age)
+        out.append(ages)
     opened = _c("drifts_opened", "Drifts opened or reopened.", ("category",))
     for cat in sorted(set(mq.CATEGORIES) | set(stats.opened_by_category)):
         opened.add_metric([cat], stats.opened_by_category.get(cat, 0))
@@ -242,7 +250,8 @@ class LedgerCollector(Collector):
 
     def read(self) -> list[Metric]:
         with reading(self.path) as conn:
-            stats = mq.read(conn, now=self.clock())
+            stats = mq.read(conn, now=self.clock(),
+                            object_labels=self.cfg.metrics.object_labels)
             verify_ok: bool | None = None
             took: float | None = None
             if self.cfg.metrics.verify:

@@ -217,7 +217,8 @@ def drift_message(drift: Mapping[str, Any], *, cluster: str, state: str = "open"
     obj = _esc(drift["object"])
     heading = f"{_ICONS[tone]} *{sev.capitalize()}-severity drift* · cluster `{_esc(cluster)}`"
     if state != "open":
-        heading = f"{_ICONS[tone]} ~{sev.capitalize()}-severity drift~ *{state}* · cluster `{_esc(cluster)}`"
+        heading = (f"{_ICONS[tone]} ~{sev.capitalize()}-severity drift~ *{state}* · "
+                   f"cluster `{_esc(cluster)}`")
     blocks: list[dict[str, Any]] = [_section(f"{heading}\n*{obj}* {_status_phrase(drift)}")]
     fields = [
         ("Namespace", _esc(drift.get("namespace") or "(cluster-scoped)")),

@@ -81,10 +81,13 @@ class LedgerStats:
     # (policy, severity, status) -> objects, from the current policy results
     policies: dict[tuple[str, str, str], int] = field(default_factory=dict)
     policy_score: float | None = None
+    # (namespace, kind, group, name, category) -> age, only when asked for (object_labels)
+    open_drift_ages: dict[tuple[str, str, str, str, str], float] = field(default_factory=dict)
 
 
-def read(conn: sqlite3.Connection, *, now: float) -> LedgerStats:
-    """All aggregates in one pass of small GROUP BY queries."""
+def read(conn: sqlite3.Connection, *, now: float, object_labels: bool = False) -> LedgerStats:
+    """All aggregates in one pass of small GROUP BY queries; ``object_labels`` adds the age
+    of each open drift by object."""
     stats = LedgerStats(now=now)
     row = conn.execute("SELECT id, cluster, started_at, ended_at, status, counts, "
                        "skipped_kinds, problems FROM runs WHERE status != 'running' "
@@ -115,10 +118,11 @@ def read(conn: sqlite3.Connection, *, now: float) -> LedgerStats:
                 "JOIN drifts d ON d.id = s.drift_id JOIN objects o ON o.id = d.object_id "
                 "WHERE s.state IN ('open', 'accepted') GROUP BY 1, 2, 3, 4"):
             stats.objects[(str(ns), str(kind), str(grp), str(status))] = int(n)
-    for category, state, episode in conn.execute(
+    for category, state, episode, ns, kind, grp, name in conn.execute(
             "SELECT d.category, s.state, (SELECT max(e.at) FROM drift_events e WHERE "
-            "e.drift_id = d.id AND e.event IN ('opened', 'reopened')) FROM drift_state s "
-            "JOIN drifts d ON d.id = s.drift_id WHERE s.state IN ('open', 'accepted')"):
+            "e.drift_id = d.id AND e.event IN ('opened', 'reopened')), o.namespace, o.kind, "
+            "o.grp, o.name FROM drift_state s JOIN drifts d ON d.id = s.drift_id "
+            "JOIN objects o ON o.id = d.object_id WHERE s.state IN ('open', 'accepted')"):
         cat = str(category or "unknown")
         if state == "accepted":
             stats.accepted_by_category[cat] = stats.accepted_by_category.get(cat, 0) + 1
@@ -127,6 +131,9 @@ def read(conn: sqlite3.Connection, *, now: float) -> LedgerStats:
         band = (cat, age_band(age))
         stats.open_by_category_age[band] = stats.open_by_category_age.get(band, 0) + 1
         stats.oldest_open_by_category[cat] = max(stats.oldest_open_by_category.get(cat, 0.0), age)
+        if object_labels:
+            ident = (str(ns), str(kind), str(grp), str(name), cat)
+            stats.open_drift_ages[ident] = max(stats.open_drift_ages.get(ident, 0.0), age)
     for category, n in conn.execute(
             "SELECT d.category, count(*) FROM drift_events e JOIN drifts d ON d.id = e.drift_id "
             "WHERE e.event IN ('opened', 'reopened') GROUP BY 1"):

@@ -66,9 +66,9 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return out
 
 
-def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-          **labels: str) -> float:
-    return found[(name, frozenset(labels.items()))]
+def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: str,
+          /, **labels: str) -> float:
+    return found[(metric, frozenset(labels.items()))]
 
 
 def exposition(db: Path) -> str:
@@ -274,3 +274,15 @@ def test_policy_results_when_the_run_recorded_them(tmp_path: Path) -> None:
     assert value(found, "drift_auditor_policy_results", policy="resources-set",
                  severity="medium", status="pass") == 2
     assert value(found, "drift_auditor_policy_compliance_score") == 72.5
+
+
+def test_object_names_only_when_asked_for(db: Path) -> None:
+    reg, collector = metrics.registry(Config(metrics=MetricsConfig(object_labels=True)), db)
+    collector.clock = lambda: NOW
+    from prometheus_client import generate_latest
+
+    found = samples(generate_latest(reg).decode())
+    assert value(found, "drift_auditor_open_drift_age_seconds", namespace="billing",
+                 kind="Deployment", group="apps", name="api", category="controller") == 4 * 3600
+    assert not any(name == "drift_auditor_open_drift_age_seconds"
+                   for name, _ in samples(exposition(db)))
