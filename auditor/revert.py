@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from auditor.cluster import APIResource, Cluster, WriteForbiddenError
+from auditor.cluster import APIResource, Cluster, WriteError, WriteForbiddenError
 from auditor.config import RevertConfig
 from auditor.errors import ClusterError, ClusterUnreachableError, ConfigError
 from auditor.records import Category, ObjectResult, Problem, ResourceKey
@@ -533,6 +533,9 @@ class Executor:
         # ``remaining(key, desired, live)``: the drifted paths the comparison still reports
         # on the applied object; a revert only counts when there are none.
         self.remaining = remaining
+        # Namespaces this plan re-creates: in dry-run mode they do not exist yet, so a server
+        # dry-run of an object inside one cannot pass (404) although the real run would.
+        self.new_namespaces: set[str] = set()
         self.now = now or datetime.now(UTC)
         self._resources = {(r.group, r.kind): r for r in resources}
 
@@ -567,7 +570,16 @@ class Executor:
         manager = self.cfg.field_manager
         # The server dry-run validates the object, admission and our RBAC before anything
         # is written; in dry-run mode it is all that happens.
-        self.cluster.apply(res, body, field_manager=manager, force=True, dry_run=True)
+        try:
+            self.cluster.apply(res, body, field_manager=manager, force=True, dry_run=True)
+        except WriteError as exc:
+            if not (dry_run and exc.status == 404 and key.namespace in self.new_namespaces):
+                raise
+            return Outcome(key, "apply", "dry-run", f"would re-create once namespace "
+                           f"{key.namespace} is (the server cannot dry-run into a namespace "
+                           f"that does not exist yet)")
+        if key.group == "" and key.kind == "Namespace" and fresh is None:
+            self.new_namespaces.add(key.name)
         transfer = (ownership_transfer(fresh, body, classify=self.classify,
                                        field_manager=manager, now=_stamp(self.now))
                     if fresh is not None else None)

@@ -304,3 +304,32 @@ def test_cli_run_with_enforce_from_the_environment(shop: dict[str, Any], kubectl
         "image"] == "shop/web:1.0.0"
     after = cli()
     assert after.returncode == 0, after.stdout
+
+
+EXTRA = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: extra-settings, namespace: extra}
+data: {A: b}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: extra}
+"""
+
+
+def test_missing_namespace_and_its_contents_dry_run_then_recreate(
+        shop: dict[str, Any], kubectl: Any) -> None:
+    (shop["apps"] / "extra.yaml").write_text(EXTRA)
+    dry = run(shop, mode="dry-run")
+    assert not [p for p in dry.audit.problems if p.kind == "revert-failed"]
+    assert kubectl("get", "namespace", "extra", check=False).returncode != 0
+    with reading(shop["ledger"]) as conn:
+        assert [(r["kind"], r["result"]) for r in ledger_reverts.history(conn)] == [
+            ("Namespace", "dry-run"), ("ConfigMap", "dry-run")]
+
+    run(shop, mode="enforce")
+    made = orjson.loads(kubectl("-n", "extra", "get", "configmap", "extra-settings", "-o",
+                                "json").stdout)
+    assert made["data"] == {"A": "b"}
+    assert set(statuses(run(shop, mode="enforce")).values()) == {"in-sync"}
