@@ -549,9 +549,31 @@ def managed_namespaces_of(desired: Iterable[ResourceKey]) -> frozenset[str]:
     return frozenset(out)
 
 
+# Secrets that tools keep as their own storage, never workload configuration: Helm's release
+# records (`sh.helm.release.v1.<name>.v<n>`; the release's objects are reported themselves).
+_TOOL_SECRET_TYPES: frozenset[str] = frozenset({"helm.sh/release.v1"})
+
+
+def _controller_made(entries: Any, settings: CompareSettings) -> bool:
+    """Whether managedFields show only controllers ever wrote the object: an operator's
+    artefact without ownerReferences (cert-manager's certificate Secrets, Istio's
+    `istio-ca-root-cert` ConfigMap in every namespace), not something a person left behind.
+    """
+    if not isinstance(entries, list) or not entries:
+        return False
+    return all(isinstance(e, Mapping)
+               and settings.classify(str(e.get("manager") or "")) == "controller"
+               for e in entries)
+
+
 def is_orphan_candidate(key: ResourceKey, live: Mapping[str, Any], *, settings: CompareSettings,
                         managed_namespaces: Collection[str]) -> bool:
-    """Whether a live object absent from Git counts as an orphan (DESIGN.md, "Orphans")."""
+    """Whether a live object absent from Git counts as an orphan (DESIGN.md, "Orphans").
+
+    Beyond the objects Kubernetes creates in every namespace, objects that only controllers
+    ever wrote (by their managedFields) and tools' storage Secrets are not orphans: nobody
+    left them behind by hand, and nothing in Git could own them.
+    """
     if key.namespace:
         if key.namespace not in managed_namespaces:
             return False
@@ -561,6 +583,10 @@ def is_orphan_candidate(key: ResourceKey, live: Mapping[str, Any], *, settings: 
         return False
     meta = live.get("metadata")
     if isinstance(meta, Mapping) and meta.get("ownerReferences"):
+        return False
+    if key.group == "" and key.kind == "Secret" and live.get("type") in _TOOL_SECRET_TYPES:
+        return False
+    if isinstance(meta, Mapping) and _controller_made(meta.get("managedFields"), settings):
         return False
     ident = (key.group, key.kind, key.name)
     return ident not in _BUILTIN_OBJECTS and not (

@@ -270,3 +270,45 @@ def test_controller_bookkeeping_without_managed_fields() -> None:
     desired["metadata"]["finalizers"] = ["example.com/keep"]
     assert drifts_of(desired, live) == [
         ('metadata.finalizers[="example.com/keep"]', "removed", "", "unknown")]
+
+
+def _orphan_results(live: dict[str, Any]) -> list[str]:
+    from auditor.compare import compare_all
+    return [r.status for r in compare_all({}, [live], settings=SETTINGS,
+                                          managed_namespaces={"shop"})]
+
+
+def test_controller_made_objects_are_not_orphans() -> None:
+    # cert-manager's certificate Secret (no ownerReferences by default), written only by
+    # cert-manager's field managers; Istio's root-cert ConfigMap in every namespace.
+    tls = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+           "metadata": {"name": "shop-tls", "namespace": "shop",
+                        "annotations": {"cert-manager.io/certificate-name": "shop-tls"},
+                        "managedFields": [
+                            {"manager": "cert-manager-certificates-issuing", "operation": "Apply",
+                             "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {}},
+                            {"manager": "cert-manager-certificates-key-manager",
+                             "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1",
+                             "fieldsV1": {}}]},
+           "data": {"tls.crt": "", "tls.key": ""}}
+    istio = {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "istio-ca-root-cert", "namespace": "shop",
+                          "managedFields": [{"manager": "pilot-discovery", "operation": "Update",
+                                             "apiVersion": "v1", "fieldsType": "FieldsV1"}]},
+             "data": {"root-cert.pem": "x"}}
+    release = {"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+               "metadata": {"name": "sh.helm.release.v1.redis.v3", "namespace": "shop",
+                            "labels": {"owner": "helm", "name": "redis"}}}
+    assert _orphan_results(tls) == [] and _orphan_results(istio) == []
+    assert _orphan_results(release) == []
+    # made by hand (kubectl create), or unknown (no managedFields): an orphan
+    by_hand = copy.deepcopy(istio)
+    by_hand["metadata"]["name"] = "hand-made"
+    by_hand["metadata"]["managedFields"] = [{"manager": "kubectl-create", "operation": "Update"}]
+    assert _orphan_results(by_hand) == ["orphan"]
+    del by_hand["metadata"]["managedFields"]
+    assert _orphan_results(by_hand) == ["orphan"]
+    # touched by a human after a controller made it: an orphan too
+    touched = copy.deepcopy(istio)
+    touched["metadata"]["managedFields"].append({"manager": "kubectl-edit", "operation": "Update"})
+    assert _orphan_results(touched) == ["orphan"]
