@@ -330,7 +330,7 @@ def put(root: Any, steps: Sequence[Step], value: Any, *, create: bool,
                 raise CannotEdit("a list selector applied to a map")
             name = step if isinstance(step, str) else str(step.value)
             if last:
-                node[name] = _styled(node.get(name), value)
+                node[name] = _assign(node[name], value) if name in node else _styled(None, value)
                 return
             if name not in node or node[name] is None:
                 if not create:
@@ -354,7 +354,7 @@ def put(root: Any, steps: Sequence[Step], value: Any, *, create: bool,
                 node.append(item)
                 index = len(node) - 1
             if last:
-                node[index] = _styled(node[index], value)
+                node[index] = _assign(node[index], value)
                 return
             node = node[index]
         else:
@@ -383,6 +383,56 @@ def delete(root: Any, steps: Sequence[Step]) -> None:
         raise CannotEdit("the field to remove is not here")
     if not parent and len(steps) > 1 and isinstance(steps[-2], str):
         delete(root, steps[:-1])
+
+
+def _plain(node: Any) -> Any:
+    """A ruamel node as plain data, for equality."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return str(node) if isinstance(node, str) else node
+
+
+def _copy_style(template: Any, node: Any) -> None:
+    """Give a new node the flow/block style its sibling uses, field by field."""
+    if isinstance(template, CommentedMap | CommentedSeq) and \
+            isinstance(node, CommentedMap | CommentedSeq) and template.fa.flow_style():
+        node.fa.set_flow_style()
+    if isinstance(template, dict) and isinstance(node, dict):
+        for k, v in node.items():
+            if k in template:
+                _copy_style(template[k], v)
+
+
+def _assign(old: Any, new: Any) -> Any:
+    """``new`` in place of ``old``, reusing ``old``'s nodes wherever they are equal, so an
+    atomic list or a map replaced as a whole keeps the text of what did not change."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in [k for k in old if k not in new]:
+            del old[k]
+        for k, v in new.items():
+            if k in old and _plain(old[k]) == _plain(v) and type(_plain(old[k])) is type(
+                    _plain(v)):
+                continue
+            old[k] = _assign(old[k], v) if k in old else v
+        return old
+    if isinstance(old, list) and isinstance(new, list):
+        unused = list(old)
+        items = []
+        for v in new:
+            match = next((o for o in unused if _plain(o) == _plain(v)), None)
+            if match is not None:
+                unused.remove(match)
+                items.append(match)
+            else:
+                sibling = next((o for o in old if isinstance(o, dict)), None)
+                if sibling is not None:
+                    _copy_style(sibling, v)
+                items.append(v)
+        old[:] = items
+        return old
+    return _styled(old, new)
 
 
 def _styled(old: Any, new: Any) -> Any:

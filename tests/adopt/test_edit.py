@@ -144,3 +144,25 @@ def test_server_defaults_in_added_items_are_not_written() -> None:
     assert strip_defaults(
         key, "spec.template.spec.containers[name=web].ports[containerPort=9090,protocol=TCP]",
         {"containerPort": 9090, "protocol": "TCP"}) == {"containerPort": 9090}
+
+
+ROLE = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: shop-readonly
+rules:
+  - apiGroups: ["", apps]
+    resources: [pods, deployments, services]   # no secrets here
+    verbs: [get, list, watch]
+"""
+
+
+def test_an_atomic_list_keeps_the_text_of_its_unchanged_items() -> None:
+    old = [{"apiGroups": ["", "apps"], "resources": ["pods", "deployments", "services"],
+            "verbs": ["get", "list", "watch"]}]
+    live = [*old, {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    new = edit_text(ROLE, lambda d: True, [DriftItem("rules", "changed", old, live)])
+    # The new rule takes the flow style of its sibling's fields.
+    assert changed_lines(ROLE, new) == ['+  - apiGroups: [""]', "+    resources: [secrets]",
+                                        "+    verbs: [get]"]
