@@ -1,12 +1,13 @@
-"""The verdicts of the last run that need not be recomputed: an object found in sync, whose
-live ``resourceVersion`` and desired manifest are both unchanged, is still in sync.
+"""The verdicts of the last run that need not be recomputed: a desired object whose live
+``resourceVersion`` and desired manifest are both unchanged gets the same verdict (in sync,
+or drifted with the same drift items) as last time.
 
 A live object cannot change without its resourceVersion changing, and the comparison is a
 pure function of the two objects and the settings; so the cache is valid exactly while the
 tool version and the comparison settings (config digest, ignore-rule files) are the same,
-which its ``stamp`` records. Only in-sync verdicts are kept: drifted objects are compared
-afresh so that their drift items (and attribution) are always current. The cache is an
-optimisation only; a missing or unreadable file means a full comparison.
+which its ``stamp`` records. Drift items carry what the comparison produced (Secret values
+already as keyed hashes). The cache is an optimisation only; a missing or unreadable file
+means a full comparison.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from typing import Any
 
 import orjson
 
-from auditor.records import ResourceKey
+from auditor.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
+
+# Verdicts on desired objects that are a pure function of the pair; missing and orphan
+# results depend on what else the cluster holds and are always computed.
+_CACHEABLE = frozenset({"in-sync", "drifted", "ignored"})
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +39,13 @@ def _name(key: ResourceKey) -> str:
 
 
 class CompareCache:
-    """In-sync verdicts keyed by object: ``(live resourceVersion, desired digest)``."""
+    """Verdicts keyed by object: ``(live resourceVersion, desired digest) → result``."""
 
     def __init__(self, path: str | Path, stamp: str) -> None:
         self.path = Path(path)
         self.stamp = stamp
-        self._old: dict[str, list[str]] = {}
-        self._new: dict[str, list[str]] = {}
+        self._old: dict[str, list[Any]] = {}
+        self._new: dict[str, list[Any]] = {}
         self.hits = 0
         try:
             doc = orjson.loads(self.path.read_bytes())
@@ -49,29 +54,40 @@ class CompareCache:
         except (OSError, orjson.JSONDecodeError, AttributeError):
             pass
 
-    def in_sync(self, key: ResourceKey, resource_version: str, digest: str) -> bool:
-        """Whether the last run found this exact pair in sync (and keep it for the next)."""
+    def lookup(self, key: ResourceKey, resource_version: str, digest: str,
+               api_version: str, source: SourceInfo | None) -> ObjectResult | None:
+        """Last run's verdict for this exact pair, if any (kept for the next run too)."""
         if not resource_version:
-            return False
+            return None
         name = _name(key)
         entry = self._old.get(name)
-        if entry is not None and entry[0] == resource_version and entry[1] == digest:
-            self.hits += 1
-            self._new[name] = entry
-            return True
-        return False
+        if entry is None or entry[0] != resource_version or entry[1] != digest:
+            return None
+        try:
+            _rv, _digest, status, reason, drifts = entry
+            items = tuple(DriftItem(*d) for d in drifts)
+        except (TypeError, ValueError):
+            return None
+        self.hits += 1
+        self._new[name] = entry
+        return ObjectResult(key, api_version, status, items, source=source, reason=reason)
 
-    def remember(self, key: ResourceKey, resource_version: str, digest: str) -> None:
-        if resource_version:
-            self._new[_name(key)] = [resource_version, digest]
+    def remember(self, result: ObjectResult, resource_version: str, digest: str) -> None:
+        if not resource_version or result.status not in _CACHEABLE:
+            return
+        drifts = [[d.path, d.op, d.desired, d.live, d.manager, d.operation, d.time, d.category]
+                  for d in result.drifts]
+        self._new[_name(result.key)] = [resource_version, digest, result.status, result.reason,
+                                        drifts]
 
     def save(self) -> None:
         try:
+            payload = orjson.dumps({"stamp": self.stamp, "entries": self._new})
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(orjson.dumps({"stamp": self.stamp, "entries": self._new}))
+            tmp.write_bytes(payload)
             tmp.replace(self.path)
-        except OSError as exc:
+        except (OSError, TypeError) as exc:
             log.info("compare cache not saved: %s", exc)
 
 

@@ -88,6 +88,14 @@ def test_two_runs_record_changes_with_their_actors(setup: dict[str, Any], kubect
     assert second["run"]["ledger"]["drifts_opened"] == 1
     assert second["run"]["ledger"]["changes"] == 1
 
+    # Nothing changed since: the drifted verdict is reused, identical, and stays open.
+    code, third = run(setup)
+    assert code == 1
+    assert third["run"]["ledger"]["drifts_still_open"] == 1
+    assert third["run"]["ledger"]["drifts_opened"] == 0
+    assert [r for r in third["resources"] if r["status"] == "drifted"] == \
+        [r for r in second["resources"] if r["status"] == "drifted"]
+
     history = cli(setup, "history", "--output", "json")
     assert history.returncode == 0, history.stderr
     entries = orjson.loads(history.stdout)
@@ -126,7 +134,7 @@ def test_drift_fixed_live_resolves_and_steady_state_observes_nothing(
     counts = orjson.loads(last)
     assert counts["observed"] == 0, "an unchanged cluster writes no object versions"
     assert counts["unchanged"] >= 4
-    assert counts["reused_verdicts"] == 4, "unchanged in-sync pairs are not compared again"
+    assert counts["reused_verdicts"] == 4, "unchanged pairs are not compared again"
 
     # A change to a pair whose verdict was cached is still seen.
     kubectl("-n", "shop", "label", "configmap", "settings", "owner=bob")
