@@ -333,3 +333,20 @@ def test_missing_namespace_and_its_contents_dry_run_then_recreate(
                                 "json").stdout)
     assert made["data"] == {"A": "b"}
     assert set(statuses(run(shop, mode="enforce")).values()) == {"in-sync"}
+
+
+@pytest.mark.xfail(strict=True, reason="ledger: Run._apply_lifecycle opens a drift first seen "
+                   "in this run without looking at run.reverted(key); it resolves next run as "
+                   "fixed-live instead of reverted (reported to the lead)")
+def test_a_drift_first_seen_and_reverted_in_one_run_resolves_as_reverted(
+        shop: dict[str, Any], kubectl: Any) -> None:
+    run(shop)
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:6.6.6-hotfix")
+    run(shop, mode="enforce")
+    after = run(shop, mode="enforce")
+    with reading(shop["ledger"]) as conn:
+        open_now = conn.execute("SELECT count(*) FROM drift_state WHERE state = 'open'").fetchone()
+        hows = [r[0] for r in conn.execute(
+            "SELECT how FROM drift_events WHERE event = 'resolved'")]
+    assert open_now[0] == 0 and after.ledger["drifts_resolved"] == {}
+    assert hows == ["reverted"]
