@@ -416,10 +416,10 @@ def send(cfg: Config, ledger_path: str | Path, *, env: Mapping[str, str],
         return report
     moment = now or times.now()
     with Outbox.open(ledger_path) as box:
-        report.first_run = box.meta("initialized") is None
-        decided = plan(box, cfg, now=moment)
-        report.suppressed = decided.suppressed
         if dry_run:
+            report.first_run = box.meta("initialized") is None
+            decided = plan(box, cfg, now=moment)
+            report.suppressed = decided.suppressed
             for msg in box.pending():
                 report.previews.append(f"[pending #{msg.id} {msg.action} {msg.kind} → "
                                        f"{_where(msg.channel, msg.webhook_env)}]\n"
@@ -431,8 +431,12 @@ def send(cfg: Config, ledger_path: str | Path, *, env: Mapping[str, str],
             report.queued = len(decided.messages)
             report.pending = len(box.pending()) + report.queued
             return report
-        box.enqueue(decided.messages, decided.marks, at=times.stamp(moment), run_id=run_id,
-                    meta=decided.meta)
+        with box.locked():
+            report.first_run = box.meta("initialized") is None
+            decided = plan(box, cfg, now=moment)
+            report.suppressed = decided.suppressed
+            box.enqueue(decided.messages, decided.marks, at=times.stamp(moment), run_id=run_id,
+                        meta=decided.meta)
         report.queued = len(decided.messages)
         if not cfg.slack.quiet:
             deliver(box, cfg.slack, env, report, _budget(cfg.slack, sleep))

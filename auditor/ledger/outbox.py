@@ -209,7 +209,17 @@ class Outbox:
             conn.close()
 
     @contextmanager
+    def locked(self) -> Iterator[Outbox]:
+        """One write transaction around deciding and queueing, so that two concurrent
+        passes (a run's and a manual ``alerts send``) never both queue the same news."""
+        with self._write():
+            yield self
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.conn.in_transaction:
+            yield self.conn  # inside locked(): its transaction commits
+            return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn

@@ -140,3 +140,25 @@ def test_cli_dry_run_sends_and_records_nothing(db: Path, slack_server: SlackServ
     record(db, 1, [drifted(WEB, ("spec.replicas", 3, 5))])
     result = runner.invoke(alerts_group, ["send"], obj=Context(str(config)))
     assert result.exit_code == 2 and "1 message(s) still queued" in result.output
+
+
+def test_concurrent_passes_never_post_the_same_news_twice(
+        db: Path, slack_server: SlackServer) -> None:
+    import threading
+
+    env = {"SLACK_WEBHOOK": slack_server.hook()}
+    cfg = webhook_config()
+    _announced(db, cfg, env)
+    record(db, 2, [drifted(WEB, (IMAGE, "shop/web:1.4.2", "shop/web:1.5.0")),
+                   drifted(key("api"), ("spec.replicas", 1, 9))])
+    reports: list[alerts.AlertReport] = []
+    threads = [threading.Thread(target=lambda: reports.append(alerts.send(cfg, db, env=env)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.queued for r in reports) == 2 and sum(r.delivered for r in reports) == 2
+    assert [r.body["text"].split(" ")[1] for r in slack_server.requests[1:]].count(
+        "Deployment.apps") == 2
+    assert len(slack_server.requests) == 3
