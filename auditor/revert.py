@@ -23,8 +23,11 @@ before. A field a human added out of band (``kubectl set env``, ``kubectl label`
 leaves it in place. Before the real apply the executor therefore moves the human managers'
 field ownership into the tool's own ``Apply`` entry (a JSON patch of
 ``metadata.managedFields``, guarded by a resourceVersion ``test``); the apply then prunes
-what the tool now owns and Git does not declare, and restores what Git declares. Flux's
-kustomize-controller does the same (fluxcd/kustomize-controller#562). Fields of controllers
+what the tool now owns and Git does not declare, and restores what Git declares. This is
+client-go's own move when kubectl upgrades client-side-apply ownership to server-side apply
+(``k8s.io/client-go/util/csaupgrade.UpgradeManagedFieldsPatch``: replace
+``/metadata/managedFields`` behind a resourceVersion test) and Flux's for kubectl edits
+(fluxcd/kustomize-controller#562). Fields of controllers
 (the HPA's replicas, a webhook's sidecar) and of ``scale``/``status`` subresource writes are
 never taken, and ``spec.replicas`` stays with its owner when Git does not declare it.
 
