@@ -179,8 +179,18 @@ class Sandbox:
 
     def _load(self, objects: Iterable[dict[str, Any]], ns_res: Resource,
               field_manager: str) -> int:
-        count = 0
+        flat: list[dict[str, Any]] = []
         for obj in objects:
+            # a `kubectl get -o json` List (or a typed FooList) contributes its items
+            if str(obj.get("kind", "")).endswith("List") and isinstance(obj.get("items"), list):
+                flat.extend(obj["items"])
+            else:
+                flat.append(obj)
+        # definitions first, so custom resources and namespaced objects find them
+        first = ("CustomResourceDefinition", "Namespace")
+        flat.sort(key=lambda o: 0 if o.get("kind") in first else 1)
+        count = 0
+        for obj in flat:
             res = self.resource_for(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
             ns = str((obj.get("metadata") or {}).get("namespace") or "default") \
                 if res.namespaced else ""

@@ -136,6 +136,7 @@ class Event:
     type: str
     namespace: str
     rec: Record
+    prev: Obj | None = None  # the object before a MODIFIED, for selector transitions
 
 
 class Store:
@@ -246,14 +247,14 @@ class Store:
             item = full
         return Record(obj, full, item, entries)
 
-    def _store(self, res: Resource, rec: Record, kind: str) -> None:
+    def _store(self, res: Resource, rec: Record, kind: str, prev: Obj | None = None) -> None:
         meta = rec.obj["metadata"]
         key = (meta.get("namespace", "") if res.namespaced else "", meta["name"])
         if kind == "DELETED":
             self.table(res).remove(key)
         else:
             self.table(res).put(key, rec)
-        self.events.append(Event(self.rv, res.key, kind, key[0], rec))
+        self.events.append(Event(self.rv, res.key, kind, key[0], rec, prev))
         self.changed.notify_all()
 
     def _prepare_new(self, res: Resource, ns: str, body: Obj) -> Obj:
@@ -485,7 +486,7 @@ class Store:
         rec = self._finish(res, new, entries, rv=rv, old=old)
         if dry_run:
             return new
-        self._store(res, rec, "MODIFIED")
+        self._store(res, rec, "MODIFIED", prev=old_obj)
         if (res.group, res.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
             self._register_crd(new)
         return new
@@ -813,7 +814,16 @@ class Store:
                 if self.events:
                     cursor = max(cursor, self.events[-1].rv)
             for ev in batch:
-                if wanted(ev.namespace, ev.rec.obj):
+                now_in = wanted(ev.namespace, ev.rec.obj)
+                if ev.type == "MODIFIED" and ev.prev is not None:
+                    # As the watch cache filters: entering the selection is ADDED, leaving
+                    # it is DELETED, staying out of it is nothing.
+                    was_in = wanted(ev.namespace, ev.prev)
+                    if now_in or was_in:
+                        kind = "MODIFIED" if now_in and was_in else (
+                            "ADDED" if now_in else "DELETED")
+                        yield _event_line(kind, ev.rec, res)
+                elif now_in:
                     yield _event_line(ev.type, ev.rec, res)
 
 

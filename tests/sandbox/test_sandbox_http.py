@@ -328,3 +328,41 @@ def test_watch_from_a_compacted_resource_version_is_gone(sandbox: Sandbox) -> No
     assert status == 200 and body["type"] == "ERROR"
     assert (body["object"]["reason"], body["object"]["code"]) == ("Expired", 410)
     assert body["object"]["message"].startswith("too old resource version: 2")
+
+
+def test_watch_with_selector_sees_objects_enter_and_leave(sandbox: Sandbox) -> None:
+    sandbox.load([deployment()])
+    _, listing = call(sandbox, "GET", DEPLOYS)
+    rv = listing["metadata"]["resourceVersion"]
+    lines: list[dict[str, Any]] = []
+
+    def watch() -> None:
+        conn = http.client.HTTPConnection(sandbox.host, sandbox.port, timeout=10)
+        conn.request("GET", f"{DEPLOYS}?watch=1&labelSelector=tier%3Dfront"
+                     f"&resourceVersion={rv}&timeoutSeconds=1")
+        lines.extend(json.loads(raw) for raw in conn.getresponse() if raw.strip())
+        conn.close()
+
+    t = threading.Thread(target=watch)
+    t.start()
+    time.sleep(0.2)
+    for labels in ({"tier": "front"}, {"tier": "front", "x": "1"}, {"tier": "back"},
+                   {"tier": "other"}):
+        call(sandbox, "PATCH", DEPLOYS + "/web", {"metadata": {"labels": labels}},
+             "application/merge-patch+json")
+    t.join(timeout=5)
+    assert [e["type"] for e in lines] == ["ADDED", "MODIFIED", "DELETED"]
+    assert lines[-1]["object"]["metadata"]["labels"]["tier"] == "back"
+
+
+def test_load_accepts_lists_and_orders_definitions_first(sandbox: Sandbox) -> None:
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget",
+              "metadata": {"name": "w", "namespace": "team"}}
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                    "versions": [{"name": "v1", "served": True, "storage": True}]}}
+    n = sandbox.load([{"apiVersion": "v1", "kind": "List", "items": [widget, crd]}])
+    assert n == 2
+    assert sandbox.get("example.com/v1", "Widget", "team", "w") is not None
