@@ -451,3 +451,24 @@ def test_human_client_side_apply_after_gitops_server_side_apply(more: App) -> No
          "kubectl-client-side-apply", "human"),
         (f"{WEB}.image", "changed", "kubectl-client-side-apply", "human"),
     ]
+
+
+def test_gitops_client_side_sync_then_edit_then_resync(kubectl: Any, tmp_path: pathlib.Path) -> None:
+    # Argo CD's default sync is a client-side apply (manager argocd-application-controller,
+    # Update, writing the last-applied annotation): in sync; a kubectl edit is drift; the
+    # next sync puts it back.
+    application = App(kubectl, tmp_path)
+
+    def sync() -> None:
+        kubectl("apply", "--field-manager=argocd-application-controller", "-f",
+                str(application.manifest))
+
+    sync()
+    assert {k: r.status for k, r in application.compare().items()} == {
+        ("Namespace", "shop"): "in-sync", ("Deployment", "web"): "in-sync",
+        ("Service", "web"): "in-sync", ("ConfigMap", "web-config"): "in-sync",
+        ("Secret", "web-db"): "in-sync"}
+    application.edit("deployment/web", "s/image: shop\\/web:1.4.2/image: shop\\/web:1.4.3/")
+    assert application.drifts() == [(f"{WEB}.image", "changed", "kubectl-edit", "human")]
+    sync()
+    assert application.drifts() == []
