@@ -51,6 +51,9 @@ def send_cmd(ledger_path: str | None, dry_run: bool) -> None:
         cfg = _config()
         report = alerts.send(cfg, ledger_path or cfg.ledger.path, env=os.environ,
                              dry_run=dry_run)
+        if not report.enabled:
+            click.echo(report.line())
+            return
         if dry_run:
             for preview in report.previews:
                 click.echo(preview + "\n")
