@@ -138,7 +138,8 @@ def select(result: ObjectResult, patterns: Sequence[str] = (),
                                      "written to Git (or anywhere); rotate or change the "
                                      "Secret through your secret manager and its manifest")]
     if result.status != "drifted":
-        why = {"missing": "it is missing from the cluster; there is no live value to adopt",
+        why = {"missing": "it is missing from the cluster; there is no live value to adopt "
+                          "(to adopt the deletion, remove its manifest by hand)",
                "orphan": "it is not in Git; adopting a whole object is not supported, add its "
                          "manifest by hand",
                "in-sync": "it is in sync", "ignored": "an ignore rule covers it"}

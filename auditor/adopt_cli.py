@@ -115,7 +115,8 @@ def _targets(req: Request, cfg: Config, results: Sequence[ObjectResult]
                                  f"none at {cfg.ledger.path} (run `drift-auditor run` first)")
             chosen = []
             for drift_id, key in adoptions.open_drift_keys(conn):
-                if key in by_key and by_key[key].status == "drifted":
+                # Not only 'drifted' ones: a missing or orphan object is refused by name.
+                if key in by_key and by_key[key].status != "in-sync":
                     chosen.append(by_key[key])
                     drift_ids[key] = drift_id
             return chosen, drift_ids
@@ -208,8 +209,17 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _list_change(old: list[Any], new: list[Any]) -> str:
+    added = [x for x in new if x not in old]
+    removed = [x for x in old if x not in new]
+    parts = [f"+ {_show(x)}" for x in added] + [f"- {_show(x)}" for x in removed]
+    return "; ".join(parts) if parts else "reordered"
+
+
 def _line(item: DriftItem) -> str:
-    if item.op == "changed":
+    if item.op == "changed" and isinstance(item.desired, list) and isinstance(item.live, list):
+        what = _list_change(item.desired, item.live)
+    elif item.op == "changed":
         what = f"{_show(item.desired)} -> {_show(item.live)}"
     elif item.op == "added":
         what = f"added {_show(item.live)}"

@@ -113,11 +113,12 @@ def drift_key(conn: sqlite3.Connection, drift_id: int) -> tuple[ResourceKey, str
 
 
 def open_drift_keys(conn: sqlite3.Connection) -> list[tuple[int, ResourceKey]]:
-    """Every open drift (not accepted ones: accepting is a decision to leave it) by id."""
+    """Every open drift (not accepted ones: accepting is a decision to leave it) by id,
+    whatever its status (missing and orphan ones too, so they can be refused by name)."""
     return [(int(r[0]), ResourceKey(r[1], r[2], r[3], r[4])) for r in conn.execute(
         "SELECT d.id, o.grp, o.kind, o.namespace, o.name FROM drifts d "
         "JOIN drift_state s ON s.drift_id = d.id JOIN objects o ON o.id = d.object_id "
-        "WHERE s.state = 'open' AND d.status = 'drifted' ORDER BY d.id")]
+        "WHERE s.state = 'open' ORDER BY d.id")]
 
 
 def adoptions(conn: sqlite3.Connection, drift_ids: Sequence[int] | None = None

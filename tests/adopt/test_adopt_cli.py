@@ -55,11 +55,14 @@ def test_all_open_push_merge_and_run_resolves(sandbox: Any, kubectl: Any, origin
     apply_as_gitops(kubectl, "-f", str(origin.path / "apps"))
     assert cli(tmp_path, "run").returncode == 0
     kubectl("-n", "shop", "scale", "deployment/web", "--replicas=4")
+    kubectl("-n", "shop", "delete", "service/web")
     assert cli(tmp_path, "run").returncode == 1
 
     proc = cli(tmp_path, "adopt", "--all-open", "--push", "--by", "oncall@shop")
 
-    assert proc.returncode == 0, proc.stderr
+    # The deletion is not adopted (exit 1, named); the scale is.
+    assert proc.returncode == 1, proc.stderr
+    assert "refused Service shop/web: it is missing from the cluster" in proc.stderr
     branch = next(ln.split(" on branch ")[1].split(" in ")[0] for ln in proc.stdout.splitlines()
                   if " on branch " in ln)
     assert f"pushed {branch} to {origin.path}" in proc.stdout
@@ -86,11 +89,12 @@ def test_all_open_push_merge_and_run_resolves(sandbox: Any, kubectl: Any, origin
 
     origin.merge(branch, "Merge pull request #12 from oncall/adopt")
     proc = cli(tmp_path, "run")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 drifted, 1 missing" in proc.stdout, proc.stdout + proc.stderr
     with reading(tmp_path / "ledger.db") as conn:
         (resolved,) = drifts(conn, states=("resolved",))
         (adoption,) = adoptions.adoptions(conn)
-    assert resolved["resolved_how"] == "git-changed"
+    assert (resolved["object"], resolved["resolved_how"]) == ("Deployment.apps shop/web",
+                                                              "git-changed")
     assert adoption["outcome"].startswith("resolved: Git changed to match (commit ")
 
 
