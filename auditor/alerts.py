@@ -377,6 +377,8 @@ def deliver(box: Outbox, cfg: SlackConfig, env: Mapping[str, str], report: Alert
             box.failed(msg.id, at=times.stamp(times.now()), error=str(exc), attempts=attempts)
             report.errors.append(f"message {msg.id} ({msg.kind}): {exc}")
             log.warning("slack: message %s (%s) not delivered: %s", msg.id, msg.kind, exc)
+            if getattr(exc, "rate_limited", False):
+                break  # Slack asked for a longer pause than this pass can give
             continue
         except BaseException:
             box.failed(msg.id, at=times.stamp(times.now()), error="interrupted")

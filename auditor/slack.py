@@ -397,6 +397,9 @@ def _classify(status: int, headers: Mapping[str, Any] | None, detail: str) -> Ex
         return _Retryable(f"HTTP 429 rate limited ({detail})", _retry_after(headers) or 1.0)
     if status >= 500:
         return _Retryable(f"HTTP {status} ({detail})")
+    if status == 200:
+        # The Web API answers errors such as channel_not_found with 200 and ok=false.
+        return DeliveryError(f"Slack refused the message: {detail}")
     return DeliveryError(f"HTTP {status}: {detail}")
 
 
@@ -508,6 +511,8 @@ def deliver(send: Callable[[], Sent], budget: Budget) -> Sent:
             if failures > budget.max_retries or not budget.wait(delay):
                 err = DeliveryError(f"{exc} after {attempts} attempt(s); left queued")
                 err.attempts = attempts  # type: ignore[attr-defined]
+                # Still rate limited: the next message would be refused too.
+                err.rate_limited = exc.retry_after is not None  # type: ignore[attr-defined]
                 raise err from None
             waited += delay
         except DeliveryError as exc:

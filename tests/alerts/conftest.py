@@ -45,6 +45,7 @@ class SlackServer:
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    refuse: str = ""  # Web API: answer 200 with ok=false and this error
 
     def answer(self, *codes: int | str) -> None:
         """Script the next answers: ``200``, ``500``, ``"429:2"`` (Retry-After 2),
@@ -100,7 +101,9 @@ def slack_server() -> Iterator[SlackServer]:
                 self.connection.shutdown(2)
                 return
             is_hook = self.path.startswith("/hooks/")
-            if status == 200:
+            if status == 200 and server.refuse and not is_hook:
+                payload = json.dumps({"ok": False, "error": server.refuse}).encode()
+            elif status == 200:
                 payload = b"ok" if is_hook else json.dumps({
                     "ok": True, "channel": "C" + str(body.get("channel", "X")).upper().strip("#"),
                     "ts": body.get("ts") or f"1700000000.{ts:06d}"}).encode()

@@ -114,10 +114,23 @@ def test_retry_after_beyond_the_budget_leaves_it_for_the_next_run(
     env = {"SLACK_WEBHOOK": slack_server.hook()}
     cfg = webhook_config(budget_seconds=2)
     _announced(db, cfg, env)
+    record(db, 2, [drifted(WEB, (IMAGE, "shop/web:1.4.2", "shop/web:1.5.0")),
+                   drifted(key("api"), ("spec.replicas", 1, 9))])
     slack_server.answer("429:30")
     report = alerts.send(cfg, db, env=env)
-    assert report.pending == 1 and report.waited_seconds == 0
+    assert report.pending == 2 and report.waited_seconds == 0
     assert "429" in report.errors[0]
+    assert len(slack_server.requests) == 2  # the pass stopped: the second would be refused too
+
+
+def test_slack_refusal_is_reported_and_kept(db: Path, slack_server: SlackServer) -> None:
+    cfg = bot_config(slack_server.api)
+    env = {"SLACK_TOKEN": "xoxb-1"}
+    slack_server.refuse = "channel_not_found"
+    report = alerts.send(cfg, db, env=env)
+    assert report.pending == 1
+    assert "Slack refused the message: channel_not_found" in report.errors[0]
+    assert len(slack_server.requests) == 1  # not retried: retrying cannot help
 
 
 def test_cli_dry_run_sends_and_records_nothing(db: Path, slack_server: SlackServer,
