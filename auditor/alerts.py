@@ -70,6 +70,14 @@ class AlertReport:
     errors: list[str] = field(default_factory=list)
     previews: list[str] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """For ``run --output json``."""
+        return {"enabled": self.enabled, "transport": self.transport,
+                "first_run": self.first_run, "queued": self.queued,
+                "delivered": self.delivered, "pending": self.pending,
+                "suppressed": self.suppressed, "waited_seconds": round(self.waited_seconds, 3),
+                "errors": list(self.errors)}
+
     def line(self) -> str:
         """One line for the end of ``run``'s output."""
         if not self.enabled:

@@ -316,6 +316,11 @@ class MetricsReport:
     cluster: str = ""
     errors: list[str] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """For ``run --output json``."""
+        return {"textfile": self.textfile or None, "pushgateway": self.pushgateway or None,
+                "cluster": self.cluster or None, "errors": list(self.errors)}
+
     def lines(self) -> list[str]:
         out = []
         if self.textfile:

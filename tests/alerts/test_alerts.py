@@ -223,3 +223,12 @@ def test_not_configured_is_a_no_op(db: Path) -> None:
 
     report = alerts.after_run(Config(), db, 1, env={})
     assert not report.enabled and report.line() == "alerts: Slack not configured"
+
+
+def test_report_as_json_and_line(db: Path, slack_server: SlackServer) -> None:
+    import orjson
+
+    report = alerts.send(webhook_config(), db, env=hook_env(slack_server))
+    doc = orjson.loads(orjson.dumps(report.to_dict()))
+    assert doc["first_run"] and doc["delivered"] == 1 and doc["errors"] == []
+    assert report.line() == "alerts (webhook): 1 queued, 1 delivered, 0 pending"
