@@ -249,6 +249,11 @@ class _Walk:
     index: OwnershipIndex
     settings: CompareSettings
     root: Mapping[str, Any] = field(default_factory=dict)
+    # Whether the built-in schemas (and so the defaults table) describe the kind. A custom
+    # resource's undeclared fields are mostly its CRD's schema defaults (Gateway API routes,
+    # Crossplane resources): without managedFields to tell a human's from them, they are
+    # not reported.
+    builtin: bool = True
     drifts: list[DriftItem] = field(default_factory=list)
 
     @property
@@ -315,7 +320,7 @@ class _Walk:
     def added_item(self, path: Path, value: Any, holder: Mapping[str, Any]) -> None:
         """A list item present live only, reported whole (``holder`` holds the list)."""
         if not self.index:
-            if not self._is_default(path, value, holder):
+            if self.builtin and not self._is_default(path, value, holder):
                 self._report(path, "added", None, value, None, "unknown")
             return
         owner = self._human_owner(self.index.owners_within(path))
@@ -324,6 +329,8 @@ class _Walk:
 
     def added(self, path: Path, value: Any, parent: Mapping[str, Any]) -> None:
         """A live value Git does not declare: drift only if a human owns it."""
+        if not self.index and not self.builtin:
+            return
         if self._is_default(path, value, parent) and not (
                 # A default as a whole (a Job's labels copied from its template) can still
                 # hide a human's addition inside it: then each leaf must be a default itself.
@@ -424,11 +431,14 @@ class _Walk:
                           holder: Mapping[str, Any]) -> bool:
         """Whether ``live`` holds, inside an atomic value equal to ``desired`` on everything
         ``desired`` declares, a field that is not a server default and whose writer (the
-        list's owner: atomic values are owned whole) is a human, or unknown."""
-        if self.index:
-            owner = _pick(self.index.owners_of_value(path), self.settings.classify)
-            if owner is None or self.settings.classify(owner.manager) != "human":
-                return False
+        list's owner: atomic values are owned whole) is a human."""
+        if not self.index:
+            # Unowned, a field inside an item may be a default the table does not know (a
+            # CRD's schema default): only a human's is worth reporting.
+            return False
+        owner = _pick(self.index.owners_of_value(path), self.settings.classify)
+        if owner is None or self.settings.classify(owner.manager) != "human":
+            return False
         return any(True for _ in self._extras(desired, live, path, holder))
 
     def _extras(self, desired: Any, live: Any, path: Path,
@@ -510,7 +520,8 @@ def compare_object(key: ResourceKey, desired: dict[str, Any] | None, live: dict[
 
     group, version = _split_api_version(api_version)
     walk = _Walk(group, version, key.kind, ownership(live) if humans is not None
-                 else OwnershipIndex(None), settings, have)
+                 else OwnershipIndex(None), settings, have,
+                 humans is not None or schema.known_kind(group, version, key.kind))
     walk.node(want, have, (), have)
     return _finish(key, api_version, walk.drifts, settings.ignore.for_object(key), source)
 
