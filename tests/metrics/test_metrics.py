@@ -286,3 +286,34 @@ def test_object_names_only_when_asked_for(db: Path) -> None:
                  kind="Deployment", group="apps", name="api", category="controller") == 4 * 3600
     assert not any(name == "drift_auditor_open_drift_age_seconds"
                    for name, _ in samples(exposition(db)))
+
+
+def test_push_request_shape_against_a_local_receiver(db: Path) -> None:
+    """Always runs (no Pushgateway binary needed): what goes over the wire."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, str, bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_PUT(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append((self.command, self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        cluster = metrics.push(Config(), db, f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert cluster == "prod-eu"
+    [(method, path, body)] = seen
+    assert method == "PUT"  # replaces the group: series that disappeared do not linger
+    assert path == "/metrics/job/drift-auditor/cluster/prod-eu"
+    assert value(samples(body.decode()), "drift_auditor_runs_total", status="complete") == 3
