@@ -5,8 +5,13 @@ Semantics (DESIGN.md, "Drift semantics"):
 * a field declared in Git whose live value differs after normalisation is drift: ``changed``,
   or ``removed`` when the live object lacks it (a removal leaves no owner: ``unknown``);
 * a field present live but not declared in Git is drift (``added``) only when a human-type
-  manager owns it in ``managedFields`` and it is not a server default; when the live object
-  carries no ``managedFields`` at all, such fields are ``added`` with category ``unknown``;
+  manager owns it in ``managedFields`` and it is not a server default (a value the server
+  allocates, such as a node port, counts once a human owns it); when the live object carries
+  no ``managedFields`` at all, such fields are ``added`` with category ``unknown``, except
+  the bookkeeping of controllers and GitOps tools, finalizers, and the fields of custom
+  resources (their CRDs' defaults are unknown here);
+* set-like lists (``finalizers``) drift item by item (``finalizers[="x"]``); an atomic list
+  (RBAC ``rules``) drifts whole, also when a human added a field inside one of its items;
 * lists are matched by merge key (:mod:`auditor.schema`), never by index;
 * each drift names the manager owning the live value (:mod:`auditor.fieldsv1`) and its
   category (:mod:`auditor.managers`);
