@@ -231,7 +231,8 @@ def _line(item: DriftItem) -> str:
 
 
 def commit_message(adopted: Sequence[adopt_mod.Adopted], drift_ids: dict[ResourceKey, int],
-                   opened: dict[ResourceKey, str]) -> str:
+                   opened: dict[ResourceKey, str],
+                   people: dict[ResourceKey, list[str]] | None = None) -> str:
     """A message citing each drift: object, paths, actor, time, ledger id."""
     keys = list(dict.fromkeys(a.key for a in adopted))
     ids = [drift_ids[k] for k in keys if k in drift_ids]
@@ -248,6 +249,8 @@ def commit_message(adopted: Sequence[adopt_mod.Adopted], drift_ids: dict[Resourc
         if key in drift_ids:
             when = f", opened {opened[key]}" if opened.get(key) else ""
             body.append(f"Ledger drift: {drift_ids[key]}{when}")
+        if (people or {}).get(key):
+            body.append(f"Changed by: {', '.join((people or {})[key])} (API-server audit log)")
             trailers.append(f"Drift-Auditor-Drift: {drift_ids[key]}")
         body.append("Files: " + ", ".join(sorted({a.file for a in mine})))
         body.extend(_line(a.item) for a in mine)
@@ -311,8 +314,8 @@ def execute(req: Request, cfg: Config) -> Report:
                 report.message = ("dry run: nothing committed" if req.dry_run
                                   else "nothing adopted: no branch made")
                 return report
-            opened = _opened(cfg, drift_ids)
-            report.message = commit_message(outcome.adopted, drift_ids, opened)
+            opened, people = _opened(cfg, drift_ids)
+            report.message = commit_message(outcome.adopted, drift_ids, opened, people)
             report.commit = gitrepo.commit_files(worktree, sorted(outcome.files),
                                                  report.message)
         finally:
@@ -336,19 +339,23 @@ def execute(req: Request, cfg: Config) -> Report:
     return report
 
 
-def _opened(cfg: Config, drift_ids: dict[ResourceKey, int]) -> dict[ResourceKey, str]:
+def _opened(cfg: Config, drift_ids: dict[ResourceKey, int]
+            ) -> tuple[dict[ResourceKey, str], dict[ResourceKey, list[str]]]:
+    """When each drift opened, and who made it when an audit log named them."""
     if not drift_ids:
-        return {}
+        return {}, {}
     from auditor.ledger import adoptions
 
     conn = _ledger_reader(cfg)
     try:
-        out = {}
-        for key in drift_ids:
+        opened: dict[ResourceKey, str] = {}
+        people: dict[ResourceKey, list[str]] = {}
+        for key, drift_id in drift_ids.items():
             drift = adoptions.open_drift(conn, key)
             if drift is not None:
-                out[key] = str(drift["opened_at"])
-        return out
+                opened[key] = str(drift["opened_at"])
+            people[key] = adoptions.users(conn, drift_id)
+        return opened, people
     finally:
         conn.close()
 

@@ -101,6 +101,15 @@ def open_drift(conn: sqlite3.Connection, key: ResourceKey) -> dict[str, Any] | N
             "state": row[3]}
 
 
+def users(conn: sqlite3.Connection, drift_id: int) -> list[str]:
+    """The people behind a drift, as the API-server audit log named them for the changes
+    detected by the run that opened it (empty without an audit log)."""
+    return [str(r[0]) for r in conn.execute(
+        "SELECT DISTINCT c.user FROM changes c JOIN drifts d ON d.object_id = c.object_id "
+        "AND c.run_id = d.run_id WHERE d.id = ? AND c.user IS NOT NULL AND c.user != '' "
+        "ORDER BY c.user", (drift_id,))]
+
+
 def drift_key(conn: sqlite3.Connection, drift_id: int) -> tuple[ResourceKey, str] | None:
     """``(object key, state)`` of drift ``drift_id``."""
     row = conn.execute(

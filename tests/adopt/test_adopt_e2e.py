@@ -10,7 +10,9 @@ drift resolved as ``git-changed`` with the adoption commit linked.
 from __future__ import annotations
 
 import difflib
+import json
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +124,17 @@ def test_adopt_image_scale_env_and_label_then_merge_resolves_git_changed(
     kubectl("-n", "shop", "scale", "deployment/web", "--replicas=5")
     kubectl("-n", "shop", "set", "env", "deployment/web", "DEBUG=1")
     kubectl("-n", "shop", "label", "deployment/web", "incident=inc-4711")
-    first = run_once(cfg, desired_path=str(apps))
+    # The API server's audit log names the person behind the kubectl requests.
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    audit_log = tmp_path / "audit.log"
+    audit_log.write_text(json.dumps({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete",
+        "verb": "patch", "user": {"username": "alice@shop.example"},
+        "userAgent": "kubectl/v1.35.0", "responseStatus": {"code": 200},
+        "objectRef": {"resource": "deployments", "apiGroup": "apps", "namespace": "shop",
+                      "name": "web"},
+        "requestReceivedTimestamp": now, "stageTimestamp": now}) + "\n")
+    first = run_once(cfg, desired_path=str(apps), audit_log=str(audit_log))
     assert first.ledger["drifts_opened"] == 1
     with reading(cfg.ledger.path) as conn:
         (drift,) = drifts(conn)
@@ -159,6 +171,7 @@ def test_adopt_image_scale_env_and_label_then_merge_resolves_git_changed(
     assert f"(drift {drift['id']})" in message.splitlines()[0]
     assert f"Drift-Auditor-Drift: {drift['id']}" in message
     assert "Object: Deployment.apps shop/web" in message
+    assert "Changed by: alice@shop.example (API-server audit log)" in message
     assert "- spec.replicas: 2 -> 5 (by kubectl, human, at " in message
     assert "- spec.template.spec.containers[name=web].image: shop/web:1.4.2 -> " \
            "shop/web:1.5.0-hotfix (by kubectl-set, human" in message
@@ -513,3 +526,20 @@ def test_a_failed_push_keeps_the_commit_and_the_record(sandbox: Any, kubeconfig:
     with reading(cfg.ledger.path) as conn:
         (adoption,) = adoptions.adoptions(conn)
     assert (adoption["branch"], adoption["pushed"]) == ("adopt/scale", False)
+
+
+def test_a_removed_env_var_is_removed_from_git(sandbox: Any, kubeconfig: Path, kubectl: Any,
+                                               shop: RepoBuilder, tmp_path: Path) -> None:
+    apps = shop.path / "apps"
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(apps))
+    kubectl("-n", "shop", "set", "env", "deployment/web", "MODE-")
+    report = execute(Request(target="Deployment/web", desired=str(apps)), cfg)
+    # The engine reports the list itself gone (its only item was removed).
+    assert [(a.item.path, a.item.op) for a in report.adopted] == [
+        ("spec.template.spec.containers[name=web].env", "removed")]
+    new = show(shop.path, report.branch, "apps/shop.yaml")
+    assert diff_lines(SHOP, new) == ["-          env:", "-            - name: MODE",
+                                     "-              value: 'prod'"]
+    shop.merge(report.branch, "Merge adoption")
+    assert audit(cfg, desired_path=str(apps)).counts["drifted"] == 0
