@@ -450,6 +450,8 @@ def send(cfg: Config, ledger_path: str | Path, *, env: Mapping[str, str],
         report.queued = len(decided.messages)
         if not cfg.slack.quiet:
             deliver(box, cfg.slack, env, report, _budget(cfg.slack, sleep))
+        if cfg.slack.outbox_retention_days > 0:
+            box.prune(times.stamp(moment - timedelta(days=cfg.slack.outbox_retention_days)))
         report.pending = box.counts()["pending"]
     return report
 

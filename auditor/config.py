@@ -179,6 +179,9 @@ class SlackConfig:
     backoff_seconds: float = 1.0
     budget_seconds: float = 60.0
     timeout_seconds: float = 10.0
+    # Delivered messages are kept this long for threading follow-ups (longer while their
+    # drift is still open or accepted), then dropped from the outbox.
+    outbox_retention_days: int = 30
 
 
 @dataclass(frozen=True)

@@ -369,6 +369,19 @@ class Outbox:
                 "last_attempt_at = ?, lease_until = NULL WHERE id = ?",
                 (attempts, error[:500], at, message_id))
 
+    def prune(self, before: str) -> int:
+        """Drop delivered (or skipped) messages created before ``before`` unless one of
+        their drifts is still open or accepted (its follow-ups thread on them)."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "DELETE FROM alert_outbox WHERE status != 'pending' AND created_at < ? "
+                "AND NOT EXISTS (SELECT 1 FROM json_each(alert_outbox.drift_ids) j "
+                "JOIN drift_state s ON s.drift_id = j.value "
+                "WHERE s.state IN ('open', 'accepted')) "
+                "AND id NOT IN (SELECT parent_id FROM alert_outbox "
+                "WHERE status = 'pending' AND parent_id IS NOT NULL)", (before,))
+            return cur.rowcount
+
     def counts(self) -> dict[str, int]:
         out = {"pending": 0, "delivered": 0, "skipped": 0}
         for status, n in self.conn.execute(

@@ -232,3 +232,25 @@ def test_report_as_json_and_line(db: Path, slack_server: SlackServer) -> None:
     doc = orjson.loads(orjson.dumps(report.to_dict()))
     assert doc["first_run"] and doc["delivered"] == 1 and doc["errors"] == []
     assert report.line() == "alerts (webhook): 1 queued, 1 delivered, 0 pending"
+
+
+def test_old_delivered_messages_are_pruned_unless_their_drift_is_open(
+        db: Path, slack_server: SlackServer) -> None:
+    from auditor.ledger.outbox import Outbox
+
+    cfg = webhook_config(outbox_retention_days=30)
+    env = hook_env(slack_server)
+    alerts.send(cfg, db, env=env, now=at(0.5))
+    record(db, 1, [WEB_DRIFT, drifted(API, ("spec.replicas", 2, 4)), in_sync(CFG)])
+    alerts.send(cfg, db, env=env, now=at(1))
+    record(db, 2, [WEB_DRIFT, in_sync(API), in_sync(CFG)])  # api resolved
+    alerts.send(cfg, db, env=env, now=at(2))
+    with Outbox.open(db) as box:
+        assert box.counts()["delivered"] == 4  # summary, web, api, api resolved
+    alerts.send(cfg, db, env=env, now=at(24 * 40))
+    with Outbox.open(db) as box:
+        kept = [box.get(i) for i in range(1, 5)]
+    # Messages: 1 the summary, 2 billing/api (drift ids follow key order), 3 shop/web, 4 the
+    # resolution of billing/api. Only the still-open drift's announcement stays.
+    assert [m.kind if m else None for m in kept] == [None, None, "drift", None]
+    assert kept[2] is not None and "shop/web" in kept[2].payload["text"]
