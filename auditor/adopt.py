@@ -313,8 +313,10 @@ def get(root: Any, steps: Sequence[Step]) -> tuple[bool, Any]:
 
 
 def _new_container(step: Step, new_map: Callable[[], dict[str, Any]]) -> Any:
-    return new_map() if isinstance(step, str) else CommentedSeq() if new_map is CommentedMap \
-        else []
+    """The empty map or list the next ``step`` needs, of the same family as ``new_map``."""
+    if isinstance(step, str):
+        return new_map()
+    return CommentedSeq() if new_map is CommentedMap else []
 
 
 def put(root: Any, steps: Sequence[Step], value: Any, *, create: bool,
