@@ -229,8 +229,7 @@ class LedgerCollector(Collector):
                 out += [0, 0, 0]
         return tuple(out)
 
-    def _verify(self, conn: sqlite3.Connection) -> tuple[bool, float]:
-        signature = self._signature()
+    def _verify(self, conn: sqlite3.Connection, signature: tuple[int, ...]) -> tuple[bool, float]:
         if self._verified is not None and self._verified[0] == signature:
             return self._verified[1], self._verified[2]
         started = time.perf_counter()
@@ -249,13 +248,17 @@ class LedgerCollector(Collector):
         return []
 
     def read(self) -> list[Metric]:
+        # Taken before opening: our own connection creates (and on close removes) the WAL
+        # file, and a write landing between this and the verification only makes the next
+        # scrape verify again.
+        signature = self._signature()
         with reading(self.path) as conn:
             stats = mq.read(conn, now=self.clock(),
                             object_labels=self.cfg.metrics.object_labels)
             verify_ok: bool | None = None
             took: float | None = None
             if self.cfg.metrics.verify:
-                verify_ok, took = self._verify(conn)
+                verify_ok, took = self._verify(conn, signature)
         self.cluster = stats.cluster
         return families(stats, verify_ok=verify_ok, verify_seconds=took)
 
