@@ -898,7 +898,12 @@ def _other_users(root: Path, unit: Path, base: Path) -> list[str]:
 
 def _helm_files(root: Path, spec: RenderSpec, unit: _Unit) -> list[str]:
     """Values files, the ones given with ``-f`` (which win) first."""
-    files = [v for v in spec.values if (root / v).is_file()]
+    files = []
+    for value in spec.values:  # relative to the repository, else to the chart (as helm runs)
+        if (root / value).is_file():
+            files.append(os.path.normpath(value))
+        elif (root / unit.rel / value).is_file():
+            files.append(os.path.normpath(f"{unit.rel}/{value}"))
     if (root / unit.rel / "values.yaml").is_file():
         files.append(f"{unit.rel}/values.yaml" if unit.rel != "." else "values.yaml")
     return files

@@ -543,3 +543,42 @@ def test_a_removed_env_var_is_removed_from_git(sandbox: Any, kubeconfig: Path, k
                                      "-              value: 'prod'"]
     shop.merge(report.branch, "Merge adoption")
     assert audit(cfg, desired_path=str(apps)).counts["drifted"] == 0
+
+
+def test_a_configured_helm_source_writes_the_overriding_values_file(
+        sandbox: Any, kubeconfig: Path, kubectl: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the source's cache clone goes here
+    helm = tool("helm")
+    repo = RepoBuilder(tmp_path / "gitops")
+    repo.write("web/Chart.yaml", CHART)
+    repo.write("web/values.yaml", CHART_VALUES)
+    repo.write("web/templates/deployment.yaml", CHART_DEPLOY)
+    prod_values = "# Production.\nreplicaCount: 2  # same as the chart default, for now\n"
+    repo.write("env/prod.yaml", prod_values)
+    repo.commit("web chart, prod values")
+    cfg = config_mod.load("/dev/null", env={}, overrides={
+        "cluster": {"kubeconfig": str(kubeconfig)},
+        "ledger": {"path": str(tmp_path / "ledger.db")},
+        "sources": [{"url": str(repo.path), "paths": ["web"], "namespace": "shop",
+                     "helm": {"release": "web", "values": ["env/prod.yaml"]}}]})
+    apply_as_gitops(kubectl, "-f", "-", input=NAMESPACE)
+    rendered = subprocess.run([helm, "template", "web", str(repo.path / "web"), "--namespace",
+                               "shop", "-f", str(repo.path / "env/prod.yaml")],
+                              capture_output=True, text=True, check=True).stdout
+    apply_as_gitops(kubectl, "-n", "shop", "-f", "-", input=rendered)
+    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=5")
+
+    report = execute(Request(target="Deployment/web", tools_dir=str(TOOLS)), cfg)
+
+    # The chart's values.yaml says 2 as well, but the prod file wins: editing it is what
+    # renders 5 (editing values.yaml would render nothing new, and is not done).
+    assert [(a.item.path, a.file) for a in report.adopted] == [("spec.replicas",
+                                                                "env/prod.yaml")]
+    assert report.refusals == []
+    clone = Path(report.repo)
+    assert clone.is_relative_to(tmp_path / "home" / ".cache" / "drift-auditor" / "repos")
+    assert diff_lines(prod_values, show(clone, report.branch, "env/prod.yaml")) == [
+        "-replicaCount: 2  # same as the chart default, for now",
+        "+replicaCount: 5  # same as the chart default, for now"]
+    assert show(clone, report.branch, "web/values.yaml") == CHART_VALUES
