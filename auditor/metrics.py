@@ -273,41 +273,52 @@ def registry(cfg: Config, ledger_path: str | Path) -> tuple[CollectorRegistry, L
     return reg, collector
 
 
-def exposition(cfg: Config, ledger_path: str | Path) -> str:
+def exposition(cfg: Config, ledger_path: str | Path, snap: Snapshot | None = None) -> str:
     """The metrics in the Prometheus text format (version 0.0.4)."""
-    reg, _ = registry(cfg, ledger_path)
+    reg = snap.registry if snap is not None else registry(cfg, ledger_path)[0]
     return generate_latest(reg).decode()
 
 
-def write_textfile(cfg: Config, ledger_path: str | Path, path: str | Path) -> None:
+@dataclass(frozen=True)
+class Snapshot:
+    """One reading of the ledger as a registry, for writing and pushing the same values."""
+
+    registry: CollectorRegistry
+    cluster: str
+
+
+def snapshot(cfg: Config, ledger_path: str | Path) -> Snapshot:
+    _, collector = registry(cfg, ledger_path)
+    families_read = collector.read()
+
+    class _Frozen(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from families_read
+
+    frozen = CollectorRegistry(auto_describe=False)
+    frozen.register(_Frozen())
+    return Snapshot(frozen, collector.cluster or cfg.cluster.name)
+
+
+def write_textfile(snap: Snapshot, path: str | Path) -> None:
     """Write for node-exporter's textfile collector: a temporary file renamed into place."""
-    reg, _ = registry(cfg, ledger_path)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        write_to_textfile(str(target), reg)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(str(target), snap.registry)
     except OSError as exc:
         raise DeliveryError(f"{target}: cannot write the metrics textfile: {exc}") from None
 
 
-def push(cfg: Config, ledger_path: str | Path, gateway: str) -> str:
-    """Replace this job's and cluster's group on the Pushgateway; returns the cluster."""
-    _, collector = registry(cfg, ledger_path)
-    metrics = collector.read()  # read once: the cluster name comes from the ledger
-
-    class _Once(Collector):
-        def collect(self) -> Iterator[Metric]:
-            yield from metrics
-
-    once = CollectorRegistry(auto_describe=False)
-    once.register(_Once())
-    cluster = collector.cluster or cfg.cluster.name
+def push(cfg: Config, snap: Snapshot, gateway: str) -> str:
+    """Replace this job's and cluster's group on the Pushgateway (HTTP PUT); returns the
+    cluster of the grouping key."""
     try:
-        push_to_gateway(gateway, job=cfg.metrics.job, registry=once,
-                        grouping_key={"cluster": cluster}, timeout=30)
+        push_to_gateway(gateway, job=cfg.metrics.job, registry=snap.registry,
+                        grouping_key={"cluster": snap.cluster}, timeout=30)
     except OSError as exc:
         raise DeliveryError(f"pushgateway {gateway}: {exc}") from None
-    return cluster
+    return snap.cluster
 
 
 @dataclass
@@ -336,19 +347,24 @@ class MetricsReport:
 
 
 def deliver(cfg: Config, ledger_path: str | Path, *, textfile: str = "",
-            pushgateway: str = "", strict: bool = True) -> MetricsReport:
-    """Write the textfile and/or push. ``strict``: raise the first failure as
-    :class:`DeliveryError` after trying both; otherwise only report it."""
+            pushgateway: str = "", strict: bool = True,
+            snap: Snapshot | None = None) -> MetricsReport:
+    """Write the textfile and/or push (``snap``: an existing reading to use). ``strict``:
+    raise the failures as :class:`DeliveryError` after trying both; otherwise only report
+    them."""
     report = MetricsReport()
+    if not (textfile or pushgateway):
+        return report
+    snap = snap or snapshot(cfg, ledger_path)  # one reading (and verification) for both
     if textfile:
         try:
-            write_textfile(cfg, ledger_path, textfile)
+            write_textfile(snap, textfile)
             report.textfile = textfile
         except AuditorError as exc:
             report.errors.append(str(exc))
     if pushgateway:
         try:
-            report.cluster = push(cfg, ledger_path, pushgateway)
+            report.cluster = push(cfg, snap, pushgateway)
             report.pushgateway = pushgateway
         except AuditorError as exc:
             report.errors.append(str(exc))

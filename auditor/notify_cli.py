@@ -87,9 +87,11 @@ def metrics_cmd(ledger_path: str | None, textfile: str | None, pushgateway: str 
         path = ledger_path or cfg.ledger.path
         target_file = textfile or cfg.metrics.textfile
         target_gw = pushgateway or cfg.metrics.pushgateway
+        snap = metrics.snapshot(cfg, path)  # one reading for every destination
         if print_ or not (target_file or target_gw):
-            sys.stdout.write(metrics.exposition(cfg, path))
-        report = metrics.deliver(cfg, path, textfile=target_file, pushgateway=target_gw)
+            sys.stdout.write(metrics.exposition(cfg, path, snap))
+        report = metrics.deliver(cfg, path, textfile=target_file, pushgateway=target_gw,
+                                 snap=snap)
         for line in report.lines():
             click.echo(line, err=True)
 

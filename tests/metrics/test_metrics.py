@@ -308,7 +308,8 @@ def test_push_request_shape_against_a_local_receiver(db: Path) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
-        cluster = metrics.push(Config(), db, f"http://127.0.0.1:{server.server_address[1]}")
+        cluster = metrics.push(Config(), metrics.snapshot(Config(), db),
+                               f"http://127.0.0.1:{server.server_address[1]}")
     finally:
         server.shutdown()
         server.server_close()
