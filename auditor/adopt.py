@@ -988,9 +988,16 @@ def adopt_into(root: Path, spec: RenderSpec,
             outcome.refusals.extend(Refusal(key, i.path, "not found in the rendered source at "
                                             "this commit") for i in items)
             continue
-        for drifted in items:
-            item = dataclasses.replace(drifted, live=strip_defaults(key, drifted.path,
-                                                                    drifted.live))
+        stripped = [dataclasses.replace(d, live=strip_defaults(key, d.path, d.live))
+                    for d in items]
+        batch = _try_all_at_once(root, spec, tools_dir, current, key, stripped)
+        if batch is not None:
+            current, placed, saved = batch
+            outcome.adopted.extend(placed)
+            for rel, old_text in saved.items():
+                originals.setdefault(rel, old_text)
+            continue
+        for item in stripped:
             unit, origin = current.where[key]
             expected = _canon(_expected(current.objects, key, [item]))
             candidates, hand = _candidates(root, spec, key, unit, origin, item,
@@ -1033,6 +1040,52 @@ def adopt_into(root: Path, spec: RenderSpec,
         if new != old:
             outcome.files[rel] = (old, new)
     return outcome
+
+
+def _try_all_at_once(root: Path, spec: RenderSpec, tools_dir: str | os.PathLike[str] | None,
+                     current: _Rendered, key: ResourceKey, items: Sequence[DriftItem]
+                     ) -> tuple[_Rendered, list[Adopted], dict[str, str]] | None:
+    """Every item of one object in its first candidate file, proved by one render.
+
+    The common case costs one render per object instead of one per path (each render runs
+    every kustomization and chart of the source). On any doubt the files are put back and
+    None returned: the caller then goes path by path, trying further candidates.
+    """
+    unit, origin = current.where[key]
+    saved: dict[str, str] = {}
+    placed: list[Adopted] = []
+
+    def restore() -> None:
+        for rel, text in saved.items():
+            (root / rel).write_text(text, encoding="utf-8")
+
+    for item in items:
+        candidates, _hand = _candidates(root, spec, key, unit, origin, item, spec.namespace)
+        for cand in candidates:
+            if cand.file.endswith(".json"):
+                continue
+            path = root / cand.file
+            text = path.read_text(encoding="utf-8")
+            try:
+                new = edit_text(text, cand.match, cand.items or [item])
+            except CannotEdit:
+                continue
+            saved.setdefault(cand.file, text)
+            path.write_text(new, encoding="utf-8")
+            placed.append(Adopted(key, item, cand.file))
+            break
+        else:
+            restore()
+            return None
+    try:
+        after = _render(root, spec, tools_dir, only_plain=list(saved), previous=current)
+        ok = _canon(after.objects) == _canon(_expected(current.objects, key, items))
+    except CannotEdit:
+        ok = False
+    if not ok:
+        restore()
+        return None
+    return after, placed, saved
 
 
 def _refusal(root: Path, spec: RenderSpec, key: ResourceKey, unit: _Unit,
