@@ -24,7 +24,7 @@ from typing import Any
 
 from auditor.sandbox import fieldset
 from auditor.sandbox.fieldset import MISSING, FieldSet, Path
-from auditor.sandbox.schema import Field
+from auditor.sandbox.schema import Field, child, element
 from auditor.sandbox.status import ApiError
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -178,14 +178,10 @@ def apply(entries: list[Entry], live: dict[str, Any] | None, config: dict[str, A
     mine = next((e for e in entries if e.ident() == ident), None)
     others = [e for e in entries if e.ident() != ident]
     if mine is not None:
-        owned_by_others: FieldSet = set()
+        managed: FieldSet = set(new_set)
         for e in others:
-            owned_by_others |= e.fields
-        stale = sorted(mine.fields - new_set, key=len, reverse=True)
-        for path in stale:
-            if fieldset.has_prefix(owned_by_others, path) or fieldset.has_prefix(new_set, path):
-                continue
-            fieldset.remove_path(merged, path, f)
+            managed |= e.fields
+        _prune(merged, set(mine.fields), managed, f)
     added, modified, removed = fieldset.compare(strip(live, drop=drop) if live else {},
                                                 strip(merged, drop=drop), f)
     changed = added | modified
@@ -231,3 +227,48 @@ def _allowed_by_last_applied(live: dict[str, Any] | None, f: Field) -> FieldSet:
     applied = fieldset.to_field_set(last_s, f)
     _, modified, _ = fieldset.compare(last_s, strip(live), f)
     return {p for p in applied if p not in modified}
+
+
+def _prune(merged: dict[str, Any], last: FieldSet, managed: FieldSet, f: Field) -> None:
+    """Remove what the applier applied last time and nobody manages now, in place.
+
+    structured-merge-diff's ``prune`` + ``addBackOwnedItems`` + ``addBackDanglingItems``,
+    with its ``EnsureNamedFieldsAreMembers``: a struct field counts as owned by whoever
+    owns something beneath it. Candidates are everything at or under a previously applied
+    path; what goes is each previously applied path at or under an unowned candidate,
+    with its whole subtree — so a list item leaves as a whole even when someone else
+    still owns a field inside it, but never its key fields first.
+    """
+    if not last:
+        return
+    last_named = _named_closure(last, f)
+    managed_named = _named_closure(managed, f)
+    present = fieldset.all_paths(merged, f)
+    unowned = {p for p in present if _at_or_under(p, last_named)} - managed_named
+    removal = sorted((p for p in last_named if p in present and _at_or_under(p, unowned)),
+                     key=len)
+    done: FieldSet = set()
+    for path in removal:
+        if _at_or_under(path, done):
+            continue  # its parent is already gone
+        fieldset.remove_path(merged, path, f)
+        done.add(path)
+
+
+def _named_closure(paths: FieldSet, f: Field) -> FieldSet:
+    """``paths`` plus every declared struct field on the way to one of them."""
+    out = set(paths)
+    for path in paths:
+        node = f
+        for i, pe in enumerate(path[:-1]):
+            if pe.startswith("f:"):
+                node, declared = child(node, pe[2:])
+                if declared:
+                    out.add(path[:i + 1])
+            else:
+                node = element(node)
+    return out
+
+
+def _at_or_under(path: Path, roots: FieldSet) -> bool:
+    return any(path[:i] in roots for i in range(1, len(path) + 1))

@@ -167,6 +167,32 @@ def _mark_all(value: Any, f: Field, path: Path, out: FieldSet) -> None:
             _mark_all(item, ef, (*path, _item_element(item, f, i)), out)
 
 
+def all_paths(value: Any, f: Field, path: Path = ()) -> FieldSet:
+    """Every field and list-item path present in ``value`` (not the root)."""
+    out: FieldSet = set()
+    _all_paths(value, f, path, out)
+    out.discard(path)
+    return out
+
+
+def _all_paths(value: Any, f: Field, path: Path, out: FieldSet) -> None:
+    out.add(path)
+    if f.atomic:
+        return
+    if type(value) is dict:
+        for key, sub in value.items():
+            cf, _ = child(f, key)
+            _all_paths(sub, cf, (*path, "f:" + key), out)
+    elif type(value) is list and f.list is not None:
+        ef = element(f)
+        for i, item in enumerate(value):
+            ipath = (*path, _item_element(item, f, i))
+            if f.list == "set":
+                out.add(ipath)
+            else:
+                _all_paths(item, ef, ipath, out)
+
+
 def merge(live: Any, config: Any, f: Field) -> Any:
     """``config`` merged into ``live`` as server-side apply does."""
     if live is MISSING or live is None or _is_leaf(config, f) or type(live) is not type(config):

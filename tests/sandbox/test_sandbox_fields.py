@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -290,3 +291,55 @@ def test_apply_compares_quantities_canonically(sandbox: Sandbox) -> None:
     container["resources"]["requests"]["cpu"] = "750m"
     with pytest.raises(ApplyConflict):
         sandbox.apply(cfg, "gitops")
+
+
+def _with_env(names: list[str]) -> dict[str, Any]:
+    cfg = crud_deployment()
+    cfg["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": n, "value": "1"} for n in names]
+    return cfg
+
+
+def _env(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = obj["spec"]["template"]["spec"]["containers"][0].get(
+        "env", [])
+    return result
+
+
+def test_prune_removes_a_dropped_list_item_as_a_whole(sandbox: Sandbox) -> None:
+    sandbox.apply(_with_env(["A", "B"]), "gitops")
+    res = sandbox.resource_for("apps/v1", "Deployment")
+    # an Update manager changes a field inside item B: it owns that field, not the item
+    sandbox.store.patch(res, "default", "crud", "application/strategic-merge-patch+json",
+                        b'{"spec":{"template":{"spec":{"containers":[{"name":"crud-sha256-1",'
+                        b'"env":[{"name":"B","value":"2"}]}]}}}}', manager="kubectl-set")
+    out = sandbox.apply(_with_env(["A"]), "gitops")
+    # structured-merge-diff removes the item: nobody but gitops owned the item itself
+    assert _env(out) == [{"name": "A", "value": "1"}]
+
+
+def test_ownership_handed_over_through_managed_fields_is_pruned(sandbox: Sandbox) -> None:
+    sandbox.apply(crud_deployment(), "gitops")
+    res = sandbox.resource_for("apps/v1", "Deployment")
+    sandbox.store.patch(res, "default", "crud", "application/strategic-merge-patch+json",
+                        b'{"spec":{"template":{"spec":{"containers":[{"name":"crud-sha256-1",'
+                        b'"env":[{"name":"DEBUG","value":"1"}]}]}}}}', manager="kubectl-set")
+    live = sandbox.get("apps/v1", "Deployment", "default", "crud")
+    assert live is not None and _env(live) == [{"name": "DEBUG", "value": "1"}]
+    # move kubectl-set's fields (item and children) into gitops' Apply entry, as a revert
+    # tool or csaupgrade does, then apply Git's version, which lacks the item
+    managed = live["metadata"]["managedFields"]
+    human = next(e for e in managed if e["manager"] == "kubectl-set")
+    mine = next(e for e in managed if e["manager"] == "gitops")
+    container = 'k:{"name":"crud-sha256-1"}'
+    env = human["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"][container]["f:env"]
+    mine["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"][container]["f:env"] = env
+    handed = [e for e in managed if e["manager"] != "kubectl-set"]
+    body = json.dumps([{"op": "test", "path": "/metadata/resourceVersion",
+                        "value": live["metadata"]["resourceVersion"]},
+                       {"op": "replace", "path": "/metadata/managedFields", "value": handed}])
+    sandbox.store.patch(res, "default", "crud", "application/json-patch+json", body.encode(),
+                        manager="revert")
+    out = sandbox.apply(crud_deployment(), "gitops")
+    assert _env(out) == []
+    assert [e["manager"] for e in out["metadata"]["managedFields"]] == ["gitops"]
