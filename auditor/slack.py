@@ -317,8 +317,8 @@ def follow_up_message(drift: Mapping[str, Any], *, cluster: str,
         text = f"Accepted: {drift['object']} (drift {drift['id']})"
     else:
         how = drift.get("resolved_how") or "resolved"
-        extra = (f", superseded by drift {drift['superseded_by']}"
-                 if drift.get("superseded_by") else "")
+        extra = (f" by drift {drift['superseded_by']}"
+                 if how == "superseded" and drift.get("superseded_by") else "")
         line = (f"{_ICONS['resolved']} *Resolved* ({_esc(how)}{extra}): *{obj}* "
                 f"(drift {drift['id']}){' after ' + took if took else ''} · {_when(since)}")
         text = f"Resolved ({how}): {drift['object']} (drift {drift['id']})"
