@@ -582,3 +582,22 @@ def test_a_configured_helm_source_writes_the_overriding_values_file(
         "-replicaCount: 2  # same as the chart default, for now",
         "+replicaCount: 5  # same as the chart default, for now"]
     assert show(clone, report.branch, "web/values.yaml") == CHART_VALUES
+
+
+def test_a_json_manifest_is_refused_naming_it(sandbox: Any, kubeconfig: Path, kubectl: Any,
+                                              shop: RepoBuilder, tmp_path: Path) -> None:
+    shop.write("apps/flags.json", json.dumps({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "flags", "namespace": "shop"}, "data": {"checkout": "off"}},
+        indent=2))
+    shop.commit("flags")
+    apps = shop.path / "apps"
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(apps / "namespace.yaml"))
+    apply_as_gitops(kubectl, "-f", str(apps))
+    kubectl("-n", "shop", "patch", "configmap/flags", "-p", '{"data":{"checkout":"on"}}')
+    report = execute(Request(target="ConfigMap/flags", desired=str(apps)), cfg)
+    assert report.adopted == [] and report.branch == ""
+    (refusal,) = report.refusals
+    assert (refusal.path, refusal.file) == ("data.checkout", "apps/flags.json")
+    assert "JSON is not edited" in refusal.reason and "edit it by hand" in refusal.reason
