@@ -25,8 +25,7 @@ Where it is simpler than a real API server (know this before trusting a test):
   come from injected faults. No admission webhooks, no controllers: creating a Deployment
   spawns no ReplicaSet or Pods and nothing writes ``status`` unless a test does.
 * Validation is light: required name, namespace existence, workload selector/template
-  agreement and required containers. Unknown fields are kept, never rejected
-  (``fieldValidation`` is accepted and ignored).
+  agreement, required containers, immutable selectors / clusterIP / immutable ConfigMaps.
 * One storage version per resource; autoscaling/v1 HPAs are converted from v2 for the CPU
   target only. ``events.k8s.io/v1`` and core ``v1`` Events are separate stores.
 * Paginated lists read the *current* state after the continue key, not an etcd snapshot
@@ -37,9 +36,13 @@ Where it is simpler than a real API server (know this before trusting a test):
 * Field ownership follows structured-merge-diff for the built-in fields described in
   :mod:`auditor.sandbox.schema` (other built-in fields: structs and atomic lists) and for
   custom resources from their CRD's storage-version schema (``properties``,
-  ``additionalProperties``, ``x-kubernetes-list-type``/``-list-map-keys``/``-map-type``);
-  CRD defaults, validation and conversion webhooks are not applied. Strategic merge patch
-  on custom resources is refused with 415, as upstream.
+  ``additionalProperties``, ``x-kubernetes-list-type``/``-list-map-keys``/``-map-type``).
+  Custom resources are pruned to their schema, get its ``default`` values, and undeclared
+  fields are refused under ``fieldValidation=Strict``; types, formats, enums, CEL rules and
+  conversion webhooks are not checked. Strategic merge patch on custom resources is
+  refused with 415, as upstream.
+* For built-in kinds ``fieldValidation`` is accepted and ignored: unknown fields are
+  kept, where a real server would drop them (or refuse them under Strict).
 * Only JSON (and YAML request bodies); protobuf bodies get 415, so ``kubectl create
   <generator>`` (``create configmap|deployment|namespace``) and ``helm install`` (its
   release Secret) fail here although they work on a real cluster.

@@ -327,7 +327,8 @@ class Handler(BaseHTTPRequestHandler):
                                "match the namespace sent on the request")
             manager = self._manager(query) or self._ua_manager()
             created = store.create(res, ns or "", convert_in(obj, res), manager=manager,
-                                   dry_run=self._dry_run(query))
+                                   dry_run=self._dry_run(query),
+                                   field_validation=query.get("fieldValidation"))
             self._send(201, orjson.dumps(convert_out(created, res)))
         elif self.command == "DELETE":
             if res.namespaced and ns is None:
@@ -374,7 +375,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             self._check_type(res, obj)
             updated = store.update(res, ns, name, convert_in(obj, res), manager=manager,
-                                   dry_run=dry_run, subresource=sub)
+                                   dry_run=dry_run, subresource=sub,
+                                   field_validation=query.get("fieldValidation"))
             self._send_json(200, convert_out(updated, res))
         elif self.command == "PATCH":
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -389,7 +391,8 @@ class Handler(BaseHTTPRequestHandler):
             result, created = store.patch(res, ns, name, ctype, body,
                                           manager=self._manager(query) or None, dry_run=dry_run,
                                           force=force, subresource=sub,
-                                          user_agent_manager=self._ua_manager())
+                                          user_agent_manager=self._ua_manager(),
+                                          field_validation=query.get("fieldValidation"))
             if sub != "scale":
                 result = convert_out(result, res)
             self._send_json(201 if created else 200, result)

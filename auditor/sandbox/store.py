@@ -23,6 +23,7 @@ import orjson
 import yaml
 
 from auditor.sandbox import apply as ssa
+from auditor.sandbox import crd
 from auditor.sandbox import patch as patches
 from auditor.sandbox.catalog import Catalog, Resource
 from auditor.sandbox.defaults import (
@@ -152,6 +153,7 @@ class Store:
         self.alloc = Allocator()
         self.compacted_rv = 0
         self.namespace_deletion_delay = 1.0
+        self.crd_schemas: dict[tuple[str, str], Obj] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -353,11 +355,12 @@ class Store:
 
     def create(self, res: Resource, ns: str, body: Obj, *, manager: str, dry_run: bool = False,
                keep_status: bool = False, operation: str = "Update", force: bool = False,
-               system: bool = False) -> Obj:
+               system: bool = False, field_validation: str | None = None) -> Obj:
         """POST: a new object, defaulted, with an ``Update`` managedFields entry."""
         with self.lock:
             self._check_namespace(res, ns)
             obj = self._prepare_new(res, ns, body)
+            self._check_custom(res, obj, field_validation)
             meta = obj["metadata"]
             name = meta.get("name", "")
             key = (ns if res.namespaced else "", name)
@@ -401,13 +404,23 @@ class Store:
         elif (res.group, res.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
             self._register_crd(obj)
 
-    def _register_crd(self, crd: Obj) -> None:
-        self.catalog.register_crd(crd)
-        spec = crd.get("spec") or {}
+    def _register_crd(self, definition: Obj) -> None:
+        self.catalog.register_crd(definition)
+        spec = definition.get("spec") or {}
         storage = next((v for v in spec.get("versions") or [] if v.get("storage")), None)
         schema = ((storage or {}).get("schema") or {}).get("openAPIV3Schema")
-        register_crd(str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", "")),
-                     schema)
+        group, kind = str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", ""))
+        register_crd(group, kind, schema)
+        if isinstance(schema, dict):
+            self.crd_schemas[(group, kind)] = schema
+        else:
+            self.crd_schemas.pop((group, kind), None)
+
+    def _check_custom(self, res: Resource, obj: Obj, field_validation: str | None) -> None:
+        """Custom resources: refuse (Strict) or prune undeclared fields, fill defaults."""
+        if not res.builtin:
+            crd.check(res.kind, res.version, obj,
+                      self.crd_schemas.get((res.group, res.kind)), field_validation)
 
     def _populate_namespace(self, ns: str) -> None:
         sa = self.catalog.find("", "v1", "serviceaccounts")
@@ -423,9 +436,12 @@ class Store:
                 "data": {"ca.crt": _KUBE_ROOT_CA}}, manager="kube-controller-manager")
 
     def _write(self, res: Resource, old: Record, new: Obj, *, manager: str, dry_run: bool,
-               subresource: str = "", entries: list[ssa.Entry] | None = None) -> Obj:
+               subresource: str = "", entries: list[ssa.Entry] | None = None,
+               field_validation: str | None = None) -> Obj:
         """Commit a modification of ``old`` (defaults, generation, ownership, events)."""
         old_obj = old.obj
+        if subresource == "":
+            self._check_custom(res, new, field_validation)
         meta = new.setdefault("metadata", {})
         for k in ("uid", "creationTimestamp", "name", "namespace", "deletionTimestamp",
                   "deletionGracePeriodSeconds"):
@@ -492,7 +508,8 @@ class Store:
         return new
 
     def update(self, res: Resource, ns: str, name: str, body: Obj, *, manager: str,
-               dry_run: bool = False, subresource: str = "") -> Obj:
+               dry_run: bool = False, subresource: str = "",
+               field_validation: str | None = None) -> Obj:
         """PUT, with the optimistic-concurrency check on ``metadata.resourceVersion``."""
         with self.lock:
             old = self.require(res, ns, name)
@@ -506,11 +523,12 @@ class Store:
             new = _clone(body)
             new["apiVersion"], new["kind"] = old.obj["apiVersion"], old.obj["kind"]
             return self._write(res, old, new, manager=manager, dry_run=dry_run,
-                               subresource=subresource)
+                               subresource=subresource, field_validation=field_validation)
 
     def patch(self, res: Resource, ns: str, name: str, content_type: str, raw: bytes, *,
               manager: str | None, dry_run: bool = False, force: bool = False,
-              subresource: str = "", user_agent_manager: str = "") -> tuple[Obj, bool]:
+              subresource: str = "", user_agent_manager: str = "",
+              field_validation: str | None = None) -> tuple[Obj, bool]:
         """PATCH in any of the four formats; returns the object and whether it was created."""
         if content_type == "application/apply-patch+yaml":
             if not manager:
@@ -524,7 +542,8 @@ class Store:
             if not isinstance(config, dict):
                 raise ApiError("BadRequest", "apply patch must be an object")
             return self.server_side_apply(res, ns, name, config, manager=manager, force=force,
-                                          dry_run=dry_run, subresource=subresource)
+                                          dry_run=dry_run, subresource=subresource,
+                                          field_validation=field_validation)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -545,11 +564,13 @@ class Store:
                 raise _modified_conflict(res, name)
             new["apiVersion"], new["kind"] = old.obj["apiVersion"], old.obj["kind"]
             return self._write(res, old, new, manager=who, dry_run=dry_run,
-                               subresource=subresource), False
+                               subresource=subresource,
+                               field_validation=field_validation), False
 
     def server_side_apply(self, res: Resource, ns: str, name: str, config: Obj, *, manager: str,
                           force: bool = False, dry_run: bool = False,
-                          subresource: str = "") -> tuple[Obj, bool]:
+                          subresource: str = "",
+                          field_validation: str | None = None) -> tuple[Obj, bool]:
         """``application/apply-patch+yaml``: merge, prune, conflict-check, maybe create."""
         meta = config.get("metadata") or {}
         if meta.get("managedFields") is not None:
@@ -567,9 +588,14 @@ class Store:
                            f"the resource {res.plural!r}")
         f = _root(res)
         drop = ("status",) if "status" in res.subresources else ()
+        config = _clone(config)
         if res.builtin:
-            config = _clone(config)
             canonicalize_quantities(res.group, res.kind, config)
+        else:
+            schema = self.crd_schemas.get((res.group, res.kind))
+            if field_validation == "Strict":
+                crd.check(res.kind, res.version, config, schema, field_validation)
+            crd.prune(config, schema)  # undeclared fields are dropped, not owned
         with self.lock:
             old = self.get(res, ns, name)
             if old is None:
@@ -579,6 +605,7 @@ class Store:
                                             force=force, drop=drop)
                 merged.setdefault("metadata", {})["name"] = name
                 obj = self._prepare_new(res, ns, merged)
+                self._check_custom(res, obj, None)
                 obj["metadata"]["uid"] = str(uuid.uuid4())
                 obj["metadata"]["creationTimestamp"] = now()
                 apply_defaults(res.group, res.kind, obj, self.alloc, creating=True)

@@ -261,3 +261,42 @@ def test_dynamic_client_discovers_and_lists(sandbox: Sandbox, api: client.ApiCli
                                                    "periodSeconds": 15}]}
     assert behavior["scaleUp"]["policies"][0] == {"type": "Pods", "value": 4, "periodSeconds": 15}
     assert created.spec.minReplicas == 1
+
+
+STRICT_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gadgets.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced",
+             "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                 "openAPIV3Schema": {"type": "object", "properties": {
+                     "spec": {"type": "object", "properties": {
+                         "size": {"type": "integer", "default": 1},
+                         "mode": {"type": "string", "default": "fast"},
+                         "extra": {"type": "object",
+                                   "x-kubernetes-preserve-unknown-fields": True}}}}}}}]},
+}
+
+
+def test_custom_resources_are_pruned_defaulted_and_strictly_validated(
+        sandbox: Sandbox) -> None:
+    call(sandbox, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+         STRICT_CRD)
+    base = "/apis/example.com/v1/namespaces/default/gadgets"
+    body = {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"},
+            "spec": {"size": 3, "colour": "red", "extra": {"anything": {"goes": 1}}}}
+    status, err = call(sandbox, "POST", base + "?fieldValidation=Strict", body)
+    assert status == 400
+    assert err["message"] == ('Gadget in version "v1" cannot be handled as a Gadget: strict '
+                              'decoding error: unknown field "spec.colour"')
+    status, g = call(sandbox, "POST", base, body)  # no validation asked: pruned, defaulted
+    assert status == 201
+    assert g["spec"] == {"size": 3, "mode": "fast", "extra": {"anything": {"goes": 1}}}
+    # the applier owns what it applied (pruned), not the defaults
+    status, g = call(sandbox, "PATCH", base + "/g?fieldManager=gitops&force=true",
+                     {"apiVersion": "example.com/v1", "kind": "Gadget",
+                      "metadata": {"name": "g"}, "spec": {"size": 5, "colour": "blue"}},
+                     "application/apply-patch+yaml")
+    assert status == 200 and g["spec"]["size"] == 5 and "colour" not in g["spec"]
+    applied = next(e for e in g["metadata"]["managedFields"] if e["manager"] == "gitops")
+    assert applied["fieldsV1"] == {"f:spec": {"f:size": {}}}
