@@ -307,20 +307,20 @@ def execute(req: Request, cfg: Config) -> Report:
                                            tools_dir=req.tools_dir)
             report.adopted, report.diff = outcome.adopted, outcome.diff()
             report.refusals.extend(outcome.refusals)
-            if req.dry_run or not outcome.adopted:
-                if branch is not None:
-                    gitrepo.remove_worktree(where.repo, worktree)
-                    gitrepo.delete_branch(where.repo, branch)
-                report.message = ("dry run: nothing committed" if req.dry_run
-                                  else "nothing adopted: no branch made")
-                return report
-            opened, people = _opened(cfg, drift_ids)
-            report.message = commit_message(outcome.adopted, drift_ids, opened, people)
-            report.commit = gitrepo.commit_files(worktree, sorted(outcome.files),
-                                                 report.message)
+            if not req.dry_run and outcome.adopted:
+                opened, people = _opened(cfg, drift_ids)
+                report.message = commit_message(outcome.adopted, drift_ids, opened, people)
+                report.commit = gitrepo.commit_files(worktree, sorted(outcome.files),
+                                                     report.message)
         finally:
             gitrepo.remove_worktree(where.repo, worktree)
-    assert branch is not None
+            if branch is not None and not report.commit:
+                # Nothing committed (a dry run, all refused, or an error): no empty branch.
+                gitrepo.delete_branch(where.repo, branch)
+    if branch is None or not report.commit:
+        report.message = ("dry run: nothing committed" if req.dry_run
+                          else "nothing adopted: no branch made")
+        return report
     report.branch = branch
     report.push_command = f"git -C {where.repo} push origin {branch}"
     failure: GitError | None = None
