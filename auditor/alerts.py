@@ -460,6 +460,20 @@ def _where(channel: str, webhook_env: str) -> str:
     return channel if channel else f"webhook ${webhook_env}"
 
 
+def status(ledger_path: str | Path) -> list[str]:
+    """The outbox in a few lines: counts, then each pending message and its last error."""
+    with Outbox.open(ledger_path) as box:
+        counts = box.counts()
+        lines = [f"outbox: {counts['pending']} pending, {counts['delivered']} delivered, "
+                 f"{counts['skipped']} skipped"
+                 + ("" if box.meta("initialized") else " (first summary not yet queued)")]
+        for msg in box.pending():
+            lines.append(f"  #{msg.id} {msg.created_at} {msg.action} {msg.kind} → "
+                         f"{_where(msg.channel, msg.webhook_env)}: {msg.attempts} attempt(s)"
+                         + (f", last error: {msg.last_error}" if msg.last_error else ""))
+    return lines
+
+
 def after_run(cfg: Config, ledger_path: str | Path, run_id: int, *,
               env: Mapping[str, str]) -> AlertReport:
     """The end of ``drift-auditor run``: queue and deliver alerts for what the run recorded.

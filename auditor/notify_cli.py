@@ -67,6 +67,21 @@ def send_cmd(ledger_path: str | None, dry_run: bool) -> None:
     _guarded(body)
 
 
+@alerts_group.command("status")
+@ledger_option
+def status_cmd(ledger_path: str | None) -> None:
+    """Show the outbox: counts, and each undelivered message with its last error."""
+
+    def body() -> None:
+        from auditor import alerts
+
+        cfg = _config()
+        for line in alerts.status(ledger_path or cfg.ledger.path):
+            click.echo(line)
+
+    _guarded(body)
+
+
 @click.command("metrics")
 @ledger_option
 @click.option("--textfile", type=click.Path(dir_okay=False),

@@ -153,6 +153,11 @@ def test_cli_dry_run_sends_and_records_nothing(db: Path, slack_server: SlackServ
     record(db, 1, [drifted(WEB, ("spec.replicas", 3, 5))])
     result = runner.invoke(alerts_group, ["send"], obj=Context(str(config)))
     assert result.exit_code == 2 and "1 message(s) still queued" in result.output
+    result = runner.invoke(alerts_group, ["status"], obj=Context(str(config)))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "outbox: 1 pending, 1 delivered, 0 skipped"
+    assert "post drift → webhook $SLACK_WEBHOOK: 4 attempt(s), last error: HTTP 500" in lines[1]
 
 
 def test_concurrent_passes_never_post_the_same_news_twice(
