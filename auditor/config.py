@@ -158,7 +158,7 @@ class SlackRoute:
 
     channel: str = ""
     namespaces: tuple[str, ...] = ()
-    severities: tuple[str, ...] = ()
+    severities: tuple[Literal["high", "medium", "low"], ...] = ()
     webhook_url_env: str = ""
 
 
