@@ -15,6 +15,7 @@ so the two cannot agree merely because they share a mistake.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ class Field:
     patch_key: str = ""  # patchMergeKey struct tag
 
 
+_REGISTRY_LOCK = threading.Lock()
 UNKNOWN = Field()
 _MAP = Field(granular_map=True)
 _ATOMIC = Field(atomic=True)  # e.g. metav1.LabelSelector is +structType=atomic
@@ -200,10 +202,11 @@ def register_crd(group: str, kind: str, schema: dict[str, Any] | None) -> None:
     # Types live in this module for the whole process; names are per group/kind and a
     # re-registration replaces them, so sandboxes sharing a CRD name stay consistent.
     name = f"crd:{group}/{kind}"
-    for key in [k for k in TYPES if k == name or k.startswith(name + ".")]:
-        del TYPES[key]
-    _HAS_META.add(name)
-    _register_object(name, schema if isinstance(schema, dict) else {})
+    with _REGISTRY_LOCK:  # several sandboxes (threads) may register CRDs at once
+        for key in [k for k in TYPES if k == name or k.startswith(name + ".")]:
+            del TYPES[key]
+        _HAS_META.add(name)
+        _register_object(name, schema if isinstance(schema, dict) else {})
 
 
 def _register_object(name: str, node: dict[str, Any]) -> None:
