@@ -205,10 +205,17 @@ class Sandbox:
         return count
 
     def apply(self, obj: dict[str, Any], field_manager: str, force: bool = False) -> dict[str, Any]:
-        """Server-side apply without HTTP; returns the resulting object."""
+        """Server-side apply without HTTP; returns the resulting object.
+
+        Like :meth:`load`, a missing namespace is created first (as ``field_manager``).
+        Raises :class:`ApiError` (e.g. an ``ApplyConflict``, code 409) as the API would.
+        """
         res = self.resource_for(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
         meta = obj.get("metadata") or {}
         ns = str(meta.get("namespace") or "default") if res.namespaced else ""
+        ns_res = self.resource_for("v1", "Namespace")
+        if res.namespaced and self.store.get(ns_res, "", ns) is None:
+            self.store.create(ns_res, "", {"metadata": {"name": ns}}, manager=field_manager)
         result, _ = self.store.server_side_apply(res, ns, str(meta.get("name", "")),
                                                  copy.deepcopy(obj), manager=field_manager,
                                                  force=force)
