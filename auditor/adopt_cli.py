@@ -28,6 +28,7 @@ from auditor import gitrepo
 from auditor.config import Config, Source
 from auditor.desired import DEFAULT_CACHE_DIR, source_name
 from auditor.errors import AuditorError, ConfigError, GitError
+from auditor.ledger.adoptions import TRAILER
 from auditor.records import DriftItem, ObjectResult, ResourceKey
 
 
@@ -249,9 +250,9 @@ def commit_message(adopted: Sequence[adopt_mod.Adopted], drift_ids: dict[Resourc
         if key in drift_ids:
             when = f", opened {opened[key]}" if opened.get(key) else ""
             body.append(f"Ledger drift: {drift_ids[key]}{when}")
+            trailers.append(f"{TRAILER}: {drift_ids[key]}")
         if (people or {}).get(key):
             body.append(f"Changed by: {', '.join((people or {})[key])} (API-server audit log)")
-            trailers.append(f"Drift-Auditor-Drift: {drift_ids[key]}")
         body.append("Files: " + ", ".join(sorted({a.file for a in mine})))
         body.extend(_line(a.item) for a in mine)
         body.append("")

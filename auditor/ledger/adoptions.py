@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 TABLE = "adoptions"
 EVENT = "adoption"
+# The commit trailer ``drift-auditor adopt`` writes; it survives squash merges.
+TRAILER = "Drift-Auditor-Drift"
 _COLUMNS = ("id", "at", "drift_id", "grp", "kind", "namespace", "name", "paths", "files",
             "repo", "branch", "base_commit", "commit_sha", "actor", "by", "pushed")
 
@@ -136,8 +138,10 @@ def adoptions(conn: sqlite3.Connection, drift_ids: Sequence[int] | None = None
 
     ``resolution`` is the drift's resolution (``git-changed`` when Git was changed to match);
     ``resolved_at`` and ``resolved_run`` say when; ``merged`` is True when a run has since
-    audited the adoption commit (it is the object's last commit in Git); ``outcome`` is one
-    line for reports: ``resolved: Git changed to match (commit abc1234)`` or ``pending merge``.
+    audited the adoption commit, or a commit carrying its ``Drift-Auditor-Drift`` trailer (a
+    squash merge), and ``merged_commit`` is that commit; ``outcome`` is one
+    line for reports: ``resolved: Git changed to match (commit abc1234)`` — the commit is
+    linked only when a run audited it — or ``pending merge``.
     """
     where = ""
     params: list[Any] = []
@@ -150,21 +154,28 @@ def adoptions(conn: sqlite3.Connection, drift_ids: Sequence[int] | None = None
         f"(SELECT e.how || char(31) || e.at || char(31) || coalesce(e.run_id, '') "
         f" FROM drift_events e WHERE e.drift_id = a.drift_id AND e.event = 'resolved' "
         f" AND e.at >= a.at ORDER BY e.seq DESC LIMIT 1), "
-        f"(SELECT c.run_id FROM commits c WHERE c.sha = a.commit_sha ORDER BY c.id LIMIT 1) "
+        f"(SELECT c.run_id FROM commits c WHERE c.sha = a.commit_sha ORDER BY c.id LIMIT 1), "
+        # A squash merge lands another sha; its message keeps the adoption's trailer.
+        f"(SELECT c.sha FROM commits c WHERE a.drift_id IS NOT NULL AND c.trailers LIKE "
+        f"'%[\"{TRAILER}\",\"' || a.drift_id || '\"]%' ORDER BY c.id LIMIT 1) "
         f"FROM {TABLE} a LEFT JOIN drift_state s ON s.drift_id = a.drift_id {where} "
         f"ORDER BY a.id", params).fetchall()
     out = []
     for (aid, at, drift_id, grp, kind, ns, name, paths, files, repo, branch, base, sha, actor,
-         by, pushed, state, resolved, merged_run) in rows:
+         by, pushed, state, resolved, merged_run, squashed) in rows:
         how, resolved_at, run = [*resolved.split("\x1f"), "", ""][:3] if resolved \
             else ("", "", "")
         gk = f"{kind}.{grp}" if grp else kind
-        if how == "git-changed":
-            outcome = f"resolved: Git changed to match (commit {sha[:12]})"
+        merged_as = sha if merged_run is not None else squashed
+        if how == "git-changed" and merged_as:
+            outcome = f"resolved: Git changed to match (commit {merged_as[:12]})"
+        elif how == "git-changed":
+            # Git moved, but not through this adoption's commit (never audited by a run).
+            outcome = "resolved: Git changed to match by another change (branch not merged)"
         elif how:
             outcome = f"resolved otherwise ({how})"
         else:
-            outcome = "pending merge" if merged_run is None else "merged, drift still open"
+            outcome = "pending merge" if not merged_as else "merged, drift still open"
         out.append({
             "id": aid, "at": at, "drift_id": drift_id,
             "object": f"{gk} {ns + '/' if ns else ''}{name}", "api_group": grp, "kind": kind,
@@ -172,6 +183,7 @@ def adoptions(conn: sqlite3.Connection, drift_ids: Sequence[int] | None = None
             "files": orjson.loads(files), "repo": repo, "branch": branch, "base_commit": base,
             "commit": sha, "actor": actor, "by": by, "pushed": bool(pushed),
             "drift_state": state, "resolution": how or None, "resolved_at": resolved_at or None,
-            "resolved_run": int(run) if run else None, "merged": merged_run is not None,
+            "resolved_run": int(run) if run else None, "merged": bool(merged_as),
+            "merged_commit": merged_as or None,
             "outcome": outcome})
     return out

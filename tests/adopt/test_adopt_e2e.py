@@ -601,3 +601,26 @@ def test_a_json_manifest_is_refused_naming_it(sandbox: Any, kubeconfig: Path, ku
     (refusal,) = report.refusals
     assert (refusal.path, refusal.file) == ("data.checkout", "apps/flags.json")
     assert "JSON is not edited" in refusal.reason and "edit it by hand" in refusal.reason
+
+
+def test_a_squash_merge_is_linked_by_the_trailer(sandbox: Any, kubeconfig: Path, kubectl: Any,
+                                                 shop: RepoBuilder, tmp_path: Path) -> None:
+    apps = shop.path / "apps"
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(apps))
+    run_once(cfg, desired_path=str(apps))
+    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=3")
+    run_once(cfg, desired_path=str(apps))
+    report = execute(Request(target="Deployment/web", desired=str(apps)), cfg)
+    # GitHub's "squash and merge": a new commit on main, the branch's message in its body.
+    message = git(shop.path, "log", "-1", "--format=%B", report.branch)
+    git(shop.path, "merge", "--squash", report.branch)
+    squashed = shop.commit(f"Adopt the 3 a.m. scale (#31)\n\n* {message}")
+    assert squashed != report.commit
+
+    run_once(cfg, desired_path=str(apps))
+    with reading(cfg.ledger.path) as conn:
+        (adoption,) = adoptions.adoptions(conn)
+    assert adoption["resolution"] == "git-changed"
+    assert adoption["merged_commit"] == squashed
+    assert adoption["outcome"] == f"resolved: Git changed to match (commit {squashed[:12]})"
