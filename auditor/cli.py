@@ -300,26 +300,37 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
     outcome = run_once(cfg, audit_log=audit_log, tools_dir=tools_dir(),
                        desired_path=desired_path, revision=revision,
                        progress=lambda task, total: Progress(task, total))
+    # Outputs read the ledger the run just wrote; their failures never undo the audit.
+    from auditor import alerts, metrics
+
+    alert_report = alerts.after_run(cfg, cfg.ledger.path, outcome.run_id, env=os.environ)
+    metrics_report = metrics.after_run(cfg, cfg.ledger.path)
     if output == "json":
         doc = orjson.loads(diffout.to_json(outcome.audit.results, outcome.audit.problems))
         doc["run"] = {"id": outcome.run_id, "status": outcome.status, "ledger": outcome.ledger,
-                      "head_seq": outcome.head_seq, "head_hash": outcome.head_hash}
+                      "head_seq": outcome.head_seq, "head_hash": outcome.head_hash,
+                      "alerts": alert_report.to_dict(), "metrics": metrics_report.to_dict()}
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2
                                              | orjson.OPT_APPEND_NEWLINE))
     else:
         use_color = sys.stdout.isatty() if color is None else color
         click.echo(_run_summary(outcome, use_color), nl=False)
+        for line in (alert_report.line(), *metrics_report.lines()):
+            if line:
+                click.echo(line)
     sys.exit(diffout.exit_code(outcome.audit.results, outcome.audit.problems))
 
 
-def _register_ledger_commands() -> None:
-    from auditor.ledger.cli import COMMANDS
+def _register_commands() -> None:
+    """Commands that live beside the library they drive, each module listing its own."""
+    from auditor.ledger.cli import COMMANDS as ledger_commands
+    from auditor.notify_cli import COMMANDS as notify_commands
 
-    for command in COMMANDS:
+    for command in (*ledger_commands, *notify_commands):
         main.add_command(command)
 
 
-_register_ledger_commands()
+_register_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

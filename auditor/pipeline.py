@@ -305,6 +305,7 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
     the run began marks it failed in the ledger before the error goes on.
     """
     from auditor.ledger import Ledger, Observation, content_hash
+    from auditor.ledger.metricsquery import BREAKDOWN_KEY, breakdown
 
     if not desired_path and not cfg.sources:
         raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
@@ -376,7 +377,8 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
             partial = bool(session.stats.skipped_kinds) or any(p.kind == "error" for p in problems)
             counters["reused_verdicts"] = cache.hits
             summary = run.finish("partial" if partial else "complete",
-                                 counts={**outcome.counts, **counters},
+                                 counts={**outcome.counts, **counters,
+                                         BREAKDOWN_KEY: breakdown(results)},
                                  skipped_kinds=outcome.skipped_kinds, problems=problems)
             cache.save()
         except BaseException as exc:
