@@ -633,7 +633,17 @@ DocMatch = Callable[[Any], bool]
 
 
 def edit_text(text: str, match: DocMatch, items: Sequence[DriftItem]) -> str:
-    """``text`` (a YAML file) with ``items`` applied to the one document ``match`` picks."""
+    """``text`` (a YAML file) with ``items`` applied to the one document ``match`` picks.
+
+    A byte-order mark and CRLF line ends (files from Windows editors) are kept as found."""
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    crlf = "\r\n" in text
+    body = text[len(bom):].replace("\r\n", "\n") if crlf else text[len(bom):]
+    edited = _edit_lf(body, match, items)
+    return bom + (edited.replace("\n", "\r\n") if crlf else edited)
+
+
+def _edit_lf(text: str, match: DocMatch, items: Sequence[DriftItem]) -> str:
     y = _yaml_rt(text)
     try:
         docs = list(y.load_all(text))
@@ -952,6 +962,17 @@ def _helm_candidates(root: Path, spec: RenderSpec, unit: _Unit,
 # --------------------------------------------------------------------------- adopt
 
 
+def _read(path: Path) -> str:
+    # newline="": CRLF files must reach edit_text as they are, not translated to LF.
+    with open(path, encoding="utf-8", newline="") as fh:
+        return fh.read()
+
+
+def _write(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+
+
 def _expected(objects: Mapping[ResourceKey, dict[str, Any]], key: ResourceKey,
               items: Sequence[DriftItem]) -> dict[ResourceKey, dict[str, Any]]:
     out = dict(objects)
@@ -1006,7 +1027,7 @@ def adopt_into(root: Path, spec: RenderSpec,
             done = False
             for cand in candidates:
                 path = root / cand.file
-                old = path.read_text(encoding="utf-8")
+                old = _read(path)
                 if cand.file.endswith(".json"):
                     tried.append(f"{cand.file} (JSON is not edited)")
                     continue
@@ -1015,7 +1036,7 @@ def adopt_into(root: Path, spec: RenderSpec,
                 except CannotEdit as exc:
                     tried.append(f"{cand.file} ({exc})")
                     continue
-                path.write_text(new, encoding="utf-8")
+                _write(path, new)
                 try:
                     after = _render(root, spec, tools_dir, only_plain=[cand.file],
                                     previous=current)
@@ -1023,7 +1044,7 @@ def adopt_into(root: Path, spec: RenderSpec,
                 except CannotEdit:
                     ok = False
                 if not ok:
-                    path.write_text(old, encoding="utf-8")
+                    _write(path, old)
                     tried.append(f"{cand.file} (the render did not come out as the live "
                                  "object, or changed something else)")
                     continue
@@ -1036,7 +1057,7 @@ def adopt_into(root: Path, spec: RenderSpec,
                 outcome.refusals.append(_refusal(root, spec, key, unit, origin, item, tried,
                                                  hand))
     for rel, old in originals.items():
-        new = (root / rel).read_text(encoding="utf-8")
+        new = _read(root / rel)
         if new != old:
             outcome.files[rel] = (old, new)
     return outcome
@@ -1057,7 +1078,7 @@ def _try_all_at_once(root: Path, spec: RenderSpec, tools_dir: str | os.PathLike[
 
     def restore() -> None:
         for rel, text in saved.items():
-            (root / rel).write_text(text, encoding="utf-8")
+            _write(root / rel, text)
 
     for item in items:
         candidates, _hand = _candidates(root, spec, key, unit, origin, item, spec.namespace)
@@ -1065,13 +1086,13 @@ def _try_all_at_once(root: Path, spec: RenderSpec, tools_dir: str | os.PathLike[
             if cand.file.endswith(".json"):
                 continue
             path = root / cand.file
-            text = path.read_text(encoding="utf-8")
+            text = _read(path)
             try:
                 new = edit_text(text, cand.match, cand.items or [item])
             except CannotEdit:
                 continue
             saved.setdefault(cand.file, text)
-            path.write_text(new, encoding="utf-8")
+            _write(path, new)
             placed.append(Adopted(key, item, cand.file))
             break
         else:

@@ -4,14 +4,17 @@ values written where they belong, and nothing else in the file moves."""
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
 import pytest
 
 from auditor.adopt import (
     CannotEdit,
     Idx,
+    RenderSpec,
     Sel,
     Val,
+    adopt_into,
     edit_text,
     guess_indent,
     merge3,
@@ -166,3 +169,24 @@ def test_an_atomic_list_keeps_the_text_of_its_unchanged_items() -> None:
     # The new rule takes the flow style of its sibling's fields.
     assert changed_lines(ROLE, new) == ['+  - apiGroups: [""]', "+    resources: [secrets]",
                                         "+    verbs: [get]"]
+
+
+def test_crlf_and_byte_order_mark_are_kept() -> None:
+    text = "\ufeff" + DEPLOY.replace("\n", "\r\n")
+    new = edit_text(text, is_web, [DriftItem("spec.replicas", "changed", 2, 3)])
+    assert new.startswith("\ufeff")
+    assert new.count("\r\n") == text.count("\r\n") and "\n" not in new.replace("\r\n", "")
+    # (splitlines() drops the \r of each line)
+    assert changed_lines(text, new) == ["-  replicas: 2  # two is enough by day",
+                                        "+  replicas: 3  # two is enough by day"]
+
+
+def test_adopt_into_keeps_a_crlf_file_crlf(tmp_path: Path) -> None:
+    manifest = tmp_path / "web.yaml"
+    manifest.write_bytes(DEPLOY.replace("\n", "\r\n").encode())
+    key = ResourceKey("apps", "Deployment", "shop", "web")
+    outcome = adopt_into(tmp_path, RenderSpec(), [(key, [DriftItem("spec.replicas", "changed",
+                                                                   2, 3)])])
+    assert [a.file for a in outcome.adopted] == ["web.yaml"]
+    assert manifest.read_bytes() == DEPLOY.replace("replicas: 2", "replicas: 3").replace(
+        "\n", "\r\n").encode()
