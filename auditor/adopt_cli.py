@@ -68,6 +68,7 @@ class Report:
     adoption_ids: list[int] = field(default_factory=list)
     drift_ids: dict[ResourceKey, int] = field(default_factory=dict)
     message: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- selection
@@ -299,6 +300,14 @@ def execute(req: Request, cfg: Config) -> Report:
     except GitError:
         raise AdoptError(f"{where.repo}: the audited commit {where.base[:12]} is not in this "
                          "repository; fetch it first (or drop --repo)") from None
+    if req.desired and not req.repo:
+        # The comparison read the work tree; the branch starts from its last commit.
+        dirty = gitrepo.uncommitted(where.repo, where.spec.paths[0])
+        if dirty:
+            report.warnings.append(
+                f"{len(dirty)} uncommitted file(s) under {where.spec.paths[0]} "
+                f"({', '.join(dirty[:3])}{', …' if len(dirty) > 3 else ''}): the comparison saw "
+                f"them, the branch starts from commit {where.base[:12]} without them")
     branch = None if req.dry_run else (req.branch or _default_branch([k for k, _ in selected]))
     with tempfile.TemporaryDirectory(prefix="drift-auditor-adopt-") as tmp:
         worktree = Path(tmp) / "worktree"
@@ -388,6 +397,8 @@ def _record(cfg: Config, req: Request, report: Report, where: _Where) -> list[in
 
 
 def _print(report: Report) -> None:
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if report.diff:
         click.echo(report.diff, nl=False)
     for adopted in report.adopted:

@@ -683,3 +683,10 @@ def push_branch(path: Path, branch: str, *, remote: str = "origin",
     repo._git("push", "--quiet", "--porcelain", remote, f"refs/heads/{branch}:refs/heads/{branch}",
               network=True)
     return redact_url(url)
+
+
+def uncommitted(path: Path, rel: str = ".") -> list[str]:
+    """Files under ``rel`` (relative to the work tree root) with uncommitted changes."""
+    out = _plain_git(top_level(path), "status", "--porcelain", "--untracked-files=all", "--",
+                     rel)
+    return [line[3:] for line in out.splitlines() if len(line) > 3]

@@ -206,10 +206,13 @@ def test_paths_select_and_dry_run_commits_nothing(sandbox: Any, kubeconfig: Path
     kubectl("-n", "shop", "scale", "deployment/web", "--replicas=3")
     kubectl("-n", "shop", "label", "service/web", "team.example.com/owner=ops")
     branches = git(shop.path, "branch", "--list")
+    (apps / "NOTES.md").write_text("not committed yet\n")
 
     report = execute(Request(target="Deployment/web", desired=str(apps), dry_run=True,
                              paths=("spec.replicas",)), cfg)
     assert [a.item.path for a in report.adopted] == ["spec.replicas"]
+    (warning,) = report.warnings
+    assert "1 uncommitted file(s) under apps (apps/NOTES.md)" in warning
     assert "-  replicas: 2    # two is enough by day\n" in report.diff
     assert "+  replicas: 3    # two is enough by day\n" in report.diff
     assert report.branch == "" and report.commit == ""
