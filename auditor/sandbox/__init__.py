@@ -31,8 +31,14 @@ Where it is simpler than a real API server (know this before trusting a test):
 * Paginated lists read the *current* state after the continue key, not an etcd snapshot
   at the first page's resourceVersion; continue tokens only expire on demand
   (``faults.expire_continue()``) or below ``store.compacted_rv``.
-* Deleting is immediate: no finalizers, no graceful deletion, no ``deletionTimestamp``;
-  deleting a Namespace removes its objects at once.
+* Deletion: finalizers hold an object (``deletionTimestamp``, 202) until an update removes
+  them; the PVC/PV protection and garbage-collector finalizers are released at once (no
+  pods or dependents exist). No graceful deletion period, no garbage collection through
+  ``ownerReferences``. A deleted Namespace is ``Terminating`` for
+  ``store.namespace_deletion_delay`` seconds (1 s), then goes with its contents.
+* Mutating admission is limited to what every cluster has: Pod service account,
+  priority and not-ready/unreachable tolerations, PVC/PV protection finalizers — added
+  after managedFields are recorded, so owned by nobody, as upstream.
 * Field ownership follows structured-merge-diff for the built-in fields described in
   :mod:`auditor.sandbox.schema` (other built-in fields: structs and atomic lists) and for
   custom resources from their CRD's storage-version schema (``properties``,

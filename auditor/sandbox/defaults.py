@@ -371,17 +371,8 @@ def _pod(obj: Obj) -> None:
                 requests = res.setdefault("requests", {})
                 for name, value in res["limits"].items():
                     requests.setdefault(name, value)
-    # the ServiceAccount admission plugin
-    _setdefault(spec, "serviceAccountName", "default")
-    _setdefault(spec, "serviceAccount", spec["serviceAccountName"])
+
     _setdefault(spec, "enableServiceLinks", True)
-    _setdefault(spec, "preemptionPolicy", "PreemptLowerPriority")
-    _setdefault(spec, "priority", 0)
-    tolerations = spec.setdefault("tolerations", [])
-    for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
-        if not any(isinstance(t, dict) and t.get("key") == key for t in tolerations):
-            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                "tolerationSeconds": 300})
     obj.setdefault("status", {}).setdefault("phase", "Pending")
     obj["status"].setdefault("qosClass", _qos_class(spec))
 
@@ -591,3 +582,30 @@ def read_defaults(group: str, kind: str, obj: Obj) -> None:
             "metadata", {}).get("labels")
         if tmpl_labels and not meta.get("labels"):
             meta["labels"] = dict(tmpl_labels)
+
+
+def admit_create(group: str, kind: str, obj: Obj) -> None:
+    """Mutating admission on create: after defaulting *and* after the field manager.
+
+    kube-apiserver records managedFields before admission mutates, so these fields belong
+    to nobody. StorageObjectInUseProtection puts the protection finalizer on every PVC and
+    PV; Pods get their service account, priority and not-ready/unreachable tolerations.
+    """
+    if (group, kind) == ("", "Pod"):
+        spec = obj.setdefault("spec", {})
+        # ServiceAccount, Priority and DefaultTolerationSeconds admission plugins
+        _setdefault(spec, "serviceAccountName", "default")
+        _setdefault(spec, "serviceAccount", spec["serviceAccountName"])
+        _setdefault(spec, "preemptionPolicy", "PreemptLowerPriority")
+        _setdefault(spec, "priority", 0)
+        tolerations = spec.setdefault("tolerations", [])
+        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+            if not any(isinstance(t, dict) and t.get("key") == key for t in tolerations):
+                tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                    "tolerationSeconds": 300})
+    finalizer = {("", "PersistentVolumeClaim"): "kubernetes.io/pvc-protection",
+                 ("", "PersistentVolume"): "kubernetes.io/pv-protection"}.get((group, kind))
+    if finalizer:
+        finalizers = obj.setdefault("metadata", {}).setdefault("finalizers", [])
+        if finalizer not in finalizers:
+            finalizers.append(finalizer)

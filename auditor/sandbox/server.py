@@ -404,10 +404,12 @@ class Handler(BaseHTTPRequestHandler):
             if "All" in (opts.get("dryRun") or []):
                 dry_run = True
             pre = opts.get("preconditions") or {}
-            out = store.delete(res, ns, name, dry_run=dry_run,
-                               precondition_rv=pre.get("resourceVersion"),
-                               precondition_uid=pre.get("uid"))
-            self._send_json(200, convert_out(out, res) if out.get("kind") != "Status" else out)
+            out, gone = store.delete(res, ns, name, dry_run=dry_run,
+                                     precondition_rv=pre.get("resourceVersion"),
+                                     precondition_uid=pre.get("uid"))
+            # 202: accepted, the object waits for its finalizers
+            self._send_json(200 if gone else 202,
+                            convert_out(out, res) if out.get("kind") != "Status" else out)
         else:
             raise ApiError("MethodNotAllowed", "the server does not allow this method on the "
                            "requested resource", code=405)

@@ -28,6 +28,7 @@ from auditor.sandbox import patch as patches
 from auditor.sandbox.catalog import Catalog, Resource
 from auditor.sandbox.defaults import (
     Allocator,
+    admit_create,
     apply_defaults,
     canonicalize_quantities,
     read_defaults,
@@ -48,6 +49,10 @@ _GENERATION_KINDS = frozenset({
 # Deleting these returns the object; others answer a Status with details, like the registry.
 _RETURN_DELETED = frozenset({"Pod", "Namespace", "Service", "CustomResourceDefinition"})
 _WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"})
+# Finalizers whose controllers (pvc-protection, pv-protection, the garbage collector) would
+# release an object at once in a cluster without pods or dependents.
+_SELF_CLEARING = frozenset({"kubernetes.io/pvc-protection", "kubernetes.io/pv-protection",
+                            "foregroundDeletion", "orphan"})
 _POD_TEMPLATE = {"metadata": {}, "spec": {"containers": None}}
 # The Go zero value of each type as the field manager sees it on create (see apply.py).
 _ZERO: dict[str, Obj] = {
@@ -390,6 +395,8 @@ class Store:
                 entries = ssa.update([], ssa.strip(self._zero(res), drop=drop),
                                      ssa.strip(obj, drop=drop), f, manager=manager,
                                      api_version=res.group_version, now=now())
+            # mutating admission runs after the field manager: what it adds has no owner
+            admit_create(res.group, res.kind, obj)
             rec = self._finish(res, obj, entries, rv=None if dry_run else self._next_rv(),
                                old=None)
             if dry_run:
@@ -480,6 +487,15 @@ class Store:
         apply_defaults(res.group, res.kind, new, self.alloc, creating=False, old=old_obj)
         self._validate(res, new)
         self._validate_update(res, new, old_obj)
+        terminating = "deletionTimestamp" in old_obj["metadata"]
+        if terminating:
+            added = set(meta.get("finalizers") or []) - set(
+                old_obj["metadata"].get("finalizers") or [])
+            if added:
+                raise invalid(res.group, res.kind, old_obj["metadata"]["name"], [(
+                    "metadata.finalizers", "Forbidden: no new finalizers can be added if the "
+                    "object is being deleted, found new finalizers "
+                    + repr(sorted(added)).replace("'", '"'))])
         self._set_generation(res, new, old_obj)
         if entries is None:
             f = _root(res)
@@ -503,6 +519,13 @@ class Store:
         if dry_run:
             return new
         self._store(res, rec, "MODIFIED", prev=old_obj)
+        if terminating and not meta.get("finalizers"):
+            # the last finalizer is gone: the pending deletion completes
+            self._next_rv()
+            gone = _clone(new)
+            gone["metadata"]["resourceVersion"] = str(self.rv)
+            self._store(res, Record(gone, orjson.dumps(gone), rec.item, rec.entries), "DELETED")
+            return new
         if (res.group, res.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
             self._register_crd(new)
         return new
@@ -609,6 +632,7 @@ class Store:
                 obj["metadata"]["uid"] = str(uuid.uuid4())
                 obj["metadata"]["creationTimestamp"] = now()
                 apply_defaults(res.group, res.kind, obj, self.alloc, creating=True)
+                admit_create(res.group, res.kind, obj)
                 if "status" in res.subresources:
                     obj.setdefault("status", {})
                 self._validate(res, obj)
@@ -684,8 +708,15 @@ class Store:
             return self._set_scale(res, old, body, manager=manager, dry_run=dry_run)
 
     def delete(self, res: Resource, ns: str, name: str, *, dry_run: bool = False,
-               precondition_rv: str | None = None, precondition_uid: str | None = None) -> Obj:
-        """DELETE: the removed object, or a success ``Status`` for most kinds."""
+               precondition_rv: str | None = None,
+               precondition_uid: str | None = None) -> tuple[Obj, bool]:
+        """DELETE: the removed object or a success ``Status``, and whether it is gone.
+
+        An object with finalizers only gets a ``deletionTimestamp`` (the API answers 202);
+        it goes when an update removes the last finalizer. Finalizers that built-in
+        controllers remove by themselves (PVC/PV protection, GC policies) are removed here
+        at once, as those controllers would, there being no pods or dependents.
+        """
         with self.lock:
             old = self.require(res, ns, name)
             meta = old.obj["metadata"]
@@ -695,7 +726,17 @@ class Store:
             if precondition_rv and precondition_rv != meta.get("resourceVersion"):
                 raise _modified_conflict(res, name)
             if (res.group, res.kind) == ("", "Namespace"):
-                return self._terminate_namespace(res, old, dry_run)
+                return self._terminate_namespace(res, old, dry_run), True
+            waiting = [f for f in meta.get("finalizers") or [] if f not in _SELF_CLEARING]
+            if waiting:
+                pending = _clone(old.obj)
+                pending["metadata"].setdefault("deletionTimestamp", now())
+                pending["metadata"].setdefault("deletionGracePeriodSeconds", 0)
+                pending["metadata"]["finalizers"] = waiting
+                if not dry_run and pending["metadata"] != meta:
+                    rec = self._finish(res, pending, old.entries, rv=self._next_rv(), old=old)
+                    self._store(res, rec, "MODIFIED", prev=old.obj)
+                return pending, False
             if not dry_run:
                 self._next_rv()
                 gone = _clone(old.obj)
@@ -706,13 +747,13 @@ class Store:
                                              "CustomResourceDefinition"):
                     self._purge_crd(old.obj)
             if res.kind in _RETURN_DELETED:
-                return _clone(old.obj)
+                return _clone(old.obj), True
             details: dict[str, Any] = {"name": name, "kind": res.plural, "uid": meta.get("uid")}
             if res.group:
                 details = {"name": name, "group": res.group, "kind": res.plural,
                            "uid": meta.get("uid")}
             return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": details}
+                    "details": details}, True
 
     def _terminate_namespace(self, res: Resource, old: Record, dry_run: bool) -> Obj:
         """Namespace deletion: ``Terminating`` first, contents and namespace gone later.

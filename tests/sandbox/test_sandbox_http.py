@@ -366,3 +366,28 @@ def test_load_accepts_lists_and_orders_definitions_first(sandbox: Sandbox) -> No
     n = sandbox.load([{"apiVersion": "v1", "kind": "List", "items": [widget, crd]}])
     assert n == 2
     assert sandbox.get("example.com/v1", "Widget", "team", "w") is not None
+
+
+def test_finalizers_hold_deletion_until_removed(sandbox: Sandbox) -> None:
+    cms = "/api/v1/namespaces/default/configmaps"
+    call(sandbox, "POST", cms, {"metadata": {"name": "held", "finalizers": ["example.com/x"]}})
+    status, body = call(sandbox, "DELETE", cms + "/held")
+    assert status == 202 and "deletionTimestamp" in body["metadata"]
+    assert sandbox.get("v1", "ConfigMap", "default", "held") is not None
+    status, body = call(sandbox, "PATCH", cms + "/held",
+                        {"metadata": {"finalizers": ["example.com/x", "example.com/y"]}},
+                        "application/merge-patch+json")
+    assert status == 422 and "no new finalizers" in body["message"]
+    status, _ = call(sandbox, "PATCH", cms + "/held", {"metadata": {"finalizers": None}},
+                     "application/merge-patch+json")
+    assert status == 200
+    assert sandbox.get("v1", "ConfigMap", "default", "held") is None
+    # the PVC protection finalizer is added on create and released at once on delete
+    pvcs = "/api/v1/namespaces/default/persistentvolumeclaims"
+    _, pvc = call(sandbox, "POST", pvcs, {"metadata": {"name": "data"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    assert pvc["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    owned = pvc["metadata"]["managedFields"][0]["fieldsV1"]
+    assert "f:finalizers" not in owned.get("f:metadata", {})  # admission's, not the client's
+    status, _ = call(sandbox, "DELETE", pvcs + "/data")
+    assert status == 200 and sandbox.get("v1", "PersistentVolumeClaim", "default", "data") is None
