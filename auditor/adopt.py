@@ -695,6 +695,12 @@ def _key(obj: Mapping[str, Any], namespace: str) -> ResourceKey:
 class _Rendered:
     objects: dict[ResourceKey, dict[str, Any]]
     where: dict[ResourceKey, tuple[_Unit, render.RenderedObject]]
+    # Per unit: a broken file elsewhere in the source does not stop an adoption, but an edit
+    # must not break anything (the errors after it must be the errors before it).
+    errors: dict[_Unit, tuple[str, ...]] = field(default_factory=dict)
+
+    def same_as(self, expected: Mapping[ResourceKey, str], before: _Rendered) -> bool:
+        return self.errors == before.errors and _canon(self.objects) == expected
 
 
 def _render(root: Path, spec: RenderSpec, tools_dir: str | os.PathLike[str] | None,
@@ -708,12 +714,13 @@ def _render(root: Path, spec: RenderSpec, tools_dir: str | os.PathLike[str] | No
     """
     objects: dict[ResourceKey, dict[str, Any]] = {}
     where: dict[ResourceKey, tuple[_Unit, render.RenderedObject]] = {}
+    errors: dict[_Unit, tuple[str, ...]] = {}
     skip = {os.path.normpath(v) for v in spec.values}
     redo = set(only_plain) if only_plain is not None else None
 
     def add(unit: _Unit, result: render.RenderResult) -> None:
         if result.errors:
-            raise CannotEdit(f"{result.errors[0]}")
+            errors[unit] = tuple(str(e) for e in result.errors)
         for ro in result.objects:
             key = _key(ro.obj, spec.namespace)
             objects[key] = ro.obj
@@ -732,6 +739,8 @@ def _render(root: Path, spec: RenderSpec, tools_dir: str | os.PathLike[str] | No
                 for key, (u, ro) in previous.where.items():
                     if u == unit:
                         objects[key], where[key] = previous.objects[key], (u, ro)
+                if unit in previous.errors:
+                    errors[unit] = previous.errors[unit]
                 continue
             add(unit, render.load_file(root, file))
         for folder in plan.kustomizations:
@@ -741,7 +750,7 @@ def _render(root: Path, spec: RenderSpec, tools_dir: str | os.PathLike[str] | No
                 root, chart, release=spec.release or Path(chart).resolve().name,
                 namespace=spec.namespace, values=spec.values, set_values=spec.set_values,
                 tools_dir=tools_dir))
-    return _Rendered(objects, where)
+    return _Rendered(objects, where, errors)
 
 
 # --------------------------------------------------------------------------- candidates
@@ -1040,7 +1049,7 @@ def adopt_into(root: Path, spec: RenderSpec,
                 try:
                     after = _render(root, spec, tools_dir, only_plain=[cand.file],
                                     previous=current)
-                    ok = _canon(after.objects) == expected
+                    ok = after.same_as(expected, current)
                 except CannotEdit:
                     ok = False
                 if not ok:
@@ -1100,7 +1109,7 @@ def _try_all_at_once(root: Path, spec: RenderSpec, tools_dir: str | os.PathLike[
             return None
     try:
         after = _render(root, spec, tools_dir, only_plain=list(saved), previous=current)
-        ok = _canon(after.objects) == _canon(_expected(current.objects, key, items))
+        ok = after.same_as(_canon(_expected(current.objects, key, items)), current)
     except CannotEdit:
         ok = False
     if not ok:

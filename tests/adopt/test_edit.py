@@ -190,3 +190,13 @@ def test_adopt_into_keeps_a_crlf_file_crlf(tmp_path: Path) -> None:
     assert [a.file for a in outcome.adopted] == ["web.yaml"]
     assert manifest.read_bytes() == DEPLOY.replace("replicas: 2", "replicas: 3").replace(
         "\n", "\r\n").encode()
+
+
+def test_a_broken_file_elsewhere_does_not_stop_an_adoption(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(DEPLOY)
+    (tmp_path / "broken.yaml").write_text("kind: ConfigMap\nmetadata: {name: [unclosed\n")
+    key = ResourceKey("apps", "Deployment", "shop", "web")
+    outcome = adopt_into(tmp_path, RenderSpec(), [(key, [DriftItem("spec.replicas", "changed",
+                                                                   2, 3)])])
+    assert outcome.refusals == []
+    assert list(outcome.files) == ["web.yaml"]
