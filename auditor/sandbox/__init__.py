@@ -19,6 +19,13 @@ from client-side to server-side apply leaves ``kubectl`` and ``kubectl-last-appl
 Apply; kubectl rewrites managedFields to drop the client-side entry). The Python client
 without a field manager is recorded as ``OpenAPI-Generator``.
 
+A fresh sandbox holds what a new cluster holds: namespaces ``default``, ``kube-node-lease``,
+``kube-public``, ``kube-system`` (written by ``kube-apiserver``), in each a ``default``
+ServiceAccount and the ``kube-root-ca.crt`` ConfigMap (``kube-controller-manager``), and the
+``kubernetes`` Service (10.96.0.1) in ``default``. Like a real server it stores resource
+quantities in canonical form (``0.5`` → ``500m``, ``1024Mi`` → ``1Gi``) and serves list items
+of built-in kinds without ``apiVersion``/``kind`` (kubernetes/kubernetes#3030).
+
 Where it is simpler than a real API server (know this before trusting a test):
 
 * No authentication or authorization: any bearer token (or none) is accepted; 403s only
@@ -30,7 +37,9 @@ Where it is simpler than a real API server (know this before trusting a test):
   target only. ``events.k8s.io/v1`` and core ``v1`` Events are separate stores.
 * Paginated lists read the *current* state after the continue key, not an etcd snapshot
   at the first page's resourceVersion; continue tokens only expire on demand
-  (``faults.expire_continue()``) or below ``store.compacted_rv``.
+  (``faults.expire_continue()``) or below ``store.compacted_rv``. Watches replay the last
+  20,000 changes (older resourceVersions get the 410 a compacted etcd gives); no
+  periodic BOOKMARK events.
 * Deletion: finalizers hold an object (``deletionTimestamp``, 202) until an update removes
   them; the PVC/PV protection and garbage-collector finalizers are released at once (no
   pods or dependents exist). No graceful deletion period, no garbage collection through
