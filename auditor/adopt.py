@@ -19,6 +19,15 @@ and only the difference between those two dumps is merged into the original text
 line merge). The result is re-parsed with PyYAML (YAML 1.1, as Kubernetes reads it) and must
 equal the original documents with the edit applied.
 
+Where the value goes: a plain manifest's own document; for a kustomization, the strategic-
+merge patches that target the object (outermost overlay first), then the resource file it
+came from (kustomize's origin annotation) unless another kustomization in the repository
+also builds from that file; for a Helm chart, a values-file leaf equal to the desired value
+(or to the part of it the live value changes, an image tag), ``-f`` files before the chart's
+``values.yaml``. All paths of an object are first tried together and proved by one render;
+on any doubt, path by path. Server defaults inside an added item (a container's
+``terminationMessagePath``, a port's ``protocol: TCP``) are dropped before writing.
+
 Never adopted: Secrets (their values must not be written anywhere), drifts whose category is
 ``controller`` or ``gitops`` (controller-owned fields; server defaults are not drift at all),
 missing and orphan objects, JSON manifests and objects inside ``List`` documents.
