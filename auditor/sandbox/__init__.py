@@ -65,8 +65,8 @@ Where it is simpler than a real API server (know this before trusting a test):
   field validation check); ``/openapi/v2`` is 404, so ``kubectl explain`` does not work.
   kubectl then computes strategic-merge patches from its compiled-in types, as it does
   for any kind missing from a server's OpenAPI.
-* ``kubectl get`` Tables have the real columns for common kinds only; ``-o wide`` adds
-  nothing. No garbage collection of dependents (``ownerReferences``), no ``rollout
+* ``kubectl get`` Tables have the real columns (and ``-o wide`` ones) for common kinds
+  only; others show Name and Age. No garbage collection of dependents (``ownerReferences``), no ``rollout
   status`` (no controller writes status), no aggregated discovery (legacy discovery is
   served, which kubectl accepts).
 """

@@ -181,6 +181,41 @@ _PRINTERS: dict[str, tuple[list[Column], Printer]] = {
 }
 
 
+def _no_cells(obj: Obj) -> list[Any]:
+    return []
+
+
+def _template_containers(obj: Obj) -> list[Obj]:
+    spec = _spec(obj)
+    if "jobTemplate" in spec:
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    return [c for c in pod.get("containers") or [] if isinstance(c, dict)]
+
+
+def _selector(obj: Obj) -> str:
+    selector = _spec(obj).get("selector") or {}
+    labels = selector.get("matchLabels", selector) if isinstance(selector, dict) else {}
+    text = ",".join(f"{k}={v}" for k, v in labels.items() if isinstance(v, str))
+    return text or "<none>"
+
+
+def _workload_wide(obj: Obj) -> list[Any]:
+    containers = _template_containers(obj)
+    return [",".join(str(c.get("name", "")) for c in containers),
+            ",".join(str(c.get("image", "")) for c in containers), _selector(obj)]
+
+
+_WIDE: dict[str, tuple[list[str], Printer]] = {
+    kind: (["Containers", "Images", "Selector"], _workload_wide)
+    for kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job")
+}
+_WIDE["Service"] = (["Selector"], lambda o: [_selector(o)])
+_WIDE["Pod"] = (["IP", "Node", "Nominated Node", "Readiness Gates"],
+                lambda o: [_status(o).get("podIP", "<none>"),
+                           _spec(o).get("nodeName", "<none>"), "<none>", "<none>"])
+
+
 def _metadata_row(obj: Obj) -> Obj:
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
             "metadata": obj.get("metadata") or {}}
@@ -216,14 +251,18 @@ def table(kind: str, objects: list[Obj], resource_version: str, include: str,
         def cells(o: Obj) -> list[Any]:
             return []
 
+    wide_columns, wide_cells = _WIDE.get(kind, ([], _no_cells))
     columns = [name_col] + [{"name": n, "type": t, "format": f, "description": "", "priority": 0}
                             for n, t, f in [*extra, *age]]
+    # priority 1: shown by `kubectl get -o wide` only
+    columns += [{"name": n, "type": "string", "format": "", "description": "", "priority": 1}
+                for n in wide_columns]
     rows = []
     for obj in objects:
         meta = obj.get("metadata") or {}
         age_cells = [] if not age else [
             meta.get("creationTimestamp", "") if age[0][1] == "date" else _age(obj)]
-        row: Obj = {"cells": [meta.get("name", ""), *cells(obj), *age_cells]}
+        row: Obj = {"cells": [meta.get("name", ""), *cells(obj), *age_cells, *wide_cells(obj)]}
         if include == "Object":
             row["object"] = obj
         elif include != "None":

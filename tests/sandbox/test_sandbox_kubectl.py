@@ -227,6 +227,9 @@ def test_get_prints_server_side_tables(sandbox: Sandbox, kubectl: Any,
                                     "443/TCP"]
     out = kubectl("get", "namespaces", "--show-labels").stdout
     assert "kubernetes.io/metadata.name=kube-system" in out
+    lines = kubectl("get", "deployment", "web", "-o", "wide").stdout.splitlines()
+    assert lines[0].split()[-3:] == ["CONTAINERS", "IMAGES", "SELECTOR"]
+    assert lines[1].split()[-3:] == ["web", "nginx:1.25", "app=web"]
 
 
 def test_migrating_from_client_side_to_server_side_apply(sandbox: Sandbox, kubectl: Any,
