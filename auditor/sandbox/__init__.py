@@ -59,8 +59,9 @@ Where it is simpler than a real API server (know this before trusting a test):
 * For built-in kinds ``fieldValidation`` is accepted and ignored: unknown fields are
   kept, where a real server would drop them (or refuse them under Strict).
 * Only JSON (and YAML request bodies); protobuf bodies get 415, so ``kubectl create
-  <generator>`` (``create configmap|deployment|namespace``) and ``helm install`` (its
-  release Secret) fail here although they work on a real cluster.
+  <generator>`` (``create configmap|deployment|job|namespace|secret``), ``kubectl
+  autoscale`` and ``helm install`` (its release Secret) fail here although they work on a
+  real cluster. ``kubectl run``, ``expose`` and everything taking ``-f`` send JSON.
 * ``/openapi/v3`` lists operations but no schemas (enough for kubectl's server-side
   field validation check); ``/openapi/v2`` is 404, so ``kubectl explain`` does not work.
   kubectl then computes strategic-merge patches from its compiled-in types, as it does
