@@ -68,8 +68,9 @@ Where it is simpler than a real API server (know this before trusting a test):
   for any kind missing from a server's OpenAPI.
 * ``kubectl get`` Tables have the real columns (and ``-o wide`` ones) for common kinds
   only; others show Name and Age. No garbage collection of dependents (``ownerReferences``), no ``rollout
-  status`` (no controller writes status), no aggregated discovery (legacy discovery is
-  served, which kubectl accepts).
+  status`` (no controller writes status). Discovery is served both aggregated
+  (``apidiscovery.k8s.io/v2``, which kubectl 1.35 asks for) and legacy (the Python
+  client's); aggregated ``v2beta1`` is not offered.
 """
 
 from __future__ import annotations

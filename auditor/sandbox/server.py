@@ -7,8 +7,8 @@ as a real server answering a client that prefers protobuf would.
 kubectl 1.35 asks ``/api`` and ``/apis`` for aggregated discovery with
 ``Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,
 application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json``;
-the trailing plain JSON lets the sandbox answer with legacy discovery, which kubectl then
-walks group by group (as it does against servers older than 1.26).
+the sandbox answers with the aggregated ``APIGroupDiscoveryList`` (two requests instead of
+one per group version); clients that do not ask get legacy discovery.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import orjson
 import yaml
 
 from auditor.sandbox import openapi, tables
-from auditor.sandbox.catalog import Resource, api_resource
+from auditor.sandbox.catalog import Catalog, Resource, api_resource
 from auditor.sandbox.status import ApiError
 from auditor.sandbox.store import convert_in, convert_out, scale_of
 
@@ -222,6 +222,11 @@ class Handler(BaseHTTPRequestHandler):
             if found is None:
                 raise ApiError("NotFound", "the server could not find the requested resource")
             self._send(200, found)
+            return True
+        if parts in (["api"], ["apis"]) and _AGGREGATED in self.headers.get("Accept", ""):
+            body = _aggregated(sb.catalog, core=parts == ["api"])
+            self._send(200, orjson.dumps(body), "application/json;g=apidiscovery.k8s.io;v=v2;"
+                       "as=APIGroupDiscoveryList")
             return True
         if parts == ["api"]:
             host = f"{sb.host}:{sb.port}"
@@ -461,3 +466,46 @@ def _resource_list(group_version: str, resources: list[Resource]) -> dict[str, A
 def _group(name: str, versions: list[str]) -> dict[str, Any]:
     vs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
     return {"kind": "APIGroup", "name": name, "versions": vs, "preferredVersion": vs[0]}
+
+
+_AGGREGATED = "g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def _aggregated(catalog: Catalog, *, core: bool) -> dict[str, Any]:
+    """``apidiscovery.k8s.io/v2`` APIGroupDiscoveryList: /api (core) or /apis (groups)."""
+    items = []
+    for group, versions in catalog.groups().items():
+        if (group == "") != core:
+            continue
+        version_items = []
+        for version in versions:
+            resources = []
+            for r in catalog.in_group_version(group, version):
+                entry: dict[str, Any] = {
+                    "resource": r.plural,
+                    "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                    "scope": "Namespaced" if r.namespaced else "Cluster",
+                    "singularResource": r.singular,
+                    "verbs": list(r.verbs),
+                }
+                if r.short_names:
+                    entry["shortNames"] = list(r.short_names)
+                if r.categories:
+                    entry["categories"] = list(r.categories)
+                subs = []
+                if "status" in r.subresources:
+                    subs.append({"subresource": "status", "responseKind": entry["responseKind"],
+                                 "verbs": ["get", "patch", "update"]})
+                if "scale" in r.subresources:
+                    subs.append({"subresource": "scale", "responseKind": {
+                        "group": "autoscaling", "version": "v1", "kind": "Scale"},
+                        "verbs": ["get", "patch", "update"]})
+                if subs:
+                    entry["subresources"] = subs
+                resources.append(entry)
+            version_items.append({"version": version, "resources": resources,
+                                  "freshness": "Current"})
+        items.append({"metadata": {"name": group, "creationTimestamp": None},
+                      "versions": version_items})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {}, "items": items}

@@ -391,3 +391,22 @@ def test_finalizers_hold_deletion_until_removed(sandbox: Sandbox) -> None:
     assert "f:finalizers" not in owned.get("f:metadata", {})  # admission's, not the client's
     status, _ = call(sandbox, "DELETE", pvcs + "/data")
     assert status == 200 and sandbox.get("v1", "PersistentVolumeClaim", "default", "data") is None
+
+
+def test_aggregated_discovery_when_asked(sandbox: Sandbox) -> None:
+    accept = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+              "application/json")
+    _, apis = call(sandbox, "GET", "/apis", headers={"Accept": accept})
+    assert apis["kind"] == "APIGroupDiscoveryList"
+    groups = {g["metadata"]["name"]: g for g in apis["items"]}
+    assert "" not in groups and [v["version"] for v in groups["autoscaling"]["versions"]] == [
+        "v2", "v1"]
+    deploy = next(r for r in groups["apps"]["versions"][0]["resources"]
+                  if r["resource"] == "deployments")
+    assert deploy["responseKind"] == {"group": "apps", "version": "v1", "kind": "Deployment"}
+    assert deploy["scope"] == "Namespaced" and deploy["shortNames"] == ["deploy"]
+    assert {s["subresource"] for s in deploy["subresources"]} == {"status", "scale"}
+    _, core = call(sandbox, "GET", "/api", headers={"Accept": accept})
+    assert [g["metadata"]["name"] for g in core["items"]] == [""]
+    _, legacy = call(sandbox, "GET", "/api")
+    assert legacy["kind"] == "APIVersions"

@@ -216,7 +216,13 @@ def test_get_prints_server_side_tables(sandbox: Sandbox, kubectl: Any,
                                        tmp_path: pathlib.Path) -> None:
     manifest = tmp_path / "web.yaml"
     manifest.write_text(DEPLOYMENT)
-    kubectl("apply", "-f", str(manifest))
+    out = kubectl("apply", "-f", str(manifest), "-v=6")
+    # aggregated discovery: /api and /apis answer everything, no per-group requests
+    discovery = [line for line in out.stderr.splitlines()
+                 if '"Response"' in line and "verb=\"GET\"" in line
+                 and ("/api?" in line or "/apis" in line) and "/namespaces/" not in line
+                 and "/openapi/" not in line]
+    assert len(discovery) == 2, discovery
     lines = kubectl("get", "deployments").stdout.splitlines()
     assert lines[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert lines[1].split()[:4] == ["web", "0/2", "0", "0"]
