@@ -51,7 +51,11 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError as RuamelError
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+from ruamel.yaml.scalarstring import (
+    DoubleQuotedScalarString,
+    LiteralScalarString,
+    SingleQuotedScalarString,
+)
 
 from auditor import defaults, kinds, paths, render
 from auditor.config import Source
@@ -455,6 +459,11 @@ def _styled(old: Any, new: Any) -> Any:
             return DoubleQuotedScalarString(new)
         if isinstance(old, SingleQuotedScalarString):
             return SingleQuotedScalarString(new)
+        if "\n" in new.rstrip("\n") and not new.startswith((" ", "\t")) \
+                and not any(line != line.rstrip() for line in new.split("\n")):
+            # Multi-line text (a config file in a ConfigMap) as a literal block, as people
+            # write it, rather than one quoted line of \n escapes.
+            return LiteralScalarString(new)
         if _yaml11_not_str(new):
             return DoubleQuotedScalarString(new)
     return new

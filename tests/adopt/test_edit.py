@@ -200,3 +200,25 @@ def test_a_broken_file_elsewhere_does_not_stop_an_adoption(tmp_path: Path) -> No
                                                                    2, 3)])])
     assert outcome.refusals == []
     assert list(outcome.files) == ["web.yaml"]
+
+
+CONFIG = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: nginx
+data:
+  # Served as /etc/nginx/conf.d/default.conf
+  default.conf: |
+    server {
+      listen 80;
+    }
+  mode: prod
+"""
+
+
+def test_multi_line_text_stays_a_literal_block() -> None:
+    live = "server {\n  listen 8080;\n}\n"
+    new = edit_text(CONFIG, lambda d: True, [DriftItem('data["default.conf"]', "changed",
+                                                       "server {\n  listen 80;\n}\n", live)])
+    assert changed_lines(CONFIG, new) == ["-      listen 80;", "+      listen 8080;"]
