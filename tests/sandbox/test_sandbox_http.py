@@ -410,3 +410,33 @@ def test_aggregated_discovery_when_asked(sandbox: Sandbox) -> None:
     assert [g["metadata"]["name"] for g in core["items"]] == [""]
     _, legacy = call(sandbox, "GET", "/api")
     assert legacy["kind"] == "APIVersions"
+
+
+def test_concurrent_clients_get_consistent_answers(sandbox: Sandbox) -> None:
+    errors: list[Any] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(15):
+                name = f"w{n}-{i}"
+                status, _ = call(sandbox, "POST", "/api/v1/namespaces/default/configmaps",
+                                 {"metadata": {"name": name}, "data": {"i": str(i)}})
+                assert status == 201
+                status, _ = call(sandbox, "PATCH", f"/api/v1/namespaces/default/configmaps/{name}",
+                                 {"data": {"j": "x"}}, "application/merge-patch+json")
+                assert status == 200
+                status, page = call(sandbox, "GET", "/api/v1/configmaps?limit=7")
+                assert status == 200 and 0 < len(page["items"]) <= 7
+        except Exception as exc:  # collected: assertion errors in threads are otherwise lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    _, listing = call(sandbox, "GET", "/api/v1/namespaces/default/configmaps")
+    assert len(listing["items"]) == 6 * 15 + 1
+    rvs = [int(i["metadata"]["resourceVersion"]) for i in listing["items"]]
+    assert len(set(rvs)) == len(rvs)  # every write got its own resourceVersion
