@@ -81,6 +81,9 @@ class RenderSpec:
     release: str = ""
     values: tuple[str, ...] = ()
     set_values: tuple[str, ...] = ()
+    # (group, kind) → namespaced, as the audit learnt it (discovery, CRDs): a cluster-scoped
+    # custom kind must not get the default namespace.
+    scopes: Mapping[tuple[str, str], bool] = field(default_factory=dict)
 
     @classmethod
     def of_source(cls, source: Source) -> RenderSpec:
@@ -700,11 +703,13 @@ class _Unit:
     rel: str
 
 
-def _key(obj: Mapping[str, Any], namespace: str) -> ResourceKey:
+def _key(obj: Mapping[str, Any], spec: RenderSpec) -> ResourceKey:
+    """The key the audit gave this rendered object (namespace defaulted per source)."""
     key = ResourceKey.of(dict(obj))
-    if not key.namespace and kinds.is_namespaced(key.group, key.kind, {}):
-        key = ResourceKey(key.group, key.kind, namespace, key.name)
-    elif key.namespace and not kinds.is_namespaced(key.group, key.kind, {}):
+    namespaced = kinds.is_namespaced(key.group, key.kind, spec.scopes)
+    if not key.namespace and namespaced:
+        key = ResourceKey(key.group, key.kind, spec.namespace, key.name)
+    elif key.namespace and not namespaced:
         key = ResourceKey(key.group, key.kind, "", key.name)
     return key
 
@@ -740,7 +745,7 @@ def _render(root: Path, spec: RenderSpec, tools_dir: str | os.PathLike[str] | No
         if result.errors:
             errors[unit] = tuple(str(e) for e in result.errors)
         for ro in result.objects:
-            key = _key(ro.obj, spec.namespace)
+            key = _key(ro.obj, spec)
             objects[key] = ro.obj
             where[key] = (unit, ro)
 
@@ -797,13 +802,13 @@ def _names_match(doc: Any, key: ResourceKey, group: str | None = None) -> bool:
     return name == key.name or name in key.name
 
 
-def _doc_matcher(key: ResourceKey, namespace: str, exact: bool) -> DocMatch:
+def _doc_matcher(key: ResourceKey, spec: RenderSpec, exact: bool) -> DocMatch:
     def match(doc: Any) -> bool:
         if not _names_match(doc, key, key.group):
             return False
         if not exact:
             return True
-        return isinstance(doc, dict) and _key(doc, namespace) == key
+        return isinstance(doc, dict) and _key(doc, spec) == key
     return match
 
 
@@ -859,20 +864,21 @@ def _file_docs(root: Path, rel: str) -> list[Any]:
 
 
 def _candidates(root: Path, spec: RenderSpec, key: ResourceKey, unit: _Unit,
-                origin: render.RenderedObject, item: DriftItem, namespace: str) -> tuple[list[_Candidate], list[str]]:
+                origin: render.RenderedObject, item: DriftItem
+                ) -> tuple[list[_Candidate], list[str]]:
     """Where the value of ``item`` may be written, in order, and files worth naming in a
     refusal (JSON 6902 patches, kustomization files, values files)."""
     steps = parse_path(item.path)
     hand: list[str] = []
     if unit.kind == "plain":
-        return [_Candidate(unit.rel, _doc_matcher(key, namespace, exact=True), "manifest")], hand
+        return [_Candidate(unit.rel, _doc_matcher(key, spec, exact=True), "manifest")], hand
     if unit.kind == "helm":
         return _helm_candidates(root, spec, unit, item), hand
     folder = (root / unit.rel).resolve()
     kfile = render.kustomization_file(folder)
     if kfile is not None:
         hand.append(kfile.relative_to(root.resolve()).as_posix())
-    loose = _doc_matcher(key, namespace, exact=False)
+    loose = _doc_matcher(key, spec, exact=False)
     out: list[_Candidate] = []
     patches: list[str] = []
     for rel, smp in _patch_files(root.resolve(), folder):
@@ -1048,8 +1054,7 @@ def adopt_into(root: Path, spec: RenderSpec,
         for item in stripped:
             unit, origin = current.where[key]
             expected = _canon(_expected(current.objects, key, [item]))
-            candidates, hand = _candidates(root, spec, key, unit, origin, item,
-                                           spec.namespace)
+            candidates, hand = _candidates(root, spec, key, unit, origin, item)
             tried: list[str] = []
             done = False
             for cand in candidates:
@@ -1108,7 +1113,7 @@ def _try_all_at_once(root: Path, spec: RenderSpec, tools_dir: str | os.PathLike[
             _write(root / rel, text)
 
     for item in items:
-        candidates, _hand = _candidates(root, spec, key, unit, origin, item, spec.namespace)
+        candidates, _hand = _candidates(root, spec, key, unit, origin, item)
         for cand in candidates:
             if cand.file.endswith(".json"):
                 continue

@@ -12,6 +12,7 @@ Exported as ``COMMANDS`` for the CLI hub to register.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import tempfile
@@ -294,6 +295,9 @@ def execute(req: Request, cfg: Config) -> Report:
         report.message = "nothing to adopt"
         return report
     where = _where(req, cfg, result.desired, [k for k, _ in selected])
+    # Namespaced or not, as the audit decided (discovery and CRDs), for every kind in Git.
+    scopes = {(k.group, k.kind): bool(k.namespace) for k in result.desired.objects}
+    where = dataclasses.replace(where, spec=dataclasses.replace(where.spec, scopes=scopes))
     report.repo = str(where.repo)
     try:
         gitrepo.resolve_commit(where.repo, where.base)

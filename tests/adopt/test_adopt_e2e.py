@@ -627,3 +627,49 @@ def test_a_squash_merge_is_linked_by_the_trailer(sandbox: Any, kubeconfig: Path,
     assert adoption["resolution"] == "git-changed"
     assert adoption["merged_commit"] == squashed
     assert adoption["outcome"] == f"resolved: Git changed to match (commit {squashed[:12]})"
+
+
+CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: tenants.example.com
+spec:
+  group: example.com
+  scope: Cluster
+  names: {plural: tenants, singular: tenant, kind: Tenant}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"""
+
+TENANT = """\
+apiVersion: example.com/v1
+kind: Tenant
+metadata:
+  name: acme
+spec:
+  plan: basic   # upgraded on request only
+"""
+
+
+def test_a_cluster_scoped_custom_resource_is_adopted(sandbox: Any, kubeconfig: Path,
+                                                     kubectl: Any, tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "gitops")
+    repo.write("crds/tenant.yaml", CRD)
+    repo.write("tenants/acme.yaml", TENANT)
+    repo.commit("tenants")
+    cfg = make_config(kubeconfig, tmp_path)
+    apply_as_gitops(kubectl, "-f", str(repo.path / "crds"))
+    apply_as_gitops(kubectl, "-f", str(repo.path / "tenants"))
+    kubectl("patch", "tenant", "acme", "--type=merge", "-p", '{"spec":{"plan":"gold"}}')
+    report = execute(Request(target="Tenant.example.com/acme", desired=str(repo.path)), cfg)
+    assert report.refusals == []
+    new = show(repo.path, report.branch, "tenants/acme.yaml")
+    assert diff_lines(TENANT, new) == ["-  plan: basic   # upgraded on request only",
+                                       "+  plan: gold   # upgraded on request only"]
