@@ -341,7 +341,9 @@ def execute(req: Request, cfg: Config) -> Report:
     if req.push:
         creds = where.source.credentials if where.source else None
         try:
-            report.pushed_to = gitrepo.push_branch(where.repo, branch, credentials=creds)
+            report.pushed_to = gitrepo.push_branch(
+                where.repo, branch, credentials=creds,
+                source_url=where.source.url if where.source else "")
         except GitError as exc:
             failure = exc
     # Recorded even when the push failed: the commit exists and is what will be reviewed.

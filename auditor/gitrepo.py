@@ -672,11 +672,19 @@ def remote_url(path: Path, remote: str = "origin") -> str:
 
 def push_branch(path: Path, branch: str, *, remote: str = "origin",
                 credentials: Credentials | None = None,
-                secrets_env: Mapping[str, str] | None = None) -> str:
+                secrets_env: Mapping[str, str] | None = None,
+                source_url: str = "") -> str:
     """``git push <remote> <branch>`` with the same credential handling as cloning (askpass
-    helper or SSH key in the child's environment only); returns the remote URL, redacted."""
+    helper or SSH key in the child's environment only); returns the remote URL, redacted.
+
+    ``source_url`` is the configured URL: a password in it (never stored in the clone's
+    remote by :func:`sync`) is used when it is the URL of this remote."""
     url = remote_url(path, remote)
     _clean, username, password = _split_credentials(url)
+    if source_url and not password:
+        src_clean, src_user, src_password = _split_credentials(source_url)
+        if src_clean == _clean or redact_url(source_url) == redact_url(url):
+            username, password = username or src_user, src_password
     auth = _Auth(credentials or Credentials(), username, password,
                  secrets_env if secrets_env is not None else os.environ)
     repo = Repository(top_level(path), url=redact_url(url), auth=auth, can_fetch=True)
