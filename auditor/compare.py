@@ -260,6 +260,12 @@ class _Walk:
     # not reported.
     builtin: bool = True
     drifts: list[DriftItem] = field(default_factory=list)
+    # Where human owners reach in the ownership index (auditor.fieldsv1.OwnershipIndex.reach):
+    # an undeclared field no human owns anything of is not drift, whatever it is.
+    _human_reach: tuple[frozenset[Path], tuple[tuple[int, frozenset[Path]], ...]] | None = None
+    # Set when nothing declared differs (only human additions can be drift): the walk then
+    # enters only the subtrees a human reaches.
+    additions_only: bool = False
 
     @property
     def secret(self) -> bool:
@@ -295,6 +301,23 @@ class _Walk:
     def removed(self, path: Path, desired: Any) -> None:
         self._report(path, "removed", desired, None, None, "unknown")
 
+    def _human_within(self, path: Path) -> bool:
+        """Whether a human owns something at or below ``path``, or an atomic ancestor."""
+        reach = self._human_reach
+        if reach is None:
+            classify = self.settings.classify
+            reached_, whole_ = self.index.reach(lambda o: classify(o.manager) == "human")
+            by_len: dict[int, set[Path]] = {}
+            for w in whole_:
+                by_len.setdefault(len(w), set()).add(w)
+            reach = self._human_reach = (reached_, tuple(
+                (n, frozenset(ws)) for n, ws in sorted(by_len.items())))
+        reached, whole = reach
+        if path in reached:
+            return True
+        n = len(path)
+        return any(path[:length] in paths for length, paths in whole if length < n)
+
     def _human_owner(self, owners: tuple[Owner, ...]) -> Owner | None:
         humans = tuple(o for o in owners if self.settings.classify(o.manager) == "human")
         return _pick(humans, self.settings.classify)
@@ -328,13 +351,18 @@ class _Walk:
             if self.builtin and not self._is_default(path, value, holder):
                 self._report(path, "added", None, value, None, "unknown")
             return
+        if not self._human_within(path):
+            return
         owner = self._human_owner(self.index.owners_within(path))
         if owner is not None:
             self._report(path, "added", None, value, owner, "human")
 
     def added(self, path: Path, value: Any, parent: Mapping[str, Any]) -> None:
         """A live value Git does not declare: drift only if a human owns it."""
-        if not self.index and not self.builtin:
+        if self.index:
+            if not self._human_within(path):
+                return
+        elif not self.builtin:
             return
         if self._is_default(path, value, parent) and not (
                 # A default as a whole (a Job's labels copied from its template) can still
@@ -378,7 +406,13 @@ class _Walk:
                 if _identity(path, k):
                     continue
                 if k in live:
-                    self.node(dv, live[k], (*path, k), live)
+                    lv = live[k]
+                    if dv == lv and type(dv) is type(lv):
+                        continue  # equal subtrees: nothing differs, nothing was added
+                    sub = (*path, k)
+                    if self.additions_only and not self._human_within(sub):
+                        continue
+                    self.node(dv, lv, sub, live)
                 else:
                     self.removed((*path, k), dv)
             for k, lv in live.items():
@@ -491,6 +525,12 @@ def _has_human_entry(live: Mapping[str, Any], classify: Callable[[str], Category
                for e in entries)
 
 
+def _human_entries(live: Mapping[str, Any], classify: Callable[[str], Category]) -> list[Any]:
+    entries = live["metadata"]["managedFields"]
+    return [e for e in entries
+            if isinstance(e, Mapping) and classify(str(e.get("manager") or "")) == "human"]
+
+
 def _finish(key: ResourceKey, api_version: str, drifts: Iterable[DriftItem],
             ignores: ObjectIgnores, source: SourceInfo | None) -> ObjectResult:
     kept = tuple(sorted((d for d in drifts if not (ignores and ignores.drops(d))),
@@ -524,9 +564,18 @@ def compare_object(key: ResourceKey, desired: dict[str, Any] | None, live: dict[
         return ObjectResult(key=key, api_version=api_version, status="in-sync", source=source)
 
     group, version = _split_api_version(api_version)
-    walk = _Walk(group, version, key.kind, ownership(live) if humans is not None
-                 else OwnershipIndex(None), settings, have,
+    additions_only = bool(humans) and _subset(want, have)
+    if additions_only:
+        # Only human owners can make drift here: index their entries alone (a rollout
+        # restart's one-field entry, not the GitOps tool's whole-object one).
+        index = OwnershipIndex(_human_entries(live, settings.classify))
+    elif humans is not None:
+        index = ownership(live)
+    else:
+        index = OwnershipIndex(None)
+    walk = _Walk(group, version, key.kind, index, settings, have,
                  humans is not None or schema.known_kind(group, version, key.kind))
+    walk.additions_only = additions_only
     walk.node(want, have, (), have)
     return _finish(key, api_version, walk.drifts, settings.ignore.for_object(key), source)
 

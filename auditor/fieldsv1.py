@@ -13,7 +13,7 @@ in the same representation the comparison uses (:mod:`auditor.paths`), who owns 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +175,30 @@ class OwnershipIndex:
                 seen.setdefault(owner, None)
             stack.extend(current.children.values())
         return tuple(o for o in self.entries if o in seen)
+
+    def reach(self, pick: Callable[[Owner], bool]) -> tuple[frozenset[Path], frozenset[Path]]:
+        """Where the owners ``pick`` selects reach: every path they own and every ancestor of
+        one (so ``path in reached`` says whether they own something at or below ``path``),
+        and the paths they own whole (whose descendants they own too)."""
+        chosen = frozenset(o for o in self.entries if pick(o))
+        reached: set[Path] = set()
+        whole: set[Path] = set()
+        if not chosen:
+            return frozenset(), frozenset()
+        stack: list[tuple[Path, _Node]] = [((), self._root)]
+        while stack:
+            path, node = stack.pop()
+            if node.owners and not chosen.isdisjoint(node.owners):
+                for i in range(len(path), -1, -1):
+                    prefix = path[:i]
+                    if prefix in reached:
+                        break
+                    reached.add(prefix)
+                if node.whole and not chosen.isdisjoint(node.whole):
+                    whole.add(path)
+            for element, child in node.children.items():
+                stack.append(((*path, element), child))
+        return frozenset(reached), frozenset(whole)
 
     def paths(self) -> Iterator[tuple[Path, tuple[Owner, ...]]]:
         """Every owned path with its owners (depth first; for debugging and tests)."""
