@@ -402,6 +402,22 @@ def _record(cfg: Config, req: Request, report: Report, where: _Where) -> list[in
 # --------------------------------------------------------------------------- command
 
 
+def to_json(report: Report) -> bytes:
+    """The report for scripts: what was adopted where, what was refused and why, the branch."""
+    return orjson.dumps({
+        "adopted": [{"object": str(a.key), "path": a.item.path, "op": a.item.op,
+                     "file": a.file, "manager": a.item.manager, "time": a.item.time,
+                     "category": a.item.category, "drift_id": report.drift_ids.get(a.key)}
+                    for a in report.adopted],
+        "refused": [{"object": str(r.key) if r.key else None, "path": r.path,
+                     "reason": r.reason, "file": r.file} for r in report.refusals],
+        "branch": report.branch or None, "commit": report.commit or None,
+        "repo": report.repo or None, "push_command": report.push_command or None,
+        "pushed_to": report.pushed_to or None, "adoption_ids": report.adoption_ids,
+        "warnings": report.warnings, "diff": report.diff},
+        option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
 def _print(report: Report) -> None:
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -440,6 +456,8 @@ def _print(report: Report) -> None:
                                            "cloning).")
 @click.option("--dry-run", is_flag=True, help="Print the diff; commit nothing.")
 @click.option("--by", default="", help="Who adopts (recorded in the ledger).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="kubeconfig file.")
 @click.option("--context", help="kubeconfig context to use.")
 @click.option("--in-cluster", is_flag=True, help="Use the pod's service account.")
@@ -447,8 +465,8 @@ def _print(report: Report) -> None:
               help="Ledger file (default: ledger.path from the configuration).")
 def adopt_cmd(target: str | None, all_open: bool, paths: tuple[str, ...], repo: str | None,
               desired: str | None, namespace: str | None, branch: str | None, push: bool,
-              dry_run: bool, by: str, kubeconfig: str | None, context: str | None,
-              in_cluster: bool, ledger_path: str | None) -> None:
+              dry_run: bool, by: str, output: str, kubeconfig: str | None,
+              context: str | None, in_cluster: bool, ledger_path: str | None) -> None:
     """Write live drift back into Git as a commit on a new branch, for review.
 
     OBJECT is Kind/name, Kind.group/namespace/name or a ledger drift id. Only drift made by
@@ -468,7 +486,11 @@ def adopt_cmd(target: str | None, all_open: bool, paths: tuple[str, ...], repo: 
                                  desired=desired, namespace=namespace, branch=branch,
                                  push=push, dry_run=dry_run, by=by, tools_dir=tools_dir()),
                          cfg)
-        _print(report)
+        if output == "json":
+            sys.stdout.buffer.write(to_json(report))
+            sys.stdout.buffer.flush()
+        else:
+            _print(report)
         sys.exit(1 if report.refusals or not report.adopted else 0)
 
     handle_errors(body)()

@@ -4,6 +4,7 @@ source's origin, then the merge upstream and the next `run` resolving the drift.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -105,6 +106,14 @@ def test_nothing_to_adopt_exits_1_and_bad_names_exit_2(sandbox: Any, kubectl: An
     proc = cli(tmp_path, "adopt", "Deployment/web")
     assert proc.returncode == 1
     assert "refused Deployment.apps shop/web: it is in sync" in proc.stderr
+    proc = cli(tmp_path, "adopt", "Secret/shop/db", "-o", "json")
+    assert proc.returncode == 2  # no Secret in this repo: not found, exit 2
+    proc = cli(tmp_path, "adopt", "Service/web", "-o", "json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1
+    assert doc["adopted"] == [] and doc["branch"] is None
+    assert doc["refused"] == [{"object": "Service shop/web", "path": "",
+                               "reason": "it is in sync", "file": ""}]
     proc = cli(tmp_path, "adopt", "Deployment/nope")
     assert proc.returncode == 2
     assert "Deployment/nope: no such object in Git or in the cluster" in proc.stderr
