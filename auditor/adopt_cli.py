@@ -383,6 +383,8 @@ def _record(cfg: Config, req: Request, report: Report, where: _Where) -> list[in
     from auditor import __version__
     from auditor.ledger import Ledger, adoptions
 
+    # Who adopted: as given, else the commit's author (the identity Git recorded).
+    by = req.by or gitrepo.commit_author(where.repo, report.commit)
     ids = []
     with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
                      signing_key_file=cfg.ledger.signing_key_file or None,
@@ -395,7 +397,7 @@ def _record(cfg: Config, req: Request, report: Report, where: _Where) -> list[in
                 commit_sha=report.commit, base_commit=where.base, repo=str(where.repo),
                 drift_id=report.drift_ids.get(key),
                 actor=", ".join(sorted({a.item.manager for a in mine if a.item.manager})),
-                by=req.by, pushed=bool(report.pushed_to))))
+                by=by, pushed=bool(report.pushed_to))))
     return ids
 
 

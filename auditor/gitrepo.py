@@ -698,3 +698,8 @@ def uncommitted(path: Path, rel: str = ".") -> list[str]:
     out = _plain_git(top_level(path), "status", "--porcelain", "--untracked-files=all", "--",
                      rel)
     return [line[3:] for line in out.splitlines() if len(line) > 3]
+
+
+def commit_author(path: Path, sha: str) -> str:
+    """``Name <email>`` of the author of ``sha``."""
+    return _plain_git(path, "log", "-1", "--format=%an <%ae>", sha, "--")

@@ -529,6 +529,8 @@ def test_a_failed_push_keeps_the_commit_and_the_record(sandbox: Any, kubeconfig:
     with reading(cfg.ledger.path) as conn:
         (adoption,) = adoptions.adoptions(conn)
     assert (adoption["branch"], adoption["pushed"]) == ("adopt/scale", False)
+    # No --by: the commit's author is recorded as who adopted.
+    assert adoption["by"] == git(shop.path, "log", "-1", "--format=%an <%ae>", "adopt/scale")
 
 
 def test_a_removed_env_var_is_removed_from_git(sandbox: Any, kubeconfig: Path, kubectl: Any,
