@@ -253,6 +253,17 @@ class RevertConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """``drift-auditor serve``: the read-only web UI over the ledger. Loopback unless set
+    otherwise (in a pod: ``0.0.0.0``); with ``token_env`` set, every page but ``/healthz``
+    needs ``Authorization: Bearer <the variable's value>``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token_env: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one Drift Auditor installation."""
 
@@ -266,6 +277,7 @@ class Config:
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     policies: PoliciesConfig = field(default_factory=PoliciesConfig)
     revert: RevertConfig = field(default_factory=RevertConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def digest(self) -> str:
         """A stable SHA-256 of the effective configuration (for the ledger and reports)."""
