@@ -63,13 +63,14 @@ def _globbed(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def matches(match: Match, key: ResourceKey, labels: Mapping[str, Any],
-            namespace_labels: Mapping[str, Any] | None) -> bool:
-    """Whether an object with ``key`` and ``labels`` is in scope of ``match``.
+def names_matter(match: Match) -> bool:
+    """Whether ``match`` looks at object names (``resourceNames``)."""
+    return any(r.resource_names for r in (*match.rules, *match.exclude_rules))
 
-    ``namespace_labels`` are the labels of the object's namespace (for a ``Namespace``,
-    its own); ``None`` when unknown (then only an empty namespace selector matches).
-    """
+
+def static_match(match: Match, key: ResourceKey) -> bool:
+    """The part of :func:`matches` that depends on the key alone (rules, namespace names):
+    the same for every object of one kind in one namespace unless names matter."""
     resource = resource_of(key.kind)
     if not any(_rule_matches(r, key, resource) for r in match.rules):
         return False
@@ -82,7 +83,24 @@ def matches(match: Match, key: ResourceKey, labels: Mapping[str, Any],
             return False
         if match.exclude_namespaces and _globbed(namespace, match.exclude_namespaces):
             return False
-        if match.namespace_selector and not selects(match.namespace_selector,
-                                                    namespace_labels or {}):
-            return False
+    return True
+
+
+def label_match(match: Match, key: ResourceKey, labels: Mapping[str, Any],
+                namespace_labels: Mapping[str, Any] | None) -> bool:
+    """The label-selector part of :func:`matches`."""
+    has_namespace = bool(key.namespace) or (key.kind == "Namespace" and key.group == "")
+    if has_namespace and match.namespace_selector and not selects(
+            match.namespace_selector, namespace_labels or {}):
+        return False
     return not match.object_selector or selects(match.object_selector, labels)
+
+
+def matches(match: Match, key: ResourceKey, labels: Mapping[str, Any],
+            namespace_labels: Mapping[str, Any] | None) -> bool:
+    """Whether an object with ``key`` and ``labels`` is in scope of ``match``.
+
+    ``namespace_labels`` are the labels of the object's namespace (for a ``Namespace``,
+    its own); ``None`` when unknown (then only an empty namespace selector matches).
+    """
+    return static_match(match, key) and label_match(match, key, labels, namespace_labels)
