@@ -323,10 +323,11 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
 
 def _register_commands() -> None:
     """Commands that live beside the library they drive, each module listing its own."""
+    from auditor.adopt_cli import COMMANDS as adopt_commands
     from auditor.ledger.cli import COMMANDS as ledger_commands
     from auditor.notify_cli import COMMANDS as notify_commands
 
-    for command in (*ledger_commands, *notify_commands):
+    for command in (*ledger_commands, *notify_commands, *adopt_commands):
         main.add_command(command)
 
 
