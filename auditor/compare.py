@@ -99,7 +99,10 @@ _TOOL_METADATA_PREFIXES: tuple[str, ...] = (
     "helm.toolkit.fluxcd.io/",
     "meta.helm.sh/",
 )
-_TOOL_METADATA: frozenset[str] = frozenset({"argocd.argoproj.io/tracking-id"})
+# (`argocd.argoproj.io/instance` is the tracking label Argo CD's docs suggest instead of
+# the default `app.kubernetes.io/instance`, which charts declare themselves.)
+_TOOL_METADATA: frozenset[str] = frozenset({"argocd.argoproj.io/tracking-id",
+                                            "argocd.argoproj.io/instance"})
 _HELM_METADATA_PREFIX = "meta.helm.sh/"
 _HELM_MANAGERS: frozenset[str] = frozenset({"helm", "Helm"})
 

@@ -770,8 +770,7 @@ def table(group: str, kind: str) -> tuple[tuple[Path, Rule], ...]:
 # ipFamilies, a PVC's volumeName or storageClassName) are not here: a human can own them
 # only by recreating the object with the same values (`kubectl replace --force` of a dump).
 _CHOSEN_WHEN_OWNED: Final[dict[tuple[str, str], frozenset[Path]]] = {
-    ("", "Service"): frozenset({_p("spec.ports.[].nodePort"), _p("spec.healthCheckNodePort"),
-                                _p("spec.loadBalancerClass")}),
+    ("", "Service"): frozenset({_p("spec.ports.[].nodePort"), _p("spec.healthCheckNodePort")}),
     ("networking.k8s.io", "Ingress"): frozenset({_p("spec.ingressClassName")}),
 }
 
