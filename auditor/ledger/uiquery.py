@@ -1,0 +1,56 @@
+"""Read-only queries for ``drift-auditor serve`` (:mod:`auditor.serve`): one object's identity,
+its versions and its drifts. Everything else the UI shows comes from :mod:`.history`
+(``runs``, ``drifts``, ``query``). Like the other readers, nothing here writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import orjson
+
+
+def object_id(conn: sqlite3.Connection, group: str, kind: str, namespace: str,
+              name: str) -> int | None:
+    """The ledger's id of the object ``(group, kind, namespace, name)`` (namespace ``""`` for
+    cluster-scoped objects), or ``None`` when the ledger never saw it."""
+    row = conn.execute("SELECT id FROM objects WHERE grp = ? AND kind = ? AND namespace = ? "
+                       "AND name = ?", (group, kind, namespace, name)).fetchone()
+    return int(row[0]) if row else None
+
+
+def versions(conn: sqlite3.Connection, oid: int, limit: int = 200) -> list[dict[str, Any]]:
+    """The object's recorded versions, newest first (a version per content change)."""
+    out = []
+    for vid, run_id, api_version, rv, content_hash, observed_at, deleted in conn.execute(
+            "SELECT id, run_id, api_version, resource_version, content_hash, observed_at, "
+            "deleted FROM object_versions WHERE object_id = ? ORDER BY id DESC LIMIT ?",
+            (oid, limit)):
+        out.append({"id": vid, "run_id": run_id, "api_version": api_version or "",
+                    "resource_version": rv or "", "content_hash": content_hash or "",
+                    "observed_at": observed_at or "", "deleted": bool(deleted)})
+    return out
+
+
+def object_drifts(conn: sqlite3.Connection, oid: int) -> list[dict[str, Any]]:
+    """Every drift of the object with its current state, newest first, items decoded."""
+    out = []
+    for (did, status, items, category, manager, source_file, source_commit, opened_at, state,
+         since, until) in conn.execute(
+            "SELECT d.id, d.status, d.items, d.category, d.manager, d.source_file, "
+            "d.source_commit, d.opened_at, s.state, s.since, s.accepted_until FROM drifts d "
+            "JOIN drift_state s ON s.drift_id = d.id WHERE d.object_id = ? ORDER BY d.id DESC",
+            (oid,)):
+        out.append({"id": did, "status": status, "items": orjson.loads(items or "[]"),
+                    "category": category or "", "manager": manager or "",
+                    "source_file": source_file or "", "source_commit": source_commit or "",
+                    "opened_at": opened_at or "", "state": state, "state_since": since or "",
+                    "accepted_until": until or ""})
+    return out
+
+
+def health(conn: sqlite3.Connection) -> tuple[int, str]:
+    """``(runs, newest run's start)`` — proof that the ledger's tables can be read."""
+    count, newest = conn.execute("SELECT count(*), max(started_at) FROM runs").fetchone()
+    return int(count), newest or ""
