@@ -358,7 +358,8 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
             results: list[ObjectResult] = []
             live = _live_from_cluster(cluster, session, resources, progress)
             cache = CompareCache(cache_folder(cfg) / "compare.json", _compare_stamp(cfg))
-            keeper = revert.LiveKeeper(observe(live))  # revert: live objects of drifted keys
+            keeper = revert.LiveKeeper(  # revert: live objects of drifted keys
+                observe(live), session.want if cfg.revert.mode != "off" else None)
             for result in session.compare(keeper, cache):
                 run.record(result)
                 results.append(result)

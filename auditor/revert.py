@@ -388,21 +388,6 @@ def _merge_fields(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _whole_items(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Own a list item the human added as a whole (``k:{…}: {}``) rather than field by field.
-
-    The item path alone makes the next apply remove the item; see the module notes and
-    the report on the sandbox's pruning order for why children are not listed.
-    """
-    out: dict[str, Any] = {}
-    for k, v in fields.items():
-        if k[:2] in ("k:", "v:", "i:") and (not v or "." in v):
-            out[k] = {}
-        else:
-            out[k] = _whole_items(v) if isinstance(v, Mapping) else v
-    return out
-
-
 def _split_replicas(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(fields without spec.replicas, just spec.replicas or {})``."""
     spec = fields.get("f:spec")
@@ -464,7 +449,6 @@ def ownership_transfer(live: Mapping[str, Any], body: Mapping[str, Any], *,
             managers.append(name)
     if not taken:
         return None
-    taken = _whole_items(taken)
     mine = next((e for e in out if e.get("manager") == field_manager
                  and e.get("operation") == "Apply" and not e.get("subresource")), None)
     if mine is not None and mine.get("apiVersion") == api_version:
@@ -632,27 +616,39 @@ class Executor:
 class LiveKeeper:
     """Wraps the pipeline's live stream and keeps the objects :func:`after_compare` needs.
 
-    The comparison yields an object's result right after consuming it, so the object last
-    passed through is the one a drifted or orphan result is about (checked by key: a result
-    that does not match keeps nothing, and the executor reads every object fresh anyway).
-    Memory grows with the drifted objects, not with the cluster.
+    A result may come well after its object passed (the pipeline reuses cached verdicts and
+    yields them in batches), so objects wait in ``pending`` until their result is noted:
+    only objects that will get a result (desired keys, and orphan candidates: in a
+    namespace Git manages, without owner references), so waiting is bounded by Git's
+    objects and namespaces, not by the cluster. Drifted and orphan ones are kept. With
+    ``want=None`` (revert off) it passes the stream through and keeps nothing.
     """
 
-    def __init__(self, stream: Iterable[dict[str, Any]]) -> None:
+    def __init__(self, stream: Iterable[dict[str, Any]],
+                 want: Mapping[ResourceKey, Any] | None = None) -> None:
         self._stream = stream
-        self._last: dict[str, Any] | None = None
+        self._want = want
+        self._namespaces = frozenset(
+            k.namespace or k.name for k in (want or {})
+            if k.namespace or (k.group == "" and k.kind == "Namespace"))
+        self.pending: dict[ResourceKey, dict[str, Any]] = {}
         self.kept: dict[ResourceKey, dict[str, Any]] = {}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._want is None:
+            yield from self._stream
+            return
         for obj in self._stream:
-            self._last = obj
+            key = ResourceKey.of(obj)
+            if key in self._want or (key.namespace in self._namespaces
+                                     and not (obj.get("metadata") or {}).get("ownerReferences")):
+                self.pending[key] = obj
             yield obj
 
     def note(self, result: ObjectResult) -> None:
-        last = self._last
-        if result.status in ("drifted", "orphan") and last is not None \
-                and ResourceKey.of(last) == result.key:
-            self.kept[result.key] = last
+        obj = self.pending.pop(result.key, None)
+        if obj is not None and result.status in ("drifted", "orphan"):
+            self.kept[result.key] = obj
 
 
 def after_compare(cfg: RevertConfig, cluster: Cluster, run: Run,

@@ -108,10 +108,6 @@ def test_429_is_retried(cluster: Cluster, sandbox: Sandbox) -> None:
     assert fault.hits == 1 and cluster.retries == 1
 
 
-@pytest.mark.xfail(strict=True, reason="sandbox: apply.py prunes a dropped list item's fields "
-                   "longest path first, so the item loses its key field before the item path is "
-                   "looked up, leaving {} or {'value': ...}; kube-apiserver (structured-merge-diff "
-                   "RemoveItems) removes the item whole (reported, sandbox not changed here)")
 def test_an_applier_dropping_a_list_item_removes_it_whole(cluster: Cluster) -> None:
     def deployment(*env: str) -> dict[str, Any]:
         return {"apiVersion": "apps/v1", "kind": "Deployment",
@@ -121,7 +117,9 @@ def test_an_applier_dropping_a_list_item_removes_it_whole(cluster: Cluster) -> N
                              "containers": [{"name": "web", "image": "nginx",
                                              "env": [{"name": e, "value": "1"} for e in env]}]}}}}
 
-    for _ in range(5):  # the remnant depends on set order: try a few times
+    # (kube-apiserver removes the item whole; the sandbox left a remnant before 78fb740,
+    # depending on set order: hence a few rounds)
+    for _ in range(5):
         cluster.apply(DEPLOY, deployment("A", "FOO"), field_manager="m")
         out = cluster.apply(DEPLOY, deployment("A"), field_manager="m")
         assert out["spec"]["template"]["spec"]["containers"][0]["env"] == [

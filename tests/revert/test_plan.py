@@ -217,8 +217,9 @@ def test_transfer_moves_human_fields_into_the_tool_apply_entry() -> None:
     assert mine["operation"] == "Apply" and mine["apiVersion"] == "apps/v1"
     container = mine["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"][
         'k:{"name":"web"}']
-    # A list item the human added is owned whole, so the next apply removes all of it.
-    assert container == {"f:env": {'k:{"name":"FOO"}': {}}, "f:image": {}}
+    # The human's set as it was, so the next apply removes the item they added.
+    assert container == {"f:env": {'k:{"name":"FOO"}': {".": {}, "f:name": {}, "f:value": {}}},
+                         "f:image": {}}
     assert mine["fieldsV1"]["f:metadata"] == {"f:labels": {"f:x": {}}}
 
 
@@ -247,3 +248,24 @@ def test_no_transfer_without_human_fields_or_at_another_version() -> None:
     old = {**entry("kubectl-set", "Update", ENV_FOO), "apiVersion": "apps/v1beta2"}
     assert ownership_transfer(live_with(old), body, classify=classify,
                               field_manager="drift-auditor", now="t") is None
+
+
+def test_live_keeper_holds_objects_until_their_late_results() -> None:
+    from auditor.revert import LiveKeeper
+
+    stray = key("ConfigMap", "stray")
+    elsewhere = key("ConfigMap", "x", ns="other")
+    owned = obj(key("ConfigMap", "child"))
+    owned["metadata"]["ownerReferences"] = [{"uid": "u"}]
+    stream = [obj(WEB), obj(CM), obj(stray), obj(elsewhere), owned]
+    keeper = LiveKeeper(iter(stream), {WEB: {}, CM: {}})
+    assert list(keeper) == stream
+    # Objects outside Git's namespaces, or owned by another object, never get a result.
+    assert set(keeper.pending) == {WEB, CM, stray}
+    # Results arrive late and out of order (reused verdicts come in batches).
+    keeper.note(ObjectResult(stray, "v1", "orphan"))
+    keeper.note(drifted(WEB, ("spec.replicas", "human")))
+    keeper.note(ObjectResult(CM, "v1", "in-sync"))
+    assert set(keeper.kept) == {WEB, stray} and keeper.pending == {}
+    passthrough = LiveKeeper(iter(stream), None)
+    assert list(passthrough) == stream and passthrough.pending == {}
