@@ -261,7 +261,10 @@ def parse_path(text: str) -> tuple[Step, ...]:
                 j += 1
             inner = text[i + 1:j]
             parts = _split_outside_quotes(inner, ",")
-            if all("=" in p for p in parts):
+            if inner.startswith("="):
+                # A set item, `finalizers[="example.com/x"]`, as server-side apply writes it.
+                steps.append(Val(_token(inner[1:])))
+            elif all("=" in p for p in parts):
                 pairs = []
                 for part in parts:
                     k, _, v = part.partition("=")

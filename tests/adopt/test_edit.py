@@ -80,6 +80,10 @@ def test_parse_path_follows_the_contract() -> None:
     assert parse_path('spec.finalizers["a/b"]') == ("spec", "finalizers", "a/b")
     assert parse_path("x[3]") == ("x", Idx(3))
     assert parse_path("x[foo]") == ("x", Val("foo"))
+    # Set items as the engine renders them (server-side apply's own notation).
+    assert parse_path('metadata.finalizers[="example.com/x"]') == (
+        "metadata", "finalizers", Val("example.com/x"))
+    assert parse_path("spec.externalIPs[=\"10.0.0.1\"]") == ("spec", "externalIPs", Val("10.0.0.1"))
 
 
 def test_guess_indent_reads_the_file_style() -> None:
