@@ -8,7 +8,7 @@ CEL costs a fraction of that. Evaluating ``variables.podSpec`` in Python and han
 converted most of every workload twice more; inlined, the object is converted once.
 
 String literals are left alone. ``has(variables.x)`` cannot be inlined (``has`` takes a field
-selection); such policies keep the eager path.
+selection of the variable, not of its value); such policies keep the eager path.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def inline(expression: str, definitions: Mapping[str, str]) -> str:
                 name = m.group(1)
                 if name not in definitions:
                     raise NotInlinable(f"variables.{name} is not defined")
-                if _HAS.search("".join(out)):
+                # has(variables.x.f) inlines to has((...).f), fine; has(variables.x) tests
+                # the variable itself, which CEL cannot express once inlined.
+                if _HAS.search("".join(out)) and expression[m.end():].lstrip()[:1] == ")":
                     raise NotInlinable(f"has(variables.{name})")
                 out.append(f"({definitions[name]})")
                 i = m.end()

@@ -173,3 +173,35 @@ def test_validate_command(tmp_path: Path, registered: Any) -> None:
     shipped = runner.invoke(registered, ["policies", "validate",
                                          str(Path(__file__).parents[2] / "policies")])
     assert shipped.exit_code == 0, shipped.output
+
+
+def test_variables_that_cannot_be_inlined_are_evaluated_eagerly(tmp_path: Path) -> None:
+    extra = textwrap.indent(textwrap.dedent("""\
+        variables:
+        - name: spec
+          expression: object.spec
+        - name: replicas
+          expression: "has(variables.spec.replicas) ? variables.spec.replicas : 1"
+        """), "  ")
+    _write(tmp_path, "p.yaml", _policy("eager", extra,
+                                       validation="has(variables.spec) && variables.replicas >= 2"))
+    _write(tmp_path, "q.yaml", _policy("inlined", extra, validation="variables.replicas >= 2"))
+    engine = PolicyEngine.load(tmp_path)
+    assert engine.problems == []
+    eager = next(c for c in engine.compiled if c.policy.name == "eager")
+    inlined = next(c for c in engine.compiled if c.policy.name == "inlined")
+    assert eager.variables and not inlined.variables
+    one = deployment()
+    one["spec"]["replicas"] = 1
+    for obj, expected in ((deployment(), "pass"), (one, "fail")):
+        assert {r.policy: r.status for r in engine.evaluate(obj)} == {
+            "eager": expected, "inlined": expected}
+
+
+def test_a_failing_variable_is_an_error_result(tmp_path: Path) -> None:
+    extra = "  variables:\n  - name: x\n    expression: object.spec.nothing.here\n"
+    _write(tmp_path, "p.yaml", _policy("bad-var", extra,
+                                       validation="has(variables.x) || variables.x == 1"))
+    (result,) = PolicyEngine.load(tmp_path).evaluate(deployment())
+    assert result.status == "error"
+    assert result.messages == ("variable x: no such key: nothing",)
