@@ -19,7 +19,9 @@ Tables
                   status (pass|fail|skip|error|absent), prev_status, severity, messages,
                   exemption
   policy_runs     run_id, seq, at, score, policies, results, evaluated, reused, counts,
-                  problems
+                  problems; ``counts`` maps each policy to its pass/fail/skip/error/exempted
+                  counts plus its title, severity, category, controls, description and
+                  remediation
   policy_state    cache: the newest result per (policy, object)
   policy_cache    cache: per object ref, content hash and outcomes per policy slot
 """
@@ -111,6 +113,9 @@ class PolicyRunRecord:
     seen: Collection[str] | None = None
     skipped_kinds: Collection[str] = ()
     complete: bool = True
+    # Per policy: title, severity, category, controls, description, remediation — so outputs
+    # reading the ledger can describe policies (and list those that matched nothing).
+    catalog: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,7 +162,9 @@ def record(run: Run, rec: PolicyRunRecord) -> PolicyRunSummary:
     next_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM policy_results")
                   .fetchone()[0]) + 1
     summary = PolicyRunSummary()
-    counts: dict[str, dict[str, Any]] = {}
+    counts: dict[str, dict[str, Any]] = {
+        name: {**dict(meta), "pass": 0, "fail": 0, "skip": 0, "error": 0, "exempted": 0}
+        for name, meta in rec.catalog.items()}
     seen_pairs = set()
 
     def transition(ident: tuple[str, str, str, str, str], api_version: str, status: str,

@@ -116,7 +116,12 @@ class PolicyRun:
                 cache={ref: (e.content_hash, e.outcomes)
                        for ref, e in evaluation.changed_cache.items()},
                 seen=set(evaluation.cache), skipped_kinds=skipped_kinds,
-                complete=complete and not self.failed))
+                complete=complete and not self.failed,
+                catalog={p.name: {"title": p.title or p.name, "severity": p.severity,
+                                  "category": p.category, "controls": list(p.controls),
+                                  "description": p.description,
+                                  "remediation": p.remediation}
+                         for p in evaluation.policies}))
         return outcome
 
 

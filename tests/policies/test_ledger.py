@@ -68,6 +68,10 @@ def test_results_are_recorded_as_changes_and_reused_in_steady_state(tmp_path: Pa
         assert summary is not None
         assert summary["counts"]["disallow-privileged"]["fail"] == 1
         assert summary["counts"]["disallow-privileged"]["severity"] == "critical"
+        assert "CC6.1" in summary["counts"]["disallow-privileged"]["controls"]
+        assert summary["counts"]["disallow-privileged"]["remediation"]
+        # Policies that matched nothing are listed with zero counts.
+        assert summary["counts"]["require-ingress-tls"]["pass"] == 0
         assert [s["run_id"] for s in pr.scores(conn)] == [first_id, second_id, third_id]
         assert pr.current(conn, "fail")[0]["policy"] == "disallow-privileged"
         assert pr.verify_rows(conn) == []
