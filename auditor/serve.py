@@ -209,8 +209,9 @@ def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler
     class Handler(BaseHTTPRequestHandler):
         # Without it each small response waits ~40 ms for the client's delayed ACK.
         disable_nagle_algorithm = True
-        server_version = "drift-auditor"
-        sys_version = ""
+
+        def version_string(self) -> str:
+            return "drift-auditor"  # no Python version in the Server header
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s %s", self.address_string(), format % args)
