@@ -712,6 +712,12 @@ class Run:
             batch.plain(_UPSERT_STATE, (drift_id, oid, "open", self.started_at, None))
             if current is not None:
                 self._resolve(batch, current, "superseded", related=drift_id)
+            if key in self._reverted:
+                # Seen and put right by the tool in the same run: the record says both.
+                latest = ledger._latest.get(oid)
+                self._resolve(batch, lifecycle.OpenDrift(
+                    drift_id, oid, key, seen.fingerprint, seen.status, "open", None,
+                    seen.source_commit, latest.content_hash if latest else ""), "reverted")
         for key in sorted(self._open):
             if key in self._seen or is_skipped(key):
                 continue

@@ -335,9 +335,6 @@ def test_missing_namespace_and_its_contents_dry_run_then_recreate(
     assert set(statuses(run(shop, mode="enforce")).values()) == {"in-sync"}
 
 
-@pytest.mark.xfail(strict=True, reason="ledger: Run._apply_lifecycle opens a drift first seen "
-                   "in this run without looking at run.reverted(key); it resolves next run as "
-                   "fixed-live instead of reverted (reported to the lead)")
 def test_a_drift_first_seen_and_reverted_in_one_run_resolves_as_reverted(
         shop: dict[str, Any], kubectl: Any) -> None:
     run(shop)
