@@ -1,6 +1,8 @@
 """Evaluating policies: CEL programs compiled once, matched and run per object.
 
-This is the only module that imports the CEL library (``cel``, the cel-rust bindings).
+With :mod:`.celext` (the extension functions), this is the only place that imports the CEL
+library (``cel``, the cel-rust bindings). An engine holds one CEL context: use it from one
+thread at a time.
 
 Cost model, measured with cel 0.10: converting an object into a CEL value costs far more
 than running a program over it (≈100 µs against ≈1–5 µs), so each object is converted once
