@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -267,6 +268,19 @@ def _last_change(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     return best
 
 
+class _Clock:
+    """Wall time per phase of a run, kept in the run's counts (where did the time go?)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
 def _settle_long_lived() -> None:
     """Move what lives for the whole run (desired objects, the ledger's object index) out of
     the garbage collector's reach: with tens of thousands of dicts alive, every full
@@ -314,14 +328,17 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
     with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
                      signing_key_file=cfg.ledger.signing_key_file or None) as ledger, \
             Cluster(cfg.cluster) as cluster:
+        clock = _Clock()
         known = ledger.known_versions()
         resources = cluster.discover()
+        clock.lap("ledger_index_and_discovery")
         desired = load_desired_state(
             cfg, desired_path=desired_path, revision=revision,
             discovered={(r.group, r.kind): r.namespaced for r in resources},
             tools_dir=tools_dir, previous=_previous_commits(ledger.conn),
             parse_cache=ParseCache(cache_folder(cfg) / "manifests"))
         session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+        clock.lap("desired")
         _settle_long_lived()
         run = ledger.begin_run(cluster=cfg.cluster.name, git_commits=desired.commits,
                                audit_log=audit_log)
@@ -365,6 +382,7 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
                 results.append(result)
                 keeper.note(result)
             _note_absent_kinds(session.want, resources, session.problems)
+            clock.lap("list_and_compare")
             # --- revert (issue 9, auditor.revert): after every result, before finish ---
             reverted = revert.after_compare(cfg.revert, cluster, run, session.want, results,
                                             keeper.kept, resources, settings=settings)
@@ -377,11 +395,15 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
             outcome = AuditResult(results, problems, desired, session.stats)
             partial = bool(session.stats.skipped_kinds) or any(p.kind == "error" for p in problems)
             counters["reused_verdicts"] = cache.hits
+            clock.lap("revert")
             summary = run.finish("partial" if partial else "complete",
                                  counts={**outcome.counts, **counters,
-                                         BREAKDOWN_KEY: breakdown(results)},
+                                         BREAKDOWN_KEY: breakdown(results),
+                                         "seconds": clock.laps},
                                  skipped_kinds=outcome.skipped_kinds, problems=problems)
             cache.save()
+            clock.lap("ledger_finish")
+            log.info("run %d phases (s): %s", summary.run_id, clock.laps)
         except BaseException as exc:
             if not run.finished:
                 run.finish("failed", problems=[Problem("run", f"{type(exc).__name__}: {exc}")])
