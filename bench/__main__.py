@@ -37,24 +37,42 @@ def _ledger(tmp: str) -> dict[str, Any]:
     return bench_ledger(tmp)
 
 
+def _run(tmp: str) -> dict[str, Any]:
+    from bench.run_bench import bench_run
+    return bench_run(10_000)
+
+
+def _scale(tmp: str) -> dict[str, Any]:
+    from bench.scale_bench import bench_scale
+    return bench_scale()
+
+
 SUITES: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
     "snapshot": ("snapshot of 10,000 mixed objects from the sandbox (goal: CPU ≤ 3× orjson, "
                  "RSS < 300 MiB)", _snapshot),
     "render": ("Git: 5,000 manifests in 500 files with attribution (goal: < 5 s)", _render),
     "compare": ("compare 10,000 pairs from files, 5% drifted (goal: ≥ 5,000 pairs/s)", _compare),
     "ledger": ("ledger: 10,000 objects 5% drifted, then a 1%-change steady-state run", _ledger),
+    "run": ("`run` over 10,000 objects in the sandbox, 5% drifted, then 1% more (goal: steady "
+            "state ≤ 1.5× the snapshot)", _run),
+}
+
+# Long suites, run only when named: `make bench BENCH_ARGS=scale`.
+EXTRA: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
+    "scale": ("`run` at 10k/50k/100k objects (goal: 100k first run < 60 s, < 1 GiB)", _scale),
 }
 
 
 def main(argv: list[str]) -> int:
+    every = {**SUITES, **EXTRA}
     chosen = argv or list(SUITES)
-    unknown = [s for s in chosen if s not in SUITES]
+    unknown = [s for s in chosen if s not in every]
     if unknown:
-        print(f"unknown suite(s): {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+        print(f"unknown suite(s): {', '.join(unknown)}; choose from {', '.join(every)}")
         return 2
     results: dict[str, Any] = {}
     for name in chosen:
-        title, fn = SUITES[name]
+        title, fn = every[name]
         print(f"== {name}: {title}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
