@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from auditor import config as config_mod
@@ -54,8 +55,8 @@ data: {MODE: prod}
 apiVersion: v1
 kind: Secret
 metadata: {name: token, namespace: shop}
-stringData: {token: %s}
-""" % SECRET_PLAIN
+stringData: {token: SECRET}
+""".replace("SECRET", SECRET_PLAIN)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ reports: {{schedule-minutes: 60, remediation-sla-hours: 24}}
         run_once(cfg)
         kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:6.6.6-hotfix")
         kubectl("-n", "shop", "patch", "secret", "token", "--type=merge", "-p",
-                '{"stringData":{"token":"%s"}}' % SECRET_LIVE)
+                orjson.dumps({"stringData": {"token": SECRET_LIVE}}).decode())
         run_once(cfg)
         with Ledger.open(cfg.ledger.path) as ledger:
             ledger.ack("Secret shop/token", by="Dana Ops", reason="token rotation in progress",
