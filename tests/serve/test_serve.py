@@ -191,7 +191,8 @@ def test_binds_loopback_by_default(ledger_setup: dict[str, Any]) -> None:
     server = serve.make_server(ledger_setup["cfg"], port=0)
     try:
         assert server.server_address[0] == "127.0.0.1"
-        assert server.RequestHandlerClass.disable_nagle_algorithm is True
+        handler: Any = server.RequestHandlerClass
+        assert handler.disable_nagle_algorithm is True
     finally:
         server.server_close()
 
