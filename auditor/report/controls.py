@@ -39,7 +39,7 @@ BOUNDARY_KINDS = frozenset({"NetworkPolicy", "Ingress", "IngressClass", "Service
                             "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute"})
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod",
                             "ReplicaSet"})
-EVIDENCE_LIMIT = 25
+EVIDENCE_LIMIT = 12
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         "every expected run happened and finished.",
         mon.expected, missed, _result(mon.expected, missed),
         _links(gap_refs, "monitoring", "monitoring completeness"),
-        f"{mon.covered} of {mon.expected} scheduled runs covered; {len(mon.gaps)} gaps"))
+        f"{mon.covered} of {mon.expected} scheduled runs covered; {_n(len(mon.gaps), 'gap')}"))
     unraised = [c for c in changes if c.authorization == "unauthorized" and c.drift_id is None]
     unverified = [c for c in changes if c.authorization == "unverified"]
     refs = [_change_ref(c) for c in unraised + unverified]
@@ -135,8 +135,9 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         "naming its field manager (and user, from the audit log).",
         len(changes), len(refs), _result(len(changes), len(refs)),
         _links(refs, "changes", "change population"),
-        f"{len(unraised)} unauthorized changes not raised as drift, {len(unverified)} changes "
-        "whose authorization could not be judged (e.g. a deletion without an audit log)"))
+        f"{_n(len(unraised), 'unauthorized change')} not raised as drift, "
+        f"{_n(len(unverified), 'change')} whose authorization could not be judged (e.g. a "
+        "deletion without an audit log)"))
     integ = data.integrity
     out.append(Control(
         "DA-6", ["CC7.2", "CC7.3"], "The audit trail is complete and unaltered",
@@ -155,8 +156,8 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         f"Each drift is remediated or accepted (who, why, until when) within {sla_hours:g} h.",
         len(drifts), len(refs), _result(len(drifts), len(refs)),
         _links(refs, "drifts", "drift and remediation"),
-        f"{len(stale)} drifts open and unaccepted beyond the SLA at the period's end, "
-        f"{len(open_ended)} acceptances without an expiry"))
+        f"{_n(len(stale), 'drift')} open and unaccepted beyond the SLA at the period's end, "
+        f"{_n(len(open_ended), 'acceptance')} without an expiry"))
     breaches = [d for d in drifts if d.sla_breach]
     refs = [_drift_ref(d) for d in breaches]
     out.append(Control(
@@ -164,7 +165,7 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         f"Time open and not accepted stays within {sla_hours:g} h for every drift.",
         len(drifts), len(refs), _result(len(drifts), len(refs)),
         _links(refs, "drifts", "drift and remediation"),
-        f"{len(breaches)} SLA breaches"))
+        _n(len(breaches), "SLA breach", "SLA breaches")))
     unauthorized = [c for c in changes if c.authorization == "unauthorized"]
     unreviewed = [c for c in commits if c.pr is None or not c.approvers]
     refs = [_change_ref(c) for c in unauthorized] + [
@@ -176,6 +177,6 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         "carries a pull request and an approver (Reviewed-by / Approved-by trailer).",
         population, len(refs), _result(population, len(refs)),
         _links(refs, "changes", "change population"),
-        f"{len(unauthorized)} unauthorized changes, {len(unreviewed)} of {len(commits)} "
-        "commits without a pull request or approver"))
+        f"{_n(len(unauthorized), 'unauthorized change')}, {len(unreviewed)} of "
+        f"{_n(len(commits), 'commit')} without a pull request or approver"))
     return out
