@@ -4,6 +4,7 @@ adds sorting and filtering."""
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 
 import jinja2
@@ -13,6 +14,9 @@ from .controls import CRITERIA
 from .model import Report
 from .timeutil import human
 
+# Above this many changes the population table starts closed (see the template).
+BIG_TABLE = 3000
+MIX_COLUMNS = ("authorized", "unauthorized", "unverified")
 AUTH_CLASS = {"authorized": "pass", "unauthorized": "fail", "unverified": "warn"}
 STATE_CLASS = {"open": "fail", "accepted": "warn", "resolved": "pass"}
 
@@ -53,7 +57,19 @@ def chart_svgs(report: Report) -> dict[str, str]:
     }
 
 
+def change_mix(report: Report) -> list[tuple[str, dict[str, int]]]:
+    """Changes counted by actor category × authorization, categories in a fixed order."""
+    mix: dict[str, Counter[str]] = {}
+    for c in report.changes:
+        mix.setdefault(c.category, Counter())[c.authorization] += 1
+    order = ("human", "unknown", "controller", "gitops")
+    return [(k, dict(mix[k])) for k in sorted(mix, key=lambda k: (
+        order.index(k) if k in order else len(order), k))]
+
+
 def render_html(report: Report) -> str:
     template = environment().get_template("report.html.j2")
     return template.render(report=report, charts=chart_svgs(report), pct=pct, human=human,
-                           criteria=CRITERIA, auth_class=AUTH_CLASS, state_class=STATE_CLASS)
+                           criteria=CRITERIA, auth_class=AUTH_CLASS, state_class=STATE_CLASS,
+                           change_mix=change_mix(report), mix_columns=MIX_COLUMNS,
+                           big_table=BIG_TABLE)
