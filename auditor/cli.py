@@ -248,6 +248,11 @@ def _run_summary(outcome: Any, color: bool) -> str:
         f"changes recorded: {led.get('changes', 0)} · ledger head #{outcome.head_seq} "
         f"{outcome.head_hash[:12]}",
     ]
+    policy = outcome.counters.get("policy")
+    if policy:
+        lines.append(f"policies: compliance score {policy['score']:.1f} · {policy['failing']} "
+                     f"failing results ({policy['newly_failing']} new) · "
+                     "`drift-auditor policies check` for details")
     if audit.desired.commits:
         lines.append("git: " + ", ".join(f"{name}@{sha[:10]}"
                                          for name, sha in sorted(audit.desired.commits.items())))
@@ -308,6 +313,7 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
     if output == "json":
         doc = orjson.loads(diffout.to_json(outcome.audit.results, outcome.audit.problems))
         doc["run"] = {"id": outcome.run_id, "status": outcome.status, "ledger": outcome.ledger,
+                      "policy": outcome.counters.get("policy"),
                       "head_seq": outcome.head_seq, "head_hash": outcome.head_hash,
                       "alerts": alert_report.to_dict(), "metrics": metrics_report.to_dict()}
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2
@@ -326,8 +332,9 @@ def _register_commands() -> None:
     from auditor.adopt_cli import COMMANDS as adopt_commands
     from auditor.ledger.cli import COMMANDS as ledger_commands
     from auditor.notify_cli import COMMANDS as notify_commands
+    from auditor.policies.cli import COMMANDS as policy_commands
 
-    for command in (*ledger_commands, *notify_commands, *adopt_commands):
+    for command in (*ledger_commands, *notify_commands, *adopt_commands, *policy_commands):
         main.add_command(command)
 
 

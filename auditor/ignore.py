@@ -71,6 +71,10 @@ class IgnoreSet:
             compiled.append(_Compiled(rule, patterns))
         self._rules: tuple[_Compiled, ...] = tuple(compiled)
 
+    def __repr__(self) -> str:
+        # Stable across processes: the compare cache is stamped with it.
+        return f"IgnoreSet({tuple(c.rule for c in self._rules)!r})"
+
     def __bool__(self) -> bool:
         return bool(self._rules)
 

@@ -28,6 +28,7 @@ from auditor.config import Config, Source
 from auditor.desired import DesiredState, load_desired, load_folder
 from auditor.errors import ConfigError
 from auditor.parsecache import ParseCache
+from auditor.policies.hook import PolicyRun
 from auditor.progress import Progress
 from auditor.records import ObjectResult, Problem, ResourceKey
 from auditor.snapshot import read_snapshot
@@ -253,6 +254,7 @@ class RunOutcome:
     head_hash: str
     observed: int
     unchanged: int
+    counters: dict[str, Any] = field(default_factory=dict)
 
 
 def _last_change(obj: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -288,15 +290,11 @@ def _settle_long_lived() -> None:
     gc.freeze()
 
 
-def _compare_stamp(cfg: Config) -> str:
+def _compare_stamp(cfg: Config, settings: CompareSettings) -> str:
     """What a cached verdict depends on besides the two objects: the tool, the settings and
-    the ignore-rule files (which are not part of the config digest)."""
-    h = hashlib.sha256(f"{__version__}\0{cfg.digest()}\0".encode())
-    folder = Path(cfg.policies.directory)
-    if folder.is_dir():
-        for file in sorted(folder.rglob("*")):
-            if file.is_file() and file.suffix in (".yaml", ".yml", ".json"):
-                h.update(str(file).encode() + b"\0" + file.read_bytes())
+    the ignore rules (DriftIgnore files are not part of the config digest; compliance
+    policies in the same folder do not affect verdicts and are left out)."""
+    h = hashlib.sha256(f"{__version__}\0{cfg.digest()}\0{settings.ignore!r}".encode())
     return h.hexdigest()
 
 
@@ -340,12 +338,15 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
         session = _Session(cfg, settings, desired, _wanted(desired, cfg))
         clock.lap("desired")
         _settle_long_lived()
+        policy_run = PolicyRun.start(cfg, ledger)  # None when policies are off or absent
         run = ledger.begin_run(cluster=cfg.cluster.name, git_commits=desired.commits,
                                audit_log=audit_log)
-        counters = {"observed": 0, "unchanged": 0}
+        counters: dict[str, Any] = {"observed": 0, "unchanged": 0}
 
         def observe(live: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             for obj in live:
+                if policy_run is not None:
+                    policy_run.add(obj)
                 key = ResourceKey.of(obj)
                 rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
                 prev = known.get(key)
@@ -374,7 +375,7 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
             run.record_commits(commits)
             results: list[ObjectResult] = []
             live = _live_from_cluster(cluster, session, resources, progress)
-            cache = CompareCache(cache_folder(cfg) / "compare.json", _compare_stamp(cfg))
+            cache = CompareCache(cache_folder(cfg) / "compare.json", _compare_stamp(cfg, settings))
             keeper = revert.LiveKeeper(  # revert: live objects of drifted keys
                 observe(live), session.want if cfg.revert.mode != "off" else None)
             for result in session.compare(keeper, cache):
@@ -390,6 +391,19 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
             if cfg.revert.mode != "off":
                 counters.update(reverted.counts())
             # --- end revert ---
+            # Policy results are written before the run closes, so they share its checkpoint.
+            policy_outcome = (policy_run.finish(run, skipped_kinds=session.stats.skipped_kinds)
+                              if policy_run is not None else None)
+            if policy_outcome is not None:
+                session.problems.extend(policy_outcome.problems)
+                failing = sum(1 for r in policy_outcome.evaluation.results if r.status == "fail")
+                counters["policy"] = {
+                    "score": policy_outcome.score, "failing": failing,
+                    "newly_failing": (policy_outcome.ledger.newly_failing
+                                      if policy_outcome.ledger else 0),
+                    "evaluated": policy_outcome.evaluation.evaluated,
+                    "reused": policy_outcome.evaluation.reused}
+            clock.lap("policies")
             problems = session.all_problems()
             results.sort(key=lambda r: r.key)
             outcome = AuditResult(results, problems, desired, session.stats)
@@ -409,4 +423,4 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
                 run.finish("failed", problems=[Problem("run", f"{type(exc).__name__}: {exc}")])
             raise
     return RunOutcome(outcome, summary.run_id, summary.status, summary.counts(), summary.seq,
-                      summary.head_hash, counters["observed"], counters["unchanged"])
+                      summary.head_hash, counters["observed"], counters["unchanged"], counters)
