@@ -261,3 +261,30 @@ def test_index_answers_quickly(open_ui: UI) -> None:
 def test_environment_is_read_by_the_command_only() -> None:
     # Like the rest of the library: the command passes os.environ down, nothing else reads it.
     assert "os.environ" not in Path(serve.__file__).read_text().split("def serve_cmd")[0]
+
+
+def test_pages_follow_the_ledger_as_runs_and_acks_write_it(
+        ui: UI, ledger_setup: dict[str, Any], kubectl: Any) -> None:
+    # No caching: a page read after the CronJob's next run (or an ack) shows it.
+    assert "<td>#3</td>" not in ui.get("/", token=TOKEN).body
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:1.0.0")
+    from auditor.pipeline import run_once
+
+    run_once(ledger_setup["cfg"], desired_path=str(ledger_setup["apps"]))
+    ack = subprocess.run(
+        [sys.executable, "-m", "auditor.cli", "--config", str(ledger_setup["config_file"]),
+         "ack", "ConfigMap shop/settings", "--by", "alice@example.com",
+         "--reason", "<i>hotfix</i> approved"], capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin"})
+    assert ack.returncode == 0, ack.stderr
+    page = ui.get("/", token=TOKEN).body
+    assert "<td>#3</td>" in page
+    assert '<div class="n state-open">1</div>open drifts' in page, "web fixed live, token open"
+    assert '<div class="n state-accepted">1</div>accepted drifts' in page
+    assert "by alice@example.com" in page
+    history = ui.get("/objects/apps/Deployment/shop/web", token=TOKEN).body
+    assert '<span class="badge state-resolved">resolved</span>' in history
+    assert "drift: resolved" in history and "how fixed-live" in history
+    settings = ui.get("/objects/_/ConfigMap/shop/settings", token=TOKEN).body
+    assert "drift: accepted" in settings
+    assert "&lt;i&gt;hotfix&lt;/i&gt; approved" in settings and "<i>hotfix" not in settings
