@@ -262,6 +262,9 @@ def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler
                 self._error(503, str(exc))
             except AuditorError as exc:
                 self._error(500, str(exc))
+            except Exception:  # a bug or SQLite trouble: answer, log the details, keep serving
+                log.exception("serve: %s failed", path)
+                self._error(500, "Internal error (details in the server log).")
 
         do_HEAD = do_GET
 

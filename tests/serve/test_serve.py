@@ -288,3 +288,21 @@ def test_pages_follow_the_ledger_as_runs_and_acks_write_it(
     settings = ui.get("/objects/_/ConfigMap/shop/settings", token=TOKEN).body
     assert "drift: accepted" in settings
     assert "&lt;i&gt;hotfix&lt;/i&gt; approved" in settings and "<i>hotfix" not in settings
+
+
+def test_an_unexpected_failure_answers_500_and_the_server_keeps_serving(
+        ledger_setup: dict[str, Any], tmp_path: Path) -> None:
+    import sqlite3
+
+    # A file that passes the reader's checks (a schema version) but has no tables.
+    odd = tmp_path / "odd.db"
+    conn = sqlite3.connect(odd)
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with serving(ledger_setup["cfg"], None, ledger_path=odd) as base:
+        get = http(base)
+        page = get("/")
+        assert page.status == 500 and "Internal error" in page.body
+        assert "no such table" not in page.body, "details go to the log, not the page"
+        assert get("/healthz").status == 503
+        assert get("/reports/").status == 200, "still serving"
