@@ -22,9 +22,6 @@ import orjson
 
 from .verify import VerifyResult, verify
 
-# The policy feature owns its table (see :mod:`.policyresults`); the report reads it when
-# present and has rows, and says so when not.
-POLICY_TABLES = ("policy_results",)
 _CHUNK = 500
 
 
@@ -255,33 +252,59 @@ def contents(conn: sqlite3.Connection, version_ids: Iterable[int]) -> Iterator[t
             yield int(vid), content.encode() if isinstance(content, str) else content
 
 
-def policy_results(conn: sqlite3.Connection, start: str, end: str,
-                   ) -> tuple[list[str], list[dict[str, Any]]]:
-    """``(columns, rows)`` of the policy feature's results for the period's runs; empty when
-    that feature has no table or no rows yet. Rows are read column-agnostically because that
-    table is owned (and may still evolve) elsewhere."""
-    for table in POLICY_TABLES:
-        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                              (table,)).fetchone()
-        if not exists:
-            continue
-        columns = [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")]
-        if "run_id" in columns:
-            sql = (f"SELECT * FROM {table} WHERE run_id IN (SELECT id FROM runs "
-                   "WHERE started_at >= ? AND started_at < ?)")
-        else:
-            time_col = next((c for c in ("at", "evaluated_at", "time", "observed_at")
-                             if c in columns), None)
-            if time_col is None:
-                continue
-            sql = f"SELECT * FROM {table} WHERE {time_col} >= ? AND {time_col} < ?"
-        order = " ORDER BY id" if "id" in columns else ""
-        rows = [dict(zip(columns, r, strict=True))
-                for r in conn.execute(sql + order, (start, end))]
-        return columns, rows
-    return [], []
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)).fetchone() is not None
+
+
+def policy_runs_between(conn: sqlite3.Connection, start: str, end: str) -> list[dict[str, Any]]:
+    """The policy summary of each run that started in ``[start, end)``: ``run_id``, ``at``,
+    ``score`` and ``counts`` (per policy: pass/fail/skip/error/exempted with its catalog
+    entry). Empty when the policy feature never ran."""
+    if not _has_table(conn, "policy_runs"):
+        return []
+    out = []
+    for run_id, at, score, counts in conn.execute(
+            "SELECT p.run_id, p.at, p.score, p.counts FROM policy_runs p "
+            "JOIN runs r ON r.id = p.run_id WHERE r.started_at >= ? AND r.started_at < ? "
+            "ORDER BY r.started_at, p.run_id", (start, end)):
+        out.append({"run_id": int(run_id), "at": at, "score": score,
+                    "counts": _loads(counts, {})})
+    return out
+
+
+def policy_transitions_until(conn: sqlite3.Connection, end: str) -> list[dict[str, Any]]:
+    """Every change of a policy result recorded by a run that started before ``end``, in
+    chain order (replaying them gives each (policy, object)'s result at any moment)."""
+    if not _has_table(conn, "policy_results"):
+        return []
+    out = []
+    for (rid, run_id, started, policy, grp, kind, ns, name, status, prev, severity, messages,
+         exemption) in conn.execute(
+            "SELECT p.id, p.run_id, r.started_at, p.policy, p.grp, p.kind, p.namespace, p.name, "
+            "p.status, p.prev_status, p.severity, p.messages, p.exemption FROM policy_results p "
+            "JOIN runs r ON r.id = p.run_id WHERE r.started_at < ? ORDER BY p.seq", (end,)):
+        out.append({"id": int(rid), "run_id": int(run_id), "at": started, "policy": policy,
+                    "group": grp or "", "kind": kind, "namespace": ns or "", "name": name,
+                    "status": status, "prev_status": prev or "", "severity": severity or "",
+                    "messages": _loads(messages, []), "exemption": _loads(exemption, None)})
+    return out
 
 
 def verify_ledger(conn: sqlite3.Connection) -> VerifyResult:
-    """The ledger's own verification (hash chain, rows, checkpoints), read-only."""
-    return verify(conn)
+    """The ledger's own verification (hash chain, rows, checkpoints), read-only, plus the
+    policy rows against their events (the policy feature checks its own tables)."""
+    result = verify(conn)
+    if not _has_table(conn, "policy_results"):
+        return result
+    from .policyresults import verify_rows
+
+    extra = verify_rows(conn)
+    if not extra:
+        return result
+    problems = tuple(sorted({*result.problems, *extra}))
+    first, message = problems[0]
+    return VerifyResult(False, result.checked, first,
+                        f"ledger tampered: first broken sequence number {first}: {message}",
+                        result.head_seq, result.head_hash, result.checkpoints, result.signatures,
+                        problems)

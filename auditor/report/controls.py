@@ -13,7 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .model import ChangeItem, CommitItem, Control, DriftEpisode, Evidence, Integrity, Monitoring
+from .model import (
+    ChangeItem,
+    CommitItem,
+    Control,
+    DriftEpisode,
+    Evidence,
+    Integrity,
+    Monitoring,
+    Policies,
+)
 
 CRITERIA: dict[str, str] = {
     "CC6.1": "Logical access security over protected information assets.",
@@ -98,7 +107,8 @@ def _kind_control(cid: str, criteria: list[str], title: str, check: str, data: _
 
 
 def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitoring: Monitoring,
-          integrity: Integrity, commits: Sequence[CommitItem], sla_hours: float) -> list[Control]:
+          integrity: Integrity, commits: Sequence[CommitItem], sla_hours: float,
+          policies: Policies | None = None) -> list[Control]:
     data = _Inputs(changes, drifts, monitoring, integrity, commits, sla_hours)
     out = [
         _kind_control(
@@ -179,4 +189,18 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         _links(refs, "changes", "change population"),
         f"{_n(len(unauthorized), 'unauthorized change')}, {len(unreviewed)} of "
         f"{_n(len(commits), 'commit')} without a pull request or approver"))
+    if policies is not None and policies.evaluated_runs:
+        # Each policy names the criteria it supports; the row lists those in this matrix.
+        named = sorted({cc for row in policies.rows for cc in row.controls if cc in CRITERIA})
+        population = sum(r.passed + r.failed for r in policies.rows)
+        refs = [(f"{f.policy}: {f.object}", f.anchor) for f in policies.failing]
+        out.append(Control(
+            "DA-10", named or ["CC7.1"], "Live configuration meets the policies",
+            "Every live object in scope is evaluated against the configured policies each "
+            "run; a non-exempted failure at the period's end is an exception.",
+            population, len(refs), _result(population, len(refs)),
+            _links(refs, "policies", "policy compliance"),
+            f"{_n(len(policies.rows), 'policy', 'policies')} evaluated in "
+            f"{_n(policies.evaluated_runs, 'run')}; {policies.newly_failing} newly failing, "
+            f"{policies.fixed} fixed in the period"))
     return out

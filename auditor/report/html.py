@@ -54,6 +54,9 @@ def chart_svgs(report: Report) -> dict[str, str]:
         # Covered green, missed red: the same classes as the other bar chart's s0/s1 except
         # that the first series is recoloured through the ``runs`` class.
         "runs": runs.replace('class="chart"', 'class="chart runs"', 1),
+        "policy": charts.line("Policy score", [at[5:16].replace("T", " ")
+                                               for at, _ in report.policies.scores],
+                              [score for _, score in report.policies.scores]),
     }
 
 

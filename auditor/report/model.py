@@ -269,9 +269,45 @@ class Summary:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyRow:
+    """One policy as the period's last policy evaluation counted it."""
+
+    policy: str
+    title: str
+    severity: str
+    category: str
+    controls: list[str]
+    passed: int
+    failed: int
+    skipped: int
+    errors: int
+    exempted: int
+    remediation: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFailure:
+    """A (policy, object) failing at the period's end."""
+
+    anchor: str
+    policy: str
+    severity: str
+    object: str
+    since: str
+    messages: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Policies:
-    columns: list[str]
-    rows: list[dict[str, Any]]
+    evaluated_runs: int
+    score_end: float | None
+    score_min: float | None
+    as_of_run: int | None
+    rows: list[PolicyRow]
+    failing: list[PolicyFailure]
+    newly_failing: int
+    fixed: int
+    scores: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass

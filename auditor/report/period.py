@@ -22,7 +22,7 @@ from auditor.config import Config
 from auditor.ledger import reportquery as q
 from auditor.ledger.schema import reading
 
-from . import controls, export, fields
+from . import controls, export, fields, policies
 from .definitions import definitions
 from .episodes import object_label, replay
 from .model import (
@@ -32,7 +32,6 @@ from .model import (
     DriftEpisode,
     Header,
     Integrity,
-    Policies,
     Report,
     SourceScope,
     Summary,
@@ -260,7 +259,8 @@ def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, 
         namespaces = q.namespaces_until(conn, e)
         objects = q.object_count_until(conn, e)
         first_runs = q.first_runs(conn)
-        policy_columns, policy_rows = q.policy_results(conn, s, e)
+        policy_runs = q.policy_runs_between(conn, s, e)
+        policy_transitions = q.policy_transitions_until(conn, e)
         verified, verify_error = None, ""
         if opts.verify:
             try:
@@ -330,14 +330,15 @@ def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, 
         sla_breaches=sum(1 for ep in episodes if ep.sla_breach),
         runs_expected=monitoring.expected, runs_covered=monitoring.covered,
         gaps=len(monitoring.gaps))
+    policy_section = policies.build(policy_runs, policy_transitions, start=s)
     buckets, label = _buckets(start, end, until, runs, changes, episodes, clusters,
                               cfg.reports.schedule_minutes)
     return Report(
         header=header, summary=summary,
         controls=controls.build(changes, episodes, monitoring, integrity, commits,
-                                cfg.reports.remediation_sla_hours),
+                                cfg.reports.remediation_sla_hours, policy_section),
         monitoring=monitoring, changes=changes, drifts=episodes, acceptances=acceptances,
         commits=commits, buckets=buckets, bucket_label=label,
-        policies=Policies(policy_columns, policy_rows),
+        policies=policy_section,
         definitions=definitions(cfg.reports.schedule_minutes,
                                 cfg.reports.remediation_sla_hours))

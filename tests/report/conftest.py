@@ -25,6 +25,8 @@ from auditor.pipeline import run_once
 from auditor.sandbox import Sandbox
 from tests.conftest import kubectl_binary
 
+# The project's own policy set: runs record real policy results for the report.
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
 SECRET_PLAIN = "s3cr3t-value-never-shown"
 SECRET_LIVE = "hand-typed-s3cr3t"
 
@@ -115,7 +117,7 @@ sources:
   - {{name: shop, url: {repo}, revision: main, paths: [apps]}}
 cluster: {{name: test-cluster, kubeconfig: {kubeconfig}, retries: 1}}
 ledger: {{path: {tmp / 'ledger.db'}}}
-policies: {{directory: {tmp / 'no-policies'}}}
+policies: {{directory: {POLICIES}}}
 reports: {{schedule-minutes: 60, remediation-sla-hours: 24}}
 """)
         cfg = config_mod.load(config)

@@ -247,3 +247,34 @@ def test_changed_paths() -> None:
     assert changed_paths(old, new) == ['metadata.labels["app.kubernetes.io/name"]',
                                        "spec.containers[name=web].image"]
     assert changed_paths(None, new) == []
+
+
+def test_policy_section_from_real_policy_runs(real_ledger: RealLedger) -> None:
+    cfg = config_mod.load(real_ledger.config)
+    report = period.build(real_ledger.path, real_ledger.start, real_ledger.end, cfg)
+    pol = report.policies
+    assert pol.evaluated_runs == 3 and pol.score_end is not None
+    assert pol.as_of_run == report.monitoring.runs[-1].id
+    failing = {(f.policy, f.object) for f in pol.failing}
+    # The shop's namespace has no NetworkPolicy: a real finding of the shipped policy set.
+    assert ("require-networkpolicy", "Namespace shop") in failing
+    by_policy = {r.policy: r for r in pol.rows}
+    assert by_policy["require-networkpolicy"].failed >= 1
+    assert "CC6.6" in by_policy["require-networkpolicy"].controls
+    # The end state replayed from transitions agrees with the last run's counts.
+    for row in pol.rows:
+        assert row.failed == sum(1 for f in pol.failing if f.policy == row.policy), row.policy
+    control = {c.id: c for c in report.controls}["DA-10"]
+    assert control.exceptions == len(pol.failing) and control.result == "exceptions"
+    page = render_html(report)
+    assert "No policy results in this period." not in page
+    assert 'id="pol-0"' in page and "Namespace without NetworkPolicy" in page
+
+
+def test_no_policy_results_in_a_ledger_without_them(gap_ledger: Path) -> None:
+    report = period.build(gap_ledger, datetime(2026, 3, 1, tzinfo=UTC),
+                          datetime(2026, 3, 3, tzinfo=UTC), Config(),
+                          now=datetime(2026, 3, 10, tzinfo=UTC))
+    assert report.policies.evaluated_runs == 0 and report.policies.failing == []
+    assert "DA-10" not in {c.id for c in report.controls}
+    assert "No policy results in this period." in render_html(report)
