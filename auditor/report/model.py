@@ -8,7 +8,6 @@ Times are ledger timestamps (UTC, ``YYYY-MM-DDTHH:MM:SSZ``); durations are whole
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
