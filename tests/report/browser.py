@@ -136,6 +136,21 @@ class Browser:
         target.write_bytes(base64.b64decode(data["data"]))
         return target
 
+    def section_screenshot(self, element_id: str, target: Path, height: int = 1400) -> Path:
+        """The element's top ``height`` pixels. Sections skip rendering while off screen
+        (``content-visibility: auto``), so that is switched off for the capture."""
+        self.eval("(() => { if (document.getElementById('shot-style')) return;"
+                  " const s = document.createElement('style'); s.id = 'shot-style';"
+                  " s.textContent = 'main > section { content-visibility: visible !important; }';"
+                  " document.head.appendChild(s); })()")
+        width = int(self.eval("document.documentElement.clientWidth"))
+        top = float(self.eval(f"document.getElementById('{element_id}')"
+                              ".getBoundingClientRect().top + scrollY"))
+        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                         clip={"x": 0, "y": top, "width": width, "height": height, "scale": 1})
+        target.write_bytes(base64.b64decode(data["data"]))
+        return target
+
     def errors(self) -> list[str]:
         """Console errors/warnings, uncaught exceptions and browser log errors so far."""
         out = [f"console.{c['type']}: {c['text']}" for c in self.console
