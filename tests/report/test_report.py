@@ -278,3 +278,35 @@ def test_no_policy_results_in_a_ledger_without_them(gap_ledger: Path) -> None:
     assert report.policies.evaluated_runs == 0 and report.policies.failing == []
     assert "DA-10" not in {c.id for c in report.controls}
     assert "No policy results in this period." in render_html(report)
+
+
+def test_tampered_ledger_is_called_out(real_ledger: RealLedger, tmp_path: Path) -> None:
+    """An auditor re-performing the report on an edited ledger must see it: the header says
+    FAILED, the integrity control has an exception and the command exits 1."""
+    import shutil
+    import sqlite3
+
+    copy = tmp_path / "ledger.db"
+    shutil.copy(real_ledger.path, copy)
+    conn = sqlite3.connect(copy, isolation_level=None)
+    conn.execute("DROP TRIGGER changes_no_update")
+    # Make the out-of-band image change look like a GitOps sync.
+    conn.execute("UPDATE changes SET manager = 'argocd-controller', category = 'gitops', "
+                 "authorized = 1 WHERE manager = 'kubectl-set'")
+    conn.close()
+    cfg = config_mod.load(real_ledger.config)
+    report = period.build(copy, real_ledger.start, real_ledger.end, cfg)
+    assert report.header.integrity.ok is False
+    assert "differs from its chained event" in report.header.integrity.message
+    assert {c.id: c.result for c in report.controls}["DA-6"] == "exceptions"
+    assert "badge fail\">FAILED</span>" in render_html(report)
+    result = CliRunner().invoke(report_cmd, [
+        "--ledger", str(copy), "--from", _stamp(real_ledger.start), "--to",
+        _stamp(real_ledger.end), "-o", str(tmp_path / "r.html")], obj=Context(str(real_ledger.config)))
+    assert result.exit_code == 1 and "ledger tampered" in result.output
+    skipped = CliRunner().invoke(report_cmd, [
+        "--ledger", str(copy), "--from", _stamp(real_ledger.start), "--to",
+        _stamp(real_ledger.end), "-o", str(tmp_path / "s.html"), "--skip-verify"],
+        obj=Context(str(real_ledger.config)))
+    assert skipped.exit_code == 0
+    assert "not verified (--skip-verify)" in (tmp_path / "s.html").read_text()
