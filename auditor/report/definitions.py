@@ -81,6 +81,15 @@ def definitions(schedule_minutes: int, sla_hours: float) -> list[tuple[str, str]
          "Pass: population not empty and no exception. Exceptions: each exception is a row of "
          "the report (change, drift occurrence, gap, commit) linked from the matrix. Not "
          "tested: empty population."),
+        ("Policy compliance",
+         "Each run evaluates the configured policies on every live object in scope and records "
+         "in the ledger the results that changed plus a per-run summary. Policy score (computed "
+         "by the run): Σ severity weight of passing results ÷ Σ severity weight of all results "
+         "except skipped ones, × 100, with weights critical 10, high 5, medium 2, low 1 (no "
+         "result: 100). Counts per policy are those of the last evaluating run of the period; "
+         "failures at the period's end are replayed from the recorded result changes, and "
+         "exempted results are not failures. Newly failing / fixed count result changes in the "
+         "period."),
         ("Ledger integrity",
          "`drift-auditor verify` recomputes every event hash of the chain, compares each "
          "chained row with its event, and checks every checkpoint against the chain. The "
