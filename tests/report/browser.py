@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -65,6 +66,8 @@ class Browser:
             line = self.proc.stderr.readline()
             match = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
             if match:
+                # Keep draining: a full stderr pipe would block the browser mid-test.
+                threading.Thread(target=self.proc.stderr.read, daemon=True).start()
                 return int(match.group(1))
             if not line and self.proc.poll() is not None:
                 break
