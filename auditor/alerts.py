@@ -24,11 +24,35 @@ Each pass (after every ``run``, or ``drift-auditor alerts send``) does two thing
    fails stays queued for the next pass. Nothing is lost and nothing is posted twice: a
    message is marked delivered right after Slack accepts it, under a short lease.
 
+Step 1 also decides **per-run news** (queued in the same transaction, once per run:
+``alert_runs`` in the outbox marks each run done, so ``alerts send`` again posts nothing):
+
+   * *policy* — compliance results that started failing in the run at ``critical`` or
+     ``high`` severity, grouped by policy (title, severity, object, message, remediation),
+     one message per destination; a result failing on and on is a transition only once;
+   * *revert-failed* — the run's failed revert attempts with the API's error (a 403 names
+     the missing RBAC verb and resource);
+   * *revert-capped* — the run planned more reverts than ``revert.max_objects``: how many,
+     the cap, and that nothing was reverted;
+   * *revert-dry-run* — what ``revert.mode: dry-run`` would have reverted (the revert
+     module records the same would-be revert once, so it is not repeated every run);
+   * *reverted* — reverts of drifts that no message announced (opened and reverted in one
+     run, or suppressed in quiet mode); an announced drift gets its follow-up instead,
+     "reverted by drift-auditor".
+
+The first pass that sees runs starts from the newest (``news_from_run``), so switching
+alerts on for an old ledger replays no history.
+
 Routing: a drift goes to every route whose ``namespaces`` (shell patterns; empty: any) and
 ``severities`` (empty: any) match it; to ``slack.channel`` (or the webhook) when none does.
+Policy results route by their namespace (a Namespace object by its own name) with
+``critical`` counted as ``high``; revert news
+by the object's namespace and the severity of the drift it reverts; a capped run as ``high``
+to the destinations of every namespace it planned to touch.
 Quiet mode posts nothing and queues nothing: drifts opened meanwhile are marked
 *suppressed*, so lifting quiet mode does not flood the channel with stale news (they are
-announced again only if they resolve and come back); messages queued before stay queued.
+announced again only if they resolve and come back), and runs' news is marked done unsent;
+messages queued before stay queued.
 
 Transports: a bot token (``slack.token-env`` names the environment variable) posts to
 channels and threads; otherwise an incoming webhook (``slack.webhook-url-env``, or per
@@ -110,19 +134,22 @@ def transport_of(cfg: SlackConfig) -> str:
 
 def targets(drift: Mapping[str, Any], cfg: SlackConfig) -> list[Target]:
     """The destinations of one drift under the routes (see the module docstring)."""
+    return route(str(drift.get("namespace") or ""), slack.severity(drift), cfg)
+
+
+def route(namespace: str, sev: str, cfg: SlackConfig) -> list[Target]:
+    """The destinations of news about ``namespace`` at drift severity ``sev``."""
     mode = transport_of(cfg)
-    sev = slack.severity(drift)
     found: list[Target] = []
-    for route in cfg.routes:
-        if route.namespaces and not any(fnmatch.fnmatchcase(str(drift.get("namespace") or ""), p)
-                                        for p in route.namespaces):
+    for r in cfg.routes:
+        if r.namespaces and not any(fnmatch.fnmatchcase(namespace, p) for p in r.namespaces):
             continue
-        if route.severities and sev not in route.severities:
+        if r.severities and sev not in r.severities:
             continue
-        if mode == "bot" and (route.channel or not route.webhook_url_env):
-            target = Target(channel=route.channel or cfg.channel)
+        if mode == "bot" and (r.channel or not r.webhook_url_env):
+            target = Target(channel=r.channel or cfg.channel)
         else:
-            target = Target(webhook_env=route.webhook_url_env or cfg.webhook_url_env)
+            target = Target(webhook_env=r.webhook_url_env or cfg.webhook_url_env)
         if target not in found:
             found.append(target)
     return found or [default_target(cfg)]
@@ -139,6 +166,8 @@ class Plan:
     marks: list[DriftMark] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
     suppressed: int = 0
+    # Runs whose per-run news this plan decides: run id → (messages queued, quiet).
+    news_runs: dict[int, tuple[int, bool]] = field(default_factory=dict)
 
 
 def _by_target(drifts: Sequence[dict[str, Any]], cfg: SlackConfig
@@ -155,19 +184,130 @@ def _new(kind: str, payload: dict[str, Any], target: Target, **kw: Any) -> NewMe
                       webhook_env=target.webhook_env, **kw)
 
 
-def plan(box: Outbox, cfg: Config, *, now: datetime) -> Plan:
+def plan(box: Outbox, cfg: Config, *, now: datetime, run_id: int | None = None) -> Plan:
     """Decide what to queue now (pure over the outbox's reads; writes nothing)."""
     sc = cfg.slack
     cluster = box.cluster() or cfg.cluster.name
     out = Plan()
     if box.meta("initialized") is None:
         _plan_first(box, cfg, out, cluster, now)
-        return out
-    _plan_new(box, sc, out, cluster, now)
-    _plan_follow_ups(box, sc, out, cluster, now)
-    if sc.reminder_hours > 0 and not sc.quiet:
-        _plan_reminders(box, sc, out, cluster, now)
+    else:
+        _plan_new(box, sc, out, cluster, now)
+        _plan_follow_ups(box, sc, out, cluster, now)
+        if sc.reminder_hours > 0 and not sc.quiet:
+            _plan_reminders(box, sc, out, cluster, now)
+    _plan_run_news(box, sc, out, cluster, run_id)
     return out
+
+
+# ------------------------------------------------------------ per-run news
+
+POLICY_SEVERITIES = ("critical", "high")
+
+
+def _news_floor(box: Outbox, out: Plan, run_id: int | None) -> int | None:
+    """The first run whose news is considered: set once, at the first pass that sees a run,
+    so switching alerts on for an old ledger does not replay its whole history."""
+    stored = box.meta("news_from_run")
+    if stored is not None:
+        return int(stored)
+    floor = run_id if run_id is not None else box.last_finished_run()
+    if floor is not None:
+        out.meta["news_from_run"] = str(floor)
+    return floor
+
+
+def _plan_run_news(box: Outbox, sc: SlackConfig, out: Plan, cluster: str,
+                   run_id: int | None) -> None:
+    """Per finished run not yet covered (see ``alert_runs``): newly failing critical/high
+    policy results, failed reverts, a capped revert, dry-run would-be reverts, and reverts
+    of drifts no message announced. Each kind is one message per run and destination; the
+    run is marked in the same transaction as the messages, so a second pass over the same
+    run (``alerts send`` again) queues nothing. In quiet mode the runs are marked and
+    nothing is queued, as drifts are suppressed: lifting quiet mode replays no stale news.
+    """
+    floor = _news_floor(box, out, run_id)
+    if floor is None:
+        return
+    for rid in box.runs_without_news(floor):
+        before = len(out.messages)
+        news = _run_news(box, sc, cluster, rid)
+        if sc.quiet:
+            out.suppressed += news.items
+            out.news_runs[rid] = (0, True)
+            continue
+        out.messages.extend(news.messages)
+        out.news_runs[rid] = (len(out.messages) - before, False)
+
+
+@dataclass
+class _News:
+    messages: list[NewMessage] = field(default_factory=list)
+    items: int = 0
+
+
+def _revert_targets(row: Mapping[str, Any], sc: SlackConfig) -> list[Target]:
+    return route(_namespace_of(row), slack.severity(slack.as_drift(row)), sc)
+
+
+def _grouped(rows: Sequence[dict[str, Any]], where: Callable[[dict[str, Any]], list[Target]]
+             ) -> dict[Target, list[dict[str, Any]]]:
+    out: dict[Target, list[dict[str, Any]]] = {}
+    for row in rows:
+        for target in where(row):
+            out.setdefault(target, []).append(row)
+    return dict(sorted(out.items()))
+
+
+def _namespace_of(row: Mapping[str, Any]) -> str:
+    """The namespace a ledger row's news is about; a Namespace object is about itself (a
+    route for ``shop`` wants "namespace shop has no NetworkPolicy")."""
+    if row.get("kind") == "Namespace" and not (row.get("grp") or row.get("group")):
+        return str(row.get("name") or "")
+    return str(row.get("namespace") or "")
+
+
+def _cap_namespace(key: str) -> str:
+    """The namespace in a ``revert_capped`` event's key text (``Kind.group ns/name``)."""
+    kind, _, last = key.rpartition(" ")
+    if "/" in last:
+        return last.split("/", 1)[0]
+    return last if kind == "Namespace" else ""
+
+
+def _run_news(box: Outbox, sc: SlackConfig, cluster: str, rid: int) -> _News:
+    news = _News()
+    failing = box.policy_failures(rid, POLICY_SEVERITIES)
+    news.items += len(failing)
+    for target, rows in _grouped(failing, lambda r: route(
+            _namespace_of(r), slack.policy_severity(str(r.get("severity"))), sc)).items():
+        news.messages.append(_new("policy", slack.policy_message(
+            rows, cluster=cluster, run_id=rid), target))
+    attempts = box.revert_rows(rid)
+    failed = [r for r in attempts if r["result"] == "failed"]
+    dry = [r for r in attempts if r["result"] == "dry-run"]
+    # A revert whose drift was announced is told by that drift's follow-up (the original
+    # message updated, "reverted by drift-auditor" in its thread); only the others here.
+    unannounced = [r for r in attempts if r["result"] == "reverted" and not r["followed_up"]]
+    news.items += len(failed) + len(dry) + len(unannounced)
+    for target, rows in _grouped(failed, lambda r: _revert_targets(r, sc)).items():
+        news.messages.append(_new("revert-failed", slack.revert_failed_message(
+            rows, cluster=cluster, run_id=rid), target))
+    for event in box.revert_caps(rid):
+        news.items += 1
+        found: list[Target] = []
+        # A refused mass revert is high-severity news wherever its objects live.
+        for ns in sorted({_cap_namespace(str(k)) for k in event.get("keys") or ()}) or [""]:
+            found.extend(t for t in route(ns, "high", sc) if t not in found)
+        for target in sorted(found):
+            news.messages.append(_new("revert-capped", slack.revert_capped_message(
+                event, cluster=cluster, run_id=rid), target))
+    for kind, result, rows in (("revert-dry-run", "dry-run", dry),
+                               ("reverted", "reverted", unannounced)):
+        for target, group in _grouped(rows, lambda r: _revert_targets(r, sc)).items():
+            news.messages.append(_new(kind, slack.revert_list_message(
+                group, cluster=cluster, run_id=rid, result=result), target))
+    return news
 
 
 def _plan_first(box: Outbox, cfg: Config, out: Plan, cluster: str, now: datetime) -> None:
@@ -428,7 +568,7 @@ def send(cfg: Config, ledger_path: str | Path, *, env: Mapping[str, str],
     with Outbox.open(ledger_path) as box:
         if dry_run:
             report.first_run = box.meta("initialized") is None
-            decided = plan(box, cfg, now=moment)
+            decided = plan(box, cfg, now=moment, run_id=run_id)
             report.suppressed = decided.suppressed
             for msg in box.pending():
                 report.previews.append(f"[pending #{msg.id} {msg.action} {msg.kind} → "
@@ -443,10 +583,10 @@ def send(cfg: Config, ledger_path: str | Path, *, env: Mapping[str, str],
             return report
         with box.locked():
             report.first_run = box.meta("initialized") is None
-            decided = plan(box, cfg, now=moment)
+            decided = plan(box, cfg, now=moment, run_id=run_id)
             report.suppressed = decided.suppressed
             box.enqueue(decided.messages, decided.marks, at=times.stamp(moment), run_id=run_id,
-                        meta=decided.meta)
+                        meta=decided.meta, news_runs=decided.news_runs)
         report.queued = len(decided.messages)
         if not cfg.slack.quiet:
             deliver(box, cfg.slack, env, report, _budget(cfg.slack, sleep))

@@ -319,12 +319,211 @@ def follow_up_message(drift: Mapping[str, Any], *, cluster: str,
         how = drift.get("resolved_how") or "resolved"
         extra = (f" by drift {drift['superseded_by']}"
                  if how == "superseded" and drift.get("superseded_by") else "")
-        line = (f"{_ICONS['resolved']} *Resolved* ({_esc(how)}{extra}): *{obj}* "
-                f"(drift {drift['id']}){' after ' + took if took else ''} · {_when(since)}")
-        text = f"Resolved ({how}): {drift['object']} (drift {drift['id']})"
+        if how == "reverted":
+            # Say who changed the cluster: the tool itself, not a person fixing it live.
+            line = (f"{_ICONS['resolved']} *Resolved (reverted by drift-auditor)*: *{obj}* "
+                    f"(drift {drift['id']}) — Git's state was re-applied"
+                    f"{' after ' + took if took else ''} · {_when(since)}")
+            text = (f"Resolved (reverted by drift-auditor): {drift['object']} "
+                    f"(drift {drift['id']})")
+        else:
+            line = (f"{_ICONS['resolved']} *Resolved* ({_esc(how)}{extra}): *{obj}* "
+                    f"(drift {drift['id']}){' after ' + took if took else ''} · {_when(since)}")
+            text = f"Resolved ({how}): {drift['object']} (drift {drift['id']})"
     return {"text": f"{text} · cluster {cluster}",
             "attachments": [{"color": COLOURS["accepted" if state == "accepted" else "resolved"],
                              "blocks": [_section(line)]}]}
+
+
+# ------------------------------------------------ compliance policies and auto-revert
+
+POLICY_COLOURS = {"critical": "#7A271A", "high": "#D92D20"}
+_POLICY_ICONS = {"critical": ":rotating_light:", "high": ":red_circle:"}
+REVERT_COLOURS = {"failed": "#D92D20", "capped": "#F79009", "dry-run": "#2E90FA",
+                  "reverted": "#12B76A"}
+MAX_POLICIES = 15       # policy sections in one message (Slack allows 50 blocks)
+MAX_OBJECTS = 10        # objects listed under one policy / one revert message
+_QUOTED = re.compile(r"(\"[^\"]*\"|'[^']*')")
+
+
+def _object_name(row: Mapping[str, Any]) -> str:
+    """``Kind.group ns/name`` of a ledger row (policy result or revert attempt)."""
+    grp = row.get("grp", row.get("group")) or ""
+    gk = f"{row['kind']}.{grp}" if grp else str(row["kind"])
+    ns = row.get("namespace") or ""
+    return f"{gk} {ns + '/' if ns else ''}{row['name']}"
+
+
+def as_drift(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A revert row seen as the drift it reverts, for :func:`severity` and
+    :func:`shown_value` (both decide from kind, group, status and items)."""
+    status = ("orphan" if row.get("action") == "delete"
+              else "drifted" if row.get("items") else "missing")
+    return {"kind": row.get("kind"), "api_group": row.get("group", row.get("grp")) or "",
+            "namespace": row.get("namespace") or "", "status": status,
+            "items": list(row.get("items") or []), "category": "unknown"}
+
+
+def policy_severity(sev: str) -> str:
+    """A policy severity on the drift scale that routes use (``critical`` counts as
+    ``high``: a route taking high-severity news wants critical findings too)."""
+    return "high" if sev in ("critical", "high") else "medium" if sev == "medium" else "low"
+
+
+def policy_message(results: Sequence[Mapping[str, Any]], *, cluster: str,
+                   run_id: int) -> dict[str, Any]:
+    """Critical/high policy results that started failing in one run, grouped by policy:
+    title, severity, each object with the policy's message, the remediation once.
+
+    Messages are the policy's own text; the shipped policies name env variables and paths,
+    never values, and nothing here adds a value from the object.
+    """
+    by_policy: dict[str, list[Mapping[str, Any]]] = {}
+    for r in results:
+        by_policy.setdefault(str(r["policy"]), []).append(r)
+    order = sorted(by_policy.items(), key=lambda kv: (
+        0 if kv[1][0].get("severity") == "critical" else 1, kv[0]))
+    crit = sum(1 for r in results if r.get("severity") == "critical")
+    tone = "critical" if crit else "high"
+    n = len(results)
+    title = f"{n} compliance check{'s' * (n != 1)} started failing"
+    counts = ", ".join(bit for bit in (f"{crit} critical" if crit else "",
+                                       f"{n - crit} high" if n - crit else "") if bit)
+    blocks: list[dict[str, Any]] = [_section(
+        f"{_POLICY_ICONS[tone]} *{_esc(title)}* · cluster `{_esc(cluster)}` · run {run_id}"
+        f"\n{counts}; results failing since an earlier run are not repeated")]
+    for policy, rows in order[:MAX_POLICIES]:
+        first = rows[0]
+        sev = str(first.get("severity") or "high")
+        icon = _POLICY_ICONS.get(sev, _POLICY_ICONS["high"])
+        lines = [f"{icon} *{_esc(first.get('title') or policy)}* · {_esc(sev)} · "
+                 f"`{_esc(policy)}`"]
+        for r in rows[:MAX_OBJECTS]:
+            msgs = [str(m) for m in (r.get("messages") or [])] or ["failed"]
+            lines.append(f"• *{_esc(_object_name(r))}*: "
+                         + _esc(_short("; ".join(msgs), 300)).replace("`", "'"))
+        if len(rows) > MAX_OBJECTS:
+            lines.append(f"… and {len(rows) - MAX_OBJECTS} more objects")
+        blocks.append(_section("\n".join(lines)))
+        if first.get("remediation"):
+            blocks.append(_context("Fix: " + _esc(_short(str(first["remediation"]), 600))))
+    if len(order) > MAX_POLICIES:
+        blocks.append(_context(f"… and {len(order) - MAX_POLICIES} more policies"))
+    blocks.append(_context("All results: `drift-auditor policies results --status fail`"))
+    text = f"{title} · cluster {cluster} ({counts})"
+    return {"text": text, "attachments": [{"color": POLICY_COLOURS[tone], "blocks": blocks}]}
+
+
+def _revert_items(row: Mapping[str, Any], limit: int = 3) -> str:
+    """The drifted paths a revert puts back, values as :func:`shown_value` shows them."""
+    drift = as_drift(row)
+    items = list(row.get("items") or [])
+    out = []
+    for i in items[:limit]:
+        path = str(i.get("path", ""))
+        out.append(f"`{_esc(path)}` live `{shown_value(drift, path, i.get('live'))}` → Git "
+                   f"`{shown_value(drift, path, i.get('desired'))}`")
+    if len(items) > limit:
+        out.append(f"… and {len(items) - limit} more paths")
+    return "\n".join(out)
+
+
+def safe_error(row: Mapping[str, Any]) -> str:
+    """A revert's error for Slack. On a Secret, quoted text in the API server's answer could
+    echo a value (validation errors quote the invalid value), so it is cut out."""
+    error = str(row.get("error") or "unknown error")
+    if _is_secret(as_drift(row)):
+        error = _QUOTED.sub("(value hidden)", error)
+    return _short(error, 600)
+
+
+def revert_failed_message(rows: Sequence[Mapping[str, Any]], *, cluster: str,
+                          run_id: int) -> dict[str, Any]:
+    """Revert attempts that failed in one run, each with the API's error (for a 403 it
+    names the missing RBAC verb and resource). The drift stays open; the next attempt
+    waits for the failure backoff."""
+    n = len(rows)
+    title = (f"Revert failed: {_object_name(rows[0])}" if n == 1
+             else f"{n} reverts failed")
+    # In dry-run mode a failure is the server dry-run refusing: the real revert would fail.
+    lead = ("the server dry-run of the revert was refused: in enforce mode it would fail"
+            if all(r.get("mode") == "dry-run" for r in rows)
+            else "drift-auditor could not put Git's state back; the drift stays open")
+    blocks: list[dict[str, Any]] = [_section(
+        f":x: *{_esc(title)}* · cluster `{_esc(cluster)}` · run {run_id}\n{lead}")]
+    for r in rows[:MAX_OBJECTS]:
+        forbidden = "forbidden" in str(r.get("error") or "").lower()
+        line = (f"*{_esc(_object_name(r))}* ({_esc(r.get('action') or 'apply')}, "
+                f"{_esc(r.get('mode') or 'enforce')})\nerror: {_esc(safe_error(r))}")
+        if forbidden:
+            line += ("\n_grant drift-auditor's service account that permission, or narrow "
+                     "the revert scope_")
+        items = _revert_items(r)
+        if items:
+            line += "\n" + items
+        blocks.append(_section(line))
+    if n > MAX_OBJECTS:
+        blocks.append(_context(f"… and {n - MAX_OBJECTS} more: `drift-auditor history "
+                               f"--type revert`"))
+    blocks.append(_context("Retried after revert.failure_backoff_minutes (doubling per failure "
+                           "in a row); opt an object out with the annotation "
+                           "`drift-auditor.io/revert: \"false\"`"))
+    text = f"{title} · cluster {cluster}"
+    if n == 1:
+        text += f": {_short(safe_error(rows[0]), 200)}"
+    return {"text": text, "attachments": [{"color": REVERT_COLOURS["failed"], "blocks": blocks}]}
+
+
+def revert_capped_message(event: Mapping[str, Any], *, cluster: str,
+                          run_id: int) -> dict[str, Any]:
+    """A run that planned more reverts than ``revert.max_objects``: nothing was reverted."""
+    planned, cap = int(event.get("planned") or 0), int(event.get("cap") or 0)
+    mode = str(event.get("mode") or "enforce")
+    keys = [str(k) for k in event.get("keys") or ()]
+    title = f"Revert capped: {planned} objects would have been reverted, the cap is {cap}"
+    listing = "\n".join(f"• {_esc(k)}" for k in keys[:MAX_OBJECTS])
+    if len(keys) > MAX_OBJECTS:
+        listing += f"\n… and {len(keys) - MAX_OBJECTS} more"
+    blocks = [_section(f":warning: *{_esc(title)}* · cluster `{_esc(cluster)}` · run {run_id}"
+                       f"\n*Nothing was reverted* (mode {_esc(mode)}): a mass revert is more "
+                       "likely a wrong Git revision than a bad night"),
+              _section(listing or "(no objects listed)"),
+              _context("Check the Git revision, then raise `revert.max_objects` or revert "
+                       "by hand")]
+    return {"text": f"{title}; nothing was reverted · cluster {cluster}",
+            "attachments": [{"color": REVERT_COLOURS["capped"], "blocks": blocks}]}
+
+
+def revert_list_message(rows: Sequence[Mapping[str, Any]], *, cluster: str, run_id: int,
+                        result: str) -> dict[str, Any]:
+    """One run's would-be reverts (``result='dry-run'``: nothing changed) or its reverts of
+    drifts never announced (``'reverted'``: opened and put back in the same run)."""
+    n = len(rows)
+    objs = f"{n} object{'s' * (n != 1)}"
+    if result == "dry-run":
+        title = f"Dry-run: drift-auditor would revert {objs}"
+        lead = (":mag: *{}* · cluster `{}` · run {}\nNothing was changed (`revert.mode: "
+                "dry-run`); each was checked by a server dry-run")
+        foot = "Set `revert.mode: enforce` to carry them out; the same would-be revert is "                "not repeated next run"
+    else:
+        title = f"Reverted by drift-auditor: {objs}"
+        lead = (":leftwards_arrow_with_hook: *{}* · cluster `{}` · run {}\nGit's state was "
+                "re-applied (server-side apply, field manager drift-auditor)")
+        foot = "Details: `drift-auditor history --type revert`"
+    blocks: list[dict[str, Any]] = [_section(lead.format(_esc(title), _esc(cluster), run_id))]
+    for r in rows[:MAX_OBJECTS]:
+        line = f"*{_esc(_object_name(r))}* ({_esc(r.get('action') or 'apply')})"
+        if r.get("reason"):
+            line += f": {_esc(_short(str(r['reason']), 200))}"
+        items = _revert_items(r)
+        if items:
+            line += "\n" + items
+        blocks.append(_section(line))
+    if n > MAX_OBJECTS:
+        blocks.append(_context(f"… and {n - MAX_OBJECTS} more"))
+    blocks.append(_context(foot))
+    return {"text": f"{title} · cluster {cluster}",
+            "attachments": [{"color": REVERT_COLOURS[result], "blocks": blocks}]}
 
 
 def reminder_message(drift: Mapping[str, Any], *, cluster: str, now: datetime) -> dict[str, Any]:

@@ -9,7 +9,13 @@ Tables
   alert_drifts   per drift (object + fingerprint): the state it was last announced in
                  (open/resolved/accepted/suppressed), the message that announced it (for
                  threading) and when it was last announced or reminded
-  alert_meta     small key/value facts (``initialized``: the first summary was queued)
+  alert_meta     small key/value facts (``initialized``: the first summary was queued;
+                 ``news_from_run``: the first run whose per-run news was considered)
+  alert_runs     per run: its per-run news (newly failing policy results, failed, capped
+                 and dry-run reverts, reverts of drifts never announced) was decided and
+                 queued (or suppressed in quiet mode), so a second pass over the same run
+                 posts nothing; added after step 2, so :func:`ensure` creates it on ledgers
+                 made before
 
 These tables are *not* part of the hash chain. Delivery state is mutable by nature (a row
 goes pending → delivered, attempts grow), while the chain is append-only; and nothing here is
@@ -25,7 +31,7 @@ outside any transaction (the network must never hold the SQLite write lock).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +42,7 @@ import sqlite_utils
 
 from auditor.errors import LedgerError
 
-from . import schema
+from . import policyresults, reverts, schema
 
 ACTIONS = ("post", "reply", "update")
 NOTIFIED_STATES = ("open", "resolved", "accepted", "suppressed")
@@ -59,13 +65,15 @@ def migrate(db: sqlite_utils.Database) -> None:
         "notified_at": str, "reminded_at": str}, pk="drift_id", if_not_exists=True)
     db.table("alert_drifts").create_index(["notified_state"], if_not_exists=True)
     db.table("alert_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    db.table("alert_runs").create({"run_id": int, "queued_at": str, "messages": int,
+                                   "quiet": int}, pk="run_id", if_not_exists=True)
 
 
 def ensure(conn: sqlite3.Connection) -> None:
     """Create the tables if this ledger predates them (one short write transaction)."""
     have = {r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'alert_%'")}
-    if {"alert_outbox", "alert_drifts", "alert_meta"} <= have:
+    if {"alert_outbox", "alert_drifts", "alert_meta", "alert_runs"} <= have:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -276,6 +284,63 @@ class Outbox:
             "AND EXISTS (SELECT 1 FROM json_each(alert_outbox.drift_ids) WHERE value = ?) "
             "ORDER BY id", (since, drift_id))]
 
+    # ------------------------------------------------------------ per-run news
+
+    def last_finished_run(self) -> int | None:
+        row = self.conn.execute("SELECT max(id) FROM runs WHERE status != 'running'").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def runs_without_news(self, floor: int) -> list[int]:
+        """Finished runs from ``floor`` on whose per-run news is not queued yet, oldest first.
+        A run still running is left for a later pass (its revert rows are committed as they
+        happen, its policy results only at its end)."""
+        return [int(r[0]) for r in self.conn.execute(
+            "SELECT id FROM runs WHERE status != 'running' AND id >= ? "
+            "AND id NOT IN (SELECT run_id FROM alert_runs) ORDER BY id", (floor,))]
+
+    def news_done(self, run_id: int) -> bool:
+        return self.conn.execute("SELECT 1 FROM alert_runs WHERE run_id = ?",
+                                 (run_id,)).fetchone() is not None
+
+    def policy_failures(self, run_id: int, severities: Sequence[str]) -> list[dict[str, Any]]:
+        """Results that started failing in ``run_id`` at ``severities``, each with its policy's
+        title, category, controls and remediation from the run's catalog."""
+        rows = policyresults.newly_failing(self.conn, run_id, severities)
+        if not rows:
+            return []
+        summary = policyresults.run_summary(self.conn, run_id) or {}
+        catalog = summary.get("counts") or {}
+        for row in rows:
+            meta = catalog.get(row["policy"]) or {}
+            row["title"] = str(meta.get("title") or row["policy"])
+            row["category"] = str(meta.get("category") or "")
+            row["controls"] = list(meta.get("controls") or [])
+            row["remediation"] = str(meta.get("remediation") or "")
+        return rows
+
+    def revert_rows(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's revert attempts; a ``reverted`` row gets ``followed_up`` when its drift
+        was announced as open, so the drift's own follow-up (thread reply, updated message)
+        already tells the channel — the others (a drift opened and reverted in one run,
+        one suppressed in quiet mode) are news of their own."""
+        rows = reverts.history(self.conn, run_id=run_id)
+        for row in rows:
+            row["followed_up"] = row["result"] == "reverted" and self.conn.execute(
+                "SELECT 1 FROM drift_events e JOIN drifts d ON d.id = e.drift_id "
+                "JOIN objects o ON o.id = d.object_id "
+                "JOIN alert_drifts a ON a.drift_id = d.id AND a.notified_state = 'open' "
+                "WHERE e.run_id = ? AND e.event = 'resolved' AND e.how = 'reverted' "
+                "AND o.grp = ? AND o.kind = ? AND o.namespace = ? AND o.name = ? LIMIT 1",
+                (run_id, row["group"], row["kind"], row["namespace"], row["name"])
+            ).fetchone() is not None
+        return rows
+
+    def revert_caps(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's ``revert_capped`` events (mode, cap, planned, keys)."""
+        return [orjson.loads(p) for (p,) in self.conn.execute(
+            "SELECT payload FROM events WHERE type = 'revert_capped' AND run_id = ? "
+            "ORDER BY seq", (run_id,))]
+
     def open_drifts(self) -> list[dict[str, Any]]:
         return [d for d, _ in self._drifts("s.state = 'open'")]
 
@@ -288,8 +353,11 @@ class Outbox:
 
     def enqueue(self, messages: Sequence[NewMessage], marks: Sequence[DriftMark] = (), *,
                 at: str, run_id: int | None = None,
-                meta: dict[str, str] | None = None) -> list[int]:
-        """Queue ``messages`` and record ``marks`` in one transaction; returns the ids."""
+                meta: dict[str, str] | None = None,
+                news_runs: Mapping[int, tuple[int, bool]] | None = None) -> list[int]:
+        """Queue ``messages`` and record ``marks`` in one transaction; returns the ids.
+        ``news_runs`` (run id → (messages queued, quiet)) marks runs whose per-run news is
+        decided, in the same transaction, so that news is queued exactly once."""
         ids: list[int] = []
         refs: dict[str, int] = {}
         with self._write() as conn:
@@ -324,6 +392,10 @@ class Outbox:
                     "reminded_at = CASE WHEN excluded.notified_state = 'open' THEN NULL "
                     "ELSE alert_drifts.reminded_at END",
                     (mark.drift_id, mark.fingerprint, mark.state, message_id, at))
+            for news_run, (count, quiet) in (news_runs or {}).items():
+                conn.execute("INSERT INTO alert_runs (run_id, queued_at, messages, quiet) "
+                             "VALUES (?, ?, ?, ?) ON CONFLICT(run_id) DO NOTHING",
+                             (news_run, at, count, int(quiet)))
             for key, value in (meta or {}).items():
                 conn.execute("INSERT INTO alert_meta (key, value) VALUES (?, ?) ON CONFLICT(key)"
                              " DO UPDATE SET value = excluded.value", (key, value))
