@@ -7,6 +7,8 @@
 
 Modules: :mod:`.period` (the model from the ledger), :mod:`.episodes` (drift lifecycles
 replayed), :mod:`.monitoring` (expected vs actual runs), :mod:`.controls` (the SOC 2
-mapping), :mod:`.fields` (what a change touched), :mod:`.charts` (inline SVG),
-:mod:`.html` / :mod:`.export` (rendering), :mod:`.cli` (the ``report`` command).
+mapping), :mod:`.policies` (policy compliance from the policy tables),
+:mod:`.fields` (what a change touched), :mod:`.charts` (inline SVG),
+:mod:`.html` / :mod:`.export` (rendering), :mod:`.definitions` (the appendix),
+:mod:`.cli` (the ``report`` command).
 """
