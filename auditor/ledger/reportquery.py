@@ -146,16 +146,6 @@ def first_runs(conn: sqlite3.Connection) -> dict[str, str]:
         "SELECT cluster, min(started_at) FROM runs GROUP BY cluster")}
 
 
-def last_run_before(conn: sqlite3.Connection, start: str) -> RunRow | None:
-    """The newest run that started before ``start`` (the state the period inherits)."""
-    row = conn.execute("SELECT started_at FROM runs WHERE started_at < ? "
-                       "ORDER BY started_at DESC, id DESC LIMIT 1", (start,)).fetchone()
-    if row is None:
-        return None
-    found = runs_between(conn, row[0], row[0] + "\x7f")
-    return found[-1] if found else None
-
-
 def changes_between(conn: sqlite3.Connection, start: str, end: str) -> list[ChangeRow]:
     """Every change recorded by a run that started in ``[start, end)``, in chain order."""
     out = []
