@@ -31,8 +31,12 @@ def _frame(title: str, summary: str, body: list[str], labels: Sequence[str],
         step = max(1, len(labels) // 6)
         for i in range(0, len(labels), step):
             x = LEFT + plot_w * (i + 0.5) / len(labels)
+            # A label near the right edge is anchored at its end so it is not cut off.
+            anchor = "end" if x > W - RIGHT - 24 else "middle"
+            if anchor == "end":
+                x = W - RIGHT
             parts.append(f'<text class="axis" x="{x:.1f}" y="{H - 8}" '
-                         f'text-anchor="middle">{escape(labels[i])}</text>')
+                         f'text-anchor="{anchor}">{escape(labels[i])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
