@@ -310,3 +310,19 @@ def test_tampered_ledger_is_called_out(real_ledger: RealLedger, tmp_path: Path) 
         obj=Context(str(real_ledger.config)))
     assert skipped.exit_code == 0
     assert "not verified (--skip-verify)" in (tmp_path / "s.html").read_text()
+
+
+def test_charts_are_well_formed_svg() -> None:
+    import xml.etree.ElementTree as ET
+
+    from auditor.report import charts
+
+    ns = "{http://www.w3.org/2000/svg}"
+    line = ET.fromstring(charts.line("Score <&>", ["a", "b", "c", "d"], [90.0, None, 80.0, 85.5]))
+    assert line.find(f"{ns}title").text == "Score <&>"  # type: ignore[union-attr]
+    assert "lowest 80.0%" in line.get("aria-label", "")
+    # The gap (None) splits the line: a lone point, then a two-point polyline.
+    assert len(line.findall(f"{ns}circle")) == 1 and len(line.findall(f"{ns}polyline")) == 1
+    bars = ET.fromstring(charts.stacked("Changes", ["x", "y"], [("ok", [2, 0]), ("bad", [1, 3])]))
+    assert len([r for r in bars.findall(f"{ns}rect") if r.find(f"{ns}title") is not None]) == 3
+    assert bars.get("aria-label") == "Changes: ok 2, bad 4"
