@@ -1,12 +1,19 @@
 """Per-run news in Slack: compliance results that started failing, and auto-revert (failed,
 capped, dry-run, reverted) — from real runs (``run_once`` against the sandbox API server,
 changed with the real kubectl 1.35, recorded in a real SQLite ledger) to the recording Slack
-server, through ``alerts.after_run`` / ``alerts.send`` exactly as the ``run`` command does."""
+server, through ``alerts.after_run`` / ``alerts.send`` exactly as the ``run`` command does.
+The last tests write the ledger through its APIs (policy runs with the shipped policies,
+revert rows) for what real runs make slow or awkward: old ledgers, failed delivery, routes
+across namespaces, webhooks, many results."""
 
 from __future__ import annotations
 
 import base64
+import copy
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +30,16 @@ from auditor.config import (
     SlackConfig,
     SlackRoute,
 )
-from auditor.ledger import reading
+from auditor.ledger import Ledger, reading
+from auditor.ledger import reverts as ledger_reverts
 from auditor.pipeline import RunOutcome, run_once
+from auditor.policies.hook import PolicyRun
+from auditor.records import ResourceKey
 from auditor.sandbox import Sandbox
+from tests.policies.examples import deployment, namespace, network_policy
 
 from .conftest import Recorded, SlackServer
-
-pytestmark = pytest.mark.kubectl
+from .ledgers import IMAGE, T0, bot_config
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 ENV = {"SLACK_TOKEN": "xoxb-news"}
@@ -125,6 +135,7 @@ def outbox_kinds(ledger: Path) -> list[str]:
 # ------------------------------------------------------------------ compliance policies
 
 
+@pytest.mark.kubectl
 def test_newly_failing_policies_are_posted_once_grouped_and_routed(
         shop: dict[str, Any], kubectl: Any, slack_server: SlackServer) -> None:
     cfg = replace(shop["cfg"], policies=PoliciesConfig(directory=str(POLICIES)), slack=replace(
@@ -175,6 +186,7 @@ def test_newly_failing_policies_are_posted_once_grouped_and_routed(
     assert_no_secret(slack_server, SECRET_VALUE, LITERAL_TOKEN)
 
 
+@pytest.mark.kubectl
 def test_quiet_mode_suppresses_policy_news_and_lifting_it_replays_nothing(
         shop: dict[str, Any], slack_server: SlackServer) -> None:
     loud = replace(shop["cfg"], policies=PoliciesConfig(directory=str(POLICIES)))
@@ -198,6 +210,7 @@ def human_changes(kubectl: Any) -> None:
             orjson.dumps({"stringData": {"extra": HUMAN_SECRET}}).decode())
 
 
+@pytest.mark.kubectl
 def test_failed_revert_is_alerted_with_the_missing_permission_and_others_as_reverted(
         shop: dict[str, Any], kubectl: Any, sandbox: Sandbox,
         slack_server: SlackServer) -> None:
@@ -233,6 +246,7 @@ def test_failed_revert_is_alerted_with_the_missing_permission_and_others_as_reve
     assert_no_secret(slack_server, SECRET_VALUE, HUMAN_SECRET)
 
 
+@pytest.mark.kubectl
 def test_announced_drift_reverted_later_gets_a_follow_up_saying_so(
         shop: dict[str, Any], kubectl: Any, slack_server: SlackServer) -> None:
     cycle(shop)
@@ -251,6 +265,7 @@ def test_announced_drift_reverted_later_gets_a_follow_up_saying_so(
     assert "reverted" not in outbox_kinds(shop["ledger"])
 
 
+@pytest.mark.kubectl
 def test_capped_run_says_how_many_the_cap_and_that_nothing_was_reverted(
         shop: dict[str, Any], kubectl: Any, sandbox: Sandbox,
         slack_server: SlackServer) -> None:
@@ -271,6 +286,7 @@ def test_capped_run_says_how_many_the_cap_and_that_nothing_was_reverted(
     assert_no_secret(slack_server, SECRET_VALUE, HUMAN_SECRET)
 
 
+@pytest.mark.kubectl
 def test_dry_run_would_be_reverts_are_grouped_per_run_and_not_repeated(
         shop: dict[str, Any], kubectl: Any, slack_server: SlackServer) -> None:
     cycle(shop)
@@ -291,6 +307,7 @@ def test_dry_run_would_be_reverts_are_grouped_per_run_and_not_repeated(
     assert_no_secret(slack_server, SECRET_VALUE, HUMAN_SECRET)
 
 
+@pytest.mark.kubectl
 def test_preview_shows_the_news_and_queues_nothing(shop: dict[str, Any], kubectl: Any,
                                                    slack_server: SlackServer) -> None:
     cycle(shop)
@@ -305,3 +322,197 @@ def test_preview_shows_the_news_and_queues_nothing(shop: dict[str, Any], kubectl
                             (outcome.run_id,)).fetchone()[0] == 0
     report = alerts.after_run(cfg, cfg.ledger.path, outcome.run_id, env=ENV)
     assert "revert-dry-run" in outbox_kinds(shop["ledger"]) and not report.errors
+
+
+# ------------------------------------------------- through the ledger APIs (no cluster)
+
+
+def ledger_run(db: Path, *, hours: float = 0, objects: Sequence[dict[str, Any]] = (),
+               reverts: Sequence[dict[str, Any]] = (),
+               capped: tuple[ResourceKey, ...] = (), cap: int = 0) -> int:
+    """One complete run: policy results of ``objects`` (shipped policies), then revert rows
+    and an optional cap event, as ``run_once`` writes them."""
+    cfg = Config(ledger=LedgerConfig(path=str(db)),
+                 policies=PoliciesConfig(directory=str(POLICIES)))
+    with Ledger.open(db) as ledger:
+        policy_run = PolicyRun.start(cfg, ledger) if objects else None
+        run = ledger.begin_run(cluster="prod-eu", started_at=T0 + timedelta(hours=hours))
+        for obj in objects:
+            assert policy_run is not None
+            policy_run.add(copy.deepcopy(obj))
+        for row in reverts:
+            fields = {k: v for k, v in row.items() if k != "key"}
+            ledger_reverts.record(run, row["key"], **{
+                "action": "apply", "mode": "enforce", "reason": "drifted: human change",
+                **fields})
+        if capped:
+            ledger_reverts.record_capped(run, mode="enforce", planned=capped, cap=cap)
+        if policy_run is not None:
+            policy_run.finish(run)
+        return run.finish("complete", counts={"in-sync": 1}).run_id
+
+
+def webhook(server: SlackServer, **slack: Any) -> tuple[Config, dict[str, str]]:
+    cfg = Config(slack=SlackConfig(webhook_url_env="SLACK_WEBHOOK", backoff_seconds=0.01,
+                                   budget_seconds=5, max_retries=0, **slack))
+    return cfg, {"SLACK_WEBHOOK": server.hook()}
+
+
+def failure(name: str, ns: str = "shop", error: str = "forbidden") -> dict[str, Any]:
+    return {"key": ResourceKey("apps", "Deployment", ns, name), "result": "failed",
+            "error": f"{error}: cannot patch deployments.apps {name} in namespace {ns}",
+            "items": [{"path": IMAGE, "op": "changed", "desired": "shop/web:1.0.0",
+                       "live": "shop/web:6.6.6", "manager": "kubectl-set",
+                       "category": "human"}]}
+
+
+def test_critical_results_count_as_high_for_routes_and_come_first(
+        tmp_path: Path, slack_server: SlackServer) -> None:
+    db = tmp_path / "ledger.db"
+    ledger_run(db, objects=[namespace(), network_policy(), deployment()])
+    privileged = deployment()
+    privileged["spec"]["template"]["spec"]["containers"][0]["securityContext"][
+        "privileged"] = True
+    privileged["spec"]["template"]["spec"]["hostPID"] = True
+    cfg = bot_config(slack_server.api, routes=[
+        {"channel": "#sec", "severities": ["high"]}])
+    alerts.send(cfg, db, env=ENV)  # the first pass: the (empty) drift summary
+    rid = ledger_run(db, hours=1, objects=[namespace(), network_policy(), privileged])
+    start = len(slack_server.requests)
+    report = alerts.after_run(cfg, db, rid, env=ENV)
+    assert not report.errors
+    [msg] = slack_server.requests[start:]
+    assert msg.body["channel"] == "#sec"
+    assert msg.body["text"].startswith("2 compliance checks started failing")
+    assert "(1 critical, 1 high)" in msg.body["text"]
+    assert msg.body["attachments"][0]["color"] == "#7A271A"  # critical tone
+    sections = [b["text"]["text"] for b in msg.body["attachments"][0]["blocks"]
+                if b["type"] == "section"]
+    # the critical policy's section comes before the high one's
+    assert "disallow-privileged" in sections[1] and "critical" in sections[1]
+    assert "disallow-host-pid" in sections[2] and "high" in sections[2]
+
+
+def test_alerts_switched_on_for_an_old_ledger_start_from_its_newest_run(
+        tmp_path: Path, slack_server: SlackServer) -> None:
+    db = tmp_path / "ledger.db"
+    ledger_run(db, reverts=[failure("old")])
+    newest = ledger_run(db, hours=1, reverts=[failure("new")])
+    cfg, env = webhook(slack_server)
+    report = alerts.send(cfg, db, env=env)
+    assert report.first_run and not report.errors
+    texts = [r.body["text"] for r in slack_server.requests]
+    assert any(t.startswith("Revert failed: Deployment.apps shop/new") for t in texts)
+    assert not any("shop/old" in r.text() for r in slack_server.requests)
+    with reading(db) as conn:
+        assert conn.execute("SELECT value FROM alert_meta WHERE key = 'news_from_run'"
+                            ).fetchone()[0] == str(newest)
+    # A later run is considered even when `alerts send` runs without a run id.
+    ledger_run(db, hours=2, reverts=[failure("later")])
+    alerts.send(cfg, db, env=env)
+    assert slack_server.requests[-1].body["text"].startswith(
+        "Revert failed: Deployment.apps shop/later")
+
+
+def test_undelivered_news_stays_queued_and_is_sent_once(
+        tmp_path: Path, slack_server: SlackServer) -> None:
+    db = tmp_path / "ledger.db"
+    cfg, env = webhook(slack_server)
+    ledger_run(db)
+    alerts.send(cfg, db, env=env)  # first pass
+    rid = ledger_run(db, hours=1, reverts=[failure("web")])
+    slack_server.answer(500)
+    report = alerts.after_run(cfg, db, rid, env=env)
+    assert (report.queued, report.delivered, report.pending) == (1, 0, 1)
+    again = alerts.send(cfg, db, env=env, run_id=rid)
+    assert (again.queued, again.delivered, again.pending) == (0, 1, 0)
+    failed = [r for r in slack_server.requests if "Revert failed" in r.body["text"]]
+    assert [r.status for r in failed] == [500, 200]
+    assert alerts.send(cfg, db, env=env).queued == 0
+
+
+def test_news_routes_by_namespace_and_a_cap_reaches_every_namespace_it_touched(
+        tmp_path: Path, slack_server: SlackServer) -> None:
+    db = tmp_path / "ledger.db"
+    ledger_run(db)
+    cfg = bot_config(slack_server.api, routes=[
+        {"channel": "#shop", "namespaces": ["shop"]},
+        {"channel": "#dev", "namespaces": ["dev-*"]}])
+    alerts.send(cfg, db, env=ENV)
+    rid = ledger_run(db, hours=1, reverts=[failure("web"), failure("api", ns="dev-1")],
+                     capped=(ResourceKey("apps", "Deployment", "shop", "web"),
+                             ResourceKey("", "ConfigMap", "dev-2", "settings"),
+                             ResourceKey("", "Namespace", "", "dev-3")), cap=2)
+    start = len(slack_server.requests)
+    alerts.after_run(cfg, db, rid, env=ENV)
+    sent = {(r.body["channel"], r.body["text"].split(":")[0])
+            for r in slack_server.requests[start:]}
+    assert sent == {("#shop", "Revert failed"), ("#dev", "Revert failed"),
+                    ("#shop", "Revert capped"), ("#dev", "Revert capped")}
+    dev_failed = next(r for r in slack_server.requests[start:]
+                      if r.body["channel"] == "#dev" and "failed" in r.body["text"])
+    assert "dev-1/api" in dev_failed.text()
+    assert "Deployment.apps shop/web" not in dev_failed.text()
+
+
+def test_many_failures_make_one_bounded_message_and_quiet_mode_suppresses_them(
+        tmp_path: Path, slack_server: SlackServer) -> None:
+    db = tmp_path / "ledger.db"
+    ledger_run(db)
+    cfg, env = webhook(slack_server)
+    alerts.send(cfg, db, env=env)
+    rid = ledger_run(db, hours=1, reverts=[failure(f"web-{i:02d}") for i in range(25)])
+    quiet, _ = webhook(slack_server, quiet=True)
+    report = alerts.after_run(quiet, db, rid, env=env)
+    assert (report.queued, report.suppressed) == (0, 25)
+    assert alerts.send(cfg, db, env=env).queued == 0  # quiet lifted: no stale replay
+
+    rid = ledger_run(db, hours=2, reverts=[failure(f"api-{i:02d}") for i in range(25)])
+    start = len(slack_server.requests)
+    alerts.after_run(cfg, db, rid, env=env)
+    [msg] = slack_server.requests[start:]
+    assert msg.body["text"].startswith("25 reverts failed")
+    blocks = msg.body["attachments"][0]["blocks"]
+    assert len(blocks) <= 50  # Slack's limit per message
+    assert "… and 15 more" in msg.text()
+    assert "shop/api-00" in msg.text() and "shop/api-24" not in msg.text()
+
+
+def test_secret_revert_shows_key_names_and_hashes_only(
+        tmp_path: Path, slack_server: SlackServer) -> None:
+    db = tmp_path / "ledger.db"
+    ledger_run(db)
+    cfg, env = webhook(slack_server)
+    alerts.send(cfg, db, env=env)
+    secret = ResourceKey("", "Secret", "shop", "token")
+    value = "pl4in-s3cret-value"
+    rid = ledger_run(db, hours=1, reverts=[
+        {"key": secret, "result": "failed", "mode": "enforce",
+         "error": f'Secret "token" is invalid: data[extra]: Invalid value: "{value}"',
+         "items": [{"path": "data.extra", "op": "added", "desired": None, "live": value,
+                    "manager": "kubectl-patch", "category": "human"}]},
+        {"key": ResourceKey("", "Secret", "shop", "other"), "result": "dry-run",
+         "mode": "dry-run", "items": [{"path": "data.token", "op": "changed",
+                                       "desired": "git-" + value, "live": value,
+                                       "manager": "kubectl-edit", "category": "human"}]}])
+    alerts.after_run(cfg, db, rid, env=env)
+    texts = [r.text() for r in slack_server.requests]
+    assert any("Revert failed: Secret shop/token" in t and "data.extra" in t for t in texts)
+    assert any("would revert 1 object" in t and "data.token" in t for t in texts)
+    assert_no_secret(slack_server, value, "git-" + value)
+
+
+def test_an_outbox_made_before_alert_runs_gets_the_table_on_first_use(
+        tmp_path: Path, slack_server: SlackServer) -> None:
+    db = tmp_path / "ledger.db"
+    ledger_run(db)
+    cfg, env = webhook(slack_server)
+    alerts.send(cfg, db, env=env)
+    with sqlite3.connect(db) as conn:  # as a ledger from before this table existed
+        conn.execute("DROP TABLE alert_runs")
+        conn.execute("DELETE FROM alert_meta WHERE key = 'news_from_run'")
+    rid = ledger_run(db, hours=1, reverts=[failure("web")])
+    report = alerts.after_run(cfg, db, rid, env=env)
+    assert (report.queued, report.delivered) == (1, 1) and not report.errors
+    with reading(db) as conn:
+        assert conn.execute("SELECT run_id FROM alert_runs").fetchall() == [(rid,)]
