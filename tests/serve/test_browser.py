@@ -9,6 +9,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -79,3 +80,38 @@ def test_browser_dom_holds_hostile_values_as_text(open_ui: UI, tmp_path: Path) -
     assert "&lt;img src=x onerror=alert('from-live')&gt;" in dom
     assert "<b id=\"pwned\">" not in dom and "<img" not in dom
     assert dom.count("<script") == 0
+
+
+def test_a_real_report_served_renders_under_its_csp(open_ui: UI, tmp_path: Path,
+                                                     ledger_setup: dict[str, object]) -> None:
+    # A report as `drift-auditor report` writes it into reports.directory (registered here as
+    # the hub does), served by /reports/ with its Content-Security-Policy: its inline script
+    # and styles run, nothing is blocked, no script error.
+    hub = ("import sys; from auditor.cli import main; from auditor.report.cli import COMMANDS; "
+           "[main.add_command(c) for c in COMMANDS]; sys.exit(main())")
+    made = subprocess.run(
+        [sys.executable, "-c", hub, "--config", str(ledger_setup["config_file"]), "report",
+         "--from", "2026-01-01"], capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin"}, cwd=str(Path(__file__).parents[2]))
+    assert made.returncode in (0, 1), made.stderr[-2000:]
+    [report] = sorted(p.name for p in open_ui.reports.glob("drift-report-20260101-*.html"))
+    listing = open_ui.get("/reports/")
+    assert report in listing.body
+    shot = tmp_path / "serve-report.png"
+    proc = chromium(tmp_path, "--enable-logging=stderr", "--v=0", f"--screenshot={shot}",
+                    "--window-size=1400,1000", f"{open_ui.base}/reports/{report}")
+    assert shot.is_file(), proc.stderr[-2000:]
+    problems = [line for line in proc.stderr.splitlines()
+                if "Content Security Policy" in line or "Uncaught" in line]
+    assert not problems, problems
+    assert png_facts(shot)[2] > 50
+    keep(shot)
+
+
+def test_the_csp_check_would_see_a_blocked_load(open_ui: UI, tmp_path: Path) -> None:
+    # The control for the test above: Chromium does log what the CSP blocks.
+    (open_ui.reports / "blocked.html").write_text(
+        '<!doctype html><title>x</title><img src="http://127.0.0.1:9/x.png">')
+    proc = chromium(tmp_path, "--enable-logging=stderr", "--v=0", "--dump-dom",
+                    f"{open_ui.base}/reports/blocked.html")
+    assert "violates the following Content Security Policy directive" in proc.stderr
