@@ -333,8 +333,10 @@ def _register_commands() -> None:
     from auditor.ledger.cli import COMMANDS as ledger_commands
     from auditor.notify_cli import COMMANDS as notify_commands
     from auditor.policies.cli import COMMANDS as policy_commands
+    from auditor.report.cli import COMMANDS as report_commands
 
-    for command in (*ledger_commands, *notify_commands, *adopt_commands, *policy_commands):
+    for command in (*ledger_commands, *notify_commands, *adopt_commands, *policy_commands,
+                    *report_commands):
         main.add_command(command)
 
 

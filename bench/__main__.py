@@ -37,6 +37,16 @@ def _ledger(tmp: str) -> dict[str, Any]:
     return bench_ledger(tmp)
 
 
+def _policies(tmp: str) -> dict[str, Any]:
+    from bench.policy_bench import bench_policies
+    return bench_policies(tmp)
+
+
+def _report(tmp: str) -> dict[str, Any]:
+    from bench.report_bench import bench_report
+    return bench_report(tmp)
+
+
 def _run(tmp: str) -> dict[str, Any]:
     from bench.run_bench import bench_run
     return bench_run(10_000)
@@ -53,6 +63,10 @@ SUITES: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
     "render": ("Git: 5,000 manifests in 500 files with attribution (goal: < 5 s)", _render),
     "compare": ("compare 10,000 pairs from files, 5% drifted (goal: ≥ 5,000 pairs/s)", _compare),
     "ledger": ("ledger: 10,000 objects 5% drifted, then a 1%-change steady-state run", _ledger),
+    "policies": ("31 policies over 10,000 objects, cold and steady (goal: cold < 15 s)",
+                 _policies),
+    "report": ("report over a quarter of hourly runs with 20,000 changes (goal: < 10 s)",
+               _report),
     "run": ("`run` over 10,000 objects in the sandbox, 5% drifted, then 1% more (goal: steady "
             "state ≤ 1.5× the snapshot)", _run),
 }

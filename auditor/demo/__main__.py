@@ -120,6 +120,17 @@ ledger:
         print("$ drift-auditor verify")
         print(auditor("verify", ok=(0,)))
 
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        report = Path("reports") / "demo.html"
+        auditor("report", "--from", today, "--to", today, "-o", str(report), ok=(0,))
+        print(f"$ drift-auditor report --from {today} --to {today} -o {report}")
+        metrics = OUT / "metrics.prom"
+        auditor("metrics", "--textfile", str(metrics), ok=(0,))
+        print(f"$ drift-auditor metrics --textfile {metrics}")
+        print("$ drift-auditor adopt Deployment.apps/shop-web/web --dry-run   # Git catches up")
+        print(auditor("adopt", "Deployment.apps/shop-web/web", "--dry-run", "--by", "demo",
+                      ok=(0, 1)))
+
         snap = OUT / "snapshot.json"
         auditor("--quiet", "snapshot", "-o", str(snap), ok=(0,))
         diff_json = OUT / "diff.json"
@@ -131,6 +142,7 @@ ledger:
 
     print(f"\ndone in {time.perf_counter() - started:.1f}s; the sandbox is stopped. Look at:")
     print(f"  {repo}/apps   the desired state (git log shows who declared what)")
+    print("  reports/demo.html             the SOC 2 style report (open it in a browser)")
     print(f"  {ledger}       the audit ledger (drift-auditor --config {config} history)")
     print(f"  {snap}         the live state, Secret values hashed")
     print(f"  {diff_json}             the drift report (drift-auditor diff --output json)")
