@@ -413,8 +413,13 @@ def _plan_follow_ups(box: Outbox, sc: SlackConfig, out: Plan, cluster: str,
         if many:
             drifts = [d for d, _ in entries]
             resolved = sum(1 for d in drifts if d["state"] == "resolved")
+            reverted = sum(1 for d in drifts if d.get("resolved_how") == "reverted")
             title = (f"{resolved} drifts resolved" if resolved == len(drifts) else
                      f"{resolved} drifts resolved, {len(drifts) - resolved} accepted")
+            if reverted:
+                # The tool changed the cluster: say so, as the single follow-up does.
+                title += (" (reverted by drift-auditor)" if reverted == len(drifts)
+                          else f" ({reverted} reverted by drift-auditor)")
             out.messages.append(_new("follow-up", slack.summary_message(
                 drifts, cluster=cluster, title=title), target,
                 drift_ids=tuple(d["id"] for d in drifts)))

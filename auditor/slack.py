@@ -401,7 +401,7 @@ def policy_message(results: Sequence[Mapping[str, Any]], *, cluster: str,
         for r in rows[:MAX_OBJECTS]:
             msgs = [str(m) for m in (r.get("messages") or [])] or ["failed"]
             lines.append(f"• *{_esc(_object_name(r))}*: "
-                         + _esc(_short("; ".join(msgs), 300)).replace("`", "'"))
+                         + _esc(_short("; ".join(msgs), 200)).replace("`", "'"))
         if len(rows) > MAX_OBJECTS:
             lines.append(f"… and {len(rows) - MAX_OBJECTS} more objects")
         blocks.append(_section("\n".join(lines)))

@@ -32,6 +32,7 @@ from auditor.config import (
 )
 from auditor.ledger import Ledger, reading
 from auditor.ledger import reverts as ledger_reverts
+from auditor.ledger.lifecycle import items_of
 from auditor.pipeline import RunOutcome, run_once
 from auditor.policies.hook import PolicyRun
 from auditor.records import ResourceKey
@@ -39,7 +40,7 @@ from auditor.sandbox import Sandbox
 from tests.policies.examples import deployment, namespace, network_policy
 
 from .conftest import Recorded, SlackServer
-from .ledgers import IMAGE, T0, bot_config
+from .ledgers import IMAGE, T0, bot_config, drifted, in_sync, key, record
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 ENV = {"SLACK_TOKEN": "xoxb-news"}
@@ -516,3 +517,51 @@ def test_an_outbox_made_before_alert_runs_gets_the_table_on_first_use(
     assert (report.queued, report.delivered) == (1, 1) and not report.errors
     with reading(db) as conn:
         assert conn.execute("SELECT run_id FROM alert_runs").fetchall() == [(rid,)]
+
+
+def revert_run(db: Path, hours: float, keys: Sequence[ResourceKey]) -> int:
+    """A run that sees ``keys`` drifted and reverts them (as ``run_once`` in enforce mode)."""
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(cluster="prod-eu", started_at=T0 + timedelta(hours=hours))
+        for k in keys:
+            result = drifted(k, (IMAGE, "shop/web:1.0.0", "shop/web:6.6.6"))
+            run.record(result)
+            ledger_reverts.record(run, k, action="apply", mode="enforce", result="reverted",
+                                  reason="drifted: human change", items=items_of(result))
+            run.reverted(k)
+        return run.finish("complete", counts={"in-sync": 1}).run_id
+
+
+def test_a_drift_suppressed_in_quiet_mode_then_reverted_is_still_told(
+        tmp_path: Path, slack_server: SlackServer) -> None:
+    db = tmp_path / "ledger.db"
+    web = key("web")
+    record(db, 0, [drifted(web, (IMAGE, "shop/web:1.0.0", "shop/web:6.6.6"))])
+    cfg, env = webhook(slack_server)
+    quiet, _ = webhook(slack_server, quiet=True)
+    assert alerts.send(quiet, db, env=env).suppressed == 1
+    rid = revert_run(db, 1, [web])
+    report = alerts.after_run(cfg, db, rid, env=env)
+    assert report.queued == 1 and not report.errors
+    [msg] = slack_server.requests
+    assert msg.body["text"].startswith("Reverted by drift-auditor: 1 object")
+    assert "Deployment.apps shop/web" in msg.text()
+    assert "`" + IMAGE + "` live `shop/web:6.6.6` → Git `shop/web:1.0.0`" in \
+        msg.body["attachments"][0]["blocks"][1]["text"]["text"]
+
+
+def test_many_announced_drifts_reverted_at_once_say_who_reverted_them(
+        tmp_path: Path, slack_server: SlackServer) -> None:
+    db = tmp_path / "ledger.db"
+    record(db, 0, [in_sync(key("web"))])
+    cfg, env = webhook(slack_server, group_threshold=1)
+    alerts.send(cfg, db, env=env)
+    keys = [key("web"), key("api")]
+    record(db, 1, [drifted(k, (IMAGE, "shop/web:1.0.0", "shop/web:6.6.6")) for k in keys])
+    alerts.send(cfg, db, env=env)
+    assert slack_server.requests[-1].body["text"].startswith("2 new drifts")
+    rid = revert_run(db, 2, keys)
+    report = alerts.after_run(cfg, db, rid, env=env)
+    assert report.queued == 1  # the grouped follow-up; no separate "reverted" news
+    assert slack_server.requests[-1].body["text"].startswith(
+        "2 drifts resolved (reverted by drift-auditor)")
