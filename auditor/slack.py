@@ -409,7 +409,8 @@ def policy_message(results: Sequence[Mapping[str, Any]], *, cluster: str,
             blocks.append(_context("Fix: " + _esc(_short(str(first["remediation"]), 600))))
     if len(order) > MAX_POLICIES:
         blocks.append(_context(f"… and {len(order) - MAX_POLICIES} more policies"))
-    blocks.append(_context("All results: `drift-auditor policies results --status fail`"))
+    blocks.append(_context("Every current result: `drift-auditor policies check` (against the "
+                           "cluster)"))
     text = f"{title} · cluster {cluster} ({counts})"
     return {"text": text, "attachments": [{"color": POLICY_COLOURS[tone], "blocks": blocks}]}
 
@@ -463,8 +464,8 @@ def revert_failed_message(rows: Sequence[Mapping[str, Any]], *, cluster: str,
             line += "\n" + items
         blocks.append(_section(line))
     if n > MAX_OBJECTS:
-        blocks.append(_context(f"… and {n - MAX_OBJECTS} more: `drift-auditor history "
-                               f"--type revert`"))
+        blocks.append(_context(f"… and {n - MAX_OBJECTS} more (all in the run's problems and "
+                               "the ledger's `reverts` table)"))
     blocks.append(_context("Retried after revert.failure_backoff_minutes (doubling per failure "
                            "in a row); opt an object out with the annotation "
                            "`drift-auditor.io/revert: \"false\"`"))
@@ -509,7 +510,7 @@ def revert_list_message(rows: Sequence[Mapping[str, Any]], *, cluster: str, run_
         title = f"Reverted by drift-auditor: {objs}"
         lead = (":leftwards_arrow_with_hook: *{}* · cluster `{}` · run {}\nGit's state was "
                 "re-applied (server-side apply, field manager drift-auditor)")
-        foot = "Details: `drift-auditor history --type revert`"
+        foot = "Each revert is recorded on the ledger's hash chain (`reverts` table)"
     blocks: list[dict[str, Any]] = [_section(lead.format(_esc(title), _esc(cluster), run_id))]
     for r in rows[:MAX_OBJECTS]:
         line = f"*{_esc(_object_name(r))}* ({_esc(r.get('action') or 'apply')})"
