@@ -19,6 +19,7 @@ from .model import (
     Control,
     DriftEpisode,
     Evidence,
+    Gap,
     Integrity,
     Monitoring,
     Policies,
@@ -80,12 +81,24 @@ def _links(rows: Sequence[tuple[str, str]], section: str, label: str) -> list[Ev
 
 
 def _change_ref(c: ChangeItem) -> tuple[str, str]:
-    return f"change {c.id}", f"chg-{c.id}"
+    # A fleet report's IDs are per ledger: its rows carry a cluster-qualified ref and anchor.
+    return c.ref or f"change {c.id}", c.anchor or f"chg-{c.id}"
 
 
 def _drift_ref(d: DriftEpisode) -> tuple[str, str]:
     suffix = f".{d.occurrence}" if d.occurrence > 1 else ""
-    return f"drift {d.drift_id}{suffix}", d.anchor
+    return d.ref or f"drift {d.drift_id}{suffix}", d.anchor
+
+
+def _gap_ref(i: int, g: Gap) -> tuple[str, str]:
+    if g.anchor:
+        return f"{g.cluster} gap {g.start}", g.anchor
+    return f"gap {g.start}", f"gap-{i}"
+
+
+def _commit_ref(c: CommitItem) -> tuple[str, str]:
+    label = f"{c.cluster}:commit {c.sha[:10]}" if c.cluster else f"commit {c.sha[:10]}"
+    return label, c.anchor or f"commit-{c.sha[:12]}"
 
 
 def _kind_control(cid: str, criteria: list[str], title: str, check: str, data: _Inputs,
@@ -127,7 +140,7 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
             lambda kind, _paths: kind in WORKLOAD_KINDS),
     ]
     mon = data.monitoring
-    gap_refs = [(f"gap {g.start}", f"gap-{i}") for i, g in enumerate(mon.gaps)]
+    gap_refs = [_gap_ref(i, g) for i, g in enumerate(mon.gaps)]
     missed = sum(g.missed for g in mon.gaps)
     out.append(Control(
         "DA-4", ["CC7.1"], "Configuration is compared with Git on schedule",
@@ -178,8 +191,7 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         _n(len(breaches), "SLA breach", "SLA breaches")))
     unauthorized = [c for c in changes if c.authorization == "unauthorized"]
     unreviewed = [c for c in commits if c.pr is None or not c.approvers]
-    refs = [_change_ref(c) for c in unauthorized] + [
-        (f"commit {c.sha[:10]}", f"commit-{c.sha[:12]}") for c in unreviewed]
+    refs = [_change_ref(c) for c in unauthorized] + [_commit_ref(c) for c in unreviewed]
     population = len(changes) + len(commits)
     out.append(Control(
         "DA-9", ["CC8.1"], "Changes go through reviewed Git commits",

@@ -91,6 +91,12 @@ class ChangeItem:
     remediated_at: str
     time_to_remediate_s: int | None
     time_to_detect_s: int | None
+    # Fleet reports qualify IDs by cluster (IDs are per ledger): ``prod-eu:change-12``. In a
+    # single-ledger report ``ref`` is '' and the anchors are the historical ``chg-12`` /
+    # ``drift-3``, so its HTML does not change.
+    anchor: str = ""
+    drift_anchor: str = ""
+    ref: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +144,8 @@ class DriftEpisode:
     accepted_at: str
     accepted_until: str
     secret: bool
+    cluster: str = ""  # set in fleet reports (the qualified cluster name)
+    ref: str = ""  # fleet reports: ``prod-eu:drift-3`` (IDs are per ledger)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +158,7 @@ class Acceptance:
     at: str
     expires: str  # '' = until the drift changes or resolves
     state_at_end: str
+    cluster: str = ""  # set in fleet reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +183,7 @@ class Gap:
     end: str
     missed: int
     reason: str
+    anchor: str = ""  # fleet reports: ``prod-eu:gap-0``; '' = ``gap-<index>`` of the list
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +219,8 @@ class CommitItem:
     pr: int | None
     approvers: list[str]
     run_id: int | None
+    cluster: str = ""  # set in fleet reports: the same commit may be audited by many clusters
+    anchor: str = ""  # '' = ``commit-<sha[:12]>``
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +306,7 @@ class PolicyFailure:
     object: str
     since: str
     messages: list[str]
+    cluster: str = ""  # set in fleet reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,3 +336,23 @@ class Report:
     bucket_label: str
     policies: Policies
     definitions: list[tuple[str, str]] = field(default_factory=list)
+    # Fleet reports only (:mod:`.fleet`): one entry per ledger, in the order given. Empty for
+    # a single-ledger report, whose HTML then stays exactly as it was.
+    fleet: list[FleetMember] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetMember:
+    """One ledger (one cluster) of a fleet report: its own figures, computed by the same
+    single-ledger model, so the per-cluster breakdown re-performs from that cluster's own
+    report."""
+
+    cluster: str  # the qualified name used in the fleet (anchors, cluster columns)
+    ledger_clusters: list[str]  # cluster names its runs recorded
+    ledger_path: str
+    integrity: Integrity
+    summary: Summary
+    coverage_pct: float | None
+    runs_actual: int
+    policies: Policies
+    changes_csv_sha256: str  # the member's own single-ledger population, for cross-checks

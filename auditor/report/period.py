@@ -32,6 +32,7 @@ from .model import (
     DriftEpisode,
     Header,
     Integrity,
+    Monitoring,
     Report,
     SourceScope,
     Summary,
@@ -48,6 +49,10 @@ class Options:
     title: str = "Drift Auditor compliance report"
     changes_csv_name: str = ""
     verify: bool = True
+    # The cluster named when the period has no run (default: cluster.name of the
+    # configuration). A fleet report passes the ledger's own cluster: one configuration
+    # reads many clusters' ledgers.
+    cluster: str = ""
 
 
 def _approvers(commit: q.CommitRow | None) -> list[str]:
@@ -162,7 +167,9 @@ class _ChangeBuilder:
                 approvers=_approvers(commit) if c.authorized else [],
                 authorization=_authorization(c.authorized), drift_id=drift_id,
                 remediation=remediation, remediated_at=remediated_at, time_to_remediate_s=ttr,
-                time_to_detect_s=between(changed, c.detected_at)))
+                time_to_detect_s=between(changed, c.detected_at), anchor=f"chg-{c.id}",
+                # The occurrence this change opened (a reopened drift has its own anchor).
+                drift_anchor=ep.anchor if ep is not None else ""))
         return out
 
 
@@ -241,6 +248,35 @@ def _sources(runs: Sequence[q.RunRow], cfg: Config, commits: dict[str, q.CommitR
     return out
 
 
+def summarize(monitoring: Monitoring, changes: Sequence[ChangeItem],
+              episodes: Sequence[DriftEpisode], *, start: str, end: str) -> Summary:
+    """The executive summary from the model's own rows (the run log, the change population,
+    the drift occurrences), so a fleet's totals are computed exactly as one cluster's."""
+    scored = [r for r in monitoring.runs if r.status in COVERING]
+    in_sync = sum(r.in_sync for r in scored)
+    checked = sum(r.in_sync + r.drifted + r.missing + r.orphan for r in scored)
+    resolved = [ep for ep in episodes if ep.resolved_at and start <= ep.resolved_at < end]
+    ttrs = [ep.time_to_remediate_s for ep in resolved
+            if ep.how != "superseded" and ep.time_to_remediate_s is not None]
+    detected = [ep for ep in episodes if start <= ep.detected_at < end]
+    ttds = [ep.time_to_detect_s for ep in detected if ep.time_to_detect_s is not None]
+    auth = Counter(c.authorization for c in changes)
+    return Summary(
+        compliance_score=round(100.0 * in_sync / checked, 2) if checked else None,
+        score_in_sync=in_sync, score_checked=checked, changes=len(changes),
+        authorized=auth["authorized"], unauthorized=auth["unauthorized"],
+        unverified=auth["unverified"],
+        open_drifts_at_end=sum(1 for ep in episodes if ep.state_at_end == "open"),
+        accepted_at_end=sum(1 for ep in episodes if ep.state_at_end == "accepted"),
+        opened_in_period=len(detected), resolved_in_period=len(resolved),
+        mttr_s=round(statistics.fmean(ttrs)) if ttrs else None, mttr_count=len(ttrs),
+        median_ttr_s=round(statistics.median(ttrs)) if ttrs else None,
+        mttd_s=round(statistics.fmean(ttds)) if ttds else None,
+        sla_breaches=sum(1 for ep in episodes if ep.sla_breach),
+        runs_expected=monitoring.expected, runs_covered=monitoring.covered,
+        gaps=len(monitoring.gaps))
+
+
 def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, *,
           now: datetime | None = None, options: Options | None = None) -> Report:
     """The report for ``[start, end)`` from the ledger at ``ledger_path``."""
@@ -279,14 +315,15 @@ def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, 
         content = dict(q.contents(conn, builder.needed_versions()))
     changes = builder.build(content)
     del content
-    clusters = sorted({r.cluster for r in runs}) or [cfg.cluster.name]
+    clusters = sorted({r.cluster for r in runs}) or [opts.cluster or cfg.cluster.name]
     per_run = Counter(c.run_id for c in rows)
     monitoring = coverage(runs, clusters, start=s, until=until,
                           schedule_minutes=cfg.reports.schedule_minutes,
                           changes_per_run=dict(per_run), first_runs=first_runs)
     period_runs = {r.id for r in runs}
     commits = [CommitItem(c.repo, c.sha, c.author, c.date, c.subject, c.pr, _approvers(c),
-                          c.run_id) for c in commit_rows if c.run_id in period_runs]
+                          c.run_id, anchor=f"commit-{c.sha[:12]}")
+               for c in commit_rows if c.run_id in period_runs]
     integrity = Integrity(
         ok=verified.ok if verified else None,
         message=verified.message if verified else (verify_error or "not verified (--skip-verify)"),
@@ -307,29 +344,7 @@ def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, 
         schedule_minutes=cfg.reports.schedule_minutes, sla_hours=cfg.reports.remediation_sla_hours,
         changes_csv_name=opts.changes_csv_name, changes_csv_sha256=export.sha256(csv_text),
         changes_csv_rows=len(changes))
-    scored = [r for r in runs if r.status in COVERING]
-    in_sync = sum(int(r.counts.get("in-sync", 0) or 0) for r in scored)
-    checked = sum(int(r.counts.get(k, 0) or 0) for r in scored for k in COUNTED)
-    resolved = [ep for ep in episodes if ep.resolved_at and s <= ep.resolved_at < e]
-    ttrs = [ep.time_to_remediate_s for ep in resolved
-            if ep.how != "superseded" and ep.time_to_remediate_s is not None]
-    detected = [ep for ep in episodes if s <= ep.detected_at < e]
-    ttds = [ep.time_to_detect_s for ep in detected if ep.time_to_detect_s is not None]
-    auth = Counter(c.authorization for c in changes)
-    summary = Summary(
-        compliance_score=round(100.0 * in_sync / checked, 2) if checked else None,
-        score_in_sync=in_sync, score_checked=checked, changes=len(changes),
-        authorized=auth["authorized"], unauthorized=auth["unauthorized"],
-        unverified=auth["unverified"],
-        open_drifts_at_end=sum(1 for ep in episodes if ep.state_at_end == "open"),
-        accepted_at_end=sum(1 for ep in episodes if ep.state_at_end == "accepted"),
-        opened_in_period=len(detected), resolved_in_period=len(resolved),
-        mttr_s=round(statistics.fmean(ttrs)) if ttrs else None, mttr_count=len(ttrs),
-        median_ttr_s=round(statistics.median(ttrs)) if ttrs else None,
-        mttd_s=round(statistics.fmean(ttds)) if ttds else None,
-        sla_breaches=sum(1 for ep in episodes if ep.sla_breach),
-        runs_expected=monitoring.expected, runs_covered=monitoring.covered,
-        gaps=len(monitoring.gaps))
+    summary = summarize(monitoring, changes, episodes, start=s, end=e)
     policy_section = policies.build(policy_runs, policy_transitions, start=s)
     buckets, label = _buckets(start, end, until, runs, changes, episodes, clusters,
                               cfg.reports.schedule_minutes)
