@@ -33,7 +33,8 @@ Step 1 also decides **per-run news** (queued in the same transaction, once per r
    * *revert-failed* — the run's failed revert attempts with the API's error (a 403 names
      the missing RBAC verb and resource);
    * *revert-capped* — the run planned more reverts than ``revert.max_objects``: how many,
-     the cap, and that nothing was reverted;
+     the cap, and that nothing was reverted (not again while each next run is refused the
+     same objects at the same cap);
    * *revert-dry-run* — what ``revert.mode: dry-run`` would have reverted (the revert
      module records the same would-be revert once, so it is not repeated every run);
    * *reverted* — reverts of drifts that no message announced (opened and reverted in one
@@ -294,6 +295,8 @@ def _run_news(box: Outbox, sc: SlackConfig, cluster: str, rid: int) -> _News:
         news.messages.append(_new("revert-failed", slack.revert_failed_message(
             rows, cluster=cluster, run_id=rid), target))
     for event in box.revert_caps(rid):
+        if event["repeat"]:
+            continue  # the previous run was refused the same revert and said so
         news.items += 1
         found: list[Target] = []
         # A refused mass revert is high-severity news wherever its objects live.

@@ -336,10 +336,25 @@ class Outbox:
         return rows
 
     def revert_caps(self, run_id: int) -> list[dict[str, Any]]:
-        """The run's ``revert_capped`` events (mode, cap, planned, keys)."""
-        return [orjson.loads(p) for (p,) in self.conn.execute(
-            "SELECT payload FROM events WHERE type = 'revert_capped' AND run_id = ? "
-            "ORDER BY seq", (run_id,))]
+        """The run's ``revert_capped`` events (mode, cap, planned, keys), each with
+        ``repeat``: the run before it was refused the very same revert (same objects, same
+        cap) — a wrong Git revision stays wrong until someone acts, and every run of a
+        CronJob saying so again is noise."""
+        def caps(rid: int) -> list[dict[str, Any]]:
+            return [orjson.loads(p) for (p,) in self.conn.execute(
+                "SELECT payload FROM events WHERE type = 'revert_capped' AND run_id = ? "
+                "ORDER BY seq", (rid,))]
+
+        found = caps(run_id)
+        if not found:
+            return []
+        row = self.conn.execute("SELECT max(id) FROM runs WHERE id < ? AND status != 'running'",
+                                (run_id,)).fetchone()
+        before = {(e.get("cap"), tuple(e.get("keys") or ())) for e in caps(int(row[0]))} \
+            if row and row[0] is not None else set()
+        for event in found:
+            event["repeat"] = (event.get("cap"), tuple(event.get("keys") or ())) in before
+        return found
 
     def open_drifts(self) -> list[dict[str, Any]]:
         return [d for d, _ in self._drifts("s.state = 'open'")]

@@ -565,3 +565,28 @@ def test_many_announced_drifts_reverted_at_once_say_who_reverted_them(
     assert report.queued == 1  # the grouped follow-up; no separate "reverted" news
     assert slack_server.requests[-1].body["text"].startswith(
         "2 drifts resolved (reverted by drift-auditor)")
+
+
+def test_a_cap_refusing_the_same_objects_run_after_run_is_posted_once(
+        tmp_path: Path, slack_server: SlackServer) -> None:
+    db = tmp_path / "ledger.db"
+    ledger_run(db)
+    cfg, env = webhook(slack_server)
+    alerts.send(cfg, db, env=env)
+    planned = tuple(ResourceKey("apps", "Deployment", "shop", f"web-{i}") for i in range(3))
+    for hours in (1, 2):
+        rid = ledger_run(db, hours=hours, capped=planned, cap=2)
+        alerts.after_run(cfg, db, rid, env=env)
+    capped = [r for r in slack_server.requests if r.body["text"].startswith("Revert capped")]
+    assert len(capped) == 1
+    # One more object to revert is a different plan: said again.
+    rid = ledger_run(db, hours=3, capped=(*planned, key("api")), cap=2)
+    alerts.after_run(cfg, db, rid, env=env)
+    assert slack_server.requests[-1].body["text"].startswith(
+        "Revert capped: 4 objects would have been reverted, the cap is 2")
+    # A run that was not capped in between: the same cap later is news again.
+    ledger_run(db, hours=4)
+    rid = ledger_run(db, hours=5, capped=planned, cap=2)
+    alerts.after_run(cfg, db, rid, env=env)
+    assert len([r for r in slack_server.requests
+                if r.body["text"].startswith("Revert capped")]) == 3
