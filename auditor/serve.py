@@ -377,13 +377,18 @@ def serve_cmd(host: str | None, port: int | None, ledger_path: str | None,
         cfg: Config = click.get_current_context().find_root().obj.load()
         server = make_server(cfg, ledger_path=ledger_path, host=host, port=port,
                              token=token_from(cfg, os.environ), reports_dir=reports_dir)
+        # SIGTERM (a pod's stop) ends serve_forever from another thread, as shutdown requires;
+        # installed before the address is announced, so whoever reads it may stop us at once.
+        signal.signal(signal.SIGTERM,
+                      lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
         bound_host, bound_port = server.server_address[:2]
+        if not cfg.serve.token_env and str(bound_host) not in ("127.0.0.1", "::1", "localhost"):
+            click.echo(f"drift-auditor serve: warning: listening on {bound_host!s} without a "
+                       "bearer token (serve.token-env): whoever reaches the port reads the "
+                       "ledger", err=True)
         click.echo(f"drift-auditor serve: http://{bound_host!s}:{bound_port} "
                    f"(ledger {ledger_path or cfg.ledger.path}"
                    f"{', bearer token required' if cfg.serve.token_env else ''})", err=True)
-        # SIGTERM (a pod's stop) ends serve_forever from another thread, as shutdown requires.
-        signal.signal(signal.SIGTERM,
-                      lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
         try:
             server.serve_forever()
         finally:

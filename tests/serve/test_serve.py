@@ -306,3 +306,20 @@ def test_an_unexpected_failure_answers_500_and_the_server_keeps_serving(
         assert "no such table" not in page.body, "details go to the log, not the page"
         assert get("/healthz").status == 503
         assert get("/reports/").status == 200, "still serving"
+
+
+def test_cli_warns_when_listening_beyond_loopback_without_a_token(
+        ledger_setup: dict[str, Any], tmp_path: Path) -> None:
+    cfg_file = tmp_path / "open.yaml"
+    cfg_file.write_text(ledger_setup["config_file"].read_text().replace(
+        "serve: {token-env: SERVE_TEST_TOKEN}", "serve: {host: 0.0.0.0}"))
+    proc = subprocess.Popen([sys.executable, "-c", HUB, "--config", str(cfg_file), "serve",
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={"PATH": "/usr/bin:/bin"})
+    try:
+        assert proc.stderr is not None
+        first, second = proc.stderr.readline(), proc.stderr.readline()
+        assert "warning: listening on 0.0.0.0 without a bearer token" in first + second
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
