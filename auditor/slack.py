@@ -14,6 +14,13 @@ Severity (:func:`severity`), from the drift alone:
 * ``medium`` — any other ``human``/``unknown`` drift, and objects missing from the cluster.
 * ``low`` — drift owned by controllers or GitOps managers, and other orphans.
 
+Besides drifts, per-run news (:mod:`auditor.alerts` decides when): compliance results that
+started failing (:func:`policy_message`, critical/high, grouped by policy), and auto-revert —
+failed attempts with the API's error (:func:`revert_failed_message`), a run refused by the cap
+(:func:`revert_capped_message`), dry-run would-be reverts and reverts no message announced
+(:func:`revert_list_message`). Revert rows are shown through :func:`as_drift`, so a Secret's
+values get the same treatment as in drift messages.
+
 Secrets: the ledger already holds Secret values only as keyed hashes; messages go further
 and show a Secret's drifted keys by name with at most a short prefix of that hash. Anything
 under a Secret's ``data``/``stringData`` that is not such a hash is never shown.
