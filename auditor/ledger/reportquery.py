@@ -146,6 +146,14 @@ def first_runs(conn: sqlite3.Connection) -> dict[str, str]:
         "SELECT cluster, min(started_at) FROM runs GROUP BY cluster")}
 
 
+def cluster_names(conn: sqlite3.Connection) -> list[str]:
+    """The cluster names the ledger's runs recorded, most recently used first (a fleet report
+    names a ledger by its cluster, even when the period has no run of it)."""
+    return [str(c) for c, in conn.execute(
+        "SELECT cluster FROM runs WHERE cluster IS NOT NULL AND cluster != '' "
+        "GROUP BY cluster ORDER BY max(started_at) DESC, cluster")]
+
+
 def changes_between(conn: sqlite3.Connection, start: str, end: str) -> list[ChangeRow]:
     """Every change recorded by a run that started in ``[start, end)``, in chain order."""
     out = []

@@ -1,5 +1,6 @@
 """``drift-auditor report``: the compliance report for a period, from the ledger only, as HTML
-(with the change population CSV beside it), CSV or JSON. Registered by the CLI hub from
+(with the change population CSV beside it), CSV or JSON. ``--ledger`` repeated makes a fleet
+report (one ledger per cluster, merged by :mod:`.fleet`). Registered by the CLI hub from
 :data:`COMMANDS`, like the ledger's commands."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import click
 from auditor.errors import ConfigError
 
 from . import export
-from .period import Options, build
+from .fleet import load_fleet
+from .period import Options
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -61,13 +63,14 @@ def _default_name(start: datetime, end: datetime) -> str:
 @click.option("--table", type=click.Choice(export.TABLES), default="changes", show_default=True,
               help="With --format csv: which table (the change population, drift occurrences, "
                    "or the run log).")
-@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
-              help="Ledger file (default: ledger.path from the configuration).")
+@click.option("--ledger", "ledger_paths", type=click.Path(dir_okay=False), multiple=True,
+              help="Ledger file (default: ledger.path from the configuration). Repeat it for "
+                   "a fleet report: one ledger per cluster, with a per-cluster breakdown.")
 @click.option("--title", default="Drift Auditor compliance report", show_default=True)
 @click.option("--skip-verify", is_flag=True,
               help="Do not recompute the ledger's hash chain (the report says so).")
 def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: str,
-               ledger_path: str | None, title: str, skip_verify: bool) -> None:
+               ledger_paths: tuple[str, ...], title: str, skip_verify: bool) -> None:
     """Compliance report for a period (SOC 2 control matrix, change population, drift and
     remediation, monitoring completeness), from the ledger only."""
 
@@ -82,16 +85,17 @@ def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: 
         if fmt == "html" and target is None:
             target = Path(cfg.reports.directory) / f"{_default_name(start, end)}.html"
         csv_path = target.with_suffix(".changes.csv") if fmt == "html" and target else None
-        report = build(ledger_path or cfg.ledger.path, start, end, cfg, options=Options(
+        model = load_fleet(ledger_paths or (cfg.ledger.path,), start, end, cfg, options=Options(
             title=title, changes_csv_name=csv_path.name if csv_path else "",
             verify=not skip_verify))
+        report = model.report
         if fmt == "html":
             from .html import render_html
 
             assert target is not None and csv_path is not None
             target.parent.mkdir(parents=True, exist_ok=True)
             # The CSV first: the HTML names it and prints its SHA-256.
-            csv_path.write_text(export.changes_csv(report.changes), encoding="utf-8")
+            csv_path.write_text(export.population_csv(report), encoding="utf-8")
             target.write_text(render_html(report), encoding="utf-8")
             click.echo(f"wrote {target} and {csv_path} ({len(report.changes)} changes, "
                        f"sha256 {report.header.changes_csv_sha256})", err=True)
@@ -105,7 +109,14 @@ def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: 
                 target.write_bytes(data)
                 click.echo(f"wrote {target}", err=True)
         if report.header.integrity.ok is False:
-            click.echo(f"drift-auditor: warning: {report.header.integrity.message}", err=True)
+            if report.fleet:
+                # Only the failing clusters are named: the others' evidence still stands.
+                for member in model.failed:
+                    click.echo(f"drift-auditor: warning: {member.cluster} "
+                               f"({member.ledger_path}): {member.integrity.message}", err=True)
+            else:
+                click.echo(f"drift-auditor: warning: {report.header.integrity.message}",
+                           err=True)
             sys.exit(1)
 
     _guarded(run)

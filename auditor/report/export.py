@@ -83,6 +83,16 @@ RUN_COLUMNS: tuple[tuple[str, Callable[[RunItem], Any]], ...] = tuple(
 
 TABLES = ("changes", "drifts", "runs")
 
+# A fleet report merges ledgers whose IDs and sequence numbers are per ledger: each row leads
+# with a cluster-qualified reference (``prod-eu:change-12``), the same text as the HTML
+# anchor, so a row cannot be mistaken for another cluster's row with the same ID.
+FLEET_CHANGE_COLUMNS: tuple[tuple[str, Callable[[ChangeItem], Any]], ...] = (
+    ("ref", lambda c: c.ref), *CHANGE_COLUMNS)
+FLEET_DRIFT_COLUMNS: tuple[tuple[str, Callable[[DriftEpisode], Any]], ...] = (
+    ("ref", lambda d: d.ref), ("cluster", lambda d: d.cluster), *DRIFT_COLUMNS)
+FLEET_RUN_COLUMNS: tuple[tuple[str, Callable[[RunItem], Any]], ...] = (
+    ("ref", lambda r: f"{r.cluster}:run-{r.id}"), *RUN_COLUMNS)
+
 
 def cell(value: Any) -> str:
     if value is None:
@@ -111,12 +121,22 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def fleet_changes_csv(changes: Sequence[ChangeItem]) -> str:
+    return _csv(FLEET_CHANGE_COLUMNS, changes)
+
+
+def population_csv(report: Report) -> str:
+    """The change population file of ``report`` (its SHA-256 is the one the report prints)."""
+    return fleet_changes_csv(report.changes) if report.fleet else changes_csv(report.changes)
+
+
 def to_csv(report: Report, table: str = "changes") -> str:
+    fleet = bool(report.fleet)
     if table == "drifts":
-        return _csv(DRIFT_COLUMNS, report.drifts)
+        return _csv(FLEET_DRIFT_COLUMNS if fleet else DRIFT_COLUMNS, report.drifts)
     if table == "runs":
-        return _csv(RUN_COLUMNS, report.monitoring.runs)
-    return changes_csv(report.changes)
+        return _csv(FLEET_RUN_COLUMNS if fleet else RUN_COLUMNS, report.monitoring.runs)
+    return population_csv(report)
 
 
 def to_json(report: Report) -> bytes:

@@ -11,7 +11,7 @@ import jinja2
 
 from . import charts
 from .controls import CRITERIA
-from .model import Report
+from .model import Policies, Report
 from .timeutil import human
 
 # Above this many changes the population table starts closed (see the template).
@@ -54,10 +54,13 @@ def chart_svgs(report: Report) -> dict[str, str]:
         # Covered green, missed red: the same classes as the other bar chart's s0/s1 except
         # that the first series is recoloured through the ``runs`` class.
         "runs": runs.replace('class="chart"', 'class="chart runs"', 1),
-        "policy": charts.line("Policy score", [at[5:16].replace("T", " ")
-                                               for at, _ in report.policies.scores],
-                              [score for _, score in report.policies.scores]),
+        "policy": policy_chart(report.policies),
     }
+
+
+def policy_chart(policies: Policies) -> str:
+    return charts.line("Policy score", [at[5:16].replace("T", " ") for at, _ in policies.scores],
+                       [score for _, score in policies.scores])
 
 
 def change_mix(report: Report) -> list[tuple[str, dict[str, int]]]:
@@ -75,4 +78,6 @@ def render_html(report: Report) -> str:
     return template.render(report=report, charts=chart_svgs(report), pct=pct, human=human,
                            criteria=CRITERIA, auth_class=AUTH_CLASS, state_class=STATE_CLASS,
                            change_mix=change_mix(report), mix_columns=MIX_COLUMNS,
-                           big_table=BIG_TABLE)
+                           big_table=BIG_TABLE,
+                           # A fleet report has a policy section (and chart) per cluster.
+                           member_policy_charts=[policy_chart(m.policies) for m in report.fleet])

@@ -1,0 +1,301 @@
+"""Fleet reports: one report over several ledgers (one per cluster, each written by that
+cluster's own CronJob).
+
+    model = load_fleet(["prod-eu.db", "prod-us.db"], start, end, cfg)
+    html.render_html(model.report)            # fleet totals, per-cluster breakdown, tables
+    export.population_csv(model.report)       # rows qualified by cluster
+    model.members                             # one FleetMember per ledger (breakdown row)
+    model.by_cluster["prod-eu"]               # that cluster's own single-ledger Report
+
+Each ledger is read on its own, read-only, by the single-ledger model (:func:`.period.build`,
+which also verifies it), and the results are merged in memory. Nothing is joined across
+ledgers in SQL: IDs and sequence numbers are per ledger, so every merged row is qualified by
+its cluster (``prod-eu:change-12``) in anchors, evidence links and the CSV exports, and each
+cluster keeps its own checkpoint, verification, monitoring completeness and policy section.
+A ledger that fails verification marks only its own cluster FAILED; the fleet's integrity is
+failed when any member's is.
+
+With a single path the model's report is exactly the single-ledger report (no fleet
+columns), so a caller can always go through :func:`load_fleet`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from auditor.config import Config
+from auditor.errors import ConfigError
+from auditor.ledger import reportquery as q
+from auditor.ledger.schema import reading
+
+from . import controls, export
+from .definitions import definitions
+from .model import (
+    Bucket,
+    FleetMember,
+    Header,
+    Integrity,
+    Monitoring,
+    Policies,
+    Report,
+    SourceScope,
+)
+from .monitoring import COVERING
+from .period import Options, build, summarize
+from .timeutil import seconds
+
+FLEET_DEFINITION = (
+    "Fleet",
+    "A report over several ledgers, one per cluster. Each ledger is read and verified on its "
+    "own with the single-cluster definitions above, then merged: fleet totals are computed "
+    "from the merged rows exactly as for one cluster (the compliance score sums in-sync and "
+    "checked objects over every cluster's runs; MTTR is the mean over every cluster's resolved "
+    "occurrences), and the per-cluster table shows each cluster's own report. IDs and "
+    "sequence numbers are per ledger, so rows are referenced as cluster:change-ID, "
+    "cluster:drift-ID and cluster:run-ID. A cluster is named by the cluster name its runs "
+    "recorded; two ledgers with the same name are told apart by the ledger file name "
+    "(name@file). Monitoring completeness is counted per cluster: one cluster's runs never "
+    "cover another's slots.")
+
+
+@dataclass
+class FleetModel:
+    """The merged report and its per-ledger parts (what ``report`` and ``serve`` render)."""
+
+    report: Report  # the fleet report (or the single-ledger report for one path)
+    members: list[FleetMember]  # one per ledger, in the order given
+    by_cluster: dict[str, Report]  # qualified cluster name → its own single-ledger report
+
+    @property
+    def failed(self) -> list[FleetMember]:
+        """Members whose ledger failed verification."""
+        return [m for m in self.members if m.integrity.ok is False]
+
+
+def _slug(name: str) -> str:
+    # Anchors are HTML ids and URL fragments: no whitespace.
+    return re.sub(r"\s+", "-", name.strip()) or "cluster"
+
+
+def _names(paths: Sequence[Path], ledger_names: Sequence[list[str]]) -> list[str]:
+    """Qualified cluster names: the newest name the ledger's runs recorded (the file's stem
+    for a ledger without runs), ``name@file`` when two ledgers share a name."""
+    base = [_slug(names[0] if names else p.stem) for p, names in zip(paths, ledger_names,
+                                                                      strict=True)]
+    taken = Counter(base)
+    out = [b if taken[b] == 1 else f"{b}@{_slug(p.name)}" for b, p in zip(base, paths,
+                                                                          strict=True)]
+    again = Counter(out)
+    # Same cluster name and same file name in two folders: the whole path tells them apart.
+    return [n if again[n] == 1 else f"{base[i]}@{_slug(str(paths[i]))}"
+            for i, n in enumerate(out)]
+
+
+def _qualify(report: Report, name: str, base: str) -> Report:
+    """``report``'s rows with cluster-qualified names, anchors and references."""
+
+    def cluster(recorded: str) -> str:
+        # A ledger whose runs used another name too (a renamed cluster) keeps that name
+        # visible beside the qualified one.
+        return name if recorded in ("", base) else f"{name} ({recorded})"
+
+    changes = [replace(c, cluster=name, anchor=f"{name}:change-{c.id}",
+                       ref=f"{name}:change-{c.id}",
+                       drift_anchor=f"{name}:{c.drift_anchor}" if c.drift_anchor else "")
+               for c in report.changes]
+    drifts = [replace(d, cluster=name, anchor=f"{name}:{d.anchor}", ref=f"{name}:{d.anchor}")
+              for d in report.drifts]
+    acceptances = [replace(a, cluster=name, anchor=f"{name}:{a.anchor}")
+                   for a in report.acceptances]
+    commits = [replace(c, cluster=name, anchor=f"{name}:commit-{c.sha[:12]}")
+               for c in report.commits]
+    mon = report.monitoring
+    gaps = {id(g): replace(g, cluster=cluster(g.cluster), anchor=f"{name}:gap-{i}")
+            for i, g in enumerate(mon.gaps)}
+    monitoring = replace(
+        mon, clusters=[replace(c, cluster=cluster(c.cluster),
+                               gaps=[gaps[id(g)] for g in c.gaps if id(g) in gaps])
+                       for c in mon.clusters],
+        gaps=[gaps[id(g)] for g in mon.gaps],
+        runs=[replace(r, cluster=cluster(r.cluster)) for r in mon.runs])
+    pol = report.policies
+    policies = replace(pol, failing=[replace(f, cluster=name, anchor=f"{name}:{f.anchor}")
+                                     for f in pol.failing])
+    return replace(report, changes=changes, drifts=drifts, acceptances=acceptances,
+                   commits=commits, monitoring=monitoring, policies=policies)
+
+
+def _integrity(members: Sequence[FleetMember]) -> Integrity:
+    states = [m.integrity.ok for m in members]
+    ok = False if False in states else None if None in states else True
+    failed = [m.cluster for m in members if m.integrity.ok is False]
+    lead = (f"{len(failed)} of {len(members)} ledgers FAILED verification "
+            f"({', '.join(failed)}); " if failed else "")
+    return Integrity(
+        ok=ok, message=lead + "; ".join(f"{m.cluster}: {m.integrity.message}" for m in members),
+        events_checked=sum(m.integrity.events_checked for m in members),
+        # Heads and checkpoints are per ledger (shown per cluster); none is the fleet's.
+        head_seq=0, head_hash="", checkpoint_seq=None, checkpoint_hash="", checkpoint_at="",
+        checkpoint_signed=False)
+
+
+def _monitoring(parts: Sequence[Report]) -> Monitoring:
+    first = parts[0].monitoring
+    expected = sum(p.monitoring.expected for p in parts)
+    covered = sum(p.monitoring.covered for p in parts)
+    return Monitoring(
+        schedule_minutes=first.schedule_minutes, expected=expected,
+        actual=sum(p.monitoring.actual for p in parts), covered=covered,
+        coverage_pct=(100.0 * covered / expected) if expected else None,
+        observed_until=first.observed_until,
+        clusters=[c for p in parts for c in p.monitoring.clusters],
+        gaps=sorted((g for p in parts for g in p.monitoring.gaps),
+                    key=lambda g: (g.start, g.cluster)),
+        runs=sorted((r for p in parts for r in p.monitoring.runs),
+                    key=lambda r: (r.started_at, r.cluster, r.id)))
+
+
+def _buckets(parts: Sequence[Report], monitoring: Monitoring, end: str) -> list[Bucket]:
+    """The members' chart points added up. Every member was built for the same period and
+    moment, so bucket ``i`` spans the same interval in each; the score is recomputed from the
+    merged run log (a ratio of sums, not a mean of ratios)."""
+    first = parts[0].buckets
+    starts = [seconds(b.start) for b in first] + [seconds(end)]
+    in_sync, checked = [0] * len(first), [0] * len(first)
+    for run in monitoring.runs:
+        if run.status not in COVERING:
+            continue
+        t = seconds(run.started_at)
+        for i in range(len(first)):
+            if starts[i] <= t < starts[i + 1]:
+                in_sync[i] += run.in_sync
+                checked[i] += run.in_sync + run.drifted + run.missing + run.orphan
+                break
+    out = []
+    for i, b in enumerate(first):
+        same = [p.buckets[i] for p in parts]
+        out.append(Bucket(
+            b.start, round(100.0 * in_sync[i] / checked[i], 2) if checked[i] else None,
+            sum(x.authorized for x in same), sum(x.unauthorized for x in same),
+            sum(x.unverified for x in same), sum(x.open_drifts for x in same),
+            sum(x.expected_runs for x in same), sum(x.covered_runs for x in same)))
+    return out
+
+
+def _policies(parts: Sequence[Report]) -> Policies:
+    """All clusters' policy rows and failures, for the control matrix only: the HTML shows a
+    policy section per cluster, because a fleet-wide policy score would mix populations."""
+    pols = [p.policies for p in parts]
+    return Policies(
+        evaluated_runs=sum(p.evaluated_runs for p in pols), score_end=None, score_min=None,
+        as_of_run=None, rows=[r for p in pols for r in p.rows],
+        failing=[f for p in pols for f in p.failing],
+        newly_failing=sum(p.newly_failing for p in pols), fixed=sum(p.fixed for p in pols))
+
+
+def _sources(parts: Sequence[Report]) -> list[SourceScope]:
+    seen: dict[SourceScope, None] = {}
+    for p in parts:
+        for s in p.header.sources:
+            seen.setdefault(s, None)
+    return list(seen)
+
+
+def load_fleet(paths: Sequence[str | Path], start: datetime, end: datetime, cfg: Config, *,
+               now: datetime | None = None, options: Options | None = None) -> FleetModel:
+    """The report for ``[start, end)`` over the ledgers at ``paths`` (one per cluster).
+
+    Every ledger is opened read-only and verified unless ``options.verify`` is false.
+    ``cfg`` supplies the schedule, the SLA and the Git sources' names; it is the reader's
+    configuration, not the clusters'.
+    """
+    if not paths:
+        raise ConfigError("no ledger given")
+    files = [Path(p) for p in paths]
+    resolved = [f.resolve() for f in files]
+    if len(set(resolved)) != len(resolved):
+        dup = next(f for f in files if resolved.count(f.resolve()) > 1)
+        raise ConfigError(f"--ledger {dup}: the same ledger is given twice")
+    opts = options or Options()
+    moment = now or datetime.now(start.tzinfo)
+    if len(files) == 1:
+        single = build(files[0], start, end, cfg, now=moment, options=opts)
+        with reading(files[0]) as conn:
+            names = q.cluster_names(conn)
+        member = _member(single, single.header.clusters[0] if single.header.clusters else "",
+                         names, files[0])
+        return FleetModel(single, [member], {member.cluster: single})
+    ledger_names = []
+    for f in files:
+        with reading(f) as conn:
+            ledger_names.append(q.cluster_names(conn))
+    qualified = _names(files, ledger_names)
+    singles: dict[str, Report] = {}
+    parts: list[Report] = []
+    members: list[FleetMember] = []
+    for f, names, name in zip(files, ledger_names, qualified, strict=True):
+        base = names[0] if names else f.stem
+        # The member's own population file is not written: its name stays empty.
+        own = build(f, start, end, cfg, now=moment,
+                    options=replace(opts, changes_csv_name="", cluster=base))
+        singles[name] = own
+        part = _qualify(own, name, base)
+        parts.append(part)
+        members.append(_member(part, name, names, f, own.header.changes_csv_sha256))
+    return FleetModel(_merge(parts, members, cfg, opts), members, singles)
+
+
+def _member(report: Report, name: str, names: list[str], path: Path,
+            sha256: str | None = None) -> FleetMember:
+    return FleetMember(
+        cluster=name, ledger_clusters=names or [name], ledger_path=str(path),
+        integrity=report.header.integrity, summary=report.summary,
+        coverage_pct=report.monitoring.coverage_pct, runs_actual=report.monitoring.actual,
+        policies=report.policies,
+        changes_csv_sha256=sha256 or report.header.changes_csv_sha256)
+
+
+def _merge(parts: Sequence[Report], members: list[FleetMember], cfg: Config,
+           opts: Options) -> Report:
+    head = parts[0].header
+    s, e = head.period_start, head.period_end
+    changes = sorted((c for p in parts for c in p.changes),
+                     key=lambda c: (c.detected_at, c.cluster, c.seq))
+    drifts = sorted((d for p in parts for d in p.drifts),
+                    key=lambda d: (d.detected_at, d.cluster, d.drift_id, d.occurrence))
+    acceptances = sorted((a for p in parts for a in p.acceptances),
+                         key=lambda a: (a.at, a.cluster, a.drift_id))
+    commits = [c for p in parts for c in p.commits]
+    monitoring = _monitoring(parts)
+    integrity = _integrity(members)
+    csv_text = export.fleet_changes_csv(changes)
+    header = Header(
+        title=opts.title, period_start=s, period_end=e, generated_at=head.generated_at,
+        tool_version=head.tool_version,
+        run_tool_versions=sorted({v for p in parts for v in p.header.run_tool_versions}),
+        config_hash=head.config_hash,
+        run_config_hashes=sorted({h for p in parts for h in p.header.run_config_hashes}),
+        clusters=[m.cluster for m in members],
+        namespaces=sorted({n for p in parts for n in p.header.namespaces}),
+        objects=sum(p.header.objects for p in parts), sources=_sources(parts),
+        ledger_path=", ".join(m.ledger_path for m in members), integrity=integrity,
+        schedule_minutes=head.schedule_minutes, sla_hours=head.sla_hours,
+        changes_csv_name=opts.changes_csv_name, changes_csv_sha256=export.sha256(csv_text),
+        changes_csv_rows=len(changes))
+    policies = _policies(parts)
+    return Report(
+        header=header, summary=summarize(monitoring, changes, drifts, start=s, end=e),
+        controls=controls.build(changes, drifts, monitoring, integrity, commits,
+                                head.sla_hours, policies),
+        monitoring=monitoring, changes=changes, drifts=drifts, acceptances=acceptances,
+        commits=commits, buckets=_buckets(parts, monitoring, e),
+        bucket_label=parts[0].bucket_label, policies=policies,
+        definitions=[*definitions(cfg.reports.schedule_minutes,
+                                  cfg.reports.remediation_sla_hours), FLEET_DEFINITION],
+        fleet=members)
+
