@@ -283,11 +283,15 @@ def _run_summary(outcome: Any, color: bool) -> str:
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="json: the `diff` document plus the run's ledger summary.")
 @click.option("--color/--no-color", default=None)
+@click.option("--exit-zero-on-drift", is_flag=True,
+              help="Exit 0 when drift is found (a result, not a failure: for CronJobs, whose "
+                   "Job should fail only when the audit itself fails).")
 @click.pass_obj
 @handle_errors
 def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: bool,
         desired_path: str | None, revision: str | None, audit_log: str | None,
-        ledger_path: str | None, output: str, color: bool | None) -> None:
+        ledger_path: str | None, output: str, color: bool | None,
+        exit_zero_on_drift: bool) -> None:
     """One audit cycle (the CronJob's job): Git and cluster compared, recorded in the ledger.
 
     Exit 0 in sync, 1 drift/missing/orphan, 2 error.
@@ -324,7 +328,8 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
         for line in (alert_report.line(), *metrics_report.lines()):
             if line:
                 click.echo(line)
-    sys.exit(diffout.exit_code(outcome.audit.results, outcome.audit.problems))
+    code = diffout.exit_code(outcome.audit.results, outcome.audit.problems)
+    sys.exit(0 if code == 1 and exit_zero_on_drift else code)
 
 
 def _register_commands() -> None:
@@ -334,9 +339,11 @@ def _register_commands() -> None:
     from auditor.notify_cli import COMMANDS as notify_commands
     from auditor.policies.cli import COMMANDS as policy_commands
     from auditor.report.cli import COMMANDS as report_commands
+    from auditor.serve import COMMANDS as serve_commands
 
+    # notify_cli's metrics-only `serve` predates the UI; the UI serves /metrics too.
     for command in (*ledger_commands, *notify_commands, *adopt_commands, *policy_commands,
-                    *report_commands):
+                    *report_commands, *serve_commands):
         main.add_command(command)
 
 

@@ -113,6 +113,17 @@ def test_two_runs_record_changes_with_their_actors(setup: dict[str, Any], kubect
     assert b"czNjcjN0LXZhbHVlLW5ldmVyLXNob3du" not in raw
 
 
+def test_exit_zero_on_drift_for_cronjobs(setup: dict[str, Any], kubectl: Any) -> None:
+    run(setup)
+    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:9.9.9")
+    proc = cli(setup, "run", "--desired", str(setup["apps"]), "--exit-zero-on-drift")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 drifted" in proc.stdout
+    (setup["apps"] / "broken.yaml").write_text("kind: [\n")
+    proc = cli(setup, "run", "--desired", str(setup["apps"]), "--exit-zero-on-drift")
+    assert proc.returncode == 2, "an audit with errors still fails the Job"
+
+
 def test_drift_fixed_live_resolves_and_steady_state_observes_nothing(
         setup: dict[str, Any], kubectl: Any) -> None:
     run(setup)
