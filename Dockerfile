@@ -38,6 +38,8 @@ RUN apt-get update \
 # The wheels are mounted from the build stage, not copied: no layer keeps them.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels drift-auditor==0.1.0
+# The default compliance policy pack (cronjob.yaml's config points policies.directory here).
+COPY policies /usr/share/drift-auditor/policies
 # A fixed numeric uid/gid: Kubernetes' runAsNonRoot can only verify a numeric USER, and
 # cronjob.yaml runs as (and sets fsGroup to) the same ids.
 RUN groupadd --system --gid 10001 drift-auditor \
