@@ -206,7 +206,8 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         named = sorted({cc for row in policies.rows for cc in row.controls if cc in CRITERIA})
         population = sum(r.passed + r.failed for r in policies.rows)
         # Short labels: the failures table beside the anchors says which policy and object.
-        refs = [(f"failure {i + 1}", f.anchor) for i, f in enumerate(policies.failing)]
+        refs = [(f.anchor if f.cluster else f"failure {i + 1}", f.anchor)
+                for i, f in enumerate(policies.failing)]
         out.append(Control(
             "DA-10", named or ["CC7.1"], "Live configuration meets the policies",
             "Every live object in scope is evaluated against the configured policies each "

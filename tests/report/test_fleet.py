@@ -396,6 +396,7 @@ def test_fleet_page_renders_in_chromium(model: FleetModel, tmp_path: Path) -> No
                             "document.querySelector(':target').id") == target
         browser.screenshot(shots / "fleet-desktop.png", height=2000)
         browser.section_screenshot("summary", shots / "fleet-summary.png")
+        browser.section_screenshot("changes", shots / "fleet-changes.png")
         browser.open(page, width=390)
         assert browser.errors() == []
         assert browser.eval("document.documentElement.scrollWidth") <= 390
