@@ -401,3 +401,29 @@ def test_fleet_page_renders_in_chromium(model: FleetModel, tmp_path: Path) -> No
         assert browser.errors() == []
         assert browser.eval("document.documentElement.scrollWidth") <= 390
         browser.screenshot(shots / "fleet-phone.png", height=2400)
+
+
+def test_a_period_without_runs_still_names_each_cluster(fleet: Fleet) -> None:
+    # The reader's configuration is prod-eu's: without each ledger's own name, both clusters
+    # would be counted as prod-eu and one cluster's silence would vanish into the other's.
+    model = load_fleet(fleet.paths, datetime(2020, 1, 1, tzinfo=UTC),
+                       datetime(2020, 4, 1, tzinfo=UTC), fleet.cfg())
+    mon = model.report.monitoring
+    assert [c.cluster for c in mon.clusters] == list(CLUSTERS)
+    assert [(c.expected, c.covered) for c in mon.clusters] == [(91 * 24, 0)] * 2
+    assert [g.cluster for g in mon.gaps] == list(CLUSTERS)
+    assert all(g.reason.endswith("(before the ledger's first run of this cluster)")
+               for g in mon.gaps)
+    assert model.report.changes == [] and model.report.summary.compliance_score is None
+    found = _anchors(render_html(model.report))
+    assert set(found.links) <= set(found.ids)
+
+
+def test_names_for_same_cluster_and_same_file_name(tmp_path: Path) -> None:
+    from auditor.report.fleet import _names
+
+    a, b, c = tmp_path / "eu" / "ledger.db", tmp_path / "us" / "ledger.db", tmp_path / "x.db"
+    assert _names([a, b, c], [["prod"], ["prod"], ["dev cluster"]]) == [
+        f"prod@{a}", f"prod@{b}", "dev-cluster"]
+    assert _names([a, c], [[], []]) == ["ledger", "x"]
+    assert _names([a, c], [["prod"], ["prod"]]) == ["prod@ledger.db", "prod@x.db"]
