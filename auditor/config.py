@@ -405,8 +405,9 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX):
             continue
         rest = name[len(ENV_PREFIX):].lower()
-        if rest in ("config", "tools"):
-            # Read by the CLI itself: the config file's path and the kubectl/helm folder.
+        if rest in ("config", "tools", "screenshots"):
+            # Not settings: the config file's path and the kubectl/helm folder (read by the
+            # CLI), and where the test suite keeps browser screenshots.
             continue
         if rest.startswith("source_"):
             out.setdefault("source", {})[rest[len("source_"):]] = value
