@@ -11,6 +11,15 @@ Pages (GET/HEAD only; anything else is 405):
     /metrics                                 Prometheus exposition (:mod:`auditor.metrics`)
     /healthz                                 200 when the ledger can be read, else 503
 
+With several ledgers (``--ledger prod-eu.db --ledger prod-us.db``, one per cluster) the UI is a
+fleet view: ``/`` shows one row per cluster and the open drift grouped by cluster, then
+namespace; ``/c/<cluster>/`` is that cluster's single-ledger page and
+``/c/<cluster>/objects/…`` its object pages; ``/metrics`` carries every ledger's series with a
+``cluster`` label; ``/healthz`` is 200 only when every ledger can be read. Clusters are named
+exactly as ``drift-auditor report``'s fleet names them (:mod:`auditor.report.fleet`), so a name
+means the same cluster in a report and in the UI. One ledger (or none: ``ledger.path``) is the
+single-ledger UI, unchanged.
+
 The ledger is opened per request with the read-only reader (:func:`auditor.ledger.reading`)
 and never written. The server binds loopback unless configured (``serve.host``); with
 ``serve.token-env`` naming an environment variable, every page except ``/healthz`` (kubelet
@@ -24,10 +33,11 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,11 +47,22 @@ from urllib.parse import quote, unquote, urlsplit
 import click
 import jinja2
 import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from auditor import __version__
+from auditor import metrics as metrics_mod
 from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LedgerError
 from auditor.ledger import HistoryFilter, drifts, query, reading, runs, uiquery
+from auditor.ledger import metricsquery as mq
+from auditor.ledger.reportquery import cluster_names
+from auditor.ledger.verify import verify as verify_ledger
+
+# The report's own naming (newest recorded cluster name, the file stem without runs, name@file
+# when two ledgers share a name): imported, not copied, so report and UI name clusters alike.
+from auditor.report.fleet import _names as fleet_names
 
 log = logging.getLogger("auditor.serve")
 
@@ -63,10 +84,17 @@ REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-
              "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 
-def object_url(group: str, kind: str, namespace: str, name: str) -> str:
-    """The UI's address of an object's history page (each part percent-encoded)."""
+def cluster_url(cluster: str) -> str:
+    """A fleet cluster's page; its name is one path segment (``name@/a/b.db`` holds slashes)."""
+    return "/c/" + quote(cluster, safe="") + "/"
+
+
+def object_url(group: str, kind: str, namespace: str, name: str, cluster: str = "") -> str:
+    """The UI's address of an object's history page (each part percent-encoded); with
+    ``cluster``, that fleet cluster's page of it."""
     parts = (group or EMPTY, kind, namespace or EMPTY, name)
-    return "/objects/" + "/".join(quote(p, safe="") for p in parts)
+    prefix = cluster_url(cluster)[:-1] if cluster else ""
+    return prefix + "/objects/" + "/".join(quote(p, safe="") for p in parts)
 
 
 def is_secret(group: str, kind: str) -> bool:
@@ -100,7 +128,8 @@ def _environment() -> jinja2.Environment:
         # reasons are not.
         autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["value"] = show_value
-    env.globals.update(object_url=object_url, is_secret=is_secret, version=__version__)
+    env.globals.update(object_url=object_url, cluster_url=cluster_url, is_secret=is_secret,
+                       version=__version__)
     return env
 
 
@@ -139,45 +168,250 @@ def _report_file(directory: Path, name: str) -> Path | None:
     return path
 
 
-def _metrics_text(cfg: Config, ledger_path: Path) -> str | None:
-    """The Prometheus exposition from :mod:`auditor.metrics`, or ``None`` without it."""
-    try:
-        from auditor import metrics
-    except ImportError:  # pragma: no cover - metrics ships with the package
-        return None
-    build: Callable[..., str] | None = getattr(metrics, "exposition", None)
-    return build(cfg, ledger_path) if build is not None else None
+def ledger_signature(path: Path) -> tuple[int, ...]:
+    """The ledger files' mtime, size and inode (database and WAL): any write moves it, so a
+    cached verification is redone exactly when the ledger changed (as :mod:`auditor.metrics`
+    does for its scrapes)."""
+    out: list[int] = []
+    for suffix in ("", "-wal"):
+        try:
+            st = (path.parent / (path.name + suffix)).stat()
+            out += [st.st_mtime_ns, st.st_size, st.st_ino]
+        except FileNotFoundError:
+            out += [0, 0, 0]
+    return tuple(out)
+
+
+@dataclass
+class Member:
+    """One ledger of a fleet, with what the UI caches about it between requests."""
+
+    path: Path
+    collector: metrics_mod.LedgerCollector
+    # The cluster names its runs recorded, as last read: kept while the ledger cannot be read,
+    # so a broken ledger keeps its name (and its URLs) instead of falling back to the file stem.
+    recorded: list[str] = field(default_factory=list)
+    # (signature, chain verifies, message) of the last verification.
+    verified: tuple[tuple[int, ...], bool, str] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def verify(self, conn: sqlite3.Connection, signature: tuple[int, ...]) -> tuple[bool, str]:
+        """The chain's verification, recomputed only when the files changed: a page or a scrape
+        must not walk every event (~0.3 s per 30,000) on each request."""
+        with self.lock:
+            if self.verified is not None and self.verified[0] == signature:
+                return self.verified[1], self.verified[2]
+            try:
+                result = verify_ledger(conn)
+                ok, message = result.ok, result.message
+            except (sqlite3.Error, LedgerError) as exc:
+                ok, message = False, f"cannot be walked: {exc}"
+            self.verified = (signature, ok, message)
+            return ok, message
+
+
+class Fleet:
+    """The ledgers of ``serve --ledger A --ledger B``: their names and per-ledger caches."""
+
+    def __init__(self, cfg: Config, paths: Sequence[Path]) -> None:
+        self.cfg = cfg
+        self.members = [Member(p, metrics_mod.LedgerCollector(cfg, p)) for p in paths]
+        self._lock = threading.Lock()
+        self._named: tuple[tuple[tuple[int, ...], ...], list[str]] | None = None
+
+    def names(self) -> list[str]:
+        """Each member's qualified cluster name, in the order given. Re-read only when a
+        ledger changed (a run may be the first to record a name, or rename the cluster)."""
+        signature = tuple(ledger_signature(m.path) for m in self.members)
+        with self._lock:
+            if self._named is None or self._named[0] != signature:
+                for m in self.members:
+                    try:
+                        with reading(m.path) as conn:
+                            m.recorded = cluster_names(conn)
+                    except Exception as exc:  # unreadable: keep the last names read
+                        log.debug("serve: %s: cluster names: %s", m.path, exc)
+                self._named = (signature, fleet_names([m.path for m in self.members],
+                                                      [m.recorded for m in self.members]))
+            return list(self._named[1])
+
+    def named(self) -> list[tuple[str, Member]]:
+        return list(zip(self.names(), self.members, strict=True))
+
+    def member(self, cluster: str) -> Member | None:
+        return next((m for n, m in self.named() if n == cluster), None)
+
+
+class FleetCollector(Collector):
+    """Every member's metrics, each series labelled with its cluster. :mod:`auditor.metrics`'
+    series carry no cluster label (one ledger is one cluster there), so each ledger keeps its
+    own collector (and its verification cache) and the label is added here. Families of the
+    same name are merged into one, as the text format allows each name once."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+
+    def describe(self) -> list[Metric]:
+        return []  # reading happens at collection only
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        readable = GaugeMetricFamily(metrics_mod.PREFIX + "ledger_readable",
+                                     "1 when serve can read the cluster's ledger, 0 when not "
+                                     "(its other series are then absent).", labels=["cluster"])
+        for name, member in self.fleet.named():
+            try:
+                families = member.collector.read()
+            except Exception as exc:  # one broken ledger must not hide the others' metrics
+                log.warning("metrics: %s (%s): %s", name, member.path, exc)
+                readable.add_metric([name], 0)
+                continue
+            readable.add_metric([name], 1)
+            for fam in families:
+                out = merged.get(fam.name)
+                if out is None:
+                    out = merged[fam.name] = Metric(fam.name, fam.documentation, fam.type,
+                                                    fam.unit)
+                out.samples += [s._replace(labels={"cluster": name, **s.labels})
+                                for s in fam.samples]
+        yield from merged.values()
+        yield readable
+
+
+def _iso(stamp: float | None) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if stamp else ""
 
 
 class Pages:
-    """Renders each page from the ledger; one reader connection per call."""
+    """Renders each page from the ledger(s); one reader connection per ledger and call."""
 
-    def __init__(self, cfg: Config, ledger_path: Path, reports_dir: Path) -> None:
+    def __init__(self, cfg: Config, ledger_paths: Sequence[Path], reports_dir: Path) -> None:
         self.cfg = cfg
-        self.ledger_path = ledger_path
+        self.ledger_path = ledger_paths[0]
         self.reports_dir = reports_dir
         self.env = _environment()
+        # One ledger: today's UI. Several: the fleet view.
+        self.fleet = Fleet(cfg, ledger_paths) if len(ledger_paths) > 1 else None
+        # Kept for the server's life (not rebuilt per scrape) so that the chain is verified
+        # again only when the ledger changed.
+        self.registry = CollectorRegistry(auto_describe=False)
+        if self.fleet is not None:
+            self.registry.register(FleetCollector(self.fleet))
+        else:
+            self.registry.register(metrics_mod.LedgerCollector(cfg, self.ledger_path))
 
-    def index(self) -> str:
-        now = datetime.now(UTC)
-        with reading(self.ledger_path) as conn:
-            latest = runs(conn, limit=10)
-            current = drifts(conn)
+    def metrics(self) -> str:
+        return generate_latest(self.registry).decode()
+
+    def _current(self, conn: sqlite3.Connection,
+                 now: datetime) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Open and accepted drifts by namespace, each with its age."""
         by_ns: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for d in current:
+        for d in drifts(conn):
             d["age"] = _age(d["opened_at"], now)
             by_ns[d["namespace"]].append(d)
-        namespaces = [(ns, sorted(rows, key=lambda d: (d["kind"], d["name"], d["id"])))
-                      for ns, rows in sorted(by_ns.items())]
+        return [(ns, sorted(rows, key=lambda d: (d["kind"], d["name"], d["id"])))
+                for ns, rows in sorted(by_ns.items())]
+
+    def index(self, cluster: str | None = None) -> str:
+        """The single-ledger overview; ``cluster``: that fleet member's (links qualified)."""
+        now = datetime.now(UTC)
+        path = self.ledger_path
+        if cluster is not None:
+            member = self.fleet.member(cluster) if self.fleet else None
+            if member is None:
+                raise KeyError(cluster)
+            path = member.path
+        with reading(path) as conn:
+            latest = runs(conn, limit=10)
+            namespaces = self._current(conn, now)
+        current = [d for _, rows in namespaces for d in rows]
         return self.env.get_template("index.html.j2").render(
-            title="Drift Auditor", runs=latest, namespaces=namespaces,
+            title="Drift Auditor" if cluster is None else f"Cluster {cluster}", runs=latest,
+            namespaces=namespaces,
             open_count=sum(1 for d in current if d["state"] == "open"),
             accepted_count=sum(1 for d in current if d["state"] == "accepted"),
             reports=list_reports(self.reports_dir)[:5], now=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            cluster=self.cfg.cluster.name)
+            cluster=self.cfg.cluster.name if cluster is None else cluster,
+            link_cluster=cluster or "")
 
-    def object(self, group: str, kind: str, namespace: str, name: str) -> str | None:
-        with reading(self.ledger_path) as conn:
+    def _member_row(self, name: str, member: Member, now: datetime) -> dict[str, Any]:
+        """One cluster's overview row and its drift; an unreadable ledger gives a row that
+        says so (the other clusters still render)."""
+        # recorded[0] names the cluster; older names (a renamed cluster) stay visible.
+        row: dict[str, Any] = {"name": name, "path": str(member.path),
+                               "recorded": member.recorded[1:], "error": "",
+            "namespaces": [], "open": 0, "accepted": 0, "last": None, "counts": {},
+            "score": None, "verified": None, "verify_message": "", "events": 0}
+        signature = ledger_signature(member.path)  # before our connection touches the WAL
+        try:
+            with reading(member.path) as conn:
+                latest = runs(conn, limit=20)
+                row["namespaces"] = self._current(conn, now)
+                stats = mq.read(conn, now=now.timestamp())
+                if self.cfg.metrics.verify:
+                    row["verified"], row["verify_message"] = member.verify(conn, signature)
+        except LedgerError as exc:
+            row["error"] = str(exc)
+            return row
+        except Exception:  # SQLite trouble or a bug: the page says so, the log has details
+            log.exception("serve: overview of %s (%s) failed", name, member.path)
+            row["error"] = "cannot be read (details in the server log)"
+            return row
+        current = [d for _, rows in row["namespaces"] for d in rows]
+        row["open"] = sum(1 for d in current if d["state"] == "open")
+        row["accepted"] = sum(1 for d in current if d["state"] == "accepted")
+        row["last"] = latest[0] if latest else None
+        # Object counts come from the newest finished run: a running one has none yet.
+        done = next((r for r in latest if r["status"] != "running"), None)
+        row["counts"] = done["counts"] if done else {}
+        row["score"] = stats.policy_score
+        row["events"] = stats.head_seq
+        return row
+
+    def fleet_index(self) -> str:
+        assert self.fleet is not None
+        now = datetime.now(UTC)
+        members = [self._member_row(n, m, now) for n, m in self.fleet.named()]
+        return self.env.get_template("fleet.html.j2").render(
+            title="Drift Auditor fleet", members=members,
+            open_count=sum(m["open"] for m in members),
+            accepted_count=sum(m["accepted"] for m in members),
+            drifting=sum(1 for m in members if m["open"]),
+            unhealthy=sum(1 for m in members if m["error"] or m["verified"] is False),
+            reports=list_reports(self.reports_dir)[:5], now=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def health(self) -> tuple[bool, str]:
+        """(every ledger readable, the plain-text body). Names and run counts only: /healthz
+        needs no token, so no paths or error details."""
+        if self.fleet is None:
+            with reading(self.ledger_path) as conn:
+                count, _ = uiquery.health(conn)
+            return True, f"ok: {count} runs\n"
+        lines, bad = [], 0
+        for name, member in self.fleet.named():
+            try:
+                with reading(member.path) as conn:
+                    count, _ = uiquery.health(conn)
+                lines.append(f"{name}: ok: {count} runs")
+            except Exception as exc:  # whatever the cause, this ledger cannot be read
+                log.warning("healthz: %s (%s): %s", name, member.path, exc)
+                bad += 1
+                lines.append(f"{name}: ledger unreadable")
+        total = len(self.fleet.members)
+        head = (f"ok: {total} ledgers" if not bad
+                else f"unhealthy: {bad} of {total} ledgers unreadable")
+        return not bad, "\n".join([head, *lines]) + "\n"
+
+    def object(self, group: str, kind: str, namespace: str, name: str,
+               cluster: str | None = None) -> str | None:
+        path = self.ledger_path
+        if cluster is not None:
+            member = self.fleet.member(cluster) if self.fleet else None
+            if member is None:
+                return None
+            path = member.path
+        with reading(path) as conn:
             oid = uiquery.object_id(conn, group, kind, namespace, name)
             if oid is None:
                 return None
@@ -188,9 +422,10 @@ class Pages:
             versions = uiquery.versions(conn, oid)
             object_drifts = uiquery.object_drifts(conn, oid)
         return self.env.get_template("object.html.j2").render(
-            title=label, label=label, group=group, kind=kind, namespace=namespace, name=name,
+            title=label if cluster is None else f"{label} · {cluster}", label=label,
+            group=group, kind=kind, namespace=namespace, name=name,
             secret=is_secret(group, kind), timeline=timeline, versions=versions,
-            drifts=object_drifts)
+            drifts=object_drifts, link_cluster=cluster or "")
 
     def reports(self) -> str:
         return self.env.get_template("reports.html.j2").render(
@@ -275,29 +510,57 @@ def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler
 
         def _healthz(self) -> None:
             try:
-                with reading(pages.ledger_path) as conn:
-                    count, _ = uiquery.health(conn)
+                ok, body = pages.health()
             except Exception as exc:  # whatever the cause, the ledger cannot be read: unhealthy
                 log.warning("healthz: %s", exc)
                 self._send(503, b"ledger unreadable\n", "text/plain; charset=utf-8")
                 return
-            self._send(200, f"ok: {count} runs\n".encode(), "text/plain; charset=utf-8")
+            self._send(200 if ok else 503, body.encode(), "text/plain; charset=utf-8")
+
+        def _object(self, rest: str, cluster: str | None = None) -> None:
+            # Split before unquoting: an encoded "/" stays inside its part.
+            parts = [unquote(p) for p in rest.split("/")]
+            if len(parts) != 4 or not all(parts):
+                self._error(404, "Object addresses are /objects/<group>/<kind>/"
+                                 "<namespace>/<name> (_ for none).")
+                return
+            group, kind, ns, name = (p if p != EMPTY else "" for p in parts)
+            html = pages.object(group, kind, ns, name, cluster)
+            if html is None:
+                self._error(404, "The ledger has never seen this object.")
+            else:
+                self._html(200, html)
+
+        def _fleet(self, path: str) -> None:
+            """``/`` and ``/c/<cluster>/…`` of the fleet view."""
+            assert pages.fleet is not None
+            if path == "/":
+                self._html(200, pages.fleet_index())
+                return
+            if path.startswith("/objects/"):
+                self._error(404, "This UI serves several clusters: object addresses are "
+                                 "/c/<cluster>/objects/<group>/<kind>/<namespace>/<name>.")
+                return
+            quoted, _, rest = path[len("/c/"):].partition("/")
+            cluster = unquote(quoted)
+            if not cluster or pages.fleet.member(cluster) is None:
+                self._error(404, "No such cluster in this fleet.")
+            elif path == "/c/" + quoted:
+                self._send(308, b"", "text/plain", {"Location": cluster_url(cluster)})
+            elif rest == "":
+                self._html(200, pages.index(cluster))
+            elif rest.startswith("objects/"):
+                self._object(rest[len("objects/"):], cluster)
+            else:
+                self._error(404, "No such page.")
 
         def _route(self, path: str) -> None:
-            if path == "/":
+            if pages.fleet is not None and (path == "/" or path.startswith(("/c/", "/objects/"))):
+                self._fleet(path)
+            elif path == "/":
                 self._html(200, pages.index())
             elif path.startswith("/objects/"):
-                parts = [unquote(p) for p in path[len("/objects/"):].split("/")]
-                if len(parts) != 4 or not all(parts):
-                    self._error(404, "Object addresses are /objects/<group>/<kind>/"
-                                     "<namespace>/<name> (_ for none).")
-                    return
-                group, kind, ns, name = (p if p != EMPTY else "" for p in parts)
-                html = pages.object(group, kind, ns, name)
-                if html is None:
-                    self._error(404, "The ledger has never seen this object.")
-                else:
-                    self._html(200, html)
+                self._object(path[len("/objects/"):])
             elif path == "/reports":
                 self._send(308, b"", "text/plain", {"Location": "/reports/"})
             elif path == "/reports/":
@@ -305,11 +568,8 @@ def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler
             elif path.startswith("/reports/"):
                 self._report(unquote(path[len("/reports/"):]))
             elif path == "/metrics":
-                text = _metrics_text(pages.cfg, pages.ledger_path)
-                if text is None:
-                    self._error(404, "Metrics are not available in this build.")
-                else:
-                    self._send(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+                self._send(200, pages.metrics().encode(),
+                           "text/plain; version=0.0.4; charset=utf-8")
             else:
                 self._error(404, "No such page.")
 
@@ -324,13 +584,29 @@ def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler
     return Handler
 
 
-def make_server(cfg: Config, *, ledger_path: str | Path | None = None, host: str | None = None,
+def ledger_list(cfg: Config, ledger_path: str | Path | None = None,
+                ledger_paths: Sequence[str | Path] = ()) -> list[Path]:
+    """The ledgers to serve: ``ledger_paths`` (the repeated ``--ledger``), else
+    ``ledger_path``, else ``ledger.path``. The same file twice is an error, as for reports
+    (two "clusters" would be one)."""
+    files = [Path(p) for p in ledger_paths] or [Path(ledger_path or cfg.ledger.path)]
+    seen: dict[Path, Path] = {}
+    for f in files:
+        if f.resolve() in seen:
+            raise ConfigError(f"--ledger {f}: the same ledger is given twice")
+        seen[f.resolve()] = f
+    return files
+
+
+def make_server(cfg: Config, *, ledger_path: str | Path | None = None,
+                ledger_paths: Sequence[str | Path] = (), host: str | None = None,
                 port: int | None = None, token: str | None = None,
                 reports_dir: str | Path | None = None) -> ThreadingHTTPServer:
     """A server for the UI (not yet serving: call ``serve_forever``, or :func:`start`).
     Unset arguments come from ``cfg`` (``ledger.path``, ``serve.host``/``port``,
-    ``reports.directory``); ``token`` is the bearer token's value itself."""
-    pages = Pages(cfg, Path(ledger_path or cfg.ledger.path),
+    ``reports.directory``); ``token`` is the bearer token's value itself. Two or more
+    ``ledger_paths`` (one per cluster) make the fleet view."""
+    pages = Pages(cfg, ledger_list(cfg, ledger_path, ledger_paths),
                   Path(reports_dir or cfg.reports.directory))
     server = ThreadingHTTPServer((host or cfg.serve.host,
                                   cfg.serve.port if port is None else port),
@@ -362,11 +638,12 @@ def token_from(cfg: Config, env: Mapping[str, str]) -> str | None:
 @click.command("serve")
 @click.option("--host", help="Address to bind (default: serve.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: serve.port, 8080; 0 picks one).")
-@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
-              help="Ledger file (default: ledger.path from the configuration).")
+@click.option("--ledger", "ledger_paths", type=click.Path(dir_okay=False), multiple=True,
+              help="Ledger file (default: ledger.path from the configuration); repeat it, one "
+                   "per cluster, for a fleet view.")
 @click.option("--reports-dir", type=click.Path(file_okay=False),
               help="Reports folder (default: reports.directory).")
-def serve_cmd(host: str | None, port: int | None, ledger_path: str | None,
+def serve_cmd(host: str | None, port: int | None, ledger_paths: tuple[str, ...],
               reports_dir: str | None) -> None:
     """Read-only web UI over the ledger, with /metrics and /healthz (Ctrl-C stops it)."""
     from auditor.cli import handle_errors
@@ -375,7 +652,7 @@ def serve_cmd(host: str | None, port: int | None, ledger_path: str | None,
         import signal
 
         cfg: Config = click.get_current_context().find_root().obj.load()
-        server = make_server(cfg, ledger_path=ledger_path, host=host, port=port,
+        server = make_server(cfg, ledger_paths=ledger_paths, host=host, port=port,
                              token=token_from(cfg, os.environ), reports_dir=reports_dir)
         # SIGTERM (a pod's stop) ends serve_forever from another thread, as shutdown requires;
         # installed before the address is announced, so whoever reads it may stop us at once.
@@ -387,7 +664,8 @@ def serve_cmd(host: str | None, port: int | None, ledger_path: str | None,
                        "bearer token (serve.token-env): whoever reaches the port reads the "
                        "ledger", err=True)
         click.echo(f"drift-auditor serve: http://{bound_host!s}:{bound_port} "
-                   f"(ledger {ledger_path or cfg.ledger.path}"
+                   f"({'ledgers ' if len(ledger_paths) > 1 else 'ledger '}"
+                   f"{', '.join(ledger_paths) or cfg.ledger.path}"
                    f"{', bearer token required' if cfg.serve.token_env else ''})", err=True)
         try:
             server.serve_forever()
