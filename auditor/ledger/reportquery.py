@@ -306,3 +306,84 @@ def verify_ledger(conn: sqlite3.Connection) -> VerifyResult:
                         f"ledger tampered: first broken sequence number {first}: {message}",
                         result.head_seq, result.head_hash, result.checkpoints, result.signatures,
                         problems)
+
+
+def _run_clusters(conn: sqlite3.Connection, run_ids: Iterable[int]) -> dict[int, str]:
+    ids = sorted(set(run_ids))
+    out: dict[int, str] = {}
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i:i + _CHUNK]
+        out.update((int(r), str(c or "")) for r, c in conn.execute(
+            f"SELECT id, cluster FROM runs WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    return out
+
+
+def reverts_between(conn: sqlite3.Connection, start: str, end: str) -> list[dict[str, Any]]:
+    """Every revert attempt made in ``[start, end)`` (its run's start time), oldest first, as
+    :func:`auditor.ledger.reverts.history` gives it, plus the run's ``cluster``. Empty for a
+    ledger written before auto-revert existed."""
+    if not _has_table(conn, "reverts"):
+        return []
+    from .reverts import history
+
+    rows = [r for r in history(conn, since=start) if r["at"] < end]
+    clusters = _run_clusters(conn, (int(r["run_id"]) for r in rows))
+    return [{**r, "cluster": clusters.get(int(r["run_id"]), "")} for r in rows]
+
+
+def revert_caps_between(conn: sqlite3.Connection, start: str, end: str) -> list[dict[str, Any]]:
+    """The ``revert_capped`` chain events of runs in ``[start, end)``: ``seq``, ``run_id``,
+    ``at``, ``cluster`` and the event's ``mode``, ``cap``, ``planned`` and ``keys``.
+    (reverts.py has no reader for them: the outbox reads them one run at a time.)"""
+    out = []
+    for seq, at, run_id, payload, cluster in conn.execute(
+            "SELECT e.seq, e.at, e.run_id, e.payload, r.cluster FROM events e "
+            "LEFT JOIN runs r ON r.id = e.run_id WHERE e.type = 'revert_capped' "
+            "AND e.at >= ? AND e.at < ? ORDER BY e.seq", (start, end)):
+        doc = _loads(payload, {})
+        out.append({"seq": int(seq), "at": at, "run_id": None if run_id is None else int(run_id),
+                    "cluster": cluster or "", "mode": str(doc.get("mode", "")),
+                    "cap": int(doc.get("cap", 0) or 0), "planned": int(doc.get("planned", 0) or 0),
+                    "keys": [str(k) for k in doc.get("keys", [])]})
+    return out
+
+
+def adoptions_between(conn: sqlite3.Connection, start: str, end: str) -> list[dict[str, Any]]:
+    """Adoptions that belong to ``[start, end)``: made in it, or whose drift was resolved in
+    it (the merge a later period saw still evidences an earlier emergency change).
+
+    Each is :func:`auditor.ledger.adoptions.adoptions`'s dict as of now, plus ``users`` (the
+    audit-log identities behind the drift), ``resolved_heads`` (the Git heads the resolving
+    run compared against: a merge commit lands there) and ``cluster`` (of the resolving run,
+    else of the run that opened the drift). A resolution after ``end`` is not known to the
+    period: resolution fields are cleared and the outcome reads as pending at the end.
+    """
+    if not _has_table(conn, "adoptions"):
+        return []
+    from .adoptions import adoptions, users
+
+    out = []
+    for a in adoptions(conn):
+        resolved_at = a["resolved_at"] or ""
+        made_in = start <= a["at"] < end
+        resolved_in = bool(resolved_at) and start <= resolved_at < end
+        if not made_in and not resolved_in:
+            continue
+        if resolved_at and resolved_at >= end:
+            # The period's view: the merge had not been seen yet.
+            a = {**a, "resolution": None, "resolved_at": None, "resolved_run": None,
+                 "outcome": "pending merge at the period's end"}
+        heads: dict[str, str] = {}
+        cluster = ""
+        if a["resolved_run"] is not None:
+            row = conn.execute("SELECT git_commits, cluster FROM runs WHERE id = ?",
+                               (a["resolved_run"],)).fetchone()
+            if row is not None:
+                heads, cluster = _loads(row[0], {}), str(row[1] or "")
+        if not cluster and a["drift_id"] is not None:
+            row = conn.execute("SELECT r.cluster FROM drifts d JOIN runs r ON r.id = d.run_id "
+                               "WHERE d.id = ?", (a["drift_id"],)).fetchone()
+            cluster = str(row[0] or "") if row else ""
+        out.append({**a, "users": users(conn, a["drift_id"]) if a["drift_id"] is not None
+                    else [], "resolved_heads": heads, "cluster": cluster})
+    return out

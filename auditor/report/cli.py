@@ -62,7 +62,7 @@ def _default_name(start: datetime, end: datetime) -> str:
               show_default=True)
 @click.option("--table", type=click.Choice(export.TABLES), default="changes", show_default=True,
               help="With --format csv: which table (the change population, drift occurrences, "
-                   "or the run log).")
+                   "the run log, revert attempts, or emergency changes).")
 @click.option("--ledger", "ledger_paths", type=click.Path(dir_okay=False), multiple=True,
               help="Ledger file (default: ledger.path from the configuration). Repeat it for "
                    "a fleet report: one ledger per cluster, with a per-cluster breakdown.")

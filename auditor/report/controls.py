@@ -18,12 +18,16 @@ from .model import (
     CommitItem,
     Control,
     DriftEpisode,
+    EmergencyChange,
     Evidence,
     Gap,
     Integrity,
     Monitoring,
     Policies,
+    RevertAttempt,
+    RevertCap,
 )
+from .timeutil import between
 
 CRITERIA: dict[str, str] = {
     "CC6.1": "Logical access security over protected information assets.",
@@ -119,9 +123,23 @@ def _kind_control(cid: str, criteria: list[str], title: str, check: str, data: _
                    "period's end")
 
 
+def _revert_ref(r: RevertAttempt) -> tuple[str, str]:
+    return r.ref or f"revert {r.id}", r.anchor
+
+
+def _cap_ref(c: RevertCap) -> tuple[str, str]:
+    return f"{c.cluster + ':' if c.cluster else ''}capped run {c.run_id}", c.anchor
+
+
+def _adoption_ref(c: EmergencyChange) -> tuple[str, str]:
+    return c.ref or f"adoption {c.id}", c.anchor
+
+
 def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitoring: Monitoring,
           integrity: Integrity, commits: Sequence[CommitItem], sla_hours: float,
-          policies: Policies | None = None) -> list[Control]:
+          policies: Policies | None = None, *, reverts: Sequence[RevertAttempt] = (),
+          caps: Sequence[RevertCap] = (),
+          emergency: Sequence[EmergencyChange] = ()) -> list[Control]:
     data = _Inputs(changes, drifts, monitoring, integrity, commits, sla_hours)
     out = [
         _kind_control(
@@ -187,8 +205,12 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         "DA-8", ["CC7.4"], "Drift is remediated within the SLA",
         f"Time open and not accepted stays within {sla_hours:g} h for every drift.",
         len(drifts), len(refs), _result(len(drifts), len(refs)),
-        _links(refs, "drifts", "drift and remediation"),
-        _n(len(breaches), "SLA breach", "SLA breaches")))
+        [*_links(refs, "drifts", "drift and remediation"),
+         # Reverts by the tool are remediation evidence of the same criterion.
+         *([Evidence("reverts", "#reverts")] if reverts or caps else [])],
+        _n(len(breaches), "SLA breach", "SLA breaches")
+        + (f"; {_n(sum(1 for r in reverts if r.result == 'reverted'), 'drift')} reverted by "
+           "the tool" if reverts else "")))
     unauthorized = [c for c in changes if c.authorization == "unauthorized"]
     unreviewed = [c for c in commits if c.pr is None or not c.approvers]
     refs = [_change_ref(c) for c in unauthorized] + [_commit_ref(c) for c in unreviewed]
@@ -198,9 +220,12 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         "Every live change matches Git (authorized), and every commit audited in the period "
         "carries a pull request and an approver (Reviewed-by / Approved-by trailer).",
         population, len(refs), _result(population, len(refs)),
-        _links(refs, "changes", "change population"),
+        [*_links(refs, "changes", "change population"),
+         # Emergency changes made live and approved afterwards are change-management evidence.
+         Evidence("emergency changes", "#emergency")],
         f"{_n(len(unauthorized), 'unauthorized change')}, {len(unreviewed)} of "
-        f"{_n(len(commits), 'commit')} without a pull request or approver"))
+        f"{_n(len(commits), 'commit')} without a pull request or approver; "
+        f"{_n(len(emergency), 'emergency change')} adopted into Git"))
     if policies is not None and policies.evaluated_runs:
         # Each policy names the criteria it supports; the row lists those in this matrix.
         named = sorted({cc for row in policies.rows for cc in row.controls if cc in CRITERIA})
@@ -217,4 +242,35 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
             f"{_n(len(policies.rows), 'policy', 'policies')} evaluated in "
             f"{_n(policies.evaluated_runs, 'run')}; {policies.newly_failing} newly failing, "
             f"{policies.fixed} fixed in the period"))
+    if reverts or caps:
+        # Only where auto-revert ran: with it off (the default) there is nothing to test.
+        failed = [r for r in reverts if r.result == "failed"]
+        refs = [_revert_ref(r) for r in failed] + [_cap_ref(c) for c in caps]
+        population = len(reverts) + len(caps)
+        by = {k: sum(1 for r in reverts if r.result == k) for k in ("reverted", "dry-run")}
+        out.append(Control(
+            "DA-11", ["CC7.4"], "Drift is reverted to Git automatically",
+            "Each revert attempt (server-side apply of Git's object) succeeds, or, in dry-run, "
+            "is checked by the API server; a failed attempt or a run refused by the revert cap "
+            "is an exception.",
+            population, len(refs), _result(population, len(refs)),
+            _links(refs, "reverts", "reverts"),
+            f"{by['reverted']} reverted, {by['dry-run']} dry-run, {len(failed)} failed; "
+            f"{_n(len(caps), 'run')} over the cap"))
+    if emergency:
+        limit = data.monitoring.observed_until
+        late = [c for c in emergency if c.state == "resolved-otherwise" or (
+            c.state == "pending" and (between(c.adopted_at, limit) or 0) > sla_hours * 3600)]
+        pending = sum(1 for c in emergency if c.state == "pending")
+        refs = [_adoption_ref(c) for c in late]
+        out.append(Control(
+            "DA-12", ["CC8.1"], "Emergency changes are approved retroactively",
+            f"A live change adopted into Git (drift-auditor adopt) is merged — reviewed and "
+            f"approved after the fact — within {sla_hours:g} h, and the next run sees Git match "
+            "the cluster. An adoption still pending beyond that, or whose drift closed another "
+            "way, is an exception.",
+            len(emergency), len(refs), _result(len(emergency), len(refs)),
+            _links(refs, "emergency", "emergency changes"),
+            f"{sum(1 for c in emergency if c.state == 'approved')} merged and resolved, "
+            f"{pending} pending review"))
     return out

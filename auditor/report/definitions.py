@@ -77,6 +77,42 @@ def definitions(schedule_minutes: int, sla_hours: float) -> list[tuple[str, str]
         ("Accepted exception",
          "A drift acknowledged with `drift-auditor ack`: who, why and until when (no expiry: "
          "until the drift changes or resolves). Recorded in the hash-chained ledger."),
+        ("Revert attempt",
+         "One try of the tool's auto-revert (revert.mode enforce or dry-run) to put an "
+         "object back to Git: a server-side apply of Git's object with the drift-auditor field "
+         "manager (or a deletion of an orphan, with prune), first as a server dry-run. Recorded "
+         "in the hash-chained ledger when it ends, with the start time of the run that made it. "
+         "Result reverted (enforce, applied), dry-run (the API server accepted the dry run; "
+         "nothing changed) or failed (the error is recorded, e.g. RBAC forbidden; later runs "
+         "back off). What changed lists each drifted path with the previous live value and "
+         "Git's value, as the ledger holds them; for Secrets only the paths. Managers taken "
+         "over are the human field managers whose ownership moved to drift-auditor so the "
+         "apply could remove their fields. A successful enforce revert resolves the drift as "
+         "reverted in the same run; the drift table links it to its attempt, and each attempt "
+         "links the drift occurrence of its object unresolved when the run started."),
+        ("Revert cap",
+         "revert.max_objects: a run that plans more reverts than this reverts nothing and "
+         "records one revert_capped ledger event naming the objects (a mass revert is more "
+         "likely a wrong Git revision). Each such run is an exception of DA-11."),
+        ("Emergency change",
+         "A live change (typically made by hand during an incident) that drifted from Git and "
+         "was then written into Git with drift-auditor adopt: a commit on a new branch, "
+         "recorded in the ledger (branch, commit, who ran adopt, when). Changed live by is the "
+         "field manager of the adopted live values, and the user when an API-server audit log "
+         "named one. An emergency change is in the period when it was adopted in it or when "
+         "its drift was resolved in it."),
+        ("Retroactive approval",
+         "The merge of the adoption branch after review. Merged: a run audited the adoption "
+         "commit, or a commit carrying its Drift-Auditor-Drift trailer (a squash merge); the "
+         "head shown is the Git head that run compared against (a merge commit lands there), "
+         "with PR and approvers from those commits. Outcome approved: the drift was resolved "
+         "as git-changed (resolved: Git changed to match) and the commit was merged; pending: "
+         "not yet at the period's end; resolved-otherwise: the drift closed another way. "
+         f"Approved at is the start of the run that first saw Git match live (the merge "
+         f"happened before it, within one schedule slot when monitoring is complete). Time to "
+         f"approval: approved at − the live change time (detection time when unknown). DA-12 "
+         f"counts as exceptions the adoptions still pending {sla_hours:g} hours after adoption "
+         f"and those resolved otherwise."),
         ("Control result",
          "Pass: population not empty and no exception. Exceptions: each exception is a row of "
          "the report (change, drift occurrence, gap, commit) linked from the matrix. Not "

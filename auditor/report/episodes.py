@@ -46,6 +46,11 @@ def _value(value: object) -> str:
     return text if len(text) <= _VALUE_LIMIT else text[:_VALUE_LIMIT - 1] + "…"
 
 
+def value_text(value: object) -> str:
+    """A drift value as the report shows it (JSON for structures, cut at a readable length)."""
+    return _value(value)
+
+
 def object_label(group: str, kind: str, namespace: str, name: str) -> str:
     gk = f"{kind}.{group}" if group else kind
     return f"{gk} {namespace + '/' if namespace else ''}{name}"

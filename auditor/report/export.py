@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from .model import ChangeItem, DriftEpisode, Report, RunItem
+from .model import ChangeItem, DriftEpisode, EmergencyChange, Report, RevertAttempt, RunItem
 
 CHANGE_COLUMNS: tuple[tuple[str, Callable[[ChangeItem], Any]], ...] = (
     ("change_id", lambda c: c.id),
@@ -81,7 +81,62 @@ RUN_COLUMNS: tuple[tuple[str, Callable[[RunItem], Any]], ...] = tuple(
     (f.name, (lambda name: lambda r: getattr(r, name))(f.name))
     for f in dataclasses.fields(RunItem))
 
-TABLES = ("changes", "drifts", "runs")
+REVERT_COLUMNS: tuple[tuple[str, Callable[[RevertAttempt], Any]], ...] = (
+    ("ref", lambda r: r.ref or r.anchor),
+    ("revert_id", lambda r: r.id),
+    ("run_id", lambda r: r.run_id),
+    ("at", lambda r: r.at),
+    ("cluster", lambda r: r.cluster),
+    ("api_group", lambda r: r.api_group),
+    ("kind", lambda r: r.kind),
+    ("namespace", lambda r: r.namespace),
+    ("name", lambda r: r.name),
+    ("action", lambda r: r.action),
+    ("mode", lambda r: r.mode),
+    ("result", lambda r: r.result),
+    ("paths", lambda r: [v.path for v in r.values]),
+    # Values are omitted for Secrets (empty), like every other output.
+    ("previous_live", lambda r: [v.live for v in r.values] if not r.secret else []),
+    ("desired", lambda r: [v.desired for v in r.values] if not r.secret else []),
+    ("reason", lambda r: r.reason),
+    ("error", lambda r: r.error),
+    ("managers_taken_over", lambda r: r.managers),
+    ("resource_version_before", lambda r: r.resource_version_before),
+    ("resource_version_after", lambda r: r.resource_version_after),
+    ("desired_hash", lambda r: r.desired_hash),
+    ("live_hash", lambda r: r.live_hash),
+    ("drift", lambda r: r.drift_anchor),
+)
+
+EMERGENCY_COLUMNS: tuple[tuple[str, Callable[[EmergencyChange], Any]], ...] = (
+    ("ref", lambda c: c.ref or c.anchor),
+    ("adoption_id", lambda c: c.id),
+    ("cluster", lambda c: c.cluster),
+    ("drift_id", lambda c: c.drift_id),
+    ("object", lambda c: c.object),
+    ("paths", lambda c: c.paths),
+    ("files", lambda c: c.files),
+    ("changed_by", lambda c: c.changed_by),
+    ("users", lambda c: c.users),
+    ("changed_at", lambda c: c.changed_at),
+    ("detected_at", lambda c: c.detected_at),
+    ("adopted_at", lambda c: c.adopted_at),
+    ("adopted_by", lambda c: c.adopted_by),
+    ("repo", lambda c: c.repo),
+    ("branch", lambda c: c.branch),
+    ("commit", lambda c: c.commit),
+    ("merged", lambda c: c.merged),
+    ("merged_commit", lambda c: c.merged_commit),
+    ("merge_head", lambda c: c.merge_head),
+    ("pull_request", lambda c: c.pr),
+    ("approvers", lambda c: c.approvers),
+    ("approved_at", lambda c: c.approved_at),
+    ("state", lambda c: c.state),
+    ("outcome", lambda c: c.outcome),
+    ("time_to_approval_s", lambda c: c.time_to_approval_s),
+)
+
+TABLES = ("changes", "drifts", "runs", "reverts", "emergency")
 
 # A fleet report merges ledgers whose IDs and sequence numbers are per ledger: each row leads
 # with a cluster-qualified reference (``prod-eu:change-12``), the same text as the HTML
@@ -134,6 +189,10 @@ def to_csv(report: Report, table: str = "changes") -> str:
     fleet = bool(report.fleet)
     if table == "drifts":
         return _csv(FLEET_DRIFT_COLUMNS if fleet else DRIFT_COLUMNS, report.drifts)
+    if table == "reverts":
+        return _csv(REVERT_COLUMNS, report.reverts)
+    if table == "emergency":
+        return _csv(EMERGENCY_COLUMNS, report.emergency)
     if table == "runs":
         return _csv(FLEET_RUN_COLUMNS if fleet else RUN_COLUMNS, report.monitoring.runs)
     return population_csv(report)

@@ -108,8 +108,18 @@ def _qualify(report: Report, name: str, base: str) -> Report:
                        ref=f"{name}:change-{c.id}",
                        drift_anchor=f"{name}:{c.drift_anchor}" if c.drift_anchor else "")
                for c in report.changes]
-    drifts = [replace(d, cluster=name, anchor=f"{name}:{d.anchor}", ref=f"{name}:{d.anchor}")
+    def q(anchor: str) -> str:
+        return f"{name}:{anchor}" if anchor else ""
+
+    drifts = [replace(d, cluster=name, anchor=f"{name}:{d.anchor}", ref=f"{name}:{d.anchor}",
+                      revert_anchor=q(d.revert_anchor), adoption_anchor=q(d.adoption_anchor))
               for d in report.drifts]
+    reverts = [replace(r, cluster=cluster(r.cluster), anchor=q(r.anchor), ref=q(r.anchor),
+                       drift_anchor=q(r.drift_anchor)) for r in report.reverts]
+    caps = [replace(c, cluster=cluster(c.cluster), anchor=q(c.anchor))
+            for c in report.revert_caps]
+    emergency = [replace(c, cluster=cluster(c.cluster), anchor=q(c.anchor), ref=q(c.anchor),
+                         drift_anchor=q(c.drift_anchor)) for c in report.emergency]
     acceptances = [replace(a, cluster=name, anchor=f"{name}:{a.anchor}")
                    for a in report.acceptances]
     commits = [replace(c, cluster=name, anchor=f"{name}:commit-{c.sha[:12]}")
@@ -127,7 +137,8 @@ def _qualify(report: Report, name: str, base: str) -> Report:
     policies = replace(pol, failing=[replace(f, cluster=name, anchor=f"{name}:{f.anchor}")
                                      for f in pol.failing])
     return replace(report, changes=changes, drifts=drifts, acceptances=acceptances,
-                   commits=commits, monitoring=monitoring, policies=policies)
+                   commits=commits, monitoring=monitoring, policies=policies, reverts=reverts,
+                   revert_caps=caps, emergency=emergency)
 
 
 def _integrity(members: Sequence[FleetMember]) -> Integrity:
@@ -271,6 +282,10 @@ def _merge(parts: Sequence[Report], members: list[FleetMember], cfg: Config,
     acceptances = sorted((a for p in parts for a in p.acceptances),
                          key=lambda a: (a.at, a.cluster, a.drift_id))
     commits = [c for p in parts for c in p.commits]
+    reverts = sorted((r for p in parts for r in p.reverts), key=lambda r: (r.at, r.cluster, r.id))
+    caps = sorted((c for p in parts for c in p.revert_caps), key=lambda c: (c.at, c.cluster))
+    emergency = sorted((c for p in parts for c in p.emergency),
+                       key=lambda c: (c.adopted_at, c.cluster, c.id))
     monitoring = _monitoring(parts)
     integrity = _integrity(members)
     csv_text = export.fleet_changes_csv(changes)
@@ -289,12 +304,15 @@ def _merge(parts: Sequence[Report], members: list[FleetMember], cfg: Config,
         changes_csv_rows=len(changes))
     policies = _policies(parts)
     return Report(
-        header=header, summary=summarize(monitoring, changes, drifts, start=s, end=e),
+        header=header, summary=summarize(monitoring, changes, drifts, start=s, end=e,
+                                         reverts=reverts, caps=caps, emergency=emergency),
         controls=controls.build(changes, drifts, monitoring, integrity, commits,
-                                head.sla_hours, policies),
+                                head.sla_hours, policies, reverts=reverts, caps=caps,
+                                emergency=emergency),
         monitoring=monitoring, changes=changes, drifts=drifts, acceptances=acceptances,
         commits=commits, buckets=_buckets(parts, monitoring, e),
-        bucket_label=parts[0].bucket_label, policies=policies,
+        bucket_label=parts[0].bucket_label, policies=policies, reverts=reverts,
+        revert_caps=caps, emergency=emergency,
         definitions=[*definitions(cfg.reports.schedule_minutes,
                                   cfg.reports.remediation_sla_hours), FLEET_DEFINITION],
         fleet=members)

@@ -19,6 +19,8 @@ BIG_TABLE = 3000
 MIX_COLUMNS = ("authorized", "unauthorized", "unverified")
 AUTH_CLASS = {"authorized": "pass", "unauthorized": "fail", "unverified": "warn"}
 STATE_CLASS = {"open": "fail", "accepted": "warn", "resolved": "pass"}
+REVERT_CLASS = {"reverted": "pass", "dry-run": "na", "failed": "fail"}
+EMERGENCY_CLASS = {"approved": "pass", "pending": "warn", "resolved-otherwise": "fail"}
 
 
 @lru_cache(maxsize=1)
@@ -77,6 +79,7 @@ def render_html(report: Report) -> str:
     template = environment().get_template("report.html.j2")
     return template.render(report=report, charts=chart_svgs(report), pct=pct, human=human,
                            criteria=CRITERIA, auth_class=AUTH_CLASS, state_class=STATE_CLASS,
+                           revert_class=REVERT_CLASS, emergency_class=EMERGENCY_CLASS,
                            change_mix=change_mix(report), mix_columns=MIX_COLUMNS,
                            big_table=BIG_TABLE,
                            # A fleet report has a policy section (and chart) per cluster.

@@ -146,6 +146,90 @@ class DriftEpisode:
     secret: bool
     cluster: str = ""  # set in fleet reports (the qualified cluster name)
     ref: str = ""  # fleet reports: ``prod-eu:drift-3`` (IDs are per ledger)
+    # The revert attempt that closed this occurrence (how == reverted), '' otherwise.
+    revert_anchor: str = ""
+    # The adoption (emergency change) that wrote this drift into Git, '' otherwise.
+    adoption_anchor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RevertAttempt:
+    """One auto-revert attempt as the ledger recorded it (``reverts`` table)."""
+
+    anchor: str  # ``revert-<id>`` (fleet: ``prod-eu:revert-<id>``)
+    id: int
+    run_id: int
+    at: str  # the start of the run that made it
+    cluster: str
+    object: str
+    api_group: str
+    kind: str
+    namespace: str
+    name: str
+    action: str  # apply | delete
+    mode: str  # enforce | dry-run
+    result: str  # reverted | dry-run | failed
+    reason: str
+    values: list[DriftValue]  # previous live → desired; Secret values are '' (never shown)
+    secret: bool
+    desired_hash: str
+    live_hash: str
+    resource_version_before: str
+    resource_version_after: str
+    managers: list[str]  # field managers whose ownership the revert took over
+    error: str
+    drift_anchor: str  # the drift occurrence it acted on ('' when none was open)
+    ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RevertCap:
+    """A run that planned more reverts than ``revert.max_objects`` and so reverted nothing."""
+
+    anchor: str
+    run_id: int | None
+    at: str
+    cluster: str
+    mode: str
+    cap: int
+    planned: int
+    objects: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyChange:
+    """A live change adopted into Git afterwards (``drift-auditor adopt``): the emergency
+    change, its retroactive review (the branch) and approval (the merge)."""
+
+    anchor: str  # ``adopt-<id>``
+    id: int
+    drift_id: int | None
+    drift_anchor: str
+    object: str
+    paths: list[str]
+    files: list[str]
+    changed_by: str  # the field manager(s) whose live change was adopted
+    users: list[str]  # people named by the API-server audit log ([] without one)
+    changed_at: str  # when the live change was made ('' unknown)
+    detected_at: str
+    adopted_at: str
+    adopted_by: str
+    repo: str
+    branch: str
+    commit: str
+    base_commit: str
+    pushed: bool
+    merged: bool
+    merged_commit: str  # the adoption commit (or its squash) a run audited
+    merge_head: str  # the Git head(s) of the run that saw Git match live (the merge lands there)
+    approvers: list[str]  # Reviewed-by / Approved-by trailers of the merged commit
+    pr: int | None
+    approved_at: str  # start of the run that resolved the drift as git-changed ('' pending)
+    outcome: str
+    state: str  # approved | pending | resolved-otherwise
+    time_to_approval_s: int | None  # live change (or detection) → approved_at
+    cluster: str = ""
+    ref: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +361,13 @@ class Summary:
     runs_expected: int
     runs_covered: int
     gaps: int
+    # Remediation by the tool and emergency changes (defaults: a report without them).
+    reverts_reverted: int = 0
+    reverts_failed: int = 0
+    reverts_dry_run: int = 0
+    revert_caps: int = 0
+    emergency_changes: int = 0
+    emergency_approved: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +427,9 @@ class Report:
     bucket_label: str
     policies: Policies
     definitions: list[tuple[str, str]] = field(default_factory=list)
+    reverts: list[RevertAttempt] = field(default_factory=list)
+    revert_caps: list[RevertCap] = field(default_factory=list)
+    emergency: list[EmergencyChange] = field(default_factory=list)
     # Fleet reports only (:mod:`.fleet`): one entry per ledger, in the order given. Empty for
     # a single-ledger report, whose HTML then stays exactly as it was.
     fleet: list[FleetMember] = field(default_factory=list)

@@ -22,7 +22,7 @@ from auditor.config import Config
 from auditor.ledger import reportquery as q
 from auditor.ledger.schema import reading
 
-from . import controls, export, fields, policies
+from . import controls, export, fields, policies, remediation
 from .definitions import definitions
 from .episodes import object_label, replay
 from .model import (
@@ -30,10 +30,13 @@ from .model import (
     ChangeItem,
     CommitItem,
     DriftEpisode,
+    EmergencyChange,
     Header,
     Integrity,
     Monitoring,
     Report,
+    RevertAttempt,
+    RevertCap,
     SourceScope,
     Summary,
 )
@@ -249,7 +252,9 @@ def _sources(runs: Sequence[q.RunRow], cfg: Config, commits: dict[str, q.CommitR
 
 
 def summarize(monitoring: Monitoring, changes: Sequence[ChangeItem],
-              episodes: Sequence[DriftEpisode], *, start: str, end: str) -> Summary:
+              episodes: Sequence[DriftEpisode], *, start: str, end: str,
+              reverts: Sequence[RevertAttempt] = (), caps: Sequence[RevertCap] = (),
+              emergency: Sequence[EmergencyChange] = ()) -> Summary:
     """The executive summary from the model's own rows (the run log, the change population,
     the drift occurrences), so a fleet's totals are computed exactly as one cluster's."""
     scored = [r for r in monitoring.runs if r.status in COVERING]
@@ -274,7 +279,12 @@ def summarize(monitoring: Monitoring, changes: Sequence[ChangeItem],
         mttd_s=round(statistics.fmean(ttds)) if ttds else None,
         sla_breaches=sum(1 for ep in episodes if ep.sla_breach),
         runs_expected=monitoring.expected, runs_covered=monitoring.covered,
-        gaps=len(monitoring.gaps))
+        gaps=len(monitoring.gaps),
+        reverts_reverted=sum(1 for r in reverts if r.result == "reverted"),
+        reverts_failed=sum(1 for r in reverts if r.result == "failed"),
+        reverts_dry_run=sum(1 for r in reverts if r.result == "dry-run"),
+        revert_caps=len(caps), emergency_changes=len(emergency),
+        emergency_approved=sum(1 for c in emergency if c.state == "approved"))
 
 
 def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, *,
@@ -297,6 +307,9 @@ def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, 
         first_runs = q.first_runs(conn)
         policy_runs = q.policy_runs_between(conn, s, e)
         policy_transitions = q.policy_transitions_until(conn, e)
+        revert_rows = q.reverts_between(conn, s, e)
+        cap_rows = q.revert_caps_between(conn, s, e)
+        adoption_rows = q.adoptions_between(conn, s, e)
         verified, verify_error = None, ""
         if opts.verify:
             try:
@@ -310,6 +323,11 @@ def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, 
             drift_rows, events, start=s, end=e, until=until, sla_seconds=sla_s,
             change_time=lambda run_id, oid: change_times.get((run_id, oid), "") if run_id else "")
         by_sha = {c.sha: c for c in commit_rows}
+        attempts = remediation.reverts(revert_rows, episodes)
+        capped = remediation.caps(cap_rows)
+        emergency = remediation.emergency(adoption_rows, episodes,
+                                          {d.id: d for d in drift_rows}, by_sha)
+        episodes = remediation.link(episodes, attempts, emergency)
         repos = {src.name or src.url: src.url for src in cfg.sources}
         builder = _ChangeBuilder(rows, episodes, {r.id: r for r in runs}, by_sha, repos)
         content = dict(q.contents(conn, builder.needed_versions()))
@@ -344,16 +362,18 @@ def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, 
         schedule_minutes=cfg.reports.schedule_minutes, sla_hours=cfg.reports.remediation_sla_hours,
         changes_csv_name=opts.changes_csv_name, changes_csv_sha256=export.sha256(csv_text),
         changes_csv_rows=len(changes))
-    summary = summarize(monitoring, changes, episodes, start=s, end=e)
+    summary = summarize(monitoring, changes, episodes, start=s, end=e, reverts=attempts,
+                        caps=capped, emergency=emergency)
     policy_section = policies.build(policy_runs, policy_transitions, start=s)
     buckets, label = _buckets(start, end, until, runs, changes, episodes, clusters,
                               cfg.reports.schedule_minutes)
     return Report(
         header=header, summary=summary,
         controls=controls.build(changes, episodes, monitoring, integrity, commits,
-                                cfg.reports.remediation_sla_hours, policy_section),
+                                cfg.reports.remediation_sla_hours, policy_section,
+                                reverts=attempts, caps=capped, emergency=emergency),
         monitoring=monitoring, changes=changes, drifts=episodes, acceptances=acceptances,
         commits=commits, buckets=buckets, bucket_label=label,
-        policies=policy_section,
+        policies=policy_section, reverts=attempts, revert_caps=capped, emergency=emergency,
         definitions=definitions(cfg.reports.schedule_minutes,
                                 cfg.reports.remediation_sla_hours))
