@@ -10,6 +10,7 @@ import base64
 import csv
 import io
 import json
+import os
 import shutil
 import time
 from dataclasses import replace
@@ -117,9 +118,14 @@ def render_in_chromium(tmp_path: Path, name: str, page: str) -> list[str]:
         pytest.fail("chromium not found: apt-get install -y chromium", pytrace=False)
     path = tmp_path / name
     path.write_text(page, encoding="utf-8")
+    # Screenshots to look at: the test's folder, or $DRIFT_AUDITOR_SCREENSHOTS when set.
+    shots = Path(os.environ.get("DRIFT_AUDITOR_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     with Browser() as browser:
         browser.open(path, width=1280)
         errors = browser.errors()
+        for section in ("drifts", "emergency"):
+            browser.section_screenshot(section, shots / f"{path.stem}-{section}.png")
         # The new sections are there and laid out (not just present in the source).
         assert browser.eval("document.getElementById('reverts').getBoundingClientRect()"
                             ".height") > 0
@@ -249,7 +255,7 @@ def test_reverts_failed_and_capped_runs_are_reported_and_linked(
     json_doc = export.to_json(report)
     doc = json.loads(json_doc)
     assert len(doc["reverts"]) == 7 and doc["revert_caps"][0]["planned"] == 3
-    everything = [page, csv_reverts, json_doc, export.to_csv(report, "drifts"),
+    everything: list[str | bytes] = [page, csv_reverts, json_doc, export.to_csv(report, "drifts"),
                   export.to_csv(report, "changes"), export.to_csv(report, "emergency")]
     assert_no_secret(*everything)
 
