@@ -259,18 +259,21 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
             f"{_n(len(caps), 'run')} over the cap"))
     if emergency:
         limit = data.monitoring.observed_until
-        late = [c for c in emergency if c.state == "resolved-otherwise" or (
-            c.state == "pending" and (between(c.adopted_at, limit) or 0) > sla_hours * 3600)]
+        # Only a live change left unapproved beyond the SLA is an exception: one that closed
+        # another way (reverted, fixed live, Git changed by another reviewed commit) no longer
+        # runs unapproved, and a fresh adoption is still within its review time.
+        late = [c for c in emergency if c.state == "pending"
+                and (between(c.adopted_at, limit) or 0) > sla_hours * 3600]
         pending = sum(1 for c in emergency if c.state == "pending")
+        otherwise = sum(1 for c in emergency if c.state == "resolved-otherwise")
         refs = [_adoption_ref(c) for c in late]
         out.append(Control(
             "DA-12", ["CC8.1"], "Emergency changes are approved retroactively",
             f"A live change adopted into Git (drift-auditor adopt) is merged — reviewed and "
             f"approved after the fact — within {sla_hours:g} h, and the next run sees Git match "
-            "the cluster. An adoption still pending beyond that, or whose drift closed another "
-            "way, is an exception.",
+            "the cluster. An adoption still pending beyond that is an exception.",
             len(emergency), len(refs), _result(len(emergency), len(refs)),
             _links(refs, "emergency", "emergency changes"),
             f"{sum(1 for c in emergency if c.state == 'approved')} merged and resolved, "
-            f"{pending} pending review"))
+            f"{pending} pending review, {otherwise} closed another way"))
     return out

@@ -112,7 +112,8 @@ def definitions(schedule_minutes: int, sla_hours: float) -> list[tuple[str, str]
          f"happened before it, within one schedule slot when monitoring is complete). Time to "
          f"approval: approved at − the live change time (detection time when unknown). DA-12 "
          f"counts as exceptions the adoptions still pending {sla_hours:g} hours after adoption "
-         f"and those resolved otherwise."),
+         f"(at the period's end, or now for a running period): those keep an unapproved "
+         f"change live. One resolved otherwise is no longer live and is not an exception."),
         ("Control result",
          "Pass: population not empty and no exception. Exceptions: each exception is a row of "
          "the report (change, drift occurrence, gap, commit) linked from the matrix. Not "

@@ -363,6 +363,12 @@ def test_adopted_and_merged_drift_is_an_emergency_change_with_its_merge(
     assert (da12.criteria, da12.population, da12.exceptions, da12.result) == (
         ["CC8.1"], 2, 0, "pass")
     assert "#emergency" in {e.href for e in controls["DA-9"].evidence}
+    # Three days on, the unmerged adoption has outlived the 24 h SLA: an exception, linked.
+    later_end = start + timedelta(days=3)
+    stale = {c.id: c for c in period.build(cfg.ledger.path, start, later_end, cfg,
+                                           now=later_end).controls}["DA-12"]
+    assert (stale.exceptions, stale.result) == (1, "exceptions")
+    assert f"#{later.anchor}" in {e.href for e in stale.evidence}
     assert "DA-11" not in controls
 
     page = render_html(report)
