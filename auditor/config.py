@@ -261,6 +261,9 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     token_env: str = ""
+    # Ledgers of a fleet view, one per cluster (``--ledger`` repeated overrides them); empty:
+    # the one ledger at ``ledger.path``, which stays the default of every other command.
+    ledgers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ namespace; ``/c/<cluster>/`` is that cluster's single-ledger page and
 ``/c/<cluster>/objects/…`` its object pages; ``/metrics`` carries every ledger's series with a
 ``cluster`` label; ``/healthz`` is 200 only when every ledger can be read. Clusters are named
 exactly as ``drift-auditor report``'s fleet names them (:mod:`auditor.report.fleet`), so a name
-means the same cluster in a report and in the UI. One ledger (or none: ``ledger.path``) is the
-single-ledger UI, unchanged.
+means the same cluster in a report and in the UI. ``serve.ledgers`` in the configuration lists
+them when no ``--ledger`` is given. One ledger (or none: ``ledger.path``) is the single-ledger
+UI, unchanged.
 
 The ledger is opened per request with the read-only reader (:func:`auditor.ledger.reading`)
 and never written. The server binds loopback unless configured (``serve.host``); with
@@ -587,9 +588,11 @@ def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler
 def ledger_list(cfg: Config, ledger_path: str | Path | None = None,
                 ledger_paths: Sequence[str | Path] = ()) -> list[Path]:
     """The ledgers to serve: ``ledger_paths`` (the repeated ``--ledger``), else
-    ``ledger_path``, else ``ledger.path``. The same file twice is an error, as for reports
-    (two "clusters" would be one)."""
-    files = [Path(p) for p in ledger_paths] or [Path(ledger_path or cfg.ledger.path)]
+    ``ledger_path``, else ``serve.ledgers``, else ``ledger.path``. The same file twice is an
+    error, as for reports (two "clusters" would be one)."""
+    files = ([Path(p) for p in ledger_paths]
+             or ([Path(ledger_path)] if ledger_path else [])
+             or [Path(p) for p in cfg.serve.ledgers] or [Path(cfg.ledger.path)])
     seen: dict[Path, Path] = {}
     for f in files:
         if f.resolve() in seen:
@@ -652,7 +655,8 @@ def serve_cmd(host: str | None, port: int | None, ledger_paths: tuple[str, ...],
         import signal
 
         cfg: Config = click.get_current_context().find_root().obj.load()
-        server = make_server(cfg, ledger_paths=ledger_paths, host=host, port=port,
+        served = ledger_list(cfg, ledger_paths=ledger_paths)
+        server = make_server(cfg, ledger_paths=served, host=host, port=port,
                              token=token_from(cfg, os.environ), reports_dir=reports_dir)
         # SIGTERM (a pod's stop) ends serve_forever from another thread, as shutdown requires;
         # installed before the address is announced, so whoever reads it may stop us at once.
@@ -664,8 +668,8 @@ def serve_cmd(host: str | None, port: int | None, ledger_paths: tuple[str, ...],
                        "bearer token (serve.token-env): whoever reaches the port reads the "
                        "ledger", err=True)
         click.echo(f"drift-auditor serve: http://{bound_host!s}:{bound_port} "
-                   f"({'ledgers ' if len(ledger_paths) > 1 else 'ledger '}"
-                   f"{', '.join(ledger_paths) or cfg.ledger.path}"
+                   f"({'ledgers ' if len(served) > 1 else 'ledger '}"
+                   f"{', '.join(str(p) for p in served)}"
                    f"{', bearer token required' if cfg.serve.token_env else ''})", err=True)
         try:
             server.serve_forever()

@@ -399,6 +399,21 @@ def test_one_ledger_keeps_the_single_cluster_ui(fleet: Fleet) -> None:
         assert all("cluster" not in lb for _, lb, _ in _samples(get("/metrics").body))
 
 
+def test_serve_ledgers_in_the_configuration_make_the_fleet(fleet: Fleet, tmp_path: Path) -> None:
+    cfg_file = tmp_path / "fleet.yaml"
+    cfg_file.write_text(fleet.config_files["prod-eu"].read_text() + "\n".join([
+        "", "serve:", "  ledgers:", *(f"    - {p}" for p in fleet.paths), ""]).replace(
+        "serve: {token-env: SERVE_TEST_TOKEN}\n", ""))
+    cfg = config_mod.load(cfg_file)
+    assert cfg.serve.ledgers == tuple(str(p) for p in fleet.paths)
+    assert cfg.ledger.path == str(fleet.ledgers["prod-eu"]), "still every command's default"
+    with serving(cfg, None) as base:
+        assert list(_rows(http(base)("/").body)) == list(CLUSTERS)
+    # An explicit ledger (the flag, once) wins over the list: the single-cluster UI.
+    with serving(cfg, None, ledger_paths=[fleet.ledgers["prod-us"]]) as base:
+        assert "<h1>Cluster prod-eu</h1>" in http(base)("/").body
+
+
 def test_the_same_ledger_twice_is_an_error(fleet: Fleet) -> None:
     from auditor.errors import ConfigError
 
