@@ -8,7 +8,10 @@ Which rows belong to a period is a definition the report states in its appendix:
   - a run belongs to the period its ``started_at`` falls in;
   - a change belongs to the period of the run that detected (recorded) it;
   - a drift is in scope when it was open at any moment of the period, which needs its whole
-    event history up to the period's end.
+    event history up to the period's end;
+  - a revert attempt (and a ``revert_capped`` event) belongs to the period of its run;
+  - an adoption belongs to the period it was made in and to the one its drift resolved in,
+    seen as of the period's end (a merge seen later is not known to the period).
 """
 
 from __future__ import annotations
@@ -370,9 +373,16 @@ def adoptions_between(conn: sqlite3.Connection, start: str, end: str) -> list[di
         if not made_in and not resolved_in:
             continue
         if resolved_at and resolved_at >= end:
-            # The period's view: the merge had not been seen yet.
+            # The period's view: the resolution had not been seen yet.
             a = {**a, "resolution": None, "resolved_at": None, "resolved_run": None,
                  "outcome": "pending merge at the period's end"}
+        if a["merged_commit"]:
+            # Nor the merge, unless a run of the period (or before) audited the commit.
+            seen = conn.execute("SELECT min(r.started_at) FROM commits c JOIN runs r "
+                                "ON r.id = c.run_id WHERE c.sha = ?",
+                                (a["merged_commit"],)).fetchone()[0]
+            if not seen or seen >= end:
+                a = {**a, "merged": False, "merged_commit": None}
         heads: dict[str, str] = {}
         cluster = ""
         if a["resolved_run"] is not None:

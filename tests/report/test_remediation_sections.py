@@ -389,7 +389,9 @@ def test_adopted_and_merged_drift_is_an_emergency_change_with_its_merge(
     cut = datetime.fromisoformat(first.approved_at.replace("Z", "+00:00"))
     earlier = period.build(cfg.ledger.path, start, cut, cfg)
     [then] = earlier.emergency
-    assert (then.state, then.approved_at) == ("pending", "")
+    assert (then.state, then.approved_at, then.merged, then.merged_commit) == (
+        "pending", "", False, "")
+    assert then.outcome == "pending merge at the period's end"
 
     # Fleet over this ledger and a copy: qualified anchors, links resolve.
     other = tmp_path / "copy.db"
