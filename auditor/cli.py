@@ -153,9 +153,9 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
              output: str) -> None:
     """Write the cluster's live, in-scope objects as a `kubectl get -o json` style List."""
     from auditor import secretkey
-    from auditor.cluster import Cluster, ListStats, iter_live
+    from auditor.cluster import Cluster, ListStats
     from auditor.progress import Progress
-    from auditor.snapshot import write_list
+    from auditor.snapshot import take
 
     cfg = obj.load(_cluster_overrides(kubeconfig, context, in_cluster))
     key = (secretkey.load_key(cfg.compare.secret_hash_key_file)
@@ -164,15 +164,19 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
     stats = ListStats()
     with Cluster(cfg.cluster) as cluster:
         progress = Progress("listing")
-        pages = iter_live(cluster, cfg.scope, stats=stats,
-                          on_kind=lambda r, n, ok: progress.advance(r.group_kind, n, ok))
+
+        def on_kind(resource: Any, objects: int, ok: bool) -> None:
+            progress.advance(resource.group_kind, objects, ok)
+
         if output == "-":
-            written = write_list(pages, sys.stdout.buffer, secret_key=key)
+            written = take(cluster, cfg.scope, sys.stdout.buffer, secret_key=key, stats=stats,
+                           on_kind=on_kind)
             sys.stdout.buffer.flush()
         else:
             tmp = Path(output + ".tmp")
             with tmp.open("wb") as fh:
-                written = write_list(pages, fh, secret_key=key)
+                written = take(cluster, cfg.scope, fh, secret_key=key, stats=stats,
+                               on_kind=on_kind)
             tmp.replace(output)
         progress.finish()
     for problem in stats.problems:

@@ -535,8 +535,9 @@ def iter_live(cluster: Cluster, scope: ScopeConfig, *, stats: ListStats,
                         return
                     if page.restarted:
                         count = 0
-                    kept = [o for o in page.items
-                            if namespace_in_scope((o.get("metadata") or {}).get("namespace", ""), scope)]
+                    kept = page.items if not filtering else [
+                        o for o in page.items
+                        if namespace_in_scope((o.get("metadata") or {}).get("namespace", ""), scope)]
                     count += len(page.items)
                     done.put(("page", Page(resource, kept, page.raw_bytes, page.last,
                                            page.restarted)))
@@ -552,6 +553,7 @@ def iter_live(cluster: Cluster, scope: ScopeConfig, *, stats: ListStats,
                                                     f"unexpected error: {exc!r}", "list-failed"))))
 
     stopping = threading.Event()
+    filtering = bool(scope.include_namespaces or scope.exclude_namespaces)
     pending = len(resources)
     pool = ThreadPoolExecutor(max_workers=max(1, cluster.config.concurrency),
                               thread_name_prefix="list")

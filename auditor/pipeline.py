@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditor import __version__, revert, secretkey
+from auditor import __version__, gcpolicy, revert, secretkey
 from auditor.cluster import APIResource, Cluster, ListStats, in_scope, iter_live
 from auditor.compare import CompareSettings, compare_all, managed_namespaces_of
 from auditor.compare import in_scope as key_in_scope
@@ -216,6 +216,16 @@ def audit(cfg: Config, *, desired_path: str | None = None, revision: str | None 
           policies_dir: str | None = None,
           progress: ProgressFactory | None = None) -> AuditResult:
     """Compare Git with the cluster (or ``live_file``) under ``cfg``."""
+    with gcpolicy.bulk():
+        return _audit(cfg, desired_path=desired_path, revision=revision, live_file=live_file,
+                      namespace=namespace, tools_dir=tools_dir, secret_key=secret_key,
+                      policies_dir=policies_dir, progress=progress)
+
+
+def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
+           live_file: str | None, namespace: str | None, tools_dir: str | None,
+           secret_key: bytes | None, policies_dir: str | None,
+           progress: ProgressFactory | None) -> AuditResult:
     settings = compare_settings(cfg, secret_key or secret_key_for(cfg), policies_dir)
     if live_file:
         desired = load_desired_state(cfg, desired_path=desired_path, revision=revision,
@@ -325,12 +335,20 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
     for the ledger; changed ones become object versions with their actor. Any failure after
     the run began marks it failed in the ledger before the error goes on.
     """
-    from auditor.ledger import Ledger, Observation, content_hash
-    from auditor.ledger.metricsquery import BREAKDOWN_KEY, breakdown
-
     if not desired_path and not cfg.sources:
         raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
                           "DRIFT_AUDITOR_SOURCE_URL, or pass --desired PATH)")
+    with gcpolicy.bulk():
+        return _run_once(cfg, audit_log=audit_log, tools_dir=tools_dir,
+                         desired_path=desired_path, revision=revision, progress=progress)
+
+
+def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
+              desired_path: str | None, revision: str | None,
+              progress: ProgressFactory | None) -> RunOutcome:
+    from auditor.ledger import Ledger, Observation, content_hash
+    from auditor.ledger.metricsquery import BREAKDOWN_KEY, breakdown
+
     settings = compare_settings(cfg, secret_key_for(cfg, create=True))
     with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
                      signing_key_file=cfg.ledger.signing_key_file or None) as ledger, \

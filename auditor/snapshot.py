@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -18,10 +18,11 @@ from typing import IO, Any
 import orjson
 import yaml
 
-from auditor.cluster import Page
+from auditor import gcpolicy
+from auditor.cluster import APIResource, Cluster, ListStats, Page, iter_live
+from auditor.config import ScopeConfig
 from auditor.errors import SnapshotError
 from auditor.normalise import SECRET_HASH_PREFIX, secret_hash, secret_needles_of
-from auditor.records import ResourceKey
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -76,21 +77,32 @@ def write_list(pages: Iterable[Page], out: IO[bytes], *, secret_key: bytes) -> W
     object wins.
     """
     stats = WriteStats()
-    rows: dict[ResourceKey, bytes] = {}
+    # Plain tuples in ResourceKey's field order: the same sort, at a third of the cost.
+    rows: dict[tuple[str, str, str, str], bytes] = {}
     for page in pages:
+        group = page.resource.group
         for item in page.items:
-            key = ResourceKey.of(item)
+            meta = item.get("metadata") or {}
+            key = (group, str(item.get("kind") or ""), str(meta.get("namespace") or ""),
+                   str(meta.get("name") or ""))
             if key in rows:
                 stats.duplicates += 1
-            rows[key] = orjson.dumps(redact_secret(item, secret_key))
+            rows[key] = orjson.dumps(redact_secret(item, secret_key) if key[1] == "Secret"
+                                     else item)
     out.write(b'{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":""},"items":[')
-    for i, key in enumerate(sorted(rows)):
-        if i:
-            out.write(b",\n")
-        out.write(rows[key])
+    out.write(b",\n".join(rows[key] for key in sorted(rows)))
     out.write(b"]}\n")
     stats.objects = len(rows)
     return stats
+
+
+def take(cluster: Cluster, scope: ScopeConfig, out: IO[bytes], *, secret_key: bytes,
+         stats: ListStats, on_kind: Callable[[APIResource, int, bool], None] | None = None,
+         ) -> WriteStats:
+    """List every in-scope kind of ``cluster`` into ``out`` as one sorted ``List``."""
+    with gcpolicy.bulk():
+        return write_list(iter_live(cluster, scope, stats=stats, on_kind=on_kind), out,
+                          secret_key=secret_key)
 
 
 # ------------------------------------------------------------------ reading

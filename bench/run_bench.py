@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from bench.floor import decode_floor
 from bench.synth import objects
 
 CHILD = r"""
@@ -40,11 +41,11 @@ if mode == "run":
     extra = {"status": out.status, "observed": out.observed, "unchanged": out.unchanged,
              "counts": out.audit.counts, "phases": phases}
 else:
-    from auditor.cluster import Cluster, ListStats, iter_live
-    from auditor.snapshot import write_list
+    from auditor.cluster import Cluster, ListStats
+    from auditor.snapshot import take
     stats = ListStats()
     with Cluster(cfg.cluster) as cluster, open(sys.argv[3], "wb") as fh:
-        write_list(iter_live(cluster, cfg.scope, stats=stats), fh, secret_key=b"k" * 32)
+        take(cluster, cfg.scope, fh, secret_key=b"k" * 32, stats=stats)
     extra = {"objects": stats.objects}
 print(json.dumps({"cpu_s": time.process_time() - t0, "wall_s": time.perf_counter() - w0,
                   "peak_rss_mib": peak_mib(), **extra}))
@@ -99,7 +100,7 @@ def bench_run(count: int = 10_000) -> dict[str, Any]:
         cfg.write_text(f"cluster: {{kubeconfig: {kubeconfig}}}\nledger: {{path: {tmp}/l.db}}\n"
                        f"policies: {{directory: {tmp}/none}}\n")
         snap = _child(cfg, "snapshot", str(tmp / "snap.json"))
-        floor_s = _decode_floor(sb.url)
+        floor_s, _ = decode_floor(sb.url)
         first = _child(cfg, "run", str(apps))
         size_1 = (tmp / "l.db").stat().st_size + _wal(tmp)
         for i, obj in enumerate(desired[7::100]):  # 1% further changes
@@ -127,39 +128,6 @@ def bench_run(count: int = 10_000) -> dict[str, Any]:
         "ledger_mib_after_first": round(size_1 / 2**20, 2),
         "ledger_growth_steady_mib": round((size_2 - size_1) / 2**20, 2),
     }
-
-
-def _decode_floor(url: str) -> float:
-    """CPU of a plain ``orjson.loads`` of every list response the audit reads (best of 2)."""
-    import urllib.request
-
-    import orjson
-
-    kinds = {("apps/v1", "deployments"), ("apps/v1", "statefulsets"), ("v1", "services"),
-             ("v1", "configmaps"), ("v1", "secrets"), ("v1", "serviceaccounts"),
-             ("rbac.authorization.k8s.io/v1", "roles"),
-             ("rbac.authorization.k8s.io/v1", "rolebindings"), ("batch/v1", "cronjobs"),
-             ("networking.k8s.io/v1", "ingresses")}
-    bodies = []
-    for api_version, plural in sorted(kinds):
-        base = f"{url}/apis/{api_version}/{plural}" if "/" in api_version else \
-            f"{url}/api/{api_version}/{plural}"
-        token = ""
-        while True:
-            query = f"?limit=500&continue={token}" if token else "?limit=500"
-            with urllib.request.urlopen(base + query) as resp:
-                body = resp.read()
-            bodies.append(body)
-            token = (orjson.loads(body).get("metadata") or {}).get("continue") or ""
-            if not token:
-                break
-    best = float("inf")
-    for _ in range(2):
-        t = time.process_time()
-        for body in bodies:
-            orjson.loads(body)
-        best = min(best, time.process_time() - t)
-    return best
 
 
 def _wal(folder: Path) -> int:

@@ -10,12 +10,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from bench.floor import decode_floor
 from bench.synth import objects
 
 CHILD = r"""
@@ -26,42 +24,20 @@ def peak_mib():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
 t0 = time.process_time(); w0 = time.perf_counter()
-from auditor.cluster import Cluster, ListStats, iter_live
+from auditor.cluster import Cluster, ListStats
 from auditor.config import ClusterConfig, ScopeConfig
-from auditor.snapshot import write_list
+from auditor.snapshot import take
 t_import = time.process_time() - t0
 stats = ListStats()
 c0 = time.process_time(); w1 = time.perf_counter()
 with Cluster(ClusterConfig(kubeconfig=sys.argv[1], page_size=500, concurrency=int(__import__("os").environ.get("CONC","4")))) as cluster:
     with open(sys.argv[2], "wb") as fh:
-        out = write_list(iter_live(cluster, ScopeConfig(), stats=stats), fh, secret_key=b"k" * 32)
+        out = take(cluster, ScopeConfig(), fh, secret_key=b"k" * 32, stats=stats)
 cpu = time.process_time() - c0; wall = time.perf_counter() - w1
 print(json.dumps({"objects": out.objects, "bytes": stats.bytes, "pages": stats.pages,
                   "cpu_s": cpu, "wall_s": wall, "import_cpu_s": t_import,
                   "maxrss_mib": peak_mib()}))
 """
-
-
-def _decode_floor(url: str, paths: list[str]) -> tuple[float, int]:
-    """CPU seconds of orjson.loads over the same list pages (best of 3), and their bytes."""
-    bodies: list[bytes] = []
-    for path in paths:
-        token = ""
-        while True:
-            q = f"?limit=500&continue={token}" if token else "?limit=500"
-            with urllib.request.urlopen(url + path + q) as resp:
-                body = resp.read()
-            bodies.append(body)
-            token = (orjson.loads(body).get("metadata") or {}).get("continue") or ""
-            if not token:
-                break
-    best = float("inf")
-    for _ in range(3):
-        t = time.process_time()
-        for body in bodies:
-            orjson.loads(body)
-        best = min(best, time.process_time() - t)
-    return best, sum(len(b) for b in bodies)
 
 
 def bench_snapshot(count: int = 10_000) -> dict[str, Any]:
@@ -77,13 +53,7 @@ def bench_snapshot(count: int = 10_000) -> dict[str, Any]:
                               capture_output=True, text=True, check=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         child = json.loads(proc.stdout)
-        kinds = sorted({(o["apiVersion"], o["kind"]) for o in objects(min(count, 100))})
-        plurals = {"Deployment": "deployments", "Service": "services", "ConfigMap": "configmaps",
-                   "Secret": "secrets", "ServiceAccount": "serviceaccounts", "Role": "roles",
-                   "RoleBinding": "rolebindings", "StatefulSet": "statefulsets",
-                   "CronJob": "cronjobs", "Ingress": "ingresses"}
-        paths = [(f"/apis/{av}/" if "/" in av else f"/api/{av}/") + plurals[k] for av, k in kinds]
-        floor_s, floor_bytes = _decode_floor(sb.url, paths)
+        floor_s, floor_bytes = decode_floor(sb.url)
     return {
         "objects": child["objects"],
         "sandbox_load_s": round(load_s, 3),
