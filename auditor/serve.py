@@ -57,7 +57,6 @@ from auditor import metrics as metrics_mod
 from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LedgerError
 from auditor.ledger import HistoryFilter, drifts, query, reading, runs, uiquery
-from auditor.ledger import metricsquery as mq
 from auditor.ledger.reportquery import cluster_names
 from auditor.ledger.verify import verify as verify_ledger
 
@@ -349,7 +348,7 @@ class Pages:
             with reading(member.path) as conn:
                 latest = runs(conn, limit=20)
                 row["namespaces"] = self._current(conn, now)
-                stats = mq.read(conn, now=now.timestamp())
+                score, events = uiquery.policy_score(conn), uiquery.head_seq(conn)
                 if self.cfg.metrics.verify:
                     row["verified"], row["verify_message"] = member.verify(conn, signature)
         except LedgerError as exc:
@@ -366,8 +365,7 @@ class Pages:
         # Object counts come from the newest finished run: a running one has none yet.
         done = next((r for r in latest if r["status"] != "running"), None)
         row["counts"] = done["counts"] if done else {}
-        row["score"] = stats.policy_score
-        row["events"] = stats.head_seq
+        row["score"], row["events"] = score, events
         return row
 
     def fleet_index(self) -> str:

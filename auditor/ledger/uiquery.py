@@ -54,3 +54,20 @@ def health(conn: sqlite3.Connection) -> tuple[int, str]:
     """``(runs, newest run's start)`` — proof that the ledger's tables can be read."""
     count, newest = conn.execute("SELECT count(*), max(started_at) FROM runs").fetchone()
     return int(count), newest or ""
+
+
+def policy_score(conn: sqlite3.Connection) -> float | None:
+    """The newest policy evaluation's compliance score (0–100), ``None`` for a ledger whose
+    runs never evaluated policies (or one older than the policy tables). The same reading as
+    the ``drift_auditor_policy_compliance_score`` metric, without the metrics' aggregates."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "policy_runs" not in tables:
+        return None
+    row = conn.execute("SELECT score FROM policy_runs ORDER BY run_id DESC LIMIT 1").fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def head_seq(conn: sqlite3.Connection) -> int:
+    """The hash chain's head sequence number (the number of events)."""
+    row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+    return int(row[0]) if row else 0

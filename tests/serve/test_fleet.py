@@ -48,6 +48,8 @@ from .test_serve import HUB
 pytestmark = pytest.mark.kubectl
 
 CLUSTERS = ("prod-eu", "prod-us")
+# The image's default policy pack: prod-us evaluates it, prod-eu has no policies (no score).
+POLICY_PACK = Path(__file__).parents[2] / "policies"
 
 
 @dataclass
@@ -79,7 +81,7 @@ def fleet(tmp_path: Path, kubeconfig: Path, kubectl: Any) -> Fleet:
         files[cluster].write_text(f"""
 cluster: {{name: {cluster}, kubeconfig: {kubeconfig}, retries: 1}}
 ledger: {{path: {ledgers[cluster]}}}
-policies: {{directory: {tmp_path / 'no-policies'}}}
+policies: {{directory: {POLICY_PACK if cluster == "prod-us" else tmp_path / 'no-policies'}}}
 reports: {{directory: {reports}}}
 serve: {{token-env: SERVE_TEST_TOKEN}}
 """)
@@ -143,10 +145,16 @@ def test_overview_has_a_row_per_cluster_matching_its_ledger(fleet: Fleet,
         assert int(cells[3]) == sum(1 for d in current if d["state"] == "open")
         assert cells[5:8] == [str(latest["counts"].get(k, "")) for k in
                               ("drifted", "missing", "orphan")]
-        assert cells[8] == "—", "no policies configured: no score"
+        with reading(fleet.ledgers[cluster]) as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            score = (conn.execute("SELECT score FROM policy_runs ORDER BY run_id DESC LIMIT 1")
+                     .fetchone() if "policy_runs" in tables else None)
+        assert cells[8] == (f"{score[0]:.1f}%" if score else "—")
         assert "verified" in cells[9] and str(fleet.ledgers[cluster]) in cells[9]
         assert f'href="/c/{cluster}/"' in row
     assert _cells(rows["prod-eu"])[3] == "1" and _cells(rows["prod-us"])[3] == "2"
+    assert _cells(rows["prod-eu"])[8] == "—", "no policies: no score"
+    assert re.fullmatch(r"\d+\.\d%", _cells(rows["prod-us"])[8]), "the policy pack's score"
     assert '<div class="n state-open">3</div>open drifts' in page.body
     # Drift grouped by cluster, then namespace; every object link names its cluster.
     eu = page.body.split('<h3 id="drift-prod-eu">', 1)[1].split('<h3 id="drift-prod-us">')[0]
