@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -393,6 +394,18 @@ def test_verification_is_cached_until_a_ledger_changes(
         get("/metrics")
         assert calls == [str(fleet.ledgers["prod-eu"])] * 2, "only the changed ledger again"
         assert "#3" in _rows(get("/").body)["prod-eu"]
+
+
+def test_fleet_pages_answer_quickly(fleet_get: Get) -> None:
+    # After the first request (names read, chains verified), a page is small queries per
+    # ledger: no verification and no report model per request.
+    fleet_get("/", token=TOKEN)
+    fleet_get("/metrics", token=TOKEN)
+    start = time.perf_counter()
+    for _ in range(5):
+        for path in ("/", "/metrics", "/c/prod-us/", "/healthz"):
+            assert fleet_get(path, token=TOKEN).status == 200
+    assert (time.perf_counter() - start) / 20 < 0.2
 
 
 def test_one_ledger_keeps_the_single_cluster_ui(fleet: Fleet) -> None:
