@@ -62,7 +62,7 @@ from auditor.ledger.verify import verify as verify_ledger
 
 # The report's own naming (newest recorded cluster name, the file stem without runs, name@file
 # when two ledgers share a name): imported, not copied, so report and UI name clusters alike.
-from auditor.report.fleet import _names as fleet_names
+from auditor.report.fleet import member_names as fleet_names
 
 log = logging.getLogger("auditor.serve")
 

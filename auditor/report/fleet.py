@@ -82,7 +82,7 @@ def _slug(name: str) -> str:
     return re.sub(r"\s+", "-", name.strip()) or "cluster"
 
 
-def _names(paths: Sequence[Path], ledger_names: Sequence[list[str]]) -> list[str]:
+def member_names(paths: Sequence[Path], ledger_names: Sequence[list[str]]) -> list[str]:
     """Qualified cluster names: the newest name the ledger's runs recorded (the file's stem
     for a ledger without runs), ``name@file`` when two ledgers share a name."""
     base = [_slug(names[0] if names else p.stem) for p, names in zip(paths, ledger_names,
@@ -245,7 +245,7 @@ def load_fleet(paths: Sequence[str | Path], start: datetime, end: datetime, cfg:
     for f in files:
         with reading(f) as conn:
             ledger_names.append(q.cluster_names(conn))
-    qualified = _names(files, ledger_names)
+    qualified = member_names(files, ledger_names)
     singles: dict[str, Report] = {}
     parts: list[Report] = []
     members: list[FleetMember] = []

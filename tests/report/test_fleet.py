@@ -420,10 +420,10 @@ def test_a_period_without_runs_still_names_each_cluster(fleet: Fleet) -> None:
 
 
 def test_names_for_same_cluster_and_same_file_name(tmp_path: Path) -> None:
-    from auditor.report.fleet import _names
+    from auditor.report.fleet import member_names
 
     a, b, c = tmp_path / "eu" / "ledger.db", tmp_path / "us" / "ledger.db", tmp_path / "x.db"
-    assert _names([a, b, c], [["prod"], ["prod"], ["dev cluster"]]) == [
+    assert member_names([a, b, c], [["prod"], ["prod"], ["dev cluster"]]) == [
         f"prod@{a}", f"prod@{b}", "dev-cluster"]
-    assert _names([a, c], [[], []]) == ["ledger", "x"]
-    assert _names([a, c], [["prod"], ["prod"]]) == ["prod@ledger.db", "prod@x.db"]
+    assert member_names([a, c], [[], []]) == ["ledger", "x"]
+    assert member_names([a, c], [["prod"], ["prod"]]) == ["prod@ledger.db", "prod@x.db"]
