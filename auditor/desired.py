@@ -14,19 +14,22 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from auditor import gitrepo, kinds, render
+from auditor import kinds, render
 from auditor.config import HelmSource, Source
 from auditor.errors import GitError, ManifestError
-from auditor.gitrepo import CommitInfo, Repository
 from auditor.parsecache import ParseCache
 from auditor.records import Problem, ResourceKey, SourceInfo
+
+if TYPE_CHECKING:
+    # GitPython costs ~50 ms to import; a folder outside any work tree never needs it.
+    from auditor.gitrepo import CommitInfo, Repository
 
 DEFAULT_CACHE_DIR = Path("~/.cache/drift-auditor/repos")
 
 # (file, related files) of a rendered object → the newest commit among them.
-_Attribution = dict[tuple[str, tuple[str, ...]], CommitInfo]
+_Attribution = dict[tuple[str, tuple[str, ...]], "CommitInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,18 @@ class DesiredState:
 
 
 def source_name(source: Source) -> str:
+    from auditor import gitrepo
+
     return source.name or gitrepo.redact_url(source.url)
+
+
+def _may_be_in_work_tree(folder: Path) -> bool:
+    """Whether Git could find a work tree around ``folder``: some ancestor holds ``.git``
+    (a folder, or a file for worktrees and submodules), or the environment points Git
+    elsewhere. False lets a plain folder skip importing GitPython altogether."""
+    if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+        return True
+    return any((p / ".git").exists() for p in (folder, *folder.parents))
 
 
 # --------------------------------------------------------------------------- assembly
@@ -193,6 +207,8 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
     time, to list the commits in between. Bad files become problems; an unreachable source
     or a missing renderer raises.
     """
+    from auditor import gitrepo
+
     cache = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE_DIR.expanduser()
     builder = _Builder()
     commits: dict[str, str] = {}
@@ -241,7 +257,11 @@ def load_folder(path: Path | str, namespace: str = "default", *,
     if not target.exists():
         raise ManifestError(f"{path}: no such file or folder", file=str(path))
     root, rel = (target.parent, target.name) if target.is_file() else (target, ".")
-    repo = Repository.containing(root)
+    repo: Repository | None = None
+    if _may_be_in_work_tree(root):
+        from auditor.gitrepo import Repository
+
+        repo = Repository.containing(root)
     prefix = repo.relative(root) if repo is not None else ""
     name = str(path)
     rendered = _render_paths(root, [rel], mode=mode, namespace=namespace,

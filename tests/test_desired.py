@@ -8,7 +8,7 @@ import pytest
 from gitfixtures import TOOLS, RepoBuilder, configmap, deployment, git, tool
 
 from auditor.config import HelmSource, Source
-from auditor.desired import DesiredObject, load_desired, load_folder
+from auditor.desired import DesiredObject, _may_be_in_work_tree, load_desired, load_folder
 from auditor.errors import GitError, ToolMissingError
 from auditor.records import ResourceKey
 
@@ -252,6 +252,22 @@ def test_load_folder_without_git(tmp_path: Path) -> None:
     assert [(k.name, v.source.file, v.source.commit) for k, v in state.objects.items()] == [
         ("a", "a.yaml", ""), ("b", "b.json", "")]
     assert state.commits == {} and state.ok
+
+
+def test_work_tree_guess_never_misses_a_work_tree(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The guess only lets a plain folder skip GitPython: wherever Git could find a work tree
+    # (a .git folder or file in any ancestor, or GIT_DIR/GIT_WORK_TREE) it must say yes.
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert not _may_be_in_work_tree(deep)
+    (tmp_path / "a" / ".git").write_text("gitdir: /elsewhere\n")  # a linked worktree
+    assert _may_be_in_work_tree(deep)
+    (tmp_path / "a" / ".git").unlink()
+    monkeypatch.setenv("GIT_DIR", str(tmp_path))
+    assert _may_be_in_work_tree(deep)
 
 
 def test_duplicates_across_sources_name_both_sources(
