@@ -143,8 +143,11 @@ class _Builder:
     def state(self, commits: dict[str, str], repos: dict[str, str],
               changes: dict[str, tuple[CommitInfo, ...]]) -> DesiredState:
         problems = sorted(self.problems, key=lambda p: (p.where, p.message))
-        return DesiredState(dict(sorted(self.objects.items())), tuple(problems), commits, repos,
-                            changes)
+        # Sorting on plain tuples (the key's fields, in the dataclass's order) gives the same
+        # order as comparing keys, without a Python-level __lt__ call per comparison.
+        ordered = sorted(self.objects.items(),
+                         key=lambda kv: (kv[0].group, kv[0].kind, kv[0].namespace, kv[0].name))
+        return DesiredState(dict(ordered), tuple(problems), commits, repos, changes)
 
 
 def _scopes(rendered: Iterable[render.RenderedObject],
