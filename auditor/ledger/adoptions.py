@@ -11,13 +11,17 @@ links the adoption commit to that resolution at read time.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # sqlite-utils is only needed when a migration runs
+    import sqlite_utils
+
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import sqlite_utils
 
 from auditor.records import ResourceKey
 

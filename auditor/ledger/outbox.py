@@ -35,10 +35,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # sqlite-utils is only needed when a migration runs
+    import sqlite_utils
 
 import orjson
-import sqlite_utils
 
 from auditor.errors import LedgerError
 
@@ -77,7 +79,7 @@ def ensure(conn: sqlite3.Connection) -> None:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        migrate(sqlite_utils.Database(conn))
+        migrate(_database(conn))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -487,3 +489,9 @@ def read_counts(conn: sqlite3.Connection) -> dict[str, int]:
                                       "GROUP BY status"):
             out[str(status)] = int(n)
     return out
+
+
+def _database(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    import sqlite_utils
+
+    return sqlite_utils.Database(conn)

@@ -28,6 +28,11 @@ Tables
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # sqlite-utils is only needed when a migration runs
+    import sqlite_utils
+
 import dataclasses
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -35,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-import sqlite_utils
 
 from auditor.records import ResourceKey
 

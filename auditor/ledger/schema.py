@@ -25,12 +25,15 @@ Tables
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # sqlite-utils is only needed when a migration runs
+    import sqlite_utils
+
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import sqlite_utils
 
 from auditor.errors import LedgerError
 
@@ -217,7 +220,9 @@ def migrate(conn: sqlite3.Connection, path: str | Path) -> int:
     if found > SCHEMA_VERSION:
         raise LedgerError(f"{path}: ledger schema version {found} is newer than this "
                           f"drift-auditor understands ({SCHEMA_VERSION}); upgrade drift-auditor")
-    db = sqlite_utils.Database(conn)
+    if found == SCHEMA_VERSION:
+        return found  # the common case: no step to run, no sqlite-utils to load
+    db = _database(conn)
     for number, step in MIGRATIONS:
         if number <= found:
             continue
@@ -230,3 +235,9 @@ def migrate(conn: sqlite3.Connection, path: str | Path) -> int:
             conn.execute("ROLLBACK")
             raise
     return found
+
+
+def _database(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    import sqlite_utils
+
+    return sqlite_utils.Database(conn)
