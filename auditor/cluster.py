@@ -35,6 +35,7 @@ from kubernetes.config.config_exception import ConfigException
 from auditor.config import ClusterConfig, ScopeConfig
 from auditor.errors import ClusterError, ClusterUnreachableError, ConfigError, ForbiddenError
 from auditor.records import Problem
+from auditor.scope import kind_in_scope, namespace_in_scope
 
 log = logging.getLogger(__name__)
 
@@ -484,26 +485,9 @@ def _short(exc: BaseException) -> str:
 # ------------------------------------------------------------------- scope
 
 
-def _matches_kind(resource: APIResource, patterns: tuple[str, ...]) -> bool:
-    names = {resource.kind, resource.group_kind, resource.plural,
-             f"{resource.plural}.{resource.group}" if resource.group else resource.plural}
-    lowered = {n.lower() for n in names}
-    return any(p.lower() in lowered for p in patterns)
-
-
 def in_scope(resource: APIResource, scope: ScopeConfig) -> bool:
     """Whether a discovered kind is audited under the scope configuration."""
-    if scope.include_kinds:
-        return _matches_kind(resource, scope.include_kinds)
-    return not _matches_kind(resource, scope.exclude_kinds)
-
-
-def namespace_in_scope(namespace: str, scope: ScopeConfig) -> bool:
-    if not namespace:
-        return True
-    if scope.include_namespaces and namespace not in scope.include_namespaces:
-        return False
-    return namespace not in scope.exclude_namespaces
+    return kind_in_scope(resource.group, resource.kind, scope)
 
 
 # ---------------------------------------------------------------- snapshot

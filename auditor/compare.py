@@ -42,6 +42,7 @@ from auditor.ignore import IgnoreSet, ObjectIgnores, load_policies
 from auditor.managers import Classifier
 from auditor.paths import Element, Index, Key, Path, Value, render, schema_path
 from auditor.records import Category, DriftItem, ObjectResult, Problem, ResourceKey, SourceInfo
+from auditor.scope import key_in_scope
 
 Normaliser = Callable[..., dict[str, Any]]
 # (group, kind, path, value, parent, root=live object) -> bool: auditor.defaults.is_server_default
@@ -586,24 +587,8 @@ def compare_object(key: ResourceKey, desired: dict[str, Any] | None, live: dict[
 # --------------------------------------------------------------------------- streams
 
 
-def _kind_matches(key: ResourceKey, patterns: Iterable[str]) -> bool:
-    names = {key.kind.lower(), key.group_kind.lower()}
-    return any(p.lower() in names for p in patterns)
-
-
-def in_scope(key: ResourceKey, scope: ScopeConfig) -> bool:
-    """Whether the kind and namespace of ``key`` are audited under ``scope``."""
-    if scope.include_kinds:
-        if not _kind_matches(key, scope.include_kinds):
-            return False
-    elif _kind_matches(key, scope.exclude_kinds):
-        return False
-    if key.namespace:
-        if scope.include_namespaces and key.namespace not in scope.include_namespaces:
-            return False
-        if key.namespace in scope.exclude_namespaces:
-            return False
-    return True
+# One decision for the listing, the comparison and revert (auditor.scope).
+in_scope = key_in_scope
 
 
 def managed_namespaces_of(desired: Iterable[ResourceKey]) -> frozenset[str]:

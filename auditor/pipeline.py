@@ -22,7 +22,6 @@ from typing import Any
 from auditor import __version__, gcpolicy, revert, secretkey
 from auditor.cluster import APIResource, Cluster, ListStats, in_scope, iter_live
 from auditor.compare import CompareSettings, compare_all, managed_namespaces_of
-from auditor.compare import in_scope as key_in_scope
 from auditor.comparecache import CompareCache, Remaining, desired_digest
 from auditor.config import Config, Source
 from auditor.desired import DesiredState, load_desired, load_folder
@@ -30,6 +29,7 @@ from auditor.errors import ConfigError
 from auditor.parsecache import ParseCache
 from auditor.progress import Progress
 from auditor.records import ObjectResult, Problem, ResourceKey
+from auditor.scope import key_in_scope
 from auditor.snapshot import read_snapshot
 
 log = logging.getLogger(__name__)

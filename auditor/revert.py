@@ -51,6 +51,7 @@ from auditor.cluster import APIResource, Cluster, WriteError, WriteForbiddenErro
 from auditor.config import RevertConfig
 from auditor.errors import ClusterError, ClusterUnreachableError, ConfigError
 from auditor.records import Category, ObjectResult, Problem, ResourceKey
+from auditor.scope import kind_selected
 
 if TYPE_CHECKING:
     from auditor.compare import CompareSettings
@@ -186,11 +187,6 @@ def opted_out(obj: Mapping[str, Any] | None, annotation: str) -> bool:
     return value is not None and value.strip().lower() in ("false", "no", "off", "0")
 
 
-def _kind_matches(key: ResourceKey, patterns: Iterable[str]) -> bool:
-    names = {key.kind.lower(), key.group_kind.lower()}
-    return any(p.lower() in names for p in patterns)
-
-
 # --------------------------------------------------------------------------- planning
 
 
@@ -276,7 +272,7 @@ def plan(cfg: RevertConfig, results: Iterable[ObjectResult], desired: Mapping[Re
             continue
         want = desired.get(key)
         have = live.get(key)
-        if cfg.kinds and not _kind_matches(key, cfg.kinds):
+        if cfg.kinds and not kind_selected(key.group, key.kind, cfg.kinds):
             skipped.append(Skip(key, "scope", "kind not in revert.kinds"))
             continue
         if cfg.namespaces and key.namespace not in cfg.namespaces:
