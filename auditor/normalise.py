@@ -49,6 +49,12 @@ from auditor.quantity import canonical_quantity
 
 SECRET_HASH_PREFIX: Final = "hmac-sha256:"
 _ALREADY_HASHED: Final = re.compile(r"hmac-sha256:[0-9a-f]{32}")
+
+
+def is_secret_hash(value: object) -> bool:
+    """Whether ``value`` is exactly a hash :func:`secret_hash` made (a redacted snapshot
+    carries them); a raw value that merely starts like one is not."""
+    return isinstance(value, str) and _ALREADY_HASHED.fullmatch(value) is not None
 LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
 
 # Written by the API server on every object; never declared in Git.
@@ -349,7 +355,7 @@ def _metadata(meta: Mapping[str, Any], *, secret_key: bytes | None,
                     continue
                 # A Secret's last-applied annotation repeats its values; so may other tools'
                 # annotations (kapp's original manifest, ...): hash any that carry one.
-                if secret_key is not None and isinstance(text, str) and _ALREADY_HASHED.fullmatch(text):
+                if secret_key is not None and is_secret_hash(text):
                     pass
                 elif secret_key is not None and (name == LAST_APPLIED or any(
                         needle in str(text) for needle in secret_needles)):
@@ -377,7 +383,7 @@ def _secret_data(obj: Mapping[str, Any], secret_key: bytes) -> dict[str, str]:
         for name, value in data.items():
             if value is None:
                 continue
-            if isinstance(value, str) and _ALREADY_HASHED.fullmatch(value):
+            if is_secret_hash(value):
                 # A redacted snapshot (`drift-auditor snapshot`) carries the hash already.
                 hashed[name] = value
                 continue

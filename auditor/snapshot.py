@@ -22,14 +22,14 @@ from auditor import gcpolicy
 from auditor.cluster import APIResource, Cluster, ListStats, Page, iter_live
 from auditor.config import ScopeConfig
 from auditor.errors import SnapshotError
-from auditor.normalise import SECRET_HASH_PREFIX, secret_hash, secret_needles_of
+from auditor.normalise import is_secret_hash, secret_hash, secret_needles_of
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def _redact_data(value: str, key: bytes) -> str:
     """The keyed hash of a base64 ``data`` value, exactly as normalisation computes it."""
-    if value.startswith(SECRET_HASH_PREFIX):
+    if is_secret_hash(value):
         return value
     try:
         return secret_hash(base64.b64decode("".join(value.split()), validate=True), key)
@@ -38,7 +38,7 @@ def _redact_data(value: str, key: bytes) -> str:
 
 
 def redact_value(value: str, key: bytes) -> str:
-    return value if value.startswith(SECRET_HASH_PREFIX) else secret_hash(value, key)
+    return value if is_secret_hash(value) else secret_hash(value, key)
 
 
 def redact_secret(obj: dict[str, Any], key: bytes) -> dict[str, Any]:

@@ -181,3 +181,17 @@ current-context: x
                                      "DRIFT_AUDITOR_LEDGER_PATH": str(tmp_path / "l.db")})
     assert result.exit_code == 2
     assert "drift-auditor: error:" in result.output and "127.0.0.1:9" in result.output
+
+
+def test_a_value_that_only_looks_hashed_is_still_redacted() -> None:
+    from auditor.normalise import secret_hash
+    from auditor.snapshot import redact_secret
+
+    key = b"k" * 32
+    looks = "hmac-sha256:my-real-password"
+    real = secret_hash(b"x", key)
+    out = redact_secret({"apiVersion": "v1", "kind": "Secret",
+                         "metadata": {"name": "s", "namespace": "n"},
+                         "stringData": {"a": looks, "b": real}}, key)
+    assert out["stringData"]["a"] != looks and out["stringData"]["a"].startswith("hmac-sha256:")
+    assert out["stringData"]["b"] == real, "a hash from an earlier snapshot passes through"
