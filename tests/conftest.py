@@ -55,3 +55,22 @@ def kubectl(kubeconfig: pathlib.Path, tmp_path: pathlib.Path) -> KubectlRunner:
         return proc
 
     return run
+
+
+@pytest.fixture
+def dead_kubeconfig(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A kubeconfig whose server refuses connections (a port nothing listens on)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "dead-kubeconfig"
+    path.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: u, user: {{token: t}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+current-context: x
+""")
+    return path

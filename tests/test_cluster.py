@@ -3,7 +3,6 @@ including the faults a real API server produces (403, 410, 429, 5xx, unreachable
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -105,22 +104,13 @@ def test_429_honours_retry_after_and_5xx_retry_with_a_bound(sandbox: Any, kubeco
     assert "HTTP 500" in stats.problems[0].message
 
 
-def test_unreachable_api_is_one_clear_error(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
-users: [{{name: u, user: {{token: t}}}}]
-contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
-current-context: x
-""")
-    with _cluster(kubeconfig, retries=1) as cluster, pytest.raises(ClusterUnreachableError) as err:
+def test_unreachable_api_is_one_clear_error(dead_kubeconfig: Path) -> None:
+    port = dead_kubeconfig.read_text().split("127.0.0.1:")[1].split('"')[0]
+    with _cluster(dead_kubeconfig, retries=1) as cluster, \
+            pytest.raises(ClusterUnreachableError) as err:
         cluster.discover()
     assert "connection refused" in str(err.value)
-    assert str(port) in str(err.value)
+    assert port in str(err.value)
 
 
 def test_bad_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
@@ -162,25 +152,18 @@ def test_snapshot_cli_writes_a_list(sandbox: Any, kubeconfig: Path, tmp_path: Pa
     assert (tmp_path / "l.key").exists(), "the Secret hash key is created beside the ledger"
 
 
-def test_snapshot_cli_unreachable_exits_2(tmp_path: Path) -> None:
+def test_snapshot_cli_unreachable_exits_2(tmp_path: Path, dead_kubeconfig: Path) -> None:
     from click.testing import CliRunner
 
     from auditor.cli import main
 
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text("""apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "http://127.0.0.1:9"}}]
-users: [{name: u, user: {}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-""")
+    kubeconfig = dead_kubeconfig
     result = CliRunner().invoke(main, ["--config", "/dev/null", "snapshot", "--kubeconfig",
                                        str(kubeconfig)],
                                 env={"DRIFT_AUDITOR_CLUSTER_RETRIES": "0",
                                      "DRIFT_AUDITOR_LEDGER_PATH": str(tmp_path / "l.db")})
     assert result.exit_code == 2
-    assert "drift-auditor: error:" in result.output and "127.0.0.1:9" in result.output
+    assert "drift-auditor: error:" in result.output and "127.0.0.1:" in result.output
 
 
 def test_a_value_that_only_looks_hashed_is_still_redacted() -> None:

@@ -200,15 +200,8 @@ def test_live_file_from_kubectl_get(sandbox: Any, kubeconfig: Path, kubectl: Any
     assert drift["op"] == "added" and drift["category"] == "unknown"
 
 
-def test_unreachable_cluster_is_one_line_and_exit_2(repo: Path, tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "kc"
-    kubeconfig.write_text("""apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "http://127.0.0.1:9"}}]
-users: [{name: u, user: {}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-""")
+def test_unreachable_cluster_is_one_line_and_exit_2(repo: Path, dead_kubeconfig: Path) -> None:
+    kubeconfig = dead_kubeconfig
     proc = subprocess.run([sys.executable, "-m", "auditor.cli", "--config", "/dev/null", "diff",
                            "--kubeconfig", str(kubeconfig), "--desired", str(repo)],
                           capture_output=True, text=True,
@@ -216,4 +209,4 @@ current-context: x
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("drift-auditor: error:")
-    assert "127.0.0.1:9" in lines[0]
+    assert "127.0.0.1:" in lines[0] and "connection refused" in lines[0]
