@@ -291,9 +291,16 @@ class RunOutcome:
     ledger: dict[str, Any]
     head_seq: int
     head_hash: str
-    observed: int
-    unchanged: int
     counters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def observed(self) -> int:
+        """Live objects whose content changed since the ledger last saw them."""
+        return int(self.counters.get("observed", 0))
+
+    @property
+    def unchanged(self) -> int:
+        return int(self.counters.get("unchanged", 0))
 
 
 def _last_change(obj: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -480,4 +487,4 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
                 run.finish("failed", problems=[Problem("run", f"{type(exc).__name__}: {exc}")])
             raise
     return RunOutcome(outcome, summary.run_id, summary.status, summary.counts(), summary.seq,
-                      summary.head_hash, counters["observed"], counters["unchanged"], counters)
+                      summary.head_hash, counters)
