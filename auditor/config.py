@@ -180,7 +180,8 @@ class SlackConfig:
     budget_seconds: float = 60.0
     timeout_seconds: float = 10.0
     # Delivered messages are kept this long for threading follow-ups (longer while their
-    # drift is still open or accepted), then dropped from the outbox.
+    # drift is still open or accepted), then dropped from the outbox; the per-run "news
+    # queued" marks (alert_runs) queued before the same cut go too.
     outbox_retention_days: int = 30
 
 

@@ -15,7 +15,8 @@ Tables
                  and dry-run reverts, reverts of drifts never announced) was decided and
                  queued (or suppressed in quiet mode), so a second pass over the same run
                  posts nothing; added after step 2, so :func:`ensure` creates it on ledgers
-                 made before
+                 made before; pruned with the outbox, raising ``news_from_run`` past the
+                 runs whose marks go (:meth:`Outbox.prune`)
 
 These tables are *not* part of the hash chain. Delivery state is mutable by nature (a row
 goes pending → delivered, attempts grow), while the chain is append-only; and nothing here is
@@ -460,7 +461,9 @@ class Outbox:
 
     def prune(self, before: str) -> int:
         """Drop delivered (or skipped) messages created before ``before`` unless one of
-        their drifts is still open or accepted (its follow-ups thread on them)."""
+        their drifts is still open or accepted (its follow-ups thread on them), and the
+        ``alert_runs`` marks of runs whose news was queued before ``before`` (see
+        :meth:`_prune_news_runs`). Returns the number of messages dropped."""
         with self._write() as conn:
             cur = conn.execute(
                 "DELETE FROM alert_outbox WHERE status != 'pending' AND created_at < ? "
@@ -469,7 +472,31 @@ class Outbox:
                 "WHERE s.state IN ('open', 'accepted')) "
                 "AND id NOT IN (SELECT parent_id FROM alert_outbox "
                 "WHERE status = 'pending' AND parent_id IS NOT NULL)", (before,))
+            self._prune_news_runs(conn, before)
             return cur.rowcount
+
+    def _prune_news_runs(self, conn: sqlite3.Connection, before: str) -> int:
+        """Drop ``alert_runs`` marks queued before ``before`` without making their runs look
+        new: ``runs`` rows are never deleted, and :meth:`runs_without_news` takes every
+        finished run from ``news_from_run`` on that has no mark. So the marks go only as an
+        unbroken prefix from that floor, the floor moves up past them in the same
+        transaction, and the newest mark always stays (the floor keeps naming a real run).
+        A run still running, a run without a mark, or a mark queued at or after ``before``
+        ends the prefix. Returns the number of marks dropped."""
+        floor = self.meta("news_from_run")
+        if floor is None:  # no pass has considered per-run news yet: nothing is marked
+            return 0
+        row = conn.execute(
+            "SELECT min(id) FROM (SELECT id FROM runs WHERE id >= ? AND (status = 'running' "
+            "OR id NOT IN (SELECT run_id FROM alert_runs WHERE queued_at < ?)) "
+            "UNION ALL SELECT max(run_id) FROM alert_runs)", (int(floor), before)).fetchone()
+        keep_from = None if row is None or row[0] is None else int(row[0])
+        if keep_from is None or keep_from <= int(floor):
+            return 0
+        cur = conn.execute("DELETE FROM alert_runs WHERE run_id < ?", (keep_from,))
+        conn.execute("UPDATE alert_meta SET value = ? WHERE key = 'news_from_run'",
+                     (str(keep_from),))
+        return cur.rowcount
 
     def counts(self) -> dict[str, int]:
         out = {"pending": 0, "delivered": 0, "skipped": 0}

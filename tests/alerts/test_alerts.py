@@ -254,3 +254,65 @@ def test_old_delivered_messages_are_pruned_unless_their_drift_is_open(
     # resolution of billing/api. Only the still-open drift's announcement stays.
     assert [m.kind if m else None for m in kept] == [None, None, "drift", None]
     assert kept[2] is not None and "shop/web" in kept[2].payload["text"]
+
+
+def failed_revert_run(db: Path, hours: float, name: str) -> int:
+    """A complete run at ``T0 + hours`` whose revert of ``name`` failed: per-run news."""
+    from auditor.ledger import reverts
+
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(cluster="prod-eu", started_at=at(hours))
+        run.record(in_sync(WEB))
+        reverts.record(run, key(name), action="apply", mode="enforce", result="failed",
+                       reason="drifted: human change", error=f"forbidden: {name}")
+        return run.finish("complete", counts={"in-sync": 1}).run_id
+
+
+def test_old_news_marks_are_pruned_and_their_runs_are_never_announced_again(
+        tmp_path: Path, slack_server: SlackServer) -> None:
+    from auditor.ledger import reading, times
+    from auditor.ledger.outbox import Outbox
+
+    def news_state() -> tuple[list[int], str]:
+        with reading(db) as conn:
+            marks = [r for (r,) in conn.execute("SELECT run_id FROM alert_runs ORDER BY 1")]
+            floor = conn.execute("SELECT value FROM alert_meta WHERE key = 'news_from_run'"
+                                 ).fetchone()[0]
+        return marks, floor
+
+    def failed_posts() -> list[str]:
+        return [r.body["text"].partition(" · ")[0] for r in slack_server.requests
+                if r.body["text"].startswith("Revert failed")]
+
+    db = tmp_path / "ledger.db"
+    cfg = webhook_config(outbox_retention_days=30)
+    env = hook_env(slack_server)
+    first = record(db, 0, [in_sync(WEB)])
+    alerts.send(cfg, db, env=env, run_id=first, now=at(0.5))  # summary; news from `first` on
+    old = [failed_revert_run(db, h, f"old{h}") for h in (1, 2)]
+    alerts.send(cfg, db, env=env, now=at(2.5))
+    assert len(failed_posts()) == 2
+    assert news_state() == ([first, *old], str(first))
+    # 40 days on: this pass queues the new run's news, then prunes with a 30-day cut, which
+    # drops the three old marks and moves the news floor past them.
+    recent = failed_revert_run(db, 24 * 40, "recent")
+    report = alerts.send(cfg, db, env=env, now=at(24 * 40 + 0.5))
+    assert report.queued == 1 and not report.errors
+    assert news_state() == ([recent], str(recent))
+    # The next pass re-announces none of the runs whose marks went.
+    sent = len(slack_server.requests)
+    again = alerts.send(cfg, db, env=env, now=at(24 * 40 + 1))
+    assert again.queued == 0 and len(slack_server.requests) == sent
+    assert failed_posts() == [f"Revert failed: Deployment.apps shop/{n}"
+                              for n in ("old1", "old2", "recent")]
+    # A cut past every mark still keeps the newest: the floor always names a real run.
+    with Outbox.open(db) as box:
+        box.prune(times.stamp(at(24 * 400)))
+    assert news_state() == ([recent], str(recent))
+    with Ledger.open(db) as ledger:  # the alert tables are outside the chain
+        result = ledger.verify()
+        assert result.ok, result.message
+    # A later run is still news.
+    failed_revert_run(db, 24 * 41, "later")
+    assert alerts.send(cfg, db, env=env, now=at(24 * 41 + 0.5)).queued == 1
+    assert failed_posts()[-1] == "Revert failed: Deployment.apps shop/later"
