@@ -12,7 +12,6 @@ means a full comparison.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -28,10 +27,6 @@ from auditor.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 _CACHEABLE = frozenset({"in-sync", "drifted", "ignored"})
 
 log = logging.getLogger(__name__)
-
-
-def desired_digest(obj: Mapping[str, Any]) -> str:
-    return hashlib.sha1(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _name(key: ResourceKey) -> str:
@@ -109,6 +104,10 @@ class Remaining(Mapping[ResourceKey, dict[str, Any]]):
         if key in self._taken:
             raise KeyError(key)
         return self._base[key]
+
+    def get(self, key: ResourceKey, default: Any = None) -> Any:
+        # The comparison asks once per live object, most of them not desired: no KeyError.
+        return default if key in self._taken else self._base.get(key, default)
 
     def __iter__(self) -> Iterator[ResourceKey]:
         return (k for k in self._base if k not in self._taken)

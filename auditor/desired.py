@@ -11,12 +11,12 @@ is not installed, raises instead: auditing against half of Git would report fals
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from auditor import kinds, render
+from auditor import kinds, packed, render
 from auditor.config import HelmSource, Source
 from auditor.errors import GitError, ManifestError
 from auditor.parsecache import ParseCache
@@ -36,17 +36,67 @@ _Attribution = dict[tuple[str, tuple[str, ...]], "CommitInfo"]
 class DesiredObject:
     """One object as Git declares it (rendered, namespace defaulted) and where it came from.
 
-    ``obj`` is kept whole, Secrets included: the compare step hashes their values and nothing
-    in this module prints them.
+    The object is kept packed (:mod:`auditor.packed`): a run holds every desired object for
+    its whole length, and bytes are a tenth of the dicts. ``obj`` decodes a fresh copy, its
+    namespace set from the key (defaulted for namespaced kinds, removed for cluster-scoped
+    ones). Secrets included: the compare step hashes their values and nothing in this module
+    prints them.
     """
 
     key: ResourceKey
-    obj: dict[str, Any]
+    raw: bytes
     source: SourceInfo
+    api_version: str = ""
+
+    @classmethod
+    def of(cls, key: ResourceKey, obj: dict[str, Any], source: SourceInfo) -> DesiredObject:
+        return cls(key, packed.pack(obj), source, str(obj.get("apiVersion", "")))
 
     @property
-    def api_version(self) -> str:
-        return str(self.obj.get("apiVersion", ""))
+    def obj(self) -> dict[str, Any]:
+        obj: dict[str, Any] = packed.unpack(self.raw)
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            if self.key.namespace:
+                meta["namespace"] = self.key.namespace
+            else:
+                meta.pop("namespace", None)
+        return obj
+
+    @property
+    def digest(self) -> str:
+        """Changes whenever the declared object does (namespace defaulting is in the key)."""
+        return packed.digest(self.raw)
+
+
+class Manifests(Mapping[ResourceKey, dict[str, Any]]):
+    """Desired objects by key, decoded one at a time as they are read: what the comparison
+    takes as "desired" without the whole state ever being dicts at once."""
+
+    __slots__ = ("_objects",)
+
+    def __init__(self, objects: Mapping[ResourceKey, DesiredObject]) -> None:
+        self._objects = objects
+
+    def __getitem__(self, key: ResourceKey) -> dict[str, Any]:
+        return self._objects[key].obj
+
+    def get(self, key: ResourceKey, default: Any = None) -> Any:
+        found = self._objects.get(key)
+        return found.obj if found is not None else default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._objects
+
+    def __iter__(self) -> Iterator[ResourceKey]:
+        return iter(self._objects)
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def entry(self, key: ResourceKey) -> DesiredObject:
+        """The packed object itself (its digest and apiVersion without decoding)."""
+        return self._objects[key]
 
 
 @dataclass(frozen=True)
@@ -114,15 +164,11 @@ class _Builder:
                      attribution: _Attribution) -> None:
         scopes = self.scopes
         for item in rendered:
-            obj = item.obj
-            meta = obj["metadata"]
-            group = kinds.group_of(obj["apiVersion"])
-            if kinds.is_namespaced(group, obj["kind"], scopes):
-                if not meta.get("namespace"):
-                    meta["namespace"] = namespace
-            else:
-                meta.pop("namespace", None)
-            key = ResourceKey.of(obj)
+            group = kinds.group_of(item.api_version)
+            # The namespace goes into the key only; DesiredObject.obj puts it in the object.
+            ns = (item.namespace or namespace) if kinds.is_namespaced(group, item.kind, scopes) \
+                else ""
+            key = ResourceKey(group, item.kind, ns, item.name)
             file = _join(prefix, item.file)
             where = f"{file} (document {item.document})" if item.document else file
             seen = self.origin.get(key)
@@ -137,7 +183,7 @@ class _Builder:
             commit = attribution.get((item.file, item.related))
             info = (commit.source_info(file, repo_url) if commit is not None
                     else SourceInfo(file=file, repo=repo_url))
-            self.objects[key] = DesiredObject(key, obj, info)
+            self.objects[key] = DesiredObject(key, item.raw, info, item.api_version)
             self.origin[key] = (source, where)
 
     def state(self, commits: dict[str, str], repos: dict[str, str],
@@ -154,7 +200,8 @@ def _scopes(rendered: Iterable[render.RenderedObject],
             discovered: Mapping[tuple[str, str], bool] | None) -> dict[tuple[str, str], bool]:
     """Kind scopes from the CRDs of every source (a CRD and its objects may live apart),
     overridden by discovery."""
-    scopes = kinds.scopes_from_crds(r.obj for r in rendered)
+    scopes = kinds.scopes_from_crds(r.obj for r in rendered
+                                    if r.kind == "CustomResourceDefinition")
     scopes.update(discovered or {})
     return scopes
 

@@ -2,9 +2,14 @@
 
 PyYAML builds Python objects in Python even with its C parser: ~0.1 ms per small document,
 which made parsing the largest cost of a steady-state run over thousands of manifests.
-Parsed documents are stored as JSON (orjson reads them back ~30× faster). Only clean parses
-are stored; a file with any error is parsed afresh each time so its messages stay exact.
-The cache is an optimisation only: any failure to read or write it falls back to parsing.
+Parsed documents are stored packed (:mod:`auditor.packed`, JSON bytes) behind a small index
+of what names each one, so a hit hands the bytes on without decoding them at all. Only clean
+parses are stored; a file with any error is parsed afresh each time so its messages stay
+exact. The cache is an optimisation only: any failure to read or write it falls back to
+parsing.
+
+File layout: one JSON line ``[[document, [apiVersion, kind, name, namespace], length], …]``,
+then the documents' bytes back to back.
 """
 
 from __future__ import annotations
@@ -12,19 +17,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+from auditor import packed
+
 log = logging.getLogger(__name__)
 
-# Bump when the parser's output for the same bytes changes (new normalisation of scalars…).
-PARSER_VERSION = b"render-1\0"
+# Bump when the parser's output for the same bytes changes (new normalisation of scalars…)
+# or the file layout does.
+PARSER_VERSION = b"render-2\0"
+
+# apiVersion, kind, name, namespace: what names an object without decoding it.
+Head = tuple[str, str, str, str]
+Entry = tuple[int, Head, bytes]
 
 
 class ParseCache:
-    """Parsed documents of manifest files, one small JSON file per distinct content."""
+    """Parsed documents of manifest files, one small file per distinct content."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -34,33 +46,60 @@ class ParseCache:
 
     def _path(self, data: bytes) -> Path:
         digest = hashlib.sha256(PARSER_VERSION + data).hexdigest()
-        return self.folder / digest[:2] / f"{digest}.json"
+        return self.folder / digest[:2] / f"{digest}.bin"
 
-    def lookup(self, data: bytes) -> list[tuple[int, dict[str, Any]]] | None:
-        """``(document index, object)`` pairs parsed earlier from the same bytes, if any."""
+    def lookup(self, data: bytes) -> list[Entry] | None:
+        """``(document index, head, packed object)`` parsed earlier from the same bytes."""
         try:
-            raw = self._path(data).read_bytes()
-            entries = orjson.loads(raw)
-        except (OSError, orjson.JSONDecodeError):
+            blob = self._path(data).read_bytes()
+            cut = blob.index(b"\n")
+            index = orjson.loads(blob[:cut])
+            out: list[Entry] = []
+            at = cut + 1
+            for document, head, length in index:
+                end = at + int(length)
+                out.append((int(document), (str(head[0]), str(head[1]), str(head[2]),
+                                            str(head[3])), blob[at:end]))
+                at = end
+            if at != len(blob):
+                raise ValueError("length mismatch")
+        except (OSError, ValueError, TypeError, IndexError, orjson.JSONDecodeError):
             self.misses += 1
             return None
         self.hits += 1
-        return [(int(index), obj) for index, obj in entries]
+        return out
 
-    def store(self, data: bytes, objects: list[tuple[int, dict[str, Any]]]) -> None:
-        if not self._writable:
-            return
-        path = self._path(data)
-        try:
-            payload = orjson.dumps([[index, obj] for index, obj in objects])
-        except TypeError:
+    def store(self, data: bytes, objects: list[Entry]) -> None:
+        if not self._writable or not all(packed.portable(raw) for _d, _h, raw in objects):
             return  # a value JSON cannot hold (a 65-bit integer): parse it again next time
+        path = self._path(data)
+        index = orjson.dumps([[document, head, len(raw)] for document, head, raw in objects])
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(payload)
+            tmp.write_bytes(b"".join([index, b"\n", *(raw for _d, _h, raw in objects)]))
             tmp.replace(path)
         except OSError as exc:
             # A read-only root filesystem in a pod, say: stop trying for this run.
             self._writable = False
             log.info("manifest parse cache disabled: %s", exc)
+
+    def prune(self, older_than_days: float, *, now: float | None = None) -> int:
+        """Remove entries no run has read or written for ``older_than_days``: each lookup
+        that hits refreshes nothing on disk, so this goes by the file's access time where the
+        filesystem keeps it and its modification time otherwise."""
+        cut = (now if now is not None else time.time()) - older_than_days * 86400
+        removed = 0
+        try:
+            entries = list(self.folder.glob("??/*"))
+        except OSError:
+            return 0
+        for path in entries:
+            try:
+                st = path.stat()
+                if max(st.st_atime, st.st_mtime) < cut:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed

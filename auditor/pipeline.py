@@ -22,9 +22,9 @@ from typing import Any
 from auditor import __version__, gcpolicy, revert, secretkey
 from auditor.cluster import APIResource, Cluster, ListStats, in_scope, iter_live
 from auditor.compare import CompareSettings, compare_all, managed_namespaces_of
-from auditor.comparecache import CompareCache, Remaining, desired_digest
+from auditor.comparecache import CompareCache, Remaining
 from auditor.config import Config, Source
-from auditor.desired import DesiredState, load_desired, load_folder
+from auditor.desired import DesiredObject, DesiredState, Manifests, load_desired, load_folder
 from auditor.errors import ConfigError
 from auditor.parsecache import ParseCache
 from auditor.progress import Progress
@@ -113,19 +113,19 @@ def _flatten(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
         yield from page.items
 
 
-def _wanted(desired: DesiredState, cfg: Config) -> dict[ResourceKey, dict[str, Any]]:
+def _wanted(desired: DesiredState, cfg: Config) -> Manifests:
     # Scope depends only on kind and namespace, and matching a key against every excluded
     # kind pattern cost a tenth of a second over 10,000 objects: decide once per pair.
     verdicts: dict[tuple[str, str, str], bool] = {}
-    out: dict[ResourceKey, dict[str, Any]] = {}
+    out: dict[ResourceKey, DesiredObject] = {}
     for key, obj in desired.objects.items():
         where = (key.group, key.kind, key.namespace)
         keep = verdicts.get(where)
         if keep is None:
             keep = verdicts[where] = key_in_scope(key, cfg.scope)
         if keep:
-            out[key] = obj.obj
-    return out
+            out[key] = obj
+    return Manifests(out)
 
 
 def _drop_unknowable(results: Iterable[ObjectResult], stats: ListStats) -> Iterator[ObjectResult]:
@@ -176,7 +176,7 @@ class _Session:
     cfg: Config
     settings: CompareSettings
     desired: DesiredState
-    want: dict[ResourceKey, dict[str, Any]]
+    want: Manifests
     stats: ListStats = field(default_factory=ListStats)
     problems: list[Problem] = field(default_factory=list)
     key_of: _KeyOf = field(default_factory=_KeyOf)
@@ -193,19 +193,20 @@ class _Session:
     def _compare_cached(self, live: Iterable[dict[str, Any]], cache: CompareCache,
                         sources: Mapping[ResourceKey, Any]) -> Iterator[ObjectResult]:
         """As :meth:`compare`, reusing last run's verdicts for unchanged pairs."""
-        remaining = Remaining(self.want)
-        digests = {key: desired_digest(obj) for key, obj in self.want.items()}
+        want = self.want
+        remaining = Remaining(want)
+        digests: dict[ResourceKey, str] = {}
         versions: dict[ResourceKey, str] = {}
         reused: deque[ObjectResult] = deque()
 
         def unchanged_skipped(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             for obj in stream:
                 key = self.key_of(obj)
-                digest = digests.get(key)
-                if digest is not None and not remaining.taken(key):
+                if key in want and not remaining.taken(key):
+                    entry = want.entry(key)
+                    digest = digests[key] = entry.digest
                     rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-                    hit = cache.lookup(key, rv, digest, str(self.want[key].get("apiVersion") or ""),
-                                       sources.get(key))
+                    hit = cache.lookup(key, rv, digest, entry.api_version, sources.get(key))
                     if hit is not None:
                         remaining.take(key)
                         reused.append(hit)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import orjson
 import yaml
 
+from auditor import packed
 from auditor.errors import ManifestError, ToolMissingError
 from auditor.parsecache import ParseCache
 
@@ -67,12 +68,32 @@ class RenderedObject:
 
     ``related`` lists other files whose change can change this object (an overlay's patches,
     a chart's values), so attribution can pick the newest commit among all of them.
+
+    The object is kept packed (:mod:`auditor.packed`), with the four fields that name it at
+    hand: a render of 100,000 objects holds bytes, not dicts. ``obj`` decodes a fresh copy.
     """
 
-    obj: dict[str, Any]
+    raw: bytes
     file: str
     document: int = 0
     related: tuple[str, ...] = ()
+    api_version: str = ""
+    kind: str = ""
+    name: str = ""
+    namespace: str = ""
+
+    @classmethod
+    def of(cls, obj: dict[str, Any], file: str, document: int = 0,
+           related: tuple[str, ...] = ()) -> RenderedObject:
+        """Pack a checked object (see :func:`_check_object`)."""
+        meta = obj["metadata"]
+        return cls(packed.pack(obj), file, document, related, obj["apiVersion"], obj["kind"],
+                   meta["name"], meta.get("namespace") or "")
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        obj: dict[str, Any] = packed.unpack(self.raw)
+        return obj
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +208,13 @@ def _flatten(doc: Any, file: str, index: int, line: int | None,
             if why is not None:
                 errors.append(_error(file, index, line, f"{kind} item {n}: {why}"))
             elif isinstance(item, dict):
-                out.append(RenderedObject(item, file, index))
+                out.append(RenderedObject.of(item, file, index))
         return
     why = _check_object(doc)
     if why is not None:
         errors.append(_error(file, index, line, why))
     else:
-        out.append(RenderedObject(doc, file, index))
+        out.append(RenderedObject.of(doc, file, index))
 
 
 def parse_manifests(text: str, file: str) -> RenderResult:
@@ -251,14 +272,17 @@ def load_file(root: Path, rel: str, cache: ParseCache | None = None) -> RenderRe
     if cache is not None:
         hit = cache.lookup(data)
         if hit is not None:
-            return RenderResult(tuple(RenderedObject(obj, rel, index) for index, obj in hit))
+            return RenderResult(tuple(
+                RenderedObject(raw, rel, index, (), api_version, kind, name, namespace)
+                for index, (api_version, kind, name, namespace), raw in hit))
     try:
         text = data.decode("utf-8-sig")  # editors on Windows add a BOM
     except UnicodeDecodeError:
         return RenderResult(errors=(_error(rel, None, None, "not UTF-8 text"),))
     result = parse_manifests(text, rel)
     if cache is not None and not result.errors:
-        cache.store(data, [(o.document, o.obj) for o in result.objects])
+        cache.store(data, [(o.document, (o.api_version, o.kind, o.name, o.namespace), o.raw)
+                           for o in result.objects])
     return result
 
 
@@ -478,7 +502,7 @@ def render_kustomize(root: Path, rel: str,
             objects = []
             for index, obj, _chunk in docs:
                 file = _origin_file(root, folder, wrapped, obj, keep_origin) or shown
-                objects.append(RenderedObject(obj, file, index, related))
+                objects.append(RenderedObject.of(obj, file, index, related))
     except ManifestError as exc:
         return RenderResult(errors=(exc,))
     return RenderResult(tuple(objects))
@@ -560,8 +584,9 @@ def render_helm(root: Path, rel: str, *, release: str, namespace: str,
     chart_name = _chart_name(chart)
     objects = []
     for index, obj, chunk in docs:
-        objects.append(RenderedObject(obj, _helm_source(root, chart, chart_name, chunk) or shown,
-                                      index, tuple(sorted(set(related)))))
+        objects.append(RenderedObject.of(
+            obj, _helm_source(root, chart, chart_name, chunk) or shown, index,
+            tuple(sorted(set(related)))))
     return RenderResult(tuple(objects))
 
 
