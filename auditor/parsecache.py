@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from sys import intern
 
 import orjson
 
@@ -58,8 +59,9 @@ class ParseCache:
             at = cut + 1
             for document, head, length in index:
                 end = at + int(length)
-                out.append((int(document), (str(head[0]), str(head[1]), str(head[2]),
-                                            str(head[3])), blob[at:end]))
+                # apiVersion, kind and namespace repeat across thousands of objects.
+                out.append((int(document), (intern(head[0]), intern(head[1]), str(head[2]),
+                                            intern(head[3])), blob[at:end]))
                 at = end
             if at != len(blob):
                 raise ValueError("length mismatch")

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from sys import intern
 from typing import Any, Literal
 
 import orjson
@@ -87,8 +88,9 @@ class RenderedObject:
            related: tuple[str, ...] = ()) -> RenderedObject:
         """Pack a checked object (see :func:`_check_object`)."""
         meta = obj["metadata"]
-        return cls(packed.pack(obj), file, document, related, obj["apiVersion"], obj["kind"],
-                   meta["name"], meta.get("namespace") or "")
+        # apiVersion, kind and namespace repeat across thousands of objects: share them.
+        return cls(packed.pack(obj), file, document, related, intern(obj["apiVersion"]),
+                   intern(obj["kind"]), meta["name"], intern(meta.get("namespace") or ""))
 
     @property
     def obj(self) -> dict[str, Any]:
