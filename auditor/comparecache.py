@@ -8,10 +8,16 @@ tool version and the comparison settings (config digest, ignore-rule files) are 
 which its ``stamp`` records. Drift items carry what the comparison produced (Secret values
 already as keyed hashes). The cache is an optimisation only; a missing or unreadable file
 means a full comparison.
+
+Most objects are in sync, and an in-sync verdict needs no payload: it is kept as a 16-byte
+token of (object, resourceVersion, desired digest), so the cache costs memory by drift
+count, not by cluster size. File layout: a JSON header line (stamp, token count), the tokens
+back to back, then one JSON document of the other verdicts by object.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -25,6 +31,8 @@ from auditor.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 # Verdicts on desired objects that are a pure function of the pair; missing and orphan
 # results depend on what else the cluster holds and are always computed.
 _CACHEABLE = frozenset({"in-sync", "drifted", "ignored"})
+_TOKEN = 16
+_FORMAT = 2
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +41,42 @@ def _name(key: ResourceKey) -> str:
     return f"{key.group}|{key.kind}|{key.namespace}|{key.name}"
 
 
+def _token(name: str, resource_version: str, digest: str) -> bytes:
+    return hashlib.blake2b(f"{name}\0{resource_version}\0{digest}".encode(),
+                           digest_size=_TOKEN).digest()
+
+
 class CompareCache:
     """Verdicts keyed by object: ``(live resourceVersion, desired digest) → result``."""
 
     def __init__(self, path: str | Path, stamp: str) -> None:
         self.path = Path(path)
         self.stamp = stamp
+        self._old_in_sync: set[bytes] = set()
         self._old: dict[str, list[Any]] = {}
+        self._new_in_sync: list[bytes] = []
         self._new: dict[str, list[Any]] = {}
         self.hits = 0
         try:
-            doc = orjson.loads(self.path.read_bytes())
-            if doc.get("stamp") == stamp:
-                self._old = doc.get("entries") or {}
-        except (OSError, orjson.JSONDecodeError, AttributeError):
-            pass
+            self._load(self.path.read_bytes())
+        except (OSError, ValueError, TypeError, AttributeError, orjson.JSONDecodeError):
+            self._old_in_sync, self._old = set(), {}
+
+    def _load(self, blob: bytes) -> None:
+        cut = blob.index(b"\n")
+        head = orjson.loads(blob[:cut])
+        if head.get("format") != _FORMAT or head.get("stamp") != self.stamp:
+            return
+        tokens_end = cut + 1 + int(head["tokens"]) * _TOKEN
+        if tokens_end > len(blob):
+            raise ValueError("truncated")
+        view = memoryview(blob)
+        self._old_in_sync = {bytes(view[i:i + _TOKEN])
+                             for i in range(cut + 1, tokens_end, _TOKEN)}
+        entries = orjson.loads(view[tokens_end:])
+        if not isinstance(entries, dict):
+            raise ValueError("entries")
+        self._old = entries
 
     def lookup(self, key: ResourceKey, resource_version: str, digest: str,
                api_version: str, source: SourceInfo | None) -> ObjectResult | None:
@@ -55,6 +84,11 @@ class CompareCache:
         if not resource_version:
             return None
         name = _name(key)
+        token = _token(name, resource_version, digest)
+        if token in self._old_in_sync:
+            self.hits += 1
+            self._new_in_sync.append(token)
+            return ObjectResult(key, api_version, "in-sync", (), source=source)
         entry = self._old.get(name)
         if entry is None or entry[0] != resource_version or entry[1] != digest:
             return None
@@ -70,14 +104,19 @@ class CompareCache:
     def remember(self, result: ObjectResult, resource_version: str, digest: str) -> None:
         if not resource_version or result.status not in _CACHEABLE:
             return
+        name = _name(result.key)
+        if result.status == "in-sync" and not result.drifts and not result.reason:
+            self._new_in_sync.append(_token(name, resource_version, digest))
+            return
         drifts = [[d.path, d.op, d.desired, d.live, d.manager, d.operation, d.time, d.category]
                   for d in result.drifts]
-        self._new[_name(result.key)] = [resource_version, digest, result.status, result.reason,
-                                        drifts]
+        self._new[name] = [resource_version, digest, result.status, result.reason, drifts]
 
     def save(self) -> None:
         try:
-            payload = orjson.dumps({"stamp": self.stamp, "entries": self._new})
+            head = orjson.dumps({"format": _FORMAT, "stamp": self.stamp,
+                                 "tokens": len(self._new_in_sync)})
+            payload = b"".join([head, b"\n", *self._new_in_sync, orjson.dumps(self._new)])
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(payload)

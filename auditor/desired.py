@@ -163,6 +163,7 @@ class _Builder:
                      namespace: str, prefix: str, repo_url: str,
                      attribution: _Attribution) -> None:
         scopes = self.scopes
+        infos: dict[tuple[str, tuple[str, ...]], SourceInfo] = {}
         for item in rendered:
             group = kinds.group_of(item.api_version)
             # The namespace goes into the key only; DesiredObject.obj puts it in the object.
@@ -180,8 +181,11 @@ class _Builder:
                     file, f"{key} is defined twice: in {first} and in {where}; keeping the "
                     f"first", "error", (("source", source), ("first", first), ("second", where))))
                 continue
-            commit = attribution.get((item.file, item.related))
-            info = (commit.source_info(file, repo_url) if commit is not None
+            info = infos.get((file, item.related))
+            if info is None:  # one record per file, shared by the objects it holds
+                commit = attribution.get((item.file, item.related))
+                info = infos[(file, item.related)] = (
+                    commit.source_info(file, repo_url) if commit is not None
                     else SourceInfo(file=file, repo=repo_url))
             self.objects[key] = DesiredObject(key, item.raw, info, item.api_version)
             self.origin[key] = (source, where)

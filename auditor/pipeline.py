@@ -440,7 +440,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             run.record_commits(commits)
             results: list[ObjectResult] = []
             live = _live_from_cluster(cluster, session, resources, progress)
-            cache = CompareCache(cache_folder(cfg) / "compare.json", _compare_stamp(cfg, settings))
+            cache = CompareCache(cache_folder(cfg) / "verdicts.bin", _compare_stamp(cfg, settings))
             keeper = revert.LiveKeeper(  # revert: live objects of drifted keys
                 observe(live), session.want if cfg.revert.mode != "off" else None)
             for result in session.compare(keeper, cache):

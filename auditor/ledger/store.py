@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from sys import intern
 from types import TracebackType
 from typing import Any
 
@@ -265,7 +266,8 @@ class Ledger:
                     "SELECT o.id, o.grp, o.kind, o.namespace, o.name, l.version_id, "
                     "l.resource_version, l.content_hash, l.deleted FROM objects o "
                     "LEFT JOIN latest l ON l.object_id = o.id"):
-                objects[ResourceKey(grp, kind, ns, name)] = oid
+                # Group, kind and namespace repeat across the whole cluster: share them.
+                objects[ResourceKey(intern(grp or ""), intern(kind or ""), intern(ns or ""), name)] = oid
                 if vid is not None:
                     latest[oid] = _Latest(vid, rv or "", chash or "", bool(deleted))
             self._objects, self._latest = objects, latest
