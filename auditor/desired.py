@@ -94,9 +94,34 @@ class Manifests(Mapping[ResourceKey, dict[str, Any]]):
     def __len__(self) -> int:
         return len(self._objects)
 
-    def entry(self, key: ResourceKey) -> DesiredObject:
-        """The packed object itself (its digest and apiVersion without decoding)."""
-        return self._objects[key]
+    def entry(self, key: ResourceKey) -> DesiredObject | None:
+        """The packed object itself (its digest and apiVersion without decoding), if any."""
+        return self._objects.get(key)
+
+    @property
+    def sources(self) -> Mapping[ResourceKey, SourceInfo]:
+        """Where each object came from, by key (a view: nothing copied)."""
+        return _Sources(self._objects)
+
+
+class _Sources(Mapping[ResourceKey, SourceInfo]):
+    __slots__ = ("_objects",)
+
+    def __init__(self, objects: Mapping[ResourceKey, DesiredObject]) -> None:
+        self._objects = objects
+
+    def __getitem__(self, key: ResourceKey) -> SourceInfo:
+        return self._objects[key].source
+
+    def get(self, key: ResourceKey, default: Any = None) -> Any:
+        found = self._objects.get(key)
+        return found.source if found is not None else default
+
+    def __iter__(self) -> Iterator[ResourceKey]:
+        return iter(self._objects)
+
+    def __len__(self) -> int:
+        return len(self._objects)
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,13 @@ def _wanted(desired: DesiredState, cfg: Config) -> Manifests:
     return Manifests(out)
 
 
+def _result_order(result: ObjectResult) -> tuple[str, str, str, str]:
+    # The key's fields as a plain tuple: the same order as comparing keys, without a
+    # Python-level __lt__ per comparison (a tenth of a second over 100,000 results).
+    k = result.key
+    return (k.group, k.kind, k.namespace, k.name)
+
+
 def _drop_unknowable(results: Iterable[ObjectResult], stats: ListStats) -> Iterator[ObjectResult]:
     """A kind the cluster would not list says nothing about its objects: never 'missing'.
 
@@ -183,45 +190,44 @@ class _Session:
 
     def compare(self, live: Iterable[dict[str, Any]],
                 cache: CompareCache | None = None) -> Iterator[ObjectResult]:
-        sources = {k: d.source for k, d in self.desired.objects.items()}
         if cache is None:
-            compared = compare_all(self.want, live, settings=self.settings, sources=sources,
-                                   problems=self.problems)
+            compared = compare_all(self.want, live, settings=self.settings,
+                                   sources=self.want.sources, problems=self.problems)
             return _drop_unknowable(compared, self.stats)
-        return _drop_unknowable(self._compare_cached(live, cache, sources), self.stats)
+        return _drop_unknowable(self._compare_cached(live, cache), self.stats)
 
-    def _compare_cached(self, live: Iterable[dict[str, Any]], cache: CompareCache,
-                        sources: Mapping[ResourceKey, Any]) -> Iterator[ObjectResult]:
+    def _compare_cached(self, live: Iterable[dict[str, Any]],
+                        cache: CompareCache) -> Iterator[ObjectResult]:
         """As :meth:`compare`, reusing last run's verdicts for unchanged pairs."""
         want = self.want
         remaining = Remaining(want)
-        digests: dict[ResourceKey, str] = {}
-        versions: dict[ResourceKey, str] = {}
+        pending: dict[ResourceKey, tuple[str, str]] = {}  # compared now: (rv, digest)
         reused: deque[ObjectResult] = deque()
 
         def unchanged_skipped(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             for obj in stream:
                 key = self.key_of(obj)
-                if key in want and not remaining.taken(key):
-                    entry = want.entry(key)
-                    digest = digests[key] = entry.digest
+                entry = want.entry(key)
+                if entry is not None and not remaining.taken(key):
+                    digest = entry.digest
                     rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-                    hit = cache.lookup(key, rv, digest, entry.api_version, sources.get(key))
+                    hit = cache.lookup(key, rv, digest, entry.api_version, entry.source)
                     if hit is not None:
                         remaining.take(key)
                         reused.append(hit)
                         continue
-                    versions[key] = rv
+                    pending[key] = (rv, digest)
                 yield obj
 
         compared = compare_all(remaining, unchanged_skipped(live), settings=self.settings,
-                               sources=sources, problems=self.problems,
-                               managed_namespaces=managed_namespaces_of(self.want))
+                               sources=want.sources, problems=self.problems,
+                               managed_namespaces=managed_namespaces_of(want))
         for result in compared:
             while reused:
                 yield reused.popleft()
-            if result.key in versions:
-                cache.remember(result, versions[result.key], digests[result.key])
+            made = pending.pop(result.key, None)
+            if made is not None:
+                cache.remember(result, *made)
             yield result
         while reused:
             yield reused.popleft()
@@ -275,7 +281,7 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
             results = list(session.compare(_live_from_cluster(cluster, session, resources,
                                                               progress)))
             _note_absent_kinds(session.want, resources, session.problems)
-    results.sort(key=lambda r: r.key)
+    results.sort(key=_result_order)
     return AuditResult(results, session.all_problems(), desired, session.stats)
 
 
@@ -470,7 +476,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
                     "reused": policy_outcome.evaluation.reused}
             clock.lap("policies")
             problems = session.all_problems()
-            results.sort(key=lambda r: r.key)
+            results.sort(key=_result_order)
             outcome = AuditResult(results, problems, desired, session.stats)
             partial = bool(session.stats.skipped_kinds) or any(p.kind == "error" for p in problems)
             counters["reused_verdicts"] = cache.hits
