@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # or the file layout does.
 PARSER_VERSION = b"render-2\0"
 
+# Entries unused this long are removed (once a day, by the run).
+RETENTION_DAYS = 30
+
 # apiVersion, kind, name, namespace: what names an object without decoding it.
 Head = tuple[str, str, str, str]
 Entry = tuple[int, Head, bytes]
@@ -87,9 +90,10 @@ class ParseCache:
             log.info("manifest parse cache disabled: %s", exc)
 
     def prune(self, older_than_days: float, *, now: float | None = None) -> int:
-        """Remove entries no run has read or written for ``older_than_days``: each lookup
-        that hits refreshes nothing on disk, so this goes by the file's access time where the
-        filesystem keeps it and its modification time otherwise."""
+        """Remove entries no run has used for ``older_than_days`` (files of manifests long
+        gone from Git). A hit rewrites nothing, so "used" goes by the file's access time
+        where the filesystem keeps one, else by when it was written: on a ``noatime`` mount
+        a live entry may go, which costs one parse. Returns how many were removed."""
         cut = (now if now is not None else time.time()) - older_than_days * 86400
         removed = 0
         try:
@@ -104,4 +108,25 @@ class ParseCache:
                     removed += 1
             except OSError:
                 continue
+        return removed
+
+    def prune_daily(self, older_than_days: float = RETENTION_DAYS, *,
+                    now: float | None = None) -> int:
+        """:meth:`prune`, at most once a day: a stat of every entry is not worth every run."""
+        now = now if now is not None else time.time()
+        stamp = self.folder / ".pruned"
+        try:
+            if now - stamp.stat().st_mtime < 86400:
+                return 0
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return 0
+        removed = self.prune(older_than_days, now=now)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            stamp.touch()
+            os.utime(stamp, (now, now))
+        except OSError:
+            pass
         return removed

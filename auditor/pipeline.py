@@ -401,11 +401,12 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
         known = ledger.known_versions()
         resources = cluster.discover()
         clock.lap("ledger_index_and_discovery")
+        parse_cache = ParseCache(cache_folder(cfg) / "manifests")
         desired = load_desired_state(
             cfg, desired_path=desired_path, revision=revision,
             discovered={(r.group, r.kind): r.namespaced for r in resources},
             tools_dir=tools_dir, previous=_previous_commits(ledger.conn),
-            parse_cache=ParseCache(cache_folder(cfg) / "manifests"))
+            parse_cache=parse_cache)
         session = _Session(cfg, settings, desired, _wanted(desired, cfg))
         clock.lap("desired")
         _settle_long_lived()
@@ -487,6 +488,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
                                          "seconds": clock.laps},
                                  skipped_kinds=outcome.skipped_kinds, problems=problems)
             cache.save()
+            parse_cache.prune_daily()
             clock.lap("ledger_finish")
             log.info("run %d phases (s): %s", summary.run_id, clock.laps)
         except BaseException as exc:

@@ -80,3 +80,16 @@ def test_digest_follows_the_declared_content() -> None:
     same = DesiredObject.of(key, {"apiVersion": "v1", "data": {"k": "1"}}, SourceInfo("g"))
     other = DesiredObject.of(key, {"apiVersion": "v1", "data": {"k": "2"}}, SourceInfo("f"))
     assert one.digest == same.digest != other.digest
+
+
+def test_daily_prune_runs_once_a_day(tmp_path: Path) -> None:
+    import time
+    (tmp_path / "m.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    cache = ParseCache(tmp_path / "cache")
+    load_file(tmp_path, "m.yaml", cache)
+    later = time.time() + 40 * 86400
+    assert cache.prune_daily(now=later) == 1          # first pass: the old entry goes
+    load_file(tmp_path, "m.yaml", cache)               # stored again, written "now"
+    assert cache.prune_daily(now=later + 3600) == 0    # within the day: not even looked at
+    assert len(list((tmp_path / "cache").glob("??/*"))) == 1
+    assert ParseCache(tmp_path / "missing").prune_daily() == 0
