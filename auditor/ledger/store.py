@@ -18,7 +18,7 @@ import hashlib
 import os
 import socket
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +80,38 @@ class _Latest:
     resource_version: str
     content_hash: str
     deleted: bool
+
+
+class _Known(Mapping[ResourceKey, tuple[str, str]]):
+    __slots__ = ("_latest", "_objects")
+
+    def __init__(self, objects: dict[ResourceKey, int], latest: dict[int, _Latest]) -> None:
+        self._objects, self._latest = objects, latest
+
+    def get(self, key: ResourceKey, default: Any = None) -> Any:
+        oid = self._objects.get(key)
+        latest = self._latest.get(oid) if oid is not None else None
+        if latest is None or latest.deleted:
+            return default
+        return (latest.resource_version, latest.content_hash)
+
+    def __getitem__(self, key: ResourceKey) -> tuple[str, str]:
+        found: tuple[str, str] | None = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, ResourceKey) and self.get(key) is not None
+
+    def __iter__(self) -> Iterator[ResourceKey]:
+        for key, oid in self._objects.items():
+            latest = self._latest.get(oid)
+            if latest is not None and not latest.deleted:
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @dataclass
@@ -273,16 +305,11 @@ class Ledger:
             self._objects, self._latest = objects, latest
         return self._objects
 
-    def known_versions(self) -> dict[ResourceKey, tuple[str, str]]:
+    def known_versions(self) -> Mapping[ResourceKey, tuple[str, str]]:
         """``{key: (resourceVersion, content_hash)}`` of every object live at its latest
-        observation: the pipeline observes only objects whose pair differs."""
-        objects = self._load_objects()
-        out: dict[ResourceKey, tuple[str, str]] = {}
-        for key, oid in objects.items():
-            latest = self._latest.get(oid)
-            if latest is not None and not latest.deleted:
-                out[key] = (latest.resource_version, latest.content_hash)
-        return out
+        observation: the pipeline observes only objects whose pair differs. A view over the
+        ledger's index (a copy was ~100 bytes per object for nothing)."""
+        return _Known(self._load_objects(), self._latest)
 
     def verify(self, public_key_file: str | Path | None = None) -> VerifyResult:
         """Recompute the chain, every chained row and every checkpoint (see :mod:`.verify`)."""
