@@ -87,8 +87,10 @@ def write_list(pages: Iterable[Page], out: IO[bytes], *, secret_key: bytes) -> W
                    str(meta.get("name") or ""))
             if key in rows:
                 stats.duplicates += 1
-            rows[key] = orjson.dumps(redact_secret(item, secret_key) if key[1] == "Secret"
-                                     else item)
+            # A right-sized copy: orjson's own bytes keep its whole working buffer, several
+            # times the object, for every object held until the sort.
+            rows[key] = memoryview(orjson.dumps(
+                redact_secret(item, secret_key) if key[1] == "Secret" else item)).tobytes()
     out.write(b'{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":""},"items":[')
     out.write(b",\n".join(rows[key] for key in sorted(rows)))
     out.write(b"]}\n")
