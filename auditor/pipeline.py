@@ -158,22 +158,26 @@ def _note_absent_kinds(want: Mapping[ResourceKey, Any], resources: list[APIResou
 
 
 class _KeyOf:
-    """``ResourceKey.of`` remembering the last object: each live object passes the ledger's
-    observer and then the compare cache one after the other, and computing its key twice
-    was a measurable share of a steady run. Holding the object keeps its id from reuse."""
+    """``ResourceKey.of`` for the objects of the page in hand, computed once: each live
+    object passes the ledger's observer, the revert keeper and the compare cache one after
+    the other, and computing its key each time was a measurable share of a steady run.
+    Objects are recognised by identity; holding the page keeps their ids from reuse."""
 
-    __slots__ = ("_key", "_obj")
+    __slots__ = ("_by_id", "_page")
 
     def __init__(self) -> None:
-        self._obj: object = None
-        self._key: ResourceKey | None = None
+        self._page: object = None
+        self._by_id: dict[int, ResourceKey] = {}
+
+    def page(self, items: list[dict[str, Any]]) -> list[ResourceKey]:
+        keys = [ResourceKey.of(obj) for obj in items]
+        self._page = items
+        self._by_id = {id(obj): key for obj, key in zip(items, keys, strict=True)}
+        return keys
 
     def __call__(self, obj: dict[str, Any]) -> ResourceKey:
-        if obj is self._obj and self._key is not None:
-            return self._key
-        key = ResourceKey.of(obj)
-        self._obj, self._key = obj, key
-        return key
+        key = self._by_id.get(id(obj))
+        return key if key is not None else ResourceKey.of(obj)
 
 
 @dataclass
@@ -211,7 +215,8 @@ class _Session:
                 if entry is not None and not remaining.taken(key):
                     digest = entry.digest
                     rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-                    hit = cache.lookup(key, rv, digest, entry.api_version, entry.source)
+                    # The desired key: results then share its strings, not the page's.
+                    hit = cache.lookup(entry.key, rv, digest, entry.api_version, entry.source)
                     if hit is not None:
                         remaining.take(key)
                         reused.append(hit)
@@ -236,15 +241,20 @@ class _Session:
         return [*self.desired.problems, *self.stats.problems, *self.problems]
 
 
-def _live_from_cluster(cluster: Cluster, session: _Session, resources: list[APIResource],
-                       progress: ProgressFactory | None) -> Iterator[dict[str, Any]]:
+def _pages_from_cluster(cluster: Cluster, session: _Session, resources: list[APIResource],
+                        progress: ProgressFactory | None) -> Iterator[Any]:
     scoped = [r for r in resources if in_scope(r, session.cfg.scope)]
     bar = progress("listing", len(scoped)) if progress else None
-    pages = iter_live(cluster, session.cfg.scope, stats=session.stats, resources=scoped,
-                      on_kind=(lambda r, n, ok: bar.advance(r.group_kind, n, ok)) if bar else None)
-    yield from _flatten(pages)
+    yield from iter_live(cluster, session.cfg.scope, stats=session.stats, resources=scoped,
+                         on_kind=(lambda r, n, ok: bar.advance(r.group_kind, n, ok))
+                         if bar else None)
     if bar:
         bar.finish()
+
+
+def _live_from_cluster(cluster: Cluster, session: _Session, resources: list[APIResource],
+                       progress: ProgressFactory | None) -> Iterator[dict[str, Any]]:
+    return _flatten(_pages_from_cluster(cluster, session, resources, progress))
 
 
 def audit(cfg: Config, *, desired_path: str | None = None, revision: str | None = None,
@@ -398,9 +408,8 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
                      signing_key_file=cfg.ledger.signing_key_file or None) as ledger, \
             Cluster(cfg.cluster) as cluster:
         clock = _Clock()
-        known = ledger.known_versions()
         resources = cluster.discover()
-        clock.lap("ledger_index_and_discovery")
+        clock.lap("discovery")
         parse_cache = ParseCache(cache_folder(cfg) / "manifests")
         desired = load_desired_state(
             cfg, desired_path=desired_path, revision=revision,
@@ -415,30 +424,34 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
                                audit_log=audit_log)
         counters: dict[str, Any] = {"observed": 0, "unchanged": 0}
 
-        def observe(live: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-            for obj in live:
-                if policy_run is not None:
-                    policy_run.add(obj)
-                key = session.key_of(obj)
-                rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-                prev = known.get(key)
-                if prev is not None and rv and prev[0] == rv:
-                    counters["unchanged"] += 1
+        def observe(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
+            # The ledger is asked page by page for what it knows of these objects only:
+            # nothing here grows with the cluster.
+            for page in pages:
+                keys = session.key_of.page(page.items)
+                known = ledger.versions_of(keys)
+                for obj, key in zip(page.items, keys, strict=True):
+                    if policy_run is not None:
+                        policy_run.add(obj)
+                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+                    prev = known.get(key)
+                    if prev is not None and rv and prev[0] == rv:
+                        counters["unchanged"] += 1
+                        yield obj
+                        continue
+                    content = settings.normalise(obj)
+                    digest = content_hash(content)
+                    if prev is not None and prev[1] == digest:
+                        counters["unchanged"] += 1
+                    else:
+                        manager, operation, when = _last_change(obj)
+                        run.observe(Observation(
+                            key=key, api_version=str(obj.get("apiVersion") or ""),
+                            resource_version=rv, content_hash=digest, content=content,
+                            manager=manager, operation=operation, time=when,
+                            category=settings.classify(manager) if manager else "unknown"))
+                        counters["observed"] += 1
                     yield obj
-                    continue
-                content = settings.normalise(obj)
-                digest = content_hash(content)
-                if prev is not None and prev[1] == digest:
-                    counters["unchanged"] += 1
-                else:
-                    manager, operation, when = _last_change(obj)
-                    run.observe(Observation(
-                        key=key, api_version=str(obj.get("apiVersion") or ""),
-                        resource_version=rv, content_hash=digest, content=content,
-                        manager=manager, operation=operation, time=when,
-                        category=settings.classify(manager) if manager else "unknown"))
-                    counters["observed"] += 1
-                yield obj
 
         try:
             commits = [c.source_info("", desired.repos.get(name, ""))
@@ -446,10 +459,10 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             commits.extend(o.source for o in desired.objects.values() if o.source.commit)
             run.record_commits(commits)
             results: list[ObjectResult] = []
-            live = _live_from_cluster(cluster, session, resources, progress)
+            pages = _pages_from_cluster(cluster, session, resources, progress)
             cache = CompareCache(cache_folder(cfg) / "verdicts.bin", _compare_stamp(cfg, settings))
             keeper = revert.LiveKeeper(  # revert: live objects of drifted keys
-                observe(live), session.want if cfg.revert.mode != "off" else None)
+                observe(pages), session.want if cfg.revert.mode != "off" else None)
             for result in session.compare(keeper, cache):
                 run.record(result)
                 results.append(result)

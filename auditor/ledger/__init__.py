@@ -3,8 +3,8 @@ version, every live change with its actor, every drift's lifecycle and every Git
 audited. This package is the only place that touches SQLite.
 
     with Ledger.open(path, tool_version=..., config_hash=...) as ledger:
-        known = ledger.known_versions()
         run = ledger.begin_run(cluster="prod", git_commits={"apps": sha})
+        known = ledger.versions_of(keys_of_page)   # per page of live objects
         run.observe(Observation(...))     # only changed objects
         run.record(result)                # every comparison result
         run.finish("complete", counts={...}, skipped_kinds=[...], problems=[...])

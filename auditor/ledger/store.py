@@ -7,8 +7,10 @@ A crash between two commits therefore leaves whole batches and an unfinished run
 a batch, and never a drift resolved by a run that did not finish.
 
 Cost is proportional to what changed: the pipeline skips unchanged objects using
-:meth:`Ledger.known_versions`; :meth:`Run.record` keeps only drifted objects and objects with
-an open drift in memory; still-open drifts write nothing.
+:meth:`Ledger.versions_of`, asked page by page (one indexed range read each); the object
+index is read on demand and kept only for objects a run touched; :meth:`Run.record` keeps
+only drifted objects and objects with an open drift in memory; still-open drifts write
+nothing. Memory therefore follows changes and drifts, not the cluster's size.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ import hashlib
 import os
 import socket
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from sys import intern
 from types import TracebackType
 from typing import Any
 
@@ -82,36 +83,106 @@ class _Latest:
     deleted: bool
 
 
-class _Known(Mapping[ResourceKey, tuple[str, str]]):
-    __slots__ = ("_latest", "_objects")
+_KNOWN_COLUMNS = ("o.name, l.resource_version, l.content_hash, l.deleted "
+                  "FROM objects o JOIN latest l ON l.object_id = o.id")
+# SQLite before 3.32 allows 999 parameters per statement.
+_MAX_NAMES = 900
 
-    def __init__(self, objects: dict[ResourceKey, int], latest: dict[int, _Latest]) -> None:
-        self._objects, self._latest = objects, latest
 
-    def get(self, key: ResourceKey, default: Any = None) -> Any:
-        oid = self._objects.get(key)
-        latest = self._latest.get(oid) if oid is not None else None
-        if latest is None or latest.deleted:
-            return default
-        return (latest.resource_version, latest.content_hash)
+class _Index:
+    """The ledger's object index: key → object id → latest version.
 
-    def __getitem__(self, key: ResourceKey) -> tuple[str, str]:
-        found: tuple[str, str] | None = self.get(key)
-        if found is None:
-            raise KeyError(key)
+    Read from SQLite when asked and kept only for the objects this process touched (staged
+    a version, a deletion or a drift for): memory follows what runs change, not how many
+    objects the cluster has. Entries staged in a batch not yet written are found here
+    first, so the unwritten batch is never missed. One writer holds the ledger (the lock),
+    so nothing else changes the tables underneath.
+    """
+
+    __slots__ = ("_complete", "conn", "latest", "oids")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.oids: dict[ResourceKey, int] = {}
+        self.latest: dict[int, _Latest | None] = {}
+        # An empty ledger has nothing to look up: every object is one this process creates.
+        self._complete = conn.execute("SELECT 1 FROM objects LIMIT 1").fetchone() is None
+
+    def oid(self, key: ResourceKey) -> int | None:
+        oid = self.oids.get(key)
+        if oid is not None or self._complete:
+            return oid
+        row = self.conn.execute(
+            "SELECT id FROM objects WHERE grp = ? AND kind = ? AND namespace = ? AND name = ?",
+            (key.group, key.kind, key.namespace, key.name)).fetchone()
+        if row is None:
+            return None
+        oid = self.oids[key] = int(row[0])
+        return oid
+
+    def get_latest(self, oid: int) -> _Latest | None:
+        if oid in self.latest:
+            return self.latest[oid]
+        row = self.conn.execute("SELECT version_id, resource_version, content_hash, deleted "
+                                "FROM latest WHERE object_id = ?", (oid,)).fetchone()
+        found = (_Latest(int(row[0]), row[1] or "", row[2] or "", bool(row[3]))
+                 if row is not None else None)
+        self.latest[oid] = found
         return found
 
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, ResourceKey) and self.get(key) is not None
+    def latest_of(self, key: ResourceKey) -> _Latest | None:
+        oid = self.oid(key)
+        return self.get_latest(oid) if oid is not None else None
 
-    def __iter__(self) -> Iterator[ResourceKey]:
-        for key, oid in self._objects.items():
-            latest = self._latest.get(oid)
-            if latest is not None and not latest.deleted:
-                yield key
+    def versions_of(self, keys: Sequence[ResourceKey]) -> dict[ResourceKey, tuple[str, str]]:
+        """``{key: (resourceVersion, content_hash)}`` for those of ``keys`` live at their
+        latest observation: one indexed read per (group, kind, namespace) among ``keys``. A
+        page of a list is one kind, sorted by namespace, so that is a handful of reads; an
+        unsorted page (an aggregated API) costs at most one per key, never a scan."""
+        out: dict[ResourceKey, tuple[str, str]] = {}
+        if not keys:
+            return out
+        if not self._complete:
+            groups: dict[tuple[str, str, str], dict[str, ResourceKey]] = {}
+            for key in keys:
+                groups.setdefault((key.group, key.kind, key.namespace), {})[key.name] = key
+            for (group, kind, namespace), by_name in groups.items():
+                names = list(by_name)
+                for i in range(0, len(names), _MAX_NAMES):
+                    some = names[i:i + _MAX_NAMES]
+                    for name, rv, chash, deleted in self.conn.execute(
+                            f"SELECT {_KNOWN_COLUMNS} WHERE o.grp = ? AND o.kind = ? AND "
+                            f"o.namespace = ? AND o.name IN ({','.join('?' * len(some))})",
+                            (group, kind, namespace, *some)):
+                        if not deleted:
+                            out[by_name[name]] = (rv or "", chash or "")
+        if self.latest:
+            # What this process staged (perhaps not yet written) wins over the table.
+            for key in keys:
+                oid = self.oids.get(key)
+                if oid is not None and oid in self.latest:
+                    latest = self.latest[oid]
+                    if latest is None or latest.deleted:
+                        out.pop(key, None)
+                    else:
+                        out[key] = (latest.resource_version, latest.content_hash)
+        return out
 
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
+    def all_versions(self) -> dict[ResourceKey, tuple[str, str]]:
+        out: dict[ResourceKey, tuple[str, str]] = {}
+        for grp, kind, ns, name, rv, chash, deleted in self.conn.execute(
+                "SELECT o.grp, o.kind, o.namespace, o.name, l.resource_version, "
+                "l.content_hash, l.deleted FROM objects o JOIN latest l ON l.object_id = o.id"):
+            if not deleted:
+                out[ResourceKey(grp, kind, ns, name)] = (rv or "", chash or "")
+        for key, oid in self.oids.items():
+            if oid in self.latest:
+                latest = self.latest[oid]
+                if latest is None or latest.deleted:
+                    out.pop(key, None)
+                else:
+                    out[key] = (latest.resource_version, latest.content_hash)
+        return out
 
 
 @dataclass
@@ -174,8 +245,7 @@ class Ledger:
         row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         self.head = chain.Head(int(row[0]), str(row[1])) if row else chain.Head()
         self.counters = Counters.load(conn)
-        self._objects: dict[ResourceKey, int] | None = None
-        self._latest: dict[int, _Latest] = {}
+        self._index_: _Index | None = None
         self._run: Run | None = None
         self._broken = False
         self.recovered_runs: list[int] = []
@@ -290,26 +360,21 @@ class Ledger:
 
     # --------------------------------------------------------------------- reads
 
-    def _load_objects(self) -> dict[ResourceKey, int]:
-        if self._objects is None:
-            objects: dict[ResourceKey, int] = {}
-            latest: dict[int, _Latest] = {}
-            for oid, grp, kind, ns, name, vid, rv, chash, deleted in self.conn.execute(
-                    "SELECT o.id, o.grp, o.kind, o.namespace, o.name, l.version_id, "
-                    "l.resource_version, l.content_hash, l.deleted FROM objects o "
-                    "LEFT JOIN latest l ON l.object_id = o.id"):
-                # Group, kind and namespace repeat across the whole cluster: share them.
-                objects[ResourceKey(intern(grp or ""), intern(kind or ""), intern(ns or ""), name)] = oid
-                if vid is not None:
-                    latest[oid] = _Latest(vid, rv or "", chash or "", bool(deleted))
-            self._objects, self._latest = objects, latest
-        return self._objects
+    @property
+    def _index(self) -> _Index:
+        if self._index_ is None:
+            self._index_ = _Index(self.conn)
+        return self._index_
 
-    def known_versions(self) -> Mapping[ResourceKey, tuple[str, str]]:
+    def known_versions(self) -> dict[ResourceKey, tuple[str, str]]:
         """``{key: (resourceVersion, content_hash)}`` of every object live at its latest
-        observation: the pipeline observes only objects whose pair differs. A view over the
-        ledger's index (a copy was ~100 bytes per object for nothing)."""
-        return _Known(self._load_objects(), self._latest)
+        observation, all at once. The pipeline asks :meth:`versions_of` page by page."""
+        return self._index.all_versions()
+
+    def versions_of(self, keys: Sequence[ResourceKey]) -> dict[ResourceKey, tuple[str, str]]:
+        """:meth:`known_versions` for ``keys`` only (a page of live objects): the pipeline
+        observes only objects whose pair differs."""
+        return self._index.versions_of(keys)
 
     def verify(self, public_key_file: str | Path | None = None) -> VerifyResult:
         """Recompute the chain, every chained row and every checkpoint (see :mod:`.verify`)."""
@@ -339,7 +404,6 @@ class Ledger:
                     (run_id, event.seq, cluster, started, row["git_commits"], self.tool_version,
                      self.config_hash, row["pid"], row["host"]))
         self._write(batch)
-        self._load_objects()
         has_history = self.conn.execute(
             "SELECT 1 FROM runs WHERE status IN ('complete', 'partial') LIMIT 1").fetchone()
         self._run = Run(self, run_id, started, cluster, audit_log, bool(has_history))
@@ -360,13 +424,14 @@ class Ledger:
         return out
 
     def _object_id(self, batch: Batch, key: ResourceKey, at: str, run_id: int | None) -> int:
-        objects = self._load_objects()
-        oid = objects.get(key)
+        index = self._index
+        oid = index.oid(key)
         if oid is None:
             oid = batch.chained("objects", {"grp": key.group, "kind": key.kind,
                                             "namespace": key.namespace, "name": key.name},
                                 at, run_id)
-            objects[key] = oid
+            index.oids[key] = oid
+            index.latest[oid] = None
         return oid
 
     # ----------------------------------------------------------------------- ack
@@ -489,7 +554,7 @@ class Run:
                        user: str, authorized: bool | None) -> None:
         ledger = self.ledger
         oid = ledger._object_id(batch, key, self.started_at, self.id)
-        prev = ledger._latest.get(oid)
+        prev = ledger._index.get_latest(oid)
         vid = batch.chained("object_versions", {
             "run_id": self.id, "object_id": oid, "api_version": api_version,
             "resource_version": resource_version, "content_hash": content_hash,
@@ -497,7 +562,7 @@ class Run:
         if content is not None:
             batch.plain("INSERT INTO contents (version_id, content) VALUES (?, ?)", (vid, content))
         batch.plain(_UPSERT_LATEST, (oid, vid, resource_version, content_hash, int(deleted)))
-        ledger._latest[oid] = _Latest(vid, resource_version, content_hash, deleted)
+        ledger._index.latest[oid] = _Latest(vid, resource_version, content_hash, deleted)
         self.summary.versions += 1
         if deleted:
             change = "deleted"
@@ -534,16 +599,16 @@ class Run:
         written when the result arrives (or at :meth:`finish`), judged by that result.
         """
         self._check_open()
-        oid = self.ledger._load_objects().get(obs.key)
-        prev = self.ledger._latest.get(oid) if oid is not None else None
+        oid = self.ledger._index.oid(obs.key)
+        prev = self.ledger._index.get_latest(oid) if oid is not None else None
         if prev is not None and not prev.deleted and prev.content_hash == obs.content_hash:
             if oid is not None and prev.resource_version != obs.resource_version:
                 # Same content, new resourceVersion (a status write): refresh the cache so
                 # the pipeline can skip it next time; no new version, no change.
                 self._batch.plain(_UPSERT_LATEST, (oid, prev.version_id, obs.resource_version,
                                                    prev.content_hash, 0))
-                self.ledger._latest[oid] = _Latest(prev.version_id, obs.resource_version,
-                                                   prev.content_hash, False)
+                self.ledger._index.latest[oid] = _Latest(
+                    prev.version_id, obs.resource_version, prev.content_hash, False)
             return
         seen = self._seen.get(obs.key)
         if seen is not None:
@@ -572,8 +637,7 @@ class Run:
         """Record that a live object the ledger knew is gone (call only for kinds that were
         listed completely)."""
         self._check_open()
-        oid = self.ledger._load_objects().get(key)
-        prev = self.ledger._latest.get(oid) if oid is not None else None
+        prev = self.ledger._index.latest_of(key)
         if prev is None or prev.deleted:
             return
         self._stage_version(self._batch, key, api_version="", resource_version="",
@@ -664,8 +728,7 @@ class Run:
         # every open drift because none was reported would be wrong.
         if status != "failed" and self._recorded:
             for key in sorted(self._missing):
-                oid = ledger._load_objects().get(key)
-                prev = ledger._latest.get(oid) if oid is not None else None
+                prev = ledger._index.latest_of(key)
                 if prev is not None and not prev.deleted and not is_skipped(key):
                     # Gone from the cluster: the deletion is the change, we do not know who.
                     self._stage_version(batch, key, api_version="", resource_version="",
@@ -729,7 +792,7 @@ class Run:
                 self._drift_event(batch, drift_id, "reopened")
                 summary.reopened += 1
             else:
-                latest = ledger._latest.get(oid)
+                latest = ledger._index.get_latest(oid)
                 drift_id = batch.chained("drifts", {
                     "object_id": oid, "fingerprint": seen.fingerprint, "status": seen.status,
                     "items": seen.items, "category": seen.category, "manager": seen.manager,
@@ -743,7 +806,7 @@ class Run:
                 self._resolve(batch, current, "superseded", related=drift_id)
             if key in self._reverted:
                 # Seen and put right by the tool in the same run: the record says both.
-                latest = ledger._latest.get(oid)
+                latest = ledger._index.get_latest(oid)
                 self._resolve(batch, lifecycle.OpenDrift(
                     drift_id, oid, key, seen.fingerprint, seen.status, "open", None,
                     seen.source_commit, latest.content_hash if latest else ""), "reverted")
@@ -752,7 +815,7 @@ class Run:
                 continue
             drift = self._open[key]
             now_status, commit, hint = self._now.get(key, (None, "", None))
-            latest = ledger._latest.get(drift.object_id)
+            latest = ledger._index.get_latest(drift.object_id)
             how = lifecycle.resolution(
                 drift, now_status=now_status, desired_changed=hint,
                 reverted=key in self._reverted, source_commit_now=commit,

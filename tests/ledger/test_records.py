@@ -228,3 +228,48 @@ def test_authorization_is_judged_by_the_comparison(tmp_path: Path) -> None:
     verdicts = dict(conn.execute("SELECT o.name, c.authorized FROM changes c "
                                  "JOIN objects o ON o.id = c.object_id").fetchall())
     assert verdicts == {"synced": 1, "edited": 0, "scaled": None, "early": 0}
+
+
+def test_versions_of_a_page_read_from_the_file_and_from_what_is_staged(tmp_path: Path) -> None:
+    """The pipeline asks page by page; a reopened ledger answers from SQLite alone, and
+    versions staged in a batch not yet written win over the table."""
+    db = tmp_path / "l.db"
+    other_ns = key("web", ns="zz-other")
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        for k, rv in ((WEB, "10"), (key("api"), "11"), (other_ns, "12"),
+                      (key("cm", kind="ConfigMap", group=""), "13")):
+            run.observe(obs(k, {"v": rv}, rv=rv))
+        run.finish()
+    with Ledger.open(db, batch_size=10_000) as ledger:
+        page = [WEB, key("api"), key("absent"), other_ns]
+        assert ledger.versions_of(page) == {
+            WEB: ("10", content_hash({"v": "10"})), key("api"): ("11", content_hash({"v": "11"})),
+            other_ns: ("12", content_hash({"v": "12"}))}
+        assert ledger.versions_of([key("cm", kind="ConfigMap", group="")]) == {
+            key("cm", kind="ConfigMap", group=""): ("13", content_hash({"v": "13"}))}
+        assert ledger.versions_of([]) == {}
+        run = ledger.begin_run(started_at=at(1))
+        run.observe(obs(WEB, {"v": "20"}, rv="20"))   # staged; the batch is not written yet
+        run.record(in_sync(WEB))
+        assert ledger.versions_of(page)[WEB] == ("20", content_hash({"v": "20"}))
+        assert ledger.known_versions()[WEB] == ("20", content_hash({"v": "20"}))
+        run.finish()
+    with Ledger.open(db) as ledger:
+        assert ledger.versions_of([WEB])[WEB] == ("20", content_hash({"v": "20"}))
+        assert len(ledger.known_versions()) == 4
+
+
+def test_versions_of_a_large_unsorted_page(tmp_path: Path) -> None:
+    """More names than SQLite takes in one statement, in no particular order."""
+    db = tmp_path / "l.db"
+    names = [f"app-{i:04d}" for i in range(1200)]
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        for i, name in enumerate(names):
+            run.observe(obs(key(name, ns=f"ns-{i % 3}"), {"i": i}, rv=str(i)))
+        run.finish()
+    with Ledger.open(db) as ledger:
+        page = [key(name, ns=f"ns-{i % 3}") for i, name in enumerate(names)][::-1]
+        got = ledger.versions_of([*page, key("gone")])
+        assert len(got) == 1200 and got[key("app-0007", ns="ns-1")][0] == "7"
