@@ -427,9 +427,10 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
         def observe(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
             # The ledger is asked page by page for what it knows of these objects only:
             # nothing here grows with the cluster.
+            want = session.want
             for page in pages:
                 keys = session.key_of.page(page.items)
-                known = ledger.versions_of(keys)
+                known = run.listed(keys)
                 for obj, key in zip(page.items, keys, strict=True):
                     if policy_run is not None:
                         policy_run.add(obj)
@@ -452,6 +453,10 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
                             category=settings.classify(manager) if manager else "unknown"))
                         counters["observed"] += 1
                     yield obj
+                    if key not in want:
+                        # Its result, if any (an orphan), is recorded by now: the chain
+                        # below takes one object at a time.
+                        run.settle(key)
 
         try:
             commits = [c.source_info("", desired.repos.get(name, ""))
@@ -495,11 +500,15 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             partial = bool(session.stats.skipped_kinds) or any(p.kind == "error" for p in problems)
             counters["reused_verdicts"] = cache.hits
             clock.lap("revert")
+            listed = [(r.group, r.kind) for r in resources if in_scope(r, cfg.scope)
+                      and r.group_kind not in session.stats.skipped_kinds]
             summary = run.finish("partial" if partial else "complete",
                                  counts={**outcome.counts, **counters,
                                          BREAKDOWN_KEY: breakdown(results),
                                          "seconds": clock.laps},
-                                 skipped_kinds=outcome.skipped_kinds, problems=problems)
+                                 skipped_kinds=outcome.skipped_kinds, problems=problems,
+                                 listed_kinds=listed,
+                                 in_scope=lambda key: key_in_scope(key, cfg.scope))
             cache.save()
             parse_cache.prune_daily()
             clock.lap("ledger_finish")

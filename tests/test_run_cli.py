@@ -196,3 +196,61 @@ def test_run_without_sources_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no Git source configured"):
         run_once(cfg)
     assert not (tmp_path / "l.db").exists(), "nothing is written before the config is usable"
+
+
+def _object_changes(ledger: Path, kind: str, name: str) -> list[str]:
+    with reading(ledger) as conn:
+        return [row[0] for row in conn.execute(
+            "SELECT c.change FROM changes c JOIN objects o ON o.id = c.object_id "
+            "WHERE o.kind = ? AND o.name = ? ORDER BY c.id", (kind, name))]
+
+
+HAND_MADE = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: by-hand, namespace: shop}
+data: {k: v}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: scratch}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: notes, namespace: scratch}
+data: {a: b}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: robot, namespace: scratch}
+"""
+
+
+def test_deleting_what_git_does_not_declare_is_recorded(
+        setup: dict[str, Any], kubectl: Any, sandbox: Any) -> None:
+    """`kubectl delete` of an object outside Git (a hand-made orphan, a controller's object)
+    is a change like any other; a kind the run could not list proves nothing."""
+    run(setup)
+    kubectl("create", "-f", "-", input=HAND_MADE)
+    _, doc = run(setup)
+    assert [r["name"] for r in doc["resources"] if r["status"] == "orphan"] == ["by-hand"]
+    assert _object_changes(setup["ledger"], "ConfigMap", "by-hand") == ["created"]
+
+    kubectl("-n", "shop", "delete", "configmap", "by-hand")
+    kubectl("-n", "scratch", "delete", "configmap", "notes")
+    sandbox.faults.add(method="GET", path_regex=r"^/api/v1/serviceaccounts$", status=403)
+    kubectl("-n", "scratch", "delete", "serviceaccount", "robot")
+    _, doc = run(setup)
+    assert doc["run"]["ledger"]["deletions"] == 2
+    assert _object_changes(setup["ledger"], "ConfigMap", "by-hand") == ["created", "deleted"]
+    assert _object_changes(setup["ledger"], "ConfigMap", "notes") == ["created", "deleted"]
+    # ServiceAccounts could not be listed: the robot is not taken for deleted.
+    assert _object_changes(setup["ledger"], "ServiceAccount", "robot") == ["created"]
+    with reading(setup["ledger"]) as conn:
+        orphan = [d for d in drifts(conn) if "by-hand" in d["object"]]
+    assert orphan == [], "the orphan's drift resolved with its deletion"
+
+    _, doc = run(setup)
+    assert doc["run"]["ledger"]["deletions"] == 0, "a deletion is recorded once"
+    verify = cli(setup, "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr

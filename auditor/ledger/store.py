@@ -20,7 +20,7 @@ import hashlib
 import os
 import socket
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -83,7 +83,7 @@ class _Latest:
     deleted: bool
 
 
-_KNOWN_COLUMNS = ("o.name, l.resource_version, l.content_hash, l.deleted "
+_KNOWN_COLUMNS = ("o.name, o.id, l.resource_version, l.content_hash, l.deleted "
                   "FROM objects o JOIN latest l ON l.object_id = o.id")
 # SQLite before 3.32 allows 999 parameters per statement.
 _MAX_NAMES = 900
@@ -134,11 +134,13 @@ class _Index:
         oid = self.oid(key)
         return self.get_latest(oid) if oid is not None else None
 
-    def versions_of(self, keys: Sequence[ResourceKey]) -> dict[ResourceKey, tuple[str, str]]:
+    def versions_of(self, keys: Sequence[ResourceKey], found_ids: list[int] | None = None,
+                    ) -> dict[ResourceKey, tuple[str, str]]:
         """``{key: (resourceVersion, content_hash)}`` for those of ``keys`` live at their
         latest observation: one indexed read per (group, kind, namespace) among ``keys``. A
         page of a list is one kind, sorted by namespace, so that is a handful of reads; an
-        unsorted page (an aggregated API) costs at most one per key, never a scan."""
+        unsorted page (an aggregated API) costs at most one per key, never a scan.
+        ``found_ids`` collects the object ids of the keys the ledger holds."""
         out: dict[ResourceKey, tuple[str, str]] = {}
         if not keys:
             return out
@@ -150,12 +152,17 @@ class _Index:
                 names = list(by_name)
                 for i in range(0, len(names), _MAX_NAMES):
                     some = names[i:i + _MAX_NAMES]
-                    for name, rv, chash, deleted in self.conn.execute(
+                    for name, oid, rv, chash, deleted in self.conn.execute(
                             f"SELECT {_KNOWN_COLUMNS} WHERE o.grp = ? AND o.kind = ? AND "
                             f"o.namespace = ? AND o.name IN ({','.join('?' * len(some))})",
                             (group, kind, namespace, *some)):
+                        if found_ids is not None:
+                            found_ids.append(oid)
                         if not deleted:
                             out[by_name[name]] = (rv or "", chash or "")
+        if found_ids is not None and self.oids:
+            # Objects this process created or read are known without the table.
+            found_ids.extend(oid for oid in map(self.oids.get, keys) if oid is not None)
         if self.latest:
             # What this process staged (perhaps not yet written) wins over the table.
             for key in keys:
@@ -541,6 +548,13 @@ class Run:
         # change was authorized; bounded by the number of changed objects.
         self._pending: dict[ResourceKey, Observation] = {}
         self.summary = RunSummary(run_id, "running")
+        # Ids of the objects a list response held this run, on disk (SQLite's temp store):
+        # what finish needs to tell a deletion, without a set the size of the cluster.
+        self._listing = False
+        self._written: set[int] = set()  # objects this run wrote a version of
+        ledger.conn.execute("CREATE TEMP TABLE IF NOT EXISTS listed_ids "
+                            "(id INTEGER PRIMARY KEY)")
+        ledger.conn.execute("DELETE FROM temp.listed_ids")
 
     # --------------------------------------------------------------- observations
 
@@ -554,6 +568,7 @@ class Run:
                        user: str, authorized: bool | None) -> None:
         ledger = self.ledger
         oid = ledger._object_id(batch, key, self.started_at, self.id)
+        self._written.add(oid)
         prev = ledger._index.get_latest(oid)
         vid = batch.chained("object_versions", {
             "run_id": self.id, "object_id": oid, "api_version": api_version,
@@ -646,6 +661,28 @@ class Run:
                             authorized=authorized)
         self._flush_if_full()
 
+    def listed(self, keys: Sequence[ResourceKey]) -> dict[ResourceKey, tuple[str, str]]:
+        """The keys of one page of a list response: what the ledger knows of them (as
+        :meth:`Ledger.versions_of`), and, for :meth:`finish`, the record that they exist.
+        An object of a completely listed kind that no page held has been deleted."""
+        self._check_open()
+        self._listing = True
+        found: list[int] = []
+        out = self.ledger._index.versions_of(keys, found)
+        if found:
+            self.ledger.conn.executemany("INSERT OR IGNORE INTO temp.listed_ids (id) VALUES (?)",
+                                         [(oid,) for oid in found])
+        return out
+
+    def settle(self, key: ResourceKey) -> None:
+        """No comparison result will come for ``key`` (a live object Git does not declare
+        and that is no orphan): write its pending observation now instead of holding it to
+        the end of the run."""
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            self._stage_observation(pending, None, [])
+            self._flush_if_full()
+
     # -------------------------------------------------------------------- results
 
     def record(self, result: ObjectResult, desired_changed: bool | None = None) -> None:
@@ -703,12 +740,17 @@ class Run:
 
     def finish(self, status: str = "complete", counts: Mapping[str, Any] | None = None,
                skipped_kinds: Sequence[str] = (),
-               problems: Sequence[Problem] = ()) -> RunSummary:
+               problems: Sequence[Problem] = (),
+               listed_kinds: Iterable[tuple[str, str]] = (),
+               in_scope: Callable[[ResourceKey], bool] | None = None) -> RunSummary:
         """Apply the drift lifecycle and close the run with a checkpoint, atomically.
 
         A ``failed`` run, or one that recorded no result, changes no drift. Objects of
         ``skipped_kinds`` (``Kind`` or ``Kind.group``) are neither marked deleted nor have
         drifts opened or resolved: their listing was incomplete, so absence proves nothing.
+        ``listed_kinds`` are the ``(group, kind)`` pairs listed completely through
+        :meth:`listed`: their objects the ledger holds as live, in scope (``in_scope``), that
+        no page held are recorded as deleted.
         """
         self._check_open()
         if status not in RUN_STATUSES:
@@ -735,6 +777,8 @@ class Run:
                                         content_hash="", content=None, deleted=True, time="",
                                         manager="", operation="", category="unknown", user="",
                                         authorized=None)
+            if self._listing:
+                self._stage_unlisted(batch, listed_kinds, is_skipped, in_scope)
             self._apply_lifecycle(batch, is_skipped)
         self.summary.status = status
         merged = {**dict(counts or {}), "ledger": self.summary.counts()}
@@ -746,6 +790,28 @@ class Run:
         self.finished = True
         self.summary.seq, self.summary.head_hash, self.summary.signed = seq, head_hash, signed
         return self.summary
+
+    def _stage_unlisted(self, batch: Batch, listed_kinds: Iterable[tuple[str, str]],
+                        is_skipped: Callable[[ResourceKey], bool],
+                        in_scope: Callable[[ResourceKey], bool] | None) -> None:
+        """Deletions nobody declared in Git: live in the ledger, absent from a complete list."""
+        index = self.ledger._index
+        for group, kind in sorted(set(listed_kinds)):
+            rows = self.ledger.conn.execute(
+                "SELECT o.id, o.namespace, o.name FROM objects o JOIN latest l "
+                "ON l.object_id = o.id WHERE l.deleted = 0 AND o.grp = ? AND o.kind = ? "
+                "AND o.id NOT IN (SELECT id FROM temp.listed_ids) ORDER BY o.namespace, o.name",
+                (group, kind)).fetchall()
+            for oid, namespace, name in rows:
+                key = ResourceKey(group, kind, namespace, name)
+                if oid in self._written or is_skipped(key) or (
+                        in_scope is not None and not in_scope(key)):
+                    continue  # written this run, or outside what this run could see
+                index.oids.setdefault(key, oid)
+                self._stage_version(batch, key, api_version="", resource_version="",
+                                    content_hash="", content=None, deleted=True, time="",
+                                    manager="", operation="", category="unknown", user="",
+                                    authorized=None)
 
     def _drift_event(self, batch: Batch, drift_id: int, event: str, *, how: str | None = None,
                      related: int | None = None) -> None:

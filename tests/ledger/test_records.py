@@ -273,3 +273,50 @@ def test_versions_of_a_large_unsorted_page(tmp_path: Path) -> None:
         page = [key(name, ns=f"ns-{i % 3}") for i, name in enumerate(names)][::-1]
         got = ledger.versions_of([*page, key("gone")])
         assert len(got) == 1200 and got[key("app-0007", ns="ns-1")][0] == "7"
+
+
+def test_objects_a_complete_list_no_longer_holds_are_recorded_deleted(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    cm = key("cm", kind="ConfigMap", group="")
+    elsewhere = key("other", ns="kube-system")
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        run.listed([WEB, key("api"), elsewhere, cm])
+        for k in (WEB, key("api"), elsewhere, cm):
+            run.observe(obs(k, {"v": 1}))
+            run.settle(k)
+        run.finish()
+        # api is gone from the Deployments list; ConfigMaps were not listed at all; the
+        # kube-system Deployment is outside the scope of this run.
+        run = ledger.begin_run(started_at=at(1))
+        assert run.listed([WEB]) == {WEB: ("1", content_hash({"v": 1}))}
+        run.record(in_sync(WEB))
+        summary = run.finish(listed_kinds=[("apps", "Deployment")],
+                             in_scope=lambda k: k.namespace == "shop")
+        assert summary.deletions == 1
+        assert set(ledger.known_versions()) == {WEB, elsewhere, cm}
+        # A failed run, or a kind whose list failed, deletes nothing.
+        run = ledger.begin_run(started_at=at(2))
+        run.listed([])
+        run.record(in_sync(WEB))
+        assert run.finish("failed", listed_kinds=[("apps", "Deployment")]).deletions == 0
+        run = ledger.begin_run(started_at=at(3))
+        run.listed([])
+        run.record(in_sync(WEB))
+        assert run.finish("partial", skipped_kinds=["Deployment.apps"],
+                          listed_kinds=[("apps", "Deployment")]).deletions == 0
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT c.change, c.manager FROM changes c JOIN objects o "
+                        "ON o.id = c.object_id WHERE o.name = 'api'").fetchall() == [
+        ("deleted", "")]
+
+
+def test_settle_writes_an_observation_without_waiting_for_the_end(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        run.observe(obs(WEB, {"v": 1}))
+        assert WEB in run._pending
+        run.settle(WEB)
+        run.settle(WEB)  # twice is harmless
+        assert WEB not in run._pending and run.summary.versions == 1
+        run.finish()
