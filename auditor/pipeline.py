@@ -192,16 +192,22 @@ class _Session:
     problems: list[Problem] = field(default_factory=list)
     key_of: _KeyOf = field(default_factory=_KeyOf)
 
-    def compare(self, live: Iterable[dict[str, Any]],
-                cache: CompareCache | None = None) -> Iterator[ObjectResult]:
+    def compare(self, live: Iterable[dict[str, Any]], cache: CompareCache | None = None,
+                on_reused: Callable[[ObjectResult], None] | None = None,
+                ) -> Iterator[ObjectResult]:
+        """Results for ``live`` against Git. With ``cache``, reused verdicts go to
+        ``on_reused`` the moment they are found (else they come out with the next computed
+        result): a steady run computes almost nothing, and whoever waits on results (the
+        revert keeper holds each live object until its verdict) must not wait for the end."""
         if cache is None:
             compared = compare_all(self.want, live, settings=self.settings,
                                    sources=self.want.sources, problems=self.problems)
             return _drop_unknowable(compared, self.stats)
-        return _drop_unknowable(self._compare_cached(live, cache), self.stats)
+        return _drop_unknowable(self._compare_cached(live, cache, on_reused), self.stats)
 
-    def _compare_cached(self, live: Iterable[dict[str, Any]],
-                        cache: CompareCache) -> Iterator[ObjectResult]:
+    def _compare_cached(self, live: Iterable[dict[str, Any]], cache: CompareCache,
+                        on_reused: Callable[[ObjectResult], None] | None,
+                        ) -> Iterator[ObjectResult]:
         """As :meth:`compare`, reusing last run's verdicts for unchanged pairs."""
         want = self.want
         remaining = Remaining(want)
@@ -219,7 +225,10 @@ class _Session:
                     hit = cache.lookup(entry.key, rv, digest, entry.api_version, entry.source)
                     if hit is not None:
                         remaining.take(key)
-                        reused.append(hit)
+                        if on_reused is not None:
+                            on_reused(hit)
+                        else:
+                            reused.append(hit)
                         continue
                     pending[key] = (rv, digest)
                 yield obj
@@ -468,10 +477,14 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             cache = CompareCache(cache_folder(cfg) / "verdicts.bin", _compare_stamp(cfg, settings))
             keeper = revert.LiveKeeper(  # revert: live objects of drifted keys
                 observe(pages), session.want if cfg.revert.mode != "off" else None)
-            for result in session.compare(keeper, cache):
+
+            def take(result: ObjectResult) -> None:
                 run.record(result)
                 results.append(result)
                 keeper.note(result)
+
+            for result in session.compare(keeper, cache, on_reused=take):
+                take(result)
             _note_absent_kinds(session.want, resources, session.problems)
             clock.lap("list_and_compare")
             # --- revert (issue 9, auditor.revert): after every result, before finish ---

@@ -612,12 +612,12 @@ class Executor:
 class LiveKeeper:
     """Wraps the pipeline's live stream and keeps the objects :func:`after_compare` needs.
 
-    A result may come well after its object passed (the pipeline reuses cached verdicts and
-    yields them in batches), so objects wait in ``pending`` until their result is noted:
-    only objects that will get a result (desired keys, and orphan candidates: in a
-    namespace Git manages, without owner references), so waiting is bounded by Git's
-    objects and namespaces, not by the cluster. Drifted and orphan ones are kept. With
-    ``want=None`` (revert off) it passes the stream through and keeps nothing.
+    An object waits in ``pending`` while the stream below compares it (only objects that
+    may get a result: desired keys, and orphan candidates — in a namespace Git manages,
+    without owner references); the pipeline notes each result before it asks for the next
+    object, so when the stream moves on the object is dropped unless its result kept it.
+    Drifted and orphan ones are kept: memory follows the drift count. With ``want=None``
+    (revert off) it passes the stream through and keeps nothing.
     """
 
     def __init__(self, stream: Iterable[dict[str, Any]],
@@ -639,7 +639,10 @@ class LiveKeeper:
             if key in self._want or (key.namespace in self._namespaces
                                      and not (obj.get("metadata") or {}).get("ownerReferences")):
                 self.pending[key] = obj
-            yield obj
+                yield obj
+                self.pending.pop(key, None)  # its result, if any, was noted by now
+            else:
+                yield obj
 
     def note(self, result: ObjectResult) -> None:
         obj = self.pending.pop(result.key, None)
