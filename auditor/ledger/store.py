@@ -164,16 +164,19 @@ class _Index:
             # Objects this process created or read are known without the table.
             found_ids.extend(oid for oid in map(self.oids.get, keys) if oid is not None)
         if self.latest:
-            # What this process staged (perhaps not yet written) wins over the table.
-            for key in keys:
-                oid = self.oids.get(key)
-                if oid is not None and oid in self.latest:
-                    latest = self.latest[oid]
-                    if latest is None or latest.deleted:
-                        out.pop(key, None)
-                    else:
-                        out[key] = (latest.resource_version, latest.content_hash)
+            self._overlay(out, ((key, self.oids.get(key)) for key in keys))
         return out
+
+    def _overlay(self, out: dict[ResourceKey, tuple[str, str]],
+                 pairs: Iterable[tuple[ResourceKey, int | None]]) -> None:
+        """What this process staged (perhaps not yet written) wins over the table."""
+        for key, oid in pairs:
+            if oid is not None and oid in self.latest:
+                latest = self.latest[oid]
+                if latest is None or latest.deleted:
+                    out.pop(key, None)
+                else:
+                    out[key] = (latest.resource_version, latest.content_hash)
 
     def all_versions(self) -> dict[ResourceKey, tuple[str, str]]:
         out: dict[ResourceKey, tuple[str, str]] = {}
@@ -182,13 +185,7 @@ class _Index:
                 "l.content_hash, l.deleted FROM objects o JOIN latest l ON l.object_id = o.id"):
             if not deleted:
                 out[ResourceKey(grp, kind, ns, name)] = (rv or "", chash or "")
-        for key, oid in self.oids.items():
-            if oid in self.latest:
-                latest = self.latest[oid]
-                if latest is None or latest.deleted:
-                    out.pop(key, None)
-                else:
-                    out[key] = (latest.resource_version, latest.content_hash)
+        self._overlay(out, self.oids.items())
         return out
 
 
