@@ -108,6 +108,13 @@ class _Index:
         # An empty ledger has nothing to look up: every object is one this process creates.
         self._complete = conn.execute("SELECT 1 FROM objects LIMIT 1").fetchone() is None
 
+    def forget(self) -> None:
+        """Drop what is cached once it is written: a first run stages every object, and
+        holding them all would make its memory the cluster's size after all."""
+        self.oids.clear()
+        self.latest.clear()
+        self._complete = False
+
     def oid(self, key: ResourceKey) -> int | None:
         oid = self.oids.get(key)
         if oid is not None or self._complete:
@@ -318,6 +325,8 @@ class Ledger:
             # In-memory caches may now be ahead of the file: refuse further writes.
             self._broken = True
             raise
+        if self._index_ is not None:
+            self._index_.forget()  # all it held is in the file now
 
     def _checkpoint(self, batch: Batch, run_id: int | None, at: str) -> tuple[int, str, bool]:
         seq, head_hash = self.head.seq, self.head.hash
@@ -548,7 +557,7 @@ class Run:
         # Ids of the objects a list response held this run, on disk (SQLite's temp store):
         # what finish needs to tell a deletion, without a set the size of the cluster.
         self._listing = False
-        self._written: set[int] = set()  # objects this run wrote a version of
+        self._written: set[int] = set()  # objects with a version staged, not yet written
         ledger.conn.execute("CREATE TEMP TABLE IF NOT EXISTS listed_ids "
                             "(id INTEGER PRIMARY KEY)")
         ledger.conn.execute("DELETE FROM temp.listed_ids")
@@ -558,6 +567,7 @@ class Run:
     def _flush_if_full(self) -> None:
         if len(self._batch) >= self.ledger.batch_size:
             self.ledger._write(self._batch)
+            self._written.clear()  # written versions carry this run's id in the file
 
     def _stage_version(self, batch: Batch, key: ResourceKey, *, api_version: str,
                        resource_version: str, content_hash: str, content: str | None,
@@ -796,14 +806,15 @@ class Run:
         for group, kind in sorted(set(listed_kinds)):
             rows = self.ledger.conn.execute(
                 "SELECT o.id, o.namespace, o.name FROM objects o JOIN latest l "
-                "ON l.object_id = o.id WHERE l.deleted = 0 AND o.grp = ? AND o.kind = ? "
+                "ON l.object_id = o.id JOIN object_versions v ON v.id = l.version_id "
+                "WHERE l.deleted = 0 AND o.grp = ? AND o.kind = ? AND v.run_id != ? "
                 "AND o.id NOT IN (SELECT id FROM temp.listed_ids) ORDER BY o.namespace, o.name",
-                (group, kind)).fetchall()
+                (group, kind, self.id)).fetchall()
             for oid, namespace, name in rows:
                 key = ResourceKey(group, kind, namespace, name)
                 if oid in self._written or is_skipped(key) or (
                         in_scope is not None and not in_scope(key)):
-                    continue  # written this run, or outside what this run could see
+                    continue  # staged this run, or outside what this run could see
                 index.oids.setdefault(key, oid)
                 self._stage_version(batch, key, api_version="", resource_version="",
                                     content_hash="", content=None, deleted=True, time="",

@@ -275,11 +275,13 @@ def test_versions_of_a_large_unsorted_page(tmp_path: Path) -> None:
         assert len(got) == 1200 and got[key("app-0007", ns="ns-1")][0] == "7"
 
 
-def test_objects_a_complete_list_no_longer_holds_are_recorded_deleted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch_size", [2000, 2], ids=["one-batch", "flushed-often"])
+def test_objects_a_complete_list_no_longer_holds_are_recorded_deleted(
+        tmp_path: Path, batch_size: int) -> None:
     db = tmp_path / "l.db"
     cm = key("cm", kind="ConfigMap", group="")
     elsewhere = key("other", ns="kube-system")
-    with Ledger.open(db) as ledger:
+    with Ledger.open(db, batch_size=batch_size) as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.listed([WEB, key("api"), elsewhere, cm])
         for k in (WEB, key("api"), elsewhere, cm):
