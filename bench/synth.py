@@ -78,3 +78,30 @@ def objects(count: int, namespaces: int = 20) -> Iterator[dict[str, Any]]:
     """``count`` objects spread over ``namespaces`` namespaces, kinds in a fixed rotation."""
     for i in range(count):
         yield make(MIX[i % len(MIX)], f"bench-{i % namespaces:02d}", i // len(MIX))
+
+
+
+def jobs(count: int, namespaces: int = 20) -> Iterator[dict[str, Any]]:
+    """Jobs as the CronJob controller leaves them (owner reference, status): live objects no
+    Git repository declares, of a kind audited by default, in the namespaces of
+    :func:`objects`. (Pods and ReplicaSets, the bulk of a real cluster, are not even listed
+    by default.)"""
+    for i in range(count):
+        app = f"app-{i // 10:05d}"
+        name = f"{app}-{29000000 + i}"
+        yield {
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {
+                "name": name, "namespace": f"bench-{i % namespaces:02d}",
+                "labels": {"app.kubernetes.io/name": app},
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": app,
+                                     "uid": f"cj-{i // 10:08d}", "controller": True,
+                                     "blockOwnerDeletion": True}]},
+            "spec": {"backoffLimit": 6, "completions": 1, "parallelism": 1,
+                     "template": {"metadata": {"labels": {"job-name": name}}, "spec": {
+                         "restartPolicy": "OnFailure", "containers": [{
+                             "name": "main", "image": f"registry.example.com/team/{app}:1.0",
+                             "args": ["--once"]}]}}},
+            "status": {"succeeded": 1, "startTime": "2026-11-25T10:00:00Z",
+                       "completionTime": "2026-11-25T10:00:42Z"},
+        }
