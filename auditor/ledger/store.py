@@ -554,13 +554,11 @@ class Run:
         # change was authorized; bounded by the number of changed objects.
         self._pending: dict[ResourceKey, Observation] = {}
         self.summary = RunSummary(run_id, "running")
-        # Ids of the objects a list response held this run, on disk (SQLite's temp store):
-        # what finish needs to tell a deletion, without a set the size of the cluster.
+        # Which object ids a list response held this run, one bit each (ids are dense):
+        # what finish needs to tell a deletion, 12 KB for 100,000 objects.
         self._listing = False
+        self._listed = bytearray()
         self._written: set[int] = set()  # objects with a version staged, not yet written
-        ledger.conn.execute("CREATE TEMP TABLE IF NOT EXISTS listed_ids "
-                            "(id INTEGER PRIMARY KEY)")
-        ledger.conn.execute("DELETE FROM temp.listed_ids")
 
     # --------------------------------------------------------------- observations
 
@@ -677,9 +675,17 @@ class Run:
         found: list[int] = []
         out = self.ledger._index.versions_of(keys, found)
         if found:
-            self.ledger.conn.executemany("INSERT OR IGNORE INTO temp.listed_ids (id) VALUES (?)",
-                                         [(oid,) for oid in found])
+            bits = self._listed
+            top = max(found) >> 3
+            if top >= len(bits):
+                bits.extend(bytes(top + 1 - len(bits) + 4096))
+            for oid in found:
+                bits[oid >> 3] |= 1 << (oid & 7)
         return out
+
+    def _was_listed(self, oid: int) -> bool:
+        byte = oid >> 3
+        return byte < len(self._listed) and bool(self._listed[byte] & (1 << (oid & 7)))
 
     def settle(self, key: ResourceKey) -> None:
         """No comparison result will come for ``key`` (a live object Git does not declare
@@ -804,17 +810,20 @@ class Run:
         """Deletions nobody declared in Git: live in the ledger, absent from a complete list."""
         index = self.ledger._index
         for group, kind in sorted(set(listed_kinds)):
-            rows = self.ledger.conn.execute(
-                "SELECT o.id, o.namespace, o.name FROM objects o JOIN latest l "
+            conn = self.ledger.conn
+            # Ids first (a covering index read), names only for the few not listed.
+            unlisted = [oid for (oid,) in conn.execute(
+                "SELECT o.id FROM objects o JOIN latest l ON l.object_id = o.id "
+                "WHERE o.grp = ? AND o.kind = ? AND l.deleted = 0", (group, kind))
+                if not self._was_listed(oid) and oid not in self._written]
+            gone = sorted(row for oid in unlisted for row in conn.execute(
+                "SELECT o.namespace, o.name, o.id FROM objects o JOIN latest l "
                 "ON l.object_id = o.id JOIN object_versions v ON v.id = l.version_id "
-                "WHERE l.deleted = 0 AND o.grp = ? AND o.kind = ? AND v.run_id != ? "
-                "AND o.id NOT IN (SELECT id FROM temp.listed_ids) ORDER BY o.namespace, o.name",
-                (group, kind, self.id)).fetchall()
-            for oid, namespace, name in rows:
+                "WHERE o.id = ? AND v.run_id != ?", (oid, self.id)))
+            for namespace, name, oid in gone:
                 key = ResourceKey(group, kind, namespace, name)
-                if oid in self._written or is_skipped(key) or (
-                        in_scope is not None and not in_scope(key)):
-                    continue  # staged this run, or outside what this run could see
+                if is_skipped(key) or (in_scope is not None and not in_scope(key)):
+                    continue  # outside what this run could see
                 index.oids.setdefault(key, oid)
                 self._stage_version(batch, key, api_version="", resource_version="",
                                     content_hash="", content=None, deleted=True, time="",
