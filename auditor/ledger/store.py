@@ -25,19 +25,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auditor.errors import LedgerError
 from auditor.records import ObjectResult, Problem, ResourceKey, SourceInfo
 
-from . import authorize, chain, keys, lifecycle, redact, schema, signing, times
+from . import authorize, chain, keys, lifecycle, redact, schema, times
 from .auditlog import AuditLog
 from .lock import WriterLock
 from .verify import VerifyResult, verify
 from .writer import Batch, Counters
+
+if TYPE_CHECKING:
+    # cryptography costs ~15 ms to import; only signed ledgers need it (.signing).
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 _UPSERT_LATEST = (
     "INSERT INTO latest (object_id, version_id, resource_version, content_hash, deleted) "
@@ -251,7 +254,11 @@ class Ledger:
         self.tool_version = tool_version
         self.config_hash = config_hash
         self._signing_key = signing_key
-        self._public_hex = signing.public_hex(signing_key.public_key()) if signing_key else ""
+        self._public_hex = ""
+        if signing_key is not None:
+            from . import signing
+
+            self._public_hex = signing.public_hex(signing_key.public_key())
         self.batch_size = batch_size
         row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         self.head = chain.Head(int(row[0]), str(row[1])) if row else chain.Head()
@@ -274,7 +281,11 @@ class Ledger:
         """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        key = signing.load_private_key(signing_key_file) if signing_key_file else None
+        key = None
+        if signing_key_file:
+            from . import signing
+
+            key = signing.load_private_key(signing_key_file)
         lock = WriterLock(target)
         lock.acquire(lock_wait)
         conn: sqlite3.Connection | None = None
@@ -332,6 +343,8 @@ class Ledger:
         seq, head_hash = self.head.seq, self.head.hash
         signature = ""
         if self._signing_key is not None:
+            from . import signing
+
             message = signing.checkpoint_message(run_id, seq, head_hash, at)
             signature = signing.sign(self._signing_key, message)
         batch.plain("INSERT INTO checkpoints (id, run_id, seq, head_hash, at, signature, public_key)"
@@ -391,8 +404,11 @@ class Ledger:
 
     def verify(self, public_key_file: str | Path | None = None) -> VerifyResult:
         """Recompute the chain, every chained row and every checkpoint (see :mod:`.verify`)."""
-        public = (signing.load_public_key(public_key_file) if public_key_file
-                  else self._signing_key.public_key() if self._signing_key else None)
+        public = self._signing_key.public_key() if self._signing_key else None
+        if public_key_file:
+            from . import signing
+
+            public = signing.load_public_key(public_key_file)
         return verify(self.conn, public)
 
     # ---------------------------------------------------------------------- runs

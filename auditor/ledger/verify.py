@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from . import chain, signing
+from . import chain
 from .schema import CHAINED, EVENT_TYPE, RUN_BEGIN, RUN_END
+
+if TYPE_CHECKING:
+    # cryptography costs ~15 ms to import; only signed ledgers need it.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,8 @@ def _runs(conn: sqlite3.Connection, found: _Findings) -> None:
 
 def _checkpoints(conn: sqlite3.Connection, found: _Findings,
                  public: Ed25519PublicKey | None) -> tuple[int, int]:
+    from . import signing
+
     count = signed = 0
     public_hex = signing.public_hex(public) if public is not None else ""
     seen_signed = False
