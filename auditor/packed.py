@@ -23,12 +23,17 @@ import orjson
 _PICKLE = b"\x80"
 
 
+def dumps(obj: Any) -> bytes:
+    """``orjson.dumps`` for bytes that will be held: orjson's own keep its whole working
+    buffer (~6 KB for a 500-byte object); a right-sized copy is a tenth of the memory and,
+    the buffer freed at once, faster. Raises ``TypeError`` as orjson does."""
+    return memoryview(orjson.dumps(obj)).tobytes()
+
+
 def pack(obj: Any) -> bytes:
     """``obj`` as bytes :func:`unpack` turns back into an equal object."""
     try:
-        # orjson's bytes keep the whole working buffer (~6 KB for a 500-byte object); a
-        # right-sized copy is a tenth of the memory and, the buffer freed at once, faster.
-        return memoryview(orjson.dumps(obj)).tobytes()
+        return dumps(obj)
     except TypeError:
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 

@@ -18,7 +18,7 @@ from typing import IO, Any
 import orjson
 import yaml
 
-from auditor import gcpolicy
+from auditor import gcpolicy, packed
 from auditor.cluster import APIResource, Cluster, ListStats, Page, iter_live
 from auditor.config import ScopeConfig
 from auditor.errors import SnapshotError
@@ -87,10 +87,9 @@ def write_list(pages: Iterable[Page], out: IO[bytes], *, secret_key: bytes) -> W
                    str(meta.get("name") or ""))
             if key in rows:
                 stats.duplicates += 1
-            # A right-sized copy: orjson's own bytes keep its whole working buffer, several
-            # times the object, for every object held until the sort.
-            rows[key] = memoryview(orjson.dumps(
-                redact_secret(item, secret_key) if key[1] == "Secret" else item)).tobytes()
+            # Held until the sort: right-sized bytes (packed.dumps), not orjson's buffer.
+            rows[key] = packed.dumps(redact_secret(item, secret_key) if key[1] == "Secret"
+                                     else item)
     out.write(b'{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":""},"items":[')
     out.write(b",\n".join(rows[key] for key in sorted(rows)))
     out.write(b"]}\n")
