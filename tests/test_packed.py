@@ -76,9 +76,12 @@ def test_desired_object_takes_its_namespace_from_the_key(tmp_path: Path) -> None
 
 def test_digest_follows_the_declared_content() -> None:
     key = ResourceKey("", "ConfigMap", "a", "x")
-    one = DesiredObject.of(key, {"apiVersion": "v1", "data": {"k": "1"}}, SourceInfo("f"))
-    same = DesiredObject.of(key, {"apiVersion": "v1", "data": {"k": "1"}}, SourceInfo("g"))
-    other = DesiredObject.of(key, {"apiVersion": "v1", "data": {"k": "2"}}, SourceInfo("f"))
+
+    def desired(data: dict[str, str], file: str) -> DesiredObject:
+        return DesiredObject(key, packed.pack({"apiVersion": "v1", "data": data}),
+                             SourceInfo(file), "v1")
+
+    one, same, other = desired({"k": "1"}, "f"), desired({"k": "1"}, "g"), desired({"k": "2"}, "f")
     assert one.digest == same.digest != other.digest
 
 
