@@ -570,18 +570,17 @@ class Run:
         # change was authorized; bounded by the number of changed objects.
         self._pending: dict[ResourceKey, Observation] = {}
         self.summary = RunSummary(run_id, "running")
-        # Which object ids a list response held this run, one bit each (ids are dense):
-        # what finish needs to tell a deletion, 12 KB for 100,000 objects.
+        # Which object ids this run saw — in a list response, or by staging a version of
+        # them — one bit each (ids are dense): what finish needs to tell a deletion,
+        # 12 KB for 100,000 objects.
         self._listing = False
-        self._listed = bytearray()
-        self._written: set[int] = set()  # objects with a version staged, not yet written
+        self._seen_ids = bytearray()
 
     # --------------------------------------------------------------- observations
 
     def _flush_if_full(self) -> None:
         if len(self._batch) >= self.ledger.batch_size:
             self.ledger._write(self._batch)
-            self._written.clear()  # written versions carry this run's id in the file
 
     def _stage_version(self, batch: Batch, key: ResourceKey, *, api_version: str,
                        resource_version: str, content_hash: str, content: str | None,
@@ -589,7 +588,7 @@ class Run:
                        user: str, authorized: bool | None) -> None:
         ledger = self.ledger
         oid = ledger._object_id(batch, key, self.started_at, self.id)
-        self._written.add(oid)
+        self._mark_seen((oid,))
         prev = ledger._index.get_latest(oid)
         vid = batch.chained("object_versions", {
             "run_id": self.id, "object_id": oid, "api_version": api_version,
@@ -690,18 +689,22 @@ class Run:
         self._listing = True
         found: list[int] = []
         out = self.ledger._index.versions_of(keys, found)
-        if found:
-            bits = self._listed
-            top = max(found) >> 3
-            if top >= len(bits):
-                bits.extend(bytes(top + 1 - len(bits) + 4096))
-            for oid in found:
-                bits[oid >> 3] |= 1 << (oid & 7)
+        self._mark_seen(found)
         return out
 
-    def _was_listed(self, oid: int) -> bool:
+    def _mark_seen(self, oids: Sequence[int]) -> None:
+        if not oids:
+            return
+        bits = self._seen_ids
+        top = max(oids) >> 3
+        if top >= len(bits):
+            bits.extend(bytes(top + 1 - len(bits) + 4096))
+        for oid in oids:
+            bits[oid >> 3] |= 1 << (oid & 7)
+
+    def _was_seen(self, oid: int) -> bool:
         byte = oid >> 3
-        return byte < len(self._listed) and bool(self._listed[byte] & (1 << (oid & 7)))
+        return byte < len(self._seen_ids) and bool(self._seen_ids[byte] & (1 << (oid & 7)))
 
     def settle(self, key: ResourceKey) -> None:
         """No comparison result will come for ``key`` (a live object Git does not declare
@@ -827,15 +830,13 @@ class Run:
         index = self.ledger._index
         for group, kind in sorted(set(listed_kinds)):
             conn = self.ledger.conn
-            # Ids first (a covering index read), names only for the few not listed.
-            unlisted = [oid for (oid,) in conn.execute(
+            # Ids first (a covering index read), names only for the few this run never saw.
+            unseen = [oid for (oid,) in conn.execute(
                 "SELECT o.id FROM objects o JOIN latest l ON l.object_id = o.id "
                 "WHERE o.grp = ? AND o.kind = ? AND l.deleted = 0", (group, kind))
-                if not self._was_listed(oid) and oid not in self._written]
-            gone = sorted(row for oid in unlisted for row in conn.execute(
-                "SELECT o.namespace, o.name, o.id FROM objects o JOIN latest l "
-                "ON l.object_id = o.id JOIN object_versions v ON v.id = l.version_id "
-                "WHERE o.id = ? AND v.run_id != ?", (oid, self.id)))
+                if not self._was_seen(oid)]
+            gone = sorted(row for oid in unseen for row in conn.execute(
+                "SELECT namespace, name, id FROM objects WHERE id = ?", (oid,)))
             for namespace, name, oid in gone:
                 key = ResourceKey(group, kind, namespace, name)
                 if is_skipped(key) or (in_scope is not None and not in_scope(key)):
