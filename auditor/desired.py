@@ -20,7 +20,7 @@ from auditor import kinds, packed, render
 from auditor.config import HelmSource, Source
 from auditor.errors import GitError, ManifestError
 from auditor.parsecache import ParseCache
-from auditor.records import Problem, ResourceKey, SourceInfo
+from auditor.records import Problem, ResourceKey, SourceInfo, new_key
 
 if TYPE_CHECKING:
     # GitPython costs ~50 ms to import; a folder outside any work tree never needs it.
@@ -166,7 +166,7 @@ class _Builder:
 
     scopes: dict[tuple[str, str], bool] = field(default_factory=dict)
     objects: dict[ResourceKey, DesiredObject] = field(default_factory=dict)
-    origin: dict[ResourceKey, tuple[str, str]] = field(default_factory=dict)
+    origin: dict[ResourceKey, tuple[str, str, int]] = field(default_factory=dict)  # source, file, document
     problems: list[Problem] = field(default_factory=list)
 
     def add_errors(self, errors: Iterable[ManifestError], source: str, prefix: str) -> None:
@@ -186,38 +186,60 @@ class _Builder:
                      namespace: str, prefix: str, repo_url: str,
                      attribution: _Attribution) -> None:
         scopes = self.scopes
+        objects, origin = self.objects, self.origin
+        # Decided once per distinct value: thousands of objects share a handful of kinds
+        # and twenty-odd objects share each file.
+        kind_of: dict[tuple[str, str], tuple[str, bool]] = {}
         infos: dict[tuple[str, tuple[str, ...]], SourceInfo] = {}
         for item in rendered:
-            group = kinds.group_of(item.api_version)
+            found = kind_of.get((item.api_version, item.kind))
+            if found is None:
+                group = kinds.group_of(item.api_version)
+                found = kind_of[(item.api_version, item.kind)] = (
+                    group, kinds.is_namespaced(group, item.kind, scopes))
+            group, namespaced = found
             # The namespace goes into the key only; DesiredObject.obj puts it in the object.
-            ns = (item.namespace or namespace) if kinds.is_namespaced(group, item.kind, scopes) \
-                else ""
-            key = ResourceKey(group, item.kind, ns, item.name)
-            file = _join(prefix, item.file)
-            where = f"{file} (document {item.document})" if item.document else file
-            seen = self.origin.get(key)
-            if seen is not None:
-                first_source, first = seen
-                if first_source != source:
-                    first, where = f"{first} of source {first_source}", f"{where} of source {source}"
-                self.problems.append(Problem(
-                    file, f"{key} is defined twice: in {first} and in {where}; keeping the "
-                    f"first", "error", (("source", source), ("first", first), ("second", where))))
-                continue
-            info = infos.get((file, item.related))
+            key = new_key(ResourceKey, (group, item.kind,
+                                         (item.namespace or namespace) if namespaced else "",
+                                         item.name))
+            info = infos.get((item.file, item.related))
             if info is None:  # one record per file, shared by the objects it holds
+                file = _join(prefix, item.file)
                 commit = attribution.get((item.file, item.related))
-                info = infos[(file, item.related)] = (
+                info = infos[(item.file, item.related)] = (
                     commit.source_info(file, repo_url) if commit is not None
                     else SourceInfo(file=file, repo=repo_url))
-            self.objects[key] = DesiredObject(key, item.raw, info, item.api_version)
-            self.origin[key] = (source, where)
+            seen = origin.get(key)
+            if seen is not None:
+                self._twice(key, seen, (source, info.file, item.document))
+                continue
+            objects[key] = DesiredObject(key, item.raw, info, item.api_version)
+            origin[key] = (source, info.file, item.document)
+
+    def _twice(self, key: ResourceKey, first: tuple[str, str, int],
+               second: tuple[str, str, int]) -> None:
+        def where(place: tuple[str, str, int]) -> str:
+            _source, file, document = place
+            return f"{file} (document {document})" if document else file
+
+        first_where, second_where = where(first), where(second)
+        if first[0] != second[0]:
+            first_where = f"{first_where} of source {first[0]}"
+            second_where = f"{second_where} of source {second[0]}"
+        self.problems.append(Problem(
+            second[1], f"{key} is defined twice: in {first_where} and in {second_where}; "
+            f"keeping the first", "error",
+            (("source", second[0]), ("first", first_where), ("second", second_where))))
 
     def state(self, commits: dict[str, str], repos: dict[str, str],
               changes: dict[str, tuple[CommitInfo, ...]]) -> DesiredState:
         problems = sorted(self.problems, key=lambda p: (p.where, p.message))
-        ordered = sorted(self.objects.items(), key=lambda kv: kv[0].sort_key())
+        ordered = sorted(self.objects.items(), key=_first)
         return DesiredState(dict(ordered), tuple(problems), commits, repos, changes)
+
+
+def _first(pair: tuple[ResourceKey, DesiredObject]) -> ResourceKey:
+    return pair[0]
 
 
 def _scopes(rendered: Iterable[render.RenderedObject],

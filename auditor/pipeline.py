@@ -127,8 +127,8 @@ def _wanted(desired: DesiredState, cfg: Config) -> Manifests:
     return Manifests(out)
 
 
-def _result_order(result: ObjectResult) -> tuple[str, str, str, str]:
-    return result.key.sort_key()
+def _result_order(result: ObjectResult) -> ResourceKey:
+    return result.key
 
 
 def _drop_unknowable(results: Iterable[ObjectResult], stats: ListStats) -> Iterator[ObjectResult]:
