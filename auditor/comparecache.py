@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def _name(key: ResourceKey) -> str:
-    return f"{key.group}|{key.kind}|{key.namespace}|{key.name}"
+    return "|".join(key)  # group|kind|namespace|name
 
 
 def _token(name: str, resource_version: str, digest: str) -> bytes:
@@ -88,7 +88,7 @@ class CompareCache:
         if token in self._old_in_sync:
             self.hits += 1
             self._new_in_sync.append(token)
-            return ObjectResult(key, api_version, "in-sync", (), source=source)
+            return ObjectResult(key, api_version, "in-sync", (), source)
         entry = self._old.get(name)
         if entry is None or entry[0] != resource_version or entry[1] != digest:
             return None
@@ -131,28 +131,25 @@ class Remaining(Mapping[ResourceKey, dict[str, Any]]):
 
     def __init__(self, base: Mapping[ResourceKey, dict[str, Any]]) -> None:
         self._base = base
-        self._taken: set[ResourceKey] = set()
-
-    def take(self, key: ResourceKey) -> None:
-        self._taken.add(key)
-
-    def taken(self, key: ResourceKey) -> bool:
-        return key in self._taken
+        # Public for the pipeline's steady-state loop, which asks once per live object.
+        self.taken: set[ResourceKey] = set()
 
     def __getitem__(self, key: ResourceKey) -> dict[str, Any]:
-        if key in self._taken:
+        if key in self.taken:
             raise KeyError(key)
         return self._base[key]
 
     def get(self, key: ResourceKey, default: Any = None) -> Any:
         # The comparison asks once per live object, most of them not desired: no KeyError.
-        return default if key in self._taken else self._base.get(key, default)
+        return default if key in self.taken else self._base.get(key, default)
 
     def __iter__(self) -> Iterator[ResourceKey]:
-        return (k for k in self._base if k not in self._taken)
+        if len(self.taken) == len(self._base):
+            return iter(())  # a steady run reuses every verdict: nothing is left
+        return (k for k in self._base if k not in self.taken)
 
     def __len__(self) -> int:
-        return len(self._base) - len(self._taken)
+        return len(self._base) - len(self.taken)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._base and key not in self._taken
+        return key in self._base and key not in self.taken

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from auditor import kinds, packed, render
 from auditor.config import HelmSource, Source
@@ -34,15 +34,14 @@ _T = TypeVar("_T")
 _Attribution = dict[tuple[str, tuple[str, ...]], "CommitInfo"]
 
 
-@dataclass(frozen=True, slots=True)
-class DesiredObject:
+class DesiredObject(NamedTuple):
     """One object as Git declares it (rendered, namespace defaulted) and where it came from.
 
     The object is kept packed (:mod:`auditor.packed`): a run holds every desired object for
     its whole length, and bytes are a tenth of the dicts. ``obj`` decodes a fresh copy, its
     namespace set from the key (defaulted for namespaced kinds, removed for cluster-scoped
     ones). Secrets included: the compare step hashes their values and nothing in this module
-    prints them.
+    prints them. A named tuple, cheap to make, as a run makes one per object.
     """
 
     key: ResourceKey
@@ -107,6 +106,11 @@ class Manifests(_View[dict[str, Any]]):
     def entry(self, key: ResourceKey) -> DesiredObject | None:
         """The packed object itself (its digest and apiVersion without decoding), if any."""
         return self._objects.get(key)
+
+    @property
+    def packed(self) -> Mapping[ResourceKey, DesiredObject]:
+        """The packed objects by key: :meth:`entry` for loops that ask once per live object."""
+        return self._objects
 
     @property
     def sources(self) -> Mapping[ResourceKey, SourceInfo]:

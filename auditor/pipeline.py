@@ -172,8 +172,7 @@ class _KeyOf:
         return keys
 
     def __call__(self, obj: dict[str, Any]) -> ResourceKey:
-        key = self._by_id.get(id(obj))
-        return key if key is not None else ResourceKey.of(obj)
+        return self._by_id.get(id(obj)) or ResourceKey.of(obj)
 
 
 @dataclass
@@ -203,18 +202,20 @@ class _Session:
         want = self.want
         remaining = Remaining(want)
         pending: dict[ResourceKey, tuple[str, str]] = {}  # compared now: (rv, digest)
+        # Bound once: this loop runs per live object, and most of a steady run is this loop.
+        entries, taken, key_of, lookup = want.packed, remaining.taken, self.key_of, cache.lookup
 
         def unchanged_skipped(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             for obj in stream:
-                key = self.key_of(obj)
-                entry = want.entry(key)
-                if entry is not None and not remaining.taken(key):
+                key = key_of(obj)
+                entry = entries.get(key)
+                if entry is not None and key not in taken:
                     digest = entry.digest
                     rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
                     # The desired key: results then share its strings, not the page's.
-                    hit = cache.lookup(entry.key, rv, digest, entry.api_version, entry.source)
+                    hit = lookup(entry.key, rv, digest, entry.api_version, entry.source)
                     if hit is not None:
-                        remaining.take(key)
+                        taken.add(key)
                         on_reused(hit)
                         continue
                     pending[key] = (rv, digest)
@@ -419,7 +420,8 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
         def observe(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
             # The ledger is asked page by page for what it knows of these objects only:
             # nothing here grows with the cluster.
-            want = session.want
+            want = session.want.packed
+            unchanged = 0
             for page in pages:
                 keys = session.key_of.page(page.items)
                 known = run.listed(keys)
@@ -429,13 +431,13 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
                     rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
                     prev = known.get(key)
                     if prev is not None and rv and prev[0] == rv:
-                        counters["unchanged"] += 1
+                        unchanged += 1
                         yield obj
                         continue
                     content = settings.normalise(obj)
                     digest = content_hash(content)
                     if prev is not None and prev[1] == digest:
-                        counters["unchanged"] += 1
+                        unchanged += 1
                     else:
                         manager, operation, when = _last_change(obj)
                         run.observe(Observation(
@@ -449,6 +451,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
                         # Its result, if any (an orphan), is recorded by now: the chain
                         # below takes one object at a time.
                         run.settle(key)
+                counters["unchanged"] = unchanged
 
         try:
             commits = [c.source_info("", desired.repos.get(name, ""))

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 import yaml
@@ -63,8 +63,7 @@ _DOC_MARKER = re.compile(r"^---(?=[ \t\r]|$)", re.MULTILINE)
 _HELM_SOURCE = re.compile(r"^# Source: (.+?)\s*$", re.MULTILINE)
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedObject:
+class RenderedObject(NamedTuple):
     """One object with the file it came from (relative to the render root, POSIX form).
 
     ``related`` lists other files whose change can change this object (an overlay's patches,
@@ -72,6 +71,7 @@ class RenderedObject:
 
     The object is kept packed (:mod:`auditor.packed`), with the four fields that name it at
     hand: a render of 100,000 objects holds bytes, not dicts. ``obj`` decodes a fresh copy.
+    A named tuple: a steady run makes one per object from the parse cache, cheaply.
     """
 
     raw: bytes

@@ -723,7 +723,8 @@ class Run:
         ``desired_changed`` is the pipeline's hint for how a drift that disappears was
         resolved: ``True`` Git moved, ``False`` the live object moved.
         """
-        self._check_open()
+        if self.finished:
+            self._check_open()  # raises; inline, as this runs once per desired object
         self._recorded += 1
         key = result.key
         if result.status == "missing":
