@@ -10,17 +10,19 @@ is not installed, raises instead: auditing against half of Git would report fals
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from auditor import kinds, packed, render
+from auditor import __version__, kinds, packed, render
 from auditor.config import HelmSource, Source
 from auditor.errors import GitError, ManifestError
-from auditor.parsecache import ParseCache
+from auditor.parsecache import PARSER_VERSION, ParseCache
 from auditor.records import Problem, ResourceKey, SourceInfo, new_key
+from auditor.statecache import StateCache, inputs_digest
 
 if TYPE_CHECKING:
     # GitPython costs ~50 ms to import; a folder outside any work tree never needs it.
@@ -237,9 +239,13 @@ class _Builder:
 
     def state(self, commits: dict[str, str], repos: dict[str, str],
               changes: dict[str, tuple[CommitInfo, ...]]) -> DesiredState:
-        problems = sorted(self.problems, key=lambda p: (p.where, p.message))
+        problems = sorted(self.problems, key=_problem_order)
         ordered = sorted(self.objects.items(), key=_first)
         return DesiredState(dict(ordered), tuple(problems), commits, repos, changes)
+
+
+def _problem_order(problem: Problem) -> tuple[str, str]:
+    return (problem.where, problem.message)
 
 
 def _first(pair: tuple[ResourceKey, DesiredObject]) -> ResourceKey:
@@ -297,61 +303,108 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
                  secrets_env: Mapping[str, str] | None = None,
                  discovered: Mapping[tuple[str, str], bool] | None = None,
                  previous: Mapping[str, str] | None = None,
-                 parse_cache: ParseCache | None = None) -> DesiredState:
+                 parse_cache: ParseCache | None = None,
+                 state_cache: StateCache | None = None) -> DesiredState:
     """Fetch, render and attribute every configured source.
 
     ``cache_dir`` holds the clones (default ``~/.cache/drift-auditor/repos``); ``tools_dir``
     is searched for kustomize/kubectl/helm before ``PATH``; ``secrets_env`` is where
     ``credentials.password-env`` is read; ``discovered`` maps ``(group, kind)`` to
     ``namespaced`` from the cluster; ``previous`` maps source names to the sha audited last
-    time, to list the commits in between. Bad files become problems; an unreachable source
-    or a missing renderer raises.
+    time, to list the commits in between. ``parse_cache`` spares parsing files seen before;
+    ``state_cache`` hands back last run's state when every source is at the same commit.
+    Bad files become problems; an unreachable source or a missing renderer raises.
     """
     from auditor import gitrepo
 
     cache = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE_DIR.expanduser()
-    builder = _Builder()
-    commits: dict[str, str] = {}
-    repos: dict[str, str] = {}
-    changes: dict[str, tuple[CommitInfo, ...]] = {}
-    done: list[tuple[str, Source, render.RenderResult, _Attribution]] = []
-    for source in sources:
-        name = source_name(source)
-        repo = gitrepo.sync(source.url, source.revision, cache_dir=cache,
+    sources = list(sources)
+
+    def fetch(source: Source) -> Repository:
+        return gitrepo.sync(source.url, source.revision, cache_dir=cache,
                             credentials=source.credentials, depth=source.depth,
                             secrets_env=secrets_env)
-        commits[name] = repo.commit
-        repos[name] = repo.url
-        # Render now: another source of the same URL checks out its revision in this folder.
-        rendered = _render_paths(repo.path, source.paths, mode=source.render,
-                                 namespace=source.namespace, helm=source.helm,
-                                 release=source.name, tools_dir=tools_dir, cache=parse_cache)
-        done.append((name, source, rendered, _attribute(rendered.objects, "", repo)))
+
+    def rendered(source: Source, repo: Repository) -> tuple[render.RenderResult, _Attribution]:
+        result = _render_paths(repo.path, source.paths, mode=source.render,
+                               namespace=source.namespace, helm=source.helm,
+                               release=source.name, tools_dir=tools_dir, cache=parse_cache)
+        return result, _attribute(result.objects, "", repo)
+
+    synced: list[tuple[str, Source, Repository]] = []
+    done: list[tuple[str, Source, render.RenderResult, _Attribution]] = []
+    for source in sources:
+        repo = fetch(source)
+        synced.append((source_name(source), source, repo))
+        if state_cache is None:
+            # Render now: another source of the same URL checks out its revision in this folder.
+            done.append((synced[-1][0], source, *rendered(source, repo)))
+    commits = {name: repo.commit for name, _s, repo in synced}
+    repos = {name: repo.url for name, _s, repo in synced}
+    changes: dict[str, tuple[CommitInfo, ...]] = {}
+    warnings: list[Problem] = []
+    for name, _source, repo in synced:
         old = (previous or {}).get(name)
         if old and old != repo.commit:
             try:
                 changes[name] = repo.commits_between(old)
             except GitError as exc:
-                builder.problems.append(Problem(name, f"cannot list the commits since the last "
-                                                f"audit: {exc}", "warning",
-                                                (("source", name),)))
+                warnings.append(Problem(name, f"cannot list the commits since the last audit: "
+                                        f"{exc}", "warning", (("source", name),)))
+    slot, inputs = "", None
+    if state_cache is not None:
+        # Sources share a clone when they share a URL: the last one synced holds the
+        # checkout. Then each is checked out again as it renders, and nothing is cached.
+        if len({repo.path for _n, _s, repo in synced}) == len(synced):
+            slot = "git\0" + "\0".join(f"{name}\0{repo.url}\0{list(source.paths)}"
+                                        for name, source, repo in synced)
+            inputs = _inputs(discovered, "git", [
+                [name, repo.url, repo.commit, list(source.paths), source.render,
+                 source.namespace, source.name, list(source.helm.values),
+                 list(source.helm.set), source.helm.release] for name, source, repo in synced])
+            hit = state_cache.lookup(slot, inputs, DesiredObject)
+            if hit is not None:
+                return DesiredState(hit, tuple(sorted(warnings, key=_problem_order)), commits,
+                                    repos, changes)
+        for name, source, repo in synced:
+            done.append((name, source, *rendered(source, repo if inputs is not None
+                                                  else fetch(source))))
+    builder = _Builder()
     builder.scopes = _scopes((o for _n, _s, r, _a in done for o in r.objects), discovered)
-    for name, source, rendered, attribution in done:
-        builder.add_errors(rendered.errors, name, "")
-        builder.add_rendered(rendered.objects, source=name, namespace=source.namespace,
+    for name, source, result, attribution in done:
+        builder.add_errors(result.errors, name, "")
+        builder.add_rendered(result.objects, source=name, namespace=source.namespace,
                              prefix="", repo_url=repos[name], attribution=attribution)
-    return builder.state(commits, repos, changes)
+    clean = not builder.problems
+    builder.problems.extend(warnings)
+    state = builder.state(commits, repos, changes)
+    if state_cache is not None and inputs is not None and clean and all(
+            _plain_only(repo.path, source.paths, source.render) for _n, source, repo in synced):
+        state_cache.store(slot, inputs, state.objects)
+    return state
+
+
+def _plain_only(root: Path, paths: Sequence[str], mode: render.RenderMode) -> bool:
+    """Whether ``paths`` render as plain manifests only: kustomize and Helm can read remote
+    bases and chart repositories that no commit pins, so their output is never cached."""
+    try:
+        plans = [render.plan(root, rel, mode) for rel in paths]
+    except ManifestError:
+        return False
+    return not any(p.kustomizations or p.charts for p in plans)
 
 
 def load_folder(path: Path | str, namespace: str = "default", *,
                 mode: render.RenderMode = "auto", helm: HelmSource | None = None,
                 tools_dir: str | os.PathLike[str] | None = None,
                 discovered: Mapping[tuple[str, str], bool] | None = None,
-                parse_cache: ParseCache | None = None) -> DesiredState:
+                parse_cache: ParseCache | None = None,
+                state_cache: StateCache | None = None) -> DesiredState:
     """Desired state from a folder (or one file) on disk, no clone involved.
 
     When the folder is inside a Git work tree, objects are attributed from that tree's
     ``HEAD`` history and file names are relative to its root; otherwise to the folder.
+    ``state_cache`` hands back last run's state when no file (by content) changed.
     """
     target = Path(path).expanduser().resolve()
     if not target.exists():
@@ -364,14 +417,61 @@ def load_folder(path: Path | str, namespace: str = "default", *,
         repo = Repository.containing(root)
     prefix = repo.relative(root) if repo is not None else ""
     name = str(path)
-    rendered = _render_paths(root, [rel], mode=mode, namespace=namespace,
-                             helm=helm or HelmSource(), release=root.name, tools_dir=tools_dir,
-                             cache=parse_cache)
+    helm = helm or HelmSource()
+    commits = {name: repo.commit} if repo is not None else {}
+    repos = {name: str(repo.path)} if repo is not None else {}
+    slot = f"folder\0{target}"
+    inputs = (_folder_inputs(root, rel, mode=mode, namespace=namespace, helm=helm,
+                             commit=repo.commit if repo is not None else "",
+                             discovered=discovered)
+              if state_cache is not None else None)
+    if state_cache is not None and inputs is not None:
+        hit = state_cache.lookup(slot, inputs, DesiredObject)
+        if hit is not None:
+            return DesiredState(hit, (), commits, repos, {})
+    rendered = _render_paths(root, [rel], mode=mode, namespace=namespace, helm=helm,
+                             release=root.name, tools_dir=tools_dir, cache=parse_cache)
     builder = _Builder(_scopes(rendered.objects, discovered))
     builder.add_errors(rendered.errors, name, prefix)
     builder.add_rendered(rendered.objects, source=name, namespace=namespace, prefix=prefix,
                          repo_url=str(repo.path) if repo else "",
                          attribution=_attribute(rendered.objects, prefix, repo))
-    commits = {name: repo.commit} if repo is not None else {}
-    repos = {name: str(repo.path)} if repo is not None else {}
-    return builder.state(commits, repos, {})
+    state = builder.state(commits, repos, {})
+    if state_cache is not None and inputs is not None and not state.problems:
+        state_cache.store(slot, inputs, state.objects)
+    return state
+
+
+def _folder_inputs(root: Path, rel: str, *, mode: render.RenderMode, namespace: str,
+                   helm: HelmSource, commit: str,
+                   discovered: Mapping[tuple[str, str], bool] | None) -> str | None:
+    """What a folder's desired state is made of, by content: a folder has no commit to
+    name its files, so each one planned is read and hashed (attribution, in a work tree,
+    goes by ``commit``). ``None`` when the state cannot be cached: kustomize or Helm in
+    the plan, a symbolic link (kept to the check :func:`render.load_file` makes), a file
+    that cannot be read."""
+    try:
+        todo = render.plan(root, rel, mode)
+    except ManifestError:
+        return None
+    if todo.kustomizations or todo.charts:
+        return None
+    files: list[str] = []
+    for file in todo.files:
+        target = root / file
+        try:
+            if target.is_symlink():
+                return None
+            files += [file, hashlib.sha256(target.read_bytes()).hexdigest()]
+        except OSError:
+            return None
+    return _inputs(discovered, "folder", str(root), rel, mode, namespace, list(helm.values),
+                   list(helm.set), helm.release, commit, files)
+
+
+def _inputs(discovered: Mapping[tuple[str, str], bool] | None, *parts: Any) -> str:
+    """The digest of a state's inputs: ``parts`` and, as keys are namespaced by them, the
+    kind scopes discovery reported."""
+    scopes = sorted([group, kind, namespaced]
+                    for (group, kind), namespaced in (discovered or {}).items())
+    return inputs_digest(__version__, PARSER_VERSION.decode(errors="replace"), scopes, *parts)

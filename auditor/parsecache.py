@@ -34,6 +34,9 @@ PARSER_VERSION = b"render-2\0"
 # Entries unused this long are removed (once a day, by the run).
 RETENTION_DAYS = 30
 
+# Where the desired-state cache keeps its files, inside this cache's folder: pruned alike.
+STATE_FOLDER = "state"
+
 # apiVersion, kind, name, namespace: what names an object without decoding it.
 Head = tuple[str, str, str, str]
 Entry = tuple[int, Head, bytes]
@@ -97,7 +100,8 @@ class ParseCache:
         cut = (now if now is not None else time.time()) - older_than_days * 86400
         removed = 0
         try:
-            entries = list(self.folder.glob("??/*"))
+            # The desired-state cache (auditor.statecache) keeps its files in ``state/``.
+            entries = [*self.folder.glob("??/*"), *self.folder.glob(f"{STATE_FOLDER}/*")]
         except OSError:
             return 0
         for path in entries:

@@ -25,11 +25,12 @@ from auditor.comparecache import CompareCache, Remaining
 from auditor.config import Config, Source
 from auditor.desired import DesiredObject, DesiredState, Manifests, load_desired, load_folder
 from auditor.errors import ConfigError
-from auditor.parsecache import ParseCache
+from auditor.parsecache import STATE_FOLDER, ParseCache
 from auditor.progress import Progress
 from auditor.records import ObjectResult, Problem, ResourceKey
 from auditor.scope import key_in_scope
 from auditor.snapshot import read_snapshot
+from auditor.statecache import StateCache
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +84,26 @@ def load_desired_state(cfg: Config, *, desired_path: str | None = None,
                        discovered: dict[tuple[str, str], bool] | None = None,
                        tools_dir: str | None = None,
                        previous: Mapping[str, str] | None = None,
-                       parse_cache: ParseCache | None = None) -> DesiredState:
+                       parse_cache: ParseCache | None = None,
+                       state_cache: StateCache | None = None) -> DesiredState:
     """Desired state from ``--desired`` (a folder, or a Git URL/path with ``--revision``)
     or, without it, from the configured sources."""
     if desired_path:
         path = Path(desired_path).expanduser()
         if revision is None and path.exists() and not desired_path.endswith(".git"):
             return load_folder(path, namespace or "default", discovered=discovered,
-                               tools_dir=tools_dir, parse_cache=parse_cache)
+                               tools_dir=tools_dir, parse_cache=parse_cache,
+                               state_cache=state_cache)
         source = Source(url=desired_path, revision=revision or "HEAD",
                         namespace=namespace or "default")
         return load_desired([source], discovered=discovered, tools_dir=tools_dir,
-                            previous=previous, parse_cache=parse_cache)
+                            previous=previous, parse_cache=parse_cache,
+                            state_cache=state_cache)
     if not cfg.sources:
         raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
                           "DRIFT_AUDITOR_SOURCE_URL, or pass --desired PATH)")
     return load_desired(cfg.sources, discovered=discovered, tools_dir=tools_dir,
-                        previous=previous, parse_cache=parse_cache)
+                        previous=previous, parse_cache=parse_cache, state_cache=state_cache)
 
 
 def cache_folder(cfg: Config) -> Path:
@@ -408,7 +412,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             cfg, desired_path=desired_path, revision=revision,
             discovered={(r.group, r.kind): r.namespaced for r in resources},
             tools_dir=tools_dir, previous=_previous_commits(ledger.conn),
-            parse_cache=parse_cache)
+            parse_cache=parse_cache, state_cache=StateCache(parse_cache.folder / STATE_FOLDER))
         session = _Session(cfg, settings, desired, _wanted(desired, cfg))
         clock.lap("desired")
         _settle_long_lived()
