@@ -33,6 +33,7 @@ from auditor.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 _CACHEABLE = frozenset({"in-sync", "drifted", "ignored"})
 _TOKEN = 16
 _FORMAT = 2
+_new = tuple.__new__
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ class CompareCache:
         if token in self._old_in_sync:
             self.hits += 1
             self._new_in_sync.append(token)
-            return ObjectResult(key, api_version, "in-sync", (), source)
+            # The named tuple's __new__ is Python; this runs once per desired object.
+            return _new(ObjectResult, (key, api_version, "in-sync", (), source, ""))
         entry = self._old.get(name)
         if entry is None or entry[0] != resource_version or entry[1] != digest:
             return None

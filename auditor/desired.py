@@ -42,14 +42,18 @@ class DesiredObject(NamedTuple):
     The object is kept packed (:mod:`auditor.packed`): a run holds every desired object for
     its whole length, and bytes are a tenth of the dicts. ``obj`` decodes a fresh copy, its
     namespace set from the key (defaulted for namespaced kinds, removed for cluster-scoped
-    ones). Secrets included: the compare step hashes their values and nothing in this module
-    prints them. A named tuple, cheap to make, as a run makes one per object.
+    ones). ``digest`` changes whenever the declared object does (namespace defaulting is in
+    the key). Secrets included: the compare step hashes their values and nothing in this
+    module prints them. A named tuple, cheap to make, as a run makes one per object.
     """
 
     key: ResourceKey
     raw: bytes
     source: SourceInfo
-    api_version: str = ""
+    api_version: str
+    # packed.digest(raw): what the verdict cache goes by, kept so a steady run that takes
+    # the state from the state cache hashes no object again.
+    digest: str
 
     @property
     def obj(self) -> dict[str, Any]:
@@ -61,11 +65,6 @@ class DesiredObject(NamedTuple):
             else:
                 meta.pop("namespace", None)
         return obj
-
-    @property
-    def digest(self) -> str:
-        """Changes whenever the declared object does (namespace defaulting is in the key)."""
-        return packed.digest(self.raw)
 
 
 class _View(Mapping[ResourceKey, _T]):
@@ -219,7 +218,8 @@ class _Builder:
             if seen is not None:
                 self._twice(key, seen, (source, info.file, item.document))
                 continue
-            objects[key] = DesiredObject(key, item.raw, info, item.api_version)
+            objects[key] = DesiredObject(key, item.raw, info, item.api_version,
+                                         packed.digest(item.raw))
             origin[key] = (source, info.file, item.document)
 
     def _twice(self, key: ResourceKey, first: tuple[str, str, int],

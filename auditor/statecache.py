@@ -14,8 +14,8 @@ kustomize and Helm can read remote bases and chart repositories that no commit p
 the parse cache it is an optimisation only: whatever cannot be read means rendering again.
 
 File layout: one JSON line ``{"format", "inputs", "infos": [source info, …], "objects":
-[[group, kind, namespace, name, apiVersion, info, length], …]}`` (objects in key order),
-then their packed bytes back to back.
+[[group, kind, namespace, name, apiVersion, info, digest, length], …]}`` (objects in key
+order), then their packed bytes back to back.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import astuple
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -36,7 +36,7 @@ from auditor.records import ResourceKey, SourceInfo, new_key
 log = logging.getLogger(__name__)
 
 # Bump when what a state holds, or how it is assembled from the same inputs, changes.
-FORMAT = 1
+FORMAT = 2
 
 
 class Packed(Protocol):
@@ -48,9 +48,11 @@ class Packed(Protocol):
     def source(self) -> SourceInfo: ...
     @property
     def api_version(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
 
 
-_T = TypeVar("_T", bound=Packed)
+_T = TypeVar("_T", bound=tuple[Any, ...])  # a named tuple: DesiredObject
 
 
 def inputs_digest(*parts: Any) -> str:
@@ -76,11 +78,10 @@ class StateCache:
     def _path(self, slot: str) -> Path:
         return self.folder / f"{hashlib.sha256(slot.encode()).hexdigest()[:32]}.bin"
 
-    def lookup(self, slot: str, inputs: str,
-               make: Callable[[ResourceKey, bytes, SourceInfo, str], _T],
-               ) -> dict[ResourceKey, _T] | None:
+    def lookup(self, slot: str, inputs: str, kind: type[_T]) -> dict[ResourceKey, _T] | None:
         """The objects ``slot`` assembled to from inputs digesting to ``inputs``, in key
-        order, each ``make(key, raw, source, api_version)``, if this cache holds them."""
+        order, each a ``kind`` (a named tuple of key, raw, source, apiVersion and digest),
+        if this cache holds them."""
         try:
             blob = self._path(slot).read_bytes()
             cut = blob.index(b"\n")
@@ -94,11 +95,14 @@ class StateCache:
             share = shared.setdefault
             out: dict[ResourceKey, _T] = {}
             at = cut + 1
-            for group, kind, namespace, name, api_version, info, length in head["objects"]:
-                key = new_key(ResourceKey, (share(group, group), share(kind, kind),
+            make = tuple.__new__  # the named tuple's own __new__ is Python, this is C
+            for group, kind_, namespace, name, api_version, info, digest, length in \
+                    head["objects"]:
+                key = new_key(ResourceKey, (share(group, group), share(kind_, kind_),
                                             share(namespace, namespace), name))
                 end = at + length
-                out[key] = make(key, blob[at:end], infos[info], share(api_version, api_version))
+                out[key] = make(kind, (key, blob[at:end], infos[info],
+                                       share(api_version, api_version), digest))
                 at = end
             if at != len(blob):
                 raise ValueError("length mismatch")
@@ -125,7 +129,7 @@ class StateCache:
             if at is None:
                 at = index[id(obj.source)] = len(infos)
                 infos.append(list(astuple(obj.source)))
-            rows.append([*key, obj.api_version, at, len(obj.raw)])
+            rows.append([*key, obj.api_version, at, obj.digest, len(obj.raw)])
         try:
             head = orjson.dumps({"format": FORMAT, "inputs": inputs, "infos": infos,
                                  "objects": rows})

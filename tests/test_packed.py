@@ -78,8 +78,8 @@ def test_digest_follows_the_declared_content() -> None:
     key = ResourceKey("", "ConfigMap", "a", "x")
 
     def desired(data: dict[str, str], file: str) -> DesiredObject:
-        return DesiredObject(key, packed.pack({"apiVersion": "v1", "data": data}),
-                             SourceInfo(file), "v1")
+        raw = packed.pack({"apiVersion": "v1", "data": data})
+        return DesiredObject(key, raw, SourceInfo(file), "v1", packed.digest(raw))
 
     one, same, other = desired({"k": "1"}, "f"), desired({"k": "1"}, "g"), desired({"k": "2"}, "f")
     assert one.digest == same.digest != other.digest

@@ -25,8 +25,8 @@ def _same(a: DesiredState, b: DesiredState) -> None:
     assert list(a.objects) == list(b.objects)  # same keys, same (key) order
     for key, obj in a.objects.items():
         other = b.objects[key]
-        assert (obj.key, obj.raw, obj.source, obj.api_version) == \
-            (other.key, other.raw, other.source, other.api_version)
+        assert (obj.key, obj.raw, obj.source, obj.api_version, obj.digest) == \
+            (other.key, other.raw, other.source, other.api_version, other.digest)
     assert (a.problems, a.commits, a.repos) == (b.problems, b.commits, b.repos)
 
 
