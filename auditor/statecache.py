@@ -13,9 +13,10 @@ folder. Only states without problems are stored, and only renders of plain manif
 kustomize and Helm can read remote bases and chart repositories that no commit pins. Like
 the parse cache it is an optimisation only: whatever cannot be read means rendering again.
 
-File layout: one JSON line ``{"format", "inputs", "infos": [source info, …], "objects":
-[[group, kind, namespace, name, apiVersion, info, digest, length], …]}`` (objects in key
-order), then their packed bytes back to back.
+File layout: one JSON line ``{"format", "inputs", "infos": [source info, …], "words":
+[string, …], "group": [word, …], "kind", "namespace", "name", "api_version", "info",
+"digest", "length"}`` (a list per field, objects in key order), then their packed bytes back
+to back.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import astuple
+from itertools import accumulate, repeat
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -36,7 +38,7 @@ from auditor.records import ResourceKey, SourceInfo, new_key
 log = logging.getLogger(__name__)
 
 # Bump when what a state holds, or how it is assembled from the same inputs, changes.
-FORMAT = 2
+FORMAT = 3
 
 
 class Packed(Protocol):
@@ -58,6 +60,30 @@ _T = TypeVar("_T", bound=tuple[Any, ...])  # a named tuple: DesiredObject
 def inputs_digest(*parts: Any) -> str:
     """A digest naming a state's inputs: ``parts`` must be JSON-able (lists, not sets)."""
     return hashlib.sha256(orjson.dumps([FORMAT, *parts])).hexdigest()
+
+
+# One list per field, an object per position: decoding makes one list per field instead of
+# one per object, and the objects are then put together by C-level map and zip.
+_COLUMNS = ("group", "kind", "namespace", "name", "api_version", "info", "digest", "length")
+
+
+def _objects(head: dict[str, Any], blob: bytes, start: int,
+             kind: type[_T]) -> dict[ResourceKey, _T]:
+    words = head["words"].__getitem__
+    group, kind_, namespace, name, api_version, info, digest, length = (
+        head[column] for column in _COLUMNS)
+    offsets = list(accumulate(length, initial=start))
+    if offsets[-1] != len(blob):
+        raise ValueError("length mismatch")
+    infos = [_source_info(fields) for fields in head["infos"]]
+    # Group, kind, namespace and apiVersion strings come from one table: shared, not copied.
+    keys = list(map(new_key, repeat(ResourceKey), zip(
+        map(words, group), map(words, kind_), map(words, namespace), name, strict=True)))
+    raws = map(blob.__getitem__, map(slice, offsets, offsets[1:]))
+    # tuple.__new__, not the named tuple's own __new__, which is a Python function.
+    return dict(zip(keys, map(tuple.__new__, repeat(kind), zip(
+        keys, raws, map(infos.__getitem__, info), map(words, api_version), digest,
+        strict=True)), strict=True))
 
 
 def _source_info(fields: list[Any]) -> SourceInfo:
@@ -89,23 +115,7 @@ class StateCache:
             if head.get("format") != FORMAT or head.get("inputs") != inputs:
                 self.misses += 1
                 return None
-            infos = [_source_info(fields) for fields in head["infos"]]
-            # apiVersion, group, kind and namespace repeat across thousands of objects.
-            shared: dict[str, str] = {}
-            share = shared.setdefault
-            out: dict[ResourceKey, _T] = {}
-            at = cut + 1
-            make = tuple.__new__  # the named tuple's own __new__ is Python, this is C
-            for group, kind_, namespace, name, api_version, info, digest, length in \
-                    head["objects"]:
-                key = new_key(ResourceKey, (share(group, group), share(kind_, kind_),
-                                            share(namespace, namespace), name))
-                end = at + length
-                out[key] = make(kind, (key, blob[at:end], infos[info],
-                                       share(api_version, api_version), digest))
-                at = end
-            if at != len(blob):
-                raise ValueError("length mismatch")
+            out = _objects(head, blob, cut + 1, kind)
         except FileNotFoundError:
             self.misses += 1
             return None
@@ -121,18 +131,27 @@ class StateCache:
         """Keep ``objects`` (in key order) as what ``inputs`` assemble to."""
         if not self._writable or not all(packed.portable(o.raw) for o in objects.values()):
             return  # a value JSON cannot hold: assemble again next time
-        index: dict[int, int] = {}  # id(SourceInfo) → position; objects of a file share one
+        sources: dict[int, int] = {}  # id(SourceInfo) → position; objects of a file share one
         infos: list[list[Any]] = []
-        rows: list[list[Any]] = []
+        words: dict[str, int] = {}  # group, kind, namespace, apiVersion: a few hundred
+        columns: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+        group, kind, namespace, name, api_version, info, digest, length = columns.values()
         for key, obj in objects.items():
-            at = index.get(id(obj.source))
+            at = sources.get(id(obj.source))
             if at is None:
-                at = index[id(obj.source)] = len(infos)
+                at = sources[id(obj.source)] = len(infos)
                 infos.append(list(astuple(obj.source)))
-            rows.append([*key, obj.api_version, at, obj.digest, len(obj.raw)])
+            group.append(words.setdefault(key.group, len(words)))
+            kind.append(words.setdefault(key.kind, len(words)))
+            namespace.append(words.setdefault(key.namespace, len(words)))
+            name.append(key.name)
+            api_version.append(words.setdefault(obj.api_version, len(words)))
+            info.append(at)
+            digest.append(obj.digest)
+            length.append(len(obj.raw))
         try:
             head = orjson.dumps({"format": FORMAT, "inputs": inputs, "infos": infos,
-                                 "objects": rows})
+                                 "words": list(words), **columns})
         except TypeError as exc:
             log.info("desired-state cache for %s not written: %s", slot, exc)
             return
