@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from auditor.cluster import APIResource, Cluster, ListStats, in_scope, iter_live
 from auditor.compare import CompareSettings, compare_all, managed_namespaces_of
 from auditor.comparecache import CompareCache, Remaining
 from auditor.config import Config, Source
-from auditor.desired import DesiredObject, DesiredState, Manifests, load_desired, load_folder
+from auditor.desired import DesiredState, Manifests, load_desired, load_folder
 from auditor.errors import ConfigError
 from auditor.parsecache import STATE_FOLDER, ParseCache
 from auditor.progress import Progress
@@ -119,20 +120,15 @@ def _flatten(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
 def _wanted(desired: DesiredState, cfg: Config) -> Manifests:
     # Scope depends only on kind and namespace, and matching a key against every excluded
     # kind pattern cost a tenth of a second over 10,000 objects: decide once per pair.
-    verdicts: dict[tuple[str, str, str], bool] = {}
-    out: dict[ResourceKey, DesiredObject] = {}
-    for key, obj in desired.objects.items():
-        where = (key.group, key.kind, key.namespace)
-        keep = verdicts.get(where)
-        if keep is None:
-            keep = verdicts[where] = key_in_scope(key, cfg.scope)
-        if keep:
-            out[key] = obj
-    return Manifests(out)
+    objects = desired.objects
+    verdicts = {where: key_in_scope(ResourceKey(*where, ""), cfg.scope)
+                for where in {key[:3] for key in objects}}
+    if all(verdicts.values()):
+        return Manifests(objects)  # everything in scope, as usual: nothing to copy
+    return Manifests({key: obj for key, obj in objects.items() if verdicts[key[:3]]})
 
 
-def _result_order(result: ObjectResult) -> ResourceKey:
-    return result.key
+_result_key = attrgetter("key")
 
 
 def _drop_unknowable(results: Iterable[ObjectResult], stats: ListStats) -> Iterator[ObjectResult]:
@@ -151,7 +147,7 @@ def _note_absent_kinds(want: Mapping[ResourceKey, Any], resources: list[APIResou
                        problems: list[Problem]) -> None:
     """A desired kind the API does not serve (a CRD not installed) is worth one clear line."""
     served = {(r.group, r.kind) for r in resources}
-    for group, kind in sorted({(k.group, k.kind) for k in want} - served):
+    for group, kind in sorted({key[:2] for key in want} - served):
         name = f"{kind}.{group}" if group else kind
         problems.append(Problem(name, f"the cluster serves no kind {name}: its objects in Git "
                                       "are reported missing", "warning"))
@@ -288,7 +284,7 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
             results = list(session.compare(_live_from_cluster(cluster, session, resources,
                                                               progress)))
             _note_absent_kinds(session.want, resources, session.problems)
-    results.sort(key=_result_order)
+    results.sort(key=_result_key)
     return AuditResult(results, session.all_problems(), desired, session.stats)
 
 
@@ -460,7 +456,9 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
         try:
             commits = [c.source_info("", desired.repos.get(name, ""))
                        for name, changes in desired.changes.items() for c in changes]
-            commits.extend(o.source for o in desired.objects.values() if o.source.commit)
+            # Objects of one file share a SourceInfo: one record each, not one per object.
+            commits.extend({id(o.source): o.source for o in desired.objects.values()
+                            if o.source.commit}.values())
             run.record_commits(commits)
             results: list[ObjectResult] = []
             pages = _pages_from_cluster(cluster, session, resources, progress)
@@ -468,10 +466,13 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             keeper = revert.LiveKeeper(  # revert: live objects of drifted keys
                 observe(pages), session.want if cfg.revert.mode != "off" else None)
 
+            note = keeper.note if cfg.revert.mode != "off" else None
+
             def take(result: ObjectResult) -> None:
                 run.record(result)
                 results.append(result)
-                keeper.note(result)
+                if note is not None:
+                    note(result)
 
             for result in session.compare_cached(keeper, cache, on_reused=take):
                 take(result)
@@ -498,7 +499,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
                     "reused": policy_outcome.evaluation.reused}
             clock.lap("policies")
             problems = session.all_problems()
-            results.sort(key=_result_order)
+            results.sort(key=_result_key)
             outcome = AuditResult(results, problems, desired, session.stats)
             partial = bool(session.stats.skipped_kinds) or any(p.kind == "error" for p in problems)
             counters["reused_verdicts"] = cache.hits

@@ -9,6 +9,7 @@ that is recomputed rather than incremented.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,10 +50,7 @@ def breakdown(results: Iterable[ObjectResult]) -> list[list[Any]]:
     pipeline may store in the run's counts under :data:`BREAKDOWN_KEY` so that in-sync
     objects per namespace and kind (which the ledger does not otherwise keep) can be
     reported."""
-    counts: dict[tuple[str, str, str, str], int] = {}
-    for r in results:
-        k = (r.key.namespace, r.key.kind, r.key.group, r.status)
-        counts[k] = counts.get(k, 0) + 1
+    counts = Counter((r.key.namespace, r.key.kind, r.key.group, r.status) for r in results)
     return [[*k, n] for k, n in sorted(counts.items())]
 
 
