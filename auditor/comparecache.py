@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from auditor.files import write_whole
 from auditor.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 
 # Verdicts on desired objects that are a pure function of the pair; missing and orphan
@@ -118,11 +118,7 @@ class CompareCache:
         try:
             head = orjson.dumps({"format": _FORMAT, "stamp": self.stamp,
                                  "tokens": len(self._new_in_sync)})
-            payload = b"".join([head, b"\n", *self._new_in_sync, orjson.dumps(self._new)])
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(payload)
-            tmp.replace(self.path)
+            write_whole(self.path, [head, b"\n", *self._new_in_sync, orjson.dumps(self._new)])
         except (OSError, TypeError) as exc:
             log.info("compare cache not saved: %s", exc)
 

@@ -24,6 +24,7 @@ from sys import intern
 import orjson
 
 from auditor import packed
+from auditor.files import write_whole
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,7 @@ class ParseCache:
         path = self._path(data)
         index = orjson.dumps([[document, head, len(raw)] for document, head, raw in objects])
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(b"".join([index, b"\n", *(raw for _d, _h, raw in objects)]))
-            tmp.replace(path)
+            write_whole(path, [index, b"\n", *(raw for _d, _h, raw in objects)])
         except OSError as exc:
             # A read-only root filesystem in a pod, say: stop trying for this run.
             self._writable = False

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import astuple
 from itertools import accumulate, repeat
@@ -33,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from auditor import packed
+from auditor.files import write_whole
 from auditor.records import ResourceKey, SourceInfo, new_key
 
 log = logging.getLogger(__name__)
@@ -155,12 +155,8 @@ class StateCache:
         except TypeError as exc:
             log.info("desired-state cache for %s not written: %s", slot, exc)
             return
-        path = self._path(slot)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(b"".join([head, b"\n", *(o.raw for o in objects.values())]))
-            tmp.replace(path)
+            write_whole(self._path(slot), [head, b"\n", *(o.raw for o in objects.values())])
         except OSError as exc:
             self._writable = False
             log.info("desired-state cache disabled: %s", exc)
