@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,15 +17,12 @@ from typing import Any
 
 import yaml
 
+from bench.childproc import run_child
 from bench.floor import SYNTH_PATHS, decode_floor
 from bench.synth import jobs, objects
 
 CHILD = r"""
 import json, sys, time
-def peak_mib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
 t0 = time.process_time(); w0 = time.perf_counter()
 from auditor import config
 cfg = config.load(sys.argv[1], env={})
@@ -53,11 +48,7 @@ print(json.dumps({"cpu_s": time.process_time() - t0, "wall_s": time.perf_counter
 
 
 def _child(cfg: Path, mode: str, arg: str) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(cfg), mode, arg],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": "."})
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    return dict(json.loads(proc.stdout))
+    return run_child(CHILD, str(cfg), mode, arg)
 
 
 def _drift(obj: dict[str, Any], tag: str) -> dict[str, Any]:

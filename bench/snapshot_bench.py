@@ -6,23 +6,18 @@ from __future__ import annotations
 
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.childproc import run_child
 from bench.floor import decode_floor
 from bench.synth import objects
 
 CHILD = r"""
 import json, sys, time
-def peak_mib():
-    # VmHWM belongs to this exec'd image; ru_maxrss would carry the forking parent's peak.
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
 t0 = time.process_time(); w0 = time.perf_counter()
 from auditor.cluster import Cluster, ListStats
 from auditor.config import ClusterConfig, ScopeConfig
@@ -30,13 +25,13 @@ from auditor.snapshot import take
 t_import = time.process_time() - t0
 stats = ListStats()
 c0 = time.process_time(); w1 = time.perf_counter()
-with Cluster(ClusterConfig(kubeconfig=sys.argv[1], page_size=500, concurrency=int(__import__("os").environ.get("CONC","4")))) as cluster:
+with Cluster(ClusterConfig(kubeconfig=sys.argv[1])) as cluster:  # default paging and threads
     with open(sys.argv[2], "wb") as fh:
         out = take(cluster, ScopeConfig(), fh, secret_key=b"k" * 32, stats=stats)
 cpu = time.process_time() - c0; wall = time.perf_counter() - w1
 print(json.dumps({"objects": out.objects, "bytes": stats.bytes, "pages": stats.pages,
                   "cpu_s": cpu, "wall_s": wall, "import_cpu_s": t_import,
-                  "maxrss_mib": peak_mib()}))
+                  "peak_rss_mib": peak_mib()}))
 """
 
 
@@ -49,10 +44,8 @@ def bench_snapshot(count: int = 10_000) -> dict[str, Any]:
         load_s = time.perf_counter() - t
         kubeconfig = sb.write_kubeconfig(Path(tmp) / "kubeconfig")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(kubeconfig), f"{tmp}/snap.json"],
-                              capture_output=True, text=True, check=True)
+        child = run_child(CHILD, str(kubeconfig), f"{tmp}/snap.json")
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        child = json.loads(proc.stdout)
         floor_s, floor_bytes = decode_floor(sb.url)
     return {
         "objects": child["objects"],
@@ -67,7 +60,7 @@ def bench_snapshot(count: int = 10_000) -> dict[str, Any]:
         "import_cpu_s": round(child["import_cpu_s"], 3),
         "process_cpu_s": round((after.ru_utime + after.ru_stime)
                                - (before.ru_utime + before.ru_stime), 3),
-        "peak_rss_mib": round(child["maxrss_mib"], 1),
+        "peak_rss_mib": round(child["peak_rss_mib"], 1),
     }
 
 
