@@ -9,6 +9,7 @@ CLI reads ``os.environ``: :func:`load` takes the environment as an argument.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import types
 import typing
@@ -323,6 +324,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
         return tuple(_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
     if origin is Literal:
+        if isinstance(value, bool) and ("on" if value else "off") in typing.get_args(tp):
+            value = "on" if value else "off"  # YAML 1.1 reads an unquoted `off` as false
         if value not in typing.get_args(tp):
             raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
         return value
@@ -365,6 +368,9 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, datetime.date):
+            # YAML reads an unquoted `expires: 2027-03-31` as a date: keep it as written.
+            return value.isoformat()
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         return str(value)

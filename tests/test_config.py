@@ -93,3 +93,29 @@ def test_digest_is_stable_and_sensitive(tmp_path: Path) -> None:
     c = config.load(write(tmp_path, "ledger: {path: b.db}"), env={})
     assert a.digest() == b.digest() != c.digest()
     assert "exclude_kinds" in config.dump(a)
+
+
+def test_unquoted_dates_are_kept_as_written(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, """
+policies:
+  exemptions:
+    - {policy: p, namespace: edge, justification: j, approver: a, expires: 2027-03-31}
+    - {policy: q, justification: j, approver: a, expires: 2027-03-31T10:00:00Z}
+"""), env={})
+    assert [e.expires for e in cfg.policies.exemptions] == [
+        "2027-03-31", "2027-03-31T10:00:00+00:00"]
+
+
+def test_the_readme_configuration_example_loads(tmp_path: Path) -> None:
+    """What a user copies from the README must load as shown."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    examples = [block for block in re.findall(r"```yaml\n(.*?)```", readme, re.S)
+                if "ledger:" in block and "slack:" in block]
+    assert examples, "the README's configuration example moved"
+    cfg = config.load(write(tmp_path, examples[0]), env={})
+    assert cfg.slack.outbox_retention_days == 30
+    # Unquoted, as a user writes them: YAML reads `off` as false and the date as a date.
+    assert cfg.revert.mode == "off"
+    assert cfg.policies.exemptions[0].expires == "2027-03-31"
