@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from gitopsfixtures import config_file, sync_from_git
 
 from auditor import config as config_mod
 from auditor.errors import ConfigError
@@ -53,16 +54,8 @@ stringData: {token: s3cr3t-value-never-shown}
 @pytest.fixture
 def setup(tmp_path: Path, kubeconfig: Path, kubectl: Any) -> dict[str, Any]:
     apps = tmp_path / "git" / "apps"
-    apps.mkdir(parents=True)
-    (apps / "shop.yaml").write_text(APPS)
-    kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
-            str(apps / "shop.yaml"))
-    cfg_file = tmp_path / "drift-auditor.yaml"
-    cfg_file.write_text(f"""
-cluster: {{name: test, kubeconfig: {kubeconfig}, retries: 1}}
-ledger: {{path: {tmp_path / 'ledger.db'}}}
-policies: {{directory: {tmp_path / 'no-policies'}}}
-""")
+    sync_from_git(kubectl, apps, APPS)
+    cfg_file = config_file(tmp_path, kubeconfig)
     return {"apps": apps, "config": cfg_file, "ledger": tmp_path / "ledger.db"}
 
 

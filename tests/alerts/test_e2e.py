@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gitopsfixtures import sync_from_git
 from prometheus_client.parser import text_string_to_metric_families
 
 from auditor import alerts, metrics
@@ -59,9 +60,7 @@ def setup(tmp_path: Path, kubeconfig: Path, kubectl: Any, slack_server: SlackSer
           ) -> dict[str, Any]:
     apps = tmp_path / "git"
     apps.mkdir()
-    (apps / "shop.yaml").write_text(APPS)
-    kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
-            str(apps / "shop.yaml"))
+    sync_from_git(kubectl, apps, APPS)
     cfg = Config(
         cluster=ClusterConfig(name="e2e", kubeconfig=str(kubeconfig), retries=1),
         ledger=LedgerConfig(path=str(tmp_path / "ledger.db")),

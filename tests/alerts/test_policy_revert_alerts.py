@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
+from gitopsfixtures import sync_from_git
 
 from auditor import alerts
 from auditor.config import (
@@ -85,9 +86,7 @@ def shop(tmp_path: Path, kubeconfig: Path, kubectl: Any, slack_server: SlackServ
          ) -> dict[str, Any]:
     apps = tmp_path / "git"
     apps.mkdir()
-    (apps / "shop.yaml").write_text(SHOP)
-    kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
-            str(apps / "shop.yaml"))
+    sync_from_git(kubectl, apps, SHOP)
     cfg = Config(
         cluster=ClusterConfig(name="news", kubeconfig=str(kubeconfig), retries=1),
         ledger=LedgerConfig(path=str(tmp_path / "ledger.db")),

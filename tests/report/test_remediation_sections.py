@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
+from gitopsfixtures import config_file, sync_from_git
 
 from auditor import config as config_mod
 from auditor.adopt_cli import Request, execute
@@ -145,16 +146,9 @@ def revert_ledger(tmp_path: Path, kubeconfig: Path, kubectl: Any,
     reverted once the permission is back."""
     apps = tmp_path / "git"
     apps.mkdir()
-    (apps / "shop.yaml").write_text(SHOP)
-    kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
-            str(apps / "shop.yaml"))
-    cfg_file = tmp_path / "drift-auditor.yaml"
-    cfg_file.write_text(f"""
-cluster: {{name: prod-eu, kubeconfig: {kubeconfig}, retries: 1}}
-ledger: {{path: {tmp_path / 'ledger.db'}}}
-policies: {{directory: {tmp_path / 'no-policies'}}}
-reports: {{schedule-minutes: 60, remediation-sla-hours: 24}}
-""")
+    sync_from_git(kubectl, apps, SHOP)
+    cfg_file = config_file(tmp_path, kubeconfig, cluster="prod-eu", extra=(
+        "reports: {schedule-minutes: 60, remediation-sla-hours: 24}\n"))
     cfg = config_mod.load(cfg_file, env={})
     start = datetime.now(UTC).replace(microsecond=0)
     desired = str(apps)

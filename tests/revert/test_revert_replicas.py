@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from gitopsfixtures import config_file, sync_from_git
 
 from auditor import config as config_mod
 from auditor.config import Config, RevertConfig
@@ -53,16 +54,8 @@ spec:
 def autoscaled(tmp_path: Path, kubeconfig: Path, kubectl: Any) -> dict[str, Any]:
     git = tmp_path / "git"
     git.mkdir()
-    (git / "shop.yaml").write_text(AUTOSCALED)
-    kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
-            str(git / "shop.yaml"))
-    cfg_file = tmp_path / "drift-auditor.yaml"
-    cfg_file.write_text(f"""
-cluster: {{name: test, kubeconfig: {kubeconfig}, retries: 1}}
-ledger: {{path: {tmp_path / 'ledger.db'}}}
-policies: {{directory: {tmp_path / 'no-policies'}}}
-revert: {{mode: enforce}}
-""")
+    sync_from_git(kubectl, git, AUTOSCALED)
+    cfg_file = config_file(tmp_path, kubeconfig, extra="revert: {mode: enforce}\n")
     return {"git": git, "cfg": config_mod.load(cfg_file, env={}), "ledger": tmp_path / "ledger.db"}
 
 

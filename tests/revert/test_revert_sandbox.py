@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from gitopsfixtures import config_file, sync_from_git
 
 from auditor import config as config_mod
 from auditor.config import Config, RevertConfig
@@ -68,16 +69,8 @@ HUMAN_SECRET = "hum4n-added-s3cret"
 @pytest.fixture
 def shop(tmp_path: Path, kubeconfig: Path, kubectl: Any) -> dict[str, Any]:
     apps = tmp_path / "git"
-    apps.mkdir()
-    (apps / "shop.yaml").write_text(SHOP)
-    kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
-            str(apps / "shop.yaml"))
-    cfg_file = tmp_path / "drift-auditor.yaml"
-    cfg_file.write_text(f"""
-cluster: {{name: test, kubeconfig: {kubeconfig}, retries: 1}}
-ledger: {{path: {tmp_path / 'ledger.db'}}}
-policies: {{directory: {tmp_path / 'no-policies'}}}
-""")
+    sync_from_git(kubectl, apps, SHOP)
+    cfg_file = config_file(tmp_path, kubeconfig)
     cfg = config_mod.load(cfg_file, env={})
     return {"apps": apps, "config": cfg_file, "cfg": cfg, "ledger": tmp_path / "ledger.db"}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gitopsfixtures import config_file, sync_from_git
 
 from auditor import config as config_mod
 from auditor import serve
@@ -100,19 +101,11 @@ def ledger_setup(tmp_path: Path, kubeconfig: Path, kubectl: Any) -> dict[str, An
     """Two real runs: everything in sync, then human changes → open drifts."""
     apps = tmp_path / "git" / "apps"
     apps.mkdir(parents=True)
-    (apps / "shop.yaml").write_text(APPS)
-    kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
-            str(apps / "shop.yaml"))
+    sync_from_git(kubectl, apps, APPS)
     reports = tmp_path / "reports"
     reports.mkdir()
-    cfg_file = tmp_path / "drift-auditor.yaml"
-    cfg_file.write_text(f"""
-cluster: {{name: serve-test, kubeconfig: {kubeconfig}, retries: 1}}
-ledger: {{path: {tmp_path / 'ledger.db'}}}
-policies: {{directory: {tmp_path / 'no-policies'}}}
-reports: {{directory: {reports}}}
-serve: {{token-env: SERVE_TEST_TOKEN}}
-""")
+    cfg_file = config_file(tmp_path, kubeconfig, cluster="serve-test", extra=(
+        f"reports: {{directory: {reports}}}\nserve: {{token-env: SERVE_TEST_TOKEN}}\n"))
     cfg = config_mod.load(cfg_file)
     run_once(cfg, desired_path=str(apps))
     kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:2.0.0-hotfix")

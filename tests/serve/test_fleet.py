@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gitopsfixtures import sync_from_git
 from prometheus_client.parser import text_string_to_metric_families
 
 from auditor import config as config_mod
@@ -69,10 +70,7 @@ class Fleet:
 @pytest.fixture
 def fleet(tmp_path: Path, kubeconfig: Path, kubectl: Any) -> Fleet:
     apps = tmp_path / "git" / "apps"
-    apps.mkdir(parents=True)
-    (apps / "shop.yaml").write_text(APPS)
-    kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
-            str(apps / "shop.yaml"))
+    sync_from_git(kubectl, apps, APPS)
     reports = tmp_path / "reports"
     reports.mkdir()
     configs, files, ledgers = {}, {}, {}
