@@ -420,7 +420,9 @@ def load_folder(path: Path | str, namespace: str = "default", *,
     helm = helm or HelmSource()
     commits = {name: repo.commit} if repo is not None else {}
     repos = {name: str(repo.path)} if repo is not None else {}
-    slot = f"folder\0{target}"
+    # The path as given, links unresolved: git-sync swaps a `current` link to each new
+    # revision's folder, and one slot per revision would fill the disk.
+    slot = f"folder\0{Path(path).expanduser().absolute()}"
     inputs = (_folder_inputs(root, rel, mode=mode, namespace=namespace, helm=helm,
                              commit=repo.commit if repo is not None else "",
                              discovered=discovered)

@@ -214,3 +214,24 @@ def test_the_parse_cache_prune_removes_old_states(tmp_path: Path) -> None:
     files = len(list((tmp_path / "cache").glob("??/*")))
     assert parse.prune(30, now=time.time() + 31 * 86400) == files + 1
     assert not list((tmp_path / "cache" / STATE_FOLDER).glob("*"))
+
+
+def test_a_folder_behind_a_swapped_link_keeps_one_entry(tmp_path: Path) -> None:
+    """git-sync publishes each revision in a new folder and points a link at it: the state
+    follows the link's target, and the cache keeps one entry for the path, not one per
+    revision."""
+    first = _folder(tmp_path / "rev-1")
+    second = _folder(tmp_path / "rev-2")
+    (second / "web.yaml").write_text(deployment("web", "nginx:1.28"))
+    current = tmp_path / "current"
+    cache = StateCache(tmp_path / "cache")
+    images = []
+    for target in (first, second, second):
+        current.unlink(missing_ok=True)
+        current.symlink_to(target, target_is_directory=True)
+        state = load_folder(current, "shop", state_cache=cache)
+        web = state.objects[ResourceKey("apps", "Deployment", "shop", "web")]
+        images.append(web.obj["spec"]["template"]["spec"]["containers"][0]["image"])
+    assert images == ["nginx:1.27", "nginx:1.28", "nginx:1.28"]
+    assert (cache.misses, cache.hits) == (2, 1)
+    assert len(list((tmp_path / "cache").glob("*.bin"))) == 1
