@@ -168,8 +168,15 @@ class _KeyOf:
     def page(self, items: list[dict[str, Any]]) -> list[ResourceKey]:
         keys = [ResourceKey.of(obj) for obj in items]
         self._page = items
-        self._by_id = {id(obj): key for obj, key in zip(items, keys, strict=True)}
+        # Refilled, not replaced: :attr:`get` stays bound for loops that hold it.
+        self._by_id.clear()
+        self._by_id.update(zip(map(id, items), keys, strict=True))
         return keys
+
+    @property
+    def get(self) -> Callable[[int], ResourceKey | None]:
+        """``get(id(obj))``: the key of an object of the page in hand, else None."""
+        return self._by_id.get
 
     def __call__(self, obj: dict[str, Any]) -> ResourceKey:
         return self._by_id.get(id(obj)) or ResourceKey.of(obj)
@@ -203,11 +210,12 @@ class _Session:
         remaining = Remaining(want)
         pending: dict[ResourceKey, tuple[str, str]] = {}  # compared now: (rv, digest)
         # Bound once: this loop runs per live object, and most of a steady run is this loop.
-        entries, taken, key_of, lookup = want.packed, remaining.taken, self.key_of, cache.lookup
+        entries, taken, lookup = want.packed, remaining.taken, cache.lookup
+        key_of = self.key_of.get
 
         def unchanged_skipped(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             for obj in stream:
-                key = key_of(obj)
+                key = key_of(id(obj)) or ResourceKey.of(obj)
                 entry = entries.get(key)
                 if entry is not None and key not in taken:
                     digest = entry.digest

@@ -372,7 +372,10 @@ def plan(root: Path, rel: str = ".", mode: RenderMode = "auto") -> Plan:
                 charts.append(_rel(root, here))
                 dirnames[:] = []
                 continue
-        files.extend(_rel(root, here / f) for f in filenames
+        # One relative path per folder, not per file: pathlib costs ~10 µs a call.
+        base = _rel(root, here)
+        prefix = "" if base == "." else base + "/"
+        files.extend(prefix + f for f in filenames
                      if f.endswith(MANIFEST_SUFFIXES) and not f.startswith("."))
     included: set[Path] = set()
     for kfile in kustomizations.values():

@@ -702,10 +702,6 @@ class Run:
         for oid in oids:
             bits[oid >> 3] |= 1 << (oid & 7)
 
-    def _was_seen(self, oid: int) -> bool:
-        byte = oid >> 3
-        return byte < len(self._seen_ids) and bool(self._seen_ids[byte] & (1 << (oid & 7)))
-
     def settle(self, key: ResourceKey) -> None:
         """No comparison result will come for ``key`` (a live object Git does not declare
         and that is no orphan): write its pending observation now instead of holding it to
@@ -832,10 +828,12 @@ class Run:
         for group, kind in sorted(set(listed_kinds)):
             conn = self.ledger.conn
             # Ids first (a covering index read), names only for the few this run never saw.
+            # The bitmap test inline: this visits every live object the ledger holds.
+            bits, size = self._seen_ids, len(self._seen_ids) << 3
             unseen = [oid for (oid,) in conn.execute(
                 "SELECT o.id FROM objects o JOIN latest l ON l.object_id = o.id "
                 "WHERE o.grp = ? AND o.kind = ? AND l.deleted = 0", (group, kind))
-                if not self._was_seen(oid)]
+                if oid >= size or not bits[oid >> 3] >> (oid & 7) & 1]
             gone = sorted(row for oid in unseen for row in conn.execute(
                 "SELECT namespace, name, id FROM objects WHERE id = ?", (oid,)))
             for namespace, name, oid in gone:
