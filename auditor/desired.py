@@ -171,7 +171,8 @@ class _Builder:
 
     scopes: dict[tuple[str, str], bool] = field(default_factory=dict)
     objects: dict[ResourceKey, DesiredObject] = field(default_factory=dict)
-    origin: dict[ResourceKey, tuple[str, str, int]] = field(default_factory=dict)  # source, file, document
+    # Where each key was first defined: (source, file, document).
+    origin: dict[ResourceKey, tuple[str, str, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     def add_errors(self, errors: Iterable[ManifestError], source: str, prefix: str) -> None:
