@@ -385,14 +385,19 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
     return state
 
 
-def _plain_only(root: Path, paths: Sequence[str], mode: render.RenderMode) -> bool:
-    """Whether ``paths`` render as plain manifests only: kustomize and Helm can read remote
-    bases and chart repositories that no commit pins, so their output is never cached."""
+def _plain_plan(root: Path, rel: str, mode: render.RenderMode) -> render.Plan | None:
+    """How ``root/rel`` renders, if as plain manifests only: kustomize and Helm can read
+    remote bases and chart repositories that no commit pins, so their output is never
+    cached. ``None`` otherwise, or when it cannot be planned."""
     try:
-        plans = [render.plan(root, rel, mode) for rel in paths]
+        todo = render.plan(root, rel, mode)
     except ManifestError:
-        return False
-    return not any(p.kustomizations or p.charts for p in plans)
+        return None
+    return None if todo.kustomizations or todo.charts else todo
+
+
+def _plain_only(root: Path, paths: Sequence[str], mode: render.RenderMode) -> bool:
+    return all(_plain_plan(root, rel, mode) is not None for rel in paths)
 
 
 def load_folder(path: Path | str, namespace: str = "default", *,
@@ -453,11 +458,8 @@ def _folder_inputs(root: Path, rel: str, *, mode: render.RenderMode, namespace: 
     goes by ``commit``). ``None`` when the state cannot be cached: kustomize or Helm in
     the plan, a symbolic link (kept to the check :func:`render.load_file` makes), a file
     that cannot be read."""
-    try:
-        todo = render.plan(root, rel, mode)
-    except ManifestError:
-        return None
-    if todo.kustomizations or todo.charts:
+    todo = _plain_plan(root, rel, mode)
+    if todo is None:
         return None
     files: list[str] = []
     for file in todo.files:

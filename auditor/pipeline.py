@@ -29,7 +29,7 @@ from auditor.errors import ConfigError
 from auditor.parsecache import STATE_FOLDER, ParseCache
 from auditor.progress import Progress
 from auditor.records import ObjectResult, Problem, ResourceKey
-from auditor.scope import key_in_scope
+from auditor.scope import key_in_scope, kind_in_scope, namespace_in_scope
 from auditor.snapshot import read_snapshot
 from auditor.statecache import StateCache
 
@@ -121,8 +121,9 @@ def _wanted(desired: DesiredState, cfg: Config) -> Manifests:
     # Scope depends only on kind and namespace, and matching a key against every excluded
     # kind pattern cost a tenth of a second over 10,000 objects: decide once per pair.
     objects = desired.objects
-    verdicts = {where: key_in_scope(ResourceKey(*where, ""), cfg.scope)
-                for where in {key[:3] for key in objects}}
+    verdicts = {(group, kind, namespace): kind_in_scope(group, kind, cfg.scope)
+                and namespace_in_scope(namespace, cfg.scope)
+                for group, kind, namespace in {key[:3] for key in objects}}
     if all(verdicts.values()):
         return Manifests(objects)  # everything in scope, as usual: nothing to copy
     return Manifests({key: obj for key, obj in objects.items() if verdicts[key[:3]]})
@@ -155,9 +156,9 @@ def _note_absent_kinds(want: Mapping[ResourceKey, Any], resources: list[APIResou
 
 class _KeyOf:
     """``ResourceKey.of`` for the objects of the page in hand, computed once: each live
-    object passes the ledger's observer, the revert keeper and the compare cache one after
-    the other, and computing its key each time was a measurable share of a steady run.
-    Objects are recognised by identity; holding the page keeps their ids from reuse."""
+    object passes the ledger's observer and then the verdict cache, and computing its key
+    twice was a measurable share of a steady run. Objects are recognised by identity;
+    holding the page keeps their ids from reuse."""
 
     __slots__ = ("_by_id", "_page")
 
@@ -177,9 +178,6 @@ class _KeyOf:
     def get(self) -> Callable[[int], ResourceKey | None]:
         """``get(id(obj))``: the key of an object of the page in hand, else None."""
         return self._by_id.get
-
-    def __call__(self, obj: dict[str, Any]) -> ResourceKey:
-        return self._by_id.get(id(obj)) or ResourceKey.of(obj)
 
 
 @dataclass
@@ -411,7 +409,8 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
         clock = _Clock()
         resources = cluster.discover()
         clock.lap("discovery")
-        parse_cache = ParseCache(cache_folder(cfg) / "manifests")
+        caches = cache_folder(cfg)
+        parse_cache = ParseCache(caches / "manifests")
         desired = load_desired_state(
             cfg, desired_path=desired_path, revision=revision,
             discovered={(r.group, r.kind): r.namespaced for r in resources},
@@ -470,11 +469,11 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             run.record_commits(commits)
             results: list[ObjectResult] = []
             pages = _pages_from_cluster(cluster, session, resources, progress)
-            cache = CompareCache(cache_folder(cfg) / "verdicts.bin", _compare_stamp(cfg, settings))
+            cache = CompareCache(caches / "verdicts.bin", _compare_stamp(cfg, settings))
             keeper = revert.LiveKeeper(  # revert: live objects of drifted keys
                 observe(pages), session.want if cfg.revert.mode != "off" else None)
 
-            note = keeper.note if cfg.revert.mode != "off" else None
+            note = keeper.note if keeper.active else None
 
             def take(result: ObjectResult) -> None:
                 run.record(result)

@@ -644,6 +644,11 @@ class LiveKeeper:
             else:
                 yield obj
 
+    @property
+    def active(self) -> bool:
+        """Whether it keeps anything (revert is on): otherwise results need not be noted."""
+        return self._want is not None
+
     def note(self, result: ObjectResult) -> None:
         obj = self.pending.pop(result.key, None)
         if obj is not None and result.status in ("drifted", "orphan"):

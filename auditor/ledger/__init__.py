@@ -4,7 +4,7 @@ audited. This package is the only place that touches SQLite.
 
     with Ledger.open(path, tool_version=..., config_hash=...) as ledger:
         run = ledger.begin_run(cluster="prod", git_commits={"apps": sha})
-        known = ledger.versions_of(keys_of_page)   # per page of live objects
+        known = run.listed(keys_of_page)  # per page of live objects: what the ledger holds
         run.observe(Observation(...))     # only changed objects
         run.record(result)                # every comparison result
         run.finish("complete", counts={...}, skipped_kinds=[...], problems=[...])

@@ -7,7 +7,7 @@ A crash between two commits therefore leaves whole batches and an unfinished run
 a batch, and never a drift resolved by a run that did not finish.
 
 Cost is proportional to what changed: the pipeline skips unchanged objects using
-:meth:`Ledger.versions_of`, asked page by page (one indexed range read each); the object
+:meth:`Run.listed`, asked page by page (one indexed read per kind and namespace); the object
 index is read on demand and kept only for objects a run touched; :meth:`Run.record` keeps
 only drifted objects and objects with an open drift in memory; still-open drifts write
 nothing. Memory therefore follows changes and drifts, not the cluster's size.
@@ -824,9 +824,8 @@ class Run:
                         is_skipped: Callable[[ResourceKey], bool],
                         in_scope: Callable[[ResourceKey], bool] | None) -> None:
         """Deletions nobody declared in Git: live in the ledger, absent from a complete list."""
-        index = self.ledger._index
+        index, conn = self.ledger._index, self.ledger.conn
         for group, kind in sorted(set(listed_kinds)):
-            conn = self.ledger.conn
             # Ids first (a covering index read), names only for the few this run never saw.
             # The bitmap test inline: this visits every live object the ledger holds.
             bits, size = self._seen_ids, len(self._seen_ids) << 3

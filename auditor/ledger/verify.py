@@ -120,10 +120,12 @@ def _runs(conn: sqlite3.Connection, found: _Findings) -> None:
 
 def _checkpoints(conn: sqlite3.Connection, found: _Findings,
                  public: Ed25519PublicKey | None) -> tuple[int, int]:
-    from . import signing
-
     count = signed = 0
-    public_hex = signing.public_hex(public) if public is not None else ""
+    public_hex = ""
+    if public is not None:  # cryptography is imported only to check signatures
+        from . import signing
+
+        public_hex = signing.public_hex(public)
     seen_signed = False
     for run_id, seq, head_hash, at, signature, key_hex, stored in conn.execute(
             "SELECT c.run_id, c.seq, c.head_hash, c.at, c.signature, c.public_key, e.hash "
