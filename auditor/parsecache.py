@@ -16,27 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import time
 from pathlib import Path
 from sys import intern
 
 import orjson
 
 from auditor import packed
-from auditor.files import write_whole
+from auditor.files import remove_unused, write_whole
 
 log = logging.getLogger(__name__)
 
 # Bump when the parser's output for the same bytes changes (new normalisation of scalars…)
 # or the file layout does.
 PARSER_VERSION = b"render-2\0"
-
-# Entries unused this long are removed (once a day, by the run).
-RETENTION_DAYS = 30
-
-# Where the desired-state cache keeps its files, inside this cache's folder: pruned alike.
-STATE_FOLDER = "state"
 
 # apiVersion, kind, name, namespace: what names an object without decoding it.
 Head = tuple[str, str, str, str]
@@ -92,43 +84,9 @@ class ParseCache:
 
     def prune(self, older_than_days: float, *, now: float | None = None) -> int:
         """Remove entries no run has used for ``older_than_days`` (files of manifests long
-        gone from Git). A hit rewrites nothing, so "used" goes by the file's access time
-        where the filesystem keeps one, else by when it was written: on a ``noatime`` mount
-        a live entry may go, which costs one parse. Returns how many were removed."""
-        cut = (now if now is not None else time.time()) - older_than_days * 86400
-        removed = 0
+        gone from Git); see :func:`auditor.files.remove_unused`."""
         try:
-            # The desired-state cache (auditor.statecache) keeps its files in ``state/``.
-            entries = [*self.folder.glob("??/*"), *self.folder.glob(f"{STATE_FOLDER}/*")]
+            entries = list(self.folder.glob("??/*"))
         except OSError:
             return 0
-        for path in entries:
-            try:
-                st = path.stat()
-                if max(st.st_atime, st.st_mtime) < cut:
-                    path.unlink()
-                    removed += 1
-            except OSError:
-                continue
-        return removed
-
-    def prune_daily(self, older_than_days: float = RETENTION_DAYS, *,
-                    now: float | None = None) -> int:
-        """:meth:`prune`, at most once a day: a stat of every entry is not worth every run."""
-        now = now if now is not None else time.time()
-        stamp = self.folder / ".pruned"
-        try:
-            if now - stamp.stat().st_mtime < 86400:
-                return 0
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return 0
-        removed = self.prune(older_than_days, now=now)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            stamp.touch()
-            os.utime(stamp, (now, now))
-        except OSError:
-            pass
-        return removed
+        return remove_unused(entries, older_than_days, now=now)

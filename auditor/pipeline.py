@@ -19,14 +19,14 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from auditor import __version__, gcpolicy, revert, secretkey
+from auditor import __version__, files, gcpolicy, revert, secretkey
 from auditor.cluster import APIResource, Cluster, ListStats, in_scope, iter_live
 from auditor.compare import CompareSettings, compare_all, managed_namespaces_of
 from auditor.comparecache import CompareCache, Remaining
 from auditor.config import Config, Source
 from auditor.desired import DesiredState, Manifests, load_desired, load_folder
 from auditor.errors import ConfigError
-from auditor.parsecache import STATE_FOLDER, ParseCache
+from auditor.parsecache import ParseCache
 from auditor.progress import Progress
 from auditor.records import ObjectResult, Problem, ResourceKey
 from auditor.scope import key_in_scope, kind_in_scope, namespace_in_scope
@@ -411,11 +411,12 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
         clock.lap("discovery")
         caches = cache_folder(cfg)
         parse_cache = ParseCache(caches / "manifests")
+        state_cache = StateCache(caches / "state")
         desired = load_desired_state(
             cfg, desired_path=desired_path, revision=revision,
             discovered={(r.group, r.kind): r.namespaced for r in resources},
             tools_dir=tools_dir, previous=_previous_commits(ledger.conn),
-            parse_cache=parse_cache, state_cache=StateCache(parse_cache.folder / STATE_FOLDER))
+            parse_cache=parse_cache, state_cache=state_cache)
         session = _Session(cfg, settings, desired, _wanted(desired, cfg))
         clock.lap("desired")
         _settle_long_lived()
@@ -521,7 +522,9 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
                                  listed_kinds=listed,
                                  in_scope=lambda key: key_in_scope(key, cfg.scope))
             cache.save()
-            parse_cache.prune_daily()
+            if files.once_a_day(caches / ".pruned"):
+                parse_cache.prune(files.RETENTION_DAYS)
+                state_cache.prune(files.RETENTION_DAYS)
             clock.lap("ledger_finish")
             log.info("run %d phases (s): %s", summary.run_id, clock.laps)
         except BaseException as exc:

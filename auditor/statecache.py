@@ -32,7 +32,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from auditor import packed
-from auditor.files import write_whole
+from auditor.files import remove_unused, write_whole
 from auditor.records import ResourceKey, SourceInfo, new_key
 
 log = logging.getLogger(__name__)
@@ -160,3 +160,11 @@ class StateCache:
         except OSError as exc:
             self._writable = False
             log.info("desired-state cache disabled: %s", exc)
+
+    def prune(self, older_than_days: float, *, now: float | None = None) -> int:
+        """Remove the states of locations no run has audited for ``older_than_days``."""
+        try:
+            entries = list(self.folder.glob("*.bin"))
+        except OSError:
+            return 0
+        return remove_unused(entries, older_than_days, now=now)

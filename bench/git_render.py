@@ -25,7 +25,7 @@ import yaml
 from auditor import gitrepo, render
 from auditor.config import Source
 from auditor.desired import load_desired
-from auditor.parsecache import STATE_FOLDER, ParseCache
+from auditor.parsecache import ParseCache
 from auditor.statecache import StateCache
 from bench.synth import objects
 
@@ -96,7 +96,7 @@ def bench_render(tmpdir: str) -> dict[str, Any]:
     # on the same commit takes the whole state back, a run after a one-file commit parses
     # that file only (the state itself is assembled again).
     parse_cache = ParseCache(root / "caches" / "manifests")
-    state_cache = StateCache(root / "caches" / "manifests" / STATE_FOLDER)
+    state_cache = StateCache(root / "caches" / "state")
 
     def cached() -> float:
         started = time.perf_counter()

@@ -85,14 +85,20 @@ def test_digest_follows_the_declared_content() -> None:
     assert one.digest == same.digest != other.digest
 
 
-def test_daily_prune_runs_once_a_day(tmp_path: Path) -> None:
+def test_cache_retention_runs_once_a_day(tmp_path: Path) -> None:
     import time
+
+    from auditor.files import once_a_day
+
     (tmp_path / "m.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
     cache = ParseCache(tmp_path / "cache")
     load_file(tmp_path, "m.yaml", cache)
     later = time.time() + 40 * 86400
-    assert cache.prune_daily(now=later) == 1          # first pass: the old entry goes
-    load_file(tmp_path, "m.yaml", cache)               # stored again, written "now"
-    assert cache.prune_daily(now=later + 3600) == 0    # within the day: not even looked at
-    assert len(list((tmp_path / "cache").glob("??/*"))) == 1
-    assert ParseCache(tmp_path / "missing").prune_daily() == 0
+    stamp = tmp_path / "cache" / ".pruned"
+    assert once_a_day(stamp, now=later)                # first pass of the day
+    assert cache.prune(30, now=later) == 1             # the old entry goes
+    assert not once_a_day(stamp, now=later + 3600)     # within the day: not even looked at
+    assert once_a_day(stamp, now=later + 86400)        # the next day again
+    (tmp_path / "file").write_text("not a folder")
+    assert not once_a_day(tmp_path / "file" / ".pruned", now=later)  # unusable: never due
+    assert ParseCache(tmp_path / "missing").prune(30) == 0

@@ -13,7 +13,7 @@ from gitfixtures import TOOLS, RepoBuilder, configmap, deployment, tool
 
 from auditor.config import Source
 from auditor.desired import DesiredState, load_desired, load_folder
-from auditor.parsecache import STATE_FOLDER, ParseCache
+from auditor.parsecache import ParseCache
 from auditor.records import ResourceKey
 from auditor.statecache import StateCache
 
@@ -44,7 +44,7 @@ def test_folder_hit_is_the_fresh_state_and_skips_parsing(tmp_path: Path) -> None
     apps = _folder(tmp_path)
     fresh = load_folder(apps, "shop")
     parse = ParseCache(tmp_path / "cache")
-    cache = StateCache(tmp_path / "cache" / STATE_FOLDER)
+    cache = StateCache(tmp_path / "cache" / "state")
     first = load_folder(apps, "shop", parse_cache=parse, state_cache=cache)
     parsed = (parse.hits, parse.misses)
     second = load_folder(apps, "shop", parse_cache=parse, state_cache=cache)
@@ -202,18 +202,17 @@ def test_unwritable_cache_folder_only_costs_speed(tmp_path: Path) -> None:
     assert cache.hits == 0
 
 
-def test_the_parse_cache_prune_removes_old_states(tmp_path: Path) -> None:
+def test_prune_removes_states_unused_for_the_given_days(tmp_path: Path) -> None:
     import time
 
     apps = _folder(tmp_path)
-    parse = ParseCache(tmp_path / "cache")
-    cache = StateCache(tmp_path / "cache" / STATE_FOLDER)
-    load_folder(apps, "shop", parse_cache=parse, state_cache=cache)
-    assert len(list((tmp_path / "cache" / STATE_FOLDER).glob("*.bin"))) == 1
-    assert parse.prune(30) == 0
-    files = len(list((tmp_path / "cache").glob("??/*")))
-    assert parse.prune(30, now=time.time() + 31 * 86400) == files + 1
-    assert not list((tmp_path / "cache" / STATE_FOLDER).glob("*"))
+    cache = StateCache(tmp_path / "state")
+    load_folder(apps, "shop", state_cache=cache)
+    assert len(list((tmp_path / "state").glob("*.bin"))) == 1
+    assert cache.prune(30) == 0
+    assert cache.prune(30, now=time.time() + 31 * 86400) == 1
+    assert not list((tmp_path / "state").glob("*"))
+    assert StateCache(tmp_path / "missing").prune(30) == 0
 
 
 def test_a_folder_behind_a_swapped_link_keeps_one_entry(tmp_path: Path) -> None:
