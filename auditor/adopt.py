@@ -1,7 +1,7 @@
 """Adopting drift into Git: write the live values of drifted paths back into the files they
 came from, changing only those values.
 
-The input is a fresh comparison (:class:`~auditor.records.ObjectResult` items carry the live
+The input is a fresh comparison (:class:`~auditor.engine.records.ObjectResult` items carry the live
 values) and a work tree of the audited commit. For each drifted path this module decides
 which file and which YAML document to edit, edits it, and proves the edit did what it should
 by rendering the source again: the rendered objects after the edit must equal the rendered
@@ -57,10 +57,11 @@ from ruamel.yaml.scalarstring import (
     SingleQuotedScalarString,
 )
 
-from auditor import defaults, kinds, paths, render
 from auditor.config import Source
+from auditor.desired import render
+from auditor.engine import defaults, kinds, paths
+from auditor.engine.records import DriftItem, ObjectResult, ResourceKey
 from auditor.errors import ManifestError
-from auditor.records import DriftItem, ObjectResult, ResourceKey
 
 ADOPTABLE_CATEGORIES: tuple[str, ...] = ("human", "unknown")
 
@@ -146,7 +147,7 @@ def select(result: ObjectResult, patterns: Sequence[str] = (),
            ) -> tuple[list[DriftItem], list[Refusal]]:
     """The drift items of ``result`` to adopt, and refusals for the object or for items left out.
 
-    ``patterns`` are path globs (:func:`auditor.paths.glob_regex`); none means every path.
+    ``patterns`` are path globs (:func:`auditor.engine.paths.glob_regex`); none means every path.
     """
     key = result.key
     if key.group == "" and key.kind == "Secret":
@@ -237,7 +238,7 @@ def _split_outside_quotes(text: str, sep: str) -> list[str]:
 
 def parse_path(text: str) -> tuple[Step, ...]:
     """The steps of a drift path in the contract's text form (inverse of
-    :func:`auditor.paths.render`). A quoted bracket is a map key or a set item; which one
+    :func:`auditor.engine.paths.render`). A quoted bracket is a map key or a set item; which one
     depends on the node it is applied to."""
     steps: list[Step] = []
     i = 0

@@ -25,12 +25,12 @@ import click
 import orjson
 
 from auditor import adopt as adopt_mod
-from auditor import gitrepo
 from auditor.config import Config, Source
-from auditor.desired import DEFAULT_CACHE_DIR, source_name
+from auditor.desired import gitrepo
+from auditor.desired.state import DEFAULT_CACHE_DIR, source_name
+from auditor.engine.records import DriftItem, ObjectResult, ResourceKey
 from auditor.errors import AuditorError, ConfigError, GitError
 from auditor.ledger.adoptions import TRAILER
-from auditor.records import DriftItem, ObjectResult, ResourceKey
 
 
 class AdoptError(AuditorError):

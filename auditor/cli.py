@@ -121,8 +121,8 @@ def sandbox(host: str, port: int, seed: str | None, kubeconfig_out: str | None) 
     import signal
     import threading
 
+    from auditor.live.snapshot import read_snapshot
     from auditor.sandbox import Sandbox
-    from auditor.snapshot import read_snapshot
 
     sb = Sandbox(host=host, port=port)
     if seed:
@@ -152,10 +152,10 @@ def sandbox(host: str, port: int, seed: str | None, kubeconfig_out: str | None) 
 def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: bool,
              output: str) -> None:
     """Write the cluster's live, in-scope objects as a `kubectl get -o json` style List."""
-    from auditor import secretkey
-    from auditor.cluster import Cluster, ListStats
-    from auditor.progress import Progress
-    from auditor.snapshot import take
+    from auditor.live.client import Cluster, ListStats
+    from auditor.live.snapshot import take
+    from auditor.support import secretkey
+    from auditor.support.progress import Progress
 
     cfg = obj.load(_cluster_overrides(kubeconfig, context, in_cluster))
     key = (secretkey.load_key(cfg.compare.secret_hash_key_file)
@@ -214,9 +214,9 @@ def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: 
          desired_path: str | None, revision: str | None, namespace: str | None,
          live_file: str | None, output: str, color: bool | None) -> None:
     """Compare Git with the cluster. Exit 0 in sync, 1 drift/missing/orphan, 2 error."""
-    from auditor import diffout
+    from auditor.outputs import diffout
     from auditor.pipeline import audit
-    from auditor.progress import Progress
+    from auditor.support.progress import Progress
 
     cfg = obj.load(_cluster_overrides(kubeconfig, context, in_cluster))
     result = audit(cfg, desired_path=desired_path, revision=revision, live_file=live_file,
@@ -236,7 +236,7 @@ def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: 
 
 def _run_summary(outcome: Any, color: bool) -> str:
     """The one-screen summary a CronJob log or a terminal shows at the end of a run."""
-    from auditor.diffout import to_text
+    from auditor.outputs.diffout import to_text
 
     audit = outcome.audit
     c = audit.counts
@@ -302,9 +302,9 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
     """
     import orjson
 
-    from auditor import diffout
+    from auditor.outputs import diffout
     from auditor.pipeline import run_once
-    from auditor.progress import Progress
+    from auditor.support.progress import Progress
 
     overrides = _cluster_overrides(kubeconfig, context, in_cluster)
     if ledger_path:
@@ -314,7 +314,7 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
                        desired_path=desired_path, revision=revision,
                        progress=lambda task, total: Progress(task, total))
     # Outputs read the ledger the run just wrote; their failures never undo the audit.
-    from auditor import alerts, metrics
+    from auditor.outputs import alerts, metrics
 
     alert_report = alerts.after_run(cfg, cfg.ledger.path, outcome.run_id, env=os.environ)
     metrics_report = metrics.after_run(cfg, cfg.ledger.path)
@@ -343,7 +343,7 @@ def _register_commands() -> None:
     from auditor.notify_cli import COMMANDS as notify_commands
     from auditor.policies.cli import COMMANDS as policy_commands
     from auditor.report.cli import COMMANDS as report_commands
-    from auditor.serve import COMMANDS as serve_commands
+    from auditor.web.serve import COMMANDS as serve_commands
 
     # notify_cli's metrics-only `serve` predates the UI; the UI serves /metrics too.
     for command in (*ledger_commands, *notify_commands, *adopt_commands, *policy_commands,

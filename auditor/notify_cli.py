@@ -46,7 +46,7 @@ def send_cmd(ledger_path: str | None, dry_run: bool) -> None:
     everything pending. Exit 2 when messages remain undelivered (they stay queued)."""
 
     def body() -> None:
-        from auditor import alerts
+        from auditor.outputs import alerts
 
         cfg = _config()
         report = alerts.send(cfg, ledger_path or cfg.ledger.path, env=os.environ,
@@ -73,7 +73,7 @@ def status_cmd(ledger_path: str | None) -> None:
     """Show the outbox: counts, and each undelivered message with its last error."""
 
     def body() -> None:
-        from auditor import alerts
+        from auditor.outputs import alerts
 
         cfg = _config()
         for line in alerts.status(ledger_path or cfg.ledger.path):
@@ -96,7 +96,7 @@ def metrics_cmd(ledger_path: str | None, textfile: str | None, pushgateway: str 
     """Prometheus metrics from the ledger: print, write a textfile and/or push."""
 
     def body() -> None:
-        from auditor import metrics
+        from auditor.outputs import metrics
 
         cfg = _config()
         path = ledger_path or cfg.ledger.path
@@ -121,7 +121,7 @@ def serve_cmd(ledger_path: str | None, host: str, port: int) -> None:
     """Serve /metrics (read from the ledger at each scrape) until interrupted."""
 
     def body() -> None:
-        from auditor import metrics
+        from auditor.outputs import metrics
 
         cfg = _config()
         server = metrics.make_server(cfg, ledger_path or cfg.ledger.path, host=host, port=port)

@@ -3,8 +3,8 @@ for ``run``, into the ledger.
 
 This is the only place that strings the steps together; the CLI's ``diff`` calls
 :func:`audit` and ``run`` calls :func:`run_once`. Each step stays at its own edge: Git in
-:mod:`auditor.desired`, the cluster in :mod:`auditor.cluster`, comparison in
-:mod:`auditor.compare`, history in :mod:`auditor.ledger`.
+:mod:`auditor.desired.state`, the cluster in :mod:`auditor.live.client`, comparison in
+:mod:`auditor.engine.compare`, history in :mod:`auditor.ledger`.
 """
 
 from __future__ import annotations
@@ -19,19 +19,20 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from auditor import __version__, files, gcpolicy, revert, secretkey
-from auditor.cluster import APIResource, Cluster, ListStats, in_scope, iter_live
-from auditor.compare import CompareSettings, compare_all, managed_namespaces_of
-from auditor.comparecache import CompareCache, Remaining
+from auditor import __version__, revert
 from auditor.config import Config, Source
-from auditor.desired import DesiredState, Manifests, load_desired, load_folder
+from auditor.desired.parsecache import ParseCache
+from auditor.desired.state import DesiredState, Manifests, load_desired, load_folder
+from auditor.desired.statecache import StateCache
+from auditor.engine.compare import CompareSettings, compare_all, managed_namespaces_of
+from auditor.engine.records import ObjectResult, Problem, ResourceKey
+from auditor.engine.scope import key_in_scope, kind_in_scope, namespace_in_scope
+from auditor.engine.verdicts import CompareCache, Remaining
 from auditor.errors import ConfigError
-from auditor.parsecache import ParseCache
-from auditor.progress import Progress
-from auditor.records import ObjectResult, Problem, ResourceKey
-from auditor.scope import key_in_scope, kind_in_scope, namespace_in_scope
-from auditor.snapshot import read_snapshot
-from auditor.statecache import StateCache
+from auditor.live.client import APIResource, Cluster, ListStats, in_scope, iter_live
+from auditor.live.snapshot import read_snapshot
+from auditor.support import files, gcpolicy, secretkey
+from auditor.support.progress import Progress
 
 log = logging.getLogger(__name__)
 

@@ -47,14 +47,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from auditor.cluster import APIResource, Cluster, WriteError, WriteForbiddenError
 from auditor.config import RevertConfig
+from auditor.engine.records import Category, ObjectResult, Problem, ResourceKey
+from auditor.engine.scope import kind_selected
 from auditor.errors import ClusterError, ClusterUnreachableError, ConfigError
-from auditor.records import Category, ObjectResult, Problem, ResourceKey
-from auditor.scope import kind_selected
+from auditor.live.client import APIResource, Cluster, WriteError, WriteForbiddenError
 
 if TYPE_CHECKING:
-    from auditor.compare import CompareSettings
+    from auditor.engine.compare import CompareSettings
     from auditor.ledger import Run
     from auditor.ledger.reverts import LastAttempt
 
@@ -667,7 +667,7 @@ def after_compare(cfg: RevertConfig, cluster: Cluster, run: Run,
     the comparison that checks each applied object). Returns the report; its problems go
     into the run's problems, its counts into the run's counts.
     """
-    from auditor.compare import compare_object
+    from auditor.engine.compare import compare_object
     from auditor.ledger import content_hash as ledger_hash
     from auditor.ledger import lifecycle
     from auditor.ledger import reverts as ledger_reverts

@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from auditor.compare import CompareSettings, compare_all
-from auditor.records import ResourceKey
+from auditor.engine.compare import CompareSettings, compare_all
+from auditor.engine.records import ResourceKey
 from bench.synth import objects
 
 PAIRS = 10_000

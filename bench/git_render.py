@@ -1,7 +1,7 @@
 """Benchmark: desired state from Git — 5,000 manifests in 500 files, ~50 commits, attributed.
 
 Builds a real repository (10 multi-document YAML files per commit, five authors, every
-tenth commit also edits older files), then times :func:`auditor.desired.load_desired` end to
+tenth commit also edits older files), then times :func:`auditor.desired.state.load_desired` end to
 end: clone into a fresh cache, render every file, default namespaces, attribute every object
 to the last commit of its file (one history walk). A second run times the warm path (fetch
 into the existing clone), then the path a run takes with its caches (same commit: the
@@ -22,11 +22,11 @@ from typing import Any
 
 import yaml
 
-from auditor import gitrepo, render
 from auditor.config import Source
-from auditor.desired import load_desired
-from auditor.parsecache import ParseCache
-from auditor.statecache import StateCache
+from auditor.desired import gitrepo, render
+from auditor.desired.parsecache import ParseCache
+from auditor.desired.state import load_desired
+from auditor.desired.statecache import StateCache
 from bench.synth import objects
 
 MANIFESTS = 5_000

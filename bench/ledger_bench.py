@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 
+from auditor.engine.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 from auditor.ledger import Ledger, Observation
-from auditor.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 from bench.synth import objects
 
 COUNT = 10_000

@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 
 from auditor.config import Config, ReportsConfig
+from auditor.engine.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 from auditor.ledger import Ledger, Observation
-from auditor.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 
 START = datetime(2026, 7, 1, tzinfo=UTC)
 END = datetime(2026, 10, 1, tzinfo=UTC)

@@ -36,8 +36,8 @@ if mode == "run":
     extra = {"status": out.status, "observed": out.observed, "unchanged": out.unchanged,
              "counts": out.audit.counts, "phases": phases}
 else:
-    from auditor.cluster import Cluster, ListStats
-    from auditor.snapshot import take
+    from auditor.live.client import Cluster, ListStats
+    from auditor.live.snapshot import take
     stats = ListStats()
     with Cluster(cfg.cluster) as cluster, open(sys.argv[3], "wb") as fh:
         take(cluster, cfg.scope, fh, secret_key=b"k" * 32, stats=stats)

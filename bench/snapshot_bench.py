@@ -19,9 +19,9 @@ from bench.synth import objects
 CHILD = r"""
 import json, sys, time
 t0 = time.process_time(); w0 = time.perf_counter()
-from auditor.cluster import Cluster, ListStats
+from auditor.live.client import Cluster, ListStats
 from auditor.config import ClusterConfig, ScopeConfig
-from auditor.snapshot import take
+from auditor.live.snapshot import take
 t_import = time.process_time() - t0
 stats = ListStats()
 c0 = time.process_time(); w1 = time.perf_counter()

@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
-from auditor.cluster import Cluster, ListStats, in_scope, iter_live
 from auditor.config import ClusterConfig, ScopeConfig
+from auditor.engine.records import ResourceKey
 from auditor.errors import ClusterUnreachableError, ConfigError
-from auditor.records import ResourceKey
-from auditor.snapshot import read_snapshot, write_list
+from auditor.live.client import Cluster, ListStats, in_scope, iter_live
+from auditor.live.snapshot import read_snapshot, write_list
 from bench.synth import objects
 
 
@@ -167,8 +167,8 @@ def test_snapshot_cli_unreachable_exits_2(tmp_path: Path, dead_kubeconfig: Path)
 
 
 def test_a_value_that_only_looks_hashed_is_still_redacted() -> None:
-    from auditor.normalise import secret_hash
-    from auditor.snapshot import redact_secret
+    from auditor.engine.normalise import secret_hash
+    from auditor.live.snapshot import redact_secret
 
     key = b"k" * 32
     looks = "hmac-sha256:my-real-password"

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from compare_support import DATA, DELETE, load_pair, record_update, without_managed_fields
 
-from auditor import compare as compare_mod
-from auditor.compare import CompareSettings, compare_all, compare_object
 from auditor.config import CompareConfig, IgnoreRule, ScopeConfig
-from auditor.records import ObjectResult, ResourceKey
+from auditor.engine import compare as compare_mod
+from auditor.engine.compare import CompareSettings, compare_all, compare_object
+from auditor.engine.records import ObjectResult, ResourceKey
 
 KEY = b"0123456789abcdef0123456789abcdef"
 SETTINGS = CompareSettings(secret_key=KEY)
@@ -489,7 +489,7 @@ CORPUS = _corpus()
 def _first_leaf(desired: dict[str, Any], api_version: str, kind: str) -> tuple[list[Any], Any, str]:
     """The first declared scalar reachable through maps and keyed lists: its steps for
     record_update, its value, and its expected text path (written out independently)."""
-    from auditor.schema import merge_keys
+    from auditor.engine.schema import merge_keys
 
     def plain(name: str) -> bool:
         return name.replace("_", "a").replace("-", "a").isalnum() and not name[0].isdigit()
@@ -549,7 +549,7 @@ def test_every_kind_declared_change_is_drift(desired: dict[str, Any], live: dict
 
 
 def test_compare_all_records_problems_and_goes_on() -> None:
-    from auditor.records import Problem
+    from auditor.engine.records import Problem
 
     good_desired, good_live = load_pair("configmap-web")
     bad_desired, bad_live = load_pair("deployment-web")

@@ -13,8 +13,8 @@ import orjson
 import pytest
 import yaml
 
-from auditor.compare import CompareSettings, compare_all
-from auditor.records import ObjectResult, ResourceKey
+from auditor.engine.compare import CompareSettings, compare_all
+from auditor.engine.records import ObjectResult, ResourceKey
 
 pytestmark = pytest.mark.kubectl
 

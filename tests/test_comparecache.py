@@ -1,4 +1,4 @@
-"""The verdict cache (auditor.comparecache): a verdict comes back only for the exact
+"""The verdict cache (auditor.engine.verdicts): a verdict comes back only for the exact
 (object, resourceVersion, desired digest) it was made for and the same stamp; in-sync
 verdicts cost a token, drifted ones keep their items; a damaged file is a cold start."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auditor.comparecache import CompareCache
-from auditor.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
+from auditor.engine.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
+from auditor.engine.verdicts import CompareCache
 
 WEB = ResourceKey("apps", "Deployment", "shop", "web")
 DB = ResourceKey("", "ConfigMap", "shop", "db")

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from live_fixtures import Key, desired_objects, live_objects
 
-from auditor.defaults import covered_kinds, image_tag, is_server_default
-from auditor.normalise import normalise
+from auditor.engine.defaults import covered_kinds, image_tag, is_server_default
+from auditor.engine.normalise import normalise
 
 KEY = b"test-key"
 LIVE = live_objects()
@@ -522,7 +522,7 @@ def _perturbed(value: Any) -> Any:
 @pytest.mark.parametrize("kind", covered_kinds(), ids=lambda gk: gk[1])
 def test_every_constant_default_in_the_table_is_recognised_and_only_it(
         kind: tuple[str, str]) -> None:
-    from auditor.defaults import eq, one_of, table
+    from auditor.engine.defaults import eq, one_of, table
     checked = 0
     for path, rule in table(*kind):
         values = (rule.expected,) if isinstance(rule, eq) else \

@@ -8,9 +8,9 @@ import pytest
 from gitfixtures import TOOLS, RepoBuilder, configmap, deployment, git, tool
 
 from auditor.config import HelmSource, Source
-from auditor.desired import DesiredObject, _may_be_in_work_tree, load_desired, load_folder
+from auditor.desired.state import DesiredObject, _may_be_in_work_tree, load_desired, load_folder
+from auditor.engine.records import ResourceKey
 from auditor.errors import GitError, ToolMissingError
-from auditor.records import ResourceKey
 
 ALICE = ("Alice", "alice@example.com")
 BOB = ("Bob", "bob@example.com")

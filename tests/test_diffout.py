@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from auditor.diffout import exit_code, to_json, to_text
-from auditor.records import DriftItem, ObjectResult, Problem, ResourceKey, SourceInfo
+from auditor.engine.records import DriftItem, ObjectResult, Problem, ResourceKey, SourceInfo
+from auditor.outputs.diffout import exit_code, to_json, to_text
 
 WEB = ResourceKey("apps", "Deployment", "shop", "web")
 IMAGE = DriftItem(path="spec.template.spec.containers[name=web].image", op="changed",
@@ -121,7 +121,7 @@ def test_text_headers_for_other_statuses(status: str) -> None:
 
 
 def test_object_delta_summarises_versions() -> None:
-    from auditor.deltas import object_delta
+    from auditor.engine.deltas import object_delta
 
     old = {"spec": {"replicas": 3, "template": {"metadata": {"labels": {"app.kubernetes.io/name": "web"}}}}}
     new = {"spec": {"replicas": 5, "paused": True, "template": {"metadata": {"labels": {}}}}}
@@ -143,7 +143,7 @@ def test_object_delta_summarises_versions() -> None:
     (("spec", "env", ("name", "a,b=c")), 'spec.env[name="a,b=c"]'),
 ])
 def test_path_text_contract(elements: tuple[object, ...], text: str) -> None:
-    from auditor.paths import Key, render
+    from auditor.engine.paths import Key, render
 
     def element(e: object) -> object:
         if isinstance(e, tuple):
@@ -163,4 +163,4 @@ def test_only_deltas_imports_deepdiff() -> None:
     importing = re.compile(r"^\s*(import deepdiff|from deepdiff)", re.MULTILINE)
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                    if importing.search(p.read_text(encoding="utf-8")))
-    assert users == ["deltas.py"]
+    assert users == ["engine/deltas.py"]

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from auditor.compare import CompareSettings, compare_object
-from auditor.records import ResourceKey
+from auditor.engine.compare import CompareSettings, compare_object
+from auditor.engine.records import ResourceKey
 
 DATA = pathlib.Path(__file__).parent / "data" / "realistic"
 SETTINGS = CompareSettings(secret_key=b"realistic-secret-key-0123456789ab")
@@ -291,7 +291,7 @@ def test_controller_bookkeeping_without_managed_fields() -> None:
 
 
 def _orphan_results(live: dict[str, Any]) -> list[str]:
-    from auditor.compare import compare_all
+    from auditor.engine.compare import compare_all
     return [r.status for r in compare_all({}, [live], settings=SETTINGS,
                                           managed_namespaces={"shop"})]
 

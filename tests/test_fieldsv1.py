@@ -7,8 +7,8 @@ from typing import Any
 import yaml
 from compare_support import DATA, load_pair
 
-from auditor.fieldsv1 import Owner, OwnershipIndex, ownership, walk
-from auditor.paths import Index, Key, Value
+from auditor.engine.fieldsv1 import Owner, OwnershipIndex, ownership, walk
+from auditor.engine.paths import Index, Key, Value
 
 C = ("spec", "template", "spec", "containers")
 

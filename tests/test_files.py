@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.files import write_whole
+from auditor.support.files import write_whole
 
 
 def test_write_creates_the_folder_and_replaces_the_file(tmp_path: Path) -> None:

@@ -16,8 +16,7 @@ import pytest
 from gitfixtures import RepoBuilder, configmap, deployment, git
 
 from auditor.config import Credentials
-from auditor.errors import GitError
-from auditor.gitrepo import (
+from auditor.desired.gitrepo import (
     Repository,
     cache_key,
     parse_pr,
@@ -25,6 +24,7 @@ from auditor.gitrepo import (
     redact_url,
     sync,
 )
+from auditor.errors import GitError
 
 ALICE = ("Alice", "alice@example.com")
 BOB = ("Bob", "bob@example.com")

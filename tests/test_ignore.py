@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from auditor.config import IgnoreRule
+from auditor.engine.ignore import IgnoreSet, load_policies
+from auditor.engine.paths import glob_regex
+from auditor.engine.records import DriftItem, ResourceKey
 from auditor.errors import PolicyError
-from auditor.ignore import IgnoreSet, load_policies
-from auditor.paths import glob_regex
-from auditor.records import DriftItem, ResourceKey
 
 WEB = ResourceKey("apps", "Deployment", "shop", "web")
 
@@ -113,8 +113,8 @@ def test_bad_policies_name_file_document_and_key(tmp_path: Path, text: str, mess
 
 
 def test_settings_merge_config_rules_and_policy_files(tmp_path: Path) -> None:
-    from auditor.compare import CompareSettings
     from auditor.config import CompareConfig
+    from auditor.engine.compare import CompareSettings
 
     (tmp_path / "keda.yaml").write_text(POLICY)
     settings = CompareSettings.from_config(

@@ -9,7 +9,7 @@ from pathlib import Path
 import kubernetes.client
 import kubernetes_validate
 
-from auditor.kinds import CLUSTER_SCOPED, group_of, is_namespaced, scopes_from_crds
+from auditor.engine.kinds import CLUSTER_SCOPED, group_of, is_namespaced, scopes_from_crds
 
 # Kinds no longer (or never) in the built-in OpenAPI: metrics-server's, and PSP (removed 1.25).
 _NOT_IN_SCHEMAS = {("metrics.k8s.io", "NodeMetrics"), ("policy", "PodSecurityPolicy")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from auditor.config import DEFAULT_GITOPS_MANAGERS
-from auditor.managers import Classifier, classify
+from auditor.engine.managers import Classifier, classify
 
 
 @pytest.mark.parametrize("name", [

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from live_fixtures import desired_objects, live_objects
 
-from auditor.normalise import (
+from auditor.engine.normalise import (
     LAST_APPLIED,
     SERVER_OWNED_METADATA,
     normalise,

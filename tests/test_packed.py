@@ -1,4 +1,4 @@
-"""Packed objects (auditor.packed): what the parser produces comes back equal, values JSON
+"""Packed objects (auditor.support.packed): what the parser produces comes back equal, values JSON
 cannot carry survive in memory but never reach the on-disk parse cache, and desired objects
 decode with their namespace from the key."""
 
@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auditor import packed
-from auditor.desired import DesiredObject, Manifests, load_folder
-from auditor.parsecache import ParseCache
-from auditor.records import ResourceKey, SourceInfo
-from auditor.render import load_file
+from auditor.desired.parsecache import ParseCache
+from auditor.desired.render import load_file
+from auditor.desired.state import DesiredObject, Manifests, load_folder
+from auditor.engine.records import ResourceKey, SourceInfo
+from auditor.support import packed
 
 
 def test_round_trip_keeps_order_types_and_unicode() -> None:
@@ -88,7 +88,7 @@ def test_digest_follows_the_declared_content() -> None:
 def test_cache_retention_runs_once_a_day(tmp_path: Path) -> None:
     import time
 
-    from auditor.files import once_a_day
+    from auditor.support.files import once_a_day
 
     (tmp_path / "m.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
     cache = ParseCache(tmp_path / "cache")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auditor.parsecache import ParseCache
-from auditor.render import load_file
+from auditor.desired.parsecache import ParseCache
+from auditor.desired.render import load_file
 
 DOC = """\
 # comment

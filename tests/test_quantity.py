@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from auditor.quantity import canonical_quantity, parse_quantity, quantities_equal
+from auditor.engine.quantity import canonical_quantity, parse_quantity, quantities_equal
 
 EQUAL = [
     ("0.5", "500m"),

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from gitfixtures import TOOLS, configmap, deployment, tool
 
-from auditor.errors import ManifestError, ToolMissingError
-from auditor.render import (
+from auditor.desired.render import (
     parse_manifests,
     plan,
     render_helm,
     render_kustomize,
     render_path,
 )
+from auditor.errors import ManifestError, ToolMissingError
 
 
 def _write(root: Path, rel: str, text: str) -> None:

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from auditor import schema
-from auditor.schema import ListInfo, item_key, list_info, merge_keys
+from auditor.engine import schema
+from auditor.engine.schema import ListInfo, item_key, list_info, merge_keys
 
 POD = ("spec", "template", "spec")
 

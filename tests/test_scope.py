@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from auditor.cluster import APIResource
-from auditor.cluster import in_scope as listed
-from auditor.compare import in_scope as compared
 from auditor.config import ScopeConfig
-from auditor.records import ResourceKey
-from auditor.scope import key_in_scope, kind_selected, namespace_in_scope
+from auditor.engine.compare import in_scope as compared
+from auditor.engine.records import ResourceKey
+from auditor.engine.scope import key_in_scope, kind_selected, namespace_in_scope
+from auditor.live.client import APIResource
+from auditor.live.client import in_scope as listed
 
 
 @pytest.mark.parametrize(("group", "kind", "patterns", "selected"), [

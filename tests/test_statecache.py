@@ -12,10 +12,10 @@ import pytest
 from gitfixtures import TOOLS, RepoBuilder, configmap, deployment, tool
 
 from auditor.config import Source
-from auditor.desired import DesiredState, load_desired, load_folder
-from auditor.parsecache import ParseCache
-from auditor.records import ResourceKey
-from auditor.statecache import StateCache
+from auditor.desired.parsecache import ParseCache
+from auditor.desired.state import DesiredState, load_desired, load_folder
+from auditor.desired.statecache import StateCache
+from auditor.engine.records import ResourceKey
 
 ALICE = ("Alice", "alice@example.com")
 BOB = ("Bob", "bob@example.com")
@@ -105,7 +105,7 @@ def test_unreadable_entry_renders_again_and_says_so(
     fresh = load_folder(apps, "shop", state_cache=cache)
     (entry,) = (tmp_path / "cache").glob("*.bin")
     entry.write_bytes(entry.read_bytes()[:-10])  # cut short
-    with caplog.at_level(logging.INFO, logger="auditor.statecache"):
+    with caplog.at_level(logging.INFO, logger="auditor.desired.statecache"):
         again = load_folder(apps, "shop", state_cache=cache)
     assert cache.hits == 0
     assert "unreadable" in caplog.text

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from auditor.records import ResourceKey
+from auditor.engine.records import ResourceKey
 
 from . import times
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import orjson
 
+from auditor.engine.records import ResourceKey
 from auditor.errors import LedgerError
-from auditor.records import ResourceKey
 
 MUTATING = frozenset({"create", "update", "patch", "delete", "deletecollection", "apply"})
 

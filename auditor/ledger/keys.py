@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auditor.records import ResourceKey
+from auditor.engine.records import ResourceKey
 
 
 @dataclass(frozen=True, slots=True)

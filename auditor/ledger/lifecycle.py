@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.records import DriftItem, ObjectResult, ResourceKey
+from auditor.engine.records import DriftItem, ObjectResult, ResourceKey
 
 from . import redact
 from .chain import canonical

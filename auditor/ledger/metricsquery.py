@@ -1,4 +1,4 @@
-"""Read-only aggregates of the ledger for Prometheus metrics (:mod:`auditor.metrics`).
+"""Read-only aggregates of the ledger for Prometheus metrics (:mod:`auditor.outputs.metrics`).
 
 Everything is an aggregate over bounded labels (status, namespace, kind, category, how):
 never object names. Counters are counts of chained rows (runs, drift events, changes), so
@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from auditor.records import ObjectResult
+from auditor.engine.records import ObjectResult
 
 from . import outbox
 

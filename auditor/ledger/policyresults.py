@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from auditor.records import ResourceKey
+from auditor.engine.records import ResourceKey
 
 from . import chain
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditor.records import ResourceKey
+from auditor.engine.records import ResourceKey
 
 HASH_PREFIX = "hmac-sha256:"
 REDACTED = "<redacted>"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from auditor.records import ResourceKey
+from auditor.engine.records import ResourceKey
 
 from . import chain, redact
 

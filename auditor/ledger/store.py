@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from auditor.engine.records import ObjectResult, Problem, ResourceKey, SourceInfo
 from auditor.errors import LedgerError
-from auditor.records import ObjectResult, Problem, ResourceKey, SourceInfo
 
 from . import authorize, chain, keys, lifecycle, redact, schema, times
 from .auditlog import AuditLog

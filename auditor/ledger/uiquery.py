@@ -1,4 +1,4 @@
-"""Read-only queries for ``drift-auditor serve`` (:mod:`auditor.serve`): one object's identity,
+"""Read-only queries for ``drift-auditor serve`` (:mod:`auditor.web.serve`): one object's identity,
 its versions and its drifts. Everything else the UI shows comes from :mod:`.history`
 (``runs``, ``drifts``, ``query``). Like the other readers, nothing here writes.
 """

@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cel import stdlib
 
-from auditor.quantity import format_quantity, parse_quantity
+from auditor.engine.quantity import format_quantity, parse_quantity
 
 QUANTITY = "__quantity__"
 URL = "__url__"

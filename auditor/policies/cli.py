@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
+from auditor.engine.records import ResourceKey, SourceInfo
 from auditor.errors import PolicyError
-from auditor.records import ResourceKey, SourceInfo
 
 from . import outputs
 from .engine import Evaluation, PolicyEngine, evaluate_objects
@@ -38,7 +38,7 @@ def _context() -> Any:
 
 
 def _cluster_objects(cfg: Any) -> Iterator[dict[str, Any]]:
-    from auditor.cluster import Cluster, ListStats, iter_live
+    from auditor.live.client import Cluster, ListStats, iter_live
 
     stats = ListStats()
     with Cluster(cfg.cluster) as cluster:
@@ -100,8 +100,8 @@ def check_cmd(desired_path: str | None, revision: str | None, namespace: str | N
     code: list[int] = []
 
     def body() -> None:
+        from auditor.live.snapshot import read_snapshot
         from auditor.pipeline import load_desired_state
-        from auditor.snapshot import read_snapshot
 
         overrides: dict[str, Any] = {}
         if kubeconfig or kube_context:

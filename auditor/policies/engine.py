@@ -40,7 +40,7 @@ import cel
 import orjson
 
 from auditor.config import PoliciesConfig
-from auditor.records import ResourceKey, SourceInfo
+from auditor.engine.records import ResourceKey, SourceInfo
 
 from . import celext
 from .exemptions import Exemptions

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auditor.config import Config
+from auditor.engine.records import Problem, ResourceKey, SourceInfo
 from auditor.errors import PolicyError
-from auditor.records import Problem, ResourceKey, SourceInfo
 
 from .engine import CacheEntry, Evaluation, PolicyEngine, PolicySession
 from .outputs import compliance_score

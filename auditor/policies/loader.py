@@ -1,6 +1,6 @@
 """Reading policy files: ``CompliancePolicy`` documents in ``*.yaml``/``*.yml`` files.
 
-The folder may also hold ``DriftIgnore`` documents (read by :mod:`auditor.ignore`); every
+The folder may also hold ``DriftIgnore`` documents (read by :mod:`auditor.engine.ignore`); every
 kind other than ours is skipped. A document that is not a valid policy becomes a
 :class:`~.model.LoadProblem` naming the file, the policy and the error: the other policies
 still load. Unknown keys are errors (a typo in ``validations`` must not pass silently).

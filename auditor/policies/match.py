@@ -12,7 +12,7 @@ import fnmatch
 from collections.abc import Mapping
 from typing import Any
 
-from auditor.records import ResourceKey
+from auditor.engine.records import ResourceKey
 
 from .model import LabelSelector, Match, ResourceRule
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from auditor.records import ResourceKey, SourceInfo
+from auditor.engine.records import ResourceKey, SourceInfo
 
 API_VERSION = "drift-auditor.io/v1"
 KIND = "CompliancePolicy"

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from auditor import __version__
-from auditor.records import ResourceKey
+from auditor.engine.records import ResourceKey
 
 from .model import SEVERITIES, SEVERITY_WEIGHT, STATUSES, LoadProblem, Policy, PolicyResult
 

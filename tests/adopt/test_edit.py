@@ -21,7 +21,7 @@ from auditor.adopt import (
     parse_path,
     strip_defaults,
 )
-from auditor.records import DriftItem, ResourceKey
+from auditor.engine.records import DriftItem, ResourceKey
 
 DEPLOY = """\
 # Web front end. Owned by team shop.

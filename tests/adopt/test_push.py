@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import pytest
 
-from auditor import gitrepo
 from auditor.config import Credentials
+from auditor.desired import gitrepo
 from auditor.errors import GitError
 from tests.gitfixtures import RepoBuilder, git
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from auditor.config import Config, SlackConfig, SlackRoute
+from auditor.engine.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 from auditor.ledger import Ledger
-from auditor.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 
 T0 = datetime(2026, 11, 20, 9, 0, 0, tzinfo=UTC)
 IMAGE = "spec.template.spec.containers[name=web].image"

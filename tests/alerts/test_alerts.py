@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from auditor import alerts
 from auditor.ledger import Ledger
+from auditor.outputs import alerts
 
 from .conftest import SlackServer
 from .ledgers import (

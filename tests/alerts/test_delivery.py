@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from auditor import alerts
 from auditor.cli import Context
 from auditor.ledger.outbox import Outbox
 from auditor.notify_cli import alerts_group
+from auditor.outputs import alerts
 
 from .conftest import SlackServer
 from .ledgers import IMAGE, bot_config, drifted, in_sync, key, record, webhook_config

@@ -12,7 +12,6 @@ import pytest
 from gitopsfixtures import sync_from_git
 from prometheus_client.parser import text_string_to_metric_families
 
-from auditor import alerts, metrics
 from auditor.config import (
     ClusterConfig,
     Config,
@@ -21,6 +20,7 @@ from auditor.config import (
     PoliciesConfig,
     SlackConfig,
 )
+from auditor.outputs import alerts, metrics
 from auditor.pipeline import run_once
 
 from .conftest import SlackServer

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from auditor import slack
+from auditor.outputs import slack
 
 
 def drift(**over: Any) -> dict[str, Any]:

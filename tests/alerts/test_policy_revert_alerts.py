@@ -21,7 +21,6 @@ import orjson
 import pytest
 from gitopsfixtures import sync_from_git
 
-from auditor import alerts
 from auditor.config import (
     ClusterConfig,
     Config,
@@ -31,12 +30,13 @@ from auditor.config import (
     SlackConfig,
     SlackRoute,
 )
+from auditor.engine.records import ResourceKey
 from auditor.ledger import Ledger, reading
 from auditor.ledger import reverts as ledger_reverts
 from auditor.ledger.lifecycle import items_of
+from auditor.outputs import alerts
 from auditor.pipeline import RunOutcome, run_once
 from auditor.policies.hook import PolicyRun
-from auditor.records import ResourceKey
 from auditor.sandbox import Sandbox
 from tests.policies.examples import deployment, namespace, network_policy
 

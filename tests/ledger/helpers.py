@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
+from auditor.engine.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 from auditor.ledger import Observation
-from auditor.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
 
 T0 = datetime(2026, 11, 20, 9, 0, 0, tzinfo=UTC)
 

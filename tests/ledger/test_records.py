@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from auditor.engine.records import SourceInfo
 from auditor.errors import LedgerError
 from auditor.ledger import AuditLog, Ledger, Observation
-from auditor.records import SourceInfo
 
 from .helpers import at, content_hash, drifted, in_sync, key, obs
 

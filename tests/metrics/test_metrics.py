@@ -19,12 +19,12 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from auditor import metrics
 from auditor.cli import Context
 from auditor.config import Config, MetricsConfig
 from auditor.ledger import Ledger
 from auditor.ledger.metricsquery import BREAKDOWN_KEY, breakdown
 from auditor.notify_cli import metrics_cmd
+from auditor.outputs import metrics
 from tests.alerts.ledgers import IMAGE, T0, at, drifted, in_sync, key
 
 WEB, API, CFG = key("web"), key("api", ns="billing"), key("settings", kind="ConfigMap", group="")

@@ -7,10 +7,10 @@ import pathlib
 from pathlib import Path
 from typing import Any
 
-from auditor.cluster import Cluster, ListStats, iter_live
 from auditor.config import ClusterConfig, Config, LedgerConfig, PoliciesConfig
 from auditor.ledger import Ledger, reading
 from auditor.ledger import policyresults as pr
+from auditor.live.client import Cluster, ListStats, iter_live
 from auditor.policies.hook import PolicyRun
 from auditor.sandbox import Sandbox
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import main
-from auditor.ignore import load_policies as load_ignores
+from auditor.engine.ignore import load_policies as load_ignores
 from auditor.policies import PolicyEngine, evaluate_objects
 from auditor.policies.cli import COMMANDS
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from auditor.cluster import APIResource, Cluster, WriteError, WriteForbiddenError
 from auditor.config import ClusterConfig
+from auditor.live.client import APIResource, Cluster, WriteError, WriteForbiddenError
 from auditor.sandbox import Sandbox
 
 CM = APIResource("", "v1", "ConfigMap", "configmaps", True)

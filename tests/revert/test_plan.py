@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from auditor.config import RevertConfig
+from auditor.engine.managers import Classifier
+from auditor.engine.records import DriftItem, ObjectResult, ResourceKey
 from auditor.errors import ConfigError
 from auditor.ledger.reverts import LastAttempt
-from auditor.managers import Classifier
-from auditor.records import DriftItem, ObjectResult, ResourceKey
 from auditor.revert import apply_body, opted_out, ownership_transfer, parse_selector, plan, rank
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -16,8 +16,8 @@ import pytest
 from gitopsfixtures import config_file, sync_from_git
 
 from auditor import config as config_mod
-from auditor import serve
 from auditor.pipeline import run_once
+from auditor.web import serve
 
 # Values that would run script if a page inserted them unescaped. Kubernetes names cannot hold
 # them, but ConfigMap data, annotations and therefore drift values can.

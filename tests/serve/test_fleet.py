@@ -28,11 +28,11 @@ from gitopsfixtures import sync_from_git
 from prometheus_client.parser import text_string_to_metric_families
 
 from auditor import config as config_mod
-from auditor import serve
 from auditor.ledger import drifts, reading, runs
 from auditor.pipeline import run_once
 from auditor.report.fleet import load_fleet
 from auditor.report.period import Options
+from auditor.web import serve
 
 from .conftest import (
     ANNOTATION_VALUE,
@@ -255,7 +255,7 @@ def test_metrics_label_every_series_with_its_cluster(fleet: Fleet, fleet_get: Ge
         assert [v for n, _, v in mine if n == "drift_auditor_ledger_readable"] == [1]
         assert [v for n, _, v in mine if n == "drift_auditor_ledger_verify_ok"] == [1]
         # Each cluster's series are exactly the single-ledger exposition's, plus the label.
-        from auditor import metrics
+        from auditor.outputs import metrics
 
         alone = {(n, tuple(sorted(lb.items()))) for n, lb, _ in
                  _samples(metrics.exposition(fleet.cfg, fleet.ledgers[cluster]))}
@@ -376,8 +376,8 @@ def test_a_tampered_ledger_fails_verification_on_its_own_row(fleet: Fleet,
 
 def test_verification_is_cached_until_a_ledger_changes(
         fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
-    from auditor import metrics
     from auditor.ledger.verify import verify
+    from auditor.outputs import metrics
 
     calls: list[str] = []
 

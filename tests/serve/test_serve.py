@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from auditor import serve
 from auditor.ledger import drifts, reading
+from auditor.web import serve
 
 from .conftest import (
     ANNOTATION_VALUE,
@@ -205,9 +205,9 @@ def test_token_env_named_but_empty_is_an_error(ledger_setup: dict[str, Any]) -> 
     assert serve.token_from(ledger_setup["cfg"], {"SERVE_TEST_TOKEN": "t"}) == "t"
 
 
-# The hub registers `serve` from auditor.serve.COMMANDS; until then (another module still has a
+# The hub registers `serve` from auditor.web.serve.COMMANDS; until then (another module still has a
 # metrics-only `serve`), register it here exactly as the hub does: add_command by name.
-HUB = ("import sys; from auditor.cli import main; from auditor.serve import COMMANDS; "
+HUB = ("import sys; from auditor.cli import main; from auditor.web.serve import COMMANDS; "
        "[main.add_command(c) for c in COMMANDS]; sys.exit(main())")
 
 

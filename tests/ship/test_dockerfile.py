@@ -167,7 +167,7 @@ def context_files() -> list[Path]:
 def test_dockerignore_keeps_only_what_the_build_copies() -> None:
     kept = {p.relative_to(ROOT).as_posix() for p in context_files()}
     assert {"pyproject.toml", "README.md", "docker/constraints.txt", "auditor/cli.py",
-            "auditor/serve.py", "auditor/templates/serve/index.html.j2"} <= kept
+            "auditor/web/serve.py", "auditor/web/templates/index.html.j2"} <= kept
     assert not any(k.startswith((".git/", ".venv/", "tests/", "demo-out/", "reports/"))
                    for k in kept)
     assert not any("__pycache__" in k or k.endswith(".pyc") for k in kept)
@@ -190,8 +190,8 @@ def test_the_context_builds_a_wheel_with_the_entry_point_and_templates(tmp_path:
     assert proc.returncode == 0, proc.stderr[-3000:]
     [wheel] = (tmp_path / "wheels").glob("drift_auditor-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "auditor/templates/serve/index.html.j2" in names
-    assert "auditor/serve.py" in names
+    assert "auditor/web/templates/index.html.j2" in names
+    assert "auditor/web/serve.py" in names
     [entry] = [n for n in names if n.endswith("entry_points.txt")]
     assert "drift-auditor = auditor.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
 

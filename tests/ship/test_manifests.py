@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from auditor import config as config_mod
-from auditor.cluster import Cluster, in_scope
 from auditor.config import ClusterConfig
+from auditor.live.client import Cluster, in_scope
 from auditor.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,9 +12,9 @@ Semantics (DESIGN.md, "Drift semantics"):
   resources (their CRDs' defaults are unknown here);
 * set-like lists (``finalizers``) drift item by item (``finalizers[="x"]``); an atomic list
   (RBAC ``rules``) drifts whole, also when a human added a field inside one of its items;
-* lists are matched by merge key (:mod:`auditor.schema`), never by index;
-* each drift names the manager owning the live value (:mod:`auditor.fieldsv1`) and its
-  category (:mod:`auditor.managers`);
+* lists are matched by merge key (:mod:`auditor.engine.schema`), never by index;
+* each drift names the manager owning the live value (:mod:`auditor.engine.fieldsv1`) and its
+  category (:mod:`auditor.engine.managers`);
 * Secret values never appear in results: drifts under ``data``/``stringData`` carry key
   names only.
 
@@ -34,23 +34,30 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
 
-from auditor import schema
 from auditor.config import CompareConfig, IgnoreRule, ScopeConfig
-from auditor.defaults import chosen_when_owned
-from auditor.fieldsv1 import Owner, OwnershipIndex, ownership
-from auditor.ignore import IgnoreSet, ObjectIgnores, load_policies
-from auditor.managers import Classifier
-from auditor.paths import Element, Index, Key, Path, Value, render, schema_path
-from auditor.records import Category, DriftItem, ObjectResult, Problem, ResourceKey, SourceInfo
-from auditor.scope import key_in_scope
+from auditor.engine import schema
+from auditor.engine.defaults import chosen_when_owned
+from auditor.engine.fieldsv1 import Owner, OwnershipIndex, ownership
+from auditor.engine.ignore import IgnoreSet, ObjectIgnores, load_policies
+from auditor.engine.managers import Classifier
+from auditor.engine.paths import Element, Index, Key, Path, Value, render, schema_path
+from auditor.engine.records import (
+    Category,
+    DriftItem,
+    ObjectResult,
+    Problem,
+    ResourceKey,
+    SourceInfo,
+)
+from auditor.engine.scope import key_in_scope
 
 Normaliser = Callable[..., dict[str, Any]]
-# (group, kind, path, value, parent, root=live object) -> bool: auditor.defaults.is_server_default
+# (group, kind, path, value, parent, root=live object) -> bool: auditor.engine.defaults.is_server_default
 DefaultCheck = Callable[..., bool]
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
-# The keyed hash normalisation puts in place of a Secret value (auditor.normalise).
+# The keyed hash normalisation puts in place of a Secret value (auditor.engine.normalise).
 _SECRET_HASH = re.compile(r"hmac-sha256:[0-9a-f]{32}")
 
 # Objects Kubernetes creates in every namespace (or in ``default``): never orphans.
@@ -124,13 +131,13 @@ def _identity(path: Path, name: str) -> bool:
 
 
 def _load_normaliser() -> Normaliser:
-    module = importlib.import_module("auditor.normalise")
+    module = importlib.import_module("auditor.engine.normalise")
     fn: Normaliser = module.normalise
     return fn
 
 
 def _load_default_check() -> DefaultCheck:
-    module = importlib.import_module("auditor.defaults")
+    module = importlib.import_module("auditor.engine.defaults")
     fn: DefaultCheck = module.is_server_default
     return fn
 
@@ -139,8 +146,8 @@ def _load_default_check() -> DefaultCheck:
 class CompareSettings:
     """Everything a comparison depends on, fixed for one run.
 
-    ``normaliser`` and ``is_default`` default to :func:`auditor.normalise.normalise` and
-    :func:`auditor.defaults.is_server_default`; tests may pass stand-ins.
+    ``normaliser`` and ``is_default`` default to :func:`auditor.engine.normalise.normalise` and
+    :func:`auditor.engine.defaults.is_server_default`; tests may pass stand-ins.
     """
 
     gitops_managers: tuple[str, ...] = CompareConfig().gitops_managers
@@ -164,11 +171,11 @@ class CompareSettings:
         """Settings from the configuration.
 
         Ignore rules are ``compare.ignore``, then ``policies``, then the ``DriftIgnore``
-        files under ``policies_dir`` (:func:`auditor.ignore.load_policies`). Without a
+        files under ``policies_dir`` (:func:`auditor.engine.ignore.load_policies`). Without a
         ``secret_key`` the configured key file is read, else a per-process key is used.
         """
         if secret_key is None:
-            from auditor import secretkey
+            from auditor.support import secretkey
             secret_key = (secretkey.load_key(compare.secret_hash_key_file)
                           if compare.secret_hash_key_file else secretkey.ephemeral())
         from_files = load_policies(pathlib.Path(policies_dir)) if policies_dir is not None else ()
@@ -264,7 +271,7 @@ class _Walk:
     # not reported.
     builtin: bool = True
     drifts: list[DriftItem] = field(default_factory=list)
-    # Where human owners reach in the ownership index (auditor.fieldsv1.OwnershipIndex.reach):
+    # Where human owners reach in the ownership index (auditor.engine.fieldsv1.OwnershipIndex.reach):
     # an undeclared field no human owns anything of is not drift, whatever it is.
     _human_reach: tuple[frozenset[Path], tuple[tuple[int, frozenset[Path]], ...]] | None = None
     # Set when nothing declared differs (only human additions can be drift): the walk then
@@ -587,7 +594,7 @@ def compare_object(key: ResourceKey, desired: dict[str, Any] | None, live: dict[
 # --------------------------------------------------------------------------- streams
 
 
-# One decision for the listing, the comparison and revert (auditor.scope).
+# One decision for the listing, the comparison and revert (auditor.engine.scope).
 in_scope = key_in_scope
 
 

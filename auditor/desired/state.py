@@ -1,9 +1,9 @@
 """The desired state: every object Git declares, keyed, namespaced and attributed.
 
-This module assembles what :mod:`auditor.gitrepo` checks out and :mod:`auditor.render`
+This module assembles what :mod:`auditor.desired.gitrepo` checks out and :mod:`auditor.desired.render`
 renders into :class:`DesiredState`: namespaces defaulted per source (cluster-scoped kinds,
-known from :mod:`auditor.kinds`, lose theirs), each object tied to its file and the last
-commit that touched it, duplicates and bad files turned into :class:`~auditor.records.Problem`
+known from :mod:`auditor.engine.kinds`, lose theirs), each object tied to its file and the last
+commit that touched it, duplicates and bad files turned into :class:`~auditor.engine.records.Problem`
 entries so the rest of the run goes on. A source that cannot be fetched, or a renderer that
 is not installed, raises instead: auditing against half of Git would report false orphans.
 """
@@ -17,16 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from auditor import __version__, kinds, packed, render
+from auditor import __version__
 from auditor.config import HelmSource, Source
+from auditor.desired import render
+from auditor.desired.parsecache import PARSER_VERSION, ParseCache
+from auditor.desired.statecache import StateCache, inputs_digest
+from auditor.engine import kinds
+from auditor.engine.records import Problem, ResourceKey, SourceInfo, new_key
 from auditor.errors import GitError, ManifestError
-from auditor.parsecache import PARSER_VERSION, ParseCache
-from auditor.records import Problem, ResourceKey, SourceInfo, new_key
-from auditor.statecache import StateCache, inputs_digest
+from auditor.support import packed
 
 if TYPE_CHECKING:
     # GitPython costs ~50 ms to import; a folder outside any work tree never needs it.
-    from auditor.gitrepo import CommitInfo, Repository
+    from auditor.desired.gitrepo import CommitInfo, Repository
 
 DEFAULT_CACHE_DIR = Path("~/.cache/drift-auditor/repos")
 
@@ -39,7 +42,7 @@ _Attribution = dict[tuple[str, tuple[str, ...]], "CommitInfo"]
 class DesiredObject(NamedTuple):
     """One object as Git declares it (rendered, namespace defaulted) and where it came from.
 
-    The object is kept packed (:mod:`auditor.packed`): a run holds every desired object for
+    The object is kept packed (:mod:`auditor.support.packed`): a run holds every desired object for
     its whole length, and bytes are a tenth of the dicts. ``obj`` decodes a fresh copy, its
     namespace set from the key (defaulted for namespaced kinds, removed for cluster-scoped
     ones). ``digest`` changes whenever the declared object does (namespace defaulting is in
@@ -148,7 +151,7 @@ class DesiredState:
 
 
 def source_name(source: Source) -> str:
-    from auditor import gitrepo
+    from auditor.desired import gitrepo
 
     return source.name or gitrepo.redact_url(source.url)
 
@@ -316,7 +319,7 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
     ``state_cache`` hands back last run's state when every source is at the same commit.
     Bad files become problems; an unreachable source or a missing renderer raises.
     """
-    from auditor import gitrepo
+    from auditor.desired import gitrepo
 
     cache = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE_DIR.expanduser()
     sources = list(sources)
@@ -418,7 +421,7 @@ def load_folder(path: Path | str, namespace: str = "default", *,
     root, rel = (target.parent, target.name) if target.is_file() else (target, ".")
     repo: Repository | None = None
     if _may_be_in_work_tree(root):
-        from auditor.gitrepo import Repository
+        from auditor.desired.gitrepo import Repository
 
         repo = Repository.containing(root)
     prefix = repo.relative(root) if repo is not None else ""

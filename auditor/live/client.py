@@ -33,9 +33,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from auditor.config import ClusterConfig, ScopeConfig
+from auditor.engine.records import Problem
+from auditor.engine.scope import kind_in_scope, namespace_in_scope
 from auditor.errors import ClusterError, ClusterUnreachableError, ConfigError, ForbiddenError
-from auditor.records import Problem
-from auditor.scope import kind_in_scope, namespace_in_scope
 
 log = logging.getLogger(__name__)
 

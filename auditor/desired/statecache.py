@@ -7,7 +7,7 @@ of the history to attribute every file. This cache keeps the assembled objects (
 bytes, key, apiVersion and where each came from) in one file per desired-state location,
 and hands them back when the digest of the inputs matches.
 
-What the inputs are is the caller's to say (:mod:`auditor.desired`): commits, paths, render
+What the inputs are is the caller's to say (:mod:`auditor.desired.state`): commits, paths, render
 settings and discovered kind scopes for Git sources; the content of every file for a
 folder. Only states without problems are stored, and only renders of plain manifests:
 kustomize and Helm can read remote bases and chart repositories that no commit pins. Like
@@ -31,9 +31,9 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from auditor import packed
-from auditor.files import remove_unused, write_whole
-from auditor.records import ResourceKey, SourceInfo, new_key
+from auditor.engine.records import ResourceKey, SourceInfo, new_key
+from auditor.support import packed
+from auditor.support.files import remove_unused, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ FORMAT = 3
 
 
 class Packed(Protocol):
-    """What is kept of each desired object (:class:`auditor.desired.DesiredObject`)."""
+    """What is kept of each desired object (:class:`auditor.desired.state.DesiredObject`)."""
 
     @property
     def raw(self) -> bytes: ...

@@ -20,7 +20,7 @@ Each pass (after every ``run``, or ``drift-auditor alerts send``) does two thing
      announcement (or last reminder): a thread reply (bot) or a short message (webhook).
 
 2. **Deliver** the outbox, oldest first (a thread's parent before its replies), with
-   retries inside the run's time budget (see :func:`auditor.slack.deliver`); what still
+   retries inside the run's time budget (see :func:`auditor.outputs.slack.deliver`); what still
    fails stays queued for the next pass. Nothing is lost and nothing is posted twice: a
    message is marked delivered right after Slack accepts it, under a short lease.
 
@@ -71,11 +71,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from auditor import slack
 from auditor.config import Config, SlackConfig
 from auditor.errors import DeliveryError
 from auditor.ledger import times
 from auditor.ledger.outbox import AlertState, DriftMark, Message, NewMessage, Outbox
+from auditor.outputs import slack
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from typing import IO, Any
 import orjson
 import yaml
 
-from auditor import gcpolicy, packed
-from auditor.cluster import APIResource, Cluster, ListStats, Page, iter_live
 from auditor.config import ScopeConfig
+from auditor.engine.normalise import is_secret_hash, secret_hash, secret_needles_of
 from auditor.errors import SnapshotError
-from auditor.normalise import is_secret_hash, secret_hash, secret_needles_of
+from auditor.live.client import APIResource, Cluster, ListStats, Page, iter_live
+from auditor.support import gcpolicy, packed
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 

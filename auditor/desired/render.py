@@ -28,9 +28,9 @@ from typing import Any, Literal, NamedTuple
 import orjson
 import yaml
 
-from auditor import packed
+from auditor.desired.parsecache import ParseCache
 from auditor.errors import ManifestError, ToolMissingError
-from auditor.parsecache import ParseCache
+from auditor.support import packed
 
 RenderMode = Literal["auto", "plain", "kustomize", "helm"]
 
@@ -69,7 +69,7 @@ class RenderedObject(NamedTuple):
     ``related`` lists other files whose change can change this object (an overlay's patches,
     a chart's values), so attribution can pick the newest commit among all of them.
 
-    The object is kept packed (:mod:`auditor.packed`), with the four fields that name it at
+    The object is kept packed (:mod:`auditor.support.packed`), with the four fields that name it at
     hand: a render of 100,000 objects holds bytes, not dicts. ``obj`` decodes a fresh copy.
     A named tuple: a steady run makes one per object from the parse cache, cheaply.
     """

@@ -8,7 +8,7 @@ Pages (GET/HEAD only; anything else is 405):
                                              for the core group and for no namespace)
     /reports/                                the HTML/CSV/JSON reports in reports.directory
     /reports/<file>                          one of them
-    /metrics                                 Prometheus exposition (:mod:`auditor.metrics`)
+    /metrics                                 Prometheus exposition (:mod:`auditor.outputs.metrics`)
     /healthz                                 200 when the ledger can be read, else 503
 
 With several ledgers (``--ledger prod-eu.db --ledger prod-us.db``, one per cluster) the UI is a
@@ -53,18 +53,18 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from auditor import __version__
-from auditor import metrics as metrics_mod
 from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LedgerError
 from auditor.ledger import HistoryFilter, drifts, query, reading, runs, uiquery
 from auditor.ledger.reportquery import cluster_names
 from auditor.ledger.verify import verify as verify_ledger
+from auditor.outputs import metrics as metrics_mod
 
 # The report's own naming (newest recorded cluster name, the file stem without runs, name@file
 # when two ledgers share a name): imported, not copied, so report and UI name clusters alike.
 from auditor.report.fleet import member_names as fleet_names
 
-log = logging.getLogger("auditor.serve")
+log = logging.getLogger("auditor.web.serve")
 
 # Files under reports.directory that /reports/ lists and serves, with their content types.
 REPORT_TYPES: dict[str, str] = {
@@ -123,7 +123,7 @@ def _age(stamp: str, now: datetime) -> str:
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("auditor", "templates/serve"),
+        loader=jinja2.PackageLoader("auditor.web", "templates"),
         # Escape everything: names are DNS-safe, but drift values, paths, commit messages and
         # reasons are not.
         autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -170,7 +170,7 @@ def _report_file(directory: Path, name: str) -> Path | None:
 
 def ledger_signature(path: Path) -> tuple[int, ...]:
     """The ledger files' mtime, size and inode (database and WAL): any write moves it, so a
-    cached verification is redone exactly when the ledger changed (as :mod:`auditor.metrics`
+    cached verification is redone exactly when the ledger changed (as :mod:`auditor.outputs.metrics`
     does for its scrapes)."""
     out: list[int] = []
     for suffix in ("", "-wal"):
@@ -243,7 +243,7 @@ class Fleet:
 
 
 class FleetCollector(Collector):
-    """Every member's metrics, each series labelled with its cluster. :mod:`auditor.metrics`'
+    """Every member's metrics, each series labelled with its cluster. :mod:`auditor.outputs.metrics`'
     series carry no cluster label (one ledger is one cluster there), so each ledger keeps its
     own collector (and its verification cache) and the label is added here. Families of the
     same name are merged into one, as the text format allows each name once."""

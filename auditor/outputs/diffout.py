@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from auditor.deltas import is_multiline, text_delta
-from auditor.records import DriftItem, ObjectResult, Problem
+from auditor.engine.deltas import is_multiline, text_delta
+from auditor.engine.records import DriftItem, ObjectResult, Problem
 
 _STATUSES = ("in-sync", "drifted", "missing", "orphan", "ignored")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from auditor.config import ScopeConfig
-from auditor.records import ResourceKey
+from auditor.engine.records import ResourceKey
 
 
 def kind_selected(group: str, kind: str, patterns: Iterable[str]) -> bool:

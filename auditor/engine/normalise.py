@@ -45,7 +45,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from auditor.quantity import canonical_quantity
+from auditor.engine.quantity import canonical_quantity
 
 SECRET_HASH_PREFIX: Final = "hmac-sha256:"
 _ALREADY_HASHED: Final = re.compile(r"hmac-sha256:[0-9a-f]{32}")

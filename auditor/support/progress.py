@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TextIO
 
-log = logging.getLogger("auditor.progress")
+log = logging.getLogger("auditor.support.progress")
 
 
 class Progress:

@@ -2,7 +2,7 @@
 
 PyYAML builds Python objects in Python even with its C parser: ~0.1 ms per small document,
 which made parsing the largest cost of a steady-state run over thousands of manifests.
-Parsed documents are stored packed (:mod:`auditor.packed`, JSON bytes) behind a small index
+Parsed documents are stored packed (:mod:`auditor.support.packed`, JSON bytes) behind a small index
 of what names each one, so a hit hands the bytes on without decoding them at all. Only clean
 parses are stored; a file with any error is parsed afresh each time so its messages stay
 exact. The cache is an optimisation only: any failure to read or write it falls back to
@@ -21,8 +21,8 @@ from sys import intern
 
 import orjson
 
-from auditor import packed
-from auditor.files import remove_unused, write_whole
+from auditor.support import packed
+from auditor.support.files import remove_unused, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class ParseCache:
 
     def prune(self, older_than_days: float, *, now: float | None = None) -> int:
         """Remove entries no run has used for ``older_than_days`` (files of manifests long
-        gone from Git); see :func:`auditor.files.remove_unused`."""
+        gone from Git); see :func:`auditor.support.files.remove_unused`."""
         try:
             entries = list(self.folder.glob("??/*"))
         except OSError:

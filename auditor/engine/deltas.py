@@ -6,7 +6,7 @@ path; it is used where its output is worth it:
 * :func:`text_delta` – a unified diff of two long multi-line strings (ConfigMap data, an
   embedded config file), so a one-line change in a 200-line file reads as one line;
 * :func:`object_delta` – a summary of what changed between two versions of one object
-  (for the ledger's change history), with paths in :mod:`auditor.paths` text form.
+  (for the ledger's change history), with paths in :mod:`auditor.engine.paths` text form.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from auditor.paths import Element, Index, render
+from auditor.engine.paths import Element, Index, render
 
 # Strings shorter than this or on one line read fine as ``desired → live``.
 MULTILINE_MIN_LINES = 3

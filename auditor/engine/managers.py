@@ -14,7 +14,7 @@ Categories (the ``category`` of a drift in the JSON contract):
   manager: Flux's ``helm-controller`` (a configured GitOps manager), and Argo CD renders
   charts itself and applies as ``argocd-controller``. A team whose delivery pipeline runs
   ``helm upgrade`` from CI lists ``helm`` in ``gitops_managers`` (that check comes first).
-  Helm's own release annotations (``meta.helm.sh/*``) are never drift (auditor.compare).
+  Helm's own release annotations (``meta.helm.sh/*``) are never drift (auditor.engine.compare).
 * ``gitops`` – the configured GitOps managers: the authorized path from Git.
 * ``unknown`` – a client that cannot be identified: the User-Agent defaults of HTTP
   libraries (``Go-http-client``, ``python-requests``, …), the literal ``unknown``, and
@@ -33,7 +33,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 
-from auditor.records import Category
+from auditor.engine.records import Category
 
 # Exact manager names recorded for interactive clients.
 HUMAN_MANAGERS: frozenset[str] = frozenset({

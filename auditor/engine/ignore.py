@@ -12,7 +12,7 @@ in the policies folder::
       managers: ["keda-operator"]
       reason: KEDA owns the replica count
 
-Selectors are ``*`` globs. Paths use the text form of :mod:`auditor.paths` with ``*``
+Selectors are ``*`` globs. Paths use the text form of :mod:`auditor.engine.paths` with ``*``
 (within one element) and ``**`` (across elements) and cover everything below them.
 ``managers`` are trusted: their changes are dropped. A rule with neither paths nor managers
 ignores the whole object.
@@ -30,9 +30,9 @@ from typing import Any
 import yaml
 
 from auditor.config import IgnoreRule
+from auditor.engine.paths import glob_regex
+from auditor.engine.records import DriftItem, ResourceKey
 from auditor.errors import PolicyError
-from auditor.paths import glob_regex
-from auditor.records import DriftItem, ResourceKey
 
 API_VERSION = "drift-auditor.io/v1"
 KIND = "DriftIgnore"

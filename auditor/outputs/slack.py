@@ -14,7 +14,7 @@ Severity (:func:`severity`), from the drift alone:
 * ``medium`` — any other ``human``/``unknown`` drift, and objects missing from the cluster.
 * ``low`` — drift owned by controllers or GitOps managers, and other orphans.
 
-Besides drifts, per-run news (:mod:`auditor.alerts` decides when): compliance results that
+Besides drifts, per-run news (:mod:`auditor.outputs.alerts` decides when): compliance results that
 started failing (:func:`policy_message`, critical/high, grouped by policy), and auto-revert —
 failed attempts with the API's error (:func:`revert_failed_message`), a run refused by the cap
 (:func:`revert_capped_message`), dry-run would-be reverts and reverts no message announced

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 import git
 
 from auditor.config import Credentials
+from auditor.engine.records import SourceInfo
 from auditor.errors import GitError, ToolMissingError
-from auditor.records import SourceInfo
 
 # Fields of one commit in the history walk; the subject goes last because it is free text.
 _FIELDS = ("%H", "%P", "%an", "%ae", "%aI", "%cn", "%ce", "%cI",

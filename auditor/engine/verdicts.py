@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from auditor.files import write_whole
-from auditor.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
+from auditor.engine.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
+from auditor.support.files import write_whole
 
 # Verdicts on desired objects that are a pure function of the pair; missing and orphan
 # results depend on what else the cluster holds and are always computed.

@@ -7,7 +7,7 @@ the manager owns the whole value at that path (a scalar, or an atomic list or ma
 
 Each ``managedFields`` entry names a manager, an operation (``Apply``/``Update``), a time
 (optional) and a subresource (``""``, ``scale``, ``status``). The index answers, for a path
-in the same representation the comparison uses (:mod:`auditor.paths`), who owns it.
+in the same representation the comparison uses (:mod:`auditor.engine.paths`), who owns it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from auditor.paths import Element, Index, Key, Path, Value
+from auditor.engine.paths import Element, Index, Key, Path, Value
 
 
 @dataclass(frozen=True, slots=True)
