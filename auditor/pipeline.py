@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from auditor import __version__, revert
-from auditor.config import Config, Source
+from auditor.config import Config
 from auditor.desired.parsecache import ParseCache
-from auditor.desired.state import DesiredState, Manifests, load_desired, load_folder
+from auditor.desired.state import DesiredState, Manifests, load_desired_state
 from auditor.desired.statecache import StateCache
 from auditor.engine.compare import CompareSettings, compare_all, managed_namespaces_of
 from auditor.engine.records import ObjectResult, Problem, ResourceKey
@@ -60,52 +60,11 @@ class AuditResult:
         return out
 
 
-def secret_key_for(cfg: Config, *, create: bool = False) -> bytes:
-    """The Secret hash key: the configured file, else the one beside the ledger (created
-    there on first use by ``run`` and ``snapshot``, so hashes stay comparable across runs),
-    else one for this process only."""
-    if cfg.compare.secret_hash_key_file:
-        return secretkey.load_key(cfg.compare.secret_hash_key_file)
-    beside = Path(cfg.ledger.path).with_suffix(".key")
-    if create:
-        return secretkey.load_or_create(beside)
-    if beside.exists():
-        return secretkey.load_key(beside)
-    return secretkey.ephemeral()
-
-
 def compare_settings(cfg: Config, key: bytes, policies_dir: str | None = None) -> CompareSettings:
     policies = policies_dir if policies_dir is not None else (
         cfg.policies.directory if Path(cfg.policies.directory).is_dir() else None)
     return CompareSettings.from_config(cfg.compare, cfg.scope, secret_key=key,
                                        policies_dir=policies)
-
-
-def load_desired_state(cfg: Config, *, desired_path: str | None = None,
-                       revision: str | None = None, namespace: str | None = None,
-                       discovered: dict[tuple[str, str], bool] | None = None,
-                       tools_dir: str | None = None,
-                       previous: Mapping[str, str] | None = None,
-                       parse_cache: ParseCache | None = None,
-                       state_cache: StateCache | None = None) -> DesiredState:
-    """Desired state from ``--desired`` (a folder, or a Git URL/path with ``--revision``)
-    or, without it, from the configured sources."""
-    if desired_path:
-        path = Path(desired_path).expanduser()
-        if revision is None and path.exists() and not desired_path.endswith(".git"):
-            return load_folder(path, namespace or "default", discovered=discovered,
-                               tools_dir=tools_dir, parse_cache=parse_cache,
-                               state_cache=state_cache)
-        source = Source(url=desired_path, revision=revision or "HEAD",
-                        namespace=namespace or "default")
-        return load_desired([source], discovered=discovered, tools_dir=tools_dir,
-                            previous=previous, parse_cache=parse_cache,
-                            state_cache=state_cache)
-    if not cfg.sources:
-        raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
-                          "DRIFT_AUDITOR_SOURCE_URL, or pass --desired PATH)")
-    return load_desired(cfg.sources, discovered=discovered, tools_dir=tools_dir,
-                        previous=previous, parse_cache=parse_cache, state_cache=state_cache)
 
 
 def cache_folder(cfg: Config) -> Path:
@@ -273,7 +232,7 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
            live_file: str | None, namespace: str | None, tools_dir: str | None,
            secret_key: bytes | None, policies_dir: str | None,
            progress: ProgressFactory | None) -> AuditResult:
-    settings = compare_settings(cfg, secret_key or secret_key_for(cfg), policies_dir)
+    settings = compare_settings(cfg, secret_key or secretkey.for_config(cfg), policies_dir)
     if live_file:
         desired = load_desired_state(cfg, desired_path=desired_path, revision=revision,
                                      namespace=namespace, tools_dir=tools_dir)
@@ -403,7 +362,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
     from auditor.ledger import Ledger, Observation, content_hash
     from auditor.ledger.metricsquery import BREAKDOWN_KEY, breakdown
 
-    settings = compare_settings(cfg, secret_key_for(cfg, create=True))
+    settings = compare_settings(cfg, secretkey.for_config(cfg, create=True))
     with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
                      signing_key_file=cfg.ledger.signing_key_file or None) as ledger, \
             Cluster(cfg.cluster) as cluster:

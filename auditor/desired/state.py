@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from auditor import __version__
-from auditor.config import HelmSource, Source
+from auditor.config import Config, HelmSource, Source
 from auditor.desired import render
 from auditor.desired.parsecache import PARSER_VERSION, ParseCache
 from auditor.desired.statecache import StateCache, inputs_digest
 from auditor.engine import kinds
 from auditor.engine.records import Problem, ResourceKey, SourceInfo, new_key
-from auditor.errors import GitError, ManifestError
+from auditor.errors import ConfigError, GitError, ManifestError
 from auditor.support import packed
 
 if TYPE_CHECKING:
@@ -483,3 +483,30 @@ def _inputs(discovered: Mapping[tuple[str, str], bool] | None, *parts: Any) -> s
     scopes = sorted([group, kind, namespaced]
                     for (group, kind), namespaced in (discovered or {}).items())
     return inputs_digest(__version__, PARSER_VERSION.decode(errors="replace"), scopes, *parts)
+
+
+def load_desired_state(cfg: Config, *, desired_path: str | None = None,
+                       revision: str | None = None, namespace: str | None = None,
+                       discovered: dict[tuple[str, str], bool] | None = None,
+                       tools_dir: str | None = None,
+                       previous: Mapping[str, str] | None = None,
+                       parse_cache: ParseCache | None = None,
+                       state_cache: StateCache | None = None) -> DesiredState:
+    """Desired state from ``--desired`` (a folder, or a Git URL/path with ``--revision``)
+    or, without it, from the configured sources."""
+    if desired_path:
+        path = Path(desired_path).expanduser()
+        if revision is None and path.exists() and not desired_path.endswith(".git"):
+            return load_folder(path, namespace or "default", discovered=discovered,
+                               tools_dir=tools_dir, parse_cache=parse_cache,
+                               state_cache=state_cache)
+        source = Source(url=desired_path, revision=revision or "HEAD",
+                        namespace=namespace or "default")
+        return load_desired([source], discovered=discovered, tools_dir=tools_dir,
+                            previous=previous, parse_cache=parse_cache,
+                            state_cache=state_cache)
+    if not cfg.sources:
+        raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
+                          "DRIFT_AUDITOR_SOURCE_URL, or pass --desired PATH)")
+    return load_desired(cfg.sources, discovered=discovered, tools_dir=tools_dir,
+                        previous=previous, parse_cache=parse_cache, state_cache=state_cache)

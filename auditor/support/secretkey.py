@@ -12,6 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
+from auditor.config import Config
 from auditor.errors import ConfigError
 
 
@@ -40,3 +41,17 @@ def load_or_create(path: str | Path) -> bytes:
 def ephemeral() -> bytes:
     """A key for one process: hashes compare within a single `diff`, never across runs."""
     return secrets.token_bytes(32)
+
+
+def for_config(cfg: Config, *, create: bool = False) -> bytes:
+    """The Secret hash key: the configured file, else the one beside the ledger (created
+    there on first use by ``run`` and ``snapshot``, so hashes stay comparable across runs),
+    else one for this process only."""
+    if cfg.compare.secret_hash_key_file:
+        return load_key(cfg.compare.secret_hash_key_file)
+    beside = Path(cfg.ledger.path).with_suffix(".key")
+    if create:
+        return load_or_create(beside)
+    if beside.exists():
+        return load_key(beside)
+    return ephemeral()

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.kubectl
 
 # The hub registers `adopt` from COMMANDS; done here the same way, so the test does not
 # depend on when that registration lands.
-HUB = ("import sys; from auditor.cli import main; from auditor.adopt_cli import COMMANDS\n"
+HUB = ("import sys; from auditor.cli import main; from auditor.cli.adopt import COMMANDS\n"
        "names = set(main.commands)\n"
        "[main.add_command(c) for c in COMMANDS if c.name not in names]\n"
        "main(sys.argv[1:])")

@@ -19,12 +19,19 @@ from typing import Any
 import pytest
 
 from auditor import config as config_mod
-from auditor.adopt_cli import Request, execute
+from auditor.adopt.workflow import Report, Request, execute
 from auditor.config import Config
 from auditor.errors import GitError
 from auditor.ledger import adoptions, drifts, reading
 from auditor.pipeline import audit, run_once
 from tests.gitfixtures import TOOLS, RepoBuilder, git, tool
+
+
+def adopt(req: Request, cfg: Config) -> Report:
+    """What `drift-auditor adopt` does: a fresh comparison, then the adoption."""
+    audited = audit(cfg, desired_path=req.desired, namespace=req.namespace,
+                    tools_dir=req.tools_dir)
+    return execute(req, cfg, audited.results, audited.desired)
 
 pytestmark = pytest.mark.kubectl
 
@@ -140,7 +147,7 @@ def test_adopt_image_scale_env_and_label_then_merge_resolves_git_changed(
         (drift,) = drifts(conn)
     main_before = shop.head()
 
-    report = execute(Request(target=str(drift["id"]), desired=str(apps), by="oncall@shop",
+    report = adopt(Request(target=str(drift["id"]), desired=str(apps), by="oncall@shop",
                              tools_dir=str(TOOLS)), cfg)
 
     assert report.refusals == []
@@ -208,7 +215,7 @@ def test_paths_select_and_dry_run_commits_nothing(sandbox: Any, kubeconfig: Path
     branches = git(shop.path, "branch", "--list")
     (apps / "NOTES.md").write_text("not committed yet\n")
 
-    report = execute(Request(target="Deployment/web", desired=str(apps), dry_run=True,
+    report = adopt(Request(target="Deployment/web", desired=str(apps), dry_run=True,
                              paths=("spec.replicas",)), cfg)
     assert [a.item.path for a in report.adopted] == ["spec.replicas"]
     (warning,) = report.warnings
@@ -220,7 +227,7 @@ def test_paths_select_and_dry_run_commits_nothing(sandbox: Any, kubeconfig: Path
     assert git(shop.path, "worktree", "list", "--porcelain").count("worktree ") == 1
 
     # A key with dots, in brackets, lands in the Service's document only.
-    report = execute(Request(target="Service/shop/web", desired=str(apps),
+    report = adopt(Request(target="Service/shop/web", desired=str(apps),
                              branch="adopt/owner-label"), cfg)
     assert report.branch == "adopt/owner-label"
     new = show(shop.path, report.branch, "apps/shop.yaml")
@@ -238,7 +245,7 @@ def test_added_container_and_port_are_written_without_server_defaults(
             ' "value": {"containerPort": 9090}},'
             ' {"op": "add", "path": "/spec/template/spec/containers/-",'
             ' "value": {"name": "debug", "image": "busybox:1.36", "args": ["sleep", "1d"]}}]')
-    report = execute(Request(target="Deployment/web", desired=str(apps)), cfg)
+    report = adopt(Request(target="Deployment/web", desired=str(apps)), cfg)
     assert report.refusals == []
     new = show(shop.path, report.branch, "apps/shop.yaml")
     # No terminationMessagePath/Policy, imagePullPolicy or protocol: the server's, not Git's.
@@ -264,7 +271,7 @@ def test_secrets_are_refused_and_nothing_is_written(sandbox: Any, kubeconfig: Pa
     kubectl("-n", "shop", "patch", "secret/db", "-p",
             '{"stringData":{"password":"rotated-at-3am-value"}}')
     branches = git(shop.path, "branch", "--list")
-    report = execute(Request(target="Secret/shop/db", desired=str(apps)), cfg)
+    report = adopt(Request(target="Secret/shop/db", desired=str(apps)), cfg)
     assert report.adopted == [] and report.branch == "" and report.diff == ""
     (refusal,) = report.refusals
     assert "Secrets are never adopted" in refusal.reason
@@ -285,7 +292,7 @@ def test_controller_owned_fields_are_not_written(sandbox: Any, kubeconfig: Path,
         input="apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n"
               "spec: {replicas: 6}\n", text=True, check=True, capture_output=True)
     kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:1.4.3")
-    report = execute(Request(target="Deployment.apps/shop/web", desired=str(apps)), cfg)
+    report = adopt(Request(target="Deployment.apps/shop/web", desired=str(apps)), cfg)
     assert [a.item.path for a in report.adopted] == [
         "spec.template.spec.containers[name=web].image"]
     (refusal,) = report.refusals
@@ -357,7 +364,7 @@ def test_kustomize_overlay_patch_is_edited_and_a_transformer_value_is_refused(
     kubectl("-n", "shop", "set", "env", "deployment/api", "GOMAXPROCS=4")
     run_once(cfg, desired_path=str(prod), tools_dir=str(TOOLS))
 
-    report = execute(Request(target="Deployment/api", desired=str(prod),
+    report = adopt(Request(target="Deployment/api", desired=str(prod),
                              tools_dir=str(TOOLS)), cfg)
 
     adopted = {a.item.path: a.file for a in report.adopted}
@@ -399,7 +406,7 @@ def test_a_base_shared_with_another_overlay_is_refused(
     kubectl("-n", "shop", "scale", "deployment/api", "--replicas=2")
     branches = git(repo.path, "branch", "--list")
 
-    report = execute(Request(target="Deployment/shop/api", desired=str(prod),
+    report = adopt(Request(target="Deployment/shop/api", desired=str(prod),
                              tools_dir=str(TOOLS)), cfg)
 
     assert report.adopted == [] and report.branch == ""
@@ -461,7 +468,7 @@ def test_helm_values_are_mapped_when_a_render_proves_it_else_refused(
     kubectl("-n", "shop", "set", "env", "deployment/web", "DEBUG=1")
     cfg = make_config(kubeconfig, tmp_path)
 
-    report = execute(Request(target="Deployment/shop/web", desired=str(chart), namespace="shop",
+    report = adopt(Request(target="Deployment/shop/web", desired=str(chart), namespace="shop",
                              tools_dir=str(TOOLS)), cfg)
 
     assert {a.item.path: a.file for a in report.adopted} == {
@@ -503,7 +510,7 @@ def test_a_helm_value_used_twice_is_refused(sandbox: Any, kubeconfig: Path, kube
     kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:1.0.1")
     cfg = make_config(kubeconfig, tmp_path)
     branches = git(repo.path, "branch", "--list")
-    report = execute(Request(target="Deployment/shop/web", desired=str(chart), namespace="shop",
+    report = adopt(Request(target="Deployment/shop/web", desired=str(chart), namespace="shop",
                              tools_dir=str(TOOLS)), cfg)
     assert report.adopted == [] and report.branch == ""
     (refusal,) = report.refusals
@@ -522,7 +529,7 @@ def test_a_failed_push_keeps_the_commit_and_the_record(sandbox: Any, kubeconfig:
     run_once(cfg, desired_path=str(apps))
     git(shop.path, "remote", "add", "origin", str(tmp_path / "no-such-remote"))
     with pytest.raises(GitError, match="but the push failed") as failed:
-        execute(Request(target="Deployment/web", desired=str(apps), push=True,
+        adopt(Request(target="Deployment/web", desired=str(apps), push=True,
                         branch="adopt/scale"), cfg)
     assert f"push it by hand: git -C {shop.path} push origin adopt/scale" in str(failed.value)
     assert git(shop.path, "branch", "--list", "adopt/scale").strip() == "adopt/scale"
@@ -539,7 +546,7 @@ def test_a_removed_env_var_is_removed_from_git(sandbox: Any, kubeconfig: Path, k
     cfg = make_config(kubeconfig, tmp_path)
     apply_as_gitops(kubectl, "-f", str(apps))
     kubectl("-n", "shop", "set", "env", "deployment/web", "MODE-")
-    report = execute(Request(target="Deployment/web", desired=str(apps)), cfg)
+    report = adopt(Request(target="Deployment/web", desired=str(apps)), cfg)
     # The engine reports the list itself gone (its only item was removed).
     assert [(a.item.path, a.item.op) for a in report.adopted] == [
         ("spec.template.spec.containers[name=web].env", "removed")]
@@ -574,7 +581,7 @@ def test_a_configured_helm_source_writes_the_overriding_values_file(
     apply_as_gitops(kubectl, "-n", "shop", "-f", "-", input=rendered)
     kubectl("-n", "shop", "scale", "deployment/web", "--replicas=5")
 
-    report = execute(Request(target="Deployment/web", tools_dir=str(TOOLS)), cfg)
+    report = adopt(Request(target="Deployment/web", tools_dir=str(TOOLS)), cfg)
 
     # The chart's values.yaml says 2 as well, but the prod file wins: editing it is what
     # renders 5 (editing values.yaml would render nothing new, and is not done).
@@ -601,7 +608,7 @@ def test_a_json_manifest_is_refused_naming_it(sandbox: Any, kubeconfig: Path, ku
     apply_as_gitops(kubectl, "-f", str(apps / "namespace.yaml"))
     apply_as_gitops(kubectl, "-f", str(apps))
     kubectl("-n", "shop", "patch", "configmap/flags", "-p", '{"data":{"checkout":"on"}}')
-    report = execute(Request(target="ConfigMap/flags", desired=str(apps)), cfg)
+    report = adopt(Request(target="ConfigMap/flags", desired=str(apps)), cfg)
     assert report.adopted == [] and report.branch == ""
     (refusal,) = report.refusals
     assert (refusal.path, refusal.file) == ("data.checkout", "apps/flags.json")
@@ -616,7 +623,7 @@ def test_a_squash_merge_is_linked_by_the_trailer(sandbox: Any, kubeconfig: Path,
     run_once(cfg, desired_path=str(apps))
     kubectl("-n", "shop", "scale", "deployment/web", "--replicas=3")
     run_once(cfg, desired_path=str(apps))
-    report = execute(Request(target="Deployment/web", desired=str(apps)), cfg)
+    report = adopt(Request(target="Deployment/web", desired=str(apps)), cfg)
     # GitHub's "squash and merge": a new commit on main, the branch's message in its body.
     message = git(shop.path, "log", "-1", "--format=%B", report.branch)
     git(shop.path, "merge", "--squash", report.branch)
@@ -670,7 +677,7 @@ def test_a_cluster_scoped_custom_resource_is_adopted(sandbox: Any, kubeconfig: P
     apply_as_gitops(kubectl, "-f", str(repo.path / "crds"))
     apply_as_gitops(kubectl, "-f", str(repo.path / "tenants"))
     kubectl("patch", "tenant", "acme", "--type=merge", "-p", '{"spec":{"plan":"gold"}}')
-    report = execute(Request(target="Tenant.example.com/acme", desired=str(repo.path)), cfg)
+    report = adopt(Request(target="Tenant.example.com/acme", desired=str(repo.path)), cfg)
     assert report.refusals == []
     new = show(repo.path, report.branch, "tenants/acme.yaml")
     assert diff_lines(TENANT, new) == ["-  plan: basic   # upgraded on request only",

@@ -8,19 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from auditor.adopt import (
-    CannotEdit,
-    Idx,
-    RenderSpec,
-    Sel,
-    Val,
-    adopt_into,
-    edit_text,
-    guess_indent,
-    merge3,
-    parse_path,
-    strip_defaults,
-)
+from auditor.adopt.edit import adopt_into
+from auditor.adopt.model import CannotEdit, RenderSpec
+from auditor.adopt.selection import strip_defaults
+from auditor.adopt.steps import Idx, Sel, Val, parse_path
+from auditor.adopt.yamledit import edit_text, guess_indent, merge3
 from auditor.engine.records import DriftItem, ResourceKey
 
 DEPLOY = """\

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from auditor.cli import Context
+from auditor.cli.common import Context
+from auditor.cli.notify import alerts_group
 from auditor.ledger.outbox import Outbox
-from auditor.notify_cli import alerts_group
 from auditor.outputs import alerts
 
 from .conftest import SlackServer

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from auditor.cli import Context
+from auditor.cli.common import Context
+from auditor.cli.ledger import ack_cmd, history_cmd, prune_cmd
 from auditor.ledger import Ledger
-from auditor.ledger.cli import ack_cmd, history_cmd, prune_cmd
 
 from .helpers import at, drifted, in_sync, key, obs
 

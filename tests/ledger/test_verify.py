@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from auditor.cli import Context
+from auditor.cli.common import Context
+from auditor.cli.ledger import verify_cmd
 from auditor.ledger import Ledger, VerifyResult, chain, signing
-from auditor.ledger.cli import verify_cmd
 from auditor.ledger.schema import CHAINED
 
 from .helpers import at, drifted, in_sync, key, obs

@@ -19,11 +19,11 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from auditor.cli import Context
+from auditor.cli.common import Context
+from auditor.cli.notify import metrics_cmd
 from auditor.config import Config, MetricsConfig
 from auditor.ledger import Ledger
 from auditor.ledger.metricsquery import BREAKDOWN_KEY, breakdown
-from auditor.notify_cli import metrics_cmd
 from auditor.outputs import metrics
 from tests.alerts.ledgers import IMAGE, T0, at, drifted, in_sync, key
 

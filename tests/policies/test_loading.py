@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import main
+from auditor.cli.policies import COMMANDS
 from auditor.engine.ignore import load_policies as load_ignores
 from auditor.policies import PolicyEngine, evaluate_objects
-from auditor.policies.cli import COMMANDS
 
 from .examples import deployment, namespace
 

@@ -15,9 +15,9 @@ import yaml
 from click.testing import CliRunner
 
 from auditor.cli import main
+from auditor.cli.policies import COMMANDS
 from auditor.policies import PolicyEngine, evaluate_objects
 from auditor.policies import outputs as out
-from auditor.policies.cli import COMMANDS
 from auditor.sandbox import Sandbox
 
 from .examples import _set, _with, deployment, namespace, network_policy, service

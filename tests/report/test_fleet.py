@@ -40,11 +40,11 @@ import pytest
 from click.testing import CliRunner
 
 from auditor import config as config_mod
-from auditor.cli import Context
+from auditor.cli.common import Context
+from auditor.cli.report import report_cmd
 from auditor.config import Config, ReportsConfig
 from auditor.pipeline import run_once
 from auditor.report import export, period
-from auditor.report.cli import report_cmd
 from auditor.report.fleet import FleetModel, load_fleet
 from auditor.report.html import render_html
 from auditor.sandbox import Sandbox

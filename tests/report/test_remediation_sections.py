@@ -24,7 +24,7 @@ import pytest
 from gitopsfixtures import config_file, sync_from_git
 
 from auditor import config as config_mod
-from auditor.adopt_cli import Request, execute
+from auditor.adopt.workflow import Request
 from auditor.config import Config, RevertConfig
 from auditor.ledger import drifts, reading
 from auditor.pipeline import run_once
@@ -32,7 +32,7 @@ from auditor.report import export, fleet, period
 from auditor.report.html import render_html
 from auditor.report.model import Report
 from auditor.sandbox import Sandbox
-from tests.adopt.test_adopt_e2e import NAMESPACE
+from tests.adopt.test_adopt_e2e import NAMESPACE, adopt
 from tests.adopt.test_adopt_e2e import SHOP as ADOPT_SHOP
 from tests.gitfixtures import TOOLS, RepoBuilder
 
@@ -302,7 +302,7 @@ def test_adopted_and_merged_drift_is_an_emergency_change_with_its_merge(
     run_once(cfg, desired_path=str(apps), audit_log=str(audit_log))
     with reading(cfg.ledger.path) as conn:
         (drift,) = drifts(conn)
-    adopted = execute(Request(target=str(drift["id"]), desired=str(apps), by="oncall@shop",
+    adopted = adopt(Request(target=str(drift["id"]), desired=str(apps), by="oncall@shop",
                               tools_dir=str(TOOLS)), cfg)
     assert adopted.refusals == []
 
@@ -324,7 +324,7 @@ def test_adopted_and_merged_drift_is_an_emergency_change_with_its_merge(
     run_once(cfg, desired_path=str(apps))
     with reading(cfg.ledger.path) as conn:
         (second,) = drifts(conn)
-    again = execute(Request(target=str(second["id"]), desired=str(apps), by="oncall@shop",
+    again = adopt(Request(target=str(second["id"]), desired=str(apps), by="oncall@shop",
                             tools_dir=str(TOOLS)), cfg)
     assert again.refusals == []
 

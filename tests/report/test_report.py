@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 from auditor import config as config_mod
-from auditor.cli import Context
+from auditor.cli.common import Context
+from auditor.cli.report import parse_bound, report_cmd
 from auditor.config import Config, ReportsConfig
 from auditor.report import export, period
-from auditor.report.cli import parse_bound, report_cmd
 from auditor.report.fields import changed_paths
 from auditor.report.html import render_html
 from bench.report_bench import build_ledger

@@ -87,7 +87,7 @@ def test_a_real_report_served_renders_under_its_csp(open_ui: UI, tmp_path: Path,
     # A report as `drift-auditor report` writes it into reports.directory (registered here as
     # the hub does), served by /reports/ with its Content-Security-Policy: its inline script
     # and styles run, nothing is blocked, no script error.
-    hub = ("import sys; from auditor.cli import main; from auditor.report.cli import COMMANDS; "
+    hub = ("import sys; from auditor.cli import main; from auditor.cli.report import COMMANDS; "
            "[main.add_command(c) for c in COMMANDS]; sys.exit(main())")
     made = subprocess.run(
         [sys.executable, "-c", hub, "--config", str(ledger_setup["config_file"]), "report",

@@ -207,7 +207,7 @@ def test_token_env_named_but_empty_is_an_error(ledger_setup: dict[str, Any]) -> 
 
 # The hub registers `serve` from auditor.web.serve.COMMANDS; until then (another module still has a
 # metrics-only `serve`), register it here exactly as the hub does: add_command by name.
-HUB = ("import sys; from auditor.cli import main; from auditor.web.serve import COMMANDS; "
+HUB = ("import sys; from auditor.cli import main; from auditor.cli.serve import COMMANDS; "
        "[main.add_command(c) for c in COMMANDS]; sys.exit(main())")
 
 

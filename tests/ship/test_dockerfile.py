@@ -166,7 +166,7 @@ def context_files() -> list[Path]:
 
 def test_dockerignore_keeps_only_what_the_build_copies() -> None:
     kept = {p.relative_to(ROOT).as_posix() for p in context_files()}
-    assert {"pyproject.toml", "README.md", "docker/constraints.txt", "auditor/cli.py",
+    assert {"pyproject.toml", "README.md", "docker/constraints.txt", "auditor/cli/__init__.py",
             "auditor/web/serve.py", "auditor/web/templates/index.html.j2"} <= kept
     assert not any(k.startswith((".git/", ".venv/", "tests/", "demo-out/", "reports/"))
                    for k in kept)

@@ -1,36 +1,30 @@
-"""``drift-auditor adopt``: turn an emergency change into a reviewable commit.
+"""One adoption, start to end: pick the drift asked for from a fresh comparison, find the
+repository and the commit audited, edit the manifests (:mod:`.edit`) in a throw-away
+``git worktree`` on a new branch (never the audited branch, never the user's checkout),
+commit, push when asked, and record the adoption in the ledger.
 
-The command compares Git with the cluster afresh (the live values come from now, not from
-the ledger, which never holds Secret values and may be a run old), picks the drifted paths
-asked for, writes their live values into the manifest files they came from (see
-:mod:`auditor.adopt`), commits that on a new branch made in a throw-away ``git worktree``
-— never on the audited branch, never in the user's checkout — records the adoption in the
-ledger, and prints the branch and the ``git push`` command (or pushes, with ``--push``).
-
-Exported as ``COMMANDS`` for the CLI hub to register.
-"""
+The comparison comes from the caller: its live values are from now, not from the ledger,
+which never holds Secret values and may be a run old."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-import orjson
-
-from auditor import adopt as adopt_mod
+from auditor.adopt.edit import adopt_into
+from auditor.adopt.message import commit_message
+from auditor.adopt.model import Adopted, Refusal, RenderSpec
+from auditor.adopt.selection import select
 from auditor.config import Config, Source
 from auditor.desired import gitrepo
-from auditor.desired.state import DEFAULT_CACHE_DIR, source_name
+from auditor.desired.state import DEFAULT_CACHE_DIR, DesiredState, source_name
 from auditor.engine.records import DriftItem, ObjectResult, ResourceKey
 from auditor.errors import AuditorError, ConfigError, GitError
-from auditor.ledger.adoptions import TRAILER
 
 
 class AdoptError(AuditorError):
@@ -58,8 +52,8 @@ class Request:
 class Report:
     """What happened: for the terminal and for tests."""
 
-    adopted: list[adopt_mod.Adopted] = field(default_factory=list)
-    refusals: list[adopt_mod.Refusal] = field(default_factory=list)
+    adopted: list[Adopted] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
     diff: str = ""
     branch: str = ""
     commit: str = ""
@@ -70,9 +64,6 @@ class Report:
     drift_ids: dict[ResourceKey, int] = field(default_factory=dict)
     message: str = ""
     warnings: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- selection
 
 
 def parse_object(text: str) -> tuple[str, str | None, str | None, str]:
@@ -157,16 +148,13 @@ def _targets(req: Request, cfg: Config, results: Sequence[ObjectResult]
             conn.close()
 
 
-# --------------------------------------------------------------------------- where
-
-
 @dataclass(frozen=True)
 class _Where:
     """The repository to branch from, the commit audited, and how its source renders."""
 
     repo: Path
     base: str
-    spec: adopt_mod.RenderSpec
+    spec: RenderSpec
     source: Source | None
 
 
@@ -183,7 +171,7 @@ def _where(req: Request, cfg: Config, desired: Any, keys: Sequence[ResourceKey])
                              "no repository to commit to") from None
         repo = Path(req.repo).expanduser().resolve() if req.repo else top
         rel = folder.relative_to(top.resolve()).as_posix()
-        spec = adopt_mod.RenderSpec(paths=(rel if rel != "." else ".",),
+        spec = RenderSpec(paths=(rel if rel != "." else ".",),
                                     namespace=req.namespace or "default",
                                     release=anchor.name)
         base = next(iter(desired.commits.values()), "") or gitrepo.resolve_commit(top)
@@ -201,65 +189,7 @@ def _where(req: Request, cfg: Config, desired: Any, keys: Sequence[ResourceKey])
     repo = (Path(req.repo).expanduser().resolve() if req.repo
             else gitrepo.clone_path(source.url, DEFAULT_CACHE_DIR.expanduser(), source.depth))
     return _Where(repo, desired.commits[source_name(source)],
-                  adopt_mod.RenderSpec.of_source(source), source)
-
-
-# --------------------------------------------------------------------------- message
-
-
-def _show(value: Any) -> str:
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _list_change(old: list[Any], new: list[Any]) -> str:
-    added = [x for x in new if x not in old]
-    removed = [x for x in old if x not in new]
-    parts = [f"+ {_show(x)}" for x in added] + [f"- {_show(x)}" for x in removed]
-    return "; ".join(parts) if parts else "reordered"
-
-
-def _line(item: DriftItem) -> str:
-    if item.op == "changed" and isinstance(item.desired, list) and isinstance(item.live, list):
-        what = _list_change(item.desired, item.live)
-    elif item.op == "changed":
-        what = f"{_show(item.desired)} -> {_show(item.live)}"
-    elif item.op == "added":
-        what = f"added {_show(item.live)}"
-    else:
-        what = "removed"
-    who = ", ".join(p for p in (f"by {item.manager}" if item.manager else "", item.category,
-                                f"at {item.time}" if item.time else "") if p)
-    return f"- {item.path}: {what} ({who})"
-
-
-def commit_message(adopted: Sequence[adopt_mod.Adopted], drift_ids: dict[ResourceKey, int],
-                   opened: dict[ResourceKey, str],
-                   people: dict[ResourceKey, list[str]] | None = None) -> str:
-    """A message citing each drift: object, paths, actor, time, ledger id."""
-    keys = list(dict.fromkeys(a.key for a in adopted))
-    ids = [drift_ids[k] for k in keys if k in drift_ids]
-    cite = f" (drift {', '.join(map(str, ids))})" if ids else ""
-    subject = (f"Adopt live drift of {keys[0]}{cite}" if len(keys) == 1
-               else f"Adopt live drift of {len(keys)} objects{cite}")
-    body = ["Written by `drift-auditor adopt`: the live values below were changed in the",
-            "cluster outside Git (an emergency change). Merging this branch approves them",
-            "retroactively and makes Git the source of truth again.", ""]
-    trailers = []
-    for key in keys:
-        mine = [a for a in adopted if a.key == key]
-        body.append(f"Object: {key}")
-        if key in drift_ids:
-            when = f", opened {opened[key]}" if opened.get(key) else ""
-            body.append(f"Ledger drift: {drift_ids[key]}{when}")
-            trailers.append(f"{TRAILER}: {drift_ids[key]}")
-        if (people or {}).get(key):
-            body.append(f"Changed by: {', '.join((people or {})[key])} (API-server audit log)")
-        body.append("Files: " + ", ".join(sorted({a.file for a in mine})))
-        body.extend(_line(a.item) for a in mine)
-        body.append("")
-        trailers.append(f"Drift-Auditor-Object: {key}")
-    return "\n".join([subject, "", *body, *trailers]) + "\n"
+                  RenderSpec.of_source(source), source)
 
 
 def _default_branch(keys: Sequence[ResourceKey]) -> str:
@@ -274,29 +204,27 @@ def _default_branch(keys: Sequence[ResourceKey]) -> str:
     return f"drift-auditor/adopt-{re.sub(r'[^A-Za-z0-9._-]+', '-', name)}-{stamp}"
 
 
-# --------------------------------------------------------------------------- run
+def execute(req: Request, cfg: Config, results: Sequence[ObjectResult],
+            desired: DesiredState) -> Report:
+    """Select, edit, commit, record and (with ``push``) push; see the module doc.
 
-
-def execute(req: Request, cfg: Config) -> Report:
-    """Compare, select, edit, commit, record and (with ``push``) push; see the module doc."""
-    from auditor.pipeline import audit
-
-    result = audit(cfg, desired_path=req.desired, namespace=req.namespace,
-                   tools_dir=req.tools_dir)
-    targets, drift_ids = _targets(req, cfg, result.results)
+    ``results`` and ``desired`` are a fresh comparison of ``req.desired`` (or the configured
+    sources) with the cluster, as :func:`auditor.pipeline.audit` makes it.
+    """
+    targets, drift_ids = _targets(req, cfg, results)
     report = Report(drift_ids=dict(drift_ids))
     selected: list[tuple[ResourceKey, list[DriftItem]]] = []
     for target in targets:
-        items, refused = adopt_mod.select(target, req.paths)
+        items, refused = select(target, req.paths)
         report.refusals.extend(refused)
         if items:
             selected.append((target.key, items))
     if not selected:
         report.message = "nothing to adopt"
         return report
-    where = _where(req, cfg, result.desired, [k for k, _ in selected])
+    where = _where(req, cfg, desired, [k for k, _ in selected])
     # Namespaced or not, as the audit decided (discovery and CRDs), for every kind in Git.
-    scopes = {(k.group, k.kind): bool(k.namespace) for k in result.desired.objects}
+    scopes = {(k.group, k.kind): bool(k.namespace) for k in desired.objects}
     where = dataclasses.replace(where, spec=dataclasses.replace(where.spec, scopes=scopes))
     report.repo = str(where.repo)
     try:
@@ -317,7 +245,7 @@ def execute(req: Request, cfg: Config) -> Report:
         worktree = Path(tmp) / "worktree"
         gitrepo.add_worktree(where.repo, worktree, where.base, branch)
         try:
-            outcome = adopt_mod.adopt_into(worktree, where.spec, selected,
+            outcome = adopt_into(worktree, where.spec, selected,
                                            tools_dir=req.tools_dir)
             report.adopted, report.diff = outcome.adopted, outcome.diff()
             report.refusals.extend(outcome.refusals)
@@ -399,103 +327,3 @@ def _record(cfg: Config, req: Request, report: Report, where: _Where) -> list[in
                 actor=", ".join(sorted({a.item.manager for a in mine if a.item.manager})),
                 by=by, pushed=bool(report.pushed_to))))
     return ids
-
-
-# --------------------------------------------------------------------------- command
-
-
-def to_json(report: Report) -> bytes:
-    """The report for scripts: what was adopted where, what was refused and why, the branch."""
-    return orjson.dumps({
-        "adopted": [{"object": str(a.key), "path": a.item.path, "op": a.item.op,
-                     "file": a.file, "manager": a.item.manager, "time": a.item.time,
-                     "category": a.item.category, "drift_id": report.drift_ids.get(a.key)}
-                    for a in report.adopted],
-        "refused": [{"object": str(r.key) if r.key else None, "path": r.path,
-                     "reason": r.reason, "file": r.file} for r in report.refusals],
-        "branch": report.branch or None, "commit": report.commit or None,
-        "repo": report.repo or None, "push_command": report.push_command or None,
-        "pushed_to": report.pushed_to or None, "adoption_ids": report.adoption_ids,
-        "warnings": report.warnings, "diff": report.diff},
-        option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-
-
-def _print(report: Report) -> None:
-    for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    if report.diff:
-        click.echo(report.diff, nl=False)
-    for adopted in report.adopted:
-        click.echo(f"adopted {adopted.key} {adopted.item.path} -> {adopted.file}", err=True)
-    for refusal in report.refusals:
-        click.echo(f"refused {refusal}", err=True)
-    if report.branch:
-        click.echo(f"committed {report.commit[:12]} on branch {report.branch} in {report.repo}")
-        if report.pushed_to:
-            click.echo(f"pushed {report.branch} to {report.pushed_to}")
-        else:
-            click.echo(f"push it for review: {report.push_command}")
-        if report.adoption_ids:
-            click.echo("recorded in the ledger as adoption "
-                       + ", ".join(map(str, report.adoption_ids)))
-    elif report.message:
-        click.echo(report.message, err=True)
-
-
-@click.command("adopt")
-@click.argument("target", metavar="OBJECT", required=False)
-@click.option("--all-open", is_flag=True, help="Every object with an open drift in the ledger.")
-@click.option("--paths", "paths", multiple=True, metavar="GLOB",
-              help="Only these drifted paths (globs as in ignore rules; repeatable).")
-@click.option("--repo", type=click.Path(file_okay=False),
-              help="The working clone to branch in (default: the source's cache clone, or the "
-                   "repository --desired is in).")
-@click.option("--desired", metavar="PATH", help="Manifests folder inside a Git work tree, "
-                                                "instead of the configured sources.")
-@click.option("--namespace", "-n", help="Namespace for namespaced manifests that name none.")
-@click.option("--branch", help="Name of the new branch (default: drift-auditor/adopt-…).")
-@click.option("--push", is_flag=True, help="Push the branch to origin (credentials as for "
-                                           "cloning).")
-@click.option("--dry-run", is_flag=True, help="Print the diff; commit nothing.")
-@click.option("--by", default="", help="Who adopts (recorded in the ledger).")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
-@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="kubeconfig file.")
-@click.option("--context", help="kubeconfig context to use.")
-@click.option("--in-cluster", is_flag=True, help="Use the pod's service account.")
-@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
-              help="Ledger file (default: ledger.path from the configuration).")
-def adopt_cmd(target: str | None, all_open: bool, paths: tuple[str, ...], repo: str | None,
-              desired: str | None, namespace: str | None, branch: str | None, push: bool,
-              dry_run: bool, by: str, output: str, kubeconfig: str | None,
-              context: str | None, in_cluster: bool, ledger_path: str | None) -> None:
-    """Write live drift back into Git as a commit on a new branch, for review.
-
-    OBJECT is Kind/name, Kind.group/namespace/name or a ledger drift id. Only drift made by
-    people (or unknown clients) is adopted; Secrets never. Exit 0 all adopted, 1 something
-    refused, 2 error.
-    """
-    from auditor.cli import _cluster_overrides, handle_errors, tools_dir
-
-    def body() -> None:
-        if bool(target) == all_open:
-            raise AdoptError("name one OBJECT or pass --all-open")
-        overrides = _cluster_overrides(kubeconfig, context, in_cluster)
-        if ledger_path:
-            overrides["ledger"] = {"path": ledger_path}
-        cfg = click.get_current_context().find_root().obj.load(overrides)
-        report = execute(Request(target=target, all_open=all_open, paths=paths, repo=repo,
-                                 desired=desired, namespace=namespace, branch=branch,
-                                 push=push, dry_run=dry_run, by=by, tools_dir=tools_dir()),
-                         cfg)
-        if output == "json":
-            sys.stdout.buffer.write(to_json(report))
-            sys.stdout.buffer.flush()
-        else:
-            _print(report)
-        sys.exit(1 if report.refusals or not report.adopted else 0)
-
-    handle_errors(body)()
-
-
-COMMANDS = (adopt_cmd,)

@@ -1,149 +1,25 @@
-"""The ``drift-auditor`` command: a thin layer that builds the configuration once, calls the
-library, and turns every :class:`AuditorError` into one readable line and exit status 2."""
+"""The audit commands: ``run`` (one recorded audit cycle, the CronJob's job), ``diff``
+(compare without recording) and ``snapshot`` (the cluster's in-scope objects as a file)."""
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from auditor import __version__
-from auditor import config as config_mod
-from auditor.errors import AuditorError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-log = logging.getLogger("auditor")
-
-
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if verbose < 2:
-        # The kubernetes client and urllib3 are chatty at INFO; their news is ours to tell.
-        for noisy in ("urllib3", "kubernetes", "git"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+from auditor.cli.common import (
+    Context,
+    cluster_options,
+    cluster_overrides,
+    handle_errors,
+    tools_dir,
+)
 
 
-def handle_errors(fn: F) -> F:
-    """Run a command; an ``AuditorError`` becomes one line on stderr and exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AuditorError as exc:
-            click.echo(f"drift-auditor: error: {exc}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("drift-auditor: interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
-
-
-class Context:
-    """What every command gets: the config file path and the flag overrides so far."""
-
-    def __init__(self, config_path: str | None) -> None:
-        self.config_path = config_path
-
-    def load(self, overrides: dict[str, Any] | None = None) -> config_mod.Config:
-        return config_mod.load(self.config_path, env=os.environ, overrides=overrides or {})
-
-
-def _cluster_overrides(kubeconfig: str | None, context: str | None,
-                       in_cluster: bool) -> dict[str, Any]:
-    cluster: dict[str, Any] = {}
-    if kubeconfig:
-        cluster["kubeconfig"] = kubeconfig
-    if context:
-        cluster["context"] = context
-    if in_cluster:
-        cluster["in_cluster"] = True
-    return {"cluster": cluster} if cluster else {}
-
-
-def cluster_options(fn: F) -> F:
-    fn = click.option("--in-cluster", is_flag=True, help="Use the pod's service account.")(fn)
-    fn = click.option("--context", help="kubeconfig context to use.")(fn)
-    fn = click.option("--kubeconfig", type=click.Path(dir_okay=False),
-                      help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")(fn)
-    return fn
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="drift-auditor")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Config file (default: $DRIFT_AUDITOR_CONFIG or ./drift-auditor.yaml).")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-@click.pass_context
-def main(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) -> None:
-    """Keep a Kubernetes cluster honest against Git."""
-    _setup_logging(verbose, quiet)
-    ctx.obj = Context(config_path)
-
-
-# ------------------------------------------------------------------ config
-
-
-@main.command("config")
-@click.pass_obj
-@handle_errors
-def config_cmd(obj: Context) -> None:
-    """Validate the configuration and print the effective settings as YAML."""
-    cfg = obj.load()
-    click.echo(config_mod.dump(cfg), nl=False)
-    click.echo(f"# config hash: {cfg.digest()}")
-
-
-# ----------------------------------------------------------------- sandbox
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8001, show_default=True, type=int)
-@click.option("--seed", "seed", type=click.Path(exists=True),
-              help="Objects to load at start (a List/manifest file or a folder).")
-@click.option("--kubeconfig-out", type=click.Path(dir_okay=False),
-              help="Write a kubeconfig for the sandbox here.")
-@handle_errors
-def sandbox(host: str, port: int, seed: str | None, kubeconfig_out: str | None) -> None:
-    """Run the local sandbox Kubernetes API server in the foreground (Ctrl-C stops it)."""
-    import signal
-    import threading
-
-    from auditor.live.snapshot import read_snapshot
-    from auditor.sandbox import Sandbox
-
-    sb = Sandbox(host=host, port=port)
-    if seed:
-        sb.load(read_snapshot(seed))
-    sb.start()
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    click.echo(f"sandbox API server listening on {sb.url}")
-    if kubeconfig_out:
-        click.echo(f"kubeconfig written to {sb.write_kubeconfig(kubeconfig_out)}")
-    try:
-        stop.wait()
-    finally:
-        sb.stop()
-
-
-# ---------------------------------------------------------------- snapshot
-
-
-@main.command()
+@click.command()
 @cluster_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="Write the List here (default: stdout).")
@@ -157,10 +33,8 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
     from auditor.support import secretkey
     from auditor.support.progress import Progress
 
-    cfg = obj.load(_cluster_overrides(kubeconfig, context, in_cluster))
-    key = (secretkey.load_key(cfg.compare.secret_hash_key_file)
-           if cfg.compare.secret_hash_key_file else
-           secretkey.load_or_create(Path(cfg.ledger.path).with_suffix(".key")))
+    cfg = obj.load(cluster_overrides(kubeconfig, context, in_cluster))
+    key = secretkey.for_config(cfg, create=True)
     stats = ListStats()
     with Cluster(cfg.cluster) as cluster:
         progress = Progress("listing")
@@ -186,15 +60,7 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
                err=True)
 
 
-# -------------------------------------------------------------------- diff
-
-
-def tools_dir() -> str | None:
-    """Where `make tools` put kubectl 1.35 and helm (``$DRIFT_AUDITOR_TOOLS``), if set."""
-    return os.environ.get("DRIFT_AUDITOR_TOOLS") or None
-
-
-@main.command()
+@click.command()
 @cluster_options
 @click.option("--desired", "desired_path", metavar="PATH",
               help="Manifests folder, or a Git repo path/URL (with --revision). "
@@ -218,7 +84,7 @@ def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: 
     from auditor.pipeline import audit
     from auditor.support.progress import Progress
 
-    cfg = obj.load(_cluster_overrides(kubeconfig, context, in_cluster))
+    cfg = obj.load(cluster_overrides(kubeconfig, context, in_cluster))
     result = audit(cfg, desired_path=desired_path, revision=revision, live_file=live_file,
                    namespace=namespace, tools_dir=tools_dir(),
                    progress=lambda task, total: Progress(task, total))
@@ -229,9 +95,6 @@ def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: 
         use_color = sys.stdout.isatty() if color is None else color
         click.echo(diffout.to_text(result.results, result.problems, color=use_color), nl=False)
     sys.exit(diffout.exit_code(result.results, result.problems))
-
-
-# --------------------------------------------------------------------- run
 
 
 def _run_summary(outcome: Any, color: bool) -> str:
@@ -274,7 +137,7 @@ def _run_summary(outcome: Any, color: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-@main.command()
+@click.command()
 @cluster_options
 @click.option("--desired", "desired_path", metavar="PATH",
               help="Override the configured sources with a folder or repo.")
@@ -306,7 +169,7 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
     from auditor.pipeline import run_once
     from auditor.support.progress import Progress
 
-    overrides = _cluster_overrides(kubeconfig, context, in_cluster)
+    overrides = cluster_overrides(kubeconfig, context, in_cluster)
     if ledger_path:
         overrides["ledger"] = {"path": ledger_path}
     cfg = obj.load(overrides)
@@ -336,23 +199,4 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
     sys.exit(0 if code == 1 and exit_zero_on_drift else code)
 
 
-def _register_commands() -> None:
-    """Commands that live beside the library they drive, each module listing its own."""
-    from auditor.adopt_cli import COMMANDS as adopt_commands
-    from auditor.ledger.cli import COMMANDS as ledger_commands
-    from auditor.notify_cli import COMMANDS as notify_commands
-    from auditor.policies.cli import COMMANDS as policy_commands
-    from auditor.report.cli import COMMANDS as report_commands
-    from auditor.web.serve import COMMANDS as serve_commands
-
-    # notify_cli's metrics-only `serve` predates the UI; the UI serves /metrics too.
-    for command in (*ledger_commands, *notify_commands, *adopt_commands, *policy_commands,
-                    *report_commands, *serve_commands):
-        main.add_command(command)
-
-
-_register_commands()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+COMMANDS = (run, diff, snapshot)

@@ -1,5 +1,4 @@
-"""The ``policies`` commands — ``check`` and ``validate`` — as a click group the CLI hub
-registers with ``main.add_command`` (see :data:`COMMANDS`).
+"""The ``policies`` commands: ``check`` and ``validate``.
 
 ``check`` is what a CI pipeline runs before merge: Git manifests (``--desired``), a snapshot
 (``--live FILE``) or, with neither, the live cluster, through every policy; text, JSON,
@@ -11,30 +10,20 @@ policies still ran and their results are printed).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
+from auditor.cli.common import guarded, load_config
 from auditor.engine.records import ResourceKey, SourceInfo
 from auditor.errors import PolicyError
-
-from . import outputs
-from .engine import Evaluation, PolicyEngine, evaluate_objects
-from .model import SEVERITIES
+from auditor.policies import outputs
+from auditor.policies.engine import Evaluation, PolicyEngine, evaluate_objects
+from auditor.policies.model import SEVERITIES
 
 FORMATS = ("text", "json", "sarif", "policyreport")
-
-
-def _guarded(fn: Callable[..., None], *args: Any) -> None:
-    from auditor.cli import handle_errors
-
-    handle_errors(fn)(*args)
-
-
-def _context() -> Any:
-    return click.get_current_context().find_root().obj
 
 
 def _cluster_objects(cfg: Any) -> Iterator[dict[str, Any]]:
@@ -100,14 +89,14 @@ def check_cmd(desired_path: str | None, revision: str | None, namespace: str | N
     code: list[int] = []
 
     def body() -> None:
+        from auditor.desired.state import load_desired_state
         from auditor.live.snapshot import read_snapshot
-        from auditor.pipeline import load_desired_state
 
         overrides: dict[str, Any] = {}
         if kubeconfig or kube_context:
             overrides["cluster"] = {k: v for k, v in (("kubeconfig", kubeconfig),
                                                       ("context", kube_context)) if v}
-        cfg = _context().load(overrides)
+        cfg = load_config(overrides)
         folder = policies_dir or cfg.policies.directory
         if not Path(folder).exists():
             raise PolicyError(f"{folder}: no policy folder here (set policies.directory or "
@@ -137,7 +126,7 @@ def check_cmd(desired_path: str | None, revision: str | None, namespace: str | N
             click.echo(f"drift-auditor: policy error: {bad}", err=True)
         code.append(exit_code(evaluation, fail_on))
 
-    _guarded(body)
+    guarded(body)
     sys.exit(code[0] if code else 2)
 
 
@@ -149,7 +138,7 @@ def validate_cmd(folder: str | None) -> None:
     code: list[int] = []
 
     def body() -> None:
-        cfg = _context().load()
+        cfg = load_config()
         target = folder or cfg.policies.directory
         if not Path(target).exists():
             raise PolicyError(f"{target}: no such policy folder or file")
@@ -163,7 +152,7 @@ def validate_cmd(folder: str | None) -> None:
                       if skipped else ""))
         code.append(2 if engine.problems else 0)
 
-    _guarded(body)
+    guarded(body)
     sys.exit(code[0] if code else 2)
 
 

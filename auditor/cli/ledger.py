@@ -1,44 +1,23 @@
-"""The ledger's commands — ``verify``, ``history``, ``ack``, ``prune`` — as ``click.Command``
-objects the CLI hub registers with ``main.add_command``.
-
-Each reads the configuration through the hub's context object and reports errors through the
-hub's ``handle_errors`` (imported at call time: the hub imports this module).
-"""
+"""The ledger's commands: ``verify``, ``history``, ``ack`` and ``prune``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import click
 import orjson
 
+from auditor.cli.common import guarded, ledger_option, load_config
 from auditor.errors import LedgerError, LedgerTamperedError
-
-from . import history as history_mod
-from . import schema, signing, times
-from .verify import verify as verify_ledger
+from auditor.ledger import history as history_mod
+from auditor.ledger import schema, signing, times
+from auditor.ledger.verify import verify as verify_ledger
 
 CATEGORIES = ("human", "controller", "gitops", "unknown")
 
 
-def _guarded(fn: Callable[..., None], *args: Any) -> None:
-    from auditor.cli import handle_errors
-
-    handle_errors(fn)(*args)
-
-
-def _config() -> Any:
-    return click.get_current_context().find_root().obj.load()
-
-
 def _ledger_path(explicit: str | None) -> str:
-    return explicit or str(_config().ledger.path)
-
-
-ledger_option = click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
-                             help="Ledger file (default: ledger.path from the configuration).")
+    return explicit or str(load_config().ledger.path)
 
 
 @click.command("verify")
@@ -54,7 +33,7 @@ def verify_cmd(ledger_path: str | None, public_key: str | None, as_json: bool) -
         path = ledger_path
         key_file = public_key
         if path is None or key_file is None:
-            cfg = _config()
+            cfg = load_config()
             path = path or cfg.ledger.path
             key_file = key_file or cfg.ledger.signing_key_file or None
         conn = schema.connect_reader(path)
@@ -75,7 +54,7 @@ def verify_cmd(ledger_path: str | None, public_key: str | None, as_json: bool) -
         if not result.ok:
             raise LedgerTamperedError(f"{path}: {result.message}")
 
-    _guarded(body)
+    guarded(body)
 
 
 def _since(text: str | None) -> str | None:
@@ -115,7 +94,7 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
             conn.close()
         click.echo(history_mod.render(entries, fmt), nl=False)
 
-    _guarded(body)
+    guarded(body)
 
 
 @click.command("ack")
@@ -133,10 +112,9 @@ def ack_cmd(ledger_path: str | None, target: str, by: str, reason: str, expires:
 
     def body() -> None:
         from auditor import __version__
+        from auditor.ledger.store import Ledger
 
-        from .store import Ledger
-
-        cfg = _config()
+        cfg = load_config()
         with Ledger.open(ledger_path or cfg.ledger.path, tool_version=__version__,
                          config_hash=cfg.digest(),
                          signing_key_file=cfg.ledger.signing_key_file or None,
@@ -145,7 +123,7 @@ def ack_cmd(ledger_path: str | None, target: str, by: str, reason: str, expires:
         click.echo(f"drift {drift_id} accepted by {by}"
                    f"{' until ' + expires if expires else ''}")
 
-    _guarded(body)
+    guarded(body)
 
 
 @click.command("prune")
@@ -160,10 +138,9 @@ def prune_cmd(ledger_path: str | None, days: int | None, vacuum: bool, wait: flo
 
     def body() -> None:
         from auditor import __version__
+        from auditor.ledger.store import Ledger
 
-        from .store import Ledger
-
-        cfg = _config()
+        cfg = load_config()
         keep = days if days is not None else cfg.ledger.retention_days
         if not keep:
             raise LedgerError("retention is off: set ledger.retention-days or pass --days")
@@ -175,7 +152,7 @@ def prune_cmd(ledger_path: str | None, days: int | None, vacuum: bool, wait: flo
         cutoff = times.stamp(times.now() - timedelta(days=keep))
         click.echo(f"pruned the content of {count} object versions observed before {cutoff}")
 
-    _guarded(body)
+    guarded(body)
 
 
 COMMANDS = (verify_cmd, history_cmd, ack_cmd, prune_cmd)

@@ -1,32 +1,23 @@
 """``drift-auditor report``: the compliance report for a period, from the ledger only, as HTML
 (with the change population CSV beside it), CSV or JSON. ``--ledger`` repeated makes a fleet
-report (one ledger per cluster, merged by :mod:`.fleet`). Registered by the CLI hub from
-:data:`COMMANDS`, like the ledger's commands."""
+report (one ledger per cluster, merged by :mod:`auditor.report.fleet`)."""
 
 from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import click
 
+from auditor.cli.common import guarded, load_config
 from auditor.errors import ConfigError
-
-from . import export
-from .fleet import load_fleet
-from .period import Options
+from auditor.report import export
+from auditor.report.fleet import load_fleet
+from auditor.report.period import Options
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def _guarded(fn: Callable[..., None], *args: Any) -> None:
-    from auditor.cli import handle_errors
-
-    handle_errors(fn)(*args)
 
 
 def parse_bound(text: str, *, end: bool) -> datetime:
@@ -75,7 +66,7 @@ def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: 
     remediation, monitoring completeness), from the ledger only."""
 
     def run() -> None:
-        cfg = click.get_current_context().find_root().obj.load()
+        cfg = load_config()
         start = parse_bound(from_, end=False)
         end = parse_bound(to, end=True) if to else datetime.now(UTC).replace(microsecond=0)
         if end <= start:
@@ -90,7 +81,7 @@ def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: 
             verify=not skip_verify))
         report = model.report
         if fmt == "html":
-            from .html import render_html
+            from auditor.report.html import render_html
 
             assert target is not None and csv_path is not None
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +110,7 @@ def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: 
                            err=True)
             sys.exit(1)
 
-    _guarded(run)
+    guarded(run)
 
 
 COMMANDS = (report_cmd,)

@@ -1,35 +1,14 @@
-"""The alert and metrics commands — ``alerts send``, ``metrics``, ``serve`` — as
-``click.Command`` objects the CLI hub registers with ``main.add_command``.
-
-Like :mod:`auditor.ledger.cli`, each reads the configuration through the hub's context object
-and reports errors through the hub's ``handle_errors`` (imported at call time: the hub imports
-this module). This is the CLI layer, so it is where ``os.environ`` is read and handed down.
-"""
+"""The alert and metrics commands: ``alerts send``, ``alerts status`` and ``metrics``."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
 import click
 
+from auditor.cli.common import guarded, ledger_option, load_config
 from auditor.errors import DeliveryError
-
-
-def _guarded(fn: Callable[..., None], *args: Any) -> None:
-    from auditor.cli import handle_errors
-
-    handle_errors(fn)(*args)
-
-
-def _config() -> Any:
-    return click.get_current_context().find_root().obj.load()
-
-
-ledger_option = click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
-                             help="Ledger file (default: ledger.path from the configuration).")
 
 
 @click.group("alerts")
@@ -48,7 +27,7 @@ def send_cmd(ledger_path: str | None, dry_run: bool) -> None:
     def body() -> None:
         from auditor.outputs import alerts
 
-        cfg = _config()
+        cfg = load_config()
         report = alerts.send(cfg, ledger_path or cfg.ledger.path, env=os.environ,
                              dry_run=dry_run)
         if not report.enabled:
@@ -64,7 +43,7 @@ def send_cmd(ledger_path: str | None, dry_run: bool) -> None:
             raise DeliveryError(f"{report.pending} message(s) still queued"
                                 + (f": {report.errors[-1]}" if report.errors else ""))
 
-    _guarded(body)
+    guarded(body)
 
 
 @alerts_group.command("status")
@@ -75,11 +54,11 @@ def status_cmd(ledger_path: str | None) -> None:
     def body() -> None:
         from auditor.outputs import alerts
 
-        cfg = _config()
+        cfg = load_config()
         for line in alerts.status(ledger_path or cfg.ledger.path):
             click.echo(line)
 
-    _guarded(body)
+    guarded(body)
 
 
 @click.command("metrics")
@@ -98,7 +77,7 @@ def metrics_cmd(ledger_path: str | None, textfile: str | None, pushgateway: str 
     def body() -> None:
         from auditor.outputs import metrics
 
-        cfg = _config()
+        cfg = load_config()
         path = ledger_path or cfg.ledger.path
         target_file = textfile or cfg.metrics.textfile
         target_gw = pushgateway or cfg.metrics.pushgateway
@@ -110,29 +89,7 @@ def metrics_cmd(ledger_path: str | None, textfile: str | None, pushgateway: str 
         for line in report.lines():
             click.echo(line, err=True)
 
-    _guarded(body)
+    guarded(body)
 
 
-@click.command("serve")
-@ledger_option
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", default=9717, show_default=True, type=int)
-def serve_cmd(ledger_path: str | None, host: str, port: int) -> None:
-    """Serve /metrics (read from the ledger at each scrape) until interrupted."""
-
-    def body() -> None:
-        from auditor.outputs import metrics
-
-        cfg = _config()
-        server = metrics.make_server(cfg, ledger_path or cfg.ledger.path, host=host, port=port)
-        click.echo(f"serving /metrics on http://{host}:{server.server_address[1]}/metrics",
-                   err=True)
-        try:
-            server.serve_forever()
-        finally:
-            server.server_close()
-
-    _guarded(body)
-
-
-COMMANDS = (alerts_group, metrics_cmd, serve_cmd)
+COMMANDS = (alerts_group, metrics_cmd)

@@ -1,0 +1,50 @@
+"""The ``drift-auditor`` command: a thin layer over the library.
+
+This module is the entry point only: the root group with its global flags and logging, and
+the registration of every command group. Each group lives in its own module here and
+exports ``COMMANDS``; what they share (the configuration context, cluster flags, turning an
+:class:`~auditor.errors.AuditorError` into one line and exit 2) is :mod:`.common`, so no
+command imports this module back. Command modules import the library inside their command
+bodies: ``drift-auditor --version`` loads none of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from auditor import __version__
+from auditor.cli import adopt, audit, config, ledger, notify, policies, report, sandbox, serve
+from auditor.cli.common import Context
+
+log = logging.getLogger("auditor")
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose < 2:
+        # The kubernetes client and urllib3 are chatty at INFO; their news is ours to tell.
+        for noisy in ("urllib3", "kubernetes", "git"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="drift-auditor")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Config file (default: $DRIFT_AUDITOR_CONFIG or ./drift-auditor.yaml).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) -> None:
+    """Keep a Kubernetes cluster honest against Git."""
+    _setup_logging(verbose, quiet)
+    ctx.obj = Context(config_path)
+
+
+for _group in (config, sandbox, audit, ledger, notify, adopt, policies, report, serve):
+    for _command in _group.COMMANDS:
+        main.add_command(_command)

@@ -1,0 +1,96 @@
+"""What every command shares: the configuration context, the cluster and ledger flags, and
+the rule that an :class:`~auditor.errors.AuditorError` becomes one line on stderr and exit
+status 2.
+
+This is the CLI layer, so it is where ``os.environ`` is read and handed down; no command
+module imports the entry point (:mod:`auditor.cli`), only this one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from auditor import config as config_mod
+from auditor.errors import AuditorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Run a command; an ``AuditorError`` becomes one line on stderr and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AuditorError as exc:
+            click.echo(f"drift-auditor: error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("drift-auditor: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def guarded(fn: Callable[..., None], *args: Any) -> None:
+    """Call ``fn`` under :func:`handle_errors`: for command bodies defined inside the command."""
+    handle_errors(fn)(*args)
+
+
+class Context:
+    """What every command gets: the config file path and the flag overrides so far."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+
+    def load(self, overrides: dict[str, Any] | None = None) -> config_mod.Config:
+        return config_mod.load(self.config_path, env=os.environ, overrides=overrides or {})
+
+
+def context() -> Context:
+    """The root command's :class:`Context`, from inside any command."""
+    obj: Context = click.get_current_context().find_root().obj
+    return obj
+
+
+def load_config(overrides: dict[str, Any] | None = None) -> config_mod.Config:
+    """The configuration: file, ``DRIFT_AUDITOR_*`` environment, then ``overrides``."""
+    return context().load(overrides)
+
+
+def cluster_overrides(kubeconfig: str | None, context: str | None,
+                      in_cluster: bool) -> dict[str, Any]:
+    """The cluster flags as configuration overrides (only those given)."""
+    cluster: dict[str, Any] = {}
+    if kubeconfig:
+        cluster["kubeconfig"] = kubeconfig
+    if context:
+        cluster["context"] = context
+    if in_cluster:
+        cluster["in_cluster"] = True
+    return {"cluster": cluster} if cluster else {}
+
+
+def cluster_options(fn: F) -> F:
+    """``--kubeconfig``, ``--context`` and ``--in-cluster``."""
+    fn = click.option("--in-cluster", is_flag=True, help="Use the pod's service account.")(fn)
+    fn = click.option("--context", help="kubeconfig context to use.")(fn)
+    fn = click.option("--kubeconfig", type=click.Path(dir_okay=False),
+                      help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")(fn)
+    return fn
+
+
+ledger_option = click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
+                             help="Ledger file (default: ledger.path from the configuration).")
+
+
+def tools_dir() -> str | None:
+    """Where `make tools` put kubectl 1.35 and helm (``$DRIFT_AUDITOR_TOOLS``), if set."""
+    return os.environ.get("DRIFT_AUDITOR_TOOLS") or None

@@ -1,0 +1,56 @@
+"""``drift-auditor serve``: the read-only web UI over one ledger or a fleet of them
+(:mod:`auditor.web.serve`), until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import click
+
+from auditor.cli.common import guarded, load_config
+
+
+@click.command("serve")
+@click.option("--host", help="Address to bind (default: serve.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: serve.port, 8080; 0 picks one).")
+@click.option("--ledger", "ledger_paths", type=click.Path(dir_okay=False), multiple=True,
+              help="Ledger file (default: ledger.path from the configuration); repeat it, one "
+                   "per cluster, for a fleet view.")
+@click.option("--reports-dir", type=click.Path(file_okay=False),
+              help="Reports folder (default: reports.directory).")
+def serve_cmd(host: str | None, port: int | None, ledger_paths: tuple[str, ...],
+              reports_dir: str | None) -> None:
+    """Read-only web UI over the ledger, with /metrics and /healthz (Ctrl-C stops it)."""
+
+    def body() -> None:
+        import signal
+
+        from auditor.web.serve import ledger_list, make_server, token_from
+
+        cfg = load_config()
+        served = ledger_list(cfg, ledger_paths=ledger_paths)
+        server = make_server(cfg, ledger_paths=served, host=host, port=port,
+                             token=token_from(cfg, os.environ), reports_dir=reports_dir)
+        # SIGTERM (a pod's stop) ends serve_forever from another thread, as shutdown requires;
+        # installed before the address is announced, so whoever reads it may stop us at once.
+        signal.signal(signal.SIGTERM,
+                      lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+        bound_host, bound_port = server.server_address[:2]
+        if not cfg.serve.token_env and str(bound_host) not in ("127.0.0.1", "::1", "localhost"):
+            click.echo(f"drift-auditor serve: warning: listening on {bound_host!s} without a "
+                       "bearer token (serve.token-env): whoever reaches the port reads the "
+                       "ledger", err=True)
+        click.echo(f"drift-auditor serve: http://{bound_host!s}:{bound_port} "
+                   f"({'ledgers ' if len(served) > 1 else 'ledger '}"
+                   f"{', '.join(str(p) for p in served)}"
+                   f"{', bearer token required' if cfg.serve.token_env else ''})", err=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+
+    guarded(body)
+
+
+COMMANDS = (serve_cmd,)
