@@ -19,7 +19,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from auditor import __version__, revert
+from auditor import __version__
 from auditor.config import Config
 from auditor.desired.parsecache import ParseCache
 from auditor.desired.state import DesiredState, Manifests, load_desired_state
@@ -31,6 +31,7 @@ from auditor.engine.verdicts import CompareCache, Remaining
 from auditor.errors import ConfigError
 from auditor.live.client import APIResource, Cluster, ListStats, in_scope, iter_live
 from auditor.live.snapshot import read_snapshot
+from auditor.revert.stage import LiveKeeper, after_compare
 from auditor.support import files, gcpolicy, secretkey
 from auditor.support.progress import Progress
 
@@ -431,7 +432,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             results: list[ObjectResult] = []
             pages = _pages_from_cluster(cluster, session, resources, progress)
             cache = CompareCache(caches / "verdicts.bin", _compare_stamp(cfg, settings))
-            keeper = revert.LiveKeeper(  # revert: live objects of drifted keys
+            keeper = LiveKeeper(  # revert: live objects of drifted keys
                 observe(pages), session.want if cfg.revert.mode != "off" else None)
 
             note = keeper.note if keeper.active else None
@@ -447,7 +448,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             _note_absent_kinds(session.want, resources, session.problems)
             clock.lap("list_and_compare")
             # --- revert (issue 9, auditor.revert): after every result, before finish ---
-            reverted = revert.after_compare(cfg.revert, cluster, run, session.want, results,
+            reverted = after_compare(cfg.revert, cluster, run, session.want, results,
                                             keeper.kept, resources, settings=settings)
             session.problems.extend(reverted.problems)
             if cfg.revert.mode != "off":

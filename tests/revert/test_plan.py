@@ -13,7 +13,8 @@ from auditor.engine.managers import Classifier
 from auditor.engine.records import DriftItem, ObjectResult, ResourceKey
 from auditor.errors import ConfigError
 from auditor.ledger.reverts import LastAttempt
-from auditor.revert import apply_body, opted_out, ownership_transfer, parse_selector, plan, rank
+from auditor.revert.execute import apply_body, ownership_transfer
+from auditor.revert.plan import opted_out, parse_selector, plan, rank
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 classify = Classifier(("argocd-controller", "drift-auditor"))
@@ -251,7 +252,7 @@ def test_no_transfer_without_human_fields_or_at_another_version() -> None:
 
 
 def test_live_keeper_keeps_drifted_and_orphan_objects_only() -> None:
-    from auditor.revert import LiveKeeper
+    from auditor.revert.stage import LiveKeeper
 
     stray = key("ConfigMap", "stray")
     elsewhere = key("ConfigMap", "x", ns="other")
