@@ -11,11 +11,6 @@ links the adoption commit to that resolution at read time.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # sqlite-utils is only needed when a migration runs
-    import sqlite_utils
-
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,20 +31,6 @@ EVENT = "adoption"
 TRAILER = "Drift-Auditor-Drift"
 _COLUMNS = ("id", "at", "drift_id", "grp", "kind", "namespace", "name", "paths", "files",
             "repo", "branch", "base_commit", "commit_sha", "actor", "by", "pushed")
-
-
-def migrate(db: sqlite_utils.Database) -> None:
-    """Create this feature's tables (schema step; see :mod:`.schema`)."""
-    db.table(TABLE).create({
-        "id": int, "seq": int, "at": str, "drift_id": int, "grp": str, "kind": str,
-        "namespace": str, "name": str, "paths": str, "files": str, "repo": str, "branch": str,
-        "base_commit": str, "commit_sha": str, "actor": str, "by": str, "pushed": int},
-        pk="id", not_null={"at", "kind", "name", "branch", "commit_sha"})
-    db.table(TABLE).create_index(["drift_id"])
-    db.table(TABLE).create_index(["commit_sha"])
-    for verb in ("UPDATE", "DELETE"):
-        db.execute(f"""CREATE TRIGGER {TABLE}_no_{verb.lower()} BEFORE {verb} ON {TABLE}
-            BEGIN SELECT RAISE(ABORT, 'ledger: {TABLE} is append-only; {verb} refused'); END""")
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,10 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # sqlite-utils is only needed when a migration runs
-    import sqlite_utils
+from typing import Any
 
 import orjson
 
@@ -49,42 +46,6 @@ from . import policyresults, reverts, schema
 
 ACTIONS = ("post", "reply", "update")
 NOTIFIED_STATES = ("open", "resolved", "accepted", "suppressed")
-
-
-def migrate(db: sqlite_utils.Database) -> None:
-    """Create this feature's tables (schema step; see :mod:`.schema`). Idempotent: ledgers
-    made while this step was still empty get the tables on first use (:func:`ensure`)."""
-    db.table("alert_outbox").create({
-        "id": int, "created_at": str, "run_id": int, "kind": str, "action": str,
-        "parent_id": int, "channel": str, "webhook_env": str, "payload": str,
-        "drift_ids": str, "status": str, "attempts": int, "last_error": str,
-        "last_attempt_at": str, "lease_until": str, "delivered_at": str, "slack_ts": str,
-        "slack_channel": str}, pk="id", not_null={"created_at", "kind", "action", "payload",
-                                                  "status"},
-        defaults={"attempts": 0, "status": "pending"}, if_not_exists=True)
-    db.table("alert_outbox").create_index(["status", "id"], if_not_exists=True)
-    db.table("alert_drifts").create({
-        "drift_id": int, "fingerprint": str, "notified_state": str, "message_id": int,
-        "notified_at": str, "reminded_at": str}, pk="drift_id", if_not_exists=True)
-    db.table("alert_drifts").create_index(["notified_state"], if_not_exists=True)
-    db.table("alert_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-    db.table("alert_runs").create({"run_id": int, "queued_at": str, "messages": int,
-                                   "quiet": int}, pk="run_id", if_not_exists=True)
-
-
-def ensure(conn: sqlite3.Connection) -> None:
-    """Create the tables if this ledger predates them (one short write transaction)."""
-    have = {r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'alert_%'")}
-    if {"alert_outbox", "alert_drifts", "alert_meta", "alert_runs"} <= have:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        migrate(_database(conn))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +175,7 @@ class Outbox:
         reader.close()
         conn = schema.connect(path)
         try:
-            ensure(conn)
+            schema.ensure_outbox(conn)
             yield cls(conn, Path(path))
         finally:
             conn.close()
@@ -517,8 +478,3 @@ def read_counts(conn: sqlite3.Connection) -> dict[str, int]:
             out[str(status)] = int(n)
     return out
 
-
-def _database(conn: sqlite3.Connection) -> sqlite_utils.Database:
-    import sqlite_utils
-
-    return sqlite_utils.Database(conn)

@@ -28,11 +28,6 @@ Tables
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # sqlite-utils is only needed when a migration runs
-    import sqlite_utils
-
 import dataclasses
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -54,30 +49,6 @@ RUN_COLUMNS = ("run_id", "at", "score", "policies", "results", "evaluated", "reu
                "problems")
 # Outcomes cached per object: {slot: [status, [messages]]}.
 CachedObject = tuple[str, Mapping[str, tuple[str, tuple[str, ...]]]]
-
-
-def migrate(db: sqlite_utils.Database) -> None:
-    """Create this feature's tables (schema step; see :mod:`.schema`)."""
-    db.table("policy_results").create({
-        "id": int, "seq": int, "run_id": int, "at": str, "policy": str, "grp": str,
-        "kind": str, "namespace": str, "name": str, "api_version": str, "status": str,
-        "prev_status": str, "severity": str, "messages": str, "exemption": str}, pk="id")
-    db.table("policy_results").create_index(["run_id"])
-    db.table("policy_results").create_index(["policy", "grp", "kind", "namespace", "name"])
-    db.table("policy_runs").create({
-        "run_id": int, "seq": int, "at": str, "score": float, "policies": int, "results": int,
-        "evaluated": int, "reused": int, "counts": str, "problems": str}, pk="run_id")
-    db.table("policy_state").create({
-        "policy": str, "grp": str, "kind": str, "namespace": str, "name": str,
-        "status": str, "severity": str, "messages": str, "exemption": str, "since_run": int,
-        "result_id": int}, pk=("policy", "grp", "kind", "namespace", "name"))
-    db.table("policy_state").create_index(["status"])
-    db.table("policy_cache").create({"ref": str, "content_hash": str, "outcomes": str},
-                                    pk="ref")
-    for table in ("policy_results", "policy_runs"):
-        for verb in ("UPDATE", "DELETE"):
-            db.execute(f"""CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table}
-                BEGIN SELECT RAISE(ABORT, 'ledger: {table} is append-only; {verb} refused'); END""")
 
 
 class ResultLike(Protocol):

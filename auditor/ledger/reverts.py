@@ -14,11 +14,6 @@ outputs (Slack, the report's remediation section).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # sqlite-utils is only needed when a migration runs
-    import sqlite_utils
-
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,21 +30,6 @@ if TYPE_CHECKING:
 
 TABLE = "reverts"
 RESULTS = ("reverted", "dry-run", "failed")
-
-
-def migrate(db: sqlite_utils.Database) -> None:
-    """Create this feature's tables (schema step 4; see :mod:`.schema`)."""
-    db.table(TABLE).create({
-        "id": int, "seq": int, "run_id": int, "at": str, "grp": str, "kind": str,
-        "namespace": str, "name": str, "action": str, "mode": str, "result": str,
-        "reason": str, "items": str, "desired_hash": str, "live_hash": str,
-        "resource_version_before": str, "resource_version_after": str, "managers": str,
-        "error": str}, pk="id", not_null={"run_id", "at", "kind", "name", "result"})
-    db.table(TABLE).create_index(["grp", "kind", "namespace", "name", "id"])
-    db.table(TABLE).create_index(["run_id"])
-    for verb in ("UPDATE", "DELETE"):
-        db.execute(f"""CREATE TRIGGER {TABLE}_no_{verb.lower()} BEFORE {verb} ON {TABLE}
-            BEGIN SELECT RAISE(ABORT, 'ledger: {TABLE} is append-only; {verb} refused'); END""")
 
 
 def _items(key: ResourceKey, items: Sequence[dict[str, Any]]) -> str:

@@ -19,8 +19,14 @@ Tables
   drift_events  the lifecycle: opened, reopened, resolved(how), accepted, expired
   drift_state   cache: the current state per drift (rebuildable from drift_events)
   commits       Git commits audited
+  alert_*       the Slack outbox and per-drift announcement state (step 2)
+  policy_*      policy results per run and object, their current state and cache (step 3)
   reverts       auto-revert attempts: what, desired vs. live, result (step 4)
   adoptions     drift adopted into Git: paths, branch, commit, drift id (step 5)
+
+Every table is created here; the module of this package that owns a table's rows
+(:mod:`.store`, :mod:`.outbox`, :mod:`.policyresults`, :mod:`.reverts`, :mod:`.adoptions`)
+reads and writes them, and none of those is imported by this one.
 """
 
 from __future__ import annotations
@@ -176,31 +182,91 @@ def _append_only(db: sqlite_utils.Database, table: str) -> None:
 
 
 def _v2(db: sqlite_utils.Database) -> None:
-    from .outbox import migrate
+    """The alert outbox: Slack messages queued until delivered (:mod:`.outbox`).
+    Idempotent: ledgers made while this step was still empty get the tables on first use
+    (:func:`ensure_outbox`)."""
+    db.table("alert_outbox").create({
+        "id": int, "created_at": str, "run_id": int, "kind": str, "action": str,
+        "parent_id": int, "channel": str, "webhook_env": str, "payload": str,
+        "drift_ids": str, "status": str, "attempts": int, "last_error": str,
+        "last_attempt_at": str, "lease_until": str, "delivered_at": str, "slack_ts": str,
+        "slack_channel": str}, pk="id", not_null={"created_at", "kind", "action", "payload",
+                                                  "status"},
+        defaults={"attempts": 0, "status": "pending"}, if_not_exists=True)
+    db.table("alert_outbox").create_index(["status", "id"], if_not_exists=True)
+    db.table("alert_drifts").create({
+        "drift_id": int, "fingerprint": str, "notified_state": str, "message_id": int,
+        "notified_at": str, "reminded_at": str}, pk="drift_id", if_not_exists=True)
+    db.table("alert_drifts").create_index(["notified_state"], if_not_exists=True)
+    db.table("alert_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    db.table("alert_runs").create({"run_id": int, "queued_at": str, "messages": int,
+                                   "quiet": int}, pk="run_id", if_not_exists=True)
 
-    migrate(db)
+
+def ensure_outbox(conn: sqlite3.Connection) -> None:
+    """Create the outbox tables if this ledger predates them (one short write transaction)."""
+    have = {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'alert_%'")}
+    if {"alert_outbox", "alert_drifts", "alert_meta", "alert_runs"} <= have:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _v2(_database(conn))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _v3(db: sqlite_utils.Database) -> None:
-    from .policyresults import migrate
-
-    migrate(db)
+    """Policy results, per run and per object (:mod:`.policyresults`)."""
+    db.table("policy_results").create({
+        "id": int, "seq": int, "run_id": int, "at": str, "policy": str, "grp": str,
+        "kind": str, "namespace": str, "name": str, "api_version": str, "status": str,
+        "prev_status": str, "severity": str, "messages": str, "exemption": str}, pk="id")
+    db.table("policy_results").create_index(["run_id"])
+    db.table("policy_results").create_index(["policy", "grp", "kind", "namespace", "name"])
+    db.table("policy_runs").create({
+        "run_id": int, "seq": int, "at": str, "score": float, "policies": int, "results": int,
+        "evaluated": int, "reused": int, "counts": str, "problems": str}, pk="run_id")
+    db.table("policy_state").create({
+        "policy": str, "grp": str, "kind": str, "namespace": str, "name": str,
+        "status": str, "severity": str, "messages": str, "exemption": str, "since_run": int,
+        "result_id": int}, pk=("policy", "grp", "kind", "namespace", "name"))
+    db.table("policy_state").create_index(["status"])
+    db.table("policy_cache").create({"ref": str, "content_hash": str, "outcomes": str},
+                                    pk="ref")
+    for table in ("policy_results", "policy_runs"):
+        _append_only(db, table)
 
 
 def _v4(db: sqlite_utils.Database) -> None:
-    from .reverts import migrate
-
-    migrate(db)
+    """Auto-revert attempts (:mod:`.reverts`)."""
+    db.table("reverts").create({
+        "id": int, "seq": int, "run_id": int, "at": str, "grp": str, "kind": str,
+        "namespace": str, "name": str, "action": str, "mode": str, "result": str,
+        "reason": str, "items": str, "desired_hash": str, "live_hash": str,
+        "resource_version_before": str, "resource_version_after": str, "managers": str,
+        "error": str}, pk="id", not_null={"run_id", "at", "kind", "name", "result"})
+    db.table("reverts").create_index(["grp", "kind", "namespace", "name", "id"])
+    db.table("reverts").create_index(["run_id"])
+    _append_only(db, "reverts")
 
 
 def _v5(db: sqlite_utils.Database) -> None:
-    from .adoptions import migrate
+    """Drift adopted into Git: paths, branch, commit, drift id (:mod:`.adoptions`)."""
+    db.table("adoptions").create({
+        "id": int, "seq": int, "at": str, "drift_id": int, "grp": str, "kind": str,
+        "namespace": str, "name": str, "paths": str, "files": str, "repo": str, "branch": str,
+        "base_commit": str, "commit_sha": str, "actor": str, "by": str, "pushed": int},
+        pk="id", not_null={"at", "kind", "name", "branch", "commit_sha"})
+    db.table("adoptions").create_index(["drift_id"])
+    db.table("adoptions").create_index(["commit_sha"])
+    _append_only(db, "adoptions")
 
-    migrate(db)
 
-
-# Features that keep state in the ledger own their tables in their own module of this
-# package (the only one that touches SQLite); each adds one numbered step here.
+# Every table of the ledger is created here, one numbered step per feature that keeps
+# state in it; the feature's own module of this package reads and writes its rows.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, _v1),
     (2, _v2),   # alert outbox (Slack delivery)
