@@ -1,10 +1,19 @@
-"""One audit: desired (Git) and live (cluster or snapshot file) through the comparison, and
-for ``run``, into the ledger.
+"""One audit, as a sequence of stages; the only place that strings them together.
 
-This is the only place that strings the steps together; the CLI's ``diff`` calls
-:func:`audit` and ``run`` calls :func:`run_once`. Each step stays at its own edge: Git in
-:mod:`auditor.desired.state`, the cluster in :mod:`auditor.live.client`, comparison in
-:mod:`auditor.engine.compare`, history in :mod:`auditor.ledger`.
+    desired   Git rendered into the objects it declares              auditor.desired
+    live      the cluster listed page by page, or a snapshot file     auditor.live
+    compare   each live object against Git (last run's verdicts       auditor.engine
+              reused for unchanged pairs)
+    record    each changed object version with its actor, each        auditor.ledger
+              result, each deletion, on the hash chain
+    revert    optional: Git's state put back                          auditor.revert
+    policies  optional: compliance results on the same run            auditor.policies
+    finish    the run closed and checkpointed, caches saved
+
+``diff`` runs desired, live and compare (:func:`audit`); ``run`` runs them all
+(:func:`run_once`). Live, record and compare are one stream: an object is recorded and
+compared before the next page is read, so memory follows the drift count, not the cluster.
+Alerts and metrics are outputs the CLI sends afterwards, from what the ledger recorded.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditor import __version__
 from auditor.config import Config
@@ -27,7 +36,7 @@ from auditor.desired.statecache import StateCache
 from auditor.engine.compare import CompareSettings, compare_all, managed_namespaces_of
 from auditor.engine.records import ObjectResult, Problem, ResourceKey
 from auditor.engine.scope import key_in_scope, kind_in_scope, namespace_in_scope
-from auditor.engine.verdicts import CompareCache, Remaining
+from auditor.engine.verdicts import Remaining, VerdictCache
 from auditor.errors import ConfigError
 from auditor.live.client import APIResource, Cluster, ListStats, in_scope, iter_live
 from auditor.live.snapshot import read_snapshot
@@ -35,9 +44,16 @@ from auditor.revert.stage import LiveKeeper, after_compare
 from auditor.support import files, gcpolicy, secretkey
 from auditor.support.progress import Progress
 
+if TYPE_CHECKING:
+    from auditor.ledger import Ledger, Run, RunSummary
+    from auditor.policies.hook import PolicyRun
+
 log = logging.getLogger(__name__)
 
 ProgressFactory = Callable[[str, int], Progress]
+
+
+# ------------------------------------------------------------------------- results
 
 
 @dataclass
@@ -61,7 +77,169 @@ class AuditResult:
         return out
 
 
+@dataclass
+class RunOutcome:
+    """A recorded audit: the comparison plus what the ledger made of it."""
+
+    audit: AuditResult
+    run_id: int
+    status: str
+    ledger: dict[str, Any]
+    head_seq: int
+    head_hash: str
+    counters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def observed(self) -> int:
+        """Live objects whose content changed since the ledger last saw them."""
+        return int(self.counters.get("observed", 0))
+
+    @property
+    def unchanged(self) -> int:
+        return int(self.counters.get("unchanged", 0))
+
+
+# ---------------------------------------------------------------------------- diff
+
+
+def audit(cfg: Config, *, desired_path: str | None = None, revision: str | None = None,
+          live_file: str | None = None, namespace: str | None = None,
+          tools_dir: str | None = None, secret_key: bytes | None = None,
+          policies_dir: str | None = None,
+          progress: ProgressFactory | None = None) -> AuditResult:
+    """Compare Git with the cluster (or ``live_file``) under ``cfg``: desired → live →
+    compare, nothing recorded."""
+    with gcpolicy.bulk():
+        return _audit(cfg, desired_path=desired_path, revision=revision, live_file=live_file,
+                      namespace=namespace, tools_dir=tools_dir, secret_key=secret_key,
+                      policies_dir=policies_dir, progress=progress)
+
+
+def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
+           live_file: str | None, namespace: str | None, tools_dir: str | None,
+           secret_key: bytes | None, policies_dir: str | None,
+           progress: ProgressFactory | None) -> AuditResult:
+    settings = compare_settings(cfg, secret_key or secretkey.for_config(cfg), policies_dir)
+    if live_file:
+        desired = load_desired_state(cfg, desired_path=desired_path, revision=revision,
+                                     namespace=namespace, tools_dir=tools_dir)
+        session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+        live = (o for o in read_snapshot(live_file) if key_in_scope(ResourceKey.of(o), cfg.scope))
+        results = list(session.compare(live))
+    else:
+        with Cluster(cfg.cluster) as cluster:
+            resources = cluster.discover()
+            desired = load_desired_state(
+                cfg, desired_path=desired_path, revision=revision, namespace=namespace,
+                discovered=_discovered(resources), tools_dir=tools_dir)
+            session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+            pages = _pages_from_cluster(cluster, session, resources, progress)
+            results = list(session.compare(_flatten(pages)))
+            _note_absent_kinds(session.want, resources, session.problems)
+    results.sort(key=_result_key)
+    return AuditResult(results, session.all_problems(), desired, session.stats)
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None = None,
+             desired_path: str | None = None, revision: str | None = None,
+             progress: ProgressFactory | None = None) -> RunOutcome:
+    """One audit cycle, the CronJob's job: every stage, recorded in the ledger.
+
+    Live objects whose resourceVersion the ledger already holds are not normalised again
+    for the ledger; changed ones become object versions with their actor. Any failure after
+    the run began marks it failed in the ledger before the error goes on.
+    """
+    if not desired_path and not cfg.sources:
+        raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
+                          "DRIFT_AUDITOR_SOURCE_URL, or pass --desired PATH)")
+    with gcpolicy.bulk():
+        return _run_once(cfg, audit_log=audit_log, tools_dir=tools_dir,
+                         desired_path=desired_path, revision=revision, progress=progress)
+
+
+def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
+              desired_path: str | None, revision: str | None,
+              progress: ProgressFactory | None) -> RunOutcome:
+    from auditor.ledger import Ledger
+
+    settings = compare_settings(cfg, secretkey.for_config(cfg, create=True))
+    caches = cache_folder(cfg)
+    with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
+                     signing_key_file=cfg.ledger.signing_key_file or None) as ledger, \
+            Cluster(cfg.cluster) as cluster:
+        clock = _Clock()
+        resources = cluster.discover()
+        clock.lap("discovery")
+
+        # desired
+        parse_cache = ParseCache(caches / "manifests")
+        state_cache = StateCache(caches / "state")
+        desired = load_desired_state(
+            cfg, desired_path=desired_path, revision=revision,
+            discovered=_discovered(resources), tools_dir=tools_dir,
+            previous=_previous_commits(ledger.conn),
+            parse_cache=parse_cache, state_cache=state_cache)
+        session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+        clock.lap("desired")
+        _settle_long_lived()
+        policy_run = _policy_run(cfg, ledger)  # None when policies are off or absent
+        run = ledger.begin_run(cluster=cfg.cluster.name, git_commits=desired.commits,
+                               audit_log=audit_log)
+        counters: dict[str, Any] = {"observed": 0, "unchanged": 0}
+        try:
+            _record_commits(run, desired)
+
+            # live → record → compare → record, one object at a time
+            verdicts = _load_verdicts(caches / "verdicts.bin", _compare_stamp(cfg, settings))
+            pages = _pages_from_cluster(cluster, session, resources, progress)
+            keeper = LiveKeeper(  # revert needs the live objects of drifted keys
+                _recorded(pages, session, run, policy_run, counters),
+                session.want if cfg.revert.mode != "off" else None)
+            results = _compared_and_recorded(session, keeper, verdicts, run)
+            _note_absent_kinds(session.want, resources, session.problems)
+            clock.lap("list_and_compare")
+
+            # revert: after every result is recorded, before the run closes
+            reverted = after_compare(cfg.revert, cluster, run, session.want, results,
+                                     keeper.kept, resources, settings=settings)
+            session.problems.extend(reverted.problems)
+            if cfg.revert.mode != "off":
+                counters.update(reverted.counts())
+
+            # policies: written before the run closes, so they share its checkpoint
+            if policy_run is not None:
+                _finish_policies(policy_run, run, session, counters)
+            clock.lap("policies")
+
+            # finish
+            problems = session.all_problems()
+            results.sort(key=_result_key)
+            outcome = AuditResult(results, problems, desired, session.stats)
+            counters["reused_verdicts"] = verdicts.hits
+            clock.lap("revert")
+            summary = _finish(run, cfg, resources, outcome, counters, clock)
+            _save_verdicts(caches / "verdicts.bin", verdicts)
+            if files.once_a_day(caches / ".pruned"):
+                parse_cache.prune(files.RETENTION_DAYS)
+                state_cache.prune(files.RETENTION_DAYS)
+            clock.lap("ledger_finish")
+            log.info("run %d phases (s): %s", summary.run_id, clock.laps)
+        except BaseException as exc:
+            if not run.finished:
+                run.finish("failed", problems=[Problem("run", f"{type(exc).__name__}: {exc}")])
+            raise
+    return RunOutcome(outcome, summary.run_id, summary.status, summary.counts(), summary.seq,
+                      summary.head_hash, counters)
+
+
+# ------------------------------------------------------------------ stage: desired
+
+
 def compare_settings(cfg: Config, key: bytes, policies_dir: str | None = None) -> CompareSettings:
+    """The comparison's settings: configured rules, DriftIgnore files, the Secret hash key."""
     policies = policies_dir if policies_dir is not None else (
         cfg.policies.directory if Path(cfg.policies.directory).is_dir() else None)
     return CompareSettings.from_config(cfg.compare, cfg.scope, secret_key=key,
@@ -73,9 +251,19 @@ def cache_folder(cfg: Config) -> Path:
     return Path(cfg.ledger.path).expanduser().resolve().parent / ".drift-auditor-cache"
 
 
-def _flatten(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
-    for page in pages:
-        yield from page.items
+def _discovered(resources: Iterable[APIResource]) -> dict[tuple[str, str], bool]:
+    """Whether each served kind is namespaced, as discovery says."""
+    return {(r.group, r.kind): r.namespaced for r in resources}
+
+
+def _previous_commits(conn: Any) -> dict[str, str]:
+    """The commits the last finished run audited: a shallow clone deepens from there."""
+    from auditor.ledger import runs
+
+    for run in runs(conn, limit=50):
+        if run["status"] in ("complete", "partial") and run["git_commits"]:
+            return dict(run["git_commits"])
+    return {}
 
 
 def _wanted(desired: DesiredState, cfg: Config) -> Manifests:
@@ -90,19 +278,40 @@ def _wanted(desired: DesiredState, cfg: Config) -> Manifests:
     return Manifests({key: obj for key, obj in objects.items() if verdicts[key[:3]]})
 
 
-_result_key = attrgetter("key")
+def _settle_long_lived() -> None:
+    """Move what lives for the whole run (desired objects, the ledger's object index) out of
+    the garbage collector's reach: with tens of thousands of dicts alive, every full
+    collection walks them all again, which cost a steady-state run a third of its CPU."""
+    gc.freeze()
 
 
-def _drop_unknowable(results: Iterable[ObjectResult], stats: ListStats) -> Iterator[ObjectResult]:
-    """A kind the cluster would not list says nothing about its objects: never 'missing'.
+def _policy_run(cfg: Config, ledger: Ledger) -> PolicyRun | None:
+    """The run's policy session, importing the CEL engine only when there are policies:
+    loading it costs about a fifth of a second."""
+    if not cfg.policies.enabled or not Path(cfg.policies.directory).is_dir():
+        return None
+    from auditor.policies.hook import PolicyRun
 
-    ``stats.skipped_kinds`` is read as each result passes: 'missing' results come last,
-    after every kind's list has finished or failed.
-    """
-    for result in results:
-        if result.status == "missing" and result.key.group_kind in stats.skipped_kinds:
-            continue
-        yield result
+    return PolicyRun.start(cfg, ledger)
+
+
+# --------------------------------------------------------------------- stage: live
+
+
+def _pages_from_cluster(cluster: Cluster, session: _Session, resources: list[APIResource],
+                        progress: ProgressFactory | None) -> Iterator[Any]:
+    scoped = [r for r in resources if in_scope(r, session.cfg.scope)]
+    bar = progress("listing", len(scoped)) if progress else None
+    yield from iter_live(cluster, session.cfg.scope, stats=session.stats, resources=scoped,
+                         on_kind=(lambda r, n, ok: bar.advance(r.group_kind, n, ok))
+                         if bar else None)
+    if bar:
+        bar.finish()
+
+
+def _flatten(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    for page in pages:
+        yield from page.items
 
 
 def _note_absent_kinds(want: Mapping[ResourceKey, Any], resources: list[APIResource],
@@ -115,7 +324,7 @@ def _note_absent_kinds(want: Mapping[ResourceKey, Any], resources: list[APIResou
                                       "are reported missing", "warning"))
 
 
-class _KeyOf:
+class _PageKeys:
     """``ResourceKey.of`` for the objects of the page in hand, computed once: each live
     object passes the ledger's observer and then the verdict cache, and computing its key
     twice was a measurable share of a steady run. Objects are recognised by identity;
@@ -141,6 +350,24 @@ class _KeyOf:
         return self._by_id.get
 
 
+# ------------------------------------------------------------------ stage: compare
+
+
+_result_key = attrgetter("key")
+
+
+def _drop_unknowable(results: Iterable[ObjectResult], stats: ListStats) -> Iterator[ObjectResult]:
+    """A kind the cluster would not list says nothing about its objects: never 'missing'.
+
+    ``stats.skipped_kinds`` is read as each result passes: 'missing' results come last,
+    after every kind's list has finished or failed.
+    """
+    for result in results:
+        if result.status == "missing" and result.key.group_kind in stats.skipped_kinds:
+            continue
+        yield result
+
+
 @dataclass
 class _Session:
     """What one comparison needs, shared by ``diff`` and ``run``."""
@@ -151,7 +378,7 @@ class _Session:
     want: Manifests
     stats: ListStats = field(default_factory=ListStats)
     problems: list[Problem] = field(default_factory=list)
-    key_of: _KeyOf = field(default_factory=_KeyOf)
+    keys: _PageKeys = field(default_factory=_PageKeys)
 
     def compare(self, live: Iterable[dict[str, Any]]) -> Iterator[ObjectResult]:
         """Results for ``live`` against Git."""
@@ -159,7 +386,7 @@ class _Session:
                                sources=self.want.sources, problems=self.problems)
         return _drop_unknowable(compared, self.stats)
 
-    def compare_cached(self, live: Iterable[dict[str, Any]], cache: CompareCache,
+    def compare_cached(self, live: Iterable[dict[str, Any]], cache: VerdictCache,
                        on_reused: Callable[[ObjectResult], None]) -> Iterator[ObjectResult]:
         """As :meth:`compare`, reusing last run's verdicts for unchanged pairs: those go to
         ``on_reused`` the moment they are found, not through the iterator. A steady run
@@ -170,7 +397,7 @@ class _Session:
         pending: dict[ResourceKey, tuple[str, str]] = {}  # compared now: (rv, digest)
         # Bound once: this loop runs per live object, and most of a steady run is this loop.
         entries, taken, lookup = want.packed, remaining.taken, cache.lookup
-        key_of = self.key_of.get
+        key_of = self.keys.get
 
         def unchanged_skipped(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             for obj in stream:
@@ -201,83 +428,107 @@ class _Session:
         return [*self.desired.problems, *self.stats.problems, *self.problems]
 
 
-def _pages_from_cluster(cluster: Cluster, session: _Session, resources: list[APIResource],
-                        progress: ProgressFactory | None) -> Iterator[Any]:
-    scoped = [r for r in resources if in_scope(r, session.cfg.scope)]
-    bar = progress("listing", len(scoped)) if progress else None
-    yield from iter_live(cluster, session.cfg.scope, stats=session.stats, resources=scoped,
-                         on_kind=(lambda r, n, ok: bar.advance(r.group_kind, n, ok))
-                         if bar else None)
-    if bar:
-        bar.finish()
+def _compare_stamp(cfg: Config, settings: CompareSettings) -> str:
+    """What a cached verdict depends on besides the two objects: the tool, the settings and
+    the ignore rules (DriftIgnore files are not part of the config digest; compliance
+    policies in the same folder do not affect verdicts and are left out)."""
+    h = hashlib.sha256(f"{__version__}\0{cfg.digest()}\0{settings.ignore!r}".encode())
+    return h.hexdigest()
 
 
-def _live_from_cluster(cluster: Cluster, session: _Session, resources: list[APIResource],
-                       progress: ProgressFactory | None) -> Iterator[dict[str, Any]]:
-    return _flatten(_pages_from_cluster(cluster, session, resources, progress))
+def _load_verdicts(path: Path, stamp: str) -> VerdictCache:
+    """Last run's verdicts; none when the file is missing or unreadable (a full compare)."""
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        blob = b""
+    return VerdictCache(stamp, blob)
 
 
-def audit(cfg: Config, *, desired_path: str | None = None, revision: str | None = None,
-          live_file: str | None = None, namespace: str | None = None,
-          tools_dir: str | None = None, secret_key: bytes | None = None,
-          policies_dir: str | None = None,
-          progress: ProgressFactory | None = None) -> AuditResult:
-    """Compare Git with the cluster (or ``live_file``) under ``cfg``."""
-    with gcpolicy.bulk():
-        return _audit(cfg, desired_path=desired_path, revision=revision, live_file=live_file,
-                      namespace=namespace, tools_dir=tools_dir, secret_key=secret_key,
-                      policies_dir=policies_dir, progress=progress)
+def _save_verdicts(path: Path, cache: VerdictCache) -> None:
+    """This run's verdicts for the next run; a failure costs only speed."""
+    try:
+        files.write_whole(path, cache.chunks())
+    except (OSError, TypeError) as exc:
+        log.info("compare cache not saved: %s", exc)
 
 
-def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
-           live_file: str | None, namespace: str | None, tools_dir: str | None,
-           secret_key: bytes | None, policies_dir: str | None,
-           progress: ProgressFactory | None) -> AuditResult:
-    settings = compare_settings(cfg, secret_key or secretkey.for_config(cfg), policies_dir)
-    if live_file:
-        desired = load_desired_state(cfg, desired_path=desired_path, revision=revision,
-                                     namespace=namespace, tools_dir=tools_dir)
-        session = _Session(cfg, settings, desired, _wanted(desired, cfg))
-        live = (o for o in read_snapshot(live_file) if key_in_scope(ResourceKey.of(o), cfg.scope))
-        results = list(session.compare(live))
-    else:
-        with Cluster(cfg.cluster) as cluster:
-            resources = cluster.discover()
-            desired = load_desired_state(
-                cfg, desired_path=desired_path, revision=revision, namespace=namespace,
-                discovered={(r.group, r.kind): r.namespaced for r in resources},
-                tools_dir=tools_dir)
-            session = _Session(cfg, settings, desired, _wanted(desired, cfg))
-            results = list(session.compare(_live_from_cluster(cluster, session, resources,
-                                                              progress)))
-            _note_absent_kinds(session.want, resources, session.problems)
-    results.sort(key=_result_key)
-    return AuditResult(results, session.all_problems(), desired, session.stats)
+def _compared_and_recorded(session: _Session, live: LiveKeeper, verdicts: VerdictCache,
+                           run: Run) -> list[ObjectResult]:
+    """Every result of ``live`` against Git, each recorded in the ledger (and noted by the
+    revert keeper) as it is made, reused verdicts included."""
+    results: list[ObjectResult] = []
+    note = live.note if live.active else None
+
+    def take(result: ObjectResult) -> None:
+        run.record(result)
+        results.append(result)
+        if note is not None:
+            note(result)
+
+    for result in session.compare_cached(live, verdicts, on_reused=take):
+        take(result)
+    return results
 
 
-# ------------------------------------------------------------------------ run
+# ------------------------------------------------------------------- stage: record
 
 
-@dataclass
-class RunOutcome:
-    """A recorded audit: the comparison plus what the ledger made of it."""
+def _record_commits(run: Run, desired: DesiredState) -> None:
+    """The Git commits this run audits: each file's last commit and the changes since the
+    previous run's commit."""
+    commits = [c.source_info("", desired.repos.get(name, ""))
+               for name, changes in desired.changes.items() for c in changes]
+    # Objects of one file share a SourceInfo: one record each, not one per object.
+    commits.extend({id(o.source): o.source for o in desired.objects.values()
+                    if o.source.commit}.values())
+    run.record_commits(commits)
 
-    audit: AuditResult
-    run_id: int
-    status: str
-    ledger: dict[str, Any]
-    head_seq: int
-    head_hash: str
-    counters: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def observed(self) -> int:
-        """Live objects whose content changed since the ledger last saw them."""
-        return int(self.counters.get("observed", 0))
+def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: PolicyRun | None,
+              counters: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The live objects of ``pages``, each changed one recorded as an object version with its
+    actor on the way through (and handed to the policies).
 
-    @property
-    def unchanged(self) -> int:
-        return int(self.counters.get("unchanged", 0))
+    The ledger is asked page by page for what it knows of these objects only: nothing here
+    grows with the cluster. An object whose resourceVersion the ledger holds is not
+    normalised again; most of a steady run passes that test.
+    """
+    from auditor.ledger import Observation, content_hash
+
+    settings = session.settings
+    want = session.want.packed
+    unchanged = 0
+    for page in pages:
+        keys = session.keys.page(page.items)
+        known = run.listed(keys)
+        for obj, key in zip(page.items, keys, strict=True):
+            if policy_run is not None:
+                policy_run.add(obj)
+            rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            prev = known.get(key)
+            if prev is not None and rv and prev[0] == rv:
+                unchanged += 1
+                yield obj
+                continue
+            content = settings.normalise(obj)
+            digest = content_hash(content)
+            if prev is not None and prev[1] == digest:
+                unchanged += 1
+            else:
+                manager, operation, when = _last_change(obj)
+                run.observe(Observation(
+                    key=key, api_version=str(obj.get("apiVersion") or ""),
+                    resource_version=rv, content_hash=digest, content=content,
+                    manager=manager, operation=operation, time=when,
+                    category=settings.classify(manager) if manager else "unknown"))
+                counters["observed"] += 1
+            yield obj
+            if key not in want:
+                # Its result, if any (an orphan), is recorded by now: the chain below takes
+                # one object at a time.
+                run.settle(key)
+        counters["unchanged"] = unchanged
 
 
 def _last_change(obj: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -293,6 +544,25 @@ def _last_change(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     return best
 
 
+# ----------------------------------------------------------------- stage: policies
+
+
+def _finish_policies(policy_run: PolicyRun, run: Run, session: _Session,
+                     counters: dict[str, Any]) -> None:
+    """The policy results of every object the run listed, written on the run."""
+    outcome = policy_run.finish(run, skipped_kinds=session.stats.skipped_kinds)
+    session.problems.extend(outcome.problems)
+    failing = sum(1 for r in outcome.evaluation.results if r.status == "fail")
+    counters["policy"] = {
+        "score": outcome.score, "failing": failing,
+        "newly_failing": outcome.ledger.newly_failing if outcome.ledger else 0,
+        "evaluated": outcome.evaluation.evaluated,
+        "reused": outcome.evaluation.reused}
+
+
+# ------------------------------------------------------------------- stage: finish
+
+
 class _Clock:
     """Wall time per phase of a run, kept in the run's counts (where did the time go?)."""
 
@@ -306,191 +576,20 @@ class _Clock:
         self._last = now
 
 
-def _policy_run(cfg: Config, ledger: Any) -> Any:
-    """The run's policy session, importing the CEL engine only when there are policies:
-    loading it costs about a fifth of a second."""
-    if not cfg.policies.enabled or not Path(cfg.policies.directory).is_dir():
-        return None
-    from auditor.policies.hook import PolicyRun
-
-    return PolicyRun.start(cfg, ledger)
-
-
-def _settle_long_lived() -> None:
-    """Move what lives for the whole run (desired objects, the ledger's object index) out of
-    the garbage collector's reach: with tens of thousands of dicts alive, every full
-    collection walks them all again, which cost a steady-state run a third of its CPU."""
-    gc.freeze()
-
-
-def _compare_stamp(cfg: Config, settings: CompareSettings) -> str:
-    """What a cached verdict depends on besides the two objects: the tool, the settings and
-    the ignore rules (DriftIgnore files are not part of the config digest; compliance
-    policies in the same folder do not affect verdicts and are left out)."""
-    h = hashlib.sha256(f"{__version__}\0{cfg.digest()}\0{settings.ignore!r}".encode())
-    return h.hexdigest()
-
-
-def _previous_commits(conn: Any) -> dict[str, str]:
-    from auditor.ledger import runs
-
-    for run in runs(conn, limit=50):
-        if run["status"] in ("complete", "partial") and run["git_commits"]:
-            return dict(run["git_commits"])
-    return {}
-
-
-def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None = None,
-             desired_path: str | None = None, revision: str | None = None,
-             progress: ProgressFactory | None = None) -> RunOutcome:
-    """One audit cycle, the CronJob's job: desired → live → compare → ledger.
-
-    Live objects whose resourceVersion the ledger already holds are not normalised again
-    for the ledger; changed ones become object versions with their actor. Any failure after
-    the run began marks it failed in the ledger before the error goes on.
-    """
-    if not desired_path and not cfg.sources:
-        raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
-                          "DRIFT_AUDITOR_SOURCE_URL, or pass --desired PATH)")
-    with gcpolicy.bulk():
-        return _run_once(cfg, audit_log=audit_log, tools_dir=tools_dir,
-                         desired_path=desired_path, revision=revision, progress=progress)
-
-
-def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
-              desired_path: str | None, revision: str | None,
-              progress: ProgressFactory | None) -> RunOutcome:
-    from auditor.ledger import Ledger, Observation, content_hash
+def _finish(run: Run, cfg: Config, resources: list[APIResource], outcome: AuditResult,
+            counters: dict[str, Any], clock: _Clock) -> RunSummary:
+    """Close the run: complete, or partial when a kind could not be listed or an error was
+    met; deletions are decided for the kinds listed in full."""
     from auditor.ledger.metricsquery import BREAKDOWN_KEY, breakdown
 
-    settings = compare_settings(cfg, secretkey.for_config(cfg, create=True))
-    with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
-                     signing_key_file=cfg.ledger.signing_key_file or None) as ledger, \
-            Cluster(cfg.cluster) as cluster:
-        clock = _Clock()
-        resources = cluster.discover()
-        clock.lap("discovery")
-        caches = cache_folder(cfg)
-        parse_cache = ParseCache(caches / "manifests")
-        state_cache = StateCache(caches / "state")
-        desired = load_desired_state(
-            cfg, desired_path=desired_path, revision=revision,
-            discovered={(r.group, r.kind): r.namespaced for r in resources},
-            tools_dir=tools_dir, previous=_previous_commits(ledger.conn),
-            parse_cache=parse_cache, state_cache=state_cache)
-        session = _Session(cfg, settings, desired, _wanted(desired, cfg))
-        clock.lap("desired")
-        _settle_long_lived()
-        policy_run = _policy_run(cfg, ledger)  # None when policies are off or absent
-        run = ledger.begin_run(cluster=cfg.cluster.name, git_commits=desired.commits,
-                               audit_log=audit_log)
-        counters: dict[str, Any] = {"observed": 0, "unchanged": 0}
-
-        def observe(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
-            # The ledger is asked page by page for what it knows of these objects only:
-            # nothing here grows with the cluster.
-            want = session.want.packed
-            unchanged = 0
-            for page in pages:
-                keys = session.key_of.page(page.items)
-                known = run.listed(keys)
-                for obj, key in zip(page.items, keys, strict=True):
-                    if policy_run is not None:
-                        policy_run.add(obj)
-                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-                    prev = known.get(key)
-                    if prev is not None and rv and prev[0] == rv:
-                        unchanged += 1
-                        yield obj
-                        continue
-                    content = settings.normalise(obj)
-                    digest = content_hash(content)
-                    if prev is not None and prev[1] == digest:
-                        unchanged += 1
-                    else:
-                        manager, operation, when = _last_change(obj)
-                        run.observe(Observation(
-                            key=key, api_version=str(obj.get("apiVersion") or ""),
-                            resource_version=rv, content_hash=digest, content=content,
-                            manager=manager, operation=operation, time=when,
-                            category=settings.classify(manager) if manager else "unknown"))
-                        counters["observed"] += 1
-                    yield obj
-                    if key not in want:
-                        # Its result, if any (an orphan), is recorded by now: the chain
-                        # below takes one object at a time.
-                        run.settle(key)
-                counters["unchanged"] = unchanged
-
-        try:
-            commits = [c.source_info("", desired.repos.get(name, ""))
-                       for name, changes in desired.changes.items() for c in changes]
-            # Objects of one file share a SourceInfo: one record each, not one per object.
-            commits.extend({id(o.source): o.source for o in desired.objects.values()
-                            if o.source.commit}.values())
-            run.record_commits(commits)
-            results: list[ObjectResult] = []
-            pages = _pages_from_cluster(cluster, session, resources, progress)
-            cache = CompareCache(caches / "verdicts.bin", _compare_stamp(cfg, settings))
-            keeper = LiveKeeper(  # revert: live objects of drifted keys
-                observe(pages), session.want if cfg.revert.mode != "off" else None)
-
-            note = keeper.note if keeper.active else None
-
-            def take(result: ObjectResult) -> None:
-                run.record(result)
-                results.append(result)
-                if note is not None:
-                    note(result)
-
-            for result in session.compare_cached(keeper, cache, on_reused=take):
-                take(result)
-            _note_absent_kinds(session.want, resources, session.problems)
-            clock.lap("list_and_compare")
-            # --- revert (issue 9, auditor.revert): after every result, before finish ---
-            reverted = after_compare(cfg.revert, cluster, run, session.want, results,
-                                            keeper.kept, resources, settings=settings)
-            session.problems.extend(reverted.problems)
-            if cfg.revert.mode != "off":
-                counters.update(reverted.counts())
-            # --- end revert ---
-            # Policy results are written before the run closes, so they share its checkpoint.
-            policy_outcome = (policy_run.finish(run, skipped_kinds=session.stats.skipped_kinds)
-                              if policy_run is not None else None)
-            if policy_outcome is not None:
-                session.problems.extend(policy_outcome.problems)
-                failing = sum(1 for r in policy_outcome.evaluation.results if r.status == "fail")
-                counters["policy"] = {
-                    "score": policy_outcome.score, "failing": failing,
-                    "newly_failing": (policy_outcome.ledger.newly_failing
-                                      if policy_outcome.ledger else 0),
-                    "evaluated": policy_outcome.evaluation.evaluated,
-                    "reused": policy_outcome.evaluation.reused}
-            clock.lap("policies")
-            problems = session.all_problems()
-            results.sort(key=_result_key)
-            outcome = AuditResult(results, problems, desired, session.stats)
-            partial = bool(session.stats.skipped_kinds) or any(p.kind == "error" for p in problems)
-            counters["reused_verdicts"] = cache.hits
-            clock.lap("revert")
-            listed = [(r.group, r.kind) for r in resources if in_scope(r, cfg.scope)
-                      and r.group_kind not in session.stats.skipped_kinds]
-            summary = run.finish("partial" if partial else "complete",
-                                 counts={**outcome.counts, **counters,
-                                         BREAKDOWN_KEY: breakdown(results),
-                                         "seconds": clock.laps},
-                                 skipped_kinds=outcome.skipped_kinds, problems=problems,
-                                 listed_kinds=listed,
-                                 in_scope=lambda key: key_in_scope(key, cfg.scope))
-            cache.save()
-            if files.once_a_day(caches / ".pruned"):
-                parse_cache.prune(files.RETENTION_DAYS)
-                state_cache.prune(files.RETENTION_DAYS)
-            clock.lap("ledger_finish")
-            log.info("run %d phases (s): %s", summary.run_id, clock.laps)
-        except BaseException as exc:
-            if not run.finished:
-                run.finish("failed", problems=[Problem("run", f"{type(exc).__name__}: {exc}")])
-            raise
-    return RunOutcome(outcome, summary.run_id, summary.status, summary.counts(), summary.seq,
-                      summary.head_hash, counters)
+    stats = outcome.live_stats
+    partial = bool(stats.skipped_kinds) or any(p.kind == "error" for p in outcome.problems)
+    listed = [(r.group, r.kind) for r in resources if in_scope(r, cfg.scope)
+              and r.group_kind not in stats.skipped_kinds]
+    return run.finish("partial" if partial else "complete",
+                      counts={**outcome.counts, **counters,
+                              BREAKDOWN_KEY: breakdown(outcome.results),
+                              "seconds": clock.laps},
+                      skipped_kinds=outcome.skipped_kinds, problems=outcome.problems,
+                      listed_kinds=listed,
+                      in_scope=lambda key: key_in_scope(key, cfg.scope))

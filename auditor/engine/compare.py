@@ -164,20 +164,17 @@ class CompareSettings:
 
     @classmethod
     def from_config(cls, compare: CompareConfig, scope: ScopeConfig | None = None, *,
-                    secret_key: bytes | None = None,
+                    secret_key: bytes,
                     policies: Iterable[IgnoreRule] = (),
                     policies_dir: str | PathLike[str] | None = None,
                     cluster_scoped_orphans: bool = False) -> CompareSettings:
         """Settings from the configuration.
 
         Ignore rules are ``compare.ignore``, then ``policies``, then the ``DriftIgnore``
-        files under ``policies_dir`` (:func:`auditor.engine.ignore.load_policies`). Without a
-        ``secret_key`` the configured key file is read, else a per-process key is used.
+        files under ``policies_dir`` (:func:`auditor.engine.ignore.load_policies`).
+        ``secret_key`` keys the hashes that stand in for Secret values
+        (:func:`auditor.support.secretkey.for_config`).
         """
-        if secret_key is None:
-            from auditor.support import secretkey
-            secret_key = (secretkey.load_key(compare.secret_hash_key_file)
-                          if compare.secret_hash_key_file else secretkey.ephemeral())
         from_files = load_policies(pathlib.Path(policies_dir)) if policies_dir is not None else ()
         return cls(gitops_managers=compare.gitops_managers,
                    ignore=IgnoreSet((*compare.ignore, *policies, *from_files)),

@@ -6,8 +6,9 @@ A live object cannot change without its resourceVersion changing, and the compar
 pure function of the two objects and the settings; so the cache is valid exactly while the
 tool version and the comparison settings (config digest, ignore-rule files) are the same,
 which its ``stamp`` records. Drift items carry what the comparison produced (Secret values
-already as keyed hashes). The cache is an optimisation only; a missing or unreadable file
-means a full comparison.
+already as keyed hashes). The cache is an optimisation only; missing or damaged bytes mean a
+full comparison. This module turns verdicts into bytes and back; the run keeps the bytes in a
+file beside the ledger.
 
 Most objects are in sync, and an in-sync verdict needs no payload: it is kept as a 16-byte
 token of (object, resourceVersion, desired digest), so the cache costs memory by drift
@@ -18,15 +19,12 @@ back to back, then one JSON document of the other verdicts by object.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from auditor.engine.records import DriftItem, ObjectResult, ResourceKey, SourceInfo
-from auditor.support.files import write_whole
 
 # Verdicts on desired objects that are a pure function of the pair; missing and orphan
 # results depend on what else the cluster holds and are always computed.
@@ -34,8 +32,6 @@ _CACHEABLE = frozenset({"in-sync", "drifted", "ignored"})
 _TOKEN = 16
 _FORMAT = 2
 _new = tuple.__new__
-
-log = logging.getLogger(__name__)
 
 
 def _name(key: ResourceKey) -> str:
@@ -47,11 +43,14 @@ def _token(name: str, resource_version: str, digest: str) -> bytes:
                            digest_size=_TOKEN).digest()
 
 
-class CompareCache:
-    """Verdicts keyed by object: ``(live resourceVersion, desired digest) → result``."""
+class VerdictCache:
+    """Verdicts keyed by object: ``(live resourceVersion, desired digest) → result``.
 
-    def __init__(self, path: str | Path, stamp: str) -> None:
-        self.path = Path(path)
+    Built from last run's bytes (:meth:`chunks` of the cache then), which are ignored when
+    made under another ``stamp``, damaged or empty.
+    """
+
+    def __init__(self, stamp: str, blob: bytes = b"") -> None:
         self.stamp = stamp
         self._old_in_sync: set[bytes] = set()
         self._old: dict[str, list[Any]] = {}
@@ -59,8 +58,8 @@ class CompareCache:
         self._new: dict[str, list[Any]] = {}
         self.hits = 0
         try:
-            self._load(self.path.read_bytes())
-        except (OSError, ValueError, TypeError, AttributeError, orjson.JSONDecodeError):
+            self._load(blob)
+        except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError):
             self._old_in_sync, self._old = set(), {}
 
     def _load(self, blob: bytes) -> None:
@@ -114,13 +113,12 @@ class CompareCache:
                   for d in result.drifts]
         self._new[name] = [resource_version, digest, result.status, result.reason, drifts]
 
-    def save(self) -> None:
-        try:
-            head = orjson.dumps({"format": _FORMAT, "stamp": self.stamp,
-                                 "tokens": len(self._new_in_sync)})
-            write_whole(self.path, [head, b"\n", *self._new_in_sync, orjson.dumps(self._new)])
-        except (OSError, TypeError) as exc:
-            log.info("compare cache not saved: %s", exc)
+    def chunks(self) -> list[bytes]:
+        """This run's verdicts (those remembered and those reused) as bytes for the next run.
+        Raises ``TypeError`` if a drift value cannot be encoded."""
+        head = orjson.dumps({"format": _FORMAT, "stamp": self.stamp,
+                             "tokens": len(self._new_in_sync)})
+        return [head, b"\n", *self._new_in_sync, orjson.dumps(self._new)]
 
 
 class Remaining(Mapping[ResourceKey, dict[str, Any]]):
