@@ -151,16 +151,3 @@ def test_path_text_contract(elements: tuple[object, ...], text: str) -> None:
         return e
 
     assert render(element(e) for e in elements) == text  # type: ignore[misc]
-
-
-def test_only_deltas_imports_deepdiff() -> None:
-    import re
-    from pathlib import Path
-
-    import auditor
-
-    root = Path(auditor.__file__).parent
-    importing = re.compile(r"^\s*(import deepdiff|from deepdiff)", re.MULTILINE)
-    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
-                   if importing.search(p.read_text(encoding="utf-8")))
-    assert users == ["engine/deltas.py"]

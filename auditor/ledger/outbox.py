@@ -14,7 +14,7 @@ Tables
   alert_runs     per run: its per-run news (newly failing policy results, failed, capped
                  and dry-run reverts, reverts of drifts never announced) was decided and
                  queued (or suppressed in quiet mode), so a second pass over the same run
-                 posts nothing; added after step 2, so :func:`ensure` creates it on ledgers
+                 posts nothing; added after step 2, so :func:`.schema.ensure_outbox` creates it on ledgers
                  made before; pruned with the outbox, raising ``news_from_run`` past the
                  runs whose marks go (:meth:`Outbox.prune`)
 

@@ -10,6 +10,6 @@ Modules: :mod:`.period` (the model from the ledger), :mod:`.episodes` (drift lif
 replayed), :mod:`.monitoring` (expected vs actual runs), :mod:`.controls` (the SOC 2
 mapping), :mod:`.policies` (policy compliance from the policy tables),
 :mod:`.fields` (what a change touched), :mod:`.charts` (inline SVG),
-:mod:`.html` / :mod:`.export` (rendering), :mod:`.fleet` (one report over many ledgers), :mod:`.definitions` (the appendix),
-:mod:`.cli` (the ``report`` command).
+:mod:`.html` / :mod:`.export` (rendering), :mod:`.fleet` (one report over many ledgers) and
+:mod:`.definitions` (the appendix). The ``report`` command is :mod:`auditor.cli.report`.
 """

@@ -1,5 +1,5 @@
-"""Remediation and emergency-change rows of a report: auto-revert attempts and capped runs
-(issue 9), and drift adopted into Git then merged (issue 12), built from the ledger's rows
+"""Remediation and emergency-change rows of a report: auto-revert attempts and capped runs,
+and drift adopted into Git then merged, built from the ledger's rows
 (:mod:`auditor.ledger.reportquery`) and linked both ways to the period's drift occurrences.
 
 Reverts are matched to drift occurrences by object and time, not by an ID: the ``reverts``

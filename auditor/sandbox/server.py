@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -32,7 +32,21 @@ from auditor.sandbox.status import ApiError
 from auditor.sandbox.store import convert_in, convert_out, scale_of
 
 if TYPE_CHECKING:
-    from auditor.sandbox import Sandbox
+    from auditor.sandbox.faults import Faults
+    from auditor.sandbox.store import Store
+
+
+class Host(Protocol):
+    """What the HTTP server needs of the sandbox that runs it (:class:`auditor.sandbox.Sandbox`)."""
+
+    store: Store
+    catalog: Catalog
+    faults: Faults
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str: ...
 
 VERSION_INFO = {
     "major": "1",
@@ -60,7 +74,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
+    def __init__(self, address: tuple[str, int], sandbox: Host) -> None:
         self.sandbox = sandbox
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()

@@ -22,18 +22,12 @@ from .test_adopt_e2e import NAMESPACE, SHOP, apply_as_gitops, diff_lines
 
 pytestmark = pytest.mark.kubectl
 
-# The hub registers `adopt` from COMMANDS; done here the same way, so the test does not
-# depend on when that registration lands.
-HUB = ("import sys; from auditor.cli import main; from auditor.cli.adopt import COMMANDS\n"
-       "names = set(main.commands)\n"
-       "[main.add_command(c) for c in COMMANDS if c.name not in names]\n"
-       "main(sys.argv[1:])")
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path / "home"),
            "DRIFT_AUDITOR_TOOLS": str(TOOLS), "GIT_CONFIG_NOSYSTEM": "1"}
-    return subprocess.run([sys.executable, "-c", HUB, "--config", str(tmp_path / "cfg.yaml"),
+    return subprocess.run([sys.executable, "-m", "auditor.cli", "--config", str(tmp_path / "cfg.yaml"),
                            *args], capture_output=True, text=True, env=env, timeout=120,
                           cwd=tmp_path)
 

@@ -1,4 +1,4 @@
-"""The issue's budget: a quarter of hourly runs (≈2,200) with 20,000 changes renders (model,
+"""The report budget: a quarter of hourly runs (≈2,200) with 20,000 changes renders (model,
 HTML and the population CSV) in under 10 s. Uses the benchmark's ledger, written through the
 ledger API, so the figures are the benchmark's."""
 

@@ -84,13 +84,11 @@ def test_browser_dom_holds_hostile_values_as_text(open_ui: UI, tmp_path: Path) -
 
 def test_a_real_report_served_renders_under_its_csp(open_ui: UI, tmp_path: Path,
                                                      ledger_setup: dict[str, object]) -> None:
-    # A report as `drift-auditor report` writes it into reports.directory (registered here as
-    # the hub does), served by /reports/ with its Content-Security-Policy: its inline script
-    # and styles run, nothing is blocked, no script error.
-    hub = ("import sys; from auditor.cli import main; from auditor.cli.report import COMMANDS; "
-           "[main.add_command(c) for c in COMMANDS]; sys.exit(main())")
+    # A report as `drift-auditor report` writes it into reports.directory, served by
+    # /reports/ with its Content-Security-Policy: its inline script and styles run, nothing is
+    # blocked, no script error.
     made = subprocess.run(
-        [sys.executable, "-c", hub, "--config", str(ledger_setup["config_file"]), "report",
+        [sys.executable, "-m", "auditor.cli", "--config", str(ledger_setup["config_file"]), "report",
          "--from", "2026-01-01"], capture_output=True, text=True, timeout=300,
         env={"PATH": "/usr/bin:/bin"}, cwd=str(Path(__file__).parents[2]))
     assert made.returncode in (0, 1), made.stderr[-2000:]

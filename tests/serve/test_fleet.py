@@ -45,7 +45,7 @@ from .conftest import (
     serving,
 )
 from .test_browser import chromium, keep, png_facts
-from .test_serve import HUB
+from .test_serve import CLI
 
 pytestmark = pytest.mark.kubectl
 
@@ -449,7 +449,7 @@ def test_the_same_ledger_twice_is_an_error(fleet: Fleet) -> None:
 
 
 def test_cli_serves_a_fleet(fleet: Fleet) -> None:
-    args = [sys.executable, "-c", HUB, "--config", str(fleet.config_files["prod-eu"]), "serve",
+    args = [sys.executable, *CLI, "--config", str(fleet.config_files["prod-eu"]), "serve",
             "--port", "0", "--ledger", str(fleet.ledgers["prod-eu"]), "--ledger",
             str(fleet.ledgers["prod-us"])]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -205,15 +205,12 @@ def test_token_env_named_but_empty_is_an_error(ledger_setup: dict[str, Any]) -> 
     assert serve.token_from(ledger_setup["cfg"], {"SERVE_TEST_TOKEN": "t"}) == "t"
 
 
-# The hub registers `serve` from auditor.web.serve.COMMANDS; until then (another module still has a
-# metrics-only `serve`), register it here exactly as the hub does: add_command by name.
-HUB = ("import sys; from auditor.cli import main; from auditor.cli.serve import COMMANDS; "
-       "[main.add_command(c) for c in COMMANDS]; sys.exit(main())")
+CLI = ("-m", "auditor.cli")
 
 
 def _cli(ledger_setup: dict[str, Any], *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", HUB, "--config", str(ledger_setup["config_file"]),
+        [sys.executable, *CLI, "--config", str(ledger_setup["config_file"]),
          "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={"PATH": "/usr/bin:/bin", **env}, cwd=str(Path(__file__).parents[2]))
 
@@ -313,7 +310,7 @@ def test_cli_warns_when_listening_beyond_loopback_without_a_token(
     cfg_file = tmp_path / "open.yaml"
     cfg_file.write_text(ledger_setup["config_file"].read_text().replace(
         "serve: {token-env: SERVE_TEST_TOKEN}", "serve: {host: 0.0.0.0}"))
-    proc = subprocess.Popen([sys.executable, "-c", HUB, "--config", str(cfg_file), "serve",
+    proc = subprocess.Popen([sys.executable, *CLI, "--config", str(cfg_file), "serve",
                              "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={"PATH": "/usr/bin:/bin"})
     try:
