@@ -208,6 +208,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             session.problems.extend(reverted.problems)
             if cfg.revert.mode != "off":
                 counters.update(reverted.counts())
+            clock.lap("revert")
 
             # policies: written before the run closes, so they share its checkpoint
             if policy_run is not None:
@@ -219,7 +220,6 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             results.sort(key=_result_key)
             outcome = AuditResult(results, problems, desired, session.stats)
             counters["reused_verdicts"] = verdicts.hits
-            clock.lap("revert")
             summary = _finish(run, cfg, resources, outcome, counters, clock)
             _save_verdicts(caches / "verdicts.bin", verdicts)
             if files.once_a_day(caches / ".pruned"):

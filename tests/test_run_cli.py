@@ -139,6 +139,9 @@ def test_drift_fixed_live_resolves_and_steady_state_observes_nothing(
     assert counts["observed"] == 0, "an unchanged cluster writes no object versions"
     assert counts["unchanged"] >= 4
     assert counts["reused_verdicts"] == 4, "unchanged pairs are not compared again"
+    # Where the time went, stage by stage.
+    assert set(counts["seconds"]) == {"discovery", "desired", "list_and_compare", "revert",
+                                      "policies"}
 
     # A change to a pair whose verdict was cached is still seen.
     kubectl("-n", "shop", "label", "configmap", "settings", "owner=bob")
