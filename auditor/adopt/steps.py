@@ -12,8 +12,6 @@ from typing import Any
 from auditor.adopt.model import CannotEdit
 
 _PLAIN_FIELD = re.compile(r"[A-Za-z_$][A-Za-z0-9_$-]*")
-
-
 _INT = re.compile(r"-?[0-9]+")
 
 

@@ -24,12 +24,8 @@ if TYPE_CHECKING:
     from auditor.ledger.reverts import LastAttempt
 
 
-
 Verb = Literal["apply", "delete"]
-
-
 Result = Literal["reverted", "dry-run", "failed", "skipped"]
-
 
 # Dependency order of kinds: what others refer to goes first.
 _RANK: dict[tuple[str, str], int] = {
@@ -55,18 +51,11 @@ _RANK: dict[tuple[str, str], int] = {
     ("", "ReplicationController"): 8,
     ("", "Pod"): 8,
 }
-
-
 _BUILTIN_GROUPS = frozenset({"", "apps", "batch", "autoscaling", "policy"})
-
-
 _OTHER_BUILTIN, _CUSTOM = 9, 10
-
 
 SERVER_METADATA = ("resourceVersion", "uid", "creationTimestamp", "managedFields",
                     "generation", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
-
-
 _MAX_BACKOFF = timedelta(days=1)
 
 
