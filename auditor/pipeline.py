@@ -119,7 +119,7 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
            live_file: str | None, namespace: str | None, tools_dir: str | None,
            secret_key: bytes | None, policies_dir: str | None,
            progress: ProgressFactory | None) -> AuditResult:
-    settings = compare_settings(cfg, secret_key or secretkey.for_config(cfg), policies_dir)
+    settings = compare_settings(cfg, secret_key or _secret_key(cfg), policies_dir)
     if live_file:
         desired = load_desired_state(cfg, desired_path=desired_path, revision=revision,
                                      namespace=namespace, tools_dir=tools_dir)
@@ -165,7 +165,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
               progress: ProgressFactory | None) -> RunOutcome:
     from auditor.ledger import Ledger
 
-    settings = compare_settings(cfg, secretkey.for_config(cfg, create=True))
+    settings = compare_settings(cfg, _secret_key(cfg, create=True))
     caches = cache_folder(cfg)
     with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
                      signing_key_file=cfg.ledger.signing_key_file or None) as ledger, \
@@ -244,6 +244,12 @@ def compare_settings(cfg: Config, key: bytes, policies_dir: str | None = None) -
         cfg.policies.directory if Path(cfg.policies.directory).is_dir() else None)
     return CompareSettings.from_config(cfg.compare, cfg.scope, secret_key=key,
                                        policies_dir=policies)
+
+
+def _secret_key(cfg: Config, *, create: bool = False) -> bytes:
+    """The key for the hashes that stand in for Secret values (created beside the ledger by
+    ``run``, so that they compare across runs)."""
+    return secretkey.for_ledger(cfg.compare.secret_hash_key_file, cfg.ledger.path, create=create)
 
 
 def cache_folder(cfg: Config) -> Path:

@@ -19,16 +19,17 @@ import auditor
 ROOT = Path(auditor.__file__).parent
 
 # Highest first. A package may import only packages of lower layers; the packages of one
-# layer do not import each other. The last two layers are the foundation every layer uses:
-# the configuration records, the error hierarchy and the version.
+# layer do not import each other. Below the engine: the configuration records, the runtime
+# helpers with no knowledge of Kubernetes (config files are read with them), then the error
+# hierarchy and the version.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "demo"),
     ("pipeline", "web"),
     ("adopt", "outputs", "policies", "report", "revert"),
     ("desired", "ledger", "live", "sandbox"),
     ("engine",),
-    ("support",),
     ("config",),
+    ("support",),
     ("errors", "__init__"),
 )
 

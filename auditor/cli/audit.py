@@ -34,7 +34,7 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
     from auditor.support.progress import Progress
 
     cfg = obj.load(cluster_overrides(kubeconfig, context, in_cluster))
-    key = secretkey.for_config(cfg, create=True)
+    key = secretkey.for_ledger(cfg.compare.secret_hash_key_file, cfg.ledger.path, create=True)
     stats = ListStats()
     with Cluster(cfg.cluster) as cluster:
         progress = Progress("listing")

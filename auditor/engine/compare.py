@@ -173,7 +173,7 @@ class CompareSettings:
         Ignore rules are ``compare.ignore``, then ``policies``, then the ``DriftIgnore``
         files under ``policies_dir`` (:func:`auditor.engine.ignore.load_policies`).
         ``secret_key`` keys the hashes that stand in for Secret values
-        (:func:`auditor.support.secretkey.for_config`).
+        (:func:`auditor.support.secretkey.for_ledger`).
         """
         from_files = load_policies(pathlib.Path(policies_dir)) if policies_dir is not None else ()
         return cls(gitops_managers=compare.gitops_managers,

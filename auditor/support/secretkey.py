@@ -12,7 +12,6 @@ import os
 import secrets
 from pathlib import Path
 
-from auditor.config import Config
 from auditor.errors import ConfigError
 
 
@@ -43,13 +42,14 @@ def ephemeral() -> bytes:
     return secrets.token_bytes(32)
 
 
-def for_config(cfg: Config, *, create: bool = False) -> bytes:
-    """The Secret hash key: the configured file, else the one beside the ledger (created
-    there on first use by ``run`` and ``snapshot``, so hashes stay comparable across runs),
-    else one for this process only."""
-    if cfg.compare.secret_hash_key_file:
-        return load_key(cfg.compare.secret_hash_key_file)
-    beside = Path(cfg.ledger.path).with_suffix(".key")
+def for_ledger(key_file: str | Path | None, ledger_path: str | Path, *,
+               create: bool = False) -> bytes:
+    """The Secret hash key: ``key_file`` (``compare.secret-hash-key-file``) when set, else the
+    one beside the ledger (created there on first use by ``run`` and ``snapshot``, so hashes
+    stay comparable across runs), else one for this process only."""
+    if key_file:
+        return load_key(key_file)
+    beside = Path(ledger_path).with_suffix(".key")
     if create:
         return load_or_create(beside)
     if beside.exists():
