@@ -36,11 +36,10 @@ def verify_cmd(ledger_path: str | None, public_key: str | None, as_json: bool) -
             cfg = load_config()
             path = path or cfg.ledger.path
             key_file = key_file or cfg.ledger.signing_key_file or None
-        conn = schema.connect_reader(path)
-        try:
-            result = verify_ledger(conn, signing.load_public_key(key_file) if key_file else None)
-        finally:
-            conn.close()
+        public = signing.load_public_key(key_file) if key_file else None
+        # Read-only, never migrated: a damaged file or a missing table is one line (exit 2).
+        with schema.reading_checked(path) as conn:
+            result = verify_ledger(conn, public)
         if as_json:
             click.echo(orjson.dumps({
                 "ok": result.ok, "checked": result.checked,
@@ -84,14 +83,11 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
     """Who changed what and when: live changes and drift events from the ledger."""
 
     def body() -> None:
-        conn = schema.connect_reader(_ledger_path(ledger_path))
-        try:
+        with schema.reading_checked(_ledger_path(ledger_path)) as conn:
             entries = history_mod.query(conn, history_mod.HistoryFilter(
                 object=object_, namespace=namespace, kind=kind, actor=actor, category=category,
                 since=_since(since), until=_since(until),
                 types=("change", "drift") if type_ == "all" else (type_,), limit=limit))
-        finally:
-            conn.close()
         click.echo(history_mod.render(entries, fmt), nl=False)
 
     guarded(body)

@@ -21,6 +21,7 @@ import orjson
 from auditor.engine.records import ResourceKey
 
 from . import times
+from .schema import EVENT_ROWS
 
 if TYPE_CHECKING:
     from .store import Ledger
@@ -29,8 +30,7 @@ TABLE = "adoptions"
 EVENT = "adoption"
 # The commit trailer ``drift-auditor adopt`` writes; it survives squash merges.
 TRAILER = "Drift-Auditor-Drift"
-_COLUMNS = ("id", "at", "drift_id", "grp", "kind", "namespace", "name", "paths", "files",
-            "repo", "branch", "base_commit", "commit_sha", "actor", "by", "pushed")
+_COLUMNS = EVENT_ROWS[TABLE][0]
 
 
 @dataclass(frozen=True, slots=True)

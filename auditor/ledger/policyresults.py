@@ -9,10 +9,8 @@ two caches: ``policy_state`` (the current result per policy and object) and
 ``policy_cache`` (per object: the content hash evaluated and each policy's outcome, so a
 steady-state run re-evaluates only objects whose content or policies changed).
 
-The schema's ``CHAINED`` table list belongs to the core ledger, so these rows are checked
-against their events by :func:`verify_rows` here rather than by ``verify`` itself; the events
-are part of the one hash chain either way, so editing or deleting an event still breaks
-``drift-auditor verify``.
+Both tables' rows are the payloads of plain events (``schema.EVENT_ROWS``), so
+``drift-auditor verify`` checks them against the chain like every chained row.
 
 Tables
   policy_results  id, seq, run_id, at, policy, grp, kind, namespace, name, api_version,
@@ -39,14 +37,13 @@ import orjson
 from auditor.engine.records import ResourceKey
 
 from . import chain
+from .schema import EVENT_ROWS
 
 if TYPE_CHECKING:
     from .store import Run
 
-RESULT_COLUMNS = ("id", "run_id", "at", "policy", "grp", "kind", "namespace", "name",
-                  "api_version", "status", "prev_status", "severity", "messages", "exemption")
-RUN_COLUMNS = ("run_id", "at", "score", "policies", "results", "evaluated", "reused", "counts",
-               "problems")
+RESULT_COLUMNS = EVENT_ROWS["policy_results"][0]
+RUN_COLUMNS = EVENT_ROWS["policy_runs"][0]
 # Outcomes cached per object: {slot: [status, [messages]]}.
 CachedObject = tuple[str, Mapping[str, tuple[str, tuple[str, ...]]]]
 
@@ -288,20 +285,8 @@ def transitions(conn: sqlite3.Connection, *, policy: str | None = None,
 
 
 def verify_rows(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-    """Each policy row against its chain event: ``[(seq, problem)]``, empty when intact."""
-    found: list[tuple[int, str]] = []
-    for table, columns, etype in (("policy_results", RESULT_COLUMNS, "policy_result"),
-                                  ("policy_runs", RUN_COLUMNS, "policy_run")):
-        cols = ", ".join(f"t.{c}" for c in columns)
-        for seq, type_, payload, *values in conn.execute(
-                f"SELECT t.seq, e.type, e.payload, {cols} FROM {table} t "
-                f"LEFT JOIN events e ON e.seq = t.seq"):
-            mine = chain.canonical(dict(zip(columns, values, strict=True))).decode()
-            if type_ != etype or payload is None or orjson.loads(payload) != orjson.loads(mine):
-                found.append((int(seq or 0), f"{table} row at event {seq} differs from its "
-                                             "chained event"))
-        for (seq,) in conn.execute(
-                f"SELECT e.seq FROM events e LEFT JOIN {table} t ON t.seq = e.seq "
-                f"WHERE e.type = ? AND t.seq IS NULL", (etype,)):
-            found.append((int(seq), f"event {seq} ({etype}): its {table} row was deleted"))
-    return sorted(found)
+    """Each policy row against its chain event: ``[(seq, problem)]``, empty when intact
+    (``verify`` checks them as part of the whole ledger)."""
+    from .verify import rows_against_events
+
+    return rows_against_events(conn, ("policy_results", "policy_runs"))

@@ -1,10 +1,20 @@
 """The ledger's SQLite schema and its versioned migrations.
 
 ``PRAGMA user_version`` holds the schema version; :func:`migrate` applies each missing
-migration in its own transaction on open, so a crash mid-migration leaves the previous
-version intact. Chained tables are append-only: triggers refuse UPDATE and DELETE, so a
-bug or a careless hand-edit fails loudly instead of silently breaking the chain. Someone who
-drops the triggers still cannot hide an edit: ``verify`` recomputes every row's event.
+migration in its own transaction on open, the step's tables and its ``user_version``
+committed together, so a crash mid-migration (even SIGKILL) leaves the previous version
+intact; a step that would end the transaction early (a DDL helper committing on its own) is
+refused by an authorizer and rolled back whole. Readers (:func:`connect_reader`,
+:func:`reading`) never migrate: a ledger at a lower version simply lacks the later steps'
+tables (:data:`STEP_TABLES`), and each reader asks for what it needs (:func:`tables`). For a
+command's reads, :func:`reading_checked` turns a file SQLite cannot read (a damaged page, a
+truncated file) or a table that is not there into one :class:`~auditor.errors.LedgerError`
+naming the file and what is wrong (:func:`unreadable`).
+
+Chained tables are append-only: triggers refuse UPDATE and DELETE, so a bug or a careless
+hand-edit fails loudly instead of silently breaking the chain. Someone who drops the
+triggers still cannot hide an edit: ``verify`` recomputes every row's event, and hashes
+every stored content again.
 
 Tables
   runs          one row per run; mutable only while ``status = 'running'``
@@ -41,7 +51,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from auditor.errors import LedgerError
+from auditor.errors import LedgerError, LedgerTamperedError
 
 SCHEMA_VERSION = 5
 
@@ -69,6 +79,19 @@ EVENT_TYPE: dict[str, str] = {
     "drifts": "drift", "drift_events": "drift_event", "commits": "commit",
     "reverts": "revert",
 }
+# Tables whose every row is exactly the payload of one plain event, named by the row's
+# ``seq`` (their modules write them: :mod:`.policyresults`, :mod:`.adoptions`); ``verify``
+# checks them as it checks the chained tables above.
+EVENT_ROWS: dict[str, tuple[tuple[str, ...], str]] = {
+    "policy_results": (("id", "run_id", "at", "policy", "grp", "kind", "namespace", "name",
+                        "api_version", "status", "prev_status", "severity", "messages",
+                        "exemption"), "policy_result"),
+    "policy_runs": (("run_id", "at", "score", "policies", "results", "evaluated", "reused",
+                     "counts", "problems"), "policy_run"),
+    "adoptions": (("id", "at", "drift_id", "grp", "kind", "namespace", "name", "paths", "files",
+                   "repo", "branch", "base_commit", "commit_sha", "actor", "by", "pushed"),
+                  "adoption"),
+}
 RUN_BEGIN = ("id", "cluster", "started_at", "git_commits", "tool_version", "config_hash",
              "pid", "host")
 RUN_END = ("id", "status", "ended_at", "counts", "skipped_kinds", "problems")
@@ -83,7 +106,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
         # FULL: a committed batch survives power loss, not only a killed process.
         conn.execute("PRAGMA synchronous=FULL")
     except sqlite3.DatabaseError as exc:
-        raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
+        raise unreadable(path, exc, opening=True) from None
     return conn
 
 
@@ -92,13 +115,26 @@ def connect_reader(path: str | Path) -> sqlite3.Connection:
     target = Path(path)
     if not target.is_file():
         raise LedgerError(f"{target}: no ledger here (run `drift-auditor run` first)")
+    conn = None
     try:
         conn = sqlite3.connect(str(target), isolation_level=None, timeout=30.0)
         found = version(conn)
+        if found == 0:
+            empty = not tables(conn)
     except sqlite3.DatabaseError as exc:
-        raise LedgerError(f"{target}: not a ledger: {exc}") from None
+        if conn is not None:
+            conn.close()
+        raise unreadable(target, exc, opening=True) from None
     if found == 0:
         conn.close()
+        if target.stat().st_size == 0:
+            raise LedgerError(f"{target}: the file is empty: no ledger in it (truncated, or a "
+                              "first `drift-auditor run` killed before it set the schema up)")
+        if empty:
+            raise LedgerError(
+                f"{target}: no ledger schema in this file (schema version 0): a first "
+                "`drift-auditor run` killed before it set the schema up, or not a drift-auditor "
+                "ledger; the next run creates it")
         raise LedgerError(f"{target}: not a drift-auditor ledger (schema version 0)")
     if found > SCHEMA_VERSION:
         conn.close()
@@ -115,6 +151,77 @@ def reading(path: str | Path) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def reading_checked(path: str | Path) -> Iterator[sqlite3.Connection]:
+    """:func:`reading` for a command's whole read: an SQLite error inside the block (a
+    damaged file, a table this ledger's schema version lacks) leaves it as one
+    :class:`LedgerError` naming the file and what is wrong (:func:`unreadable`)."""
+    with reading(path) as conn:
+        try:
+            yield conn
+        except sqlite3.DatabaseError as exc:
+            raise unreadable(path, exc, conn=conn) from exc
+
+
+def tables(conn: sqlite3.Connection) -> set[str]:
+    """The tables this ledger has (a lower schema version lacks the later steps' ones)."""
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def path_of(conn: sqlite3.Connection) -> str:
+    """The file behind ``conn`` (for messages)."""
+    try:
+        for _, name, file in conn.execute("PRAGMA database_list"):
+            if name == "main":
+                return str(file or ":memory:")
+    except sqlite3.Error:
+        pass
+    return "ledger"
+
+
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR_SHORT_READ")
+
+
+def damaged(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file itself is broken (a damaged page, a truncated file)."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc)
+    return name.startswith(_DAMAGED) or "malformed" in text or "not a database" in text
+
+
+def unreadable(path: str | Path, exc: sqlite3.Error, *, conn: sqlite3.Connection | None = None,
+               opening: bool = False) -> LedgerError:
+    """One line for an SQLite error on the ledger at ``path``: the file, and what is wrong.
+
+    A damaged file is :class:`LedgerTamperedError` (its content can no longer be trusted or
+    verified); a table missing from a ledger at a lower schema version says which version it
+    is at and that a run migrates it; anything else names SQLite's message.
+    """
+    text = str(exc)
+    if damaged(exc):
+        if opening and "not a database" in text:
+            return LedgerError(f"{path}: not a ledger: {text}")
+        return LedgerTamperedError(
+            f"{path}: the ledger file is damaged ({text}): it can neither be read nor verified; "
+            "restore it from a backup")
+    if text.startswith("no such table: ") and conn is not None:
+        table = text.removeprefix("no such table: ").strip()
+        try:
+            found = version(conn)
+        except sqlite3.Error:
+            found = -1
+        step = next((n for n, names in STEP_TABLES.items() if table in names), None)
+        if step is None or step > found or step == 2:  # step 2's tables come on first use
+            return LedgerError(
+                f"{path}: ledger schema version {found} has no table {table} (this command "
+                f"needs it); a `drift-auditor run` migrates the ledger to version "
+                f"{SCHEMA_VERSION}")
+        return LedgerTamperedError(
+            f"{path}: table {table} of ledger schema version {step} is missing although the "
+            f"ledger is at version {found}: the file was altered")
+    return LedgerError(f"{path}: cannot read the ledger: {text}")
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -276,13 +383,28 @@ MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
 )
 
 
+# The tables each step creates (:func:`unreadable` tells a table a lower version lacks from
+# one that was dropped; a test keeps this in step with MIGRATIONS).
+STEP_TABLES: dict[int, tuple[str, ...]] = {
+    1: ("runs", "events", "checkpoints", "objects", "object_versions", "contents", "latest",
+        "changes", "drifts", "drift_events", "drift_state", "commits"),
+    2: ("alert_outbox", "alert_drifts", "alert_meta", "alert_runs"),
+    3: ("policy_results", "policy_runs", "policy_state", "policy_cache"),
+    4: ("reverts",),
+    5: ("adoptions",),
+}
+
+
 def version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def migrate(conn: sqlite3.Connection, path: str | Path) -> int:
     """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found before."""
-    found = version(conn)
+    try:
+        found = version(conn)
+    except sqlite3.DatabaseError as exc:
+        raise unreadable(path, exc, opening=True) from exc
     if found > SCHEMA_VERSION:
         raise LedgerError(f"{path}: ledger schema version {found} is newer than this "
                           f"drift-auditor understands ({SCHEMA_VERSION}); upgrade drift-auditor")
@@ -294,13 +416,40 @@ def migrate(conn: sqlite3.Connection, path: str | Path) -> int:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            step(db)
+            if version(conn) >= number:
+                # Another process migrated between our read and our lock.
+                conn.execute("COMMIT")
+                continue
+            # No step may end the transaction: a DDL helper that commits (or rolls back) on
+            # its own is refused by the authorizer, and the whole step rolls back instead of
+            # leaving half of it committed without its user_version.
+            conn.set_authorizer(_within_step)
+            try:
+                step(db)
+            finally:
+                conn.set_authorizer(None)
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if str(exc) == "not authorized":
+                raise LedgerError(f"{path}: migration step {number} tried to end its "
+                                  "transaction before its user_version was set; refused and "
+                                  "rolled back (a DDL helper that commits on its own?)") from exc
+            raise unreadable(path, exc, conn=conn) from exc
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
     return found
+
+
+def _within_step(action: int, arg1: str | None, *_: object) -> int:
+    """The authorizer while a migration step runs: everything but ending the transaction."""
+    if action == sqlite3.SQLITE_TRANSACTION and arg1 in ("COMMIT", "ROLLBACK"):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def _database(conn: sqlite3.Connection) -> sqlite_utils.Database:

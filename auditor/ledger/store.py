@@ -16,6 +16,7 @@ nothing. Memory therefore follows changes and drifts, not the cluster's size.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import socket
@@ -228,7 +229,11 @@ class RunSummary:
 
 
 def content_hash(content: dict[str, Any]) -> str:
-    """A stable SHA-256 of normalised content (sorted-key JSON), for ``Observation``."""
+    """A stable SHA-256 of normalised content (sorted-key JSON), for ``Observation``.
+
+    The ledger stores a version's content as exactly these bytes, so the chained hash of a
+    version covers its stored content: ``verify`` hashes what is stored and compares.
+    """
     return hashlib.sha256(chain.canonical(content)).hexdigest()
 
 
@@ -292,10 +297,13 @@ class Ledger:
         try:
             conn = schema.connect(target)
             found = schema.migrate(conn, target)
-            ledger = cls(target, conn, lock, tool_version=tool_version, config_hash=config_hash,
-                         signing_key=key, batch_size=batch_size)
-            ledger.schema_version_found = found
-            ledger._recover()
+            try:
+                ledger = cls(target, conn, lock, tool_version=tool_version,
+                             config_hash=config_hash, signing_key=key, batch_size=batch_size)
+                ledger.schema_version_found = found
+                ledger._recover()
+            except sqlite3.DatabaseError as exc:
+                raise schema.unreadable(target, exc, conn=conn) from exc
         except BaseException:
             if conn is not None:
                 conn.close()
@@ -520,7 +528,13 @@ class Ledger:
         except each object's latest version. Versions, changes, drifts and the chain stay (the
         chain holds content hashes, not content), so ``verify`` still passes. Returns the
         number of contents deleted. ``vacuum`` then rewrites the file to give the space back
-        (otherwise SQLite reuses the freed pages for later runs)."""
+        (otherwise SQLite reuses the freed pages for later runs).
+
+        The ``prune`` event records the cutoff in the chain, in the same transaction as the
+        deletion; "latest" is read from the chained versions (a newer version of the object
+        exists), not from the ``latest`` cache, so exactly what ``verify`` accepts as pruned
+        is deleted: content observed before a prune's cutoff whose object had a newer
+        version when that prune ran."""
         if older_than_days < 1:
             raise LedgerError(f"retention: {older_than_days} days; expected at least 1")
         if self._run is not None and not self._run.finished:
@@ -528,8 +542,9 @@ class Ledger:
         moment = now or times.now()
         cutoff = times.stamp(datetime.fromtimestamp(moment.timestamp() - older_than_days * 86400,
                                                     tz=moment.tzinfo))
-        where = ("version_id IN (SELECT v.id FROM object_versions v WHERE v.observed_at < ?) "
-                 "AND version_id NOT IN (SELECT version_id FROM latest)")
+        where = ("version_id IN (SELECT v.id FROM object_versions v WHERE v.observed_at < ? "
+                 "AND EXISTS (SELECT 1 FROM object_versions n WHERE n.object_id = v.object_id "
+                 "AND n.id > v.id))")
         count = int(self.conn.execute(f"SELECT count(*) FROM contents WHERE {where}",
                                       (cutoff,)).fetchone()[0])
         batch = self._batch()
@@ -634,6 +649,15 @@ class Run:
         written when the result arrives (or at :meth:`finish`), judged by that result.
         """
         self._check_open()
+        if obs.content is None:
+            raise LedgerError(f"{obs.key}: an observation needs its content: the ledger keeps "
+                              "what it chains the hash of")
+        if redact.is_secret(obs.key):
+            safe = redact.content(obs.key, obs.content)
+            if safe is not None and safe != obs.content:
+                # A raw value got this far: what is stored (and hashed) is the redacted form,
+                # and the comparison below must see that hash, or each run re-records it.
+                obs = dataclasses.replace(obs, content=safe, content_hash=content_hash(safe))
         oid = self.ledger._index.oid(obs.key)
         prev = self.ledger._index.get_latest(oid) if oid is not None else None
         if prev is not None and not prev.deleted and prev.content_hash == obs.content_hash:
@@ -657,11 +681,14 @@ class Run:
         content = redact.content(obs.key, obs.content)
         authorized = authorize.verdict(declared=obs.authorized, manager=obs.manager,
                                        category=obs.category, status=status, items=items)
+        # Stored as the canonical bytes and chained as their hash: the chained content hash
+        # covers exactly what is stored (see :mod:`.verify`). For honest callers it is the
+        # observation's own hash; redaction is settled in :meth:`observe`.
+        raw = chain.canonical(content)
         self._stage_version(
             self._batch, obs.key, api_version=obs.api_version,
-            resource_version=obs.resource_version, content_hash=obs.content_hash,
-            content=None if content is None else orjson.dumps(
-                content, option=orjson.OPT_SORT_KEYS).decode(),
+            resource_version=obs.resource_version,
+            content_hash=hashlib.sha256(raw).hexdigest(), content=raw.decode(),
             deleted=False, time=obs.time, manager=obs.manager, operation=obs.operation,
             category=obs.category, user=obs.user, authorized=authorized)
         self._flush_if_full()
@@ -771,12 +798,15 @@ class Run:
                skipped_kinds: Sequence[str] = (),
                problems: Sequence[Problem] = (),
                listed_kinds: Iterable[tuple[str, str]] = (),
-               in_scope: Callable[[ResourceKey], bool] | None = None) -> RunSummary:
+               in_scope: Callable[[ResourceKey], bool] | None = None,
+               undecided: Callable[[ResourceKey], bool] | None = None) -> RunSummary:
         """Apply the drift lifecycle and close the run with a checkpoint, atomically.
 
         A ``failed`` run, or one that recorded no result, changes no drift. Objects of
         ``skipped_kinds`` (``Kind`` or ``Kind.group``) are neither marked deleted nor have
         drifts opened or resolved: their listing was incomplete, so absence proves nothing.
+        Drifts of ``undecided`` objects (Git could not be read in full, so whether they are
+        declared is not known) are left as they were; their deletions are still recorded.
         ``listed_kinds`` are the ``(group, kind)`` pairs listed completely through
         :meth:`listed`: their objects the ledger holds as live, in scope (``in_scope``), that
         no page held are recorded as deleted.
@@ -808,7 +838,8 @@ class Run:
                                         authorized=None)
             if self._listing:
                 self._stage_unlisted(batch, listed_kinds, is_skipped, in_scope)
-            self._apply_lifecycle(batch, is_skipped)
+            self._apply_lifecycle(batch, is_skipped if undecided is None else
+                                  (lambda key: is_skipped(key) or undecided(key)))
         self.summary.status = status
         merged = {**dict(counts or {}), "ledger": self.summary.counts()}
         ended = times.stamp(times.now())

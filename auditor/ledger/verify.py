@@ -1,27 +1,68 @@
-"""Verification: recompute the hash chain, check every chained row against its event and
-every checkpoint against the chain (and its signature when a key is given).
+"""Verification: recompute the hash chain, check every chained row against its event, every
+stored object content against its chained hash, and every checkpoint against the chain (and
+its signature when a key is given).
 
 Each check that fails names a sequence number; the result reports the smallest. An edited
 event breaks its own hash; an edited row no longer matches its event's payload; a deleted
-event leaves a gap; a deleted row leaves an event without its row; a chain rewritten and
-re-hashed from some point on no longer matches the checkpoints written before the edit (and
-cannot carry a valid signature without the private key).
+event leaves a gap; a deleted row leaves an event without its row; an inserted row has no
+event of its own (or one of another row); an event appended after the last checkpoint
+belongs to no running run (every write outside a run ends with a checkpoint); a chain
+rewritten and re-hashed from some point on no longer matches the checkpoints written before
+the edit (and cannot carry a valid signature without the private key). A file SQLite cannot
+read, or that fails SQLite's own ``integrity_check`` (a damaged page, a truncated file, an
+index that no longer matches its table), raises :class:`~auditor.errors.LedgerTamperedError`
+naming it.
+
+What is checked is everything the compliance report shows: runs, objects, object versions
+*and their content*, changes, drifts and their lifecycle, commits, policy results and runs,
+revert attempts, adoptions. Outside the chain are only the caches rebuilt from those
+(``latest``; ``drift_state``, the current state of each drift that the UI and ``history``
+show; ``policy_state``; ``policy_cache``) and the alert outbox's delivery state; the report
+reads none of them. Tables a lower schema version lacks are not there to check, and a ledger
+is never migrated to be verified; a table missing although the chain holds events of its
+rows is reported like any deleted row.
+
+**Content.** ``contents`` is not chained row by row: it is addressed by the chained
+``object_versions.content_hash``, the SHA-256 of exactly the text stored
+(:func:`auditor.ledger.store.content_hash`). Every stored content is hashed again and
+compared; a content row of a version that has none (a deletion) or of no version at all was
+inserted. Content may be missing only where ``prune`` removed it, and prune says so in the
+chain: its ``prune`` event carries its ``cutoff``, and prune deletes exactly the content of
+versions observed before the cutoff that were no longer their object's newest version when it
+ran. So a missing content is accepted only when a later ``prune`` event covers it: its cutoff
+is after the version's ``observed_at`` and the object's next version precedes that event in
+the chain. Everything else missing was deleted behind the ledger's back. This needs nothing
+beyond what the chain already holds (no new table, no schema step), and ledgers pruned by
+earlier versions, whose prune events carry the same cutoff, verify unchanged.
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
 
-from . import chain
-from .schema import CHAINED, EVENT_TYPE, RUN_BEGIN, RUN_END
+from auditor.errors import LedgerTamperedError
+
+from . import chain, schema
+from .schema import CHAINED, EVENT_ROWS, EVENT_TYPE, RUN_BEGIN, RUN_END
 
 if TYPE_CHECKING:
     # cryptography costs ~15 ms to import; only signed ledgers need it.
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+# Tables whose every row is exactly the payload of one event of the chain (the row's ``seq``
+# names it): the chained tables of the schema, and policy results, policy runs and adoptions,
+# which chain their rows through plain events.
+MIRRORED: dict[str, tuple[tuple[str, ...], str]] = {
+    **{table: (columns, EVENT_TYPE[table]) for table, columns in CHAINED.items()},
+    **EVENT_ROWS,
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +79,8 @@ class VerifyResult:
 
 
 class _Findings:
+    """Problems by sequence number; 0 stands for a row that is in no event at all."""
+
     def __init__(self) -> None:
         self.by_seq: dict[int, str] = {}
 
@@ -59,7 +102,7 @@ def _chain(conn: sqlite3.Connection, found: _Findings) -> tuple[int, int, str]:
             found.add(seq, f"event {seq}: prev_hash does not match the hash of event {seq - 1}")
         try:
             computed = chain.link(prev_hash, seq, type_, at, run_id, payload)
-        except (orjson.JSONDecodeError, TypeError):
+        except (orjson.JSONDecodeError, TypeError, AttributeError):
             found.add(seq, f"event {seq}: payload is not valid JSON")
             computed = ""
         if computed != stored:
@@ -75,17 +118,51 @@ def _payload_of(columns: tuple[str, ...], values: tuple[object, ...]) -> str:
     return chain.canonical(dict(zip(columns, values, strict=True))).decode()
 
 
-def _rows(conn: sqlite3.Connection, found: _Findings) -> None:
-    for table, columns in CHAINED.items():
-        etype = EVENT_TYPE[table]
+def _same_payload(columns: tuple[str, ...], values: tuple[object, ...], payload: str) -> bool:
+    if _payload_of(columns, values) == payload:
+        return True
+    # The same values read back in another type (a whole-number score stored as REAL).
+    try:
+        return bool(orjson.loads(payload) == dict(zip(columns, values, strict=True)))
+    except (orjson.JSONDecodeError, TypeError):
+        return False
+
+
+def _first_event(conn: sqlite3.Connection, etype: str) -> int | None:
+    row = conn.execute("SELECT min(seq) FROM events WHERE type = ?", (etype,)).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def rows_against_events(conn: sqlite3.Connection, names: Iterable[str]) -> list[tuple[int, str]]:
+    """The rows of the tables ``names`` (of :data:`MIRRORED`) against their events:
+    ``[(seq, problem)]``, empty when intact (for a feature checking its own tables)."""
+    found = _Findings()
+    _rows(conn, found, schema.tables(conn), names)
+    return sorted(found.by_seq.items())
+
+
+def _rows(conn: sqlite3.Connection, found: _Findings, present: set[str],
+          names: Iterable[str] = MIRRORED) -> None:
+    for table in names:
+        columns, etype = MIRRORED[table]
+        if table not in present:
+            # A lower schema version: no such rows, unless the chain says otherwise.
+            first = _first_event(conn, etype)
+            if first is not None:
+                found.add(first, f"event {first} ({etype}): table {table} is missing — its "
+                                 "rows were deleted")
+            continue
         cols = ", ".join(f"t.{c}" for c in columns)
         for seq, type_, payload, *values in conn.execute(
                 f"SELECT t.seq, e.type, e.payload, {cols} FROM {table} t "
                 f"LEFT JOIN events e ON e.seq = t.seq"):
             row_id = values[0]
-            if type_ is None:
-                found.add(int(seq or 0), f"{table} row {row_id}: its event {seq} does not exist")
-            elif type_ != etype or _payload_of(columns, tuple(values)) != payload:
+            if seq is None:
+                found.add(0, f"{table} row {row_id} is in no event of the chain — the row was "
+                             "inserted")
+            elif type_ is None:
+                found.add(int(seq), f"{table} row {row_id}: its event {seq} does not exist")
+            elif type_ != etype or not _same_payload(columns, tuple(values), payload):
                 found.add(int(seq), f"{table} row {row_id} differs from its chained event {seq} "
                                     "— the row was altered")
         missing = conn.execute(
@@ -118,6 +195,72 @@ def _runs(conn: sqlite3.Connection, found: _Findings) -> None:
             found.add(int(missing), f"event {missing} ({kind}): its run row was deleted or altered")
 
 
+def stored_hash(text: str | bytes) -> str:
+    """The content hash of a stored content: SHA-256 of its text, as the ledger wrote it."""
+    data = text.encode() if isinstance(text, str) else bytes(text)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _same_content(text: str | bytes, expected: str) -> bool:
+    if stored_hash(text) == expected:
+        return True
+    # Stored in another (older) serialisation of the same JSON: the same content.
+    try:
+        return hashlib.sha256(chain.canonical(orjson.loads(text))).hexdigest() == expected
+    except (orjson.JSONDecodeError, TypeError):
+        return False
+
+
+def _prunes(conn: sqlite3.Connection) -> tuple[list[int], list[str]]:
+    """The prune events' sequence numbers (ascending) and, for each, the latest cutoff of it
+    and every later prune: a version is covered by some later prune iff its observed_at is
+    before the suffix maximum."""
+    events: list[tuple[int, str]] = []
+    for seq, payload in conn.execute(
+            "SELECT seq, payload FROM events WHERE type = 'prune' ORDER BY seq"):
+        try:
+            cutoff = orjson.loads(payload).get("cutoff")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue  # _chain reports the broken payload
+        if isinstance(cutoff, str):
+            events.append((int(seq), cutoff))
+    seqs = [s for s, _ in events]
+    latest: list[str] = [""] * len(events)
+    best = ""
+    for i in range(len(events) - 1, -1, -1):
+        best = max(best, events[i][1])
+        latest[i] = best
+    return seqs, latest
+
+
+def _contents(conn: sqlite3.Connection, found: _Findings) -> None:
+    for vid, content, seq, expected, deleted in conn.execute(
+            "SELECT c.version_id, c.content, v.seq, v.content_hash, v.deleted FROM contents c "
+            "LEFT JOIN object_versions v ON v.id = c.version_id"):
+        if seq is None:
+            found.add(0, f"contents row of version {vid}: no such object version in the chain "
+                         "— the version was deleted or the content inserted")
+        elif deleted or not expected:
+            found.add(int(seq), f"contents row of object_versions row {vid}: that version has "
+                                "no content (a deletion) — the content was inserted")
+        elif content is None or not _same_content(content, expected):
+            found.add(int(seq), f"object_versions row {vid}: its stored content does not match "
+                                "its chained content hash — the content was altered")
+    seqs, cutoffs = _prunes(conn)
+    for seq, vid, observed, next_seq in conn.execute(
+            "SELECT v.seq, v.id, v.observed_at, (SELECT n.seq FROM object_versions n "
+            "WHERE n.object_id = v.object_id AND n.id > v.id ORDER BY n.id LIMIT 1) "
+            "FROM object_versions v WHERE v.deleted = 0 AND coalesce(v.content_hash, '') != '' "
+            "AND NOT EXISTS (SELECT 1 FROM contents c WHERE c.version_id = v.id)"):
+        if next_seq is not None:
+            # The first prune after the object's next version, and any later one.
+            i = bisect.bisect_right(seqs, int(next_seq))
+            if i < len(seqs) and str(observed or "") < cutoffs[i]:
+                continue  # pruned, as a prune event in the chain says
+        found.add(int(seq), f"object_versions row {vid}: its content was deleted (no prune in "
+                            "the chain covers it)")
+
+
 def _checkpoints(conn: sqlite3.Connection, found: _Findings,
                  public: Ed25519PublicKey | None) -> tuple[int, int]:
     count = signed = 0
@@ -132,8 +275,8 @@ def _checkpoints(conn: sqlite3.Connection, found: _Findings,
             "FROM checkpoints c LEFT JOIN events e ON e.seq = c.seq ORDER BY c.id"):
         count += 1
         if stored != head_hash:
-            found.add(int(seq), f"checkpoint at event {seq}: the chain's hash there is not the "
-                                "one checkpointed — the chain was rewritten")
+            found.add(int(seq or 0), f"checkpoint at event {seq}: the chain's hash there is not "
+                                     "the one checkpointed — the chain was rewritten")
             continue
         if public is None:
             continue
@@ -153,25 +296,84 @@ def _checkpoints(conn: sqlite3.Connection, found: _Findings,
     return count, signed
 
 
+def _tail(conn: sqlite3.Connection, found: _Findings) -> None:
+    """Every write outside a run (finish, recovery, ack, prune, adoption) ends with a
+    checkpoint in its own transaction; only a run still going (or killed, not yet recovered)
+    has events after the last checkpoint. Anything else there was appended behind the
+    ledger's back (with a signing key, past the last signature)."""
+    last = int(conn.execute("SELECT coalesce(max(seq), 0) FROM checkpoints").fetchone()[0])
+    row = conn.execute(
+        "SELECT e.seq, e.type FROM events e LEFT JOIN runs r ON r.id = e.run_id "
+        "WHERE e.seq > ? AND (r.status IS NULL OR r.status != 'running') ORDER BY e.seq "
+        "LIMIT 1", (last,)).fetchone()
+    if row is not None:
+        found.add(int(row[0]), f"event {row[0]} ({row[1]}) comes after the last checkpoint "
+                               f"(event {last}) and belongs to no running run — it was appended")
+
+
+def _file(conn: sqlite3.Connection) -> None:
+    """SQLite's own check of the file: every page of every table and index readable, and every
+    index entry matching its row (reports read through indexes; an index edited to hide a
+    row would otherwise pass a walk of the tables). About a sixth of verify's time."""
+    problem = conn.execute("PRAGMA integrity_check(1)").fetchone()
+    if problem is None or problem[0] != "ok":
+        said = " ".join(str(problem[0]).replace("*** in database main ***", "").split()) \
+            if problem else "no answer"
+        raise LedgerTamperedError(
+            f"{schema.path_of(conn)}: the ledger file is damaged (SQLite integrity check: "
+            f"{said}): it can be neither trusted nor verified")
+
+
 def verify(conn: sqlite3.Connection, public: Ed25519PublicKey | None = None) -> VerifyResult:
-    """Check the whole ledger in one read snapshot."""
+    """Check the whole ledger in one read snapshot (the caller's, when ``conn`` is inside a
+    transaction: a report verifies exactly what it reads). Never writes, never migrates.
+
+    Raises :class:`LedgerTamperedError` naming the file when SQLite cannot read it (a damaged
+    page, a truncated file): nothing in it can then be vouched for.
+    """
     found = _Findings()
-    conn.execute("BEGIN")
     try:
-        checked, head_seq, head_hash = _chain(conn, found)
-        _rows(conn, found)
-        _runs(conn, found)
-        count, signed = _checkpoints(conn, found, public)
-    finally:
-        conn.execute("COMMIT")
+        query_only = int(conn.execute("PRAGMA query_only").fetchone()[0])
+        conn.execute("PRAGMA query_only = 1")  # whatever the connection, this never writes
+        own = not conn.in_transaction  # else the caller's snapshot, which its reads share
+        if own:
+            conn.execute("BEGIN")
+        try:
+            _file(conn)
+            present = schema.tables(conn)
+            for needed in ("events", "runs", "checkpoints", "contents"):
+                if needed not in present:
+                    raise LedgerTamperedError(
+                        f"{schema.path_of(conn)}: table {needed} is missing (schema version "
+                        f"{schema.version(conn)}): the ledger was altered")
+            checked, head_seq, head_hash = _chain(conn, found)
+            _rows(conn, found, present)
+            _runs(conn, found)
+            _contents(conn, found)
+            count, signed = _checkpoints(conn, found, public)
+            _tail(conn, found)
+        finally:
+            if own and conn.in_transaction:
+                conn.execute("COMMIT")
+            conn.execute(f"PRAGMA query_only = {query_only}")
+    except sqlite3.DatabaseError as exc:
+        raise schema.unreadable(schema.path_of(conn), exc, conn=conn) from exc
     problems = tuple(sorted(found.by_seq.items()))
     if not problems:
         sig = f", {signed} signatures valid" if public is not None else ""
         return VerifyResult(True, checked, None,
                             f"ledger OK: {checked} events, head {head_seq} {head_hash[:16]}…, "
                             f"{count} checkpoints{sig}", head_seq, head_hash, count, signed)
-    first, message = problems[0]
+    return failed(problems, checked, head_seq, head_hash, count, signed)
+
+
+def failed(problems: tuple[tuple[int, str], ...], checked: int, head_seq: int, head_hash: str,
+           checkpoints: int, signatures: int) -> VerifyResult:
+    """The result for ``problems`` (sorted ``(seq, message)``; seq 0: a row in no event)."""
+    # A sequence number leads when there is one; rows in no event (seq 0) otherwise.
+    lead, message = next(((s, m) for s, m in problems if s), problems[0])
+    first = lead or None
     more = f" ({len(problems)} broken sequence numbers in all)" if len(problems) > 1 else ""
-    return VerifyResult(False, checked, first,
-                        f"ledger tampered: first broken sequence number {first}: {message}{more}",
-                        head_seq, head_hash, count, signed, problems)
+    where = f"first broken sequence number {lead}: " if lead else ""
+    return VerifyResult(False, checked, first, f"ledger tampered: {where}{message}{more}",
+                        head_seq, head_hash, checkpoints, signatures, problems)

@@ -182,10 +182,11 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
     integ = data.integrity
     out.append(Control(
         "DA-6", ["CC7.2", "CC7.3"], "The audit trail is complete and unaltered",
-        "The ledger's hash chain, every chained row and every checkpoint verify.",
+        "The ledger's hash chain, every chained row, every stored object content and every "
+        "checkpoint verify.",
         integ.events_checked if integ.ok is not None else 0,
-        0 if integ.ok else 1, "not-tested" if integ.ok is None else _result(
-            integ.events_checked, 0 if integ.ok else 1),
+        0 if integ.ok else 1, "not-tested" if integ.ok is None else "exceptions"
+        if not integ.ok else _result(integ.events_checked, 0),
         [Evidence("ledger verification", "#header")], integ.message))
     sla_s = sla_hours * 3600
     stale = [d for d in drifts if d.state_at_end == "open" and d.exposure_s > sla_s]

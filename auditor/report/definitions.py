@@ -129,7 +129,9 @@ def definitions(schedule_minutes: int, sla_hours: float) -> list[tuple[str, str]
          "period."),
         ("Ledger integrity",
          "`drift-auditor verify` recomputes every event hash of the chain, compares each "
-         "chained row with its event, and checks every checkpoint against the chain. The "
+         "chained row with its event, hashes every stored object content again against its "
+         "chained content hash (content may be missing only where a prune recorded in the "
+         "chain removed it), and checks every checkpoint against the chain. The "
          "checkpoint shown is the newest one written before the period's end; its head hash "
          "fixes the ledger content the report was computed from."),
     ]

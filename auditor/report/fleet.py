@@ -31,7 +31,7 @@ from pathlib import Path
 from auditor.config import Config
 from auditor.errors import ConfigError
 from auditor.ledger import reportquery as q
-from auditor.ledger.schema import reading
+from auditor.ledger.schema import reading_checked
 
 from . import controls, export
 from .definitions import definitions
@@ -236,14 +236,14 @@ def load_fleet(paths: Sequence[str | Path], start: datetime, end: datetime, cfg:
     moment = now or datetime.now(start.tzinfo)
     if len(files) == 1:
         single = build(files[0], start, end, cfg, now=moment, options=opts)
-        with reading(files[0]) as conn:
+        with reading_checked(files[0]) as conn:
             names = q.cluster_names(conn)
         member = _member(single, single.header.clusters[0] if single.header.clusters else "",
                          names, files[0])
         return FleetModel(single, [member], {member.cluster: single})
     ledger_names = []
     for f in files:
-        with reading(f) as conn:
+        with reading_checked(f) as conn:
             ledger_names.append(q.cluster_names(conn))
     qualified = member_names(files, ledger_names)
     singles: dict[str, Report] = {}

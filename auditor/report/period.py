@@ -19,8 +19,10 @@ import orjson
 
 from auditor import __version__
 from auditor.config import Config
+from auditor.errors import AuditorError, LedgerError, LedgerTamperedError
 from auditor.ledger import reportquery as q
-from auditor.ledger.schema import reading
+from auditor.ledger.schema import reading_checked
+from auditor.ledger.verify import VerifyResult
 
 from . import controls, export, fields, policies, remediation
 from .definitions import definitions
@@ -289,48 +291,76 @@ def summarize(monitoring: Monitoring, changes: Sequence[ChangeItem],
 
 def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, *,
           now: datetime | None = None, options: Options | None = None) -> Report:
-    """The report for ``[start, end)`` from the ledger at ``ledger_path``."""
+    """The report for ``[start, end)`` from the ledger at ``ledger_path``.
+
+    Verification and every read of the report share one read transaction: what the report
+    shows is what was verified, even while a run writes. A ledger that fails verification
+    still gets its report, marked FAILED; if its altered rows cannot even be read into one,
+    the failure is one :class:`LedgerTamperedError` naming the file.
+    """
     opts = options or Options()
+    with reading_checked(ledger_path) as conn:
+        conn.execute("BEGIN")
+        try:
+            verified, verify_error = None, ""
+            if opts.verify:
+                try:
+                    verified = q.verify_ledger(conn)
+                except (sqlite3.Error, LedgerError) as exc:
+                    # The file cannot be walked (a damaged page): nothing in it is vouched
+                    # for, and the report says so as a failed verification.
+                    verify_error = f"ledger verification FAILED: {exc}"
+            try:
+                return _build(conn, ledger_path, start, end, cfg, now, opts, verified,
+                              verify_error)
+            except AuditorError:
+                raise
+            except Exception as exc:
+                if (verified is None and not verify_error) or (verified and verified.ok):
+                    raise  # a verified (or unchecked) ledger: a bug, with its traceback
+                message = verify_error or (verified.message if verified else "")
+                raise LedgerTamperedError(
+                    f"{ledger_path}: {message}; no report can be built from its altered rows "
+                    f"({type(exc).__name__}: {exc})") from exc
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+
+def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, end: datetime,
+           cfg: Config, now: datetime | None, opts: Options, verified: VerifyResult | None,
+           verify_error: str) -> Report:
     moment = now or datetime.now(start.tzinfo)
     s, e = stamp(start.timestamp()), stamp(end.timestamp())
     generated = stamp(moment.timestamp())
     until = min(e, generated)
     sla_s = cfg.reports.remediation_sla_hours * 3600
-    with reading(ledger_path) as conn:
-        runs = q.runs_between(conn, s, e)
-        rows = q.changes_between(conn, s, e)
-        drift_rows, events = q.drift_history(conn, e)
-        commit_rows = q.commits(conn)
-        checkpoint = q.checkpoint_at(conn, e)
-        namespaces = q.namespaces_until(conn, e)
-        objects = q.object_count_until(conn, e)
-        first_runs = q.first_runs(conn)
-        policy_runs = q.policy_runs_between(conn, s, e)
-        policy_transitions = q.policy_transitions_until(conn, e)
-        revert_rows = q.reverts_between(conn, s, e)
-        cap_rows = q.revert_caps_between(conn, s, e)
-        adoption_rows = q.adoptions_between(conn, s, e)
-        verified, verify_error = None, ""
-        if opts.verify:
-            try:
-                verified = q.verify_ledger(conn)
-            except sqlite3.Error as exc:
-                # A ledger written by an older schema (not yet migrated by a run) cannot be
-                # verified by this version: say so rather than claim it is tampered.
-                verify_error = f"verification could not run: {exc}"
-        change_times = {(c.run_id, c.object_id): _known_time(c) for c in rows}
-        episodes, acceptances = replay(
-            drift_rows, events, start=s, end=e, until=until, sla_seconds=sla_s,
-            change_time=lambda run_id, oid: change_times.get((run_id, oid), "") if run_id else "")
-        by_sha = {c.sha: c for c in commit_rows}
-        attempts = remediation.reverts(revert_rows, episodes)
-        capped = remediation.caps(cap_rows)
-        emergency = remediation.emergency(adoption_rows, episodes,
-                                          {d.id: d for d in drift_rows}, by_sha)
-        episodes = remediation.link(episodes, attempts, emergency)
-        repos = {src.name or src.url: src.url for src in cfg.sources}
-        builder = _ChangeBuilder(rows, episodes, {r.id: r for r in runs}, by_sha, repos)
-        content = dict(q.contents(conn, builder.needed_versions()))
+    runs = q.runs_between(conn, s, e)
+    rows = q.changes_between(conn, s, e)
+    drift_rows, events = q.drift_history(conn, e)
+    commit_rows = q.commits(conn)
+    checkpoint = q.checkpoint_at(conn, e)
+    namespaces = q.namespaces_until(conn, e)
+    objects = q.object_count_until(conn, e)
+    first_runs = q.first_runs(conn)
+    policy_runs = q.policy_runs_between(conn, s, e)
+    policy_transitions = q.policy_transitions_until(conn, e)
+    revert_rows = q.reverts_between(conn, s, e)
+    cap_rows = q.revert_caps_between(conn, s, e)
+    adoption_rows = q.adoptions_between(conn, s, e)
+    change_times = {(c.run_id, c.object_id): _known_time(c) for c in rows}
+    episodes, acceptances = replay(
+        drift_rows, events, start=s, end=e, until=until, sla_seconds=sla_s,
+        change_time=lambda run_id, oid: change_times.get((run_id, oid), "") if run_id else "")
+    by_sha = {c.sha: c for c in commit_rows}
+    attempts = remediation.reverts(revert_rows, episodes)
+    capped = remediation.caps(cap_rows)
+    emergency = remediation.emergency(adoption_rows, episodes,
+                                      {d.id: d for d in drift_rows}, by_sha)
+    episodes = remediation.link(episodes, attempts, emergency)
+    repos = {src.name or src.url: src.url for src in cfg.sources}
+    builder = _ChangeBuilder(rows, episodes, {r.id: r for r in runs}, by_sha, repos)
+    content = dict(q.contents(conn, builder.needed_versions()))
     changes = builder.build(content)
     del content
     clusters = sorted({r.cluster for r in runs}) or [opts.cluster or cfg.cluster.name]
@@ -343,7 +373,7 @@ def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, 
                           c.run_id, anchor=f"commit-{c.sha[:12]}")
                for c in commit_rows if c.run_id in period_runs]
     integrity = Integrity(
-        ok=verified.ok if verified else None,
+        ok=verified.ok if verified else (False if verify_error else None),
         message=verified.message if verified else (verify_error or "not verified (--skip-verify)"),
         events_checked=verified.checked if verified else 0,
         head_seq=verified.head_seq if verified else 0,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from auditor.errors import LedgerError
-from auditor.ledger import SCHEMA_VERSION, Ledger, reverts
+from auditor.errors import LedgerError, LedgerTamperedError
+from auditor.ledger import SCHEMA_VERSION, Ledger, reverts, schema
 from auditor.ledger.schema import CHAINED
 
 from .helpers import at, drifted, key, obs
@@ -80,3 +81,63 @@ def test_finished_runs_are_immutable(tmp_path: Path) -> None:
         conn.execute("DELETE FROM runs")
     with pytest.raises(sqlite3.IntegrityError, match="UPDATE refused"):
         conn.execute("UPDATE contents SET content = '{}'")
+
+
+def test_step_tables_name_what_each_migration_step_creates(tmp_path: Path) -> None:
+    conn = schema.connect(tmp_path / "ledger.db")
+    before: set[str] = set()
+    for number, step in schema.MIGRATIONS:
+        conn.execute("BEGIN IMMEDIATE")
+        step(schema._database(conn))
+        conn.execute("COMMIT")
+        now = schema.tables(conn)
+        assert now - before == set(schema.STEP_TABLES[number]), number
+        before = now
+    assert set(schema.STEP_TABLES) == {n for n, _ in schema.MIGRATIONS}
+
+
+def test_a_step_that_ends_its_transaction_early_is_refused_and_rolled_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "ledger.db"
+    original = dict(schema.MIGRATIONS)[3]
+
+    def committing(database: Any) -> None:
+        original(database)
+        database.conn.commit()  # what a DDL helper with its own transactions would do
+
+    monkeypatch.setattr(schema, "MIGRATIONS", tuple(
+        (n, committing if n == 3 else s) for n, s in schema.MIGRATIONS))
+    with pytest.raises(LedgerError, match="migration step 3 tried to end its transaction"):
+        Ledger.open(db)
+    conn = sqlite3.connect(db)
+    assert schema.version(conn) == 2
+    assert not {"policy_results", "policy_runs"} & schema.tables(conn)
+    monkeypatch.undo()
+    with Ledger.open(db) as ledger:
+        assert ledger.schema_version_found == 2
+    assert schema.version(sqlite3.connect(db)) == SCHEMA_VERSION
+
+
+def test_readers_say_in_one_line_what_is_missing(tmp_path: Path) -> None:
+    db = _populated(tmp_path)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("DROP TABLE adoptions")
+    conn.execute("PRAGMA user_version = 4")
+    with pytest.raises(LedgerError, match=r"schema version 4 has no table adoptions .*"
+                                          r"migrates the ledger to version 5"), \
+            schema.reading_checked(db) as reader:
+        reader.execute("SELECT * FROM adoptions")
+    conn.execute("DROP TABLE changes")
+    with pytest.raises(LedgerTamperedError, match="table changes of ledger schema version 1 "
+                                                  "is missing"), \
+            schema.reading_checked(db) as reader:
+        reader.execute("SELECT * FROM changes")
+
+
+def test_a_ledger_whose_first_run_died_setting_it_up(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    schema.connect(db).close()  # WAL set, no step committed
+    with pytest.raises(LedgerError, match="killed before it set the schema up"):
+        schema.connect_reader(db)
+    with Ledger.open(db) as ledger:
+        assert ledger.schema_version_found == 0

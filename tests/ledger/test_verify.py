@@ -4,16 +4,20 @@ first broken sequence number."""
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner
 
 from auditor.cli.common import Context
-from auditor.cli.ledger import verify_cmd
-from auditor.ledger import Ledger, VerifyResult, chain, signing
+from auditor.cli.ledger import history_cmd, verify_cmd
+from auditor.errors import LedgerError
+from auditor.ledger import Ledger, Observation, VerifyResult, chain, signing
 from auditor.ledger.schema import CHAINED
+from auditor.ledger.verify import verify
 
 from .helpers import at, drifted, in_sync, key, obs
 
@@ -163,3 +167,198 @@ def test_verify_command(tmp_path: Path) -> None:
     bad = runner.invoke(verify_cmd, ["--ledger", str(db)], obj=Context(None))
     assert bad.exit_code == 2
     assert f"first broken sequence number {seq}" in bad.output
+
+
+# ------------------------------------------------------------------ stored content
+
+
+def _version_with_content(conn: sqlite3.Connection, offset: int = 0) -> tuple[int, int, str]:
+    vid, seq, content = conn.execute(
+        "SELECT v.id, v.seq, c.content FROM object_versions v JOIN contents c "
+        "ON c.version_id = v.id ORDER BY v.id DESC LIMIT 1 OFFSET ?", (offset,)).fetchone()
+    return int(vid), int(seq), str(content)
+
+
+def test_stored_content_is_hashed_as_chained(tmp_path: Path) -> None:
+    db = _ledger(tmp_path)
+    with sqlite3.connect(db) as conn:
+        for vid, content, chash in conn.execute(
+                "SELECT c.version_id, c.content, v.content_hash FROM contents c "
+                "JOIN object_versions v ON v.id = c.version_id"):
+            assert hashlib.sha256(content.encode()).hexdigest() == chash, vid
+
+
+def test_altered_content_is_named_by_its_versions_seq(tmp_path: Path) -> None:
+    db = _ledger(tmp_path)
+    conn = _untriggered(db)
+    vid, seq, content = _version_with_content(conn, 3)
+    conn.execute("UPDATE contents SET content = ? WHERE version_id = ?",
+                 (content.replace("}", ',"extra":"key"}', 1), vid))
+    result = _verify(db)
+    assert not result.ok and result.first_broken_seq == seq
+    assert f"object_versions row {vid}: its stored content does not match" in result.message
+
+
+def test_content_in_another_serialisation_of_the_same_json_verifies(tmp_path: Path) -> None:
+    db = _ledger(tmp_path)
+    conn = _untriggered(db)
+    vid, _, content = _version_with_content(conn)
+    conn.execute("UPDATE contents SET content = ? WHERE version_id = ?",
+                 (orjson.dumps(orjson.loads(content), option=orjson.OPT_INDENT_2).decode(), vid))
+    assert _verify(db).ok
+
+
+def test_deleted_and_inserted_content_are_found(tmp_path: Path) -> None:
+    db = _ledger(tmp_path)
+    conn = _untriggered(db)
+    vid, seq, content = _version_with_content(conn, 5)
+    conn.execute("DELETE FROM contents WHERE version_id = ?", (vid,))
+    result = _verify(db)
+    assert result.first_broken_seq == seq and "content was deleted" in result.message
+    conn.execute("INSERT INTO contents VALUES (?, ?)", (vid, content))
+    assert _verify(db).ok
+    conn.execute("INSERT INTO contents VALUES (9999, '{}')")
+    result = _verify(db)
+    assert not result.ok and result.first_broken_seq is None
+    assert result.message == ("ledger tampered: contents row of version 9999: no such object "
+                              "version in the chain — the version was deleted or the content "
+                              "inserted")
+
+
+def test_pruned_content_is_told_from_deleted_content(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    web = key("web")
+
+    def day(ledger: Ledger, started: float, replicas: int) -> None:
+        run = ledger.begin_run(started_at=at(started))
+        run.observe(obs(web, {"replicas": replicas}, rv=str(replicas)))
+        run.record(in_sync(web))
+        run.finish()
+
+    with Ledger.open(db) as ledger:
+        for n in range(3):
+            day(ledger, 24 * n, n)
+        # Cutoff at(25): days 0 and 1 go; day 2 (observed after the cutoff) stays.
+        assert ledger.prune(1, now=at(24 * 2 + 1)) == 2
+        # Written after the prune although observed before its cutoff (a clock behind), and
+        # no longer the newest once day 4 comes: no prune covers it.
+        day(ledger, 10, 3)
+        day(ledger, 24 * 4, 4)
+        assert ledger.verify().ok
+    conn = _untriggered(db)
+    versions = conn.execute("SELECT id, seq FROM object_versions ORDER BY id").fetchall()
+    assert conn.execute("SELECT count(*) FROM contents").fetchone()[0] == 3
+    for vid, seq in (versions[3], versions[2]):
+        conn.execute("DELETE FROM contents WHERE version_id = ?", (vid,))
+        result = _verify(db)
+        assert result.first_broken_seq == seq
+        assert "no prune in the chain covers it" in result.message
+
+
+def test_prune_spares_the_newest_version_whatever_the_cache_says(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    web = key("web")
+    with Ledger.open(db) as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        run.observe(obs(web, {"replicas": 1}))
+        run.record(in_sync(web))
+        run.finish()
+        # The latest cache lost (a cache may be rebuilt): prune reads the chained versions.
+        ledger.conn.execute("DELETE FROM latest")
+        assert ledger.prune(1, now=at(24 * 30)) == 0
+        assert ledger.verify().ok
+
+
+def test_a_raw_secret_value_is_stored_redacted_and_hashed_as_stored(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    secret = key("token", kind="Secret", group="")
+    leaky = {"kind": "Secret", "data": {"password": "aHVudGVyMg=="}}
+    with Ledger.open(db) as ledger:
+        for hour in range(2):
+            run = ledger.begin_run(started_at=at(hour))
+            run.observe(obs(secret, leaky, rv=str(hour + 1)))
+            run.record(in_sync(secret))
+            run.finish()
+        assert ledger.verify().ok
+        # The same raw content again: the same (redacted) version, not a new one each run.
+        assert ledger.conn.execute("SELECT count(*) FROM object_versions").fetchone()[0] == 1
+
+
+def test_an_observation_without_content_is_refused(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        with pytest.raises(LedgerError, match="needs its content"):
+            run.observe(Observation(key("web"), "apps/v1", "1", "0" * 64, None))
+
+
+def test_an_event_appended_after_the_last_checkpoint_is_found(tmp_path: Path) -> None:
+    db = _ledger(tmp_path)
+    conn = _untriggered(db)
+    seq, head = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    event = chain.append(chain.Head(seq, head), "prune", "2030-01-01T00:00:00Z", None,
+                         {"cutoff": "2030-01-01T00:00:00Z"})
+    conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", event.row())
+    result = _verify(db)
+    assert result.first_broken_seq == seq + 1 and "after the last checkpoint" in result.message
+
+
+def test_a_running_run_may_have_events_after_the_last_checkpoint(tmp_path: Path) -> None:
+    db = _ledger(tmp_path)
+    with Ledger.open(db, batch_size=5) as ledger:
+        run = ledger.begin_run(started_at=at(9))
+        for i in range(5):
+            run.observe(obs(key(f"new-{i}"), {"i": i}))
+            run.record(in_sync(key(f"new-{i}")))
+        conn = sqlite3.connect(db)  # another reader while the run writes
+        result = verify(conn)
+        assert result.ok, result.message
+        conn.close()
+        run.finish()
+
+
+# ------------------------------------------------------------- unreadable ledgers
+
+
+def test_verify_command_on_a_damaged_file_is_one_line(tmp_path: Path) -> None:
+    db = _ledger(tmp_path)
+    os.truncate(db, db.stat().st_size // 2)
+    runner = CliRunner()
+    for command in (verify_cmd, history_cmd):
+        bad = runner.invoke(command, ["--ledger", str(db)], obj=Context(None))
+        assert bad.exit_code == 2, bad.output
+        assert bad.output.count("\n") == 1 and str(db) in bad.output
+        assert "damaged" in bad.output
+
+
+def test_verify_reads_a_lower_schema_version_without_migrating_it(tmp_path: Path) -> None:
+    db = _ledger(tmp_path)
+    conn = sqlite3.connect(db, isolation_level=None)
+    for table in ("adoptions", "reverts", "policy_results", "policy_runs", "policy_state",
+                  "policy_cache"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("PRAGMA user_version = 2")
+    runner = CliRunner()
+    ok = runner.invoke(verify_cmd, ["--ledger", str(db)], obj=Context(None))
+    assert ok.exit_code == 0 and ok.output.startswith("ledger OK"), ok.output
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    # A table of a step the ledger says it has, dropped with rows in the chain: tampering.
+    conn.execute("PRAGMA user_version = 5")
+    conn.execute("DROP TABLE commits")
+    bad = runner.invoke(verify_cmd, ["--ledger", str(db)], obj=Context(None))
+    assert bad.exit_code == 2 and "table commits is missing" in bad.output
+
+
+def test_an_altered_adoption_is_found(tmp_path: Path) -> None:
+    from auditor.ledger import adoptions
+
+    db = _ledger(tmp_path)
+    with Ledger.open(db) as ledger:
+        adoptions.record(ledger, adoptions.Adoption(
+            key("app-0"), ("spec.replicas",), ("apps/web.yaml",), "drift/app-0", "abc123",
+            by="ann"))
+        assert ledger.verify().ok
+    conn = _untriggered(db)
+    seq = conn.execute("SELECT seq FROM adoptions").fetchone()[0]
+    conn.execute("UPDATE adoptions SET commit_sha = 'f00'")
+    result = _verify(db)
+    assert result.first_broken_seq == seq and "adoptions row 1 differs" in result.message
