@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-import yaml
 
 from auditor.errors import ConfigError
+from auditor.support import yamlsafe
 
 ENV_PREFIX = "DRIFT_AUDITOR_"
 DEFAULT_CONFIG_FILE = "drift-auditor.yaml"
+# A config file with every setting and a few hundred ignore rules is tens of KiB.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 # Kinds that churn on their own and carry no desired state: never audited unless included.
 DEFAULT_EXCLUDED_KINDS: tuple[str, ...] = (
@@ -314,20 +316,20 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{path}: expected a mapping, got {yamlsafe.excerpt(value)}")
         return _build(tp, value, path)  # type: ignore[arg-type]
     if origin is tuple:
         (item_tp, *_rest) = typing.get_args(tp)
         if isinstance(value, str) and item_tp is str:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+            raise ConfigError(f"{path}: expected {_describe(tp)}, got {yamlsafe.excerpt(value)}")
         return tuple(_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
     if origin is Literal:
         if isinstance(value, bool) and ("on" if value else "off") in typing.get_args(tp):
             value = "on" if value else "off"  # YAML 1.1 reads an unquoted `off` as false
         if value not in typing.get_args(tp):
-            raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+            raise ConfigError(f"{path}: expected {_describe(tp)}, got {yamlsafe.excerpt(value)}")
         return value
     if origin in (types.UnionType, typing.Union):
         errors = []
@@ -336,10 +338,10 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, alt, path)
             except ConfigError as exc:
                 errors.append(exc)
-        raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+        raise ConfigError(f"{path}: expected {_describe(tp)}, got {yamlsafe.excerpt(value)}")
     if tp is type(None):
         if value is not None:
-            raise ConfigError(f"{path}: expected null, got {value!r}")
+            raise ConfigError(f"{path}: expected null, got {yamlsafe.excerpt(value)}")
         return None
     if tp is bool:
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
@@ -347,7 +349,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, str) and value.lower() in ("false", "0", "no", "off", ""):
             return False
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+            raise ConfigError(f"{path}: expected true or false, got {yamlsafe.excerpt(value)}")
         return value
     if tp is int:
         if isinstance(value, str):
@@ -356,7 +358,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+            raise ConfigError(f"{path}: expected an integer, got {yamlsafe.excerpt(value)}")
         return value
     if tp is float:
         if isinstance(value, str):
@@ -365,14 +367,14 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
+            raise ConfigError(f"{path}: expected a number, got {yamlsafe.excerpt(value)}")
         return float(value)
     if tp is str:
         if isinstance(value, datetime.date):
             # YAML reads an unquoted `expires: 2027-03-31` as a date: keep it as written.
             return value.isoformat()
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
+            raise ConfigError(f"{path}: expected a string, got {yamlsafe.excerpt(value)}")
         return str(value)
     raise ConfigError(f"{path}: unsupported type {tp!r}")  # pragma: no cover
 
@@ -383,7 +385,8 @@ def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
-        where = f"{path}.{key}" if path else str(key)
+        shown = key if isinstance(key, str) and len(key) <= 80 else yamlsafe.excerpt(key)
+        where = f"{path}.{shown}" if path else shown
         if name not in names:
             allowed = ", ".join(sorted(n.replace("_", "-") for n in names))
             raise ConfigError(f"{where}: unknown key (expected one of: {allowed})")
@@ -455,13 +458,21 @@ def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None
     file = Path(path or env.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_FILE)
     if file.exists() or explicit:
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+            loaded = yamlsafe.load(yamlsafe.read_text(file, MAX_CONFIG_BYTES), yamlsafe.PLAIN)
         except FileNotFoundError:
             raise ConfigError(f"{file}: config file not found") from None
-        except yaml.YAMLError as exc:
+        except yamlsafe.LimitError as exc:
+            mark = exc.problem_mark
+            line = f" line {mark.line + 1}:" if mark is not None else ""
+            raise ConfigError(f"{file}:{line} {exc}") from None
+        except yamlsafe.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark is not None else ""
             raise ConfigError(f"{file}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read the config file ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file}: the config file is not UTF-8 text") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, Mapping):
@@ -489,4 +500,4 @@ def dump(config: Config) -> str:
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
         return v
-    return yaml.safe_dump(plain(dataclasses.asdict(config)), sort_keys=False)
+    return yamlsafe.dump(plain(dataclasses.asdict(config)))

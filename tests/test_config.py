@@ -1,10 +1,12 @@
-"""Configuration: file, environment and flag layering; precise rejection of bad input."""
+"""Configuration: file, environment and flag layering; precise rejection of bad input, in
+one short line whatever the file holds (alias bombs, huge values, huge files)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from faults.hostile import alias_bomb
 
 from auditor import config
 from auditor.errors import ConfigError
@@ -119,3 +121,36 @@ def test_the_readme_configuration_example_loads(tmp_path: Path) -> None:
     # Unquoted, as a user writes them: YAML reads `off` as false and the date as a date.
     assert cfg.revert.mode == "off"
     assert cfg.policies.exemptions[0].expires == "2027-03-31"
+
+
+def test_an_alias_bomb_is_one_short_line_naming_the_limit(tmp_path: Path) -> None:
+    # Six levels of nine (531,441 strings): past the limit, small should the limit go. The
+    # full bomb runs through the CLI in a child process with a memory ceiling (tests/faults).
+    path = write(tmp_path, "anchors:\n" + alias_bomb(6, indent="  ")
+                 + "cluster: {name: *l5}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path, env={})
+    assert str(err.value) == (f"{path}: line 7: aliases expand to more than 100,000 added "
+                              "nodes, the limit for one file")
+
+
+def test_a_long_value_of_the_wrong_type_is_quoted_as_an_excerpt(tmp_path: Path) -> None:
+    path = write(tmp_path, "cluster: {retries: " + "9x" * 200_000 + "}\n"
+                 "ledger: {path: {" + ", ".join(f"k{i}: v" for i in range(1000)) + "}}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path, env={})
+    message = str(err.value)
+    assert message.startswith(f"{path}: cluster.retries: expected an integer, got '9x9x")
+    assert len(message) < len(str(path)) + 150
+    path.write_text("ledger: {path: {" + ", ".join(f"k{i}: v" for i in range(1000)) + "}}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path, env={})
+    assert str(err.value).startswith(f"{path}: ledger.path: expected a string, got {{'k0': 'v'")
+    assert len(str(err.value)) < len(str(path)) + 150
+
+
+def test_a_config_file_past_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = write(tmp_path, "cluster: {name: big}\n# " + "x" * config.MAX_CONFIG_BYTES + "\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path, env={})
+    assert str(err.value) == f"{path}: larger than 1 MiB, the limit for one file"

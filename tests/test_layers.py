@@ -44,6 +44,10 @@ HOMES: dict[str, tuple[str, ...]] = {
     "celpy": ("auditor.policies.engine", "auditor.policies.celext"),
     "cel": ("auditor.policies.engine", "auditor.policies.celext"),
     "click": ("auditor.cli",),
+    # Untrusted YAML is loaded, bounded, in one place. Besides it: the sandbox (a test API
+    # server sharing no code with the tool) and adopt's read-back of what ruamel wrote, as
+    # YAML 1.1 (yamledit, the home of YAML editing).
+    "yaml": ("auditor.support.yamlsafe", "auditor.sandbox", "auditor.adopt.yamledit"),
 }
 
 MAX_TOP_LEVEL_MODULES = 10

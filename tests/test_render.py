@@ -1,14 +1,25 @@
-"""Rendering: plain YAML/JSON parsing and errors, folder detection, real kustomize and helm."""
+"""Rendering: plain YAML/JSON parsing and errors, folder detection, real kustomize and helm,
+and hostile input (alias bombs, nesting, sizes) as named problems."""
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from faults.hostile import (
+    big_scalar_manifest,
+    bomb_manifest,
+    configmap_text,
+    deep_manifest,
+    recursive_manifest,
+)
 from gitfixtures import TOOLS, configmap, deployment, tool
 
 from auditor.desired.render import (
+    RenderResult,
     parse_manifests,
     plan,
     render_helm,
@@ -403,3 +414,169 @@ def test_a_kustomize_binary_is_preferred_over_kubectl(tmp_path: Path) -> None:
     assert obj.obj["metadata"]["name"] == "c"
     assert calls.read_text().startswith("kustomize build /")
     assert "kubectl" not in calls.read_text()
+
+
+# --------------------------------------------------------------------------- hostile input
+# Bombs here are kept small (9 wide, 6 deep: 531,441 strings), past the loader's limit yet
+# harmless should the limit ever go: the full-size ones run in a child process with a memory
+# ceiling, in tests/faults.
+
+
+def _doc(name: str) -> str:
+    return configmap_text(name)
+
+
+def _loaded(result: RenderResult) -> list[str]:
+    return [o.name for o in result.objects]
+
+
+@pytest.mark.parametrize("merge", [False, True], ids=["aliases", "merge-keys"])
+def test_an_alias_bomb_is_a_named_problem_and_the_other_documents_load(merge: bool) -> None:
+    text = _doc("before") + "---\n" + bomb_manifest(levels=6, merge=merge) + "---\n" + \
+        _doc("after")
+    result = parse_manifests(text, "apps/lol.yaml")
+    assert _loaded(result) == ["before", "after"]
+    (err,) = result.errors
+    # The smallest anchor that expands past the limit on its own: l5 (9**6) or m5, on the
+    # tenth line of the document, which starts at line 6.
+    line = 15
+    assert (err.file, err.document, err.line) == ("apps/lol.yaml", 2, line)
+    assert str(err) == (f"apps/lol.yaml: document 2, line {line}: aliases expand to more than "
+                        "100,000 added nodes, the limit for one file")
+
+
+def test_the_alias_limit_holds_for_a_whole_file_and_anchors_in_use_still_load() -> None:
+    shared = ("  base: &base {app: web, tier: front}\n  a: *base\n  b: {<<: *base, c: 1}\n")
+    text = _doc("small") + "x:\n" + shared
+    # Each document adds 9**5 = 59,049 nodes: two of them pass the per-file limit.
+    for name in ("first", "second"):
+        text += "---\n" + bomb_manifest(name, levels=5)
+    result = parse_manifests(text, "apps/x.yaml")
+    assert _loaded(result) == ["small", "first"]
+    assert [(e.document, "limit for one file" in str(e)) for e in result.errors] == [(3, True)]
+    x = result.objects[0].obj["x"]
+    assert x["a"] == x["base"] == {"app": "web", "tier": "front"}
+    assert x["b"] == {"app": "web", "tier": "front", "c": 1}
+
+
+def test_an_alias_inside_its_own_anchor_nesting_and_size_are_named_problems() -> None:
+    from auditor.support import yamlsafe
+
+    deepest = deep_manifest(yamlsafe.MAX_DEPTH - 3)  # within: the object, x, the lists
+    cases = {
+        "loop.yaml": (recursive_manifest(), "an alias refers to a node that contains it"),
+        "deep.yaml": (deep_manifest(yamlsafe.MAX_DEPTH + 1),
+                      f"nested more than {yamlsafe.MAX_DEPTH} levels deep"),
+        "deeper.yaml": (deep_manifest(5000), "exceeded maximum nesting depth"),
+        "big.yaml": (big_scalar_manifest(3 * 1024 * 1024),
+                     "a document larger than 3 MiB, the limit for one document"),
+    }
+    for file, (text, message) in cases.items():
+        result = parse_manifests(_doc("ok") + "---\n" + text, file)
+        assert _loaded(result) == ["ok"], file
+        (err,) = result.errors
+        assert err.document == 2 and message in str(err), (file, str(err))
+        assert len(str(err)) < 200
+    assert _loaded(parse_manifests(deepest, "deepest.yaml")) == ["deep"]
+
+
+def test_a_json_manifest_nested_too_deep_is_a_named_problem() -> None:
+    from auditor.support import yamlsafe
+
+    text = ('{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "j"}, "x": '
+            + "[" * yamlsafe.MAX_DEPTH + "]" * yamlsafe.MAX_DEPTH + "}")
+    (err,) = parse_manifests(text, "j.json").errors
+    assert str(err) == (f"j.json: document 1: nested more than {yamlsafe.MAX_DEPTH} levels "
+                        "deep, the limit for a document")
+
+
+def test_a_file_past_the_size_limit_is_a_named_problem_and_never_read_whole(
+        tmp_path: Path) -> None:
+    from auditor.support import yamlsafe
+
+    (tmp_path / "ok.yaml").write_text(_doc("ok"))
+    with (tmp_path / "huge.yaml").open("w") as fh:
+        fh.write(_doc("huge") + "data:\n")
+        fh.truncate(yamlsafe.MAX_FILE_BYTES + 1)  # sparse: the size is all that matters
+    result = render_path(tmp_path, ".")
+    assert _loaded(result) == ["ok"]
+    assert [str(e) for e in result.errors] == ["huge.yaml: larger than 64 MiB, the limit for "
+                                               "one file"]
+
+
+def test_a_renderer_writing_without_end_is_stopped_at_the_output_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditor.desired import render
+
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    helm = tools / "helm"
+    helm.write_text("#!/bin/sh\nexec yes 'a: b'\n")
+    helm.chmod(0o755)
+    _write(tmp_path, "chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    monkeypatch.setattr(render, "MAX_TOOL_OUTPUT_BYTES", 4 * 1024 * 1024)
+    result = render_helm(tmp_path, "chart", release="r", namespace="shop", tools_dir=tools)
+    assert [str(e) for e in result.errors] == [
+        "chart: helm template wrote more than 4 MiB, the limit for one render"]
+
+
+def test_the_bounded_loaders_build_exactly_what_pyyaml_builds() -> None:
+    """The loader's fast path for strings must not change a value: every YAML file of the
+    test data and a document of every scalar kind, each loader against PyYAML's own."""
+    import datetime
+
+    import yaml
+
+    from auditor.support import yamlsafe
+
+    class Reference(yaml.CSafeLoader):  # render's loader as it was: timestamps, `=` as text
+        pass
+
+    Reference.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers
+                if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")]
+        for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()}
+    every_kind = textwrap.dedent("""\
+        str: text
+        quoted: "2024-01-01"
+        date: 2024-01-01
+        stamp: 2024-01-01T10:00:00Z
+        eq: =
+        ints: [1, 0x1f, 0o17, 1_000, -3, 0b101, 190:20:30]
+        floats: [1.5, 1e3, .inf, -.inf, 6.8523015e+5]
+        bools: [yes, no, on, off, true, False, y, n]
+        nulls: [~, null, ]
+        keys: {1: one, 2.5: two, true: three, null: four}
+        binary: !!binary aGVsbG8=
+        set: !!set {a, b}
+        omap: !!omap [{a: 1}, {b: 2}]
+        pairs: !!pairs [{a: 1}, {a: 2}]
+        tagged: !!str 42
+        multi: |
+          line one
+          line two
+        folded: >-
+          folded
+          text
+        anchors: {base: &b {k: v, n: [1, 2]}, copy: *b, merged: {<<: *b, k: w}}
+        merged_list: {<<: [{a: 1}, {a: 2, b: 2}], c: 3}
+        dup: {k: 1, k: 2}
+        """)
+    texts = [every_kind] + [p.read_text() for p in sorted(Path(__file__).parent.glob(
+        "data/**/*.y*ml"))]
+    pairs = [(yamlsafe.MANIFEST, Reference), (yamlsafe.FAST, yaml.CSafeLoader),
+             (yamlsafe.PLAIN, yaml.SafeLoader)]
+
+    def outcome(load: Callable[[], Iterable[Any]]) -> str:
+        try:
+            return repr(list(load()))
+        except yaml.YAMLError as exc:  # `=` is PyYAML's unconstructable value tag
+            return f"{type(exc).__name__}: {exc}"
+
+    for text in texts:
+        for ours, theirs in pairs:
+            assert outcome(lambda: yamlsafe.load_all(text, ours)) == outcome(  # noqa: B023
+                lambda: yaml.load_all(text, Loader=theirs)), ours  # noqa: B023
+    loaded = yamlsafe.load(every_kind, yamlsafe.MANIFEST)
+    assert (loaded["date"], loaded["eq"], loaded["binary"]) == ("2024-01-01", "=", b"hello")
+    assert yamlsafe.load("date: 2024-01-01", yamlsafe.FAST)["date"] == datetime.date(2024, 1, 1)

@@ -1,7 +1,8 @@
 """The desired-state cache on real folders and real Git repositories: a hit is the same
 state as a fresh render (keys, order, bytes, attribution), anything that changes the state
-misses (a file's content, a new commit, discovered scopes), and what cannot be cached
-exactly (problems, kustomize/Helm, sources sharing a clone) never is."""
+misses (a file's content, a new commit, discovered scopes), what cannot be cached
+exactly (problems, kustomize/Helm, sources sharing a clone) never is, and Secrets stay out:
+a hit reads them again from Git."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from gitfixtures import TOOLS, RepoBuilder, configmap, deployment, tool
+from test_parsecache import SECRET_DOC, SECRET_STRING, files_holding_a_secret
 
 from auditor.config import Source
 from auditor.desired.parsecache import ParseCache
@@ -211,7 +213,7 @@ def test_prune_removes_states_unused_for_the_given_days(tmp_path: Path) -> None:
     assert len(list((tmp_path / "state").glob("*.bin"))) == 1
     assert cache.prune(30) == 0
     assert cache.prune(30, now=time.time() + 31 * 86400) == 1
-    assert not list((tmp_path / "state").glob("*"))
+    assert not list((tmp_path / "state").glob("*.bin"))
     assert StateCache(tmp_path / "missing").prune(30) == 0
 
 
@@ -234,3 +236,51 @@ def test_a_folder_behind_a_swapped_link_keeps_one_entry(tmp_path: Path) -> None:
     assert images == ["nginx:1.27", "nginx:1.28", "nginx:1.28"]
     assert (cache.misses, cache.hits) == (2, 1)
     assert len(list((tmp_path / "cache").glob("*.bin"))) == 1
+
+
+def test_secrets_stay_out_and_a_hit_reads_them_again_from_git(tmp_path: Path) -> None:
+    """What a revert applies must be Git's Secret, so a hit carries the real values; the
+    cache file beside the ledger holds none of them, in any form."""
+    secret_and_map = configmap("settings") + "---\n" + SECRET_DOC
+    apps = _folder(tmp_path)
+    (apps / "secret.yaml").write_text(secret_and_map)
+    origin = RepoBuilder(tmp_path / "origin")
+    origin.write("apps/secret.yaml", secret_and_map)
+    origin.write("apps/cm.yaml", configmap("other"))
+    origin.commit("Initial", author=ALICE)
+    sources = [Source(url=str(origin.path), name="apps", paths=("apps",), namespace="shop")]
+    clones = tmp_path / "clones"
+
+    def loads(cache: StateCache, parse: ParseCache) -> list[DesiredState]:
+        return [load_folder(apps, "shop", state_cache=cache, parse_cache=parse),
+                load_desired(sources, cache_dir=clones, secrets_env={}, state_cache=cache,
+                             parse_cache=parse)]
+
+    fresh = [load_folder(apps, "shop"), load_desired(sources, cache_dir=clones, secrets_env={})]
+    cache, parse = StateCache(tmp_path / "cache" / "state"), ParseCache(tmp_path / "cache" / "m")
+    loads(cache, parse)
+    parsed = (parse.hits, parse.misses)
+    hits = loads(cache, parse)
+    assert cache.hits == 2 and (parse.hits, parse.misses) == parsed
+    for hit, render in zip(hits, fresh, strict=True):
+        _same(hit, render)
+        token = hit.objects[ResourceKey("", "Secret", "x", "token")]
+        assert token.obj["stringData"] == {"b": SECRET_STRING}
+    assert files_holding_a_secret(tmp_path / "cache") == []
+
+
+def test_a_withheld_secret_not_found_again_renders_again(tmp_path: Path) -> None:
+    apps = _folder(tmp_path)
+    (apps / "secret.yaml").write_text(SECRET_DOC)
+    cache = StateCache(tmp_path / "cache")
+    fresh = load_folder(apps, "shop", state_cache=cache)
+    (entry,) = (tmp_path / "cache").glob("*.bin")
+    # The locator names another document of the same file: nothing declares the Secret there.
+    locator = b'"secret.yaml",1,"x"]'
+    assert locator in entry.read_bytes()
+    entry.write_bytes(entry.read_bytes().replace(locator, b'"secret.yaml",2,"x"]'))
+    again = load_folder(apps, "shop", state_cache=cache)
+    assert cache.hits == 1  # the entry was read, then not trusted: rendered and stored anew
+    assert locator in entry.read_bytes()
+    _same(again, fresh)
+    _same(load_folder(apps, "shop", state_cache=cache), fresh)  # stored anew, then a hit

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from auditor.adopt.model import RenderSpec
 from auditor.adopt.source import Unit, key_of
 from auditor.adopt.steps import get, parse_path, same_value
@@ -20,6 +18,7 @@ from auditor.adopt.yamledit import DocMatch, load_yaml11
 from auditor.desired import render
 from auditor.engine import kinds, paths
 from auditor.engine.records import DriftItem, ResourceKey
+from auditor.support import yamlsafe
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +59,8 @@ def _kustomization_data(folder: Path) -> dict[str, Any]:
     if kfile is None:
         return {}
     try:
-        data = yaml.safe_load(kfile.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = yamlsafe.load(yamlsafe.read_text(kfile), yamlsafe.PLAIN)
+    except (OSError, UnicodeDecodeError, yamlsafe.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -101,8 +100,8 @@ def _patch_files(root: Path, folder: Path, seen: set[Path] | None = None
 
 def _file_docs(root: Path, rel: str) -> list[Any]:
     try:
-        return load_yaml11((root / rel).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return load_yaml11(yamlsafe.read_text(root / rel))
+    except (OSError, UnicodeDecodeError, yamlsafe.YAMLError):
         return []
 
 

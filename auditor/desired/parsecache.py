@@ -8,6 +8,11 @@ parses are stored; a file with any error is parsed afresh each time so its messa
 exact. The cache is an optimisation only: any failure to read or write it falls back to
 parsing.
 
+A file that declares a Secret is never stored: the cache sits beside the ledger, where
+Secret values must not be (in clear, base64 or their ``last-applied`` annotation), and such
+files are few, so they are parsed each time. Entries of an older layout, which did hold
+them, are removed before this layout's first entry is written.
+
 File layout: one JSON line ``[[document, [apiVersion, kind, name, namespace], length], …]``,
 then the documents' bytes back to back.
 """
@@ -27,8 +32,9 @@ from auditor.support.files import remove_unused, write_whole
 log = logging.getLogger(__name__)
 
 # Bump when the parser's output for the same bytes changes (new normalisation of scalars…)
-# or the file layout does.
-PARSER_VERSION = b"render-2\0"
+# or the file layout does, or what may be stored (render-3: no file declaring a Secret).
+PARSER_VERSION = b"render-3\0"
+_LAYOUT_STAMP = ".layout"
 
 # apiVersion, kind, name, namespace: what names an object without decoding it.
 Head = tuple[str, str, str, str]
@@ -43,6 +49,7 @@ class ParseCache:
         self.hits = 0
         self.misses = 0
         self._writable = True
+        self._retired = False
 
     def _path(self, data: bytes) -> Path:
         digest = hashlib.sha256(PARSER_VERSION + data).hexdigest()
@@ -71,8 +78,13 @@ class ParseCache:
         return out
 
     def store(self, data: bytes, objects: list[Entry]) -> None:
-        if not self._writable or not all(packed.portable(raw) for _d, _h, raw in objects):
-            return  # a value JSON cannot hold (a 65-bit integer): parse it again next time
+        """Keep what ``data`` parsed to, unless it declares a Secret (see the module's
+        docstring) or holds a value JSON cannot (a 65-bit integer): parsed again next time."""
+        if not self._writable or any(holds_secret(head) for _d, head, _r in objects):
+            return
+        if not all(packed.portable(raw) for _d, _h, raw in objects):
+            return
+        self._retire_older()
         path = self._path(data)
         index = orjson.dumps([[document, head, len(raw)] for document, head, raw in objects])
         try:
@@ -90,3 +102,36 @@ class ParseCache:
         except OSError:
             return 0
         return remove_unused(entries, older_than_days, now=now)
+
+    def _retire_older(self) -> None:
+        if not self._retired:
+            self._retired = True
+            retire_older_layouts(self.folder, "??/*.bin", PARSER_VERSION)
+
+
+def holds_secret(head: Head) -> bool:
+    """Whether the object named by ``head`` (or a state's key: kind second) carries Secret
+    values. Any group's ``Secret``: a look-alike costs one parse, a miss would leak."""
+    return head[1] == "Secret"
+
+
+def retire_older_layouts(folder: Path, pattern: str, layout: bytes) -> None:
+    """Remove the entries (``pattern`` under ``folder``) of a cache written in another layout
+    than ``layout``, once, before the first entry of this one is written: older layouts
+    stored Secret values, and a version bump alone would leave them on disk until they age
+    out. A stamp file names the layout in use; any failure leaves things as they are (the
+    entries are still never read)."""
+    stamp = folder / _LAYOUT_STAMP
+    try:
+        if stamp.read_bytes() == layout:
+            return
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    try:
+        for entry in folder.glob(pattern):
+            entry.unlink(missing_ok=True)
+        write_whole(stamp, [layout])
+    except OSError as exc:
+        log.info("cache folder %s: older entries not removed: %s", folder, exc)

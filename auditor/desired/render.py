@@ -7,30 +7,34 @@ from (for attribution). It knows nothing about Git; paths are relative to a ``ro
 
 Errors are :class:`~auditor.errors.ManifestError` naming the file, the 1-based document index
 and the line. They are collected per file so one bad file never hides the others. Messages
-never quote document content, so a Secret's values cannot leak through them.
+never quote document content, so a Secret's values cannot leak through them. Input is read
+within the bounds of :mod:`auditor.support.yamlsafe` (file and document size, nesting, what
+YAML aliases expand to) and a renderer's output within MAX_TOOL_OUTPUT_BYTES: past one, the
+file is such an error, naming the limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
 from typing import Any, Literal, NamedTuple
 
 import orjson
-import yaml
 
 from auditor.desired.parsecache import ParseCache
 from auditor.errors import ManifestError, ToolMissingError
-from auditor.support import packed
+from auditor.support import packed, yamlsafe
 
 RenderMode = Literal["auto", "plain", "kustomize", "helm"]
 
@@ -38,24 +42,13 @@ KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
 TOOL_TIMEOUT_SECONDS = 300.0
+# One kustomize build or helm template: the largest charts render to a few MiB.
+MAX_TOOL_OUTPUT_BYTES = 128 * yamlsafe.MiB
 _WRAP_DEPTH = 24
 
-_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _ManifestLoader(_BaseLoader):  # type: ignore[valid-type,misc]
-    """Safe loader that reads timestamps as strings, as Kubernetes' YAML decoder does.
-
-    PyYAML turns ``2024-01-01`` into a ``date`` and ``=`` into an unconstructable value tag;
-    sigs.k8s.io/yaml keeps both as strings, and the compare step must see what the API sees.
-    """
-
-
-_ManifestLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers
-            if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")]
-    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
-}
+# YAML as Kubernetes reads it (timestamps and ``=`` stay strings), on the C parser, within
+# the bounds of :mod:`auditor.support.yamlsafe`.
+_MANIFEST = yamlsafe.MANIFEST
 
 # A document marker is ``---`` at column 0 followed by whitespace or the end of the line;
 # YAML forbids it inside any scalar, so splitting on it is exact.
@@ -161,12 +154,15 @@ def _split_documents(text: str) -> Iterator[tuple[int, int, str]]:
         yield index, line, chunk
 
 
-def _yaml_problem(exc: yaml.YAMLError, first_line: int = 1) -> tuple[int | None, str]:
+def _yaml_problem(exc: yamlsafe.YAMLError, first_line: int = 1) -> tuple[int | None, str]:
     """``(line, message)`` of a YAML error, lines counted from ``first_line``.
 
     Only the problem and context phrases: the snippet PyYAML can append quotes the source.
+    A document past a bound of the loader is valid YAML: its message names the limit.
     """
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if isinstance(exc, yamlsafe.LimitError):
+        return (first_line + mark.line if mark is not None else None), str(exc)
     problem = getattr(exc, "problem", None) or type(exc).__name__
     context = getattr(exc, "context", None)
     context_mark = getattr(exc, "context_mark", None)
@@ -219,26 +215,34 @@ def _flatten(doc: Any, file: str, index: int, line: int | None,
         out.append(RenderedObject.of(doc, file, index))
 
 
-def parse_manifests(text: str, file: str) -> RenderResult:
+def parse_manifests(text: str, file: str,
+                    documents: Container[int] | None = None) -> RenderResult:
     """Objects in a YAML or JSON text; ``file`` names it in errors and in the objects.
 
     Multi-document YAML, ``List`` kinds flattened, empty documents skipped. A bad document
-    becomes an error and the other documents of the file are still returned.
+    becomes an error and the other documents of the file are still returned. ``documents``
+    (1-based indexes) parses only those.
     """
     objects: list[RenderedObject] = []
     errors: list[ManifestError] = []
     if file.endswith(".json"):
         try:
             doc = orjson.loads(text)
+            yamlsafe.check_depth(doc)
         except orjson.JSONDecodeError as exc:
             errors.append(_error(file, 1, exc.lineno, f"invalid JSON ({exc.msg})"))
+        except yamlsafe.LimitError as exc:
+            errors.append(_error(file, 1, None, str(exc)))
         else:
             _flatten(doc, file, 1, 1, objects, errors)
         return RenderResult(tuple(objects), tuple(errors))
+    budget = yamlsafe.Budget()  # what aliases may add, for the whole file
     for index, first_line, chunk in _split_documents(text):
+        if documents is not None and index not in documents:
+            continue
         try:
-            doc = yaml.load(chunk, Loader=_ManifestLoader)
-        except yaml.YAMLError as exc:
+            doc = yamlsafe.load(chunk, _MANIFEST, budget=budget)
+        except yamlsafe.YAMLError as exc:
             line, what = _yaml_problem(exc, first_line)
             errors.append(_error(file, index, line or first_line, what))
             continue
@@ -260,15 +264,21 @@ def _content_line(chunk: str, first_line: int) -> int:
     return first_line
 
 
-def load_file(root: Path, rel: str, cache: ParseCache | None = None) -> RenderResult:
-    """Parse one plain manifest file ``root/rel`` (through ``cache`` when given)."""
+def load_file(root: Path, rel: str, cache: ParseCache | None = None, *,
+              documents: Container[int] | None = None) -> RenderResult:
+    """Parse one plain manifest file ``root/rel`` (through ``cache`` when given), or only
+    some of its ``documents`` (1-based indexes, as :attr:`RenderedObject.document`), afresh."""
+    if documents is not None:
+        cache = None
     path = root / rel
     if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
         # A repository must not make the auditor read its own files (tokens, keys).
         return RenderResult(errors=(_error(rel, None, None,
                                            "symlink to a file outside the repository"),))
     try:
-        data = path.read_bytes()
+        data = yamlsafe.read_limited(path)
+    except yamlsafe.LimitError as exc:
+        return RenderResult(errors=(_error(rel, None, None, str(exc)),))
     except OSError as exc:
         return RenderResult(errors=(_error(rel, None, None, f"cannot read ({exc.strerror})"),))
     if cache is not None:
@@ -281,7 +291,7 @@ def load_file(root: Path, rel: str, cache: ParseCache | None = None) -> RenderRe
         text = data.decode("utf-8-sig")  # editors on Windows add a BOM
     except UnicodeDecodeError:
         return RenderResult(errors=(_error(rel, None, None, "not UTF-8 text"),))
-    result = parse_manifests(text, rel)
+    result = parse_manifests(text, rel, documents)
     if cache is not None and not result.errors:
         cache.store(data, [(o.document, (o.api_version, o.kind, o.name, o.namespace), o.raw)
                            for o in result.objects])
@@ -311,8 +321,8 @@ def _rel(root: Path, path: Path) -> str:
 def _kustomize_references(kfile: Path) -> set[Path]:
     """Folders a kustomization pulls in, so they are not also rendered on their own."""
     try:
-        data = yaml.load(kfile.read_text(encoding="utf-8"), Loader=_ManifestLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = yamlsafe.load(yamlsafe.read_text(kfile), _MANIFEST)
+    except (OSError, UnicodeDecodeError, yamlsafe.YAMLError):
         return set()
     if not isinstance(data, dict):
         return set()
@@ -405,29 +415,70 @@ def find_tool(name: str, tools_dir: str | os.PathLike[str] | None = None) -> str
 
 
 def _run(argv: Sequence[str], what: str, file: str, cwd: Path | None = None) -> str:
+    """What ``argv`` writes to stdout, as ``subprocess.run(text=True)`` decodes it; a
+    :class:`ManifestError` when it cannot start, fails, runs past TOOL_TIMEOUT_SECONDS or
+    writes more than MAX_TOOL_OUTPUT_BYTES (a template loop must not fill the memory)."""
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, cwd=cwd,
-                              timeout=TOOL_TIMEOUT_SECONDS, check=False)
-    except subprocess.TimeoutExpired:
-        raise ManifestError(f"{file}: {what} timed out after {TOOL_TIMEOUT_SECONDS:.0f} s",
-                            file=file) from None
+        with tempfile.TemporaryFile() as err:
+            with subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=err,
+                                  cwd=cwd) as proc:
+                out, why = _bounded_output(proc)
+            # The renderers' own error lines name the file and field; the tail is enough.
+            err.seek(max(0, err.seek(0, os.SEEK_END) - 16384))
+            stderr = err.read().decode("utf-8", errors="replace")
     except OSError as exc:
         raise ManifestError(f"{file}: cannot run {argv[0]} ({exc.strerror})", file=file) from None
+    if why == "timeout":
+        raise ManifestError(f"{file}: {what} timed out after {TOOL_TIMEOUT_SECONDS:.0f} s",
+                            file=file)
+    if why == "large":
+        raise ManifestError(f"{file}: {what} wrote more than "
+                            f"{MAX_TOOL_OUTPUT_BYTES // yamlsafe.MiB} MiB, the limit for one "
+                            "render", file=file)
     if proc.returncode != 0:
-        # The renderers' own error lines name the file and field; the tail is enough.
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
         detail = " | ".join(lines[-5:]) or f"exit status {proc.returncode}"
         raise ManifestError(f"{file}: {what} failed: {detail}", file=file)
-    return proc.stdout
+    return io.TextIOWrapper(io.BytesIO(out)).read()  # the locale's encoding, newlines as \n
+
+
+def _bounded_output(proc: subprocess.Popen[bytes]) -> tuple[bytes, str]:
+    """``proc``'s stdout up to MAX_TOOL_OUTPUT_BYTES, and why it stopped early, if it did:
+    ``timeout`` or ``large`` (the process is killed then)."""
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(TOOL_TIMEOUT_SECONDS, expire)
+    timer.daemon = True
+    timer.start()
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(1 << 16):
+            total += len(chunk)
+            if total > MAX_TOOL_OUTPUT_BYTES:
+                proc.kill()
+                proc.wait()
+                return b"", "large"
+            chunks.append(chunk)
+        proc.wait()
+    finally:
+        timer.cancel()
+    return b"".join(chunks), "timeout" if expired.is_set() else ""
 
 
 def _split_rendered(stdout: str, what: str, file: str) -> list[tuple[int, dict[str, Any], str]]:
     """Objects of a rendered stream with their document index and the text of their document."""
     out: list[tuple[int, dict[str, Any], str]] = []
+    budget = yamlsafe.Budget()
     for index, _line, chunk in _split_documents(stdout):
         try:
-            doc = yaml.load(chunk, Loader=_ManifestLoader)
-        except yaml.YAMLError as exc:
+            doc = yamlsafe.load(chunk, _MANIFEST, budget=budget)
+        except yamlsafe.YAMLError as exc:
             _rel_line, problem = _yaml_problem(exc)
             raise ManifestError(f"{file}: {what} output document {index}: {problem}",
                                 file=file, document=index) from None
@@ -484,7 +535,14 @@ def render_kustomize(root: Path, rel: str,
     if kfile is None:
         return RenderResult(errors=(ManifestError(f"{rel}: no kustomization.yaml here",
                                                   file=rel),))
-    keep_origin = "originAnnotations" in kfile.read_text(encoding="utf-8", errors="replace")
+    try:
+        keep_origin = "originAnnotations" in yamlsafe.read_limited(kfile).decode(
+            "utf-8", errors="replace")
+    except yamlsafe.LimitError as exc:
+        return RenderResult(errors=(ManifestError(f"{shown}: {exc}", file=shown),))
+    except OSError as exc:
+        return RenderResult(errors=(ManifestError(f"{shown}: cannot read ({exc.strerror})",
+                                                  file=shown),))
     related = _folder_files(root, folder)
     try:
         with tempfile.TemporaryDirectory(prefix="drift-auditor-kustomize-") as tmp:
@@ -523,8 +581,8 @@ def _origin_file(root: Path, folder: Path, link: Path | None, obj: dict[str, Any
     if not keep and not annotations and isinstance(meta, dict):
         del meta["annotations"]
     try:
-        origin = yaml.load(str(raw), Loader=_ManifestLoader)
-    except yaml.YAMLError:
+        origin = yamlsafe.load(str(raw), _MANIFEST)
+    except yamlsafe.YAMLError:
         return None
     if not isinstance(origin, dict):
         return None
@@ -597,9 +655,8 @@ def render_helm(root: Path, rel: str, *, release: str, namespace: str,
 
 def _chart_name(chart: Path) -> str:
     try:
-        data = yaml.load((chart / "Chart.yaml").read_text(encoding="utf-8"),
-                         Loader=_ManifestLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = yamlsafe.load(yamlsafe.read_text(chart / "Chart.yaml"), _MANIFEST)
+    except (OSError, UnicodeDecodeError, yamlsafe.YAMLError):
         return chart.name
     name = data.get("name") if isinstance(data, dict) else None
     return name if isinstance(name, str) and name else chart.name

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from auditor import __version__
 from auditor.config import Config, HelmSource, Source
 from auditor.desired import render
-from auditor.desired.parsecache import PARSER_VERSION, ParseCache
-from auditor.desired.statecache import StateCache, inputs_digest
+from auditor.desired.parsecache import PARSER_VERSION, ParseCache, holds_secret
+from auditor.desired.statecache import Locator, StateCache, inputs_digest
 from auditor.engine import kinds
 from auditor.engine.records import Problem, ResourceKey, SourceInfo, new_key
 from auditor.errors import ConfigError, GitError, ManifestError
-from auditor.support import packed
+from auditor.support import packed, yamlsafe
 
 if TYPE_CHECKING:
     # GitPython costs ~50 ms to import; a folder outside any work tree never needs it.
@@ -144,10 +144,18 @@ class DesiredState:
     commits: dict[str, str] = field(default_factory=dict)
     repos: dict[str, str] = field(default_factory=dict)
     changes: dict[str, tuple[CommitInfo, ...]] = field(default_factory=dict)
+    # Files (or kustomizations, charts) that could not be read or rendered: what they
+    # declare is not known this run.
+    unread: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return not any(p.kind == "error" for p in self.problems)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every object Git declares is known: no file failed to read or render."""
+        return not self.unread
 
 
 def source_name(source: Source) -> str:
@@ -177,10 +185,15 @@ class _Builder:
     # Where each key was first defined: (source, file, document).
     origin: dict[ResourceKey, tuple[str, str, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    unread: set[str] = field(default_factory=set)
+    # Where each Secret is found again ([render root, file, document, namespace as
+    # written]): the state cache keeps Secrets out and a hit reads them afresh.
+    locators: dict[ResourceKey, Locator] = field(default_factory=dict)
 
     def add_errors(self, errors: Iterable[ManifestError], source: str, prefix: str) -> None:
         for err in errors:
             file = _join(prefix, err.file) if err.file else source
+            self.unread.add(file)
             extra: list[tuple[str, Any]] = [("source", source)]
             if err.document:
                 extra.append(("document", err.document))
@@ -193,7 +206,7 @@ class _Builder:
 
     def add_rendered(self, rendered: Sequence[render.RenderedObject], *, source: str,
                      namespace: str, prefix: str, repo_url: str,
-                     attribution: _Attribution) -> None:
+                     attribution: _Attribution, root: Path | None = None) -> None:
         scopes = self.scopes
         objects, origin = self.objects, self.origin
         # Decided once per distinct value: thousands of objects share a handful of kinds
@@ -225,6 +238,8 @@ class _Builder:
             objects[key] = DesiredObject(key, item.raw, info, item.api_version,
                                          packed.digest(item.raw))
             origin[key] = (source, info.file, item.document)
+            if root is not None and holds_secret(key):
+                self.locators[key] = [str(root), item.file, item.document, item.namespace]
 
     def _twice(self, key: ResourceKey, first: tuple[str, str, int],
                second: tuple[str, str, int]) -> None:
@@ -245,7 +260,8 @@ class _Builder:
               changes: dict[str, tuple[CommitInfo, ...]]) -> DesiredState:
         problems = sorted(self.problems, key=_problem_order)
         ordered = sorted(self.objects.items(), key=_first)
-        return DesiredState(dict(ordered), tuple(problems), commits, repos, changes)
+        return DesiredState(dict(ordered), tuple(problems), commits, repos, changes,
+                            tuple(sorted(self.unread)))
 
 
 def _problem_order(problem: Problem) -> tuple[str, str]:
@@ -345,6 +361,7 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
             done.append((synced[-1][0], source, *rendered(source, repo)))
     commits = {name: repo.commit for name, _s, repo in synced}
     repos = {name: repo.url for name, _s, repo in synced}
+    roots = {name: repo.path for name, _s, repo in synced}
     changes: dict[str, tuple[CommitInfo, ...]] = {}
     warnings: list[Problem] = []
     for name, _source, repo in synced:
@@ -366,7 +383,7 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
                 [name, repo.url, repo.commit, list(source.paths), source.render,
                  source.namespace, source.name, list(source.helm.values),
                  list(source.helm.set), source.helm.release] for name, source, repo in synced])
-            hit = state_cache.lookup(slot, inputs, DesiredObject)
+            hit = _reread(state_cache.lookup(slot, inputs, DesiredObject))
             if hit is not None:
                 return DesiredState(hit, tuple(sorted(warnings, key=_problem_order)), commits,
                                     repos, changes)
@@ -378,13 +395,14 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
     for name, source, result, attribution in done:
         builder.add_errors(result.errors, name, "")
         builder.add_rendered(result.objects, source=name, namespace=source.namespace,
-                             prefix="", repo_url=repos[name], attribution=attribution)
+                             prefix="", repo_url=repos[name], attribution=attribution,
+                             root=roots[name])
     clean = not builder.problems
     builder.problems.extend(warnings)
     state = builder.state(commits, repos, changes)
     if state_cache is not None and inputs is not None and clean and all(
             _plain_only(repo.path, source.paths, source.render) for _n, source, repo in synced):
-        state_cache.store(slot, inputs, state.objects)
+        state_cache.store(slot, inputs, state.objects, builder.locators)
     return state
 
 
@@ -401,6 +419,41 @@ def _plain_plan(root: Path, rel: str, mode: render.RenderMode) -> render.Plan | 
 
 def _plain_only(root: Path, paths: Sequence[str], mode: render.RenderMode) -> bool:
     return all(_plain_plan(root, rel, mode) is not None for rel in paths)
+
+
+def _reread(hit: tuple[dict[ResourceKey, DesiredObject], dict[ResourceKey, Locator]] | None,
+            ) -> dict[ResourceKey, DesiredObject] | None:
+    """A state from the state cache made whole: the Secrets it keeps out, read again from
+    the documents that declare them (the cache's inputs pin their content: a commit, or
+    every file's digest). ``None`` when one is not found as it was: render again."""
+    if hit is None:
+        return None
+    objects, withheld = hit
+    if not withheld:
+        return objects
+    try:
+        wanted: dict[tuple[str, str], set[int]] = {}
+        for root, file, document, _namespace in withheld.values():
+            wanted.setdefault((str(root), str(file)), set()).add(int(document))
+        found: dict[tuple[str, str, int, str, str, str, str], render.RenderedObject] = {}
+        for (root, file), documents in wanted.items():
+            result = render.load_file(Path(root), file, documents=documents)
+            if result.errors:
+                return None
+            for item in result.objects:
+                found[(root, file, item.document, kinds.group_of(item.api_version), item.kind,
+                       item.name, item.namespace)] = item
+        for key, (root, file, document, namespace) in withheld.items():
+            again = found.get((str(root), str(file), int(document), key.group, key.kind,
+                               key.name, str(namespace)))
+            if again is None:
+                return None
+            entry = objects[key]
+            objects[key] = DesiredObject(key, again.raw, entry.source, entry.api_version,
+                                         packed.digest(again.raw))
+    except (ValueError, TypeError):  # a locator of another shape
+        return None
+    return objects
 
 
 def load_folder(path: Path | str, namespace: str = "default", *,
@@ -437,7 +490,7 @@ def load_folder(path: Path | str, namespace: str = "default", *,
                              discovered=discovered)
               if state_cache is not None else None)
     if state_cache is not None and inputs is not None:
-        hit = state_cache.lookup(slot, inputs, DesiredObject)
+        hit = _reread(state_cache.lookup(slot, inputs, DesiredObject))
         if hit is not None:
             return DesiredState(hit, (), commits, repos, {})
     rendered = _render_paths(root, [rel], mode=mode, namespace=namespace, helm=helm,
@@ -446,10 +499,10 @@ def load_folder(path: Path | str, namespace: str = "default", *,
     builder.add_errors(rendered.errors, name, prefix)
     builder.add_rendered(rendered.objects, source=name, namespace=namespace, prefix=prefix,
                          repo_url=str(repo.path) if repo else "",
-                         attribution=_attribute(rendered.objects, prefix, repo))
+                         attribution=_attribute(rendered.objects, prefix, repo), root=root)
     state = builder.state(commits, repos, {})
     if state_cache is not None and inputs is not None and not state.problems:
-        state_cache.store(slot, inputs, state.objects)
+        state_cache.store(slot, inputs, state.objects, builder.locators)
     return state
 
 
@@ -470,8 +523,9 @@ def _folder_inputs(root: Path, rel: str, *, mode: render.RenderMode, namespace: 
         try:
             if target.is_symlink():
                 return None
-            files += [file, hashlib.sha256(target.read_bytes()).hexdigest()]
-        except OSError:
+            # Bounded as the render reads it: a file past the limit is a problem, not cached.
+            files += [file, hashlib.sha256(yamlsafe.read_limited(target)).hexdigest()]
+        except (OSError, yamlsafe.LimitError):
             return None
     return _inputs(discovered, "folder", str(root), rel, mode, namespace, list(helm.values),
                    list(helm.set), helm.release, commit, files)

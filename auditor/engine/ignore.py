@@ -12,8 +12,9 @@ in the policies folder::
       managers: ["keda-operator"]
       reason: KEDA owns the replica count
 
-Selectors are ``*`` globs. Paths use the text form of :mod:`auditor.engine.paths` with ``*``
-(within one element) and ``**`` (across elements) and cover everything below them.
+Selectors are globs, matched as every scope setting is (:mod:`auditor.engine.scope`: the
+kind without regard to case). Paths use the text form of :mod:`auditor.engine.paths` with
+``*`` (within one element) and ``**`` (across elements) and cover everything below them.
 ``managers`` are trusted: their changes are dropped. A rule with neither paths nor managers
 ignores the whole object.
 """
@@ -27,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from auditor.config import IgnoreRule
 from auditor.engine.paths import glob_regex
 from auditor.engine.records import DriftItem, ResourceKey
+from auditor.engine.scope import kind_matches, matches
 from auditor.errors import PolicyError
+from auditor.support import yamlsafe
 
 API_VERSION = "drift-auditor.io/v1"
 KIND = "DriftIgnore"
@@ -47,9 +48,9 @@ class _Compiled:
 
     def selects(self, key: ResourceKey) -> bool:
         r = self.rule
-        return (fnmatch.fnmatchcase(key.group, r.group) and fnmatch.fnmatchcase(key.kind, r.kind)
-                and fnmatch.fnmatchcase(key.namespace, r.namespace)
-                and fnmatch.fnmatchcase(key.name, r.name))
+        # The scope's pattern rule, so that a rule selects what `scope` or `revert` would.
+        return (kind_matches(key.group, key.kind, r.kind, r.group)
+                and matches(key.namespace, r.namespace) and matches(key.name, r.name))
 
     @property
     def whole_object(self) -> bool:
@@ -123,33 +124,33 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise PolicyError(f"{where}: expected a list of non-empty strings, got {value!r}")
+        raise PolicyError(f"{where}: expected a list of non-empty strings, got {yamlsafe.excerpt(value)}")
     return tuple(value)
 
 
 def rule_from_document(doc: Mapping[str, Any], where: str) -> IgnoreRule:
     """An :class:`IgnoreRule` from one ``DriftIgnore`` document; ``where`` names it in errors."""
     if doc.get("apiVersion") != API_VERSION:
-        raise PolicyError(f"{where}: apiVersion: expected {API_VERSION!r}, got {doc.get('apiVersion')!r}")
+        raise PolicyError(f"{where}: apiVersion: expected {API_VERSION!r}, got {yamlsafe.excerpt(doc.get('apiVersion'))}")
     spec = doc.get("spec")
     if not isinstance(spec, Mapping):
-        raise PolicyError(f"{where}: spec: expected a mapping, got {spec!r}")
+        raise PolicyError(f"{where}: spec: expected a mapping, got {yamlsafe.excerpt(spec)}")
     for name in spec:
         if name not in _SPEC_FIELDS:
             raise PolicyError(f"{where}: spec.{name}: unknown key (expected one of: {', '.join(_SPEC_FIELDS)})")
     match = spec.get("match") or {}
     if not isinstance(match, Mapping):
-        raise PolicyError(f"{where}: spec.match: expected a mapping, got {match!r}")
+        raise PolicyError(f"{where}: spec.match: expected a mapping, got {yamlsafe.excerpt(match)}")
     selector: dict[str, str] = {}
     for name, value in match.items():
         if name not in _MATCH_FIELDS:
             raise PolicyError(f"{where}: spec.match.{name}: unknown key (expected one of: {', '.join(_MATCH_FIELDS)})")
         if not isinstance(value, str):
-            raise PolicyError(f"{where}: spec.match.{name}: expected a string, got {value!r}")
+            raise PolicyError(f"{where}: spec.match.{name}: expected a string, got {yamlsafe.excerpt(value)}")
         selector[name] = value
     reason = spec.get("reason", "")
     if not isinstance(reason, str):
-        raise PolicyError(f"{where}: spec.reason: expected a string, got {reason!r}")
+        raise PolicyError(f"{where}: spec.reason: expected a string, got {yamlsafe.excerpt(reason)}")
     return IgnoreRule(paths=_str_list(spec.get("paths"), f"{where}: spec.paths"),
                       managers=_str_list(spec.get("managers"), f"{where}: spec.managers"),
                       reason=reason, **selector)
@@ -166,11 +167,13 @@ def load_policies(directory: str | Path) -> tuple[IgnoreRule, ...]:
     rules: list[IgnoreRule] = []
     for file in sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()):
         try:
-            docs = list(yaml.safe_load_all(file.read_text(encoding="utf-8")))
-        except yaml.YAMLError as exc:
+            docs = list(yamlsafe.load_all(yamlsafe.read_text(file), yamlsafe.PLAIN))
+        except yamlsafe.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f" line {mark.line + 1}:" if mark is not None else ""
-            raise PolicyError(f"{file}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+            what = (str(exc) if isinstance(exc, yamlsafe.LimitError)
+                    else f"invalid YAML: {getattr(exc, 'problem', exc)}")
+            raise PolicyError(f"{file}:{line} {what}") from None
         for index, doc in enumerate(docs):
             if doc is None:
                 continue

@@ -16,15 +16,19 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-import yaml
 
 from auditor.config import ScopeConfig
 from auditor.engine.normalise import is_secret_hash, secret_hash, secret_needles_of
 from auditor.errors import SnapshotError
 from auditor.live.client import APIResource, Cluster, ListStats, Page, iter_live
-from auditor.support import gcpolicy, packed
+from auditor.support import gcpolicy, packed, yamlsafe
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# One snapshot file, read whole: 100,000 objects as `kubectl get -o json` are ~500 MiB.
+MAX_SNAPSHOT_BYTES = 2048 * yamlsafe.MiB
+# One YAML document of a snapshot (a `kubectl get -o yaml` List is one): PyYAML needs ~60
+# bytes of memory per byte of YAML, so larger snapshots are for JSON.
+MAX_SNAPSHOT_YAML_DOCUMENT_BYTES = 32 * yamlsafe.MiB
 
 
 def _redact_data(value: str, key: bytes) -> str:
@@ -129,14 +133,16 @@ def _items_of(doc: Any, where: str) -> Iterator[dict[str, Any]]:
         return
     if not doc.get("kind") or not doc.get("apiVersion"):
         name = (doc.get("metadata") or {}).get("name", "?")
-        raise SnapshotError(f"{where}: object {name!r} has no apiVersion/kind")
+        raise SnapshotError(f"{where}: object {yamlsafe.excerpt(name)} has no apiVersion/kind")
     yield doc
 
 
 def read_file(path: Path) -> Iterator[dict[str, Any]]:
     """Objects in one snapshot file: a JSON document, or one or more YAML documents."""
     try:
-        data = path.read_bytes()
+        data = yamlsafe.read_limited(path, MAX_SNAPSHOT_BYTES)
+    except yamlsafe.LimitError as exc:
+        raise SnapshotError(f"{path}: {exc}") from None
     except OSError as exc:
         raise SnapshotError(f"{path}: cannot read: {exc.strerror}") from None
     if path.suffix == ".json" or data.lstrip()[:1] in (b"{", b"["):
@@ -146,13 +152,15 @@ def read_file(path: Path) -> Iterator[dict[str, Any]]:
             raise SnapshotError(f"{path}: invalid JSON: {exc}") from None
         docs: Iterable[Any] = doc if isinstance(doc, list) else [doc]
     else:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         try:
-            docs = list(yaml.load_all(data, Loader=loader))
-        except yaml.YAMLError as exc:
+            docs = list(yamlsafe.load_all(
+                data, yamlsafe.FAST, max_document_bytes=MAX_SNAPSHOT_YAML_DOCUMENT_BYTES))
+        except yamlsafe.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark is not None else ""
-            raise SnapshotError(f"{path}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+            what = (str(exc) if isinstance(exc, yamlsafe.LimitError)
+                    else f"invalid YAML: {getattr(exc, 'problem', exc)}")
+            raise SnapshotError(f"{path}:{line} {what}") from None
     for n, doc in enumerate(docs, 1):
         yield from _items_of(doc, f"{path} document {n}")
 

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
+
+from auditor.support import yamlsafe
 
 from .model import (
     API_VERSION,
@@ -94,7 +95,7 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Bad(f"{where}: expected a list of strings, got {value!r}")
+        raise _Bad(f"{where}: expected a list of strings, got {yamlsafe.excerpt(value)}")
     return tuple(value)
 
 
@@ -105,7 +106,7 @@ def _text(spec: Mapping[str, Any], key: str, *, required: bool = False) -> str:
             raise _Bad(f"spec.{key}: required")
         return ""
     if not isinstance(value, str):
-        raise _Bad(f"spec.{key}: expected a string, got {value!r}")
+        raise _Bad(f"spec.{key}: expected a string, got {yamlsafe.excerpt(value)}")
     return value.strip()
 
 
@@ -120,7 +121,7 @@ def _selector(value: Any, where: str) -> LabelSelector:
         _keys(expr, ("key", "operator", "values"), at)
         op = expr.get("operator")
         if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            raise _Bad(f"{at}.operator: expected In, NotIn, Exists or DoesNotExist, got {op!r}")
+            raise _Bad(f"{at}.operator: expected In, NotIn, Exists or DoesNotExist, got {yamlsafe.excerpt(op)}")
         values = _strings(expr.get("values"), f"{at}.values")
         if op in ("In", "NotIn") and not values:
             raise _Bad(f"{at}.values: required for operator {op}")
@@ -132,7 +133,7 @@ def _rules(value: Any, where: str) -> tuple[ResourceRule, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise _Bad(f"{where}: expected a list, got {value!r}")
+        raise _Bad(f"{where}: expected a list, got {yamlsafe.excerpt(value)}")
     out = []
     for i, rule in enumerate(value):
         at = f"{where}[{i}]"
@@ -152,7 +153,7 @@ def _named(value: Any, where: str) -> tuple[NamedExpression, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise _Bad(f"{where}: expected a list, got {value!r}")
+        raise _Bad(f"{where}: expected a list, got {yamlsafe.excerpt(value)}")
     out = []
     for i, item in enumerate(value):
         at = f"{where}[{i}]"
@@ -199,15 +200,15 @@ def policy_from_document(doc: Mapping[str, Any], file: str) -> Policy:
 
 def _policy(doc: Mapping[str, Any], file: str) -> Policy:
     if doc.get("apiVersion") != API_VERSION:
-        raise _Bad(f"apiVersion: expected {API_VERSION!r}, got {doc.get('apiVersion')!r}")
+        raise _Bad(f"apiVersion: expected {API_VERSION!r}, got {yamlsafe.excerpt(doc.get('apiVersion'))}")
     name = _mapping(doc.get("metadata"), "metadata").get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise _Bad(f"metadata.name: expected a lower-case DNS name, got {name!r}")
+        raise _Bad(f"metadata.name: expected a lower-case DNS name, got {yamlsafe.excerpt(name)}")
     spec = _mapping(doc.get("spec"), "spec")
     _keys(spec, _SPEC_KEYS, "spec")
     severity = spec.get("severity")
     if severity not in SEVERITIES:
-        raise _Bad(f"spec.severity: expected one of {', '.join(SEVERITIES)}, got {severity!r}")
+        raise _Bad(f"spec.severity: expected one of {', '.join(SEVERITIES)}, got {yamlsafe.excerpt(severity)}")
     match_doc = _mapping(spec.get("matchConstraints"), "spec.matchConstraints")
     _keys(match_doc, _MATCH_KEYS, "spec.matchConstraints")
     rules = _rules(match_doc.get("resourceRules"), "spec.matchConstraints.resourceRules")
@@ -249,9 +250,7 @@ def policy_files(directory: str | Path) -> list[Path]:
 
 
 def _documents(file: Path) -> Iterable[tuple[int, Any]]:
-    text = file.read_text(encoding="utf-8")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    yield from enumerate(yaml.load_all(text, Loader=loader), 1)
+    yield from enumerate(yamlsafe.load_all(yamlsafe.read_text(file), yamlsafe.FAST), 1)
 
 
 def load_policies(directory: str | Path) -> tuple[list[Policy], list[LoadProblem]]:
@@ -263,11 +262,12 @@ def load_policies(directory: str | Path) -> tuple[list[Policy], list[LoadProblem
     for file in policy_files(directory):
         try:
             docs = list(_documents(file))
-        except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        except (yamlsafe.YAMLError, OSError, UnicodeDecodeError) as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f"line {mark.line + 1}: " if mark is not None else ""
-            problems.append(LoadProblem(str(file), "", f"{line}invalid YAML: "
-                                        f"{getattr(exc, 'problem', None) or exc}"))
+            what = (str(exc) if isinstance(exc, yamlsafe.LimitError) else
+                    f"invalid YAML: {getattr(exc, 'problem', None) or exc}")
+            problems.append(LoadProblem(str(file), "", f"{line}{what}"))
             continue
         for number, doc in docs:
             if doc is None or (isinstance(doc, Mapping) and doc.get("kind") != KIND):
