@@ -126,6 +126,7 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
         session = _Session(cfg, settings, desired, _wanted(desired, cfg))
         live = (o for o in read_snapshot(live_file) if key_in_scope(ResourceKey.of(o), cfg.scope))
         results = list(session.compare(live))
+        session.note_undecided()
     else:
         with Cluster(cfg.cluster) as cluster:
             resources = cluster.discover()
@@ -133,9 +134,12 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
                 cfg, desired_path=desired_path, revision=revision, namespace=namespace,
                 discovered=_discovered(resources), tools_dir=tools_dir)
             session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+            _skip_undiscovered(cluster.undiscovered, session)
             pages = _pages_from_cluster(cluster, session, resources, progress)
             results = list(session.compare(_flatten(pages)))
-            _note_absent_kinds(session.want, resources, session.problems)
+            _note_absent_kinds(session.want, resources, session.problems, session.stats)
+            session.note_undecided()
+    results = _judged(results, session.stats)
     results.sort(key=_result_key)
     return AuditResult(results, session.all_problems(), desired, session.stats)
 
@@ -183,6 +187,7 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             previous=_previous_commits(ledger.conn),
             parse_cache=parse_cache, state_cache=state_cache)
         session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+        _skip_undiscovered(cluster.undiscovered, session)
         clock.lap("desired")
         _settle_long_lived()
         policy_run = _policy_run(cfg, ledger)  # None when policies are off or absent
@@ -198,8 +203,10 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             keeper = LiveKeeper(  # revert needs the live objects of drifted keys
                 _recorded(pages, session, run, policy_run, counters),
                 session.want if cfg.revert.mode != "off" else None)
-            results = _compared_and_recorded(session, keeper, verdicts, run)
-            _note_absent_kinds(session.want, resources, session.problems)
+            results = _judged(_compared_and_recorded(session, keeper, verdicts, run),
+                              session.stats)
+            _note_absent_kinds(session.want, resources, session.problems, session.stats)
+            session.note_undecided()
             clock.lap("list_and_compare")
 
             # revert: after every result is recorded, before the run closes
@@ -220,7 +227,8 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             results.sort(key=_result_key)
             outcome = AuditResult(results, problems, desired, session.stats)
             counters["reused_verdicts"] = verdicts.hits
-            summary = _finish(run, cfg, resources, outcome, counters, clock)
+            summary = _finish(run, cfg, resources, outcome, counters, clock,
+                              session.undecided_key())
             _save_verdicts(caches / "verdicts.bin", verdicts)
             if files.once_a_day(caches / ".pruned"):
                 parse_cache.prune(files.RETENTION_DAYS)
@@ -321,13 +329,41 @@ def _flatten(pages: Iterable[Any]) -> Iterator[dict[str, Any]]:
 
 
 def _note_absent_kinds(want: Mapping[ResourceKey, Any], resources: list[APIResource],
-                       problems: list[Problem]) -> None:
-    """A desired kind the API does not serve (a CRD not installed) is worth one clear line."""
+                       problems: list[Problem], stats: ListStats) -> None:
+    """A desired kind the API does not serve (a CRD not installed) is worth one clear line
+    (a kind skipped this run has its own)."""
     served = {(r.group, r.kind) for r in resources}
     for group, kind in sorted({key[:2] for key in want} - served):
         name = f"{kind}.{group}" if group else kind
+        if name in stats.skipped_kinds:
+            continue
         problems.append(Problem(name, f"the cluster serves no kind {name}: its objects in Git "
                                       "are reported missing", "warning"))
+
+
+def _skip_undiscovered(undiscovered: Mapping[str, str], session: _Session) -> None:
+    """The desired kinds of a group discovery could not read (an aggregated API that is
+    down) are skipped, as a kind that failed to list is: unknown this run, never missing."""
+    if not undiscovered:
+        return
+    session.undiscovered_groups = frozenset(undiscovered)
+    skipped = session.stats.skipped_kinds
+    for group, kind in sorted({key[:2] for key in session.want if key.group in undiscovered}):
+        name = f"{kind}.{group}"
+        if name not in skipped:
+            skipped.append(name)
+            session.stats.problems.append(Problem(name, undiscovered[group], "list-failed"))
+
+
+def _judged(results: list[ObjectResult], stats: ListStats) -> list[ObjectResult]:
+    """The results of the kinds listed in full. A kind that failed after some of its pages
+    had been compared is unknown this run as a whole: what was made of its first pages (an
+    orphan, say) is not reported, as its drifts are left alone in the ledger."""
+    skipped = stats.skipped_kinds
+    if not skipped:
+        return results
+    gone = frozenset(skipped)
+    return [r for r in results if r.key.group_kind not in gone]
 
 
 class _PageKeys:
@@ -385,11 +421,17 @@ class _Session:
     stats: ListStats = field(default_factory=ListStats)
     problems: list[Problem] = field(default_factory=list)
     keys: _PageKeys = field(default_factory=_PageKeys)
+    # Live objects that would be orphans while Git is not known in full (see undecided).
+    undecided: list[ResourceKey] = field(default_factory=list)
+    # Groups discovery could not read: whatever the ledger holds of them is unknown.
+    undiscovered_groups: frozenset[str] = frozenset()
 
     def compare(self, live: Iterable[dict[str, Any]]) -> Iterator[ObjectResult]:
         """Results for ``live`` against Git."""
         compared = compare_all(self.want, live, settings=self.settings,
-                               sources=self.want.sources, problems=self.problems)
+                               sources=self.want.sources, problems=self.problems,
+                               orphans=self.desired.complete,
+                               on_undecided=self.undecided.append)
         return _drop_unknowable(compared, self.stats)
 
     def compare_cached(self, live: Iterable[dict[str, Any]], cache: VerdictCache,
@@ -423,7 +465,9 @@ class _Session:
 
         compared = compare_all(remaining, unchanged_skipped(live), settings=self.settings,
                                sources=want.sources, problems=self.problems,
-                               managed_namespaces=managed_namespaces_of(want))
+                               managed_namespaces=managed_namespaces_of(want),
+                               orphans=self.desired.complete,
+                               on_undecided=self.undecided.append)
         for result in _drop_unknowable(compared, self.stats):
             made = pending.pop(result.key, None)
             if made is not None:
@@ -432,6 +476,31 @@ class _Session:
 
     def all_problems(self) -> list[Problem]:
         return [*self.desired.problems, *self.stats.problems, *self.problems]
+
+    def undecided_key(self) -> Callable[[ResourceKey], bool] | None:
+        """Which keys this run can say nothing about, beyond the skipped kinds: while Git is
+        not known in full, any object not among the desired ones (it may be declared by a
+        file that could not be read); any object of a group discovery could not read. None
+        when there are none."""
+        groups = self.undiscovered_groups
+        if self.desired.complete:
+            return (lambda key: key.group in groups) if groups else None
+        want = self.want
+        return lambda key: key not in want or key.group in groups
+
+    def note_undecided(self) -> None:
+        """One line saying what a file that could not be read leaves undecided."""
+        unread = self.desired.unread
+        if not unread:
+            return
+        files = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5
+                                          else "")
+        count = len(set(self.undecided))
+        self.problems.append(Problem(
+            "orphans", f"orphans not decided this run: Git could not be read in full ({files}), "
+            f"so {count} live object(s) not in Git may be declared there; they are not "
+            "reported, reverted or pruned, and drifts of objects not in Git stay as they were",
+            "warning", (("undecided", count),)))
 
 
 def _compare_stamp(cfg: Config, settings: CompareSettings) -> str:
@@ -583,9 +652,11 @@ class _Clock:
 
 
 def _finish(run: Run, cfg: Config, resources: list[APIResource], outcome: AuditResult,
-            counters: dict[str, Any], clock: _Clock) -> RunSummary:
+            counters: dict[str, Any], clock: _Clock,
+            undecided: Callable[[ResourceKey], bool] | None) -> RunSummary:
     """Close the run: complete, or partial when a kind could not be listed or an error was
-    met; deletions are decided for the kinds listed in full."""
+    met; deletions are decided for the kinds listed in full, drifts only for what this run
+    could judge (not for ``undecided`` keys)."""
     from auditor.ledger.metricsquery import BREAKDOWN_KEY, breakdown
 
     stats = outcome.live_stats
@@ -598,4 +669,5 @@ def _finish(run: Run, cfg: Config, resources: list[APIResource], outcome: AuditR
                               "seconds": clock.laps},
                       skipped_kinds=outcome.skipped_kinds, problems=outcome.problems,
                       listed_kinds=listed,
-                      in_scope=lambda key: key_in_scope(key, cfg.scope))
+                      in_scope=lambda key: key_in_scope(key, cfg.scope),
+                      undecided=undecided)

@@ -654,7 +654,10 @@ def compare_all(desired: Mapping[ResourceKey, dict[str, Any]], live: Iterable[di
                 settings: CompareSettings,
                 sources: Mapping[ResourceKey, SourceInfo] | None = None,
                 managed_namespaces: Collection[str] | None = None,
-                problems: list[Problem] | None = None) -> Iterator[ObjectResult]:
+                problems: list[Problem] | None = None,
+                orphans: bool = True,
+                on_undecided: Callable[[ResourceKey], None] | None = None
+                ) -> Iterator[ObjectResult]:
     """Compare a stream of live objects with the desired objects.
 
     Live objects are consumed one at a time (they arrive page by page from the cluster) and
@@ -666,6 +669,10 @@ def compare_all(desired: Mapping[ResourceKey, dict[str, Any]], live: Iterable[di
     ``managed_namespaces`` defaults to :func:`managed_namespaces_of` the desired keys.
     With a ``problems`` list, an object that cannot be compared (a malformed manifest or
     live object) is recorded there and skipped instead of ending the run.
+
+    With ``orphans=False`` (Git is not known in full: a file could not be read) a live
+    object that would be an orphan may be declared by what could not be read: it yields no
+    result and goes to ``on_undecided`` instead.
     """
     sources = sources or {}
     namespaces = (frozenset(managed_namespaces) if managed_namespaces is not None
@@ -690,6 +697,10 @@ def compare_all(desired: Mapping[ResourceKey, dict[str, Any]], live: Iterable[di
             seen.add(key)
             result = one(key, want, obj)
         elif is_orphan_candidate(key, obj, settings=settings, managed_namespaces=namespaces):
+            if not orphans:
+                if on_undecided is not None:
+                    on_undecided(key)
+                continue
             result = one(key, None, obj)
         else:
             continue

@@ -6,21 +6,26 @@ API resources (preferred version per group), and lists every in-scope kind page 
 model classes, which cost ~20x more to build.
 
 Faults are handled per kind so one bad kind never sinks a run: a 403 skips the kind and says
-so; a 410 Gone on an expired continue token restarts that kind's list; 429 honours
-``Retry-After``; 5xx and timeouts retry with exponential backoff up to a bound. Failing to
-reach the API at all raises :class:`ClusterUnreachableError`.
+so; a 410 Gone on an expired continue token restarts that kind's list, handing on only the
+objects the interrupted list had not already handed on; 429 honours ``Retry-After``; 5xx,
+timeouts and dropped connections retry with exponential backoff up to a bound, and a kind
+that keeps failing is skipped. Failing to reach the API at all (discovery, or every request
+while a list fails) raises :class:`ClusterUnreachableError`; a kubeconfig that cannot be
+read raises :class:`ConfigError`, one line naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
 from urllib.parse import quote
@@ -34,8 +39,9 @@ from kubernetes.config.config_exception import ConfigException
 
 from auditor.config import ClusterConfig, ScopeConfig
 from auditor.engine.records import Problem
-from auditor.engine.scope import kind_in_scope, namespace_in_scope
+from auditor.engine.scope import kind_in_scope, namespace_in_scope, namespaces_to_list
 from auditor.errors import ClusterError, ClusterUnreachableError, ConfigError, ForbiddenError
+from auditor.support import yamlsafe
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +82,9 @@ class Page:
     items: list[dict[str, Any]]
     raw_bytes: int
     last: bool
-    # True on the first page after an expired continue token restarted the list: items of
-    # this kind may repeat what earlier pages carried (consumers keep the later copy).
+    # True on the first page after an expired continue token restarted the list. Its items
+    # never repeat what earlier pages carried: a restarted list hands on only the objects
+    # the interrupted one had not (see :meth:`Cluster.list_pages`).
     restarted: bool = False
 
 
@@ -93,6 +100,19 @@ class ListStats:
     restarts: int = 0
     problems: list[Problem] = field(default_factory=list)
     skipped_kinds: list[str] = field(default_factory=list)
+
+
+class _NoAnswer(ClusterUnreachableError):
+    """A request that got no complete response: refused, timed out, or cut off midway.
+
+    Whether that means the cluster is unreachable depends on what was asked: discovery
+    failing this way is fatal, one kind's list failing this way is that kind's problem when
+    the server still answers other requests (:meth:`Cluster.list_pages`).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class _HTTPStatusError(Exception):
@@ -300,10 +320,20 @@ class Cluster(_Writes):
         self.server = self._api.configuration.host
         self.retries = 0
         self._lock = threading.Lock()
+        # API group -> why discovery could not read it (see :meth:`discover`).
+        self.undiscovered: dict[str, str] = {}
 
     @staticmethod
     def _configuration(config: ClusterConfig) -> k8s_client.Configuration:
         conf = k8s_client.Configuration()
+        # Without a path the client reads $KUBECONFIG (a list of files) or ~/.kube/config.
+        files = config.kubeconfig or k8s_config.KUBE_CONFIG_DEFAULT_LOCATION
+        where = "in-cluster service account" if config.in_cluster else files
+        ctx = f" (context {config.context!r})" if config.context else ""
+        if not config.in_cluster and not any(
+                Path(f).expanduser().exists() for f in files.split(os.pathsep) if f):
+            # The client would say "No configuration found", which hides the cause.
+            raise ConfigError(f"cluster: cannot load {where}: file not found")
         try:
             if config.in_cluster:
                 k8s_config.load_incluster_config(client_configuration=conf)
@@ -313,11 +343,22 @@ class Cluster(_Writes):
                     context=config.context or None,
                     client_configuration=conf,
                 )
-        except (ConfigException, FileNotFoundError, OSError) as exc:
-            where = "in-cluster service account" if config.in_cluster else (
-                config.kubeconfig or "~/.kube/config")
-            ctx = f" (context {config.context!r})" if config.context else ""
-            raise ConfigError(f"cluster: cannot load {where}{ctx}: {exc}") from None
+        except yamlsafe.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            name = str(getattr(mark, "name", "") or "")
+            file = name if name and not name.startswith("<") else where  # which of a list
+            line = f" line {mark.line + 1}:" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or _one_line(str(exc))
+            raise ConfigError(f"cluster: cannot load {file}:{line} invalid YAML: "
+                              f"{problem}") from None
+        except (ConfigException, OSError) as exc:
+            raise ConfigError(f"cluster: cannot load {where}{ctx}: {_one_line(str(exc))}") \
+                from None
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            # Valid YAML of the wrong shape (a list, a string, ``clusters: 5``) or bytes
+            # that are not UTF-8: the client trips over it without saying where.
+            raise ConfigError(f"cluster: cannot load {where}{ctx}: not a valid kubeconfig "
+                              f"({type(exc).__name__}: {_one_line(str(exc))})") from None
         # Retries are ours (bounded, 429-aware); urllib3 must not retry behind our back.
         conf.retries = False
         conf.connection_pool_maxsize = max(4, config.concurrency * 2)
@@ -344,16 +385,24 @@ class Cluster(_Writes):
             body = response.read()
         except ApiException as exc:
             # The client wraps connection and TLS failures as status 0.
-            raise ClusterUnreachableError(f"{self.server}: {exc.reason}") from None
+            reason = _one_line(str(exc.reason))
+            raise _NoAnswer(f"{self.server}: {reason}", reason) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ClusterUnreachableError(f"{self.server}: {_short(exc)}") from None
+            reason = _short(exc)
+            if reason == "timed out":
+                reason = f"timed out after {self.config.timeout_seconds:g}s"
+            raise _NoAnswer(f"{self.server}: {reason} (GET {path})", reason) from None
         if response.status >= 300:
             raise _HTTPStatusError(response.status, body or b"",
                                    _retry_after(response.getheader("Retry-After")))
         return body or b""
 
     def get_raw(self, path: str, query: list[tuple[str, str]] | None = None) -> bytes:
-        """GET with bounded retries on 429, 5xx and timeouts."""
+        """GET with bounded retries on 429, 5xx, timeouts and dropped connections.
+
+        Raises :class:`ClusterUnreachableError` (a ``_NoAnswer``) when the last attempt got
+        no complete response, ``_HTTPStatusError`` when it got an error status.
+        """
         attempt = 0
         while True:
             try:
@@ -363,11 +412,11 @@ class Cluster(_Writes):
                     raise
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 log.info("GET %s answered %d; retrying in %.1fs", path, exc.status, delay)
-            except ClusterUnreachableError:
+            except _NoAnswer as exc:
                 if attempt >= self.config.retries:
                     raise
                 delay = self._backoff(attempt)
-                log.info("GET %s failed to connect; retrying in %.1fs", path, delay)
+                log.info("GET %s got no answer (%s); retrying in %.1fs", path, exc.reason, delay)
             attempt += 1
             self._count_retry()
             self._sleep(delay)
@@ -385,7 +434,15 @@ class Cluster(_Writes):
     # ------------------------------------------------------------ discovery
 
     def discover(self) -> list[APIResource]:
-        """Every listable resource at its group's preferred version, sorted by group and kind."""
+        """Every listable resource at its group's preferred version, sorted by group and kind.
+
+        A group (an aggregated API that is down) whose version cannot be read is left out
+        and named in :attr:`undiscovered` with the reason: its kinds are unknown this run,
+        not absent, and whoever compares must not take its objects for missing. The core
+        group is never aggregated: failing to read it, like failing to read ``/api`` or
+        ``/apis``, raises :class:`ClusterError`.
+        """
+        self.undiscovered = {}
         try:
             core = self.get_json("/api")
             groups = self.get_json("/apis")
@@ -405,8 +462,12 @@ class Cluster(_Writes):
             try:
                 listing = self.get_json(path)
             except _HTTPStatusError as exc:
+                reason = f"discovery of {path} failed with HTTP {exc.status}: {exc.message()}"
+                if not group:
+                    raise ClusterError(f"{self.server}: {reason}") from None
                 # An aggregated API that is down (503) must not stop the audit of the rest.
-                log.warning("discovery of %s failed with HTTP %d; skipping it", path, exc.status)
+                log.warning("%s; its kinds are not audited this run", reason)
+                self.undiscovered[group] = reason
                 continue
             for res in listing.get("resources", []):
                 if "/" in res.get("name", "") or "list" not in res.get("verbs", []):
@@ -422,30 +483,46 @@ class Cluster(_Writes):
 
     def list_pages(self, resource: APIResource, *, stats: ListStats | None = None,
                    namespace: str = "") -> Iterator[Page]:
-        """One kind's objects page by page. A 410 on a continue token restarts the list.
+        """One kind's objects page by page, each object handed on once.
 
-        Raises :class:`ForbiddenError` on 403. Items get ``apiVersion``/``kind`` set because a
-        list response leaves them out of its items.
+        A 410 on a continue token (etcd compacted the revision the list was reading) restarts
+        the list from the first page. What the interrupted list already handed on has been
+        recorded and compared downstream and cannot be taken back, so the restarted list
+        hands on only the objects it had not: nothing twice, nothing lost. That takes the
+        keys handed on so far, kept while more pages follow (about a hundred bytes per
+        object, never the objects). client-go's pager instead re-reads the whole kind in one
+        unpaginated request, which would hold a 90,000-object kind in memory at once.
+
+        Raises :class:`ForbiddenError` on 403, :class:`ClusterError` when the kind keeps
+        failing (an error status, or no answer while the server still answers other
+        requests), :class:`ClusterUnreachableError` when the server stopped answering
+        altogether. Items get ``apiVersion``/``kind`` set because a list response leaves
+        them out of its items.
         """
         stats = stats or ListStats()
         path = resource.path(namespace)
         token = ""
         restarts = 0
         restarted = False
+        # "namespace/name" of every object handed on, while the list may still restart.
+        handed: set[str] = set()
         while True:
             query = [("limit", str(self.config.page_size))]
             if token:
                 query.append(("continue", token))
             try:
                 body = self.get_raw(path, query)
+            except _NoAnswer as exc:
+                raise self._no_answer(resource, path, exc) from None
             except _HTTPStatusError as exc:
                 if exc.status == 403:
                     raise ForbiddenError(
                         f"{resource.group_kind}: forbidden to list {path} ({exc.message()})"
                     ) from None
                 if exc.status == 410 and token and restarts < self.config.retries:
-                    # The continue token expired (compaction): the only correct move is to
-                    # start over; a partial list would report objects as missing.
+                    # The continue token expired (compaction). A 410 may carry a token that
+                    # continues from the same key at the newest revision, but that list is
+                    # inconsistent; starting over gives a consistent list for what remains.
                     restarts += 1
                     stats.restarts += 1
                     log.info("%s: continue token expired; restarting the list", resource.group_kind)
@@ -458,17 +535,52 @@ class Cluster(_Writes):
             size = len(body)
             del body  # the decoded page is what travels on; the bytes need not wait with it
             items = doc.get("items") or []
+            token = (doc.get("metadata") or {}).get("continue") or ""
+            if restarts:
+                items = [item for item in items if _list_key(item) not in handed]
+            if token:
+                handed.update(map(_list_key, items))
+            else:
+                handed.clear()
             api_version, kind = resource.api_version, resource.kind
             for item in items:
                 item["apiVersion"] = api_version
                 item["kind"] = kind
-            token = (doc.get("metadata") or {}).get("continue") or ""
             stats.pages += 1
             stats.bytes += size
             yield Page(resource, items, size, last=not token, restarted=restarted)
             restarted = False
             if not token:
                 return
+
+    def _no_answer(self, resource: APIResource, path: str, exc: _NoAnswer) -> ClusterError:
+        """What a list that got no answer, retries spent, means: the kind's own problem
+        (skip it, as a kind answering 5xx is skipped) while the server answers a trivial
+        request, an unreachable cluster when it does not."""
+        try:
+            self._get_once("/version", [])
+        except _HTTPStatusError:
+            pass  # an answer all the same
+        except _NoAnswer as probe:
+            return ClusterUnreachableError(
+                f"{self.server}: the API stopped answering while listing "
+                f"{resource.group_kind} ({exc.reason}; GET /version: {probe.reason})")
+        attempts = self.config.retries + 1
+        return ClusterError(
+            f"{resource.group_kind}: listing {path} {exc.reason} "
+            f"({attempts} attempt{'s' if attempts > 1 else ''}) while the API server answers "
+            "other requests")
+
+
+def _list_key(item: dict[str, Any]) -> str:
+    """An object's identity within one kind's list."""
+    meta = item.get("metadata") or {}
+    return f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
+
+
+def _one_line(text: str) -> str:
+    """Error text as one line: the CLI prints each error on exactly one."""
+    return " ".join(text.split())[:300]
 
 
 def _short(exc: BaseException) -> str:
@@ -477,6 +589,9 @@ def _short(exc: BaseException) -> str:
         return "connection refused"
     if "timed out" in text.lower():
         return "timed out"
+    if isinstance(exc, urllib3.exceptions.ProtocolError | ConnectionResetError) or \
+            "IncompleteRead" in text or "Connection broken" in text:
+        return "connection dropped before the response was complete"
     if "Name or service not known" in text or "nodename nor servname" in text:
         return "host not found"
     return text.splitlines()[0][:200] if text else type(exc).__name__
@@ -499,14 +614,17 @@ def iter_live(cluster: Cluster, scope: ScopeConfig, *, stats: ListStats,
     """Stream every in-scope kind's pages, listing up to ``concurrency`` kinds at once.
 
     Pages arrive in completion order; a consumer that needs determinism sorts its output.
-    A 403 or a kind that keeps failing becomes a ``Problem`` in ``stats`` and the kind's name
-    in ``stats.skipped_kinds``: a partial read must never be taken for an empty kind.
+    Each object is handed on once, even when an expired continue token restarted its list.
+    A 403 or a kind that keeps failing (error statuses, or no answer while the server answers
+    other requests) becomes a ``Problem`` in ``stats`` and the kind's name in
+    ``stats.skipped_kinds``: a partial read must never be taken for an empty kind. A server
+    that stopped answering altogether raises :class:`ClusterUnreachableError`.
     ``on_kind(resource, objects, ok)`` is called as each kind finishes (for progress).
     """
     if resources is None:
         resources = [r for r in cluster.discover() if in_scope(r, scope)]
     stats.kinds = len(resources)
-    namespaces = scope.include_namespaces
+    namespaces = namespaces_to_list(scope)
     done: Queue[tuple[str, Any]] = Queue(maxsize=max(2, cluster.config.concurrency))
 
     def work(resource: APIResource) -> None:
@@ -517,8 +635,6 @@ def iter_live(cluster: Cluster, scope: ScopeConfig, *, stats: ListStats,
                 for page in cluster.list_pages(resource, stats=stats, namespace=ns):
                     if stopping.is_set():
                         return
-                    if page.restarted:
-                        count = 0
                     kept = page.items if not filtering else [
                         o for o in page.items
                         if namespace_in_scope((o.get("metadata") or {}).get("namespace", ""), scope)]
@@ -528,8 +644,8 @@ def iter_live(cluster: Cluster, scope: ScopeConfig, *, stats: ListStats,
             done.put(("done", (resource, count, True)))
         except ForbiddenError as exc:
             done.put(("problem", (resource, Problem(resource.group_kind, str(exc), "forbidden"))))
-        except ClusterUnreachableError:
-            done.put(("fatal", resource))
+        except ClusterUnreachableError as exc:
+            done.put(("fatal", exc))
         except ClusterError as exc:
             done.put(("problem", (resource, Problem(resource.group_kind, str(exc), "list-failed"))))
         except Exception as exc:  # a bug in one kind must not hang the run
@@ -562,8 +678,7 @@ def iter_live(cluster: Cluster, scope: ScopeConfig, *, stats: ListStats,
                 if on_kind:
                     on_kind(resource, 0, False)
             elif what == "fatal":
-                raise ClusterUnreachableError(f"{cluster.server}: the API stopped answering "
-                                              f"while listing {payload.group_kind}")
+                raise ClusterUnreachableError(str(payload))
     finally:
         stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)

@@ -3,8 +3,13 @@
 ``sandbox.faults.add(method="GET", path_regex=r"/apis/apps/v1/deployments", status=429,
 times=2, retry_after=1)`` answers the next two matching requests with a ``Status`` error
 (403 Forbidden, 429 TooManyRequests, 500, 503 ...); ``delay=`` slows matching requests down
-instead (or as well); ``expire_continue()`` makes the next list continuation answer 410 Gone
-the way an API server does once etcd has compacted the token's revision.
+instead (or as well: longer than a client's timeout, it is a hang); ``drop=True`` starts the
+response and closes the connection halfway through its body, as a crashing API server or a
+load balancer cutting an idle-looking connection does; ``continued=True`` (``False``) limits
+a rule to requests that carry (do not carry) a ``continue`` token, to hit a list's later
+pages (its first page). ``expire_continue()`` makes the next list continuation answer 410
+Expired the way an API server does once etcd has compacted the token's revision
+(``path_regex=`` for one kind's lists, ``after=`` to let that many continuations pass first).
 """
 
 from __future__ import annotations
@@ -31,7 +36,19 @@ class Fault:
     retry_after: int | None
     delay: float
     message: str
+    drop: bool = False
+    continued: bool | None = None
     hits: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the matching rules make of one request: wait ``delay`` seconds, then answer
+    ``error``, cut the connection (``drop``), or serve the request as usual."""
+
+    delay: float = 0.0
+    error: ApiError | None = None
+    drop: bool = False
 
 
 @dataclass
@@ -40,14 +57,20 @@ class Faults:
 
     _rules: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _expire_continue: int = 0
+    # [path pattern (None: any list), continuations to let through first, to expire]
+    _expire_continue: list[tuple[re.Pattern[str] | None, int, int]] = field(
+        default_factory=list)
 
     def add(self, *, method: str | None = None, path_regex: str = ".*", status: int | None = None,
             times: int | None = None, retry_after: int | None = None, delay: float = 0.0,
-            message: str | None = None) -> Fault:
-        """Add a rule matching ``method`` (any if None) and ``path_regex`` (searched in the path)."""
+            message: str | None = None, drop: bool = False,
+            continued: bool | None = None) -> Fault:
+        """Add a rule matching ``method`` (any if None), ``path_regex`` (searched in the path)
+        and, unless ``continued`` is None, whether the request carries a continue token."""
+        if drop and status is not None:
+            raise ValueError("a rule either answers with a status or drops the connection")
         rule = Fault(method.upper() if method else None, re.compile(path_regex), status, times,
-                     retry_after, delay, message or "")
+                     retry_after, delay, message or "", drop, continued)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -55,40 +78,54 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
-            self._expire_continue = 0
+            self._expire_continue.clear()
 
-    def expire_continue(self, times: int = 1) -> None:
-        """Make the next ``times`` requests carrying a continue token fail with 410 Expired."""
+    def expire_continue(self, times: int = 1, *, path_regex: str | None = None,
+                        after: int = 0) -> None:
+        """Make list requests carrying a continue token (to a path matching ``path_regex``,
+        any if None) fail with 410 Expired: ``times`` of them, once ``after`` have passed."""
         with self._lock:
-            self._expire_continue += times
+            self._expire_continue.append(
+                (re.compile(path_regex) if path_regex is not None else None, after, times))
 
-    def take_expired_continue(self) -> bool:
+    def take_expired_continue(self, path: str = "") -> bool:
+        """Whether this continuation of a list of ``path`` expires; counts it either way."""
         with self._lock:
-            if self._expire_continue > 0:
-                self._expire_continue -= 1
+            for i, (pattern, skip, left) in enumerate(self._expire_continue):
+                if left <= 0 or (pattern is not None and not pattern.search(path)):
+                    continue
+                if skip > 0:
+                    self._expire_continue[i] = (pattern, skip - 1, left)
+                    return False
+                self._expire_continue[i] = (pattern, 0, left - 1)
                 return True
             return False
 
-    def match(self, method: str, path: str) -> tuple[float, ApiError | None]:
-        """The delay and the error (if any) for a request; consumes one use of the rule."""
+    def match(self, method: str, path: str, *, continued: bool = False) -> Outcome:
+        """What to do with a request (``continued``: it carries a continue token); consumes
+        one use of each rule that matches, up to the first that answers or drops."""
         delay = 0.0
         with self._lock:
             for rule in self._rules:
                 if rule.method not in (None, method) or not rule.path_regex.search(path):
                     continue
+                if rule.continued is not None and rule.continued != continued:
+                    continue
                 if rule.times is not None and rule.hits >= rule.times:
                     continue
                 rule.hits += 1
                 delay = max(delay, rule.delay)
+                if rule.drop:
+                    return Outcome(delay, drop=True)
                 if rule.status is None:
                     continue
                 reason = _REASONS.get(rule.status, "InternalError")
                 headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after else {}
                 msg = rule.message or _default_message(rule.status, method, path)
                 details = {"retryAfterSeconds": rule.retry_after} if rule.retry_after else None
-                return delay, ApiError(reason, msg, code=rule.status, headers=headers,
-                                       details=details)
-        return delay, None
+                return Outcome(delay, ApiError(reason, msg, code=rule.status, headers=headers,
+                                               details=details))
+        return Outcome(delay)
 
 
 def _default_message(status: int, method: str, path: str) -> str:

@@ -126,6 +126,19 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _drop(self) -> None:
+        """Promise a body, send half of it, and cut the connection (an injected fault)."""
+        body = b'{"kind":"List","apiVersion":"v1","metadata":{},"items":[' + b" " * 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(2 * len(body)))
+        self.end_headers()
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+
     def _send_json(self, code: int, obj: Any) -> None:
         self._send(code, orjson.dumps(obj))
 
@@ -153,11 +166,14 @@ class Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         sb = self.server.sandbox
         try:
-            delay, fault = sb.faults.match(self.command, path)
-            if delay:
-                time.sleep(delay)
-            if fault is not None:
-                raise fault
+            outcome = sb.faults.match(self.command, path, continued=bool(query.get("continue")))
+            if outcome.delay:
+                time.sleep(outcome.delay)
+            if outcome.drop:
+                self._drop()
+                return
+            if outcome.error is not None:
+                raise outcome.error
             accept = self.headers.get("Accept", "")
             if accept and "json" not in accept and "*/*" not in accept and \
                     "yaml" not in accept and not path.startswith("/openapi"):
@@ -320,7 +336,7 @@ class Handler(BaseHTTPRequestHandler):
         sb = self.server.sandbox
         if self.command in ("GET", "HEAD"):
             cont = query.get("continue") or None
-            expired = bool(cont) and sb.faults.take_expired_continue()
+            expired = bool(cont) and sb.faults.take_expired_continue(urlsplit(self.path).path)
             limit = int(query.get("limit") or 0)
             data = store.list_bytes(res, ns, label_selector=query.get("labelSelector"),
                                     field_selector=query.get("fieldSelector"), limit=limit,

@@ -289,6 +289,56 @@ def test_faults_answer_with_status_and_retry_after(sandbox: Sandbox) -> None:
     assert time.monotonic() - start >= 0.3
 
 
+def test_a_dropped_connection_cuts_the_response_midway(sandbox: Sandbox) -> None:
+    sandbox.faults.add(method="GET", path_regex=r"^/api/v1/configmaps$", drop=True, times=1)
+    conn = http.client.HTTPConnection(sandbox.host, sandbox.port, timeout=10)
+    conn.request("GET", "/api/v1/configmaps")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    with pytest.raises(http.client.IncompleteRead):
+        resp.read()
+    conn.close()
+    assert call(sandbox, "GET", "/api/v1/configmaps")[0] == 200, "once only"
+    with pytest.raises(ValueError, match="either"):
+        sandbox.faults.add(status=500, drop=True)
+
+
+def test_faults_can_target_a_lists_first_page_or_its_continuations(sandbox: Sandbox) -> None:
+    for i in range(4):
+        call(sandbox, "POST", "/api/v1/namespaces/default/configmaps",
+             {"metadata": {"name": f"cm-{i}"}})
+    path = "/api/v1/namespaces/default/configmaps"
+    sandbox.faults.add(path_regex=path, status=503, continued=True)
+    status, first = call(sandbox, "GET", path + "?limit=2")
+    assert status == 200
+    status, _ = call(sandbox, "GET", f"{path}?limit=2&continue={first['metadata']['continue']}")
+    assert status == 503
+    sandbox.faults.clear()
+    sandbox.faults.add(path_regex=path, status=503, continued=False)
+    assert call(sandbox, "GET", path + "?limit=2")[0] == 503
+    assert call(sandbox, "GET", f"{path}?limit=2&continue={first['metadata']['continue']}")[0] \
+        == 200
+
+
+def test_continue_tokens_expire_for_one_path_after_some_pages(sandbox: Sandbox) -> None:
+    for i in range(6):
+        call(sandbox, "POST", "/api/v1/namespaces/default/configmaps",
+             {"metadata": {"name": f"cm-{i}"}})
+    sandbox.faults.expire_continue(path_regex=r"^/api/v1/configmaps$", after=1)
+    # A continuation of another list neither expires nor counts.
+    _, other = call(sandbox, "GET", "/api/v1/namespaces?limit=1")
+    other_token = other["metadata"]["continue"]
+    assert call(sandbox, "GET", f"/api/v1/namespaces?limit=1&continue={other_token}")[0] == 200
+    _, first = call(sandbox, "GET", "/api/v1/configmaps?limit=2")
+    token = first["metadata"]["continue"]
+    status, second = call(sandbox, "GET", f"/api/v1/configmaps?limit=2&continue={token}")
+    assert status == 200, "the first continuation passes"
+    token = second["metadata"]["continue"]
+    status, body = call(sandbox, "GET", f"/api/v1/configmaps?limit=2&continue={token}")
+    assert (status, body["reason"]) == (410, "Expired")
+    assert call(sandbox, "GET", f"/api/v1/configmaps?limit=2&continue={token}")[0] == 200
+
+
 def test_stopped_sandbox_refuses_connections() -> None:
     sb = Sandbox().start()
     port = sb.port
