@@ -69,6 +69,20 @@ def test_problems_and_exit_codes() -> None:
                                 "kind": "error"}]
 
 
+def test_a_partial_audit_exits_3_unless_opted_out_and_an_error_still_wins() -> None:
+    in_sync = [ObjectResult(WEB, "apps/v1", "in-sync")]
+    skipped = Problem(where="ConfigMap", message="HTTP 500", kind="list-failed")
+    error = Problem(where="apps/bad.yaml", message="bad")
+    assert exit_code(in_sync, [skipped], partial=True) == 3
+    assert exit_code(results(), [skipped], partial=True) == 3, "partial outranks drift"
+    assert exit_code(results(), [skipped], partial=True, zero_on_drift=True) == 3
+    assert exit_code(results(), [skipped], partial=True, zero_on_partial=True) == 1
+    assert exit_code(in_sync, [skipped], partial=True, zero_on_partial=True) == 0
+    assert exit_code(results(), [skipped], partial=True, zero_on_partial=True,
+                     zero_on_drift=True) == 0
+    assert exit_code(in_sync, [skipped, error], partial=True, zero_on_partial=True) == 2
+
+
 def test_text_output() -> None:
     text = to_text(results(), [], color=False)
     lines = text.splitlines()

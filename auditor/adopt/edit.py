@@ -14,6 +14,7 @@ from auditor.adopt.locate import candidates, helm_files
 from auditor.adopt.model import Adopted, CannotEdit, Outcome, Refusal, RenderSpec
 from auditor.adopt.selection import strip_defaults
 from auditor.adopt.source import Rendered, Unit, canon, render_source
+from auditor.adopt.steps import get, parse_path
 from auditor.adopt.yamledit import edit_object, edit_text
 from auditor.desired import render
 from auditor.engine.records import DriftItem, ResourceKey
@@ -75,25 +76,32 @@ def adopt_into(root: Path, spec: RenderSpec,
             expected = canon(_expected(current.objects, key, [item]))
             found, hand = candidates(root, spec, key, unit, origin, item)
             tried: list[str] = []
+            # Whether a values edit moved this path in the render (or could not be tried,
+            # so might have): if none did, the value is the template's own, and the refusal
+            # must send the user there.
+            moved = False
             done = False
             for cand in found:
                 path = root / cand.file
                 old = _read(path)
                 if cand.file.endswith(".json"):
                     tried.append(f"{cand.file} (JSON is not edited)")
+                    moved = True
                     continue
                 try:
                     new = edit_text(old, cand.match, cand.items or [item])
                 except CannotEdit as exc:
                     tried.append(f"{cand.file} ({exc})")
+                    moved = True
                     continue
                 _write(path, new)
                 try:
                     after = render_source(root, spec, tools_dir, only_plain=[cand.file],
                                     previous=current)
                     ok = after.same_as(expected, current)
+                    moved = moved or _path_moved(current, after, key, item.path)
                 except CannotEdit:
-                    ok = False
+                    ok, moved = False, True  # the edit reached the render: not the template's
                 if not ok:
                     _write(path, old)
                     tried.append(f"{cand.file} (the render did not come out as the live "
@@ -106,7 +114,7 @@ def adopt_into(root: Path, spec: RenderSpec,
                 break
             if not done:
                 outcome.refusals.append(_refusal(root, spec, key, unit, origin, item, tried,
-                                                 hand))
+                                                 hand, values_move_it=moved))
     for rel, old in originals.items():
         new = _read(root / rel)
         if new != old:
@@ -160,13 +168,28 @@ def _try_all_at_once(root: Path, spec: RenderSpec, tools_dir: str | os.PathLike[
     return after, placed, saved
 
 
+def _path_moved(before: Rendered, after: Rendered, key: ResourceKey, path: str) -> bool:
+    """Whether the render after an edit shows something else at ``path`` of ``key``."""
+    steps = parse_path(path)
+    return get(after.objects.get(key), steps) != get(before.objects.get(key), steps)
+
+
 def _refusal(root: Path, spec: RenderSpec, key: ResourceKey, unit: Unit,
              origin: render.RenderedObject, item: DriftItem, tried: list[str],
-             hand: list[str]) -> Refusal:
+             hand: list[str], *, values_move_it: bool = False) -> Refusal:
     if unit.kind == "helm":
+        detail = f" (tried: {'; '.join(tried)})" if tried else ""
+        # helm template's `# Source:` comment names the template an object came from (the
+        # chart folder when it could not be resolved to a file of the repository).
+        template = origin.file if (root / origin.file).is_file() else ""
+        if template and not values_move_it:
+            # No values leaf holds it, or editing those that might left this path as it was:
+            # the template writes it, and only an edit there changes it.
+            return Refusal(key, item.path, f"rendered by Helm from the template {template}, "
+                           "which writes this value itself: no value in the values files "
+                           f"sets it — edit {template} by hand{detail}", template)
         files = helm_files(root, spec, unit)
         target = files[0] if files else f"{unit.rel}/values.yaml"
-        detail = f" (tried: {'; '.join(tried)})" if tried else ""
         return Refusal(key, item.path, f"rendered by Helm from {origin.file}; no single value "
                        f"in the values files provably sets it — edit {target} by hand{detail}",
                        target)

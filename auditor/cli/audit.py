@@ -18,6 +18,10 @@ from auditor.cli.common import (
     tools_dir,
 )
 
+_ZERO_ON_PARTIAL_HELP = (
+    "Do not exit 3 when a kind could not be listed (the audit is partial; the skipped kinds "
+    "are still reported): exit as the audited kinds alone decide.")
+
 
 @click.command()
 @cluster_options
@@ -74,12 +78,18 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
               show_default=True)
 @click.option("--color/--no-color", default=None, help="Colour the text output "
               "(default: when stdout is a terminal).")
+@click.option("--exit-zero-on-partial", is_flag=True, help=_ZERO_ON_PARTIAL_HELP)
 @click.pass_obj
 @handle_errors
 def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: bool,
          desired_path: str | None, revision: str | None, namespace: str | None,
-         live_file: str | None, output: str, color: bool | None) -> None:
-    """Compare Git with the cluster. Exit 0 in sync, 1 drift/missing/orphan, 2 error."""
+         live_file: str | None, output: str, color: bool | None,
+         exit_zero_on_partial: bool) -> None:
+    """Compare Git with the cluster.
+
+    Exit 0 in sync, 1 drift/missing/orphan, 2 error, 3 partial: a kind could not be listed
+    (403, or failing on and on), so its objects were not compared.
+    """
     from auditor.outputs import diffout
     from auditor.pipeline import audit
     from auditor.support.progress import Progress
@@ -94,7 +104,9 @@ def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: 
     else:
         use_color = sys.stdout.isatty() if color is None else color
         click.echo(diffout.to_text(result.results, result.problems, color=use_color), nl=False)
-    sys.exit(diffout.exit_code(result.results, result.problems))
+    sys.exit(diffout.exit_code(result.results, result.problems,
+                               partial=bool(result.skipped_kinds),
+                               zero_on_partial=exit_zero_on_partial))
 
 
 def _run_summary(outcome: Any, color: bool) -> str:
@@ -124,7 +136,7 @@ def _run_summary(outcome: Any, color: bool) -> str:
         lines.append("git: " + ", ".join(f"{name}@{sha[:10]}"
                                          for name, sha in sorted(audit.desired.commits.items())))
     if audit.skipped_kinds:
-        lines.append("skipped kinds: " + ", ".join(audit.skipped_kinds))
+        lines.append("skipped kinds (not audited this run): " + ", ".join(audit.skipped_kinds))
     shown = not_in_sync[:15]
     if shown:
         lines.append("")
@@ -152,16 +164,19 @@ def _run_summary(outcome: Any, color: bool) -> str:
 @click.option("--color/--no-color", default=None)
 @click.option("--exit-zero-on-drift", is_flag=True,
               help="Exit 0 when drift is found (a result, not a failure: for CronJobs, whose "
-                   "Job should fail only when the audit itself fails).")
+                   "Job should fail only when the audit itself fails or is partial).")
+@click.option("--exit-zero-on-partial", is_flag=True, help=_ZERO_ON_PARTIAL_HELP)
 @click.pass_obj
 @handle_errors
 def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: bool,
         desired_path: str | None, revision: str | None, audit_log: str | None,
         ledger_path: str | None, output: str, color: bool | None,
-        exit_zero_on_drift: bool) -> None:
+        exit_zero_on_drift: bool, exit_zero_on_partial: bool) -> None:
     """One audit cycle (the CronJob's job): Git and cluster compared, recorded in the ledger.
 
-    Exit 0 in sync, 1 drift/missing/orphan, 2 error.
+    Exit 0 in sync, 1 drift/missing/orphan, 2 error, 3 partial: the run is recorded as
+    `partial` because a kind could not be listed (403, or failing on and on); its objects
+    were not audited and the skipped kinds are named in the summary and on Slack.
     """
     import orjson
 
@@ -183,7 +198,8 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
     metrics_report = metrics.after_run(cfg, cfg.ledger.path)
     if output == "json":
         doc = orjson.loads(diffout.to_json(outcome.audit.results, outcome.audit.problems))
-        doc["run"] = {"id": outcome.run_id, "status": outcome.status, "ledger": outcome.ledger,
+        doc["run"] = {"id": outcome.run_id, "status": outcome.status,
+                      "skipped_kinds": outcome.audit.skipped_kinds, "ledger": outcome.ledger,
                       "policy": outcome.counters.get("policy"),
                       "head_seq": outcome.head_seq, "head_hash": outcome.head_hash,
                       "alerts": alert_report.to_dict(), "metrics": metrics_report.to_dict()}
@@ -195,8 +211,11 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
         for line in (alert_report.line(), *metrics_report.lines()):
             if line:
                 click.echo(line)
-    code = diffout.exit_code(outcome.audit.results, outcome.audit.problems)
-    sys.exit(0 if code == 1 and exit_zero_on_drift else code)
+    # The ledger's verdict decides: a run it recorded as partial is not a clean audit.
+    sys.exit(diffout.exit_code(outcome.audit.results, outcome.audit.problems,
+                               partial=outcome.status == "partial",
+                               zero_on_drift=exit_zero_on_drift,
+                               zero_on_partial=exit_zero_on_partial))
 
 
 COMMANDS = (run, diff, snapshot)

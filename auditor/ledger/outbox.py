@@ -320,6 +320,23 @@ class Outbox:
             event["repeat"] = (event.get("cap"), tuple(event.get("keys") or ())) in before
         return found
 
+    def skipped_kinds(self, run_id: int) -> tuple[str, dict[str, str], list[str] | None]:
+        """Run ``run_id``'s status, the kinds it could not list, each with the reason its
+        problem gives (the run row's ``skipped_kinds`` and ``problems``), and the kinds that
+        the last audit before it (complete or partial) could not list: None when none."""
+        row = self.conn.execute("SELECT status, skipped_kinds, problems FROM runs WHERE id = ?",
+                                (run_id,)).fetchone()
+        if row is None:
+            return "", {}, None
+        reasons = {str(p.get("where")): str(p.get("message") or "")
+                   for p in orjson.loads(row[2] or "[]") if isinstance(p, dict)}
+        skipped = {str(k): reasons.get(str(k), "") for k in orjson.loads(row[1] or "[]")}
+        before = self.conn.execute("SELECT skipped_kinds FROM runs WHERE id < ? "
+                                   "AND status IN ('complete', 'partial') "
+                                   "ORDER BY id DESC LIMIT 1", (run_id,)).fetchone()
+        return str(row[0]), skipped, (None if before is None else
+                                      [str(k) for k in orjson.loads(before[0] or "[]")])
+
     def open_drifts(self) -> list[dict[str, Any]]:
         return [d for d, _ in self._drifts("s.state = 'open'")]
 

@@ -39,7 +39,11 @@ Step 1 also decides **per-run news** (queued in the same transaction, once per r
      module records the same would-be revert once, so it is not repeated every run);
    * *reverted* — reverts of drifts that no message announced (opened and reverted in one
      run, or suppressed in quiet mode); an announced drift gets its follow-up instead,
-     "reverted by drift-auditor".
+     "reverted by drift-auditor";
+   * *partial* — the kinds the run could not list (403, 5xx on and on), each with the API's
+     reason: their objects were not audited (the run is ``partial``). Not again while each
+     next run misses the same kinds; *audited-again* when a run lists every kind after one
+     that could not.
 
 The first pass that sees runs starts from the newest (``news_from_run``), so switching
 alerts on for an old ledger replays no history.
@@ -49,7 +53,8 @@ Routing: a drift goes to every route whose ``namespaces`` (shell patterns; empty
 Policy results route by their namespace (a Namespace object by its own name) with
 ``critical`` counted as ``high``; revert news
 by the object's namespace and the severity of the drift it reverts; a capped run as ``high``
-to the destinations of every namespace it planned to touch.
+to the destinations of every namespace it planned to touch; kinds not audited as ``high``
+news about no namespace (kinds span them all).
 Quiet mode posts nothing and queues nothing: drifts opened meanwhile are marked
 *suppressed*, so lifting quiet mode does not flood the channel with stale news (they are
 announced again only if they resolve and come back), and runs' news is marked done unsent;
@@ -62,7 +67,6 @@ route). Nothing here reads the process environment: callers pass ``env``.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -72,6 +76,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.config import Config, SlackConfig
+from auditor.engine.scope import name_selected
 from auditor.errors import DeliveryError
 from auditor.ledger import times
 from auditor.ledger.outbox import AlertState, DriftMark, Message, NewMessage, Outbox
@@ -143,7 +148,7 @@ def route(namespace: str, sev: str, cfg: SlackConfig) -> list[Target]:
     mode = transport_of(cfg)
     found: list[Target] = []
     for r in cfg.routes:
-        if r.namespaces and not any(fnmatch.fnmatchcase(namespace, p) for p in r.namespaces):
+        if r.namespaces and not name_selected(namespace, r.namespaces):
             continue
         if r.severities and sev not in r.severities:
             continue
@@ -310,7 +315,27 @@ def _run_news(box: Outbox, sc: SlackConfig, cluster: str, rid: int) -> _News:
         for target, group in _grouped(rows, lambda r: _revert_targets(r, sc)).items():
             news.messages.append(_new(kind, slack.revert_list_message(
                 group, cluster=cluster, run_id=rid, result=result), target))
+    _partial_news(box, sc, cluster, rid, news)
     return news
+
+
+def _partial_news(box: Outbox, sc: SlackConfig, cluster: str, rid: int, news: _News) -> None:
+    """The kinds run ``rid`` could not list; or that every kind was listed again."""
+    status, skipped, before = box.skipped_kinds(rid)
+    if status not in ("complete", "partial"):
+        return  # a failed run audited nothing: its own error says so
+    if skipped:
+        if before is not None and set(before) == set(skipped):
+            return  # the run before missed the same kinds and said so
+        news.items += 1
+        for target in route("", "high", sc):
+            news.messages.append(_new("partial", slack.partial_run_message(
+                skipped, cluster=cluster, run_id=rid), target))
+    elif before:
+        news.items += 1
+        for target in route("", "high", sc):
+            news.messages.append(_new("audited-again", slack.audited_again_message(
+                before, cluster=cluster, run_id=rid), target))
 
 
 def _plan_first(box: Outbox, cfg: Config, out: Plan, cluster: str, now: datetime) -> None:
@@ -532,7 +557,9 @@ def deliver(box: Outbox, cfg: SlackConfig, env: Mapping[str, str], report: Alert
             attempts = int(getattr(exc, "attempts", 1))
             box.failed(msg.id, at=times.stamp(times.now()), error=str(exc), attempts=attempts)
             report.errors.append(f"message {msg.id} ({msg.kind}): {exc}")
-            log.warning("slack: message %s (%s) not delivered: %s", msg.id, msg.kind, exc)
+            # Reported once by the caller (run's alerts line, `alerts send`'s error), from
+            # report.errors: a warning here would say it twice.
+            log.debug("slack: message %s (%s) not delivered: %s", msg.id, msg.kind, exc)
             if getattr(exc, "rate_limited", False):
                 break  # Slack asked for a longer pause than this pass can give
             continue

@@ -9,6 +9,8 @@ JSON (``--output json``, DESIGN.md "Contracts")::
                                 "time", "category"}]}],
      "problems": [{"where", "message", "kind"}]}       # only when there are problems
 
+Exit status (:func:`exit_code`): 0 in sync, 1 drift, 2 error, 3 partial (a kind not listed).
+
 Key order is fixed; resources are sorted by key and drifts by path, so the same results
 always render to the same bytes. Keys beyond the documented contract appear only when they
 carry something: ``summary.ignored`` when objects were ignored (they carry a ``reason``),
@@ -86,13 +88,30 @@ def to_json(results: Iterable[ObjectResult], problems: Iterable[Problem] = ()) -
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
-def exit_code(results: Iterable[ObjectResult], problems: Iterable[Problem] = ()) -> int:
-    """0 all in sync, 1 drift/missing/orphan found, 2 an error occurred."""
+EXIT_IN_SYNC = 0
+EXIT_DRIFT = 1
+EXIT_ERROR = 2
+EXIT_PARTIAL = 3
+
+
+def exit_code(results: Iterable[ObjectResult], problems: Iterable[Problem] = (), *,
+              partial: bool = False, zero_on_drift: bool = False,
+              zero_on_partial: bool = False) -> int:
+    """0 all in sync, 1 drift/missing/orphan found, 2 an error occurred, 3 the audit was
+    partial (``partial``: a kind could not be listed, so its objects were not audited).
+
+    The most serious wins: an error, then a partial audit (an in-sync answer would be a claim
+    about objects nobody looked at; drift found besides does not make it complete), then
+    drift. ``zero_on_drift`` and ``zero_on_partial`` take drift and the partial audit out of
+    the exit status (each is still reported); an error always counts.
+    """
     if any(p.kind == "error" for p in problems):
-        return 2
-    if any(r.status in ("drifted", "missing", "orphan") for r in results):
-        return 1
-    return 0
+        return EXIT_ERROR
+    if partial and not zero_on_partial:
+        return EXIT_PARTIAL
+    if not zero_on_drift and any(r.status in ("drifted", "missing", "orphan") for r in results):
+        return EXIT_DRIFT
+    return EXIT_IN_SYNC
 
 
 # --------------------------------------------------------------------------- text

@@ -19,7 +19,8 @@ started failing (:func:`policy_message`, critical/high, grouped by policy), and 
 failed attempts with the API's error (:func:`revert_failed_message`), a run refused by the cap
 (:func:`revert_capped_message`), dry-run would-be reverts and reverts no message announced
 (:func:`revert_list_message`). Revert rows are shown through :func:`as_drift`, so a Secret's
-values get the same treatment as in drift messages.
+values get the same treatment as in drift messages. And the kinds a run could not list
+(:func:`partial_run_message`), then that they are listed again (:func:`audited_again_message`).
 
 Secrets: the ledger already holds Secret values only as keyed hashes; messages go further
 and show a Secret's drifted keys by name with at most a short prefix of that hash. Anything
@@ -28,11 +29,15 @@ under a Secret's ``data``/``stringData`` that is not such a hash is never shown.
 Delivery (:func:`deliver`): one message, with retries inside a per-pass time budget: a 429
 waits ``Retry-After`` (when that fits the budget), 5xx and network errors back off
 exponentially up to ``max_retries``; other errors (bad channel, bad token) are not retried.
-Whatever does not go out raises :class:`DeliveryError` and stays in the outbox.
+Whatever does not go out raises :class:`DeliveryError` and stays in the outbox. slack-sdk's
+own log (an ERROR line per failed attempt, request bodies at DEBUG) is kept at DEBUG under
+``auditor.outputs.slack.sdk``: the outcome of a delivery is reported once, by the caller, and
+``-vv`` still shows every attempt.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -534,6 +539,49 @@ def revert_list_message(rows: Sequence[Mapping[str, Any]], *, cluster: str, run_
             "attachments": [{"color": REVERT_COLOURS[result], "blocks": blocks}]}
 
 
+# ------------------------------------------------------------ kinds not audited
+
+PARTIAL_COLOUR = "#F79009"
+MAX_KINDS = 20  # kinds listed in one message; the rest are counted
+
+
+def partial_run_message(skipped: Mapping[str, str], *, cluster: str,
+                        run_id: int) -> dict[str, Any]:
+    """A run that could not list some kinds (``skipped``: kind → the API's reason): their
+    objects were not audited, so the run is partial and its silence about them means
+    nothing."""
+    kinds = sorted(skipped)
+    n = len(kinds)
+    title = f"Partial run: {n} kind{'s' * (n != 1)} not audited"
+    lines = [f"• *{_esc(k)}*" + (f": {_esc(_short(skipped[k], 300))}" if skipped[k] else "")
+             for k in kinds[:MAX_KINDS]]
+    if n > MAX_KINDS:
+        lines.append(f"… and {n - MAX_KINDS} more (`drift-auditor history` shows the run)")
+    blocks = [_section(f":warning: *{_esc(title)}* · cluster `{_esc(cluster)}` · run {run_id}"
+                       "\nThese kinds could not be listed, so none of their objects was "
+                       "compared with Git: no drift on them was opened or resolved, none was "
+                       "reported missing."),
+              _section("\n".join(lines)),
+              _context("A 403 needs get/list for drift-auditor's service account (or the kind "
+                       "taken out of `scope`); a 5xx is retried next run. Not repeated while "
+                       "the same kinds stay unlisted; `drift-auditor run` exits 3 meanwhile.")]
+    return {"text": f"{title} ({', '.join(kinds[:MAX_KINDS])}"
+                    f"{', …' if n > MAX_KINDS else ''}) · cluster {cluster} · run {run_id}",
+            "attachments": [{"color": PARTIAL_COLOUR, "blocks": blocks}]}
+
+
+def audited_again_message(kinds: Sequence[str], *, cluster: str,
+                          run_id: int) -> dict[str, Any]:
+    """The first run listing every kind again after runs that could not list ``kinds``."""
+    names = sorted(kinds)
+    shown = ", ".join(names[:MAX_KINDS]) + (", …" if len(names) > MAX_KINDS else "")
+    title = "Every kind audited again"
+    return {"text": f"{title} ({shown}) · cluster {cluster} · run {run_id}",
+            "attachments": [{"color": COLOURS["resolved"], "blocks": [_section(
+                f"{_ICONS['resolved']} *{title}* · cluster `{_esc(cluster)}` · run {run_id}"
+                f"\nListed again: {_esc(shown)}")]}]}
+
+
 def reminder_message(drift: Mapping[str, Any], *, cluster: str, now: datetime) -> dict[str, Any]:
     opened = datetime.fromisoformat(str(drift["opened_at"]).replace("Z", "+00:00"))
     age = duration(now.timestamp() - opened.timestamp())
@@ -610,13 +658,28 @@ def _classify(status: int, headers: Mapping[str, Any] | None, detail: str) -> Ex
     return DeliveryError(f"HTTP {status}: {detail}")
 
 
+class _AsDebug(logging.Filter):
+    """Every record of slack-sdk's logger demoted to DEBUG, and dropped unless DEBUG is on:
+    its ERROR line for each failed attempt would repeat, once per retry, what the delivery's
+    outcome says once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return _SDK_LOG.isEnabledFor(logging.DEBUG)
+
+
+_SDK_LOG = logging.getLogger(f"{__name__}.sdk")
+_SDK_LOG.addFilter(_AsDebug())
+
+
 class WebhookTransport:
     """An incoming webhook: posts only (no threads, no edits; the channel is the webhook's)."""
 
     threads = False
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
-        self._client = WebhookClient(url, timeout=max(1, int(timeout)), retry_handlers=[])
+        self._client = WebhookClient(url, timeout=max(1, int(timeout)), retry_handlers=[],
+                                     logger=_SDK_LOG)
 
     def post(self, payload: Mapping[str, Any], *, channel: str = "", thread_ts: str = "") -> Sent:
         try:
@@ -639,7 +702,7 @@ class BotTransport:
     def __init__(self, token: str, *, base_url: str = "", timeout: float = 10.0) -> None:
         kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
         self._client = WebClient(token=token, timeout=max(1, int(timeout)), retry_handlers=[],
-                                 **kwargs)
+                                 logger=_SDK_LOG, **kwargs)
 
     def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Sent:
         try:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from auditor.config import RevertConfig
 from auditor.engine.records import ObjectResult, ResourceKey
-from auditor.engine.scope import kind_selected
+from auditor.engine.scope import kind_selected, name_selected
 from auditor.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ def plan(cfg: RevertConfig, results: Iterable[ObjectResult], desired: Mapping[Re
         if cfg.kinds and not kind_selected(key.group, key.kind, cfg.kinds):
             skipped.append(Skip(key, "scope", "kind not in revert.kinds"))
             continue
-        if cfg.namespaces and key.namespace not in cfg.namespaces:
+        if cfg.namespaces and not name_selected(key.namespace, cfg.namespaces):
             skipped.append(Skip(key, "scope", "namespace not in revert.namespaces"))
             continue
         # Git's labels decide for objects Git declares (a human cannot relabel an object out

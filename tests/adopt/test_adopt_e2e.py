@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -479,11 +480,12 @@ def test_helm_values_are_mapped_when_a_render_proves_it_else_refused(
         "-replicaCount: 2", "+replicaCount: 4",
         '-  tag: "1.0.0"   # bumped by CI', '+  tag: "1.0.1"   # bumped by CI']
     assert show(repo.path, report.branch, "web/templates/deployment.yaml") == CHART_DEPLOY
-    # An added env var has no value to map to: refused, naming the values file.
+    # An added env var: no value adds it, the template writes the container's fields (it
+    # has no env at all): refused, naming the template.
     (refusal,) = report.refusals
     assert refusal.path == "spec.template.spec.containers[name=web].env[name=DEBUG]"
-    assert refusal.file == "web/values.yaml"
-    assert "edit web/values.yaml by hand" in refusal.reason
+    assert refusal.file == "web/templates/deployment.yaml"
+    assert "edit web/templates/deployment.yaml by hand" in refusal.reason
 
     repo.merge(report.branch, "Merge adoption")
     after = audit(cfg, desired_path=str(chart), namespace="shop", tools_dir=str(TOOLS))
@@ -516,6 +518,79 @@ def test_a_helm_value_used_twice_is_refused(sandbox: Any, kubeconfig: Path, kube
     (refusal,) = report.refusals
     assert refusal.file == "web/values.yaml"
     assert "no single value in the values files provably sets it" in refusal.reason
+    assert git(repo.path, "branch", "--list") == branches
+
+
+LITERAL_VALUES = """\
+# Defaults for the web chart.
+image:
+  repository: shop/web
+  tag: "1.0.0"
+workers: 3   # the WORKERS variable, not the replica count
+"""
+
+LITERAL_DEPLOY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+  labels: {team: shop}
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
+        env:
+        - {name: WORKERS, value: "{{ .Values.workers }}"}
+"""
+
+
+def test_a_literal_in_a_helm_template_is_refused_naming_the_template(
+        sandbox: Any, kubeconfig: Path, kubectl: Any, tmp_path: Path) -> None:
+    """`replicas: 3` and `team: shop` are written in the template: no values key changes
+    them (`workers: 3` holds the same number but feeds something else), so the refusal
+    sends the user to the template helm's `# Source:` names, not to values.yaml."""
+    helm = tool("helm")
+    repo = RepoBuilder(tmp_path / "gitops")
+    repo.write("web/Chart.yaml", CHART)
+    repo.write("web/values.yaml", LITERAL_VALUES)
+    repo.write("web/templates/deployment.yaml", LITERAL_DEPLOY)
+    repo.commit("web chart")
+    chart = repo.path / "web"
+    apply_as_gitops(kubectl, "-f", "-", input=NAMESPACE)
+    rendered = subprocess.run([helm, "template", "web", str(chart), "--namespace", "shop"],
+                              capture_output=True, text=True, check=True).stdout
+    assert "# Source: web/templates/deployment.yaml" in rendered
+    apply_as_gitops(kubectl, "-n", "shop", "-f", "-", input=rendered)
+    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=5")
+    kubectl("-n", "shop", "label", "deployment/web", "team=payments", "--overwrite")
+    (tmp_path / "cfg.yaml").write_text(f"cluster: {{kubeconfig: {kubeconfig}}}\n"
+                                       f"ledger: {{path: {tmp_path / 'ledger.db'}}}\n")
+    branches = git(repo.path, "branch", "--list")
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "auditor.cli", "--config", str(tmp_path / "cfg.yaml"), "adopt",
+         "Deployment/shop/web", "--desired", str(chart), "-n", "shop", "-o", "json"],
+        capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"),
+             "DRIFT_AUDITOR_TOOLS": str(TOOLS), "GIT_CONFIG_NOSYSTEM": "1"})
+
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["adopted"] == [] and doc["branch"] is None
+    refused = {r["path"]: r for r in doc["refused"]}
+    assert set(refused) == {"spec.replicas", "metadata.labels.team"}
+    for refusal in refused.values():
+        assert refusal["file"] == "web/templates/deployment.yaml", refusal
+        assert "edit web/templates/deployment.yaml by hand" in refusal["reason"]
+        assert "edit web/values.yaml" not in refusal["reason"]
+    assert show(repo.path, "HEAD", "web/values.yaml") == LITERAL_VALUES
     assert git(repo.path, "branch", "--list") == branches
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +182,36 @@ def test_concurrent_passes_never_post_the_same_news_twice(
     assert [r.body["text"].split(" ")[1] for r in slack_server.requests[1:]].count(
         "Deployment.apps") == 2
     assert len(slack_server.requests) == 3
+
+
+@pytest.mark.parametrize("transport", ["bot", "webhook"])
+def test_slack_down_is_one_line_of_ours_on_stderr_and_every_attempt_at_debug(
+        db: Path, slack_server: SlackServer, tmp_path: Path, transport: str) -> None:
+    """Slack's library logs an ERROR line per failed attempt; the outcome is ours to tell,
+    once. With -vv each attempt is still there to read, as debug."""
+    config = tmp_path / "drift-auditor.yaml"
+    where = (f"token-env: SLACK_TOKEN, channel: '#drift', base-url: '{slack_server.api}'"
+             if transport == "bot" else "webhook-url-env: SLACK_WEBHOOK")
+    config.write_text(f"ledger: {{path: {db}}}\n"
+                      f"slack: {{{where}, max-retries: 2, backoff-seconds: 0.01}}\n")
+    env = {"PATH": "/usr/bin:/bin", "SLACK_TOKEN": "xoxb-1", "SLACK_WEBHOOK": slack_server.hook()}
+
+    def send(*flags: str) -> subprocess.CompletedProcess[str]:
+        slack_server.answer("drop", "drop", "drop")  # every attempt of this pass fails
+        return subprocess.run([sys.executable, "-m", "auditor.cli", "--config", str(config),
+                               *flags, "alerts", "send"], capture_output=True, text=True, env=env)
+
+    proc = send()
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "drift-auditor: error: 1 message(s) still queued: message 1 (summary): network error: "
+        "Remote end closed connection without response after 3 attempt(s); left queued"]
+    assert [r.status for r in slack_server.requests] == [-1, -1, -1]
+
+    proc = send("-vv")
+    assert proc.returncode == 2
+    attempts = [ln for ln in proc.stderr.splitlines()
+                if "Failed to send a request to Slack API server" in ln]
+    assert len(attempts) == 3 and all(" DEBUG " in ln for ln in attempts), proc.stderr
+    assert not [ln for ln in proc.stderr.splitlines() if " ERROR " in ln or " WARNING " in ln]
+    assert proc.stderr.splitlines()[-1].startswith("drift-auditor: error: 1 message(s) still")

@@ -130,3 +130,38 @@ def test_real_runs_alert_once_follow_up_and_never_leak_secrets(
 def web_ts(server: SlackServer, original: Any) -> str:
     """The ts the recording server gave ``original`` (its 1-based position)."""
     return f"1700000000.{server.requests.index(original) + 1:06d}"
+
+
+def test_a_partial_run_names_the_kinds_not_audited_once_then_their_return(
+        setup: dict[str, Any], sandbox: Any, slack_server: SlackServer) -> None:
+    cycle(setup)
+    assert len(slack_server.requests) == 1  # the first summary
+    sandbox.faults.add(method="GET", path_regex=r"^/apis/apps/v1/deployments$", status=403)
+    sandbox.faults.add(method="GET", path_regex=r"^/api/v1/namespaces$", status=500)
+    report, _ = cycle(setup)
+    assert report.delivered == 1, report.errors
+    partial = slack_server.requests[-1]
+    assert partial.body["text"].startswith(
+        "Partial run: 2 kinds not audited (Deployment.apps, Namespace) · cluster e2e · run 2")
+    blocks = partial.body["attachments"][0]["blocks"]
+    listing = blocks[1]["text"]["text"]
+    assert "*Deployment.apps*: " in listing and "forbidden" in listing
+    assert "*Namespace*: " in listing and "500" in listing
+    assert "none of their objects was compared" in blocks[0]["text"]["text"]
+
+    # The same kinds missing again: said already, not repeated every run.
+    report, _ = cycle(setup)
+    assert report.queued == 0 and len(slack_server.requests) == 2
+    # One more kind missing: a new message naming all three.
+    sandbox.faults.add(method="GET", path_regex=r"^/api/v1/secrets$", status=403)
+    cycle(setup)
+    assert "3 kinds not audited (Deployment.apps, Namespace, Secret)" in \
+        slack_server.requests[-1].body["text"]
+
+    sandbox.faults.clear()
+    report, _ = cycle(setup)
+    assert report.delivered == 1
+    back = slack_server.requests[-1].body["text"]
+    assert back.startswith("Every kind audited again (Deployment.apps, Namespace, Secret)")
+    report, _ = cycle(setup)
+    assert report.queued == 0

@@ -341,3 +341,57 @@ def test_a_drift_first_seen_and_reverted_in_one_run_resolves_as_reverted(
             "SELECT how FROM drift_events WHERE event = 'resolved'")]
     assert open_now[0] == 0 and after.ledger["drifts_resolved"] == {}
     assert hows == ["reverted"]
+
+
+TEAMS = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: teams}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: flags, namespace: team-a}
+data: {CHECKOUT: "on"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: flags, namespace: teams}
+data: {CHECKOUT: "on"}
+"""
+
+
+def test_namespace_patterns_select_in_scope_and_revert_as_documented(
+        shop: dict[str, Any], kubectl: Any, kubeconfig: Path, tmp_path: Path) -> None:
+    """README's `revert.namespaces: [shop-*]`: a pattern selects every namespace it matches,
+    in `revert` as in `scope`, through the real command."""
+    sync_from_git(kubectl, shop["apps"], TEAMS, name="teams.yaml")
+    config = config_file(tmp_path, kubeconfig, extra=(
+        'scope: {include-namespaces: [shop, "team-*", teams]}\n'
+        'revert: {mode: enforce, namespaces: [shop, "team-*"]}\n'))
+
+    def cli(*args: str) -> tuple[int, Any]:
+        proc = subprocess.run([sys.executable, "-m", "auditor.cli", "--config", str(config),
+                               *args, "--desired", str(shop["apps"]), "--output", "json"],
+                              capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+        assert proc.returncode in (0, 1), proc.stderr
+        return proc.returncode, orjson.loads(proc.stdout)
+
+    # A pattern among the included namespaces: every namespace is listed, then filtered.
+    code, doc = cli("diff")
+    assert code == 0, [r for r in doc["resources"] if r["status"] != "in-sync"]
+    assert {r["namespace"] for r in doc["resources"] if r["kind"] == "ConfigMap"} == {
+        "shop", "team-a", "teams"}
+
+    for ns in ("team-a", "teams"):
+        kubectl("-n", ns, "patch", "configmap/flags", "-p", '{"data":{"CHECKOUT":"off"}}')
+    code, doc = cli("run")
+    assert code == 1
+    live = {ns: orjson.loads(kubectl("-n", ns, "get", "configmap/flags", "-o", "json").stdout)
+            for ns in ("team-a", "teams")}
+    assert live["team-a"]["data"] == {"CHECKOUT": "on"}, "team-a matches team-*: reverted"
+    assert live["teams"]["data"] == {"CHECKOUT": "off"}, "teams is not in revert.namespaces"
+    assert doc["run"]["ledger"]["drifts_resolved"] == {"reverted": 1}

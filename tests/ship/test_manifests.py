@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import kubernetes_validate
 import orjson
 import pytest
 import yaml
+from gitopsfixtures import config_file, sync_from_git
 
 from auditor import config as config_mod
 from auditor.config import ClusterConfig
@@ -272,6 +275,43 @@ def test_cronjob_runs_the_image_entrypoint_with_drift_as_success() -> None:
     # No shell wrapper: the image's ENTRYPOINT (drift-auditor) is PID 1 and gets SIGTERM.
     assert "command" not in container
     assert container["args"] == ["run", "--exit-zero-on-drift"]
+    assert "--exit-zero-on-partial" not in container["args"], "a partial audit fails the Job"
+
+
+SHOP = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {MODE: prod}
+"""
+
+
+@pytest.mark.kubectl
+def test_the_cronjob_args_make_drift_a_success_and_a_partial_run_a_failed_job(
+        sandbox: Sandbox, kubeconfig: Path, kubectl: Any, tmp_path: Path) -> None:
+    """The Job's exit status, as the shipped args give it, from the real command."""
+    args = pod_specs()["CronJob"]["containers"][0]["args"]
+    apps = tmp_path / "git"
+    sync_from_git(kubectl, apps, SHOP)
+    config = config_file(tmp_path, kubeconfig)
+
+    def job() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "auditor.cli", "--config", str(config),
+                               *args, "--desired", str(apps)], capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin"})
+
+    assert job().returncode == 0
+    kubectl("-n", "shop", "patch", "configmap/settings", "-p", '{"data":{"MODE":"debug"}}')
+    drifted = job()
+    assert drifted.returncode == 0 and "1 drifted" in drifted.stdout, drifted.stderr
+    sandbox.faults.add(method="GET", path_regex=r"^/api/v1/namespaces$", status=403)
+    partial = job()
+    assert partial.returncode == 3, partial.stderr
+    assert "skipped kinds (not audited this run): Namespace" in partial.stdout
 
 
 # ------------------------------------------------------------ real kubectl
