@@ -1,12 +1,16 @@
 """The parsed-manifest cache: hits give the same objects, errors are never cached, a
-changed file misses, an unwritable cache folder only costs speed, and a file declaring a
-Secret is never stored (nor are entries of older layouts, which held them, kept)."""
+changed file misses, an unwritable cache folder only costs speed, and a document declaring
+a Secret is never stored, only parsed again (nor are entries of older layouts, which held
+them, kept)."""
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
 
+import pytest
+
+from auditor.desired import render
 from auditor.desired.parsecache import ParseCache
 from auditor.desired.render import load_file
 
@@ -87,16 +91,25 @@ def files_holding_a_secret(folder: Path) -> list[str]:
                   and any(form in p.read_bytes() for form in secret_forms()))
 
 
-def test_files_declaring_a_secret_are_parsed_each_time_never_stored(tmp_path: Path) -> None:
-    (tmp_path / "secret.yaml").write_text(DOC + "---\n" + SECRET_DOC)
+def test_documents_declaring_a_secret_are_parsed_each_time_never_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The Secret between two documents: the merge must keep the file's order.
+    (tmp_path / "secret.yaml").write_text(DOC + "---\n" + SECRET_DOC + "---\n" + DOC)
     (tmp_path / "m.yaml").write_text(DOC)
     cache = ParseCache(tmp_path / "cache")
     first = [load_file(tmp_path, f, cache) for f in ("secret.yaml", "m.yaml")]
+    parsed: list[object] = []
+    real = render.parse_manifests
+    monkeypatch.setattr(render, "parse_manifests",
+                        lambda text, rel, documents=None: parsed.append(documents)
+                        or real(text, rel, documents))
     second = [load_file(tmp_path, f, cache) for f in ("secret.yaml", "m.yaml")]
     assert second == first
-    token = first[0].objects[2].obj
+    assert [o.document for o in second[0].objects] == [1, 2, 3, 4, 5]
+    token = second[0].objects[2].obj
     assert token["stringData"] == {"b": SECRET_STRING}  # the run has the value it needs
-    assert cache.hits == 1, "only the file without a Secret comes from the cache"
+    assert cache.hits == 2
+    assert parsed == [(3,)], "a hit parses only the document that declares the Secret"
     assert list((tmp_path / "cache").rglob("*.bin"))
     assert files_holding_a_secret(tmp_path / "cache") == []
 

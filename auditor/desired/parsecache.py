@@ -8,13 +8,16 @@ parses are stored; a file with any error is parsed afresh each time so its messa
 exact. The cache is an optimisation only: any failure to read or write it falls back to
 parsing.
 
-A file that declares a Secret is never stored: the cache sits beside the ledger, where
-Secret values must not be (in clear, base64 or their ``last-applied`` annotation), and such
-files are few, so they are parsed each time. Entries of an older layout, which did hold
-them, are removed before this layout's first entry is written.
+No document that declares a Secret is stored: the cache sits beside the ledger, where Secret
+values must not be (in clear, base64 or their ``last-applied`` annotation). Its index names
+such a document as withheld, and a hit parses those documents of the file again (a fraction
+of a millisecond each), so a file holding one Secret among other objects still costs one
+document's parse, not the file's. Entries of an older layout, which did hold Secrets, are
+removed before this layout's first entry is written.
 
-File layout: one JSON line ``[[document, [apiVersion, kind, name, namespace], length], …]``,
-then the documents' bytes back to back.
+File layout: one JSON line ``[[document, [apiVersion, kind, name, namespace], length], …]``
+(``[document, null, 0]`` for a withheld document), then the stored objects' bytes back to
+back.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from auditor.support.files import remove_unused, write_whole
 log = logging.getLogger(__name__)
 
 # Bump when the parser's output for the same bytes changes (new normalisation of scalars…)
-# or the file layout does, or what may be stored (render-3: no file declaring a Secret).
-PARSER_VERSION = b"render-3\0"
+# or the file layout does, or what may be stored (render-4: documents declaring a Secret
+# withheld).
+PARSER_VERSION = b"render-4\0"
 _LAYOUT_STAMP = ".layout"
 
 # apiVersion, kind, name, namespace: what names an object without decoding it.
@@ -55,15 +59,20 @@ class ParseCache:
         digest = hashlib.sha256(PARSER_VERSION + data).hexdigest()
         return self.folder / digest[:2] / f"{digest}.bin"
 
-    def lookup(self, data: bytes) -> list[Entry] | None:
-        """``(document index, head, packed object)`` parsed earlier from the same bytes."""
+    def lookup(self, data: bytes) -> tuple[list[Entry], tuple[int, ...]] | None:
+        """``(document index, head, packed object)`` parsed earlier from the same bytes, and
+        the documents withheld (they declare a Secret: parse them again)."""
         try:
             blob = self._path(data).read_bytes()
             cut = blob.index(b"\n")
             index = orjson.loads(blob[:cut])
             out: list[Entry] = []
+            withheld: list[int] = []
             at = cut + 1
             for document, head, length in index:
+                if head is None:
+                    withheld.append(int(document))
+                    continue
                 end = at + int(length)
                 # apiVersion, kind and namespace repeat across thousands of objects.
                 out.append((int(document), (intern(head[0]), intern(head[1]), str(head[2]),
@@ -75,20 +84,22 @@ class ParseCache:
             self.misses += 1
             return None
         self.hits += 1
-        return out
+        return out, tuple(withheld)
 
     def store(self, data: bytes, objects: list[Entry]) -> None:
-        """Keep what ``data`` parsed to, unless it declares a Secret (see the module's
-        docstring) or holds a value JSON cannot (a 65-bit integer): parsed again next time."""
-        if not self._writable or any(holds_secret(head) for _d, head, _r in objects):
+        """Keep what ``data`` parsed to, but for the documents that declare a Secret (see the
+        module's docstring); nothing when it holds a value JSON cannot (a 65-bit integer):
+        parsed again next time."""
+        if not self._writable or not all(packed.portable(raw) for _d, _h, raw in objects):
             return
-        if not all(packed.portable(raw) for _d, _h, raw in objects):
-            return
+        withheld = sorted({document for document, head, _r in objects if holds_secret(head)})
+        kept = [entry for entry in objects if entry[0] not in withheld]
         self._retire_older()
         path = self._path(data)
-        index = orjson.dumps([[document, head, len(raw)] for document, head, raw in objects])
+        index = orjson.dumps([*([document, head, len(raw)] for document, head, raw in kept),
+                              *([document, None, 0] for document in withheld)])
         try:
-            write_whole(path, [index, b"\n", *(raw for _d, _h, raw in objects)])
+            write_whole(path, [index, b"\n", *(raw for _d, _h, raw in kept)])
         except OSError as exc:
             # A read-only root filesystem in a pod, say: stop trying for this run.
             self._writable = False

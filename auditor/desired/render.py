@@ -264,6 +264,10 @@ def _content_line(chunk: str, first_line: int) -> int:
     return first_line
 
 
+def _document_of(item: RenderedObject) -> int:
+    return item.document
+
+
 def load_file(root: Path, rel: str, cache: ParseCache | None = None, *,
               documents: Container[int] | None = None) -> RenderResult:
     """Parse one plain manifest file ``root/rel`` (through ``cache`` when given), or only
@@ -281,16 +285,25 @@ def load_file(root: Path, rel: str, cache: ParseCache | None = None, *,
         return RenderResult(errors=(_error(rel, None, None, str(exc)),))
     except OSError as exc:
         return RenderResult(errors=(_error(rel, None, None, f"cannot read ({exc.strerror})"),))
-    if cache is not None:
-        hit = cache.lookup(data)
-        if hit is not None:
-            return RenderResult(tuple(
-                RenderedObject(raw, rel, index, (), api_version, kind, name, namespace)
-                for index, (api_version, kind, name, namespace), raw in hit))
+    hit = cache.lookup(data) if cache is not None else None
+    if hit is not None and not hit[1]:
+        return RenderResult(tuple(
+            RenderedObject(raw, rel, index, (), api_version, kind, name, namespace)
+            for index, (api_version, kind, name, namespace), raw in hit[0]))
     try:
         text = data.decode("utf-8-sig")  # editors on Windows add a BOM
     except UnicodeDecodeError:
         return RenderResult(errors=(_error(rel, None, None, "not UTF-8 text"),))
+    if hit is not None:
+        # The documents the cache withholds (they declare a Secret), parsed again; merged
+        # in document order with the stored ones.
+        entries, withheld = hit
+        again = parse_manifests(text, rel, withheld)
+        if not again.errors:
+            stored = [RenderedObject(raw, rel, index, (), api_version, kind, name, namespace)
+                      for index, (api_version, kind, name, namespace), raw in entries]
+            return RenderResult(tuple(sorted([*stored, *again.objects],
+                                             key=_document_of)))
     result = parse_manifests(text, rel, documents)
     if cache is not None and not result.errors:
         cache.store(data, [(o.document, (o.api_version, o.kind, o.name, o.namespace), o.raw)
