@@ -365,6 +365,23 @@ def test_equal_values_hash_equally_and_the_key_matters() -> None:
     assert secret_hash("a", KEY) == secret_hash(b"a", KEY)
 
 
+@pytest.mark.parametrize("field", ["data", "stringData"])
+def test_an_empty_secret_value_is_the_same_as_null_or_absent(field: str) -> None:
+    # A chart's optional password left empty: Git writes "", one cluster returns null,
+    # another drops the key. All three hold no bytes.
+    def secret(value: object) -> dict[str, object]:
+        values = {"user": "YWRtaW4=" if field == "data" else "admin"}
+        if value != "absent":
+            values["password"] = value
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                "type": "Opaque", field: values}
+
+    forms = [normalise(secret(v), secret_key=KEY)["data"] for v in ("", None, "absent")]
+    assert forms[0] == forms[1] == forms[2] == {"user": secret_hash("admin", KEY)}
+    with_value = normalise(secret("c2VjcmV0" if field == "data" else "secret"), secret_key=KEY)
+    assert with_value["data"]["password"] == secret_hash("secret", KEY)
+
+
 def test_undecodable_data_is_hashed_not_revealed() -> None:
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
               "data": {"x": "not base64!!"}}

@@ -381,7 +381,9 @@ def _secret_data(obj: Mapping[str, Any], secret_key: bytes) -> dict[str, str]:
     data = obj.get("data")
     if isinstance(data, Mapping):
         for name, value in data.items():
-            if value is None:
+            if value is None or value == "":
+                # Null, empty and absent are one value: no bytes (a chart's empty optional
+                # password comes back null from some clusters and "" from others).
                 continue
             if is_secret_hash(value):
                 # A redacted snapshot (`drift-auditor snapshot`) carries the hash already.
@@ -393,7 +395,7 @@ def _secret_data(obj: Mapping[str, Any], secret_key: bytes) -> dict[str, str]:
     string_data = obj.get("stringData")
     if isinstance(string_data, Mapping):
         for name, value in string_data.items():
-            if value is not None:
+            if value is not None and value != "":
                 hashed[name] = secret_hash(str(value), secret_key)
     return hashed
 
