@@ -13,6 +13,11 @@ A value that is itself a mapping or list counts as a default when it is a defaul
 (``securityContext: {}``, ``finalizers: [kubernetes]``) or when every leaf under it is one, so
 the engine may ask about a whole undeclared subtree in one call.
 
+The sections mirror each group's current API version. An object served at an older version
+whose defaults differ (a v1beta1 webhook's ``timeoutSeconds: 30``, an apps/v1beta1
+Deployment's ``revisionHistoryLimit: 2``) gets that version's section instead, chosen by the
+live object's ``apiVersion``.
+
 Every table section cites the Kubernetes source it mirrors. The sandbox API server has its own
 table on purpose: the two must not share one, or a shared mistake would pass every test.
 """
@@ -721,15 +726,189 @@ _ANNOTATION_PREFIXES: Final[dict[tuple[str, str], tuple[str, ...]]] = {
 }
 
 
+# --------------------------------------------------------------------------- older API versions
+
+# The sections above mirror each group's current version. The sections below are for the older
+# versions whose defaults differ (an apps/v1beta1 Deployment keeps 2 old ReplicaSets, not 10),
+# chosen by the live object's apiVersion. A kind at a version with no section here has the
+# current version's defaults: that version's defaults.go was checked and sets the same.
+
+
+def _revise(rules: Iterable[tuple[Path, Rule]], changes: Iterable[tuple[Path, Rule]] = (),
+            drop: Iterable[str] = ()) -> Rules:
+    """``rules`` with ``changes`` in place of the rules for the same paths, ``drop`` removed."""
+    new = list(changes)
+    gone = {path for path, _rule in new} | {_p(d) for d in drop}
+    return [(path, rule) for path, rule in rules if path not in gone] + new
+
+
+def _strings(*items: str) -> Rule:
+    """The value is exactly this list of strings."""
+    expected = list(items)
+    return lambda value, _parent: isinstance(value, list) and value == expected
+
+
+def _spec_template_labels(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    template = spec.get("template")
+    meta = template.get("metadata") if isinstance(template, Mapping) else None
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    return labels if isinstance(labels, Mapping) else {}
+
+
+def _template_selector(value: Any, parent: Mapping[str, Any]) -> bool:
+    # The beta workload versions default a missing selector to {matchLabels: <the pod
+    # template's labels>} (apps/v1 and apps/v1beta2 require it instead).
+    labels = _spec_template_labels(parent)
+    return isinstance(value, Mapping) and bool(labels) and \
+        dict(value) == {"matchLabels": dict(labels)}
+
+
+def _crd_version(value: Any, parent: Mapping[str, Any]) -> bool:
+    # The deprecated `version` is set to the first item of `versions`.
+    versions = parent.get("versions")
+    first = versions[0] if isinstance(versions, list) and versions else None
+    return isinstance(first, Mapping) and isinstance(value, str) and _same(value, first.get("name"))
+
+
+def _crd_versions(value: Any, parent: Mapping[str, Any]) -> bool:
+    # A CRD that gives only the deprecated `version` gets it as its one served, stored version.
+    version = parent.get("version")
+    if not isinstance(version, str) or not version or not isinstance(value, list) or \
+            len(value) != 1 or not isinstance(value[0], Mapping):
+        return False
+    item = value[0]
+    return set(item) == {"name", "served", "storage"} and _same(item["name"], version) and \
+        item["served"] is True and item["storage"] is True
+
+
+# Where a beta workload version copies the pod template's labels: the selector, and the object's
+# labels when it has none (checked against the whole live object, see _TEMPLATE_LABEL_KINDS).
+_TEMPLATE_DEFAULTED: Final[Rules] = [
+    (_p("spec.selector"), _template_selector),
+    (_p("metadata.labels"), _copied_labels),
+]
+
+# pkg/apis/admissionregistration/v1beta1/defaults.go: SetDefaults_{Validating,Mutating}Webhook
+# default failurePolicy to Ignore, matchPolicy to Exact, timeoutSeconds to 30, and also
+# sideEffects (Unknown) and admissionReviewVersions ([v1beta1]), which v1 requires instead.
+_WEBHOOK_V1BETA1: Final[Rules] = _revise(_WEBHOOK, [
+    (_p("failurePolicy"), eq("Ignore")),
+    (_p("matchPolicy"), eq("Exact")),
+    (_p("timeoutSeconds"), eq(30)),
+    (_p("sideEffects"), eq("Unknown")),
+    (_p("admissionReviewVersions"), _strings("v1beta1")),
+])
+_VALIDATING_WEBHOOKS_V1BETA1: Final[Rules] = list(_mount(_p("webhooks.[]"), _WEBHOOK_V1BETA1))
+_MUTATING_WEBHOOKS_V1BETA1: Final[Rules] = [
+    *_mount(_p("webhooks.[]"), _WEBHOOK_V1BETA1),
+    (_p("webhooks.[].reinvocationPolicy"), eq("Never")),
+]
+
+# staging/src/k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1beta1/defaults.go:
+# SetDefaults_CustomResourceDefinitionSpec also defaults scope (Namespaced),
+# preserveUnknownFields (true) and version/versions from each other; its conversion webhook
+# sits at conversion.webhookClientConfig and reviews [v1beta1].
+_CRD_V1BETA1: Final[Rules] = _revise(_CRD, [
+    (_p("spec.scope"), eq("Namespaced")),
+    (_p("spec.preserveUnknownFields"), eq(True)),
+    (_p("spec.version"), _crd_version),
+    (_p("spec.versions"), _crd_versions),
+    (_p("spec.conversion.webhookClientConfig.service.port"), eq(443)),
+    (_p("spec.conversion.conversionReviewVersions"), _strings("v1beta1")),
+], drop=["spec.conversion.webhook.clientConfig.service.port",
+         "spec.conversion.webhook.conversionReviewVersions"])
+
+# pkg/apis/apps/v1beta1/defaults.go: SetDefaults_Deployment keeps 2 old ReplicaSets;
+# SetDefaults_StatefulSet updates OnDelete; both default selector and labels from the template.
+# (apps/v1beta1 serves no DaemonSet or ReplicaSet. pkg/apis/apps/v1beta2/defaults.go defaults
+# all four kinds as apps/v1 does: no section.)
+_DEPLOYMENT_APPS_V1BETA1: Final[Rules] = _revise(_DEPLOYMENT, [
+    (_p("spec.revisionHistoryLimit"), eq(2)),
+    *_TEMPLATE_DEFAULTED,
+])
+_STATEFULSET_APPS_V1BETA1: Final[Rules] = _revise(_STATEFULSET, [
+    (_p("spec.updateStrategy.type"), eq("OnDelete")),
+    *_TEMPLATE_DEFAULTED,
+])
+
+# pkg/apis/extensions/v1beta1/defaults.go: SetDefaults_Deployment (maxSurge and maxUnavailable
+# 1, revisionHistoryLimit and progressDeadlineSeconds math.MaxInt32 meaning "unlimited"),
+# SetDefaults_DaemonSet (OnDelete; maxUnavailable 1 only, no maxSurge), SetDefaults_ReplicaSet,
+# all with selector and labels from the template; SetDefaults_HTTPIngressPath, the
+# NetworkPolicy defaults of networking/v1, and SetDefaults_PodSecurityPolicySpec. The DaemonSet
+# registry strategy sets templateGeneration (pkg/registry/apps/daemonset/strategy.go,
+# PrepareForCreate), a field only this version shows.
+_MAX_INT32: Final = 2**31 - 1
+_DEPLOYMENT_EXTENSIONS_V1BETA1: Final[Rules] = _revise(_DEPLOYMENT, [
+    (_p("spec.strategy.rollingUpdate.maxSurge"), eq(1)),
+    (_p("spec.strategy.rollingUpdate.maxUnavailable"), eq(1)),
+    (_p("spec.revisionHistoryLimit"), eq(_MAX_INT32)),
+    (_p("spec.progressDeadlineSeconds"), eq(_MAX_INT32)),
+    *_TEMPLATE_DEFAULTED,
+])
+_DAEMONSET_EXTENSIONS_V1BETA1: Final[Rules] = _revise(_DAEMONSET, [
+    (_p("spec.updateStrategy.type"), eq("OnDelete")),
+    (_p("spec.templateGeneration"), ANY),
+    *_TEMPLATE_DEFAULTED,
+], drop=["spec.updateStrategy.rollingUpdate.maxSurge"])
+_REPLICASET_EXTENSIONS_V1BETA1: Final[Rules] = _revise(_REPLICASET, _TEMPLATE_DEFAULTED)
+
+# pkg/apis/networking/v1beta1/defaults.go (and extensions/v1beta1's, which served Ingress
+# until 1.22): SetDefaults_HTTPIngressPath; networking/v1 requires pathType instead.
+_INGRESS_V1BETA1: Final[Rules] = [
+    *_INGRESS,
+    (_p("spec.rules.[].http.paths.[].pathType"), eq("ImplementationSpecific")),
+]
+
+# pkg/apis/policy/v1beta1/defaults.go: SetDefaults_PodSecurityPolicySpec (PodSecurityPolicy
+# never left v1beta1). The policy/v1beta1 PodDisruptionBudget has no defaults, as in v1.
+_PSP: Final[Rules] = [(_p("spec.allowPrivilegeEscalation"), eq(True))]
+
+# pkg/apis/autoscaling/v2beta1/defaults.go: the default CPU metric in v2beta1's own shape
+# (targetAverageUtilization), and no behavior. (pkg/apis/autoscaling/v2beta2/defaults.go
+# defaults as v2 does; batch/v1beta1's CronJob defaults are batch/v1's: no sections.)
+_HPA_V2BETA1_CPU_RESOURCE: Final = {"name": "cpu", "targetAverageUtilization": 80}
+_HPA_V2BETA1_DEFAULT_METRIC: Final = {"type": "Resource", "resource": _HPA_V2BETA1_CPU_RESOURCE}
+_HPA_V2BETA1: Final[Rules] = [
+    (_p("spec.minReplicas"), eq(1)),
+    (_p("spec.metrics"), _whole_list([_HPA_V2BETA1_DEFAULT_METRIC])),
+    (_p("spec.metrics.[].type"), _parent_is(_HPA_V2BETA1_DEFAULT_METRIC)),
+    (_p("spec.metrics.[].resource.name"), _parent_is(_HPA_V2BETA1_CPU_RESOURCE)),
+    (_p("spec.metrics.[].resource.targetAverageUtilization"),
+     _parent_is(_HPA_V2BETA1_CPU_RESOURCE)),
+]
+
+_VERSION_SECTIONS: Final[dict[tuple[str, str, str], Rules]] = {
+    ("admissionregistration.k8s.io", "v1beta1", "ValidatingWebhookConfiguration"):
+        _VALIDATING_WEBHOOKS_V1BETA1,
+    ("admissionregistration.k8s.io", "v1beta1", "MutatingWebhookConfiguration"):
+        _MUTATING_WEBHOOKS_V1BETA1,
+    ("apiextensions.k8s.io", "v1beta1", "CustomResourceDefinition"): _CRD_V1BETA1,
+    ("apps", "v1beta1", "Deployment"): _DEPLOYMENT_APPS_V1BETA1,
+    ("apps", "v1beta1", "StatefulSet"): _STATEFULSET_APPS_V1BETA1,
+    ("extensions", "v1beta1", "Deployment"): _DEPLOYMENT_EXTENSIONS_V1BETA1,
+    ("extensions", "v1beta1", "DaemonSet"): _DAEMONSET_EXTENSIONS_V1BETA1,
+    ("extensions", "v1beta1", "ReplicaSet"): _REPLICASET_EXTENSIONS_V1BETA1,
+    ("extensions", "v1beta1", "Ingress"): _INGRESS_V1BETA1,
+    ("extensions", "v1beta1", "NetworkPolicy"): _NETWORKPOLICY,
+    ("extensions", "v1beta1", "PodSecurityPolicy"): _PSP,
+    ("networking.k8s.io", "v1beta1", "Ingress"): _INGRESS_V1BETA1,
+    ("policy", "v1beta1", "PodSecurityPolicy"): _PSP,
+    ("autoscaling", "v2beta1", "HorizontalPodAutoscaler"): _HPA_V2BETA1,
+}
+
+
 # --------------------------------------------------------------------------- compiled table
 
 
 class _Compiled:
     """One kind's rules as dict lookups: exact paths, and ANY subtrees by path length."""
 
-    __slots__ = ("annotation_prefixes", "any_by_len", "exact")
+    __slots__ = ("annotation_prefixes", "any_by_len", "exact", "template_label_items",
+                 "template_labels")
 
-    def __init__(self, rules: Rules, annotation_prefixes: tuple[str, ...]) -> None:
+    def __init__(self, rules: Rules, annotation_prefixes: tuple[str, ...],
+                 template_label_items: bool = False) -> None:
         self.exact: dict[Path, Rule] = {}
         any_by_len: dict[int, set[Path]] = {}
         for path, rule in rules:
@@ -740,25 +919,73 @@ class _Compiled:
         self.any_by_len: tuple[tuple[int, frozenset[Path]], ...] = tuple(
             sorted((n, frozenset(paths)) for n, paths in any_by_len.items()))
         self.annotation_prefixes = annotation_prefixes
+        # Kinds whose labels SetDefaults_* copy from the pod template when the object has
+        # none: with the whole live object at hand, labels are checked against the template's
+        # (see _TEMPLATE_LABEL_KINDS).
+        self.template_labels = any(rule is _copied_labels for _path, rule in rules)
+        self.template_label_items = template_label_items
 
 
-def _compile() -> tuple[dict[tuple[str, str], _Compiled], _Compiled]:
-    table = {key: _Compiled([*_COMMON, *rules], _ANNOTATION_PREFIXES.get(key, ()))
-             for key, rules in _SECTIONS.items()}
-    return table, _Compiled(list(_COMMON), ())
+# Kinds whose labels SetDefaults_* copy from the pod template when the object has none
+# (pkg/apis/batch/v1/defaults.go SetDefaults_Job; pkg/apis/core/v1/defaults.go
+# SetDefaults_ReplicationController; the beta workload versions' sections). For a Job the copy
+# is the template's very map, so the labels the registry generates into the template afterwards
+# (controller-uid, job-name) show up on the Job too; a Job's or a ReplicationController's
+# single label also counts when the template has it. A beta workload's single label does not:
+# it is asked about when Git declares labels of its own (then the server copied none; a label
+# Git dropped is drift) or when the labels as a whole are not the template's.
+_TEMPLATE_LABEL_KINDS: Final = frozenset({("batch", "Job"), ("", "ReplicationController")})
+
+_Current = dict[tuple[str, str], _Compiled]
+_Versioned = dict[tuple[str, str, str], _Compiled]
 
 
-_TABLE, _GENERIC = _compile()
+def _compile() -> tuple[_Current, _Versioned, _Compiled]:
+    current = {key: _Compiled([*_COMMON, *rules], _ANNOTATION_PREFIXES.get(key, ()),
+                              key in _TEMPLATE_LABEL_KINDS)
+               for key, rules in _SECTIONS.items()}
+    versioned = {(g, v, k): _Compiled([*_COMMON, *rules], _ANNOTATION_PREFIXES.get((g, k), ()))
+                 for (g, v, k), rules in _VERSION_SECTIONS.items()}
+    # A group whose only version is an old one (extensions/v1beta1; policy/v1beta1 for
+    # PodSecurityPolicy): that version is the current one, with or without the live object.
+    for (g, _v, k), compiled in versioned.items():
+        current.setdefault((g, k), compiled)
+    return current, versioned, _Compiled(list(_COMMON), ())
+
+
+_TABLE, _VERSIONED, _GENERIC = _compile()
+
+# (group, kind, the live object's apiVersion or None) -> its section. The predicate runs for
+# every undeclared live field: the section is resolved once per object version, not per field.
+_BY_API_VERSION: dict[tuple[str, str, str | None], _Compiled] = {}
+_BY_API_VERSION_MAX: Final = 4096
+
+
+def _section(group: str, kind: str, api_version: object) -> _Compiled:
+    """The section for a live object at ``api_version`` (the current one when ``None``)."""
+    version = api_version.rpartition("/")[2] if isinstance(api_version, str) else ""
+    found = _VERSIONED.get((group, version, kind)) or _TABLE.get((group, kind), _GENERIC)
+    if api_version is None or isinstance(api_version, str):
+        if len(_BY_API_VERSION) >= _BY_API_VERSION_MAX:
+            _BY_API_VERSION.clear()
+        _BY_API_VERSION[(group, kind, api_version)] = found
+    return found
 
 
 def covered_kinds() -> tuple[tuple[str, str], ...]:
     """The ``(group, kind)`` pairs that have a defaults section of their own."""
-    return tuple(_SECTIONS)
+    return tuple(_TABLE)
 
 
-def table(group: str, kind: str) -> tuple[tuple[Path, Rule], ...]:
-    """One kind's rules, common ones included (for documentation and tests)."""
-    compiled = _TABLE.get((group, kind), _GENERIC)
+def covered_versions() -> tuple[tuple[str, str, str], ...]:
+    """The ``(group, version, kind)`` triples whose defaults differ from the current version's."""
+    return tuple(_VERSION_SECTIONS)
+
+
+def table(group: str, kind: str, version: str | None = None) -> tuple[tuple[Path, Rule], ...]:
+    """One kind's rules at ``version`` (default: the current one), common ones included (for
+    documentation and tests)."""
+    compiled = _section(group, kind, None if version is None else f"{group}/{version}")
     populated = tuple((path, ANY) for _n, paths in compiled.any_by_len for path in sorted(paths))
     return (*compiled.exact.items(), *populated)
 
@@ -772,6 +999,7 @@ def table(group: str, kind: str) -> tuple[tuple[Path, Rule], ...]:
 _CHOSEN_WHEN_OWNED: Final[dict[tuple[str, str], frozenset[Path]]] = {
     ("", "Service"): frozenset({_p("spec.ports.[].nodePort"), _p("spec.healthCheckNodePort")}),
     ("networking.k8s.io", "Ingress"): frozenset({_p("spec.ingressClassName")}),
+    ("extensions", "Ingress"): frozenset({_p("spec.ingressClassName")}),
 }
 
 
@@ -782,29 +1010,20 @@ def chosen_when_owned(group: str, kind: str, path: tuple[str, ...]) -> bool:
     return paths is not None and path in paths
 
 
-# Kinds whose labels SetDefaults_* copy from the pod template when the object has none
-# (pkg/apis/batch/v1/defaults.go SetDefaults_Job; pkg/apis/core/v1/defaults.go
-# SetDefaults_ReplicationController). For a Job the copy is the template's very map, so the
-# labels the registry generates into the template afterwards (controller-uid, job-name) show
-# up on the Job too.
-_TEMPLATE_LABEL_KINDS: Final = frozenset({("batch", "Job"), ("", "ReplicationController")})
-
-
 def _template_labels(root: Mapping[str, Any]) -> Mapping[str, Any]:
     spec = root.get("spec")
-    template = spec.get("template") if isinstance(spec, Mapping) else None
-    meta = template.get("metadata") if isinstance(template, Mapping) else None
-    labels = meta.get("labels") if isinstance(meta, Mapping) else None
-    return labels if isinstance(labels, Mapping) else {}
+    return _spec_template_labels(spec) if isinstance(spec, Mapping) else {}
 
 
-def _copied_from_template(path: Path, value: Any, root: Mapping[str, Any]) -> bool | None:
-    """With the whole live object at hand: whether labels are the template's copy."""
+def _copied_from_template(path: Path, value: Any, root: Mapping[str, Any],
+                          items: bool) -> bool | None:
+    """With the whole live object at hand: whether labels are the template's copy (a single
+    label only when ``items``)."""
     if len(path) == 2:
         template = _template_labels(root)
         return isinstance(value, Mapping) and bool(value) and all(
             k in template and _same(v, template[k]) for k, v in value.items())
-    if len(path) == 3:
+    if len(path) == 3 and items:
         template = _template_labels(root)
         return path[2] in template and _same(value, template[path[2]])
     return None
@@ -815,15 +1034,23 @@ def is_server_default(group: str, kind: str, path: tuple[str, ...], value: Any,
     """Whether the live ``value`` at ``path`` is what the server fills in by itself.
 
     ``group`` is ``""`` for the core API. See the module docstring for ``path``/``parent``.
-    ``root``, the whole live object, answers what ``parent`` cannot: whether a Job's labels
-    are the copy of its template's (without it any labels of a Job Git gives none count).
+    ``root``, the whole live object, answers what ``parent`` cannot: which API version's
+    defaults apply (its ``apiVersion``; without it, the current version's), and whether a
+    Job's labels are the copy of its template's (without it any labels of a Job Git gives none
+    count).
     """
-    if root is not None and path[:2] == ("metadata", "labels") and \
-            (group, kind) in _TEMPLATE_LABEL_KINDS:
-        copied = _copied_from_template(path, value, root)
+    if root is None:
+        table = _TABLE.get((group, kind), _GENERIC)
+    else:
+        api_version = root.get("apiVersion")
+        try:
+            table = _BY_API_VERSION[(group, kind, api_version)]
+        except (KeyError, TypeError):  # not resolved yet, or an apiVersion that is no string
+            table = _section(group, kind, api_version)
+    if table.template_labels and root is not None and path[:2] == ("metadata", "labels"):
+        copied = _copied_from_template(path, value, root, table.template_label_items)
         if copied is not None:
             return copied
-    table = _TABLE.get((group, kind), _GENERIC)
     return _check(table, path, value, parent)
 
 
