@@ -33,6 +33,7 @@ from auditor.config import Config
 from auditor.desired.parsecache import ParseCache
 from auditor.desired.state import DesiredState, Manifests, load_desired_state
 from auditor.desired.statecache import StateCache
+from auditor.engine.compare import REVISION as compare_revision
 from auditor.engine.compare import CompareSettings, compare_all, managed_namespaces_of
 from auditor.engine.records import ObjectResult, Problem, ResourceKey
 from auditor.engine.scope import key_in_scope, kind_in_scope, namespace_in_scope
@@ -504,10 +505,12 @@ class _Session:
 
 
 def _compare_stamp(cfg: Config, settings: CompareSettings) -> str:
-    """What a cached verdict depends on besides the two objects: the tool, the settings and
-    the ignore rules (DriftIgnore files are not part of the config digest; compliance
-    policies in the same folder do not affect verdicts and are left out)."""
-    h = hashlib.sha256(f"{__version__}\0{cfg.digest()}\0{settings.ignore!r}".encode())
+    """What a cached verdict depends on besides the two objects: the tool and its comparison
+    revision, the settings and the ignore rules (DriftIgnore files are not part of the
+    config digest; compliance policies in the same folder do not affect verdicts and are
+    left out)."""
+    h = hashlib.sha256(f"{__version__}\0{compare_revision}\0{cfg.digest()}\0"
+                       f"{settings.ignore!r}".encode())
     return h.hexdigest()
 
 

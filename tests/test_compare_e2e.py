@@ -412,9 +412,12 @@ def test_kubectl_edit_adds_env_var(more: App) -> None:
     assert more.drifts() == [(f"{WEB}.env[name=DEBUG]", "added", "kubectl-edit", "human")]
 
 
-def test_kubectl_edit_appends_rbac_rule(more: App) -> None:
+def test_kubectl_edit_appends_a_verb_to_an_rbac_rule(more: App) -> None:
+    # `rules` and `verbs` are atomic lists: the verb added is named where it is, owned by
+    # whoever owns the rules whole.
     more.edit("role/reader", r"s/^\(\s*\)- list/\1- list\n\1- watch/")
-    assert _more_drifts(more, "Role", "reader") == [("rules", "changed", "kubectl-edit", "human")]
+    assert _more_drifts(more, "Role", "reader") == [
+        ("rules[0].verbs[2]", "added", "kubectl-edit", "human")]
 
 
 def test_kubectl_patch_adds_finalizer(more: App) -> None:

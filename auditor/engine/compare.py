@@ -57,6 +57,10 @@ DefaultCheck = Callable[..., bool]
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
+# Bumped whenever the same pair of objects may compare differently (a default learnt, a path
+# written another way): verdicts cached by an earlier revision are then not reused.
+REVISION = 2
+
 # The keyed hash normalisation puts in place of a Secret value (auditor.engine.normalise).
 _SECRET_HASH = re.compile(r"hmac-sha256:[0-9a-f]{32}")
 
@@ -274,6 +278,9 @@ class _Walk:
     # Set when nothing declared differs (only human additions can be drift): the walk then
     # enters only the subtrees a human reaches.
     additions_only: bool = False
+    # Set inside an atomic value of a custom resource: its owner owns every field in it,
+    # so ownership cannot tell a human's addition from the CRD's schema defaults there.
+    _no_additions: bool = False
 
     @property
     def secret(self) -> bool:
@@ -307,7 +314,22 @@ class _Walk:
         self._report(path, "changed", desired, live, owner)
 
     def removed(self, path: Path, desired: Any) -> None:
-        self._report(path, "removed", desired, None, None, "unknown")
+        # A removal from a granular field leaves no owner; from inside an atomic value (a
+        # Service's selector, an RBAC rule) it is the change of that value, made by whoever
+        # owns it whole.
+        self._report(path, "removed", desired, None, self._atomic_owner(path))
+
+    def _atomic_owner(self, path: Path) -> Owner | None:
+        """The owner of the nearest atomic ancestor of ``path`` that a manager owns whole."""
+        if not self.index:
+            return None
+        for ancestor, owners in self.index.whole_above(path):
+            atomic = schema.is_atomic(self.group, self.version, self.kind,
+                                      schema_path(ancestor))
+            if atomic is False:
+                continue  # an empty granular map someone set: not the owner of its keys
+            return _pick(owners, self.settings.classify)
+        return None
 
     def _human_within(self, path: Path) -> bool:
         """Whether a human owns something at or below ``path``, or an atomic ancestor."""
@@ -355,6 +377,8 @@ class _Walk:
 
     def added_item(self, path: Path, value: Any, holder: Mapping[str, Any]) -> None:
         """A list item present live only, reported whole (``holder`` holds the list)."""
+        if self._no_additions:
+            return
         if not self.index:
             if self.builtin and not self._is_default(path, value, holder):
                 self._report(path, "added", None, value, None, "unknown")
@@ -367,6 +391,8 @@ class _Walk:
 
     def added(self, path: Path, value: Any, parent: Mapping[str, Any]) -> None:
         """A live value Git does not declare: drift only if a human owns it."""
+        if self._no_additions:
+            return
         if self.index:
             if not self._human_within(path):
                 return
@@ -467,12 +493,39 @@ class _Walk:
                     self.added((*path, Value(item)), item, holder)
             return
         if not _subset(desired, live):
-            self.changed(path, desired, live)
+            self.atomic_items(desired, live, path, holder)
         elif desired != live and self._atomic_additions(desired, live, path, holder):
             # An atomic list is one value: a field added inside one of its items (a `host`
             # on an Ingress rule, `resourceNames` on an RBAC rule, a `from` narrowing a
             # NetworkPolicy rule) changes the list.
+            self.atomic_items(desired, live, path, holder)
+
+    def atomic_items(self, desired: list[Any], live: list[Any], path: Path,
+                     holder: Mapping[str, Any]) -> None:
+        """An atomic list that differs, said item by item: an item added (at its live
+        position, ``rules[2]``), an item removed (at its position in Git), or, where one item
+        took another's place, the leaves that differ inside it. The list is one value owned
+        whole, so each is attributed to the list's owner. Reordered items alone (the same
+        items in another order) are the list ``changed``: no item came or went."""
+        if _same_items(desired, live):
             self.changed(path, desired, live)
+            return
+        owner = _pick(self.index.owners_of_value(path), self.settings.classify)
+        for i, j in _aligned(desired, live):
+            if i is not None and j is not None:
+                d, lv = desired[i], live[j]
+                if isinstance(d, dict) and isinstance(lv, dict):
+                    quiet = self._no_additions
+                    self._no_additions = quiet or not schema.known_kind(
+                        self.group, self.version, self.kind)
+                    self.node(d, lv, (*path, Index(j)), holder)
+                    self._no_additions = quiet
+                elif not _subset(d, lv):
+                    self.changed((*path, Index(j)), d, lv)
+            elif j is not None:
+                self._report((*path, Index(j)), "added", None, live[j], owner)
+            elif i is not None:
+                self._report((*path, Index(i)), "removed", desired[i], None, owner)
 
     def _atomic_additions(self, desired: Any, live: Any, path: Path,
                           holder: Mapping[str, Any]) -> bool:
@@ -504,6 +557,55 @@ class _Walk:
 
 def _freeze(value: Any) -> Any:
     return Value(value).value
+
+
+def _same_items(desired: list[Any], live: list[Any]) -> bool:
+    """Whether two lists hold the same items in another order."""
+    left = sorted(repr(_freeze(v)) for v in desired)
+    return left == sorted(repr(_freeze(v)) for v in live)
+
+
+def _aligned(desired: list[Any], live: list[Any]) -> list[tuple[int | None, int | None]]:
+    """The items of an atomic list paired by position order: the longest run of Git items
+    each found (everything it declares present) in a live item, in order; between two such
+    matches the unmatched items pair up one to one (one took the other's place), and what
+    is left over was added (live only) or removed (Git only). A drifted list is short, and
+    this runs only for one that differs."""
+    n, m = len(desired), len(live)
+    same = [[_subset(d, lv) for lv in live] for d in desired]
+    # Longest common subsequence under "Git's item is contained in the live one".
+    best = [[0] * (m + 1) for _ in range(n + 1)]
+    for a in range(n - 1, -1, -1):
+        for b in range(m - 1, -1, -1):
+            best[a][b] = (best[a + 1][b + 1] + 1 if same[a][b]
+                          else max(best[a + 1][b], best[a][b + 1]))
+    out: list[tuple[int | None, int | None]] = []
+    gap_d: list[int] = []
+    gap_l: list[int] = []
+
+    def close_gap() -> None:
+        for k in range(max(len(gap_d), len(gap_l))):
+            out.append((gap_d[k] if k < len(gap_d) else None,
+                        gap_l[k] if k < len(gap_l) else None))
+        gap_d.clear()
+        gap_l.clear()
+
+    a = b = 0
+    while a < n and b < m:
+        if same[a][b] and best[a][b] == best[a + 1][b + 1] + 1:
+            close_gap()
+            out.append((a, b))
+            a, b = a + 1, b + 1
+        elif best[a + 1][b] >= best[a][b + 1]:
+            gap_d.append(a)
+            a += 1
+        else:
+            gap_l.append(b)
+            b += 1
+    gap_d.extend(range(a, n))
+    gap_l.extend(range(b, m))
+    close_gap()
+    return out
 
 
 def _hashable_key(values: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -162,6 +162,21 @@ class OwnershipIndex:
             node = child
         return tuple(node.owners) if node.owners else tuple(inherited)
 
+    def whole_above(self, path: Path) -> Iterator[tuple[Path, tuple[Owner, ...]]]:
+        """The ancestors of ``path`` that some manager owns whole (a FieldsV1 leaf ``{}``),
+        nearest first, with those owners: who owns an atomic value owns what is inside it,
+        a removal included."""
+        node = self._root
+        found: list[tuple[Path, tuple[Owner, ...]]] = []
+        for depth, element in enumerate(path):
+            if node.whole:
+                found.append((path[:depth], tuple(node.whole)))
+            child = node.children.get(element)
+            if child is None:
+                break
+            node = child
+        return reversed(found)
+
     def owners_within(self, path: Path) -> tuple[Owner, ...]:
         """The managers owning ``path`` or anything below it (deduplicated, in entry order)."""
         node = self._node(path)

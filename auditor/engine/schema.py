@@ -149,6 +149,28 @@ def _schema_list_info(group: str, version: str, kind: str, path: tuple[str, ...]
     return ATOMIC
 
 
+@functools.cache
+def is_atomic(group: str, version: str, kind: str, path: tuple[str, ...]) -> bool | None:
+    """Whether the value at ``path`` is one atomic value (owned and replaced whole): a map or
+    struct marked ``x-kubernetes-map-type: atomic`` (a Service's ``selector``, a
+    ``LabelSelector``, a ``ConfigMapKeySelector``…), or a list without ``map``/``set`` list
+    type (RBAC ``rules``). ``False`` for granular maps, structs and lists; ``None`` where
+    the schema says nothing (custom resources, unknown paths)."""
+    node = _schema_at(group, version, kind, path)
+    if node is None:
+        return None
+    if node.get("x-kubernetes-map-type") == "atomic":
+        return True
+    types = node.get("type")
+    types = types if isinstance(types, list) else [types]
+    if "array" in types:
+        info = _schema_list_info(group, version, kind, path)
+        return info is not None and info.type == "atomic"
+    if "object" in types or "properties" in node or "additionalProperties" in node:
+        return False
+    return None
+
+
 def known_kind(group: str, version: str, kind: str) -> bool:
     """Whether the built-in schemas describe this kind (CRDs are not described)."""
     return _kind_definition(group, version, kind) is not None
@@ -191,5 +213,6 @@ def item_key(item: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[Any, ...]:
 
 def clear_cache() -> None:
     """Forget loaded schemas (tests)."""
-    for fn in (_schema_dir, _definitions, _kinds, _kind_definition, _schema_list_info):
+    for fn in (_schema_dir, _definitions, _kinds, _kind_definition, _schema_list_info,
+               is_atomic):
         fn.cache_clear()
