@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from gitfixtures import RepoBuilder
 
 pytestmark = pytest.mark.kubectl
 
@@ -212,3 +213,30 @@ def test_unreachable_cluster_is_one_line_and_exit_2(repo: Path, dead_kubeconfig:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("drift-auditor: error:")
     assert "127.0.0.1:" in lines[0] and "connection refused" in lines[0]
+
+
+def test_source_carries_the_git_evidence(sandbox: Any, kubeconfig: Path, kubectl: Any,
+                                         tmp_path: Path) -> None:
+    # A manifest merged through a pull request: the JSON names who committed it, its
+    # subject, the PR number and the review trailers, as the ledger records them.
+    builder = RepoBuilder(tmp_path / "repo")
+    builder.write("apps/shop.yaml", SHOP)
+    sha = builder.commit("Raise web replicas (#42)\n\nReviewed-by: Dana Ops <dana@example.com>\n"
+                         "Approved-by: Lee Sec <lee@example.com>\n"
+                         "Reviewed-by: Kim Dev <kim@example.com>\n",
+                         author=("Alice", "alice@example.com"),
+                         committer=("GitHub", "noreply@github.com"),
+                         date="2026-03-04T05:06:07Z")
+    kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f",
+            str(builder.path / "apps" / "shop.yaml"))
+    code, doc, err = run_diff(kubeconfig, "--desired", str(builder.path / "apps"),
+                              tmp=tmp_path)
+    assert code == 0, err
+    source = by_name(doc)["Deployment/web"]["source"]
+    assert source == {
+        "file": "apps/shop.yaml", "commit": sha, "author": "Alice",
+        "date": "2026-03-04T05:06:07+00:00", "committer": "GitHub",
+        "commit_date": "2026-03-04T05:06:07+00:00", "subject": "Raise web replicas (#42)",
+        "pr": 42, "trailers": {"Approved-by": ["Lee Sec <lee@example.com>"],
+                               "Reviewed-by": ["Dana Ops <dana@example.com>",
+                                               "Kim Dev <kim@example.com>"]}}

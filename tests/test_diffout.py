@@ -37,7 +37,8 @@ def test_json_contract() -> None:
     web = doc["resources"][2]
     assert list(web) == ["apiVersion", "kind", "namespace", "name", "status", "source", "drifts"]
     assert web["source"] == {"file": "apps/web.yaml", "commit": "3f2c1ab9d0", "author": "Ana",
-                             "date": "2026-11-19T10:00:00Z"}
+                             "date": "2026-11-19T10:00:00Z", "committer": "", "commit_date": "",
+                             "subject": "web 1.4.2", "pr": None, "trailers": {}}
     assert web["drifts"][0] == {
         "path": "spec.replicas", "op": "changed", "desired": 3, "live": 5, "manager": "kubectl",
         "operation": "Update", "time": "2026-11-20T09:13:00Z", "category": "human"}

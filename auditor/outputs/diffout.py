@@ -4,7 +4,8 @@ JSON (``--output json``, DESIGN.md "Contracts")::
 
     {"summary": {"resources", "in_sync", "drifted", "missing", "orphan", "ignored"?},
      "resources": [{"apiVersion", "kind", "namespace", "name", "status",
-                    "source": {"file", "commit", "author", "date"} | null,
+                    "source": {"file", "commit", "author", "date", "committer",
+                               "commit_date", "subject", "pr", "trailers"} | null,
                     "drifts": [{"path", "op", "desired", "live", "manager", "operation",
                                 "time", "category"}]}],
      "problems": [{"where", "message", "kind"}]}       # only when there are problems
@@ -26,7 +27,7 @@ from typing import Any
 import orjson
 
 from auditor.engine.deltas import is_multiline, text_delta
-from auditor.engine.records import DriftItem, ObjectResult, Problem
+from auditor.engine.records import DriftItem, ObjectResult, Problem, SourceInfo
 
 _STATUSES = ("in-sync", "drifted", "missing", "orphan", "ignored")
 
@@ -51,13 +52,23 @@ def _drift_json(d: DriftItem) -> dict[str, Any]:
             "time": d.time, "category": d.category}
 
 
+def _source_json(source: SourceInfo) -> dict[str, Any]:
+    """The Git evidence of a desired object: its file and the last commit that touched it,
+    with what a reviewer looks for (who committed it, its subject, PR number, trailers)."""
+    trailers: dict[str, list[str]] = {}
+    for key, value in source.trailers:
+        trailers.setdefault(key, []).append(value)
+    return {"file": source.file, "commit": source.commit, "author": source.author,
+            "date": source.date, "committer": source.committer,
+            "commit_date": source.committed_date, "subject": source.subject, "pr": source.pr,
+            "trailers": {key: trailers[key] for key in sorted(trailers)}}
+
+
 def _resource_json(r: ObjectResult) -> dict[str, Any]:
     out: dict[str, Any] = {
         "apiVersion": r.api_version, "kind": r.key.kind, "namespace": r.key.namespace,
         "name": r.key.name, "status": r.status,
-        "source": None if r.source is None else {
-            "file": r.source.file, "commit": r.source.commit, "author": r.source.author,
-            "date": r.source.date},
+        "source": None if r.source is None else _source_json(r.source),
         "drifts": [_drift_json(d) for d in sorted(r.drifts, key=lambda d: (d.path, d.op))],
     }
     if r.reason:
