@@ -6,10 +6,11 @@ import os
 import pathlib
 import subprocess
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from auditor.sandbox import Sandbox
+from auditor.sandbox import AuthConfig, Sandbox
 
 KubectlRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -31,6 +32,23 @@ def kubectl_binary() -> pathlib.Path:
 def sandbox() -> Iterator[Sandbox]:
     with Sandbox() as sb:
         yield sb
+
+
+@pytest.fixture
+def auth_sandbox() -> Iterator[Callable[..., Sandbox]]:
+    """Start authenticating sandboxes: ``auth_sandbox(tls=True, users={"alice": ["dev"]},
+    rbac=True, audit=AuditConfig(...))`` takes :class:`auditor.sandbox.AuthConfig`'s
+    fields; each sandbox is stopped at the end of the test."""
+    started: list[Sandbox] = []
+
+    def start(**config: Any) -> Sandbox:
+        sb = Sandbox(auth=AuthConfig(**config)).start()
+        started.append(sb)
+        return sb
+
+    yield start
+    for sb in started:
+        sb.stop()
 
 
 @pytest.fixture

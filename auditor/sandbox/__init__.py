@@ -28,9 +28,16 @@ of built-in kinds without ``apiVersion``/``kind`` (kubernetes/kubernetes#3030).
 
 Where it is simpler than a real API server (know this before trusting a test):
 
-* No authentication or authorization: any bearer token (or none) is accepted; 403s only
-  come from injected faults. No admission webhooks, no controllers: creating a Deployment
-  spawns no ReplicaSet or Pods and nothing writes ``status`` unless a test does.
+* By default no authentication or authorization: any bearer token (or none) is accepted;
+  403s only come from injected faults. ``Sandbox(auth=AuthConfig(...))`` turns on what
+  kube-apiserver does instead (:mod:`auditor.sandbox.gate`): HTTPS with its own CA, static
+  and ServiceAccount tokens (``kubectl create token``), anonymous requests, impersonation,
+  RBAC with the bootstrap roles, and an ``audit.k8s.io/v1`` audit log to a file and a
+  webhook. ``token_for(user)``, ``service_account_token(ns, name)`` and
+  ``write_kubeconfig(path, user=...)`` hand out credentials; setup through the methods below
+  (``load``, ``apply``, ``get``) is never authorized or audited. No admission webhooks, no
+  controllers: creating a Deployment spawns no ReplicaSet or Pods and nothing writes
+  ``status`` unless a test does.
 * Validation is light: required name, namespace existence, workload selector/template
   agreement, required containers, immutable selectors / clusterIP / immutable ConfigMaps.
 * One storage version per resource; autoscaling/v1 HPAs are converted from v2 for the CPU
@@ -75,6 +82,7 @@ Where it is simpler than a real API server (know this before trusting a test):
 
 from __future__ import annotations
 
+import base64
 import copy
 import gc
 import pathlib
@@ -86,21 +94,32 @@ from typing import Any
 
 import yaml
 
+from auditor.sandbox.audit import AuditConfig
 from auditor.sandbox.catalog import Catalog, Resource
 from auditor.sandbox.faults import Faults
+from auditor.sandbox.gate import AuthConfig, Gate
+from auditor.sandbox.rbac import bootstrap_objects
 from auditor.sandbox.server import SandboxHTTPServer
-from auditor.sandbox.status import ApiError
+from auditor.sandbox.serviceaccounts import DEFAULT_EXPIRATION, split_username
+from auditor.sandbox.status import ApiError, not_found
 from auditor.sandbox.store import Store
 
-__all__ = ["ApiError", "Sandbox", "serve"]
+__all__ = ["ApiError", "AuditConfig", "AuthConfig", "Sandbox", "serve"]
+
+_RBAC_API = "rbac.authorization.k8s.io/v1"
 
 _SEED_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
 
 
 class Sandbox:
-    """A running (or ready to run) sandbox API server with its own object store."""
+    """A running (or ready to run) sandbox API server with its own object store.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    ``auth``: authenticate, authorize and audit every HTTP request as kube-apiserver does
+    (:class:`AuthConfig`); None (the default) accepts anything as an administrator.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0,
+                 auth: AuthConfig | None = None) -> None:
         self.host = host
         self.port = port
         self.catalog = Catalog()
@@ -109,6 +128,12 @@ class Sandbox:
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._seed()
+        self.gate: Gate | None = None
+        if auth is not None:
+            self.gate = Gate(auth, host=host, get=self._stored, rbac_objects=self._rbac_objects)
+            if auth.rbac:
+                # The RBAC post-start hook creates the default roles and bindings.
+                self.load(bootstrap_objects(), field_manager="kube-apiserver")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -116,7 +141,12 @@ class Sandbox:
         """Serve in a background thread; returns self."""
         if self._server is not None:
             return self
-        self._server = SandboxHTTPServer((self.host, self.port), self)
+        tls = None
+        if self.gate is not None:
+            self.gate.start()
+            if self.gate.certs is not None:
+                tls = self.gate.certs.server_context()
+        self._server = SandboxHTTPServer((self.host, self.port), self, tls)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},
@@ -138,6 +168,8 @@ class Sandbox:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._thread = None
+        if self.gate is not None:
+            self.gate.stop()  # flushes the audit webhook, closes the audit log
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -148,17 +180,39 @@ class Sandbox:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ca_pem is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
-    def write_kubeconfig(self, path: str | pathlib.Path) -> pathlib.Path:
-        """A kubeconfig whose cluster, user and context are all named ``sandbox``."""
+    @property
+    def ca_pem(self) -> bytes | None:
+        """The PEM of the CA that signed the serving certificate (None without TLS)."""
+        certs = self.gate.certs if self.gate is not None else None
+        return certs.ca_pem if certs is not None else None
+
+    def write_kubeconfig(self, path: str | pathlib.Path, user: str | None = None,
+                         token: str | None = None) -> pathlib.Path:
+        """A kubeconfig whose cluster, user and context are all named ``sandbox``.
+
+        On an authenticating sandbox it carries the CA (``certificate-authority-data``) and
+        the credentials of ``user``: None is the built-in administrator; a static user gets
+        its token; ``system:serviceaccount:NS:NAME`` a fresh ServiceAccount token;
+        ``system:anonymous`` none at all. ``token`` puts that token in instead.
+        """
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.ca_pem is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca_pem).decode()
+        credentials: dict[str, Any] = {"token": "sandbox-token"}
+        if token is not None:
+            credentials = {"token": token}
+        elif self.gate is not None:
+            credentials = self._credentials(user)
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "sandbox", "cluster": {"server": self.url}}],
-            "users": [{"name": "sandbox", "user": {"token": "sandbox-token"}}],
+            "clusters": [{"name": "sandbox", "cluster": cluster}],
+            "users": [{"name": "sandbox", "user": credentials}],
             "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox",
                                                          "user": "sandbox",
                                                          "namespace": "default"}}],
@@ -167,6 +221,68 @@ class Sandbox:
         }
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
+
+    # -- credentials (authenticating sandboxes) --------------------------------------------
+
+    def token_for(self, user: str) -> str:
+        """The static token of ``user`` (from ``AuthConfig.users`` or its token file)."""
+        return self._gate().token_for(user)
+
+    @property
+    def admin_token(self) -> str:
+        """The token of the built-in administrator (``kubernetes-admin``, ``system:masters``)."""
+        return self._gate().admin_token
+
+    def service_account_token(self, namespace: str, name: str,
+                              expiration_seconds: int = DEFAULT_EXPIRATION,
+                              audiences: tuple[str, ...] = ()) -> str:
+        """A token for an existing ServiceAccount, as a TokenRequest would issue it."""
+        gate = self._gate()
+        sa = self.get("v1", "ServiceAccount", namespace, name)
+        if sa is None:
+            raise not_found("", "serviceaccounts", name)
+        token, _ = gate.service_accounts.issue(sa, expiration_seconds=expiration_seconds,
+                                               audiences=audiences)
+        return token
+
+    def flush_audit(self) -> None:
+        """Send the audit events the webhook batch holds now (and wait for the POST)."""
+        if self.gate is not None:
+            self.gate.flush_audit()
+
+    def _gate(self) -> Gate:
+        if self.gate is None:
+            raise RuntimeError("this sandbox does not authenticate: start it with "
+                               "Sandbox(auth=AuthConfig(...))")
+        return self.gate
+
+    def _credentials(self, user: str | None) -> dict[str, Any]:
+        gate = self._gate()
+        if user is None:
+            return {"token": gate.admin_token}
+        if user == "system:anonymous":
+            return {}
+        account = split_username(user)
+        if account is not None:
+            return {"token": self.service_account_token(*account)}
+        return {"token": gate.token_for(user)}
+
+    def _stored(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        # The gate reads ServiceAccounts and bound objects; stored objects are replaced,
+        # never changed in place, so the stored dict is handed out as is (only read).
+        res = self.catalog.by_kind("v1", kind)
+        if res is None:
+            return None
+        rec = self.store.get(res, namespace, name)
+        return rec.obj if rec is not None else None
+
+    def _rbac_objects(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        res = self.resource_for(_RBAC_API, kind)
+        with self.store.lock:
+            records = self.store.table(res).records
+            if namespace is None:
+                return [rec.obj for rec in records.values()]
+            return [rec.obj for (ns, _), rec in records.items() if ns == namespace]
 
     # -- direct access (test setup, no HTTP) -----------------------------------------------
 

@@ -9,13 +9,22 @@ kubectl 1.35 asks ``/api`` and ``/apis`` for aggregated discovery with
 application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json``;
 the sandbox answers with the aggregated ``APIGroupDiscoveryList`` (two requests instead of
 one per group version); clients that do not ask get legacy discovery.
+
+With an :class:`auditor.sandbox.gate.Gate` (a sandbox started with ``AuthConfig``) every
+request first goes through it (authentication, audit, impersonation, authorization), the
+server speaks TLS when the gate holds certificates, and it serves the two authentication
+APIs kubectl needs: ``serviceaccounts/token`` (``kubectl create token``) and
+``selfsubjectreviews`` (``kubectl auth whoami``). Without a gate none of this runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import socket
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,12 +36,16 @@ import orjson
 import yaml
 
 from auditor.sandbox import openapi, tables
+from auditor.sandbox.audit import user_info
 from auditor.sandbox.catalog import Catalog, Resource, api_resource
+from auditor.sandbox.rbac import forbidden_error
+from auditor.sandbox.serviceaccounts import ISSUED_CREDENTIAL_ID, decode_token_request
 from auditor.sandbox.status import ApiError
 from auditor.sandbox.store import convert_in, convert_out, scale_of
 
 if TYPE_CHECKING:
     from auditor.sandbox.faults import Faults
+    from auditor.sandbox.gate import Exchange, Gate
     from auditor.sandbox.store import Store
 
 
@@ -42,6 +55,7 @@ class Host(Protocol):
     store: Store
     catalog: Catalog
     faults: Faults
+    gate: Gate | None
     host: str
     port: int
 
@@ -74,8 +88,10 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], sandbox: Host) -> None:
+    def __init__(self, address: tuple[str, int], sandbox: Host,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.sandbox = sandbox
+        self.tls = tls
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -83,9 +99,18 @@ class SandboxHTTPServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
+        if self.tls is not None:
+            # The handshake runs in the connection's own thread (Handler.setup), so a slow or
+            # failing client does not hold up accepting others.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         with self._connections_lock:
             self._connections.add(sock)
         return sock, addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if self.tls is not None and isinstance(sys.exc_info()[1], OSError):
+            return  # a client that refused our certificate, or spoke plain HTTP
+        super().handle_error(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
@@ -108,6 +133,13 @@ class Handler(BaseHTTPRequestHandler):
     # Without this every small response waits for the peer's delayed ACK (~40 ms).
     disable_nagle_algorithm = True
     server: SandboxHTTPServer
+    # The request's way through the gate, when the sandbox has one.
+    _exchange: Exchange | None = None
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -116,10 +148,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: bytes, content_type: str = "application/json",
               headers: dict[str, str] | None = None) -> None:
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.gate.responded(exchange, code, body if "json" in content_type else None)
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-cache, private")
+        if exchange is not None:
+            self.send_header("Audit-Id", exchange.audit_id)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -129,6 +166,8 @@ class Handler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         """Promise a body, send half of it, and cut the connection (an injected fault)."""
         body = b'{"kind":"List","apiVersion":"v1","metadata":{},"items":[' + b" " * 200
+        if self._exchange is not None:
+            self._exchange.gate.responded(self._exchange, 200, None)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(2 * len(body)))
@@ -164,6 +203,26 @@ class Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         path = split.path
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        gate = self.server.sandbox.gate
+        if gate is None:
+            self._serve(path, query, body)
+            return
+        # Through the gate: a refused request gets its error, the others are served as the
+        # user they act as; the audit event completes either way.
+        exchange = gate.admit(self.command, self.path, path,
+                              parse_qs(split.query, keep_blank_values=True), self.headers,
+                              self.headers.items(), self.client_address[0])
+        self._exchange = exchange
+        try:
+            if exchange.refusal is not None:
+                self._send_error(exchange.refusal)
+            else:
+                self._serve(path, query, body)
+        finally:
+            self._exchange = None
+            gate.complete(exchange)
+
+    def _serve(self, path: str, query: dict[str, str], body: bytes) -> None:
         sb = self.server.sandbox
         try:
             outcome = sb.faults.match(self.command, path, continued=bool(query.get("continue")))
@@ -201,6 +260,9 @@ class Handler(BaseHTTPRequestHandler):
         sb = self.server.sandbox
         parts = [p for p in path.split("/") if p]
         if self.command == "GET" and self._discovery(path, parts):
+            return
+        if self._exchange is not None and self.command == "POST" and \
+                self._authentication_api(self._exchange, parts, body):
             return
         if parts[:2] == ["api", "v1"]:
             group, version, rest = "", "v1", parts[2:]
@@ -244,7 +306,7 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/healthz", "/livez", "/readyz"):
             self._send(200, b"ok", "text/plain; charset=utf-8")
             return True
-        if path == "/version":
+        if path in ("/version", "/version/"):
             self._send_json(200, VERSION_INFO)
             return True
         if path.startswith("/openapi/"):
@@ -285,12 +347,57 @@ class Handler(BaseHTTPRequestHandler):
             return True
         return False
 
+    # -- authentication APIs (authenticating sandboxes only) -------------------------------
+
+    def _authentication_api(self, exchange: Exchange, parts: list[str], body: bytes) -> bool:
+        """``serviceaccounts/NAME/token`` (TokenRequest) and ``selfsubjectreviews``; False
+        for any other path."""
+        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        if len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] and \
+                parts[4] == "serviceaccounts" and parts[6] == "token":
+            request = decode_token_request(body, ctype)
+            exchange.log_request_object(request, "authentication.k8s.io/v1", "TokenRequest")
+            out, jti = exchange.gate.service_accounts.token_request(request, parts[3], parts[5])
+            exchange.annotate(ISSUED_CREDENTIAL_ID, f"JTI={jti}")
+            self._send(201, orjson.dumps(out))
+            return True
+        if parts == ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"]:
+            # pkg/registry/authentication/selfsubjectreview: the requester, as authenticated
+            # (after impersonation); the body carries nothing.
+            exchange.log_request_object({"metadata": {}}, "authentication.k8s.io/v1",
+                                        "SelfSubjectReview")
+            self._send(201, orjson.dumps({
+                "kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"creationTimestamp": _now()},
+                "status": {"userInfo": user_info(exchange.user)}}))
+            return True
+        return False
+
+    def _log_request(self, obj: dict[str, Any], res: Resource, api_version: str = "",
+                     kind: str = "") -> None:
+        """The decoded body, for the audit event (kube's handlers call LogRequestObject)."""
+        if self._exchange is not None:
+            self._exchange.log_request_object(obj, api_version or res.group_version,
+                                              kind or res.kind)
+
     # -- handlers --------------------------------------------------------------------------
 
     def _wants_table(self) -> bool:
         # kubectl get asks for "application/json;as=Table;v=v1;g=meta.k8s.io,...,application/json"
         accept = self.headers.get("Accept", "")
         return "as=Table" in accept and "g=meta.k8s.io" in accept
+
+    def _authorize_create(self) -> None:
+        """A server-side apply that creates the object needs ``create`` as well as ``patch``
+        (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go: the apply path's
+        createAuthorizerAttributes, checked when the object does not exist yet)."""
+        exchange = self._exchange
+        if exchange is None or exchange.user is None:
+            return
+        attrs = dataclasses.replace(exchange.info.attributes(exchange.user), verb="create")
+        decision = exchange.gate.authorize(attrs)
+        if not decision.allowed:
+            raise forbidden_error(attrs, decision.reason)
 
     def _manager(self, query: dict[str, str]) -> str:
         manager = query.get("fieldManager", "")
@@ -355,6 +462,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError("MethodNotAllowed", "the server does not allow this method on "
                                "the requested resource", code=405)
             obj = self._decode(body)
+            self._log_request(obj, res)
             self._check_type(res, obj)
             meta = obj.get("metadata") or {}
             if res.namespaced and meta.get("namespace") not in (None, "", ns):
@@ -403,6 +511,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_json(200, convert_out(rec.obj, res))
         elif self.command == "PUT":
             obj = self._decode(body)
+            if sub == "scale":
+                self._log_request(obj, res, "autoscaling/v1", "Scale")
+            else:
+                self._log_request(obj, res)
             manager = self._manager(query) or self._ua_manager()
             if sub == "scale":
                 out = store.update_scale(res, ns, name, obj, manager=manager, dry_run=dry_run)
@@ -419,10 +531,15 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError("UnsupportedMediaType", "the body of the request was in an "
                                "unknown format - accepted media types include: "
                                + ", ".join(_PATCH_TYPES))
+            if self._exchange is not None:
+                self._exchange.log_request_patch(_patch_for_audit(body))
             force = query.get("force") in ("true", "1")
             if force and ctype != "application/apply-patch+yaml":
                 raise ApiError("BadRequest", "force: Forbidden: may not be specified for "
                                "non-apply patch")
+            if ctype == "application/apply-patch+yaml" and not sub and \
+                    store.get(res, ns, name) is None:
+                self._authorize_create()
             result, created = store.patch(res, ns, name, ctype, body,
                                           manager=self._manager(query) or None, dry_run=dry_run,
                                           force=force, subresource=sub,
@@ -436,6 +553,11 @@ class Handler(BaseHTTPRequestHandler):
             if body.strip():
                 with contextlib.suppress(orjson.JSONDecodeError):
                     opts = orjson.loads(body) or {}
+                if self._exchange is not None and isinstance(opts, dict):
+                    # The delete handler decodes the body as DeleteOptions, meta.k8s.io/v1
+                    # unless the body names another version, and logs it at that version.
+                    self._exchange.log_request_object(
+                        opts, str(opts.get("apiVersion") or "meta.k8s.io/v1"), "DeleteOptions")
             if "All" in (opts.get("dryRun") or []):
                 dry_run = True
             pre = opts.get("preconditions") or {}
@@ -468,6 +590,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
+        exchange = self._exchange
+        if exchange is not None:
+            self.send_header("Audit-Id", exchange.audit_id)
+            exchange.gate.response_started(exchange, 200)
         self.end_headers()
         try:
             for line in events:
@@ -480,6 +606,23 @@ class Handler(BaseHTTPRequestHandler):
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+
+def _patch_for_audit(body: bytes) -> Any:
+    """A patch body as the audit event holds it: the JSON as sent (kubectl sends JSON, even
+    for apply patches); a YAML apply patch is decoded so the event stays JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return yaml.safe_load(body)
+    except yaml.YAMLError:
+        return body.decode("utf-8", "replace")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _resource_list(group_version: str, resources: list[Resource]) -> dict[str, Any]:
