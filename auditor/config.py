@@ -142,9 +142,31 @@ class IgnoreRule:
 
 @dataclass(frozen=True)
 class CompareConfig:
+    """How live objects are judged against Git.
+
+    ``gitops_managers`` are field-manager names (``*`` globs): what a client *declares*
+    itself to be. ``gitops_identities`` are the authenticated users of the GitOps
+    controllers (``system:serviceaccount:argocd:argocd-application-controller``; ``*``
+    globs): with an API-server audit source, a write is GitOps when its user is one of
+    them, whatever manager name it sent, and a write under a GitOps manager name by any
+    other user is a human's, flagged as a spoofed manager. Empty (the default), or without
+    an audit source, GitOps writes are recognised by manager name alone.
+    """
+
     gitops_managers: tuple[str, ...] = DEFAULT_GITOPS_MANAGERS
+    gitops_identities: tuple[str, ...] = ()
     ignore: tuple[IgnoreRule, ...] = ()
     secret_hash_key_file: str = ""
+
+    def __post_init__(self) -> None:
+        for i, name in enumerate(self.gitops_identities):
+            if not name.strip() or name != name.strip() or any(c.isspace() for c in name):
+                raise ConfigError(f"compare.gitops-identities[{i}]: {name!r} is not a user name "
+                                  "(expected the authenticated user of a GitOps controller, "
+                                  "e.g. system:serviceaccount:argocd:argocd-application-controller)")
+            if name.startswith("system:serviceaccount:") and len(name.split(":")) != 4:
+                raise ConfigError(f"compare.gitops-identities[{i}]: {name!r}: a ServiceAccount "
+                                  "user is system:serviceaccount:<namespace>:<name>")
 
 
 @dataclass(frozen=True)
@@ -259,15 +281,38 @@ class RevertConfig:
 @dataclass(frozen=True)
 class ServeConfig:
     """``drift-auditor serve``: the read-only web UI over the ledger. Loopback unless set
-    otherwise (in a pod: ``0.0.0.0``); with ``token_env`` set, every page but ``/healthz``
-    needs ``Authorization: Bearer <the variable's value>``."""
+    otherwise (in a pod: ``0.0.0.0``); with a bearer token (``token_env``, the name of an
+    environment variable, or ``token_file``, a file such as a mounted Secret's key: one of
+    them) every page but ``/healthz`` needs ``Authorization: Bearer <token>``. With
+    ``tls_cert_file`` and ``tls_key_file`` (PEM; both or neither) it serves HTTPS only."""
 
     host: str = "127.0.0.1"
     port: int = 8080
     token_env: str = ""
+    token_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     # Ledgers of a fleet view, one per cluster (``--ledger`` repeated overrides them); empty:
     # the one ledger at ``ledger.path``, which stays the default of every other command.
     ledgers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.token_env and self.token_file:
+            raise ConfigError("serve.token-file: set either serve.token-env or serve.token-file, "
+                              "not both")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            given, missing = (("tls-cert-file", "tls-key-file") if self.tls_cert_file
+                              else ("tls-key-file", "tls-cert-file"))
+            raise ConfigError(f"serve.{missing}: serve.{given} is set; HTTPS needs both the "
+                              "certificate and its key")
+
+    @property
+    def token_required(self) -> bool:
+        return bool(self.token_env or self.token_file)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_file and self.tls_key_file)
 
 
 @dataclass(frozen=True)

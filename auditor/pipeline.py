@@ -14,10 +14,17 @@
 (:func:`run_once`). Live, record and compare are one stream: an object is recorded and
 compared before the next page is read, so memory follows the drift count, not the cluster.
 Alerts and metrics are outputs the CLI sends afterwards, from what the ledger recorded.
+
+Identities: with an API-server audit source (``--audit-log``) it is read before anything
+else, and the comparison and the record get a lookup from a managedFields entry to the
+authenticated user behind it (:class:`_Identities`): GitOps writes are then recognised by
+who made them (``compare.gitops-identities``), not by the manager name a client sent.
+Without one, actors are field-manager names, as clients declare them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import logging
@@ -46,7 +53,7 @@ from auditor.support import files, gcpolicy, secretkey
 from auditor.support.progress import Progress
 
 if TYPE_CHECKING:
-    from auditor.ledger import Ledger, Run, RunSummary
+    from auditor.ledger import AuditLog, Ledger, Run, RunSummary
     from auditor.policies.hook import PolicyRun
 
 log = logging.getLogger(__name__)
@@ -106,22 +113,26 @@ class RunOutcome:
 def audit(cfg: Config, *, desired_path: str | None = None, revision: str | None = None,
           live_file: str | None = None, namespace: str | None = None,
           tools_dir: str | None = None, secret_key: bytes | None = None,
-          policies_dir: str | None = None,
+          policies_dir: str | None = None, audit_log: str | None = None,
           progress: ProgressFactory | None = None) -> AuditResult:
     """Compare Git with the cluster (or ``live_file``) under ``cfg``: desired → live →
-    compare, nothing recorded."""
+    compare, nothing recorded. ``audit_log``: the API server's audit log, naming the users
+    behind the writes (see the module docstring)."""
+    source = _read_audit_log(audit_log)
     with gcpolicy.bulk():
         return _audit(cfg, desired_path=desired_path, revision=revision, live_file=live_file,
                       namespace=namespace, tools_dir=tools_dir, secret_key=secret_key,
-                      policies_dir=policies_dir, progress=progress)
+                      policies_dir=policies_dir, source=source, progress=progress)
 
 
 def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
            live_file: str | None, namespace: str | None, tools_dir: str | None,
-           secret_key: bytes | None, policies_dir: str | None,
+           secret_key: bytes | None, policies_dir: str | None, source: AuditLog | None,
            progress: ProgressFactory | None) -> AuditResult:
     settings = compare_settings(cfg, secret_key or _secret_key(cfg), policies_dir)
     if live_file:
+        if source is not None:  # no discovery: resource names are the kinds' usual plurals
+            settings = _Identities(source, settings).settings(())
         desired = load_desired_state(cfg, desired_path=desired_path, revision=revision,
                                      namespace=namespace, tools_dir=tools_dir)
         session = _Session(cfg, settings, desired, _wanted(desired, cfg))
@@ -131,6 +142,8 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
     else:
         with Cluster(cfg.cluster) as cluster:
             resources = cluster.discover()
+            if source is not None:
+                settings = _Identities(source, settings).settings(resources)
             desired = load_desired_state(
                 cfg, desired_path=desired_path, revision=revision, namespace=namespace,
                 discovered=_discovered(resources), tools_dir=tools_dir)
@@ -160,15 +173,17 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
     if not desired_path and not cfg.sources:
         raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
                           "DRIFT_AUDITOR_SOURCE_URL, or pass --desired PATH)")
+    source = _read_audit_log(audit_log)
     with gcpolicy.bulk():
-        return _run_once(cfg, audit_log=audit_log, tools_dir=tools_dir,
+        return _run_once(cfg, source=source, tools_dir=tools_dir,
                          desired_path=desired_path, revision=revision, progress=progress)
 
 
-def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
+def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
               desired_path: str | None, revision: str | None,
               progress: ProgressFactory | None) -> RunOutcome:
     from auditor.ledger import Ledger
+    from auditor.ledger.auditlog import ACTORS_AUDITED, ACTORS_DECLARED
 
     settings = compare_settings(cfg, _secret_key(cfg, create=True))
     caches = cache_folder(cfg)
@@ -177,6 +192,9 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             Cluster(cfg.cluster) as cluster:
         clock = _Clock()
         resources = cluster.discover()
+        identities = _Identities(source, settings) if source is not None else None
+        if identities is not None:
+            settings = identities.settings(resources)
         clock.lap("discovery")
 
         # desired
@@ -188,13 +206,17 @@ def _run_once(cfg: Config, *, audit_log: str | None, tools_dir: str | None,
             previous=_previous_commits(ledger.conn),
             parse_cache=parse_cache, state_cache=state_cache)
         session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+        session.identities = identities
         _skip_undiscovered(cluster.undiscovered, session)
         clock.lap("desired")
         _settle_long_lived()
         policy_run = _policy_run(cfg, ledger)  # None when policies are off or absent
-        run = ledger.begin_run(cluster=cfg.cluster.name, git_commits=desired.commits,
-                               audit_log=audit_log)
-        counters: dict[str, Any] = {"observed": 0, "unchanged": 0}
+        # The users behind changes come from the pipeline's own join (the same one the
+        # comparison used), not from the ledger's looser fallback: one attribution per write.
+        run = ledger.begin_run(cluster=cfg.cluster.name, git_commits=desired.commits)
+        counters: dict[str, Any] = {"observed": 0, "unchanged": 0,
+                                    "actors": ACTORS_AUDITED if source is not None
+                                    else ACTORS_DECLARED}
         try:
             _record_commits(run, desired)
 
@@ -264,6 +286,53 @@ def _secret_key(cfg: Config, *, create: bool = False) -> bytes:
 def cache_folder(cfg: Config) -> Path:
     """Caches live beside the ledger: in a CronJob that is the one volume that persists."""
     return Path(cfg.ledger.path).expanduser().resolve().parent / ".drift-auditor-cache"
+
+
+def _read_audit_log(path: str | None) -> AuditLog | None:
+    """The audit source, read before anything else: a missing or unreadable file fails the
+    run before it begins."""
+    if not path:
+        return None
+    from auditor.ledger import AuditLog
+
+    return AuditLog.load(path)
+
+
+class _Identities:
+    """The run's audit source as the comparison's identity lookup.
+
+    It also notes the objects whose verdict must not be cached: a write under a GitOps or
+    human manager name in a second the log does not (yet) reach past — a log shipped with a
+    delay, say — is judged on what the log holds this run (its name, or an earlier request
+    of that second), and the next run, with more of the log, judges it again instead of
+    reusing a verdict made without the evidence.
+    """
+
+    def __init__(self, log: AuditLog, settings: CompareSettings) -> None:
+        self.log = log
+        self.base = settings
+        self.unsettled: set[ResourceKey] = set()
+        self.find = log.lookup()
+
+    def settings(self, resources: Iterable[APIResource]) -> CompareSettings:
+        """``base`` with the lookup bound to the resource names discovery gave."""
+        find = self.find = self.log.lookup({(r.group, r.kind): r.plural for r in resources})
+        classify, covers, unsettled = self.base.classify, self.log.covers, self.unsettled
+
+        def lookup(key: ResourceKey, manager: str, operation: str, time: str,
+                   subresource: str) -> str | None:
+            if not covers(time) and classify(manager) in ("gitops", "human"):
+                unsettled.add(key)
+            return find(key, manager, operation, time, subresource)
+
+        return dataclasses.replace(self.base, identities=lookup)
+
+    def user(self, key: ResourceKey, manager: str, operation: str, time: str,
+             subresource: str) -> tuple[str, str, bool]:
+        """``(user, category, spoofed)`` of one write, for the ledger's change record."""
+        found = self.find(key, manager, operation, time, subresource) or ""
+        category, spoofed = self.base.attribute(manager, found)
+        return found, category, spoofed
 
 
 def _discovered(resources: Iterable[APIResource]) -> dict[tuple[str, str], bool]:
@@ -426,6 +495,8 @@ class _Session:
     undecided: list[ResourceKey] = field(default_factory=list)
     # Groups discovery could not read: whatever the ledger holds of them is unknown.
     undiscovered_groups: frozenset[str] = frozenset()
+    # The run's audit source (None: actors are manager names).
+    identities: _Identities | None = None
 
     def compare(self, live: Iterable[dict[str, Any]]) -> Iterator[ObjectResult]:
         """Results for ``live`` against Git."""
@@ -469,9 +540,10 @@ class _Session:
                                managed_namespaces=managed_namespaces_of(want),
                                orphans=self.desired.complete,
                                on_undecided=self.undecided.append)
+        unsettled = self.identities.unsettled if self.identities is not None else ()
         for result in _drop_unknowable(compared, self.stats):
             made = pending.pop(result.key, None)
-            if made is not None:
+            if made is not None and result.key not in unsettled:
                 cache.remember(result, *made)
             yield result
 
@@ -509,8 +581,10 @@ def _compare_stamp(cfg: Config, settings: CompareSettings) -> str:
     revision, the settings and the ignore rules (DriftIgnore files are not part of the
     config digest; compliance policies in the same folder do not affect verdicts and are
     left out)."""
+    # Verdicts made with an audit source judged entries by identity: never mixed with
+    # verdicts made by names alone.
     h = hashlib.sha256(f"{__version__}\0{compare_revision}\0{cfg.digest()}\0"
-                       f"{settings.ignore!r}".encode())
+                       f"{settings.ignore!r}\0{settings.identities is not None}".encode())
     return h.hexdigest()
 
 
@@ -573,8 +647,10 @@ def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: Pol
     normalised again; most of a steady run passes that test.
     """
     from auditor.ledger import Observation, content_hash
+    from auditor.ledger.auditlog import SOURCE as AUDIT_LOG
 
     settings = session.settings
+    identities = session.identities
     want = session.want.packed
     unchanged = 0
     for page in pages:
@@ -594,12 +670,17 @@ def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: Pol
             if prev is not None and prev[1] == digest:
                 unchanged += 1
             else:
-                manager, operation, when = _last_change(obj)
+                manager, operation, when, subresource = _last_change(obj)
+                user, spoofed = "", False
+                category: str = settings.classify(manager) if manager else "unknown"
+                if identities is not None and manager and when:
+                    user, category, spoofed = identities.user(key, manager, operation, when,
+                                                              subresource)
                 run.observe(Observation(
                     key=key, api_version=str(obj.get("apiVersion") or ""),
                     resource_version=rv, content_hash=digest, content=content,
-                    manager=manager, operation=operation, time=when,
-                    category=settings.classify(manager) if manager else "unknown"))
+                    manager=manager, operation=operation, time=when, category=category,
+                    user=user, user_source=AUDIT_LOG if user else "", spoofed=spoofed))
                 counters["observed"] += 1
             yield obj
             if key not in want:
@@ -609,16 +690,17 @@ def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: Pol
         counters["unchanged"] = unchanged
 
 
-def _last_change(obj: Mapping[str, Any]) -> tuple[str, str, str]:
-    """The manager, operation and time of the newest managedFields entry (status excluded:
-    a controller reporting status is not a change to what Git declares)."""
-    best: tuple[str, str, str] = ("", "", "")
+def _last_change(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """The manager, operation, time and subresource of the newest managedFields entry
+    (status excluded: a controller reporting status is not a change to what Git declares)."""
+    best: tuple[str, str, str, str] = ("", "", "", "")
     for entry in (obj.get("metadata") or {}).get("managedFields") or ():
         if not isinstance(entry, Mapping) or entry.get("subresource") == "status":
             continue
         when = str(entry.get("time") or "")
         if when >= best[2]:
-            best = (str(entry.get("manager") or ""), str(entry.get("operation") or ""), when)
+            best = (str(entry.get("manager") or ""), str(entry.get("operation") or ""), when,
+                    str(entry.get("subresource") or ""))
     return best
 
 

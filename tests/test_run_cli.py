@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from auditfixtures import as_user, write_log
 from gitopsfixtures import config_file, sync_from_git
 
 from auditor import config as config_mod
@@ -221,18 +221,11 @@ def test_help_documents_every_exit_status() -> None:
 
 def test_audit_log_names_the_user(setup: dict[str, Any], kubectl: Any, tmp_path: Path) -> None:
     run(setup)
-    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:3.0.0")
-    when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    log = tmp_path / "audit.jsonl"
-    log.write_text(orjson.dumps({
-        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
-        "stage": "ResponseComplete", "verb": "patch", "requestURI": "/apis/apps/v1/namespaces/shop/deployments/web",
-        "user": {"username": "alice@example.com", "groups": ["sre"]},
-        "userAgent": "kubectl/v1.35.2 (linux/amd64) kubernetes/abc",
-        "objectRef": {"resource": "deployments", "namespace": "shop", "name": "web",
-                      "apiGroup": "apps", "apiVersion": "v1"},
-        "responseStatus": {"code": 200},
-        "requestReceivedTimestamp": when, "stageTimestamp": when}).decode() + "\n")
+    # The audit event kube-apiserver writes for the very request kubectl made.
+    events = as_user(kubectl, "alice@example.com", ("sre", "system:authenticated"), "-n", "shop",
+                     "set", "image", "deployment/web", "web=shop/web:3.0.0")
+    assert "fieldManager=kubectl-set" in events[0]["requestURI"]
+    log = write_log(tmp_path / "audit.jsonl", events)
     code, _ = run(setup, "--audit-log", str(log))
     assert code == 1
     entries = orjson.loads(cli(setup, "history", "--output", "json").stdout)

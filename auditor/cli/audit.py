@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,9 +18,21 @@ from auditor.cli.common import (
     tools_dir,
 )
 
+if TYPE_CHECKING:
+    from auditor.config import Config
+
 _ZERO_ON_PARTIAL_HELP = (
     "Do not exit 3 when a kind could not be listed (the audit is partial; the skipped kinds "
     "are still reported): exit as the audited kinds alone decide.")
+_AUDIT_LOG_HELP = (
+    "API-server audit log (JSON lines of audit.k8s.io/v1 Events): the users behind the "
+    "writes; with compare.gitops-identities, GitOps writes are recognised by who made them "
+    "rather than by the field-manager name a client sent.")
+# One sentence for a run whose actors are names the clients chose.
+DECLARED_ACTORS = ("actors are field-manager names as clients declare them, not authenticated "
+                   "identities (no --audit-log)")
+NAMED_GITOPS = ("GitOps writes are recognised by manager name: set compare.gitops-identities "
+                "to recognise them by the authenticated user")
 
 
 @click.command()
@@ -79,12 +91,14 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
 @click.option("--color/--no-color", default=None, help="Colour the text output "
               "(default: when stdout is a terminal).")
 @click.option("--exit-zero-on-partial", is_flag=True, help=_ZERO_ON_PARTIAL_HELP)
+@click.option("--audit-log", type=click.Path(exists=True, dir_okay=False),
+              help=_AUDIT_LOG_HELP)
 @click.pass_obj
 @handle_errors
 def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: bool,
          desired_path: str | None, revision: str | None, namespace: str | None,
          live_file: str | None, output: str, color: bool | None,
-         exit_zero_on_partial: bool) -> None:
+         exit_zero_on_partial: bool, audit_log: str | None) -> None:
     """Compare Git with the cluster.
 
     Exit 0 in sync, 1 drift/missing/orphan, 2 error, 3 partial: a kind could not be listed
@@ -96,7 +110,7 @@ def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: 
 
     cfg = obj.load(cluster_overrides(kubeconfig, context, in_cluster))
     result = audit(cfg, desired_path=desired_path, revision=revision, live_file=live_file,
-                   namespace=namespace, tools_dir=tools_dir(),
+                   namespace=namespace, tools_dir=tools_dir(), audit_log=audit_log,
                    progress=lambda task, total: Progress(task, total))
     if output == "json":
         sys.stdout.buffer.write(diffout.to_json(result.results, result.problems))
@@ -109,7 +123,22 @@ def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: 
                                zero_on_partial=exit_zero_on_partial))
 
 
-def _run_summary(outcome: Any, color: bool) -> str:
+def _actors_line(outcome: Any, cfg: Config) -> str:
+    """Who the run's actors are: authenticated users, or the names clients declared."""
+    from auditor.ledger.auditlog import ACTORS_AUDITED
+
+    if outcome.counters.get("actors") != ACTORS_AUDITED:
+        return f"note: {DECLARED_ACTORS}"
+    spoofed = sum(1 for r in outcome.audit.results for d in r.drifts if d.spoofed)
+    line = "actors: authenticated users from the API-server audit log"
+    if not cfg.compare.gitops_identities:
+        return f"{line}; {NAMED_GITOPS}"
+    if spoofed:
+        line += f"; {spoofed} drifted path(s) written under a GitOps manager's name by another user"
+    return line
+
+
+def _run_summary(outcome: Any, color: bool, cfg: Config) -> str:
     """The one-screen summary a CronJob log or a terminal shows at the end of a run."""
     from auditor.outputs.diffout import to_text
 
@@ -137,6 +166,7 @@ def _run_summary(outcome: Any, color: bool) -> str:
                                          for name, sha in sorted(audit.desired.commits.items())))
     if audit.skipped_kinds:
         lines.append("skipped kinds (not audited this run): " + ", ".join(audit.skipped_kinds))
+    lines.append(_actors_line(outcome, cfg))
     shown = not_in_sync[:15]
     if shown:
         lines.append("")
@@ -155,8 +185,7 @@ def _run_summary(outcome: Any, color: bool) -> str:
               help="Override the configured sources with a folder or repo.")
 @click.option("--revision", help="Branch, tag or sha when --desired is a repo.")
 @click.option("--audit-log", type=click.Path(exists=True, dir_okay=False),
-              help="API-server audit log (JSON lines of audit.k8s.io/v1 Events) naming the "
-                   "users behind changes.")
+              help=_AUDIT_LOG_HELP)
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
               help="Ledger file (default: ledger.path from the configuration).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
@@ -201,13 +230,14 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
         doc["run"] = {"id": outcome.run_id, "status": outcome.status,
                       "skipped_kinds": outcome.audit.skipped_kinds, "ledger": outcome.ledger,
                       "policy": outcome.counters.get("policy"),
+                      "actors": outcome.counters.get("actors"),
                       "head_seq": outcome.head_seq, "head_hash": outcome.head_hash,
                       "alerts": alert_report.to_dict(), "metrics": metrics_report.to_dict()}
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2
                                              | orjson.OPT_APPEND_NEWLINE))
     else:
         use_color = sys.stdout.isatty() if color is None else color
-        click.echo(_run_summary(outcome, use_color), nl=False)
+        click.echo(_run_summary(outcome, use_color, cfg), nl=False)
         for line in (alert_report.line(), *metrics_report.lines()):
             if line:
                 click.echo(line)

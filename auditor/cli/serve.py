@@ -19,8 +19,12 @@ from auditor.cli.common import guarded, load_config
                    "per cluster, for a fleet view.")
 @click.option("--reports-dir", type=click.Path(file_okay=False),
               help="Reports folder (default: reports.directory).")
+@click.option("--tls-cert", "tls_cert", type=click.Path(dir_okay=False),
+              help="Serve HTTPS with this certificate chain, PEM (default: serve.tls-cert-file).")
+@click.option("--tls-key", "tls_key", type=click.Path(dir_okay=False),
+              help="The certificate's private key, PEM (default: serve.tls-key-file).")
 def serve_cmd(host: str | None, port: int | None, ledger_paths: tuple[str, ...],
-              reports_dir: str | None) -> None:
+              reports_dir: str | None, tls_cert: str | None, tls_key: str | None) -> None:
     """Read-only web UI over the ledger, with /metrics and /healthz (Ctrl-C stops it)."""
 
     def body() -> None:
@@ -28,23 +32,31 @@ def serve_cmd(host: str | None, port: int | None, ledger_paths: tuple[str, ...],
 
         from auditor.web.serve import ledger_list, make_server, token_from
 
-        cfg = load_config()
+        overrides = {k: v for k, v in (("tls_cert_file", tls_cert), ("tls_key_file", tls_key))
+                     if v}
+        cfg = load_config({"serve": overrides} if overrides else None)
         served = ledger_list(cfg, ledger_paths=ledger_paths)
-        server = make_server(cfg, ledger_paths=served, host=host, port=port,
-                             token=token_from(cfg, os.environ), reports_dir=reports_dir)
+        token = token_from(cfg, os.environ)
+        server = make_server(cfg, ledger_paths=served, host=host, port=port, token=token,
+                             reports_dir=reports_dir)
         # SIGTERM (a pod's stop) ends serve_forever from another thread, as shutdown requires;
         # installed before the address is announced, so whoever reads it may stop us at once.
         signal.signal(signal.SIGTERM,
                       lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
         bound_host, bound_port = server.server_address[:2]
-        if not cfg.serve.token_env and str(bound_host) not in ("127.0.0.1", "::1", "localhost"):
+        remote = str(bound_host) not in ("127.0.0.1", "::1", "localhost")
+        if remote and token is None:
             click.echo(f"drift-auditor serve: warning: listening on {bound_host!s} without a "
-                       "bearer token (serve.token-env): whoever reaches the port reads the "
-                       "ledger", err=True)
-        click.echo(f"drift-auditor serve: http://{bound_host!s}:{bound_port} "
+                       "bearer token (serve.token-env or serve.token-file): whoever reaches the "
+                       "port reads the ledger", err=True)
+        elif remote and server.tls is None:
+            click.echo(f"drift-auditor serve: warning: listening on {bound_host!s} without TLS "
+                       "(serve.tls-cert-file, serve.tls-key-file): the bearer token crosses the "
+                       "network in clear text", err=True)
+        click.echo(f"drift-auditor serve: {server.scheme}://{bound_host!s}:{bound_port} "
                    f"({'ledgers ' if len(served) > 1 else 'ledger '}"
                    f"{', '.join(str(p) for p in served)}"
-                   f"{', bearer token required' if cfg.serve.token_env else ''})", err=True)
+                   f"{', bearer token required' if token is not None else ''})", err=True)
         try:
             server.serve_forever()
         finally:

@@ -14,14 +14,20 @@ Semantics (DESIGN.md, "Drift semantics"):
   (RBAC ``rules``) drifts whole, also when a human added a field inside one of its items;
 * lists are matched by merge key (:mod:`auditor.engine.schema`), never by index;
 * each drift names the manager owning the live value (:mod:`auditor.engine.fieldsv1`) and its
-  category (:mod:`auditor.engine.managers`);
+  category (:mod:`auditor.engine.managers`); with an identity lookup (the run's API-server
+  audit source, :attr:`CompareSettings.identities`) each managedFields entry is judged by the
+  authenticated user behind it instead: a GitOps identity's write is ``gitops`` whatever
+  manager it declared, a GitOps manager name written by anyone else is ``human`` and
+  ``spoofed`` (its undeclared fields are then drift too), and the drift carries the user;
 * Secret values never appear in results: drifts under ``data``/``stringData`` carry key
   names only.
 
 The common case, an unchanged object no human has touched, costs two normalisations, a
 scan of the manager names and one recursive subset-equality check (:func:`_subset`): no
-ownership index, no walk, no deepdiff. Only objects that differ, or that carry a human's
-``managedFields`` entry (whose additions must be looked for), take the slow path.
+ownership index, no walk, no deepdiff. Without an identity lookup nothing else is asked;
+with one, each human- or GitOps-named entry costs one lookup (cached per object). Only
+objects that differ, or that carry a human's ``managedFields`` entry (whose additions must
+be looked for), take the slow path.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from auditor.engine import schema
 from auditor.engine.defaults import chosen_when_owned
 from auditor.engine.fieldsv1 import Owner, OwnershipIndex, ownership
 from auditor.engine.ignore import IgnoreSet, ObjectIgnores, load_policies
-from auditor.engine.managers import Classifier
+from auditor.engine.managers import Classifier, IdentityLookup
 from auditor.engine.paths import Element, Index, Key, Path, Value, render, schema_path
 from auditor.engine.records import (
     Category,
@@ -59,7 +65,8 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 # Bumped whenever the same pair of objects may compare differently (a default learnt, a path
 # written another way): verdicts cached by an earlier revision are then not reused.
-REVISION = 2
+# 3: entries judged by authenticated identity (gitops-identities and an audit source).
+REVISION = 3
 
 # The keyed hash normalisation puts in place of a Secret value (auditor.engine.normalise).
 _SECRET_HASH = re.compile(r"hmac-sha256:[0-9a-f]{32}")
@@ -152,9 +159,14 @@ class CompareSettings:
 
     ``normaliser`` and ``is_default`` default to :func:`auditor.engine.normalise.normalise` and
     :func:`auditor.engine.defaults.is_server_default`; tests may pass stand-ins.
+    ``identities`` is the run's lookup of the authenticated user behind a managedFields
+    entry (:data:`auditor.engine.managers.IdentityLookup`; ``None``: no audit source, names
+    decide); ``gitops_identities`` are the users whose writes are GitOps.
     """
 
     gitops_managers: tuple[str, ...] = CompareConfig().gitops_managers
+    gitops_identities: tuple[str, ...] = ()
+    identities: IdentityLookup | None = field(default=None, compare=False, repr=False)
     ignore: IgnoreSet = field(default_factory=IgnoreSet, compare=False)
     secret_key: bytes = b""
     scope: ScopeConfig = field(default_factory=ScopeConfig)
@@ -164,29 +176,37 @@ class CompareSettings:
     _classify: Classifier = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_classify", Classifier(self.gitops_managers))
+        object.__setattr__(self, "_classify",
+                           Classifier(self.gitops_managers, self.gitops_identities))
 
     @classmethod
     def from_config(cls, compare: CompareConfig, scope: ScopeConfig | None = None, *,
                     secret_key: bytes,
                     policies: Iterable[IgnoreRule] = (),
                     policies_dir: str | PathLike[str] | None = None,
-                    cluster_scoped_orphans: bool = False) -> CompareSettings:
+                    cluster_scoped_orphans: bool = False,
+                    identities: IdentityLookup | None = None) -> CompareSettings:
         """Settings from the configuration.
 
         Ignore rules are ``compare.ignore``, then ``policies``, then the ``DriftIgnore``
         files under ``policies_dir`` (:func:`auditor.engine.ignore.load_policies`).
         ``secret_key`` keys the hashes that stand in for Secret values
-        (:func:`auditor.support.secretkey.for_ledger`).
+        (:func:`auditor.support.secretkey.for_ledger`); ``identities`` is the run's audit
+        source as a lookup (see the class).
         """
         from_files = load_policies(pathlib.Path(policies_dir)) if policies_dir is not None else ()
         return cls(gitops_managers=compare.gitops_managers,
+                   gitops_identities=compare.gitops_identities, identities=identities,
                    ignore=IgnoreSet((*compare.ignore, *policies, *from_files)),
                    secret_key=secret_key, scope=scope or ScopeConfig(),
                    cluster_scoped_orphans=cluster_scoped_orphans)
 
     def classify(self, manager: str) -> Category:
         return self._classify(manager)
+
+    def attribute(self, manager: str, user: str) -> tuple[Category, bool]:
+        """``(category, spoofed)`` of a write by ``user`` (see :class:`Classifier`)."""
+        return self._classify.attribute(manager, user)
 
     def normalise(self, obj: dict[str, Any]) -> dict[str, Any]:
         fn = self.normaliser
@@ -249,11 +269,51 @@ def _subset(desired: Any, live: Any) -> bool:
 # --------------------------------------------------------------------------- attribution
 
 
-def _pick(owners: tuple[Owner, ...], classify: Callable[[str], Category]) -> Owner | None:
+def _pick(owners: tuple[Owner, ...], category: Callable[[Owner], Category]) -> Owner | None:
     """The owner a drift is attributed to: the latest writer; on a tie, a human."""
     if not owners:
         return None
-    return max(owners, key=lambda o: (o.time, classify(o.manager) == "human"))
+    return max(owners, key=lambda o: (o.time, category(o) == "human"))
+
+
+class _Who:
+    """Who is behind each managedFields entry of one object, by the run's identity lookup:
+    ``(category, user, spoofed)``, asked once per entry. Built only when there is a lookup;
+    without one, categories come from :meth:`CompareSettings.classify` on the name alone."""
+
+    __slots__ = ("_cache", "_key", "_lookup", "_settings")
+
+    def __init__(self, key: ResourceKey, lookup: IdentityLookup,
+                 settings: CompareSettings) -> None:
+        self._key = key
+        self._lookup = lookup
+        self._settings = settings
+        self._cache: dict[tuple[str, str, str, str], tuple[Category, str, bool]] = {}
+
+    def of(self, manager: str, operation: str, time: str,
+           subresource: str) -> tuple[Category, str, bool]:
+        ident = (manager, operation, time, subresource)
+        found = self._cache.get(ident)
+        if found is None:
+            user = self._lookup(self._key, manager, operation, time, subresource) or ""
+            category, spoofed = self._settings.attribute(manager, user)
+            found = self._cache[ident] = (category, user, spoofed)
+        return found
+
+    def owner(self, owner: Owner) -> Category:
+        return self.of(owner.manager, owner.operation, owner.time, owner.subresource)[0]
+
+    def human_entry(self, entry: Any) -> bool:
+        """Whether a managedFields entry (a mapping) is a human's write."""
+        if not isinstance(entry, Mapping):
+            return False
+        manager = str(entry.get("manager") or "")
+        if self._settings.classify(manager) not in ("human", "gitops"):
+            # A controller's or an unidentified client's name: a user can only make it a
+            # GitOps write, never a human's.
+            return False
+        return self.of(manager, str(entry.get("operation") or ""), str(entry.get("time") or ""),
+                       str(entry.get("subresource") or ""))[0] == "human"
 
 
 @dataclass(slots=True)
@@ -281,6 +341,13 @@ class _Walk:
     # Set inside an atomic value of a custom resource: its owner owns every field in it,
     # so ownership cannot tell a human's addition from the CRD's schema defaults there.
     _no_additions: bool = False
+    # Entries judged by the authenticated user behind them (the run has an audit source).
+    who: _Who | None = None
+
+    def cat(self, owner: Owner) -> Category:
+        """The category of an owner's write: by identity when known, else by its name."""
+        who = self.who
+        return self.settings.classify(owner.manager) if who is None else who.owner(owner)
 
     @property
     def secret(self) -> bool:
@@ -299,18 +366,23 @@ class _Walk:
 
     def _report(self, path: Path, op: Any, desired: Any, live: Any, owner: Owner | None,
                 category: Category | None = None) -> None:
+        user, spoofed = "", False
         if owner is None:
             manager, operation, time, cat = "", "", "", category or "unknown"
         else:
             manager, operation, time = owner.manager, owner.operation, owner.time
-            cat = category or self.settings.classify(owner.manager)
+            if self.who is None:
+                cat = category or self.settings.classify(owner.manager)
+            else:
+                by_id, user, spoofed = self.who.of(manager, operation, time, owner.subresource)
+                cat = category or by_id
         self.drifts.append(DriftItem(
             path=render(path), op=op, desired=self._value(path, desired),
             live=self._value(path, live), manager=manager, operation=operation, time=time,
-            category=cat))
+            category=cat, user=user, spoofed=spoofed))
 
     def changed(self, path: Path, desired: Any, live: Any) -> None:
-        owner = _pick(self.index.owners_of_value(path), self.settings.classify)
+        owner = _pick(self.index.owners_of_value(path), self.cat)
         self._report(path, "changed", desired, live, owner)
 
     def removed(self, path: Path, desired: Any) -> None:
@@ -328,15 +400,15 @@ class _Walk:
                                       schema_path(ancestor))
             if atomic is False:
                 continue  # an empty granular map someone set: not the owner of its keys
-            return _pick(owners, self.settings.classify)
+            return _pick(owners, self.cat)
         return None
 
     def _human_within(self, path: Path) -> bool:
         """Whether a human owns something at or below ``path``, or an atomic ancestor."""
         reach = self._human_reach
         if reach is None:
-            classify = self.settings.classify
-            reached_, whole_ = self.index.reach(lambda o: classify(o.manager) == "human")
+            cat = self.cat
+            reached_, whole_ = self.index.reach(lambda o: cat(o) == "human")
             by_len: dict[int, set[Path]] = {}
             for w in whole_:
                 by_len.setdefault(len(w), set()).add(w)
@@ -349,8 +421,8 @@ class _Walk:
         return any(path[:length] in paths for length, paths in whole if length < n)
 
     def _human_owner(self, owners: tuple[Owner, ...]) -> Owner | None:
-        humans = tuple(o for o in owners if self.settings.classify(o.manager) == "human")
-        return _pick(humans, self.settings.classify)
+        humans = tuple(o for o in owners if self.cat(o) == "human")
+        return _pick(humans, self.cat)
 
     def _is_default(self, path: Path, value: Any, parent: Mapping[str, Any]) -> bool:
         return self.settings.default_check()(self.group, self.kind, schema_path(path), value, parent,
@@ -510,7 +582,7 @@ class _Walk:
         if _same_items(desired, live):
             self.changed(path, desired, live)
             return
-        owner = _pick(self.index.owners_of_value(path), self.settings.classify)
+        owner = _pick(self.index.owners_of_value(path), self.cat)
         for i, j in _aligned(desired, live):
             if i is not None and j is not None:
                 d, lv = desired[i], live[j]
@@ -536,8 +608,8 @@ class _Walk:
             # Unowned, a field inside an item may be a default the table does not know (a
             # CRD's schema default): only a human's is worth reporting.
             return False
-        owner = _pick(self.index.owners_of_value(path), self.settings.classify)
-        if owner is None or self.settings.classify(owner.manager) != "human":
+        owner = _pick(self.index.owners_of_value(path), self.cat)
+        if owner is None or self.cat(owner) != "human":
             return False
         return any(True for _ in self._extras(desired, live, path, holder))
 
@@ -625,18 +697,24 @@ def _split_api_version(api_version: str) -> tuple[str, str]:
     return group, version
 
 
-def _has_human_entry(live: Mapping[str, Any], classify: Callable[[str], Category]) -> bool | None:
+def _has_human_entry(live: Mapping[str, Any], classify: Callable[[str], Category],
+                     who: _Who | None = None) -> bool | None:
     """Whether any managedFields entry is a human's; ``None`` when there are no entries."""
     meta = live.get("metadata")
     entries = meta.get("managedFields") if isinstance(meta, Mapping) else None
     if not isinstance(entries, list) or not entries:
         return None
+    if who is not None:
+        return any(who.human_entry(e) for e in entries)
     return any(isinstance(e, Mapping) and classify(str(e.get("manager") or "")) == "human"
                for e in entries)
 
 
-def _human_entries(live: Mapping[str, Any], classify: Callable[[str], Category]) -> list[Any]:
+def _human_entries(live: Mapping[str, Any], classify: Callable[[str], Category],
+                   who: _Who | None = None) -> list[Any]:
     entries = live["metadata"]["managedFields"]
+    if who is not None:
+        return [e for e in entries if who.human_entry(e)]
     return [e for e in entries
             if isinstance(e, Mapping) and classify(str(e.get("manager") or "")) == "human"]
 
@@ -667,7 +745,9 @@ def compare_object(key: ResourceKey, desired: dict[str, Any] | None, live: dict[
 
     want = settings.normalise(desired)
     have = settings.normalise(live)
-    humans = _has_human_entry(live, settings.classify)
+    lookup = settings.identities
+    who = None if lookup is None else _Who(key, lookup, settings)
+    humans = _has_human_entry(live, settings.classify, who)
     if humans is False and _subset(want, have):
         # Nothing declared differs and no human wrote anything: additions by controllers,
         # defaulting and GitOps tools are not drift, so there is nothing to look for.
@@ -678,7 +758,7 @@ def compare_object(key: ResourceKey, desired: dict[str, Any] | None, live: dict[
     if additions_only:
         # Only human owners can make drift here: index their entries alone (a rollout
         # restart's one-field entry, not the GitOps tool's whole-object one).
-        index = OwnershipIndex(_human_entries(live, settings.classify))
+        index = OwnershipIndex(_human_entries(live, settings.classify, who))
     elif humans is not None:
         index = ownership(live)
     else:
@@ -686,6 +766,7 @@ def compare_object(key: ResourceKey, desired: dict[str, Any] | None, live: dict[
     walk = _Walk(group, version, key.kind, index, settings, have,
                  humans is not None or schema.known_kind(group, version, key.kind))
     walk.additions_only = additions_only
+    walk.who = who
     walk.node(want, have, (), have)
     return _finish(key, api_version, walk.drifts, settings.ignore.for_object(key), source)
 

@@ -26,14 +26,30 @@ Categories (the ``category`` of a drift in the JSON contract):
 When the API server derives a manager from a User-Agent it keeps the part before the first
 ``/`` (``kubectl/v1.35.0 (linux/amd64) …`` → ``kubectl``), so names here are matched whole,
 or by prefix where a tool family uses one (``kubectl-*``).
+
+A manager name is whatever the client sends (``kubectl apply --server-side
+--field-manager=argocd-controller`` is accepted from anyone allowed to patch the object; the
+API server takes ``fieldManager`` as given and falls back to the User-Agent's prefix only when
+it is empty: ``managerOrUserAgent`` in
+staging/src/k8s.io/apiserver/pkg/endpoints/handlers/create.go). When an API-server audit
+source names the authenticated user behind a write, :meth:`Classifier.attribute` decides by
+identity instead: a write by one of the configured GitOps identities is ``gitops`` whatever
+manager it declared; a write under a GitOps manager's name by anyone else is ``human`` and
+*spoofed*. Without a user (no audit source, or no event for the write) the name decides.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from auditor.engine.records import Category
+from auditor.engine.records import Category, ResourceKey
+
+# ``lookup(key, manager, operation, time, subresource)``: the authenticated user of the write
+# that a managedFields entry (its manager, operation, time and subresource) of the object
+# ``key`` records, or None when the audit source has no such write. The pipeline builds it
+# from the audit source it read at the start of the run; the comparison only calls it.
+IdentityLookup = Callable[[ResourceKey, str, str, str, str], str | None]
 
 # Exact manager names recorded for interactive clients.
 HUMAN_MANAGERS: frozenset[str] = frozenset({
@@ -109,14 +125,24 @@ def classify(manager: str, gitops_managers: Iterable[str] = ()) -> Category:
     return "controller"
 
 
+def is_gitops_identity(user: str, gitops_identities: Iterable[str]) -> bool:
+    """Whether ``user`` (an authenticated user name) is one of ``gitops_identities``, which
+    may contain ``*`` globs (``system:serviceaccount:flux-system:*``)."""
+    return any(user == pattern or fnmatch.fnmatchcase(user, pattern)
+               for pattern in gitops_identities)
+
+
 class Classifier:
-    """:func:`classify` with the GitOps managers bound and answers cached per name."""
+    """:func:`classify` with the GitOps managers and identities bound, answers cached."""
 
-    __slots__ = ("_cache", "_gitops")
+    __slots__ = ("_by_user", "_cache", "_gitops", "_identities")
 
-    def __init__(self, gitops_managers: Iterable[str] = ()) -> None:
+    def __init__(self, gitops_managers: Iterable[str] = (),
+                 gitops_identities: Iterable[str] = ()) -> None:
         self._gitops = tuple(gitops_managers)
+        self._identities = tuple(gitops_identities)
         self._cache: dict[str, Category] = {}
+        self._by_user: dict[tuple[str, str], tuple[Category, bool]] = {}
 
     def __call__(self, manager: str) -> Category:
         found = self._cache.get(manager)
@@ -124,3 +150,24 @@ class Classifier:
             found = classify(manager, self._gitops)
             self._cache[manager] = found
         return found
+
+    def attribute(self, manager: str, user: str) -> tuple[Category, bool]:
+        """``(category, spoofed)`` of a write under ``manager`` by the authenticated ``user``
+        (``""``: unknown, the name decides). Identities decide only when some are configured:
+        without them nobody could be told from a GitOps controller, and every GitOps write
+        would read as spoofed."""
+        if not user or not self._identities:
+            return self(manager), False
+        found = self._by_user.get((manager, user))
+        if found is not None:
+            return found
+        by_name = self(manager)
+        decided: tuple[Category, bool]
+        if is_gitops_identity(user, self._identities):
+            decided = ("gitops", False)
+        elif by_name == "gitops":
+            decided = ("human", True)
+        else:
+            decided = (by_name, False)
+        self._by_user[(manager, user)] = decided
+        return decided

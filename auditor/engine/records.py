@@ -67,7 +67,12 @@ class SourceInfo:
 
 @dataclass(frozen=True, slots=True)
 class DriftItem:
-    """One drifted field of one object, with who owns the live value."""
+    """One drifted field of one object, with who owns the live value.
+
+    ``user`` is the authenticated user behind the owner's write, when an API-server audit
+    source named it; ``spoofed`` marks a write under a GitOps manager's name by a user who
+    is not a GitOps controller (its category is then ``human``).
+    """
 
     path: str
     op: Op
@@ -77,6 +82,8 @@ class DriftItem:
     operation: str = ""
     time: str = ""
     category: Category = "unknown"
+    user: str = ""
+    spoofed: bool = False
 
 
 class ObjectResult(NamedTuple):

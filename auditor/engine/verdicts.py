@@ -109,7 +109,10 @@ class VerdictCache:
         if result.status == "in-sync" and not result.drifts and not result.reason:
             self._new_in_sync.append(_token(name, resource_version, digest))
             return
-        drifts = [[d.path, d.op, d.desired, d.live, d.manager, d.operation, d.time, d.category]
+        # The authenticated user and the spoofed flag follow only when there are any, so
+        # that verdicts made without an audit source keep their eight fields.
+        drifts = [[d.path, d.op, d.desired, d.live, d.manager, d.operation, d.time, d.category,
+                   *((d.user, d.spoofed) if d.user or d.spoofed else ())]
                   for d in result.drifts]
         self._new[name] = [resource_version, digest, result.status, result.reason, drifts]
 

@@ -65,12 +65,20 @@ def _value_hash(value: Any) -> str:
 
 
 def items_of(result: ObjectResult) -> list[dict[str, Any]]:
-    """The result's drift items as plain dicts, Secret values redacted, sorted by path."""
-    out = [{"path": d.path, "op": d.op,
-            "desired": redact.drift_value(result.key, d.path, d.desired),
-            "live": redact.drift_value(result.key, d.path, d.live),
-            "manager": d.manager, "operation": d.operation, "time": d.time,
-            "category": d.category} for d in result.drifts]
+    """The result's drift items as plain dicts, Secret values redacted, sorted by path. The
+    authenticated ``user`` and the ``spoofed`` mark are there only when they say something."""
+    out: list[dict[str, Any]] = []
+    for d in result.drifts:
+        item = {"path": d.path, "op": d.op,
+                "desired": redact.drift_value(result.key, d.path, d.desired),
+                "live": redact.drift_value(result.key, d.path, d.live),
+                "manager": d.manager, "operation": d.operation, "time": d.time,
+                "category": d.category}
+        if d.user:
+            item["user"] = d.user
+        if d.spoofed:
+            item["spoofed"] = True
+        out.append(item)
     out.sort(key=lambda i: (i["path"], i["op"]))
     return out
 

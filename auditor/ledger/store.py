@@ -34,7 +34,7 @@ from auditor.engine.records import ObjectResult, Problem, ResourceKey, SourceInf
 from auditor.errors import LedgerError
 
 from . import authorize, chain, keys, lifecycle, redact, schema, times
-from .auditlog import AuditLog
+from .auditlog import SPOOFED_SOURCE, AuditLog
 from .lock import WriterLock
 from .verify import VerifyResult, verify
 from .writer import Batch, Counters
@@ -63,7 +63,10 @@ class Observation:
     still redacts anything under a Secret's data that is not such a hash. ``time`` is the
     managedFields time of the change; ``authorized`` says whether it matches a Git change
     (``None``: let the ledger judge from the object's comparison result, see
-    :mod:`.authorize`).
+    :mod:`.authorize`). ``user`` is who made it, when known; ``user_source`` where that came
+    from (``audit-log``; default ``observation``); ``spoofed`` marks a write under a GitOps
+    manager's name by a user who is not a GitOps identity (recorded as the user source
+    ``audit-log/spoofed-manager``, :data:`.auditlog.SPOOFED_SOURCE`).
     """
 
     key: ResourceKey
@@ -77,6 +80,8 @@ class Observation:
     category: str = "unknown"
     authorized: bool | None = None
     user: str = ""
+    user_source: str = ""
+    spoofed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -600,7 +605,7 @@ class Run:
     def _stage_version(self, batch: Batch, key: ResourceKey, *, api_version: str,
                        resource_version: str, content_hash: str, content: str | None,
                        deleted: bool, time: str, manager: str, operation: str, category: str,
-                       user: str, authorized: bool | None) -> None:
+                       user: str, authorized: bool | None, user_source: str = "") -> None:
         ledger = self.ledger
         oid = ledger._object_id(batch, key, self.started_at, self.id)
         self._mark_seen((oid,))
@@ -630,7 +635,7 @@ class Run:
             user = self.audit_log.user_for(key, time, manager) or ""
             source = "audit-log" if user else ""
         elif user:
-            source = "observation"
+            source = user_source or "observation"
         batch.chained("changes", {
             "run_id": self.id, "object_id": oid, "version_id": vid,
             "prev_version_id": prev.version_id if prev else None, "change": change,
@@ -680,7 +685,8 @@ class Run:
                            items: list[dict[str, Any]]) -> None:
         content = redact.content(obs.key, obs.content)
         authorized = authorize.verdict(declared=obs.authorized, manager=obs.manager,
-                                       category=obs.category, status=status, items=items)
+                                       category=obs.category, status=status, items=items,
+                                       spoofed=obs.spoofed)
         # Stored as the canonical bytes and chained as their hash: the chained content hash
         # covers exactly what is stored (see :mod:`.verify`). For honest callers it is the
         # observation's own hash; redaction is settled in :meth:`observe`.
@@ -690,7 +696,8 @@ class Run:
             resource_version=obs.resource_version,
             content_hash=hashlib.sha256(raw).hexdigest(), content=raw.decode(),
             deleted=False, time=obs.time, manager=obs.manager, operation=obs.operation,
-            category=obs.category, user=obs.user, authorized=authorized)
+            category=obs.category, user=obs.user, authorized=authorized,
+            user_source=SPOOFED_SOURCE if obs.spoofed and obs.user else obs.user_source)
         self._flush_if_full()
 
     def observe_deleted(self, key: ResourceKey, *, time: str = "", manager: str = "",

@@ -7,7 +7,7 @@ JSON (``--output json``, DESIGN.md "Contracts")::
                     "source": {"file", "commit", "author", "date", "committer",
                                "commit_date", "subject", "pr", "trailers"} | null,
                     "drifts": [{"path", "op", "desired", "live", "manager", "operation",
-                                "time", "category"}]}],
+                                "time", "category", "user"?, "spoofed"?}]}],
      "problems": [{"where", "message", "kind"}]}       # only when there are problems
 
 Exit status (:func:`exit_code`): 0 in sync, 1 drift, 2 error, 3 partial (a kind not listed).
@@ -15,7 +15,9 @@ Exit status (:func:`exit_code`): 0 in sync, 1 drift, 2 error, 3 partial (a kind 
 Key order is fixed; resources are sorted by key and drifts by path, so the same results
 always render to the same bytes. Keys beyond the documented contract appear only when they
 carry something: ``summary.ignored`` when objects were ignored (they carry a ``reason``),
-``problems`` when errors were met.
+``problems`` when errors were met, a drift's ``user`` when an API-server audit source named
+the authenticated user behind its owner's write, and ``spoofed: true`` when that user wrote
+under a GitOps manager's name without being a GitOps identity (the drift is then ``human``).
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ def _sorted_results(results: Iterable[ObjectResult]) -> list[ObjectResult]:
 
 
 def _drift_json(d: DriftItem) -> dict[str, Any]:
-    return {"path": d.path, "op": d.op, "desired": _sorted_value(d.desired),
-            "live": _sorted_value(d.live), "manager": d.manager, "operation": d.operation,
-            "time": d.time, "category": d.category}
+    out = {"path": d.path, "op": d.op, "desired": _sorted_value(d.desired),
+           "live": _sorted_value(d.live), "manager": d.manager, "operation": d.operation,
+           "time": d.time, "category": d.category}
+    if d.user:
+        out["user"] = d.user
+    if d.spoofed:
+        out["spoofed"] = True
+    return out
 
 
 def _source_json(source: SourceInfo) -> dict[str, Any]:
@@ -176,8 +183,12 @@ def _drift_lines(d: DriftItem, paint: Any) -> list[str]:
     who = d.manager or "?"
     extra = ", ".join(x for x in (d.operation, d.time) if x)
     owner = f"{who} ({extra})" if extra else who
+    if d.user:
+        owner += f" by {d.user}"
     head = f"  {_OP_MARK[d.op]} {paint(d.path, _BOLD)}"
     category = paint(d.category, _CATEGORY_COLOUR.get(d.category, ""))
+    if d.spoofed:
+        category += " " + paint("[spoofed manager]", _RED)
     if is_multiline(d.desired) and is_multiline(d.live):
         lines = [f"{head}   {owner} {category}"]
         for line in text_delta(d.desired, d.live):

@@ -57,6 +57,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -209,10 +210,15 @@ class LedgerCollector(Collector):
     """Reads the ledger at every ``collect`` (a scrape, a push, a textfile write)."""
 
     def __init__(self, cfg: Config, ledger_path: str | Path, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 opener: Callable[[Path], AbstractContextManager[sqlite3.Connection]] = reading,
+                 ) -> None:
         self.cfg = cfg
         self.path = Path(ledger_path)
         self.clock = clock
+        # How the ledger is opened: ``serve`` passes its read-only opener
+        # (:func:`auditor.ledger.readonly.reading`).
+        self.opener = opener
         self.cluster = ""
         # Verification walks the whole chain (~0.3 s for 30,000 events): a scrape repeats it
         # only when the ledger files changed since (any write, tampering included, moves
@@ -252,7 +258,7 @@ class LedgerCollector(Collector):
         # file, and a write landing between this and the verification only makes the next
         # scrape verify again.
         signature = self._signature()
-        with reading(self.path) as conn:
+        with self.opener(self.path) as conn:
             stats = mq.read(conn, now=self.clock(),
                             object_labels=self.cfg.metrics.object_labels)
             verify_ok: bool | None = None

@@ -10,7 +10,10 @@ Severity (:func:`severity`), from the drift alone:
 * ``high`` — a ``human`` or ``unknown`` (unidentified client) change to RBAC (Role,
   ClusterRole, RoleBinding, ClusterRoleBinding), to a Secret, or to a workload's container
   image or security-relevant pod fields (``securityContext``, ``hostNetwork``/``PID``/``IPC``,
-  ``serviceAccountName``); an RBAC object or Secret present live but not in Git (orphan).
+  ``serviceAccountName``); an RBAC object or Secret present live but not in Git (orphan);
+  any drift written under a GitOps manager's name by a user who is not a GitOps identity
+  (a *spoofed* manager, known from the API-server audit log: someone made their change look
+  like the GitOps controller's).
 * ``medium`` — any other ``human``/``unknown`` drift, and objects missing from the cluster.
 * ``low`` — drift owned by controllers or GitOps managers, and other orphans.
 
@@ -90,6 +93,8 @@ def severity(drift: Mapping[str, Any]) -> str:
     if status == "missing":
         return "medium"
     items = drift.get("items") or []
+    if any(i.get("spoofed") for i in items):
+        return "high"
     by_people = [i for i in items if i.get("category") in ("human", "unknown")]
     if not items and drift.get("category") in ("human", "unknown"):
         return "high" if sensitive_kind else "medium"
@@ -177,7 +182,15 @@ def ack_command(drift: Mapping[str, Any]) -> str:
 
 def _actor(drift: Mapping[str, Any]) -> str:
     manager = drift.get("manager") or "unknown client"
-    return f"{_esc(manager)} ({_esc(drift.get('category') or 'unknown')})"
+    out = f"{_esc(manager)} ({_esc(drift.get('category') or 'unknown')})"
+    # The user behind the drift's primary item (the drift row's manager and category).
+    for item in drift.get("items") or ():
+        if item.get("manager") == drift.get("manager") and item.get("user"):
+            out += f"\nuser {_esc(item['user'])}"
+            if item.get("spoofed"):
+                out += " · *spoofed GitOps manager*"
+            break
+    return out
 
 
 def _commit(drift: Mapping[str, Any]) -> str:
@@ -207,6 +220,11 @@ def _item_text(drift: Mapping[str, Any], item: Mapping[str, Any]) -> str:
         line += (f"desired `{shown_value(drift, path, item.get('desired'))}` → "
                  f"live `{shown_value(drift, path, item.get('live'))}`")
     line += f"\nby {_esc(who)} ({_esc(item.get('category') or 'unknown')})"
+    if item.get("user"):
+        line += f" · user {_esc(item['user'])}"
+    if item.get("spoofed"):
+        line += (" · *spoofed manager*: the API-server audit log says this user, not a GitOps "
+                 "controller, wrote under that name")
     if item.get("operation"):
         line += f" · {_esc(item['operation'])}"
     if item.get("time"):

@@ -69,8 +69,16 @@ def _values(drift: DriftRow) -> list[DriftValue]:
             # Secret values (even keyed hashes) are not rendered at all: paths only.
             "" if secret else _value(item.get("desired")),
             "" if secret else _value(item.get("live")),
-            str(item.get("manager") or ""), str(item.get("category") or "")))
+            str(item.get("manager") or ""), str(item.get("category") or ""),
+            str(item.get("user") or ""), bool(item.get("spoofed"))))
     return out
+
+
+def _actor_user(drift: DriftRow, values: list[DriftValue]) -> tuple[str, bool]:
+    """The user behind the drift's actor (its primary item's manager) and whether any item
+    is a spoofed GitOps manager."""
+    user = next((v.user for v in values if v.manager == drift.manager and v.user), "")
+    return user, any(v.spoofed for v in values)
 
 
 def _earliest_item_time(drift: DriftRow) -> str:
@@ -143,6 +151,7 @@ def replay(drifts: Sequence[DriftRow], events: Sequence[DriftEventRow], *, start
         drift = by_id[drift_id]
         label = object_label(drift.group, drift.kind, drift.namespace, drift.name)
         values = _values(drift)
+        user, spoofed = _actor_user(drift, values)
         for ep in episodes:
             if ep.opened_at >= end or (ep.resolved_at and ep.resolved_at < start):
                 continue
@@ -166,7 +175,7 @@ def replay(drifts: Sequence[DriftRow], events: Sequence[DriftEventRow], *, start
                 exposure_s=exposure, sla_breach=exposure > sla_seconds,
                 accepted_by=ep.accepted_by, accepted_reason=ep.accepted_reason,
                 accepted_at=ep.accepted_at, accepted_until=ep.accepted_until,
-                secret=is_secret(drift.group, drift.kind)))
+                secret=is_secret(drift.group, drift.kind), user=user, spoofed=spoofed))
     states = {(e.drift_id): e.state_at_end for e in out}
     acceptances = [Acceptance(a.drift_id, anchors.get(a.drift_id, f"drift-{a.drift_id}"),
                               a.object, a.by, a.reason, a.at, a.expires,

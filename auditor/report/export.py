@@ -47,6 +47,8 @@ CHANGE_COLUMNS: tuple[tuple[str, Callable[[ChangeItem], Any]], ...] = (
     ("remediated_at", lambda c: c.remediated_at),
     ("time_to_remediate_s", lambda c: c.time_to_remediate_s),
     ("time_to_detect_s", lambda c: c.time_to_detect_s),
+    # Last, so that readers of the earlier columns by position are not disturbed.
+    ("spoofed_manager", lambda c: c.spoofed),
 )
 
 DRIFT_COLUMNS: tuple[tuple[str, Callable[[DriftEpisode], Any]], ...] = (
@@ -75,6 +77,8 @@ DRIFT_COLUMNS: tuple[tuple[str, Callable[[DriftEpisode], Any]], ...] = (
     ("accepted_reason", lambda d: d.accepted_reason),
     ("accepted_at", lambda d: d.accepted_at),
     ("accepted_until", lambda d: d.accepted_until),
+    ("actor_user", lambda d: d.user),
+    ("spoofed_manager", lambda d: d.spoofed),
 )
 
 RUN_COLUMNS: tuple[tuple[str, Callable[[RunItem], Any]], ...] = tuple(

@@ -209,6 +209,16 @@ def _policies(parts: Sequence[Report]) -> Policies:
         newly_failing=sum(p.newly_failing for p in pols), fixed=sum(p.fixed for p in pols))
 
 
+def _actors_note(members: Sequence[FleetMember], parts: Sequence[Report]) -> str:
+    """The members whose actors are declared names (see :func:`.period.actors_note`)."""
+    blind = [m.cluster for m, p in zip(members, parts, strict=True) if p.header.actors_note]
+    if not blind:
+        return ""
+    return ("Actors are field managers, the names clients declare, not authenticated "
+            f"identities, where runs had no API-server audit log to name the users "
+            f"(clusters: {', '.join(blind)}).")
+
+
 def _sources(parts: Sequence[Report]) -> list[SourceScope]:
     seen: dict[SourceScope, None] = {}
     for p in parts:
@@ -301,7 +311,7 @@ def _merge(parts: Sequence[Report], members: list[FleetMember], cfg: Config,
         ledger_path=", ".join(m.ledger_path for m in members), integrity=integrity,
         schedule_minutes=head.schedule_minutes, sla_hours=head.sla_hours,
         changes_csv_name=opts.changes_csv_name, changes_csv_sha256=export.sha256(csv_text),
-        changes_csv_rows=len(changes))
+        changes_csv_rows=len(changes), actors_note=_actors_note(members, parts))
     policies = _policies(parts)
     return Report(
         header=header, summary=summarize(monitoring, changes, drifts, start=s, end=e,

@@ -58,6 +58,9 @@ class Header:
     changes_csv_name: str
     changes_csv_sha256: str
     changes_csv_rows: int
+    # One sentence when some runs of the period had no API-server audit source: their actors
+    # are the names clients declared (field managers), not authenticated identities.
+    actors_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,9 @@ class ChangeItem:
     remediated_at: str
     time_to_remediate_s: int | None
     time_to_detect_s: int | None
+    # Written under a GitOps manager's name by a user who is not a GitOps identity (the
+    # API-server audit log says who): the category is then human.
+    spoofed: bool = False
     # Fleet reports qualify IDs by cluster (IDs are per ledger): ``prod-eu:change-12``. In a
     # single-ledger report ``ref`` is '' and the anchors are the historical ``chg-12`` /
     # ``drift-3``, so its HTML does not change.
@@ -107,6 +113,8 @@ class DriftValue:
     live: str
     manager: str
     category: str
+    user: str = ""  # the authenticated user, when an audit source named one
+    spoofed: bool = False  # a GitOps manager name written by a non-GitOps user
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +154,10 @@ class DriftEpisode:
     secret: bool
     cluster: str = ""  # set in fleet reports (the qualified cluster name)
     ref: str = ""  # fleet reports: ``prod-eu:drift-3`` (IDs are per ledger)
+    # The authenticated user behind the actor's write and whether its GitOps manager name
+    # was spoofed (from the drift's items; '' / False without an audit source).
+    user: str = ""
+    spoofed: bool = False
     # The revert attempt that closed this occurrence (how == reverted), '' otherwise.
     revert_anchor: str = ""
     # The adoption (emergency change) that wrote this drift into Git, '' otherwise.

@@ -21,6 +21,7 @@ from auditor import __version__
 from auditor.config import Config
 from auditor.errors import AuditorError, LedgerError, LedgerTamperedError
 from auditor.ledger import reportquery as q
+from auditor.ledger.auditlog import ACTORS_AUDITED, identity_source, is_spoofed
 from auditor.ledger.schema import reading_checked
 from auditor.ledger.verify import VerifyResult
 
@@ -76,8 +77,18 @@ def _known_time(c: q.ChangeRow) -> str:
 
 def _identity_source(c: q.ChangeRow) -> str:
     if c.user_source:
-        return c.user_source
+        return identity_source(c.user_source)
     return "managedFields" if c.manager else "none"
+
+
+def actors_note(runs: Sequence[q.RunRow]) -> str:
+    """One sentence when runs of the period had no API-server audit source, else ''."""
+    blind = sum(1 for r in runs if r.counts.get("actors") != ACTORS_AUDITED)
+    if not blind:
+        return ""
+    which = "the runs of this period" if blind == len(runs) else f"{blind} of {len(runs)} runs"
+    return (f"Actors are field managers, the names clients declare, not authenticated "
+            f"identities: {which} had no API-server audit log to name the users.")
 
 
 def _authorization(value: bool | None) -> str:
@@ -173,6 +184,7 @@ class _ChangeBuilder:
                 authorization=_authorization(c.authorized), drift_id=drift_id,
                 remediation=remediation, remediated_at=remediated_at, time_to_remediate_s=ttr,
                 time_to_detect_s=between(changed, c.detected_at), anchor=f"chg-{c.id}",
+                spoofed=is_spoofed(c.user_source),
                 # The occurrence this change opened (a reopened drift has its own anchor).
                 drift_anchor=ep.anchor if ep is not None else ""))
         return out
@@ -391,7 +403,7 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
         sources=_sources(runs, cfg, by_sha), ledger_path=str(ledger_path), integrity=integrity,
         schedule_minutes=cfg.reports.schedule_minutes, sla_hours=cfg.reports.remediation_sla_hours,
         changes_csv_name=opts.changes_csv_name, changes_csv_sha256=export.sha256(csv_text),
-        changes_csv_rows=len(changes))
+        changes_csv_rows=len(changes), actors_note=actors_note(runs))
     summary = summarize(monitoring, changes, episodes, start=s, end=e, reverts=attempts,
                         caps=capped, emergency=emergency)
     policy_section = policies.build(policy_runs, policy_transitions, start=s)

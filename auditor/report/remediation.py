@@ -36,7 +36,8 @@ def _values(row: Mapping[str, Any], secret: bool) -> list[DriftValue]:
             # as in the drift table.
             "" if secret else value_text(item.get("desired")),
             "" if secret else value_text(item.get("live")),
-            str(item.get("manager") or ""), str(item.get("category") or "")))
+            str(item.get("manager") or ""), str(item.get("category") or ""),
+            str(item.get("user") or ""), bool(item.get("spoofed"))))
     return out
 
 

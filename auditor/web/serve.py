@@ -21,19 +21,23 @@ means the same cluster in a report and in the UI. ``serve.ledgers`` in the confi
 them when no ``--ledger`` is given. One ledger (or none: ``ledger.path``) is the single-ledger
 UI, unchanged.
 
-The ledger is opened per request with the read-only reader (:func:`auditor.ledger.reading`)
-and never written. The server binds loopback unless configured (``serve.host``); with
-``serve.token-env`` naming an environment variable, every page except ``/healthz`` (kubelet
-probes carry no token) needs ``Authorization: Bearer <value>``, compared in constant time.
+The ledger is opened per request so that it cannot be written at all
+(:mod:`auditor.ledger.readonly`: SQLite ``mode=ro`` and ``query_only``; a plain reader could
+still checkpoint a leftover WAL into the file when it closes). The server binds loopback
+unless configured (``serve.host``); with a bearer token (``serve.token-env`` naming an
+environment variable, or ``serve.token-file``, e.g. a mounted Secret, re-read when it
+changes: :mod:`.access`), every page except ``/healthz`` (kubelet probes carry no token)
+needs ``Authorization: Bearer <token>``, compared in constant time. With
+``serve.tls-cert-file`` and ``serve.tls-key-file`` it speaks HTTPS only (TLS 1.2 or later).
 Every value shown is HTML-escaped by the templates (drift values, paths and annotations can
 hold anything); Secret drift values are never shown, only their paths.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import sqlite3
+import ssl
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -53,7 +57,8 @@ from prometheus_client.registry import Collector
 from auditor import __version__
 from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LedgerError
-from auditor.ledger import HistoryFilter, drifts, query, reading, runs, uiquery
+from auditor.ledger import HistoryFilter, drifts, query, runs, uiquery
+from auditor.ledger.readonly import reading
 from auditor.ledger.reportquery import cluster_names
 from auditor.ledger.verify import verify as verify_ledger
 from auditor.outputs import metrics as metrics_mod
@@ -61,6 +66,8 @@ from auditor.outputs import metrics as metrics_mod
 # The report's own naming (newest recorded cluster name, the file stem without runs, name@file
 # when two ledgers share a name): imported, not copied, so report and UI name clusters alike.
 from auditor.report.fleet import member_names as fleet_names
+
+from .access import BearerToken, tls_context
 
 log = logging.getLogger("auditor.web.serve")
 
@@ -213,7 +220,8 @@ class Fleet:
 
     def __init__(self, cfg: Config, paths: Sequence[Path]) -> None:
         self.cfg = cfg
-        self.members = [Member(p, metrics_mod.LedgerCollector(cfg, p)) for p in paths]
+        self.members = [Member(p, metrics_mod.LedgerCollector(cfg, p, opener=reading))
+                        for p in paths]
         self._lock = threading.Lock()
         self._named: tuple[tuple[tuple[int, ...], ...], list[str]] | None = None
 
@@ -296,7 +304,8 @@ class Pages:
         if self.fleet is not None:
             self.registry.register(FleetCollector(self.fleet))
         else:
-            self.registry.register(metrics_mod.LedgerCollector(cfg, self.ledger_path))
+            self.registry.register(metrics_mod.LedgerCollector(cfg, self.ledger_path,
+                                                               opener=reading))
 
     def metrics(self) -> str:
         return generate_latest(self.registry).decode()
@@ -434,9 +443,11 @@ class Pages:
             title=f"{status}", status=status, message=message)
 
 
-def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler]:
-    """The request handler class bound to ``pages`` and the bearer ``token`` (``None``: open)."""
-    expected = f"Bearer {token}".encode() if token else None
+def make_handler(pages: Pages, token: BearerToken | None,
+                 https: bool = False) -> type[BaseHTTPRequestHandler]:
+    """The request handler class bound to ``pages`` and the bearer ``token`` (``None``:
+    open); ``https`` adds HSTS to every answer."""
+    secure = {"Strict-Transport-Security": "max-age=31536000"} if https else {}
 
     class Handler(BaseHTTPRequestHandler):
         # Without it each small response waits ~40 ms for the client's delayed ACK.
@@ -456,7 +467,7 @@ def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header("Referrer-Policy", "no-referrer")
-            for key, value in (extra or {}).items():
+            for key, value in {**secure, **(extra or {})}.items():
                 self.send_header(key, value)
             self.end_headers()
             if self.command != "HEAD":
@@ -473,10 +484,9 @@ def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler
                        {"Content-Security-Policy": PAGE_CSP, **(extra or {})})
 
         def _authorized(self) -> bool:
-            if expected is None:
+            if token is None:
                 return True
-            given = self.headers.get("Authorization", "").encode()
-            return hmac.compare_digest(given, expected)
+            return token.matches(self.headers.get("Authorization", ""))
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
@@ -503,7 +513,7 @@ def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler
         def _not_allowed(self) -> None:
             self._error(405, "This UI is read-only.", {"Allow": "GET, HEAD"})
 
-        do_POST = do_PUT = do_PATCH = do_DELETE = _not_allowed
+        do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_TRACE = _not_allowed
 
         def _healthz(self) -> None:
             try:
@@ -597,21 +607,63 @@ def ledger_list(cfg: Config, ledger_path: str | Path | None = None,
     return files
 
 
+class Server(ThreadingHTTPServer):
+    """The UI's HTTP server; with ``tls`` every connection is HTTPS, its handshake done in
+    the connection's own thread (a client that connects and stays silent blocks no one)."""
+
+    daemon_threads = True
+    # Seconds a connection may stay silent (handshake, request line, headers).
+    timeout_seconds = 30.0
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        super().__init__(address, handler)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(self.timeout_seconds)
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            # Plain HTTP to the HTTPS port, a scanner, a client giving up: nothing to answer,
+            # nothing worth more than a debug line.
+            log.debug("serve: TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            # The TLS socket took the connection over; closing it is ours.
+            self.shutdown_request(conn)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("serve: connection from %s failed", client_address, exc_info=True)
+
+
 def make_server(cfg: Config, *, ledger_path: str | Path | None = None,
                 ledger_paths: Sequence[str | Path] = (), host: str | None = None,
-                port: int | None = None, token: str | None = None,
-                reports_dir: str | Path | None = None) -> ThreadingHTTPServer:
+                port: int | None = None, token: str | BearerToken | None = None,
+                reports_dir: str | Path | None = None,
+                tls: ssl.SSLContext | None = None) -> Server:
     """A server for the UI (not yet serving: call ``serve_forever``, or :func:`start`).
     Unset arguments come from ``cfg`` (``ledger.path``, ``serve.host``/``port``,
-    ``reports.directory``); ``token`` is the bearer token's value itself. Two or more
+    ``reports.directory``, ``serve.tls-cert-file``/``tls-key-file``); ``token`` is the
+    bearer token's value itself, or a :class:`~.access.BearerToken`. Two or more
     ``ledger_paths`` (one per cluster) make the fleet view."""
     pages = Pages(cfg, ledger_list(cfg, ledger_path, ledger_paths),
                   Path(reports_dir or cfg.reports.directory))
-    server = ThreadingHTTPServer((host or cfg.serve.host,
-                                  cfg.serve.port if port is None else port),
-                                 make_handler(pages, token or None))
-    server.daemon_threads = True
-    return server
+    if tls is None and cfg.serve.tls:
+        tls = tls_context(cfg.serve.tls_cert_file, cfg.serve.tls_key_file)
+    bearer = BearerToken(token) if isinstance(token, str) and token else (
+        token if isinstance(token, BearerToken) else None)
+    return Server((host or cfg.serve.host, cfg.serve.port if port is None else port),
+                  make_handler(pages, bearer, https=tls is not None), tls)
 
 
 def start(server: ThreadingHTTPServer) -> threading.Thread:
@@ -622,13 +674,16 @@ def start(server: ThreadingHTTPServer) -> threading.Thread:
     return thread
 
 
-def token_from(cfg: Config, env: Mapping[str, str]) -> str | None:
-    """The bearer token named by ``serve.token-env``; an empty or missing variable is an error
-    rather than an open UI."""
+def token_from(cfg: Config, env: Mapping[str, str]) -> BearerToken | None:
+    """The bearer token of ``serve.token-env`` (an environment variable) or
+    ``serve.token-file`` (a file, re-read when it changes); an empty or missing variable or
+    file is an error rather than an open UI."""
+    if cfg.serve.token_file:
+        return BearerToken.from_file(cfg.serve.token_file)
     name = cfg.serve.token_env
     if not name:
         return None
     value = env.get(name, "")
     if not value:
         raise ConfigError(f"serve.token-env: environment variable {name} is empty or not set")
-    return value
+    return BearerToken(value)

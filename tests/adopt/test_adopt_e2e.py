@@ -13,7 +13,6 @@ import difflib
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from auditor.config import Config
 from auditor.errors import GitError
 from auditor.ledger import adoptions, drifts, reading
 from auditor.pipeline import audit, run_once
+from tests.auditfixtures import PERSON_GROUPS, as_user, write_log
 from tests.gitfixtures import TOOLS, RepoBuilder, git, tool
 
 
@@ -128,20 +128,15 @@ def test_adopt_image_scale_env_and_label_then_merge_resolves_git_changed(
     cfg = make_config(kubeconfig, tmp_path)
     apply_as_gitops(kubectl, "-f", str(apps))
     assert run_once(cfg, desired_path=str(apps)).audit.counts["drifted"] == 0
-    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:1.5.0-hotfix")
-    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=5")
-    kubectl("-n", "shop", "set", "env", "deployment/web", "DEBUG=1")
-    kubectl("-n", "shop", "label", "deployment/web", "incident=inc-4711")
-    # The API server's audit log names the person behind the kubectl requests.
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    audit_log = tmp_path / "audit.log"
-    audit_log.write_text(json.dumps({
-        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete",
-        "verb": "patch", "user": {"username": "alice@shop.example"},
-        "userAgent": "kubectl/v1.35.0", "responseStatus": {"code": 200},
-        "objectRef": {"resource": "deployments", "apiGroup": "apps", "namespace": "shop",
-                      "name": "web"},
-        "requestReceivedTimestamp": now, "stageTimestamp": now}) + "\n")
+    # The API server's audit log names the person behind the kubectl requests (the events
+    # of the very requests kubectl made).
+    events = [e for args in (("set", "image", "deployment/web", "web=shop/web:1.5.0-hotfix"),
+                             ("scale", "deployment/web", "--replicas=5"),
+                             ("set", "env", "deployment/web", "DEBUG=1"),
+                             ("label", "deployment/web", "incident=inc-4711"))
+              for e in as_user(kubectl, "alice@shop.example", PERSON_GROUPS, "-n", "shop",
+                               *args)]
+    audit_log = write_log(tmp_path / "audit.log", events)
     first = run_once(cfg, desired_path=str(apps), audit_log=str(audit_log))
     assert first.ledger["drifts_opened"] == 1
     with reading(cfg.ledger.path) as conn:

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
+from auditfixtures import PERSON_GROUPS, as_user, write_log
 from gitopsfixtures import config_file, sync_from_git
 
 from auditor import config as config_mod
@@ -288,17 +289,12 @@ def test_adopted_and_merged_drift_is_an_emergency_change_with_its_merge(
     start = datetime.now(UTC).replace(microsecond=0)
     kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f", str(apps))
     run_once(cfg, desired_path=str(apps))
-    kubectl("-n", "shop", "set", "image", "deployment/web", "web=shop/web:1.5.0-hotfix")
-    kubectl("-n", "shop", "scale", "deployment/web", "--replicas=5")
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    audit_log = tmp_path / "audit.log"
-    audit_log.write_text(json.dumps({
-        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete",
-        "verb": "patch", "user": {"username": "alice@shop.example"},
-        "userAgent": "kubectl/v1.35.0", "responseStatus": {"code": 200},
-        "objectRef": {"resource": "deployments", "apiGroup": "apps", "namespace": "shop",
-                      "name": "web"},
-        "requestReceivedTimestamp": now, "stageTimestamp": now}) + "\n")
+    # The audit events of the very requests kubectl made, by alice.
+    events = [e for args in (("set", "image", "deployment/web", "web=shop/web:1.5.0-hotfix"),
+                             ("scale", "deployment/web", "--replicas=5"))
+              for e in as_user(kubectl, "alice@shop.example", PERSON_GROUPS, "-n", "shop",
+                               *args)]
+    audit_log = write_log(tmp_path / "audit.log", events)
     run_once(cfg, desired_path=str(apps), audit_log=str(audit_log))
     with reading(cfg.ledger.path) as conn:
         (drift,) = drifts(conn)

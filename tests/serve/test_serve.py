@@ -202,7 +202,8 @@ def test_token_env_named_but_empty_is_an_error(ledger_setup: dict[str, Any]) -> 
 
     with pytest.raises(ConfigError, match="SERVE_TEST_TOKEN"):
         serve.token_from(ledger_setup["cfg"], {})
-    assert serve.token_from(ledger_setup["cfg"], {"SERVE_TEST_TOKEN": "t"}) == "t"
+    token = serve.token_from(ledger_setup["cfg"], {"SERVE_TEST_TOKEN": "t"})
+    assert token is not None and token.matches("Bearer t") and not token.matches("Bearer u")
 
 
 CLI = ("-m", "auditor.cli")
