@@ -240,3 +240,18 @@ def test_source_carries_the_git_evidence(sandbox: Any, kubeconfig: Path, kubectl
         "pr": 42, "trailers": {"Approved-by": ["Lee Sec <lee@example.com>"],
                                "Reviewed-by": ["Dana Ops <dana@example.com>",
                                                "Kim Dev <kim@example.com>"]}}
+
+
+def test_a_kubeconfig_flag_wins_over_in_cluster_in_the_config(
+        sandbox: Any, kubeconfig: Path, kubectl: Any, repo: Path, tmp_path: Path) -> None:
+    # The pod's configuration says in-cluster; an operator runs it from a laptop.
+    apply_as_gitops(kubectl, repo)
+    config = tmp_path / "pod.yaml"
+    config.write_text("cluster: {in-cluster: true}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "auditor.cli", "--config", str(config), "diff",
+         "--kubeconfig", str(kubeconfig), "--desired", str(repo), "--output", "json"],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin",
+                                             "DRIFT_AUDITOR_LEDGER_PATH": str(tmp_path / "l.db")})
+    assert proc.returncode == 0, proc.stderr
+    assert orjson.loads(proc.stdout)["summary"]["in_sync"] == 4

@@ -75,6 +75,10 @@ def cluster_overrides(kubeconfig: str | None, context: str | None,
         cluster["context"] = context
     if in_cluster:
         cluster["in_cluster"] = True
+    elif kubeconfig or context:
+        # A kubeconfig asked for on the command line wins over `in-cluster: true` in the
+        # configuration (the same file serves the pod and an operator's laptop).
+        cluster["in_cluster"] = False
     return {"cluster": cluster} if cluster else {}
 
 

@@ -6,12 +6,14 @@ API resources (preferred version per group), and lists every in-scope kind page 
 model classes, which cost ~20x more to build.
 
 Faults are handled per kind so one bad kind never sinks a run: a 403 skips the kind and says
-so; a 410 Gone on an expired continue token restarts that kind's list, handing on only the
-objects the interrupted list had not already handed on; 429 honours ``Retry-After``; 5xx,
-timeouts and dropped connections retry with exponential backoff up to a bound, and a kind
-that keeps failing is skipped. Failing to reach the API at all (discovery, or every request
-while a list fails) raises :class:`ClusterUnreachableError`; a kubeconfig that cannot be
-read raises :class:`ConfigError`, one line naming the file.
+so ("not audited: no permission to list secrets cluster-wide", with the missing RBAC verb
+and resource and the API server's own message); a 410 Gone on an expired continue token
+restarts that kind's list, handing on only the objects the interrupted list had not already
+handed on; 429 honours ``Retry-After``; 5xx, timeouts and dropped connections retry with
+exponential backoff up to a bound, and a kind that keeps failing is skipped. Failing to
+reach the API at all (discovery, or every request while a list fails) raises
+:class:`ClusterUnreachableError`; a kubeconfig that cannot be read raises
+:class:`ConfigError`, one line naming the file.
 """
 
 from __future__ import annotations
@@ -309,6 +311,21 @@ class _Writes:
         return True
 
 
+class ListForbiddenError(ForbiddenError):
+    """A 403 on a kind's list: the kind is not audited this run, for want of the RBAC verb
+    ``list`` on its resource. ``reason`` says so without the kind's name (a run's problem
+    names the kind itself); the message is the kind's name and the reason."""
+
+    def __init__(self, resource: APIResource, namespace: str, api_message: str) -> None:
+        name = _resource_name(resource)
+        where = f"in namespace {namespace}" if namespace and resource.namespaced \
+            else "cluster-wide"
+        self.reason = (f"not audited: no permission to list {name} {where} (403 forbidden: "
+                       f"the RBAC verb 'list' on resource '{name}' {where} is missing). "
+                       f"The API server said: {api_message}")
+        super().__init__(f"{resource.group_kind}: {self.reason}")
+
+
 class Cluster(_Writes):
     """A connection to one Kubernetes API server."""
 
@@ -493,8 +510,9 @@ class Cluster(_Writes):
         object, never the objects). client-go's pager instead re-reads the whole kind in one
         unpaginated request, which would hold a 90,000-object kind in memory at once.
 
-        Raises :class:`ForbiddenError` on 403, :class:`ClusterError` when the kind keeps
-        failing (an error status, or no answer while the server still answers other
+        Raises :class:`ListForbiddenError` on 403 (the kind "not audited: no permission",
+        naming the missing RBAC verb and resource), :class:`ClusterError` when the kind
+        keeps failing (an error status, or no answer while the server still answers other
         requests), :class:`ClusterUnreachableError` when the server stopped answering
         altogether. Items get ``apiVersion``/``kind`` set because a list response leaves
         them out of its items.
@@ -516,9 +534,7 @@ class Cluster(_Writes):
                 raise self._no_answer(resource, path, exc) from None
             except _HTTPStatusError as exc:
                 if exc.status == 403:
-                    raise ForbiddenError(
-                        f"{resource.group_kind}: forbidden to list {path} ({exc.message()})"
-                    ) from None
+                    raise ListForbiddenError(resource, namespace, exc.message()) from None
                 if exc.status == 410 and token and restarts < self.config.retries:
                     # The continue token expired (compaction). A 410 may carry a token that
                     # continues from the same key at the newest revision, but that list is
@@ -643,7 +659,9 @@ def iter_live(cluster: Cluster, scope: ScopeConfig, *, stats: ListStats,
                                            page.restarted)))
             done.put(("done", (resource, count, True)))
         except ForbiddenError as exc:
-            done.put(("problem", (resource, Problem(resource.group_kind, str(exc), "forbidden"))))
+            # The problem names the kind: its message is the reason alone.
+            reason = exc.reason if isinstance(exc, ListForbiddenError) else str(exc)
+            done.put(("problem", (resource, Problem(resource.group_kind, reason, "forbidden"))))
         except ClusterUnreachableError as exc:
             done.put(("fatal", exc))
         except ClusterError as exc:
