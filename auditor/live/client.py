@@ -14,17 +14,22 @@ exponential backoff up to a bound, and a kind that keeps failing is skipped. Fai
 reach the API at all (discovery, or every request while a list fails) raises
 :class:`ClusterUnreachableError`; a kubeconfig that cannot be read raises
 :class:`ConfigError`, one line naming the file.
+
+Watches (:meth:`Cluster.open_watch`) are single long requests read line by line as the
+server sends them, on a connection pool of their own so that one open watch per kind never
+starves the lists; what a watch means (resuming, relisting) is :mod:`auditor.live.watch`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +41,7 @@ import orjson
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from kubernetes.client import rest as k8s_rest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
@@ -48,6 +54,8 @@ from auditor.support import yamlsafe
 log = logging.getLogger(__name__)
 
 USER_AGENT = "drift-auditor/0.1"
+# Connections the watch pool keeps for reuse: one per open watch, up to this many kinds.
+WATCH_POOL_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,9 @@ class Page:
     # never repeat what earlier pages carried: a restarted list hands on only the objects
     # the interrupted one had not (see :meth:`Cluster.list_pages`).
     restarted: bool = False
+    # The list's resourceVersion (``metadata.resourceVersion``): a watch from it misses
+    # nothing the list did not show.
+    resource_version: str = ""
 
 
 @dataclass
@@ -138,6 +149,90 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+class APIStatusError(ClusterError):
+    """An error the API server answered (a watch's, as an HTTP status or an ``ERROR`` event):
+    ``status`` the HTTP code, ``reason`` the Status reason (``Expired``, ``Forbidden``,
+    ``TooManyRequests`` ...), ``retry_after`` the seconds ``Retry-After`` asked for."""
+
+    def __init__(self, status: int, reason: str, api_message: str,
+                 retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}{f' {reason}' if reason else ''}: {api_message}")
+        self.status = status
+        self.reason = reason
+        self.api_message = api_message
+        self.retry_after = retry_after
+
+    @classmethod
+    def of_status(cls, doc: Mapping[str, Any], status: int = 0,
+                  retry_after: float | None = None) -> APIStatusError:
+        """From a ``Status`` object (an ``ERROR`` event's, or an error response's body, whose
+        HTTP ``status`` then wins over the body's ``code``)."""
+        details = doc.get("details") or {}
+        if retry_after is None and isinstance(details, Mapping):
+            retry_after = _retry_after(str(details.get("retryAfterSeconds") or ""))
+        return cls(int(status or doc.get("code") or 500), str(doc.get("reason") or ""),
+                   _one_line(str(doc.get("message") or "")), retry_after)
+
+
+class WatchStream:
+    """One open watch response, read line by line (one JSON event a line) as it arrives.
+
+    :meth:`abort` may be called from another thread: it shuts the socket, so that a read
+    blocked on a quiet watch returns at once.
+    """
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, server: str, path: str) -> None:
+        self._response = response
+        self._server = server
+        self._path = path
+        self._ended = False
+
+    def lines(self) -> Iterator[bytes]:
+        """Each complete line. Ends when the server ends the response (its ``timeoutSeconds``
+        passed); raises :class:`ClusterUnreachableError` when the connection broke, timed
+        out or was aborted, a partial last line being dropped."""
+        pending: list[bytes] = []
+        try:
+            for chunk in self._response.stream(64 * 1024, decode_content=True):
+                start = 0
+                while (end := chunk.find(b"\n", start)) >= 0:
+                    line = chunk[start:end]
+                    if pending:
+                        line = b"".join((*pending, line))
+                        pending.clear()
+                    if line.strip():
+                        yield line
+                    start = end + 1
+                if start < len(chunk):
+                    pending.append(chunk[start:])
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            reason = _short(exc)
+            raise _NoAnswer(f"{self._server}: watch {self._path}: {reason}", reason) from None
+        if any(part.strip() for part in pending):
+            reason = "connection dropped before the response was complete"
+            raise _NoAnswer(f"{self._server}: watch {self._path}: {reason}", reason)
+        self._ended = True
+
+    def abort(self) -> None:
+        """Cut the connection (from any thread); a blocked read then fails at once."""
+        with contextlib.suppress(OSError, ValueError, RuntimeError, AttributeError):
+            self._response.shutdown()
+
+    def close(self) -> None:
+        """Let go of the response: a connection left mid-stream is closed, never reused."""
+        if not self._ended:
+            with contextlib.suppress(OSError, urllib3.exceptions.HTTPError):
+                self._response.close()
+        with contextlib.suppress(OSError, urllib3.exceptions.HTTPError):
+            self._response.release_conn()
+
+    def __enter__(self) -> WatchStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ------------------------------------------------------------------ writes (revert)
@@ -339,6 +434,7 @@ class Cluster(_Writes):
         self._lock = threading.Lock()
         # API group -> why discovery could not read it (see :meth:`discover`).
         self.undiscovered: dict[str, str] = {}
+        self._watch_rest: k8s_rest.RESTClientObject | None = None
 
     @staticmethod
     def _configuration(config: ClusterConfig) -> k8s_client.Configuration:
@@ -383,6 +479,8 @@ class Cluster(_Writes):
 
     def close(self) -> None:
         self._api.close()
+        if self._watch_rest is not None:
+            self._watch_rest.pool_manager.clear()
 
     def __enter__(self) -> Cluster:
         return self
@@ -414,8 +512,10 @@ class Cluster(_Writes):
                                    _retry_after(response.getheader("Retry-After")))
         return body or b""
 
-    def get_raw(self, path: str, query: list[tuple[str, str]] | None = None) -> bytes:
-        """GET with bounded retries on 429, 5xx, timeouts and dropped connections.
+    def get_raw(self, path: str, query: list[tuple[str, str]] | None = None, *,
+                sleep: Callable[[float], None] | None = None) -> bytes:
+        """GET with bounded retries on 429, 5xx, timeouts and dropped connections (waiting
+        with ``sleep``, by default the cluster's).
 
         Raises :class:`ClusterUnreachableError` (a ``_NoAnswer``) when the last attempt got
         no complete response, ``_HTTPStatusError`` when it got an error status.
@@ -436,7 +536,7 @@ class Cluster(_Writes):
                 log.info("GET %s got no answer (%s); retrying in %.1fs", path, exc.reason, delay)
             attempt += 1
             self._count_retry()
-            self._sleep(delay)
+            (sleep or self._sleep)(delay)
 
     def _backoff(self, attempt: int) -> float:
         return float(min(8.0, 0.2 * 2**attempt) * (0.5 + random.random() / 2))
@@ -447,6 +547,68 @@ class Cluster(_Writes):
 
     def get_json(self, path: str, query: list[tuple[str, str]] | None = None) -> Any:
         return orjson.loads(self.get_raw(path, query))
+
+    def answers(self) -> bool:
+        """Whether the API server answers a trivial request now (any status is an answer)."""
+        try:
+            self._get_once("/version", [])
+        except _HTTPStatusError:
+            return True
+        except _NoAnswer:
+            return False
+        return True
+
+    # -------------------------------------------------------------- watches
+
+    def open_watch(self, path: str, query: list[tuple[str, str]], *,
+                   read_timeout: float) -> WatchStream:
+        """Open one watch request, once: retrying, resuming and relisting are the caller's.
+
+        ``read_timeout`` bounds each wait for the next bytes (the watch's ``timeoutSeconds``
+        plus slack, so a silent dead connection is noticed). Raises :class:`APIStatusError`
+        on an error status, :class:`ClusterUnreachableError` when there was no answer.
+        """
+        method, url, headers, _, _ = self._api.param_serialize(
+            "GET", path, query_params=query or None,
+            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        try:
+            response = self._watch_client().request(
+                method, url, headers=headers,
+                _request_timeout=(self.config.timeout_seconds, read_timeout))
+        except ApiException as exc:
+            reason = _one_line(str(exc.reason))
+            raise _NoAnswer(f"{self.server}: {reason}", reason) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            reason = _short(exc)
+            raise _NoAnswer(f"{self.server}: {reason} (watch {path})", reason) from None
+        raw: urllib3.BaseHTTPResponse = response.response
+        if response.status < 300:
+            return WatchStream(raw, self.server, path)
+        retry_after = _retry_after(response.getheader("Retry-After"))
+        try:
+            body = raw.data or b""
+        except (urllib3.exceptions.HTTPError, OSError):
+            body = b""
+        finally:
+            raw.release_conn()
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict):
+            raise APIStatusError.of_status(doc, response.status, retry_after)
+        raise APIStatusError(response.status, "", _one_line(body[:200].decode("utf-8", "replace")),
+                             retry_after)
+
+    def _watch_client(self) -> k8s_rest.RESTClientObject:
+        """The REST client watches use: the same TLS and proxy settings, a pool of its own
+        (credentials travel in each request's headers, refreshed by the main client)."""
+        with self._lock:
+            if self._watch_rest is None:
+                conf = copy.copy(self._api.configuration)
+                conf.connection_pool_maxsize = WATCH_POOL_SIZE
+                self._watch_rest = k8s_rest.RESTClientObject(conf)
+            return self._watch_rest
 
     # ------------------------------------------------------------ discovery
 
@@ -499,7 +661,8 @@ class Cluster(_Writes):
     # ---------------------------------------------------------------- lists
 
     def list_pages(self, resource: APIResource, *, stats: ListStats | None = None,
-                   namespace: str = "") -> Iterator[Page]:
+                   namespace: str = "", rehand: bool = False,
+                   sleep: Callable[[float], None] | None = None) -> Iterator[Page]:
         """One kind's objects page by page, each object handed on once.
 
         A 410 on a continue token (etcd compacted the revision the list was reading) restarts
@@ -509,6 +672,11 @@ class Cluster(_Writes):
         keys handed on so far, kept while more pages follow (about a hundred bytes per
         object, never the objects). client-go's pager instead re-reads the whole kind in one
         unpaginated request, which would hold a 90,000-object kind in memory at once.
+
+        ``rehand=True`` makes a restarted list hand on every object again, a consistent list
+        at its new resourceVersion, for a caller (the watch) that needs one and recognises
+        what it already has; nothing is kept between pages then. ``sleep`` waits between
+        retries (a caller that must stop promptly passes one that can be interrupted).
 
         Raises :class:`ListForbiddenError` on 403 (the kind "not audited: no permission",
         naming the missing RBAC verb and resource), :class:`ClusterError` when the kind
@@ -529,7 +697,7 @@ class Cluster(_Writes):
             if token:
                 query.append(("continue", token))
             try:
-                body = self.get_raw(path, query)
+                body = self.get_raw(path, query, sleep=sleep)
             except _NoAnswer as exc:
                 raise self._no_answer(resource, path, exc) from None
             except _HTTPStatusError as exc:
@@ -552,9 +720,10 @@ class Cluster(_Writes):
             del body  # the decoded page is what travels on; the bytes need not wait with it
             items = doc.get("items") or []
             token = (doc.get("metadata") or {}).get("continue") or ""
-            if restarts:
+            list_rv = str((doc.get("metadata") or {}).get("resourceVersion") or "")
+            if restarts and not rehand:
                 items = [item for item in items if _list_key(item) not in handed]
-            if token:
+            if token and not rehand:
                 handed.update(map(_list_key, items))
             else:
                 handed.clear()
@@ -564,7 +733,8 @@ class Cluster(_Writes):
                 item["kind"] = kind
             stats.pages += 1
             stats.bytes += size
-            yield Page(resource, items, size, last=not token, restarted=restarted)
+            yield Page(resource, items, size, last=not token, restarted=restarted,
+                       resource_version=list_rv)
             restarted = False
             if not token:
                 return

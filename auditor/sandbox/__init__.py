@@ -45,8 +45,10 @@ Where it is simpler than a real API server (know this before trusting a test):
 * Paginated lists read the *current* state after the continue key, not an etcd snapshot
   at the first page's resourceVersion; continue tokens only expire on demand
   (``faults.expire_continue()``) or below ``store.compacted_rv``. Watches replay the last
-  20,000 changes (older resourceVersions get the 410 a compacted etcd gives); no
-  periodic BOOKMARK events.
+  20,000 changes (older resourceVersions, or those ``store.compact()`` discarded, get the
+  410 a compacted etcd gives); with ``allowWatchBookmarks=true`` a BOOKMARK comes every
+  ``bookmark_interval`` seconds (60 s, about kube-apiserver's; tests shorten it), none
+  before a watch's timeout.
 * Deletion: finalizers hold an object (``deletionTimestamp``, 202) until an update removes
   them; the PVC/PV protection and garbage-collector finalizers are released at once (no
   pods or dependents exist). No graceful deletion period, no garbage collection through
@@ -177,6 +179,16 @@ class Sandbox:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+    @property
+    def bookmark_interval(self) -> float:
+        """Seconds between the BOOKMARK events of watches that allow them (a watch opened
+        after a change uses the new interval)."""
+        return self.store.bookmark_interval
+
+    @bookmark_interval.setter
+    def bookmark_interval(self, seconds: float) -> None:
+        self.store.bookmark_interval = float(seconds)
 
     @property
     def url(self) -> str:

@@ -7,9 +7,14 @@ instead (or as well: longer than a client's timeout, it is a hang); ``drop=True`
 response and closes the connection halfway through its body, as a crashing API server or a
 load balancer cutting an idle-looking connection does; ``continued=True`` (``False``) limits
 a rule to requests that carry (do not carry) a ``continue`` token, to hit a list's later
-pages (its first page). ``expire_continue()`` makes the next list continuation answer 410
-Expired the way an API server does once etcd has compacted the token's revision
-(``path_regex=`` for one kind's lists, ``after=`` to let that many continuations pass first).
+pages (its first page); ``watch=True`` (``False``) to watch requests (other requests), to
+refuse a watch the list of the same path is allowed. ``expire_continue()`` makes the next
+list continuation answer 410 Expired the way an API server does once etcd has compacted the
+token's revision (``path_regex=`` for one kind's lists, ``after=`` to let that many
+continuations pass first). ``drop_watch()`` cuts an open watch mid-stream: its connection
+closes halfway through an event, as a restarting API server or a load balancer does.
+Compacting the event history, after which a watch from an older resourceVersion gets 410,
+is the store's: ``sandbox.store.compact()``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class Fault:
     message: str
     drop: bool = False
     continued: bool | None = None
+    watch: bool | None = None
     hits: int = 0
 
 
@@ -60,17 +66,20 @@ class Faults:
     # [path pattern (None: any list), continuations to let through first, to expire]
     _expire_continue: list[tuple[re.Pattern[str] | None, int, int]] = field(
         default_factory=list)
+    # [path pattern (None: any watch), lines to send before the cut, watches left to cut]
+    _drop_watch: list[tuple[re.Pattern[str] | None, int, int]] = field(default_factory=list)
 
     def add(self, *, method: str | None = None, path_regex: str = ".*", status: int | None = None,
             times: int | None = None, retry_after: int | None = None, delay: float = 0.0,
             message: str | None = None, drop: bool = False,
-            continued: bool | None = None) -> Fault:
+            continued: bool | None = None, watch: bool | None = None) -> Fault:
         """Add a rule matching ``method`` (any if None), ``path_regex`` (searched in the path)
-        and, unless ``continued`` is None, whether the request carries a continue token."""
+        and, unless ``continued`` (``watch``) is None, whether the request carries a continue
+        token (is a watch)."""
         if drop and status is not None:
             raise ValueError("a rule either answers with a status or drops the connection")
         rule = Fault(method.upper() if method else None, re.compile(path_regex), status, times,
-                     retry_after, delay, message or "", drop, continued)
+                     retry_after, delay, message or "", drop, continued, watch)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -79,6 +88,27 @@ class Faults:
         with self._lock:
             self._rules.clear()
             self._expire_continue.clear()
+            self._drop_watch.clear()
+
+    def drop_watch(self, times: int = 1, *, path_regex: str | None = None,
+                   after: int = 0) -> None:
+        """Cut ``times`` watches (of a path matching ``path_regex``, any if None), open ones
+        included: the first to have an event to send after ``after`` events (bookmarks count)
+        sends half of it, and its connection closes."""
+        with self._lock:
+            self._drop_watch.append(
+                (re.compile(path_regex) if path_regex is not None else None, after, times))
+
+    def watch_cut(self, path: str, sent: int) -> bool:
+        """Whether a watch of ``path`` that has sent ``sent`` events is cut before its next
+        one; a cut uses up one of its rule's ``times``."""
+        with self._lock:
+            for i, (pattern, after, left) in enumerate(self._drop_watch):
+                if left <= 0 or sent < after or (pattern is not None and not pattern.search(path)):
+                    continue
+                self._drop_watch[i] = (pattern, after, left - 1)
+                return True
+            return False
 
     def expire_continue(self, times: int = 1, *, path_regex: str | None = None,
                         after: int = 0) -> None:
@@ -101,15 +131,19 @@ class Faults:
                 return True
             return False
 
-    def match(self, method: str, path: str, *, continued: bool = False) -> Outcome:
-        """What to do with a request (``continued``: it carries a continue token); consumes
-        one use of each rule that matches, up to the first that answers or drops."""
+    def match(self, method: str, path: str, *, continued: bool = False,
+              watch: bool = False) -> Outcome:
+        """What to do with a request (``continued``: it carries a continue token; ``watch``:
+        it is a watch); consumes one use of each rule that matches, up to the first that
+        answers or drops."""
         delay = 0.0
         with self._lock:
             for rule in self._rules:
                 if rule.method not in (None, method) or not rule.path_regex.search(path):
                     continue
                 if rule.continued is not None and rule.continued != continued:
+                    continue
+                if rule.watch is not None and rule.watch != watch:
                     continue
                 if rule.times is not None and rule.hits >= rule.times:
                     continue

@@ -225,7 +225,8 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self, path: str, query: dict[str, str], body: bytes) -> None:
         sb = self.server.sandbox
         try:
-            outcome = sb.faults.match(self.command, path, continued=bool(query.get("continue")))
+            outcome = sb.faults.match(self.command, path, continued=bool(query.get("continue")),
+                                      watch=_is_watch(path, query))
             if outcome.delay:
                 time.sleep(outcome.delay)
             if outcome.drop:
@@ -580,7 +581,8 @@ class Handler(BaseHTTPRequestHandler):
                 label_selector=query.get("labelSelector"),
                 field_selector=query.get("fieldSelector"), timeout=timeout,
                 stop=self.server.stopping,
-                send_initial_events=query.get("sendInitialEvents") == "true")
+                send_initial_events=query.get("sendInitialEvents") == "true",
+                bookmarks=query.get("allowWatchBookmarks") == "true")
         except ApiError as err:
             if err.code != 410:
                 raise
@@ -595,17 +597,41 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Audit-Id", exchange.audit_id)
             exchange.gate.response_started(exchange, 200)
         self.end_headers()
+        faults = self.server.sandbox.faults
+        path = urlsplit(self.path).path
+        sent = 0
         try:
             for line in events:
+                if not line:
+                    continue  # the store's sign of life while no event is due
+                if faults.watch_cut(path, sent):
+                    self._cut(line)
+                    return
                 self._chunk(line)
+                sent += 1
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
+    def _cut(self, line: bytes) -> None:
+        """Send half of ``line`` as a chunk promising all of it, then cut the connection."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.wfile.write(f"{len(line):x}\r\n".encode() + line[:len(line) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+
+def _is_watch(path: str, query: dict[str, str]) -> bool:
+    """Whether a request is a watch, as :meth:`Handler._handle` routes it."""
+    parts = [p for p in path.split("/") if p]
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    return rest[:1] == ["watch"] or query.get("watch") in ("true", "1")
 
 
 def _patch_for_audit(body: bytes) -> Any:

@@ -4,6 +4,12 @@ Assigns uid / resourceVersion / generation / creationTimestamp, keeps ``managedF
 runs defaulting and light validation, serves paginated and filtered lists, and keeps an
 event log for watches. Each object is serialised once per write (with and without
 apiVersion/kind), so a LIST only splices bytes.
+
+Watches behave as kube-apiserver's: events after the requested resourceVersion, a 410
+``Expired`` ERROR event for one older than the retained history (:meth:`Store.compact`
+discards history as etcd compaction does), ``timeoutSeconds`` ending the stream cleanly,
+and with ``allowWatchBookmarks=true`` a BOOKMARK carrying the stream's position every
+``bookmark_interval`` seconds (kube-apiserver: about a minute).
 """
 
 from __future__ import annotations
@@ -157,6 +163,9 @@ class Store:
         self.events: deque[Event] = deque(maxlen=20000)
         self.alloc = Allocator()
         self.compacted_rv = 0
+        self._discarded_rv = 0  # the newest event compaction discarded
+        # Seconds between the BOOKMARK events of a watch that allows them.
+        self.bookmark_interval = 60.0
         self.namespace_deletion_delay = 1.0
         self.crd_schemas: dict[tuple[str, str], Obj] = {}
 
@@ -819,13 +828,32 @@ class Store:
 
     # -- watching --------------------------------------------------------------------------
 
+    def compact(self, rv: int | None = None) -> int:
+        """Discard the event history up to ``rv`` (default: now), as etcd compaction does.
+
+        A watch from an older resourceVersion then gets 410 ``Expired``, an open watch still
+        behind it an ERROR event carrying that 410, and list continue tokens issued before it
+        expire. Returns the compacted resourceVersion.
+        """
+        with self.lock:
+            rv = self.rv if rv is None else min(int(rv), self.rv)
+            self.compacted_rv = max(self.compacted_rv, rv)
+            while self.events and self.events[0].rv <= self.compacted_rv:
+                self._discarded_rv = self.events.popleft().rv
+            self.changed.notify_all()
+            return self.compacted_rv
+
     def watch(self, res: Resource, ns: str | None, since: str | None, *,
               label_selector: str | None, field_selector: str | None, timeout: float,
-              stop: threading.Event, send_initial_events: bool = False) -> Iterator[bytes]:
+              stop: threading.Event, send_initial_events: bool = False,
+              bookmarks: bool = False) -> Iterator[bytes]:
         """Newline-delimited watch events after ``since`` (all current objects if unset/0).
 
         ``send_initial_events`` is the streaming-list mode client-go's WatchListClient uses:
         current objects as ADDED, then a BOOKMARK annotated ``k8s.io/initial-events-end``.
+        ``bookmarks`` (``allowWatchBookmarks``) adds a BOOKMARK every ``bookmark_interval``
+        seconds. While no event is due the stream yields an empty line now and then (at most
+        every 0.25 s), which is no event: it lets the server notice a stop or a fault.
         """
         labels = label_matcher(label_selector)
         fields = field_matcher(field_selector, res.kind)
@@ -848,9 +876,8 @@ class Store:
                 except ValueError as exc:
                     raise ApiError("BadRequest", f"invalid resourceVersion {since!r}") from exc
                 oldest = self.events[0].rv if self.events else self.rv
-                if cursor < oldest - 1 and cursor < self.rv:
-                    raise ApiError("Expired", f"too old resource version: {cursor} "
-                                   f"({oldest - 1})", code=410)
+                if (cursor < oldest - 1 and cursor < self.rv) or cursor < self.compacted_rv:
+                    raise _too_old(cursor, max(oldest - 1, self.compacted_rv))
                 initial = []
         bookmark = None
         if send_initial_events:
@@ -858,29 +885,43 @@ class Store:
                 "kind": res.kind, "apiVersion": res.group_version,
                 "metadata": {"resourceVersion": str(cursor),
                              "annotations": {"k8s.io/initial-events-end": "true"}}}}) + b"\n"
-        return self._stream(res, initial, bookmark, cursor, wanted, timeout, stop)
+        interval = self.bookmark_interval if bookmarks else 0.0
+        return self._stream(res, initial, bookmark, cursor, wanted, timeout, stop, interval)
 
     def _stream(self, res: Resource, initial: list[Record], bookmark: bytes | None, cursor: int,
                 wanted: Callable[[str, Obj], bool], timeout: float,
-                stop: threading.Event) -> Iterator[bytes]:
+                stop: threading.Event, bookmark_interval: float = 0.0) -> Iterator[bytes]:
         for rec in initial:
             yield _event_line("ADDED", rec, res)
         if bookmark is not None:
             yield bookmark
         deadline = time.monotonic() + timeout
+        next_bookmark = time.monotonic() + bookmark_interval if bookmark_interval > 0 else None
         while not stop.is_set():
             batch: list[Event] = []
             with self.lock:
-                remaining = deadline - time.monotonic()
+                now_ = time.monotonic()
+                remaining = deadline - now_
                 if remaining <= 0:
                     return
-                if not self.events or self.events[-1].rv <= cursor:
-                    self.changed.wait(min(remaining, 0.25))
-                for ev in self.events:
+                # History this stream had yet to send is gone: the watch cannot go on.
+                gone = _too_old(cursor, self.compacted_rv) if cursor < self._discarded_rv \
+                    else None
+                if gone is None and (not self.events or self.events[-1].rv <= cursor):
+                    wait = min(remaining, 0.25)
+                    if next_bookmark is not None:
+                        wait = max(0.0, min(wait, next_bookmark - now_))
+                    self.changed.wait(wait)
+                for ev in self.events if gone is None else ():
                     if ev.rv > cursor and ev.key == res.key:
                         batch.append(ev)
                 if self.events:
                     cursor = max(cursor, self.events[-1].rv)
+            if gone is not None:
+                yield orjson.dumps({"type": "ERROR", "object": gone.status()}) + b"\n"
+                return
+            if not batch:
+                yield b""  # no event: the server may check for a stop or a fault
             for ev in batch:
                 now_in = wanted(ev.namespace, ev.rec.obj)
                 if ev.type == "MODIFIED" and ev.prev is not None:
@@ -893,6 +934,17 @@ class Store:
                         yield _event_line(kind, ev.rec, res)
                 elif now_in:
                     yield _event_line(ev.type, ev.rec, res)
+            if next_bookmark is not None and time.monotonic() >= next_bookmark:
+                # Every event up to ``cursor`` this watch wants has been sent.
+                next_bookmark = time.monotonic() + bookmark_interval
+                yield orjson.dumps({"type": "BOOKMARK", "object": {
+                    "kind": res.kind, "apiVersion": res.group_version,
+                    "metadata": {"resourceVersion": str(cursor)}}}) + b"\n"
+
+
+def _too_old(rv: int, oldest: int) -> ApiError:
+    """The 410 kube-apiserver answers a watch from a compacted resourceVersion with."""
+    return ApiError("Expired", f"too old resource version: {rv} ({oldest})", code=410)
 
 
 def _root(res: Resource) -> Field:
