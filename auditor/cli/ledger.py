@@ -72,8 +72,11 @@ def _since(text: str | None) -> str | None:
 @click.option("--category", type=click.Choice(CATEGORIES), help="Actor category.")
 @click.option("--since", help="From this time (ISO 8601) or this long ago (7d, 12h).")
 @click.option("--until", help="Before this time (ISO 8601) or this long ago.")
-@click.option("--type", "type_", type=click.Choice(("all", "change", "drift")), default="all",
-              show_default=True, help="Live changes, drift lifecycle events, or both.")
+@click.option("--type", "type_", type=click.Choice(("all", *history_mod.TYPES)), default="all",
+              show_default=True,
+              help="Live changes, drift lifecycle events, the API server's audit writes, or "
+                   "all of them. A change or write no scheduled run saw as current is "
+                   "marked [transient] (JSON/CSV: transient).")
 @click.option("--limit", type=int, help="At most this many entries (oldest first).")
 @click.option("-o", "--output", "fmt", type=click.Choice(("text", "json", "csv")), default="text",
               show_default=True)
@@ -87,7 +90,7 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
             entries = history_mod.query(conn, history_mod.HistoryFilter(
                 object=object_, namespace=namespace, kind=kind, actor=actor, category=category,
                 since=_since(since), until=_since(until),
-                types=("change", "drift") if type_ == "all" else (type_,), limit=limit))
+                types=history_mod.TYPES if type_ == "all" else (type_,), limit=limit))
         click.echo(history_mod.render(entries, fmt), nl=False)
 
     guarded(body)

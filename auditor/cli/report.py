@@ -53,7 +53,11 @@ def _default_name(start: datetime, end: datetime) -> str:
               show_default=True)
 @click.option("--table", type=click.Choice(export.TABLES), default="changes", show_default=True,
               help="With --format csv: which table (the change population, drift occurrences, "
-                   "the run log, revert attempts, or emergency changes).")
+                   "the run log, revert attempts, emergency changes, change-completeness "
+                   "exceptions, or coverage per kind).")
+@click.option("--audit-gap-minutes", type=click.IntRange(min=1), default=15, show_default=True,
+              help="A stretch without any API-server audit event longer than this is a gap "
+                   "of the audit stream (a change-completeness exception).")
 @click.option("--ledger", "ledger_paths", type=click.Path(dir_okay=False), multiple=True,
               help="Ledger file (default: ledger.path from the configuration). Repeat it for "
                    "a fleet report: one ledger per cluster, with a per-cluster breakdown.")
@@ -61,7 +65,8 @@ def _default_name(start: datetime, end: datetime) -> str:
 @click.option("--skip-verify", is_flag=True,
               help="Do not recompute the ledger's hash chain (the report says so).")
 def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: str,
-               ledger_paths: tuple[str, ...], title: str, skip_verify: bool) -> None:
+               audit_gap_minutes: int, ledger_paths: tuple[str, ...], title: str,
+               skip_verify: bool) -> None:
     """Compliance report for a period (SOC 2 control matrix, change population, drift and
     remediation, monitoring completeness), from the ledger only."""
 
@@ -78,7 +83,7 @@ def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: 
         csv_path = target.with_suffix(".changes.csv") if fmt == "html" and target else None
         model = load_fleet(ledger_paths or (cfg.ledger.path,), start, end, cfg, options=Options(
             title=title, changes_csv_name=csv_path.name if csv_path else "",
-            verify=not skip_verify))
+            verify=not skip_verify, audit_gap_minutes=audit_gap_minutes))
         report = model.report
         if fmt == "html":
             from auditor.report.html import render_html

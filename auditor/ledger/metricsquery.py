@@ -1,7 +1,8 @@
 """Read-only aggregates of the ledger for Prometheus metrics (:mod:`auditor.outputs.metrics`).
 
 Everything is an aggregate over bounded labels (status, namespace, kind, category, how):
-never object names. Counters are counts of chained rows (runs, drift events, changes), so
+never object names. Run figures (the last run, runs by status) are of scheduled runs only;
+changes and drift events count whatever recorded them, watch batches included. Counters are counts of chained rows (runs, drift events, changes), so
 they only grow as long as the ledger does — which is what Prometheus expects of a counter
 that is recomputed rather than incremented.
 """
@@ -19,7 +20,7 @@ import orjson
 
 from auditor.engine.records import ObjectResult
 
-from . import outbox
+from . import outbox, schema
 
 # Upper bounds (seconds) of the open-drift age bands, and their label values.
 AGE_BANDS: tuple[tuple[float, str], ...] = (
@@ -87,9 +88,12 @@ def read(conn: sqlite3.Connection, *, now: float, object_labels: bool = False) -
     """All aggregates in one pass of small GROUP BY queries; ``object_labels`` adds the age
     of each open drift by object."""
     stats = LedgerStats(now=now)
-    row = conn.execute("SELECT id, cluster, started_at, ended_at, status, counts, "
-                       "skipped_kinds, problems FROM runs WHERE status != 'running' "
-                       "ORDER BY id DESC LIMIT 1").fetchone()
+    # Runs are the scheduled audits: a watch batch (runs.mode 'watch') judges only the
+    # objects it saw, so neither its counts nor its success say anything of the cluster.
+    scheduled = "mode = 'run'" if schema.has_run_mode(conn) else "1"
+    row = conn.execute(f"SELECT id, cluster, started_at, ended_at, status, counts, "
+                       f"skipped_kinds, problems FROM runs WHERE status != 'running' "
+                       f"AND {scheduled} ORDER BY id DESC LIMIT 1").fetchone()
     if row is not None:
         counts = orjson.loads(row[5] or "{}")
         stats.cluster = str(row[1] or "")
@@ -103,10 +107,11 @@ def read(conn: sqlite3.Connection, *, now: float, object_labels: bool = False) -
             for ns, kind, grp, status, n in rows:
                 if status != "ignored":
                     stats.objects[(str(ns), str(kind), str(grp), str(status))] = int(n)
-    last_ok = conn.execute("SELECT max(ended_at) FROM runs WHERE status = 'complete'").fetchone()
+    last_ok = conn.execute(f"SELECT max(ended_at) FROM runs WHERE status = 'complete' "
+                           f"AND {scheduled}").fetchone()
     stats.last_complete_at = _epoch(last_ok[0]) if last_ok else None
-    for status, n in conn.execute("SELECT status, count(*) FROM runs WHERE status != 'running' "
-                                  "GROUP BY status"):
+    for status, n in conn.execute(f"SELECT status, count(*) FROM runs WHERE status != 'running' "
+                                  f"AND {scheduled} GROUP BY status"):
         stats.runs_by_status[str(status)] = int(n)
     if not stats.objects_breakdown_complete:
         # Without the run's breakdown, the ledger still knows every object that is not in

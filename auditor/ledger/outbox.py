@@ -206,15 +206,21 @@ class Outbox:
         row = self.conn.execute("SELECT value FROM alert_meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    def _scheduled(self) -> str:
+        """The condition of a scheduled run (a watch batch audits only what it saw)."""
+        return "mode = 'run'" if schema.has_run_mode(self.conn) else "1"
+
     def cluster(self) -> str:
         row = self.conn.execute("SELECT cluster FROM runs WHERE status != 'running' "
                                 "ORDER BY id DESC LIMIT 1").fetchone()
         return str(row[0]) if row else ""
 
     def last_run(self) -> dict[str, Any] | None:
+        """The last finished scheduled run (its counts are the whole cluster's)."""
         row = self.conn.execute(
-            "SELECT id, cluster, started_at, ended_at, status, counts FROM runs "
-            "WHERE status != 'running' ORDER BY id DESC LIMIT 1").fetchone()
+            f"SELECT id, cluster, started_at, ended_at, status, counts FROM runs "
+            f"WHERE status != 'running' AND {self._scheduled()} ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         if row is None:
             return None
         return {"id": row[0], "cluster": row[1], "started_at": row[2], "ended_at": row[3],
@@ -312,8 +318,12 @@ class Outbox:
         found = caps(run_id)
         if not found:
             return []
-        row = self.conn.execute("SELECT max(id) FROM runs WHERE id < ? AND status != 'running'",
-                                (run_id,)).fetchone()
+        # The run before of the same mode: a watch batch between two scheduled runs tried
+        # no revert, and must not make the second's refusal look new.
+        same = ("mode = (SELECT mode FROM runs WHERE id = ?)" if schema.has_run_mode(self.conn)
+                else "? IS NOT NULL")
+        row = self.conn.execute(f"SELECT max(id) FROM runs WHERE id < ? AND status != 'running' "
+                                f"AND {same}", (run_id, run_id)).fetchone()
         before = {(e.get("cap"), tuple(e.get("keys") or ())) for e in caps(int(row[0]))} \
             if row and row[0] is not None else set()
         for event in found:
@@ -323,17 +333,23 @@ class Outbox:
     def skipped_kinds(self, run_id: int) -> tuple[str, dict[str, str], list[str] | None]:
         """Run ``run_id``'s status, the kinds it could not list, each with the reason its
         problem gives (the run row's ``skipped_kinds`` and ``problems``), and the kinds that
-        the last audit before it (complete or partial) could not list: None when none."""
-        row = self.conn.execute("SELECT status, skipped_kinds, problems FROM runs WHERE id = ?",
-                                (run_id,)).fetchone()
+        the last audit before it (a scheduled run, complete or partial) could not list: None
+        when none. A watch batch lists nothing: its status reads ``watch`` here, so it is
+        neither a partial audit nor one that audited every kind again."""
+        scheduled = self._scheduled()
+        row = self.conn.execute(
+            f"SELECT status, skipped_kinds, problems, {scheduled} FROM runs WHERE id = ?",
+            (run_id,)).fetchone()
         if row is None:
             return "", {}, None
+        if not row[3]:
+            return "watch", {}, None
         reasons = {str(p.get("where")): str(p.get("message") or "")
                    for p in orjson.loads(row[2] or "[]") if isinstance(p, dict)}
         skipped = {str(k): reasons.get(str(k), "") for k in orjson.loads(row[1] or "[]")}
-        before = self.conn.execute("SELECT skipped_kinds FROM runs WHERE id < ? "
-                                   "AND status IN ('complete', 'partial') "
-                                   "ORDER BY id DESC LIMIT 1", (run_id,)).fetchone()
+        before = self.conn.execute(f"SELECT skipped_kinds FROM runs WHERE id < ? "
+                                   f"AND status IN ('complete', 'partial') AND {scheduled} "
+                                   f"ORDER BY id DESC LIMIT 1", (run_id,)).fetchone()
         return str(row[0]), skipped, (None if before is None else
                                       [str(k) for k in orjson.loads(before[0] or "[]")])
 

@@ -1,6 +1,12 @@
 """Last line of defence for Secret values: the pipeline hands the ledger content whose
 Secret values are already keyed hashes; anything under a Secret's ``data``/``stringData`` (or
-its last-applied annotation) that is not such a hash is replaced before it reaches SQLite."""
+its last-applied annotation) that is not such a hash is replaced before it reaches SQLite.
+
+API-server audit events bring Secrets in every shape a request can take — a whole object, a
+``SecretList``, a merge or apply patch, a JSON patch, a body that is no JSON at all — and
+their values raw (``stringData`` plain, ``data`` base64, both inside the last-applied
+annotation): :func:`audit_object` replaces every one of them, and is the only form in which
+the ledger stores (and hashes) an audit event's objects."""
 
 from __future__ import annotations
 
@@ -27,6 +33,10 @@ def content(key: ResourceKey, obj: dict[str, Any] | None) -> dict[str, Any] | No
     """``obj`` with every non-hashed Secret value replaced by :data:`REDACTED`."""
     if obj is None or not is_secret(key):
         return obj
+    return _secret(obj)
+
+
+def _secret(obj: dict[str, Any]) -> dict[str, Any]:
     out = dict(obj)
     for field in ("data", "stringData"):
         values = obj.get(field)
@@ -51,3 +61,60 @@ def drift_value(key: ResourceKey, path: str, value: Any) -> Any:
             return {k: _safe(v) for k, v in value.items()}
         return _safe(value)
     return value
+
+
+# JSON pointers (RFC 6901) into a Secret whose value holds Secret values.
+_POINTER_LAST_APPLIED = "/metadata/annotations/" + _LAST_APPLIED.replace("~", "~0").replace(
+    "/", "~1")
+
+
+def _patch_op(op: Any) -> Any:
+    """One operation of a JSON patch on a Secret, its value redacted where it holds one."""
+    if not isinstance(op, dict) or "value" not in op:
+        return op
+    path = str(op.get("path", ""))
+    value = op["value"]
+    if path.startswith(("/data", "/stringData")) or path == _POINTER_LAST_APPLIED:
+        if isinstance(value, dict):
+            return {**op, "value": {k: _safe(v) for k, v in value.items()}}
+        return {**op, "value": _safe(value)}
+    if path in ("", "/"):
+        return {**op, "value": _secret_body(value)}
+    if path == "/metadata" and isinstance(value, dict):
+        return {**op, "value": _secret({"metadata": value})["metadata"]}
+    if path == "/metadata/annotations" and isinstance(value, dict) and _LAST_APPLIED in value:
+        return {**op, "value": {**value, _LAST_APPLIED: _safe(value[_LAST_APPLIED])}}
+    return op
+
+
+def _secret_body(obj: Any) -> Any:
+    """A request or response body of a write on ``secrets``, whatever its shape."""
+    if isinstance(obj, dict):
+        out = _secret(obj)
+        items = obj.get("items")
+        if isinstance(items, list):  # a SecretList (deletecollection)
+            out["items"] = [_secret_body(i) for i in items]
+        return out
+    if isinstance(obj, list):  # a JSON patch
+        return [_patch_op(op) for op in obj]
+    if obj is None or isinstance(obj, bool | int | float):
+        return obj
+    return REDACTED  # a body that is no JSON (a YAML apply patch kept as text)
+
+
+def _nested(obj: Any) -> Any:
+    """Any other body: Secrets inside it (a ``List`` of mixed objects) redacted."""
+    if isinstance(obj, dict):
+        if obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1":
+            return _secret_body(obj)
+        return {k: _nested(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nested(v) for v in obj]
+    return obj
+
+
+def audit_object(obj: Any, *, secret: bool) -> Any:
+    """The request or response object of an audit event as the ledger may keep it:
+    ``secret`` (a write on core ``secrets``) redacts its values in any shape; otherwise any
+    Secret object nested inside is redacted."""
+    return _secret_body(obj) if secret else _nested(obj)

@@ -5,8 +5,10 @@ Nothing here writes. Period bounds are ledger timestamps (``start`` inclusive, `
 exclusive); ledger timestamps are fixed-width UTC strings, so string order is time order.
 
 Which rows belong to a period is a definition the report states in its appendix:
-  - a run belongs to the period its ``started_at`` falls in;
-  - a change belongs to the period of the run that detected (recorded) it;
+  - a run belongs to the period its ``started_at`` falls in; ``runs_between`` gives the
+    scheduled runs (``mode = 'run'``) unless asked for watch batches too;
+  - a change belongs to the period of the run that detected (recorded) it, a scheduled run
+    or a watch batch;
   - a drift is in scope when it was open at any moment of the period, which needs its whole
     event history up to the period's end;
   - a revert attempt (and a ``revert_capped`` event) belongs to the period of its run;
@@ -23,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from . import schema
+from .completeness import transient_change_sql
 from .verify import VerifyResult, verify
 
 _CHUNK = 500
@@ -41,6 +45,7 @@ class RunRow:
     config_hash: str
     problems: list[dict[str, Any]]
     skipped_kinds: list[str]
+    mode: str = "run"  # run: a scheduled audit; watch: one batch of watch events
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,9 @@ class ChangeRow:
     authorized: bool | None
     version_id: int
     prev_version_id: int | None
+    mode: str = "run"  # of the run that recorded it
+    # No scheduled run saw this version as current (:mod:`.completeness`).
+    transient: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,24 +137,54 @@ def _loads(text: str | None, default: Any) -> Any:
     return orjson.loads(text) if text else default
 
 
-def runs_between(conn: sqlite3.Connection, start: str, end: str) -> list[RunRow]:
-    """Every run that started in ``[start, end)``, oldest first, whatever its status."""
+def _mode_column(conn: sqlite3.Connection, alias: str = "") -> str:
+    """``runs.mode`` where the ledger has it (schema step 6), else every run is scheduled."""
+    return f"{alias}mode" if schema.has_run_mode(conn) else "'run'"
+
+
+def runs_between(conn: sqlite3.Connection, start: str, end: str,
+                 modes: tuple[str, ...] = ("run",)) -> list[RunRow]:
+    """Every run of ``modes`` (default: scheduled runs only; ``("run", "watch")`` adds the
+    watch batches) that started in ``[start, end)``, oldest first, whatever its status."""
+    mode = _mode_column(conn)
     out = []
     for (rid, cluster, started, ended, status, commits, counts, version, config_hash, problems,
-         skipped) in conn.execute(
-            "SELECT id, cluster, started_at, ended_at, status, git_commits, counts, "
-            "tool_version, config_hash, problems, skipped_kinds FROM runs "
-            "WHERE started_at >= ? AND started_at < ? ORDER BY started_at, id", (start, end)):
+         skipped, run_mode) in conn.execute(
+            f"SELECT id, cluster, started_at, ended_at, status, git_commits, counts, "
+            f"tool_version, config_hash, problems, skipped_kinds, {mode} FROM runs "
+            f"WHERE started_at >= ? AND started_at < ? AND {mode} IN "
+            f"({', '.join('?' * len(modes))}) ORDER BY started_at, id", (start, end, *modes)):
         out.append(RunRow(int(rid), cluster or "", started, ended or "", status,
                           _loads(commits, {}), _loads(counts, {}), version or "",
-                          config_hash or "", _loads(problems, []), _loads(skipped, [])))
+                          config_hash or "", _loads(problems, []), _loads(skipped, []),
+                          str(run_mode)))
+    return out
+
+
+def runs_by_id(conn: sqlite3.Connection, run_ids: Iterable[int]) -> dict[int, RunRow]:
+    """The runs ``run_ids`` (any mode), read in chunks."""
+    ids = sorted(set(run_ids))
+    mode = _mode_column(conn)
+    out: dict[int, RunRow] = {}
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i:i + _CHUNK]
+        for (rid, cluster, started, ended, status, commits, counts, version, config_hash,
+             problems, skipped, run_mode) in conn.execute(
+                f"SELECT id, cluster, started_at, ended_at, status, git_commits, counts, "
+                f"tool_version, config_hash, problems, skipped_kinds, {mode} FROM runs "
+                f"WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+            out[int(rid)] = RunRow(int(rid), cluster or "", started, ended or "", status,
+                                   _loads(commits, {}), _loads(counts, {}), version or "",
+                                   config_hash or "", _loads(problems, []),
+                                   _loads(skipped, []), str(run_mode))
     return out
 
 
 def first_runs(conn: sqlite3.Connection) -> dict[str, str]:
-    """``{cluster: start of its first run}`` over the whole ledger."""
+    """``{cluster: start of its first scheduled run}`` over the whole ledger."""
     return {str(c or ""): str(t) for c, t in conn.execute(
-        "SELECT cluster, min(started_at) FROM runs GROUP BY cluster")}
+        f"SELECT cluster, min(started_at) FROM runs WHERE {_mode_column(conn)} = 'run' "
+        "GROUP BY cluster")}
 
 
 def cluster_names(conn: sqlite3.Connection) -> list[str]:
@@ -160,20 +198,26 @@ def cluster_names(conn: sqlite3.Connection) -> list[str]:
 def changes_between(conn: sqlite3.Connection, start: str, end: str) -> list[ChangeRow]:
     """Every change recorded by a run that started in ``[start, end)``, in chain order."""
     out = []
+    watched = schema.has_run_mode(conn)
+    mode = "r.mode" if watched else "'run'"
+    transient = transient_change_sql("c", "r", "o") if watched else "0"
     for row in conn.execute(
-            "SELECT c.id, c.seq, c.run_id, r.started_at, r.cluster, c.object_id, o.grp, o.kind, "
-            "o.namespace, o.name, c.change, c.time, c.manager, c.operation, c.category, c.user, "
-            "c.user_source, c.authorized, c.version_id, c.prev_version_id "
-            "FROM changes c JOIN runs r ON r.id = c.run_id JOIN objects o ON o.id = c.object_id "
-            "WHERE r.started_at >= ? AND r.started_at < ? ORDER BY c.seq", (start, end)):
+            f"SELECT c.id, c.seq, c.run_id, r.started_at, r.cluster, c.object_id, o.grp, "
+            f"o.kind, o.namespace, o.name, c.change, c.time, c.manager, c.operation, "
+            f"c.category, c.user, c.user_source, c.authorized, c.version_id, "
+            f"c.prev_version_id, {mode}, {transient} "
+            f"FROM changes c JOIN runs r ON r.id = c.run_id JOIN objects o ON o.id = c.object_id "
+            f"WHERE r.started_at >= ? AND r.started_at < ? ORDER BY c.seq", (start, end)):
         (cid, seq, run_id, detected, cluster, oid, grp, kind, ns, name, change, time, manager,
-         operation, category, user, user_source, authorized, vid, prev) = row
+         operation, category, user, user_source, authorized, vid, prev, run_mode,
+         is_transient) = row
         out.append(ChangeRow(int(cid), int(seq), int(run_id), detected, cluster or "", int(oid),
                              grp or "", kind, ns or "", name, change, time or "", manager or "",
                              operation or "", category or "unknown", user or "",
                              user_source or "",
                              None if authorized is None else bool(authorized), int(vid),
-                             None if prev is None else int(prev)))
+                             None if prev is None else int(prev), str(run_mode),
+                             bool(is_transient)))
     return out
 
 

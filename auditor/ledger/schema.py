@@ -33,9 +33,17 @@ Tables
   policy_*      policy results per run and object, their current state and cache (step 3)
   reverts       auto-revert attempts: what, desired vs. live, result (step 4)
   adoptions     drift adopted into Git: paths, branch, commit, drift id (step 5)
+  runs.mode     ``run`` (a scheduled audit of the whole cluster) or ``watch`` (one batch of
+                watch events); chained through the ``run_begin`` event (step 6)
+  watch_positions  the resourceVersion each watched kind resumes from (step 6, :mod:`.watch`)
+  audit_events  API-server audit events of successful writes, by auditID (step 6,
+                :mod:`.auditevents`)
+  audit_deliveries  what each audit source delivered and when: its heartbeats (step 6)
+  audit_positions   where a tailed audit source resumes (step 6)
 
 Every table is created here; the module of this package that owns a table's rows
-(:mod:`.store`, :mod:`.outbox`, :mod:`.policyresults`, :mod:`.reverts`, :mod:`.adoptions`)
+(:mod:`.store`, :mod:`.outbox`, :mod:`.policyresults`, :mod:`.reverts`, :mod:`.adoptions`,
+:mod:`.watch`, :mod:`.auditevents`)
 reads and writes them, and none of those is imported by this one.
 """
 
@@ -53,7 +61,7 @@ from pathlib import Path
 
 from auditor.errors import LedgerError, LedgerTamperedError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # The chained columns of each append-only table, in the order they are hashed. The event
 # type of a row is the table's name with ``s`` dropped (``object_versions`` → ``object_version``).
@@ -91,9 +99,25 @@ EVENT_ROWS: dict[str, tuple[tuple[str, ...], str]] = {
     "adoptions": (("id", "at", "drift_id", "grp", "kind", "namespace", "name", "paths", "files",
                    "repo", "branch", "base_commit", "commit_sha", "actor", "by", "pushed"),
                   "adoption"),
+    # API-server audit events (schema step 6, :mod:`.auditevents`): the request and response
+    # objects are stored beside the row and chained by their hashes (``request_hash``,
+    # ``response_hash``), as object content is by ``content_hash``.
+    "audit_events": (("id", "audit_id", "source", "recorded_at", "level", "stage", "verb",
+                      "request_uri", "user", "groups", "impersonated_user",
+                      "impersonated_groups", "user_agent", "manager", "source_ips", "grp",
+                      "version", "resource", "subresource", "namespace", "name", "uid", "kind",
+                      "resource_version", "code", "received_at", "stage_at", "request_hash",
+                      "response_hash"), "audit_event"),
+    # What an audit source delivered (or that it was alive with nothing new), step 6.
+    "audit_deliveries": (("id", "source", "at", "events", "recorded", "first_at", "last_at"),
+                         "audit_delivery"),
 }
 RUN_BEGIN = ("id", "cluster", "started_at", "git_commits", "tool_version", "config_hash",
              "pid", "host")
+# What a run is (``runs.mode``, step 6): a scheduled audit of the whole cluster, or one batch
+# of watch events. The ``run_begin`` payload carries ``mode`` only when it is not ``run``, so
+# the events of every run written before step 6 hash exactly as they did.
+RUN_MODES = ("run", "watch")
 RUN_END = ("id", "status", "ended_at", "counts", "skipped_kinds", "problems")
 
 
@@ -168,6 +192,17 @@ def reading_checked(path: str | Path) -> Iterator[sqlite3.Connection]:
 def tables(conn: sqlite3.Connection) -> set[str]:
     """The tables this ledger has (a lower schema version lacks the later steps' ones)."""
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    """The columns of ``table`` (a lower schema version lacks the later steps' ones)."""
+    return {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def has_run_mode(conn: sqlite3.Connection) -> bool:
+    """Whether ``runs`` has its ``mode`` column (step 6): a reader never migrates, and a
+    ledger without it holds scheduled runs only."""
+    return "mode" in columns(conn, "runs")
 
 
 def path_of(conn: sqlite3.Connection) -> str:
@@ -372,6 +407,42 @@ def _v5(db: sqlite_utils.Database) -> None:
     _append_only(db, "adoptions")
 
 
+def _v6(db: sqlite_utils.Database) -> None:
+    """Watch mode and API-server audit events: the mode of each run, the watch's resume
+    points (:mod:`.watch`), the audit events, their sources' deliveries and resume points
+    (:mod:`.auditevents`)."""
+    # Plain SQL: a column added with a default leaves every existing row as a scheduled run,
+    # and no UPDATE touches the (immutable) finished runs.
+    db.execute("ALTER TABLE runs ADD COLUMN mode TEXT NOT NULL DEFAULT 'run'")
+    db.execute("CREATE INDEX idx_runs_mode_id ON runs (mode, id)")
+    db.execute("CREATE INDEX idx_runs_mode_started_at ON runs (mode, started_at)")
+    # Not chained: a cursor, rewritten by every batch (see :mod:`.watch`).
+    db.table("watch_positions").create({"group_kind": str, "resource_version": str,
+                                        "run_id": int, "updated_at": str}, pk="group_kind")
+    db.table("audit_events").create({
+        "id": int, "seq": int, "audit_id": str, "source": str, "recorded_at": str,
+        "level": str, "stage": str, "verb": str, "request_uri": str, "user": str,
+        "groups": str, "impersonated_user": str, "impersonated_groups": str,
+        "user_agent": str, "manager": str, "source_ips": str, "grp": str, "version": str,
+        "resource": str, "subresource": str, "namespace": str, "name": str, "uid": str,
+        "kind": str, "resource_version": str, "code": int, "received_at": str,
+        "stage_at": str, "request_hash": str, "response_hash": str, "request_object": str,
+        "response_object": str}, pk="id", not_null={"audit_id", "verb", "stage_at"})
+    db.table("audit_events").create_index(["audit_id"], unique=True)
+    db.table("audit_events").create_index(["stage_at"])
+    db.table("audit_events").create_index(["grp", "resource", "namespace", "name", "stage_at"])
+    db.table("audit_deliveries").create({
+        "id": int, "seq": int, "source": str, "at": str, "events": int, "recorded": int,
+        "first_at": str, "last_at": str}, pk="id", not_null={"source", "at"})
+    db.table("audit_deliveries").create_index(["first_at"])
+    db.table("audit_deliveries").create_index(["source", "id"])
+    # Not chained: a cursor (see :mod:`.auditevents`).
+    db.table("audit_positions").create({"source": str, "position": str, "updated_at": str},
+                                       pk="source")
+    for table in ("audit_events", "audit_deliveries"):
+        _append_only(db, table)
+
+
 # Every table of the ledger is created here, one numbered step per feature that keeps
 # state in it; the feature's own module of this package reads and writes its rows.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
@@ -380,6 +451,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (3, _v3),   # policy results
     (4, _v4),   # auto-revert attempts
     (5, _v5),   # adoptions (drift written back into Git)
+    (6, _v6),   # watch mode, watch positions, API-server audit events
 )
 
 
@@ -392,6 +464,7 @@ STEP_TABLES: dict[int, tuple[str, ...]] = {
     3: ("policy_results", "policy_runs", "policy_state", "policy_cache"),
     4: ("reverts",),
     5: ("adoptions",),
+    6: ("watch_positions", "audit_events", "audit_deliveries", "audit_positions"),
 }
 
 

@@ -33,7 +33,7 @@ import orjson
 from auditor.engine.records import ObjectResult, Problem, ResourceKey, SourceInfo
 from auditor.errors import LedgerError
 
-from . import authorize, chain, keys, lifecycle, redact, schema, times
+from . import auditevents, authorize, chain, keys, lifecycle, redact, schema, times, watch
 from .auditlog import SPOOFED_SOURCE, AuditLog
 from .lock import WriterLock
 from .verify import VerifyResult, verify
@@ -428,9 +428,17 @@ class Ledger:
 
     def begin_run(self, cluster: str = "default", git_commits: Mapping[str, str] | None = None,
                   started_at: datetime | None = None,
-                  audit_log: AuditLog | str | Path | None = None) -> Run:
+                  audit_log: AuditLog | str | Path | None = None, mode: str = "run") -> Run:
+        """Begin a run: ``mode`` ``run`` is a scheduled audit of the whole cluster (the
+        CronJob's ``drift-auditor run``), ``watch`` one batch of watch events
+        (:mod:`.watch`). A watch run records the changes of its batch and, finished with
+        ``undecided`` naming every other object, opens and resolves only its batch's drift;
+        it is no audit of the whole cluster, so reports count scheduled runs only for
+        monitoring completeness. The mode is chained with the run's ``run_begin`` event."""
         if self._run is not None and not self._run.finished:
             raise LedgerError(f"{self.path}: run {self._run.id} is still open; finish it first")
+        if mode not in schema.RUN_MODES:
+            raise LedgerError(f"run mode {mode!r}: expected one of {', '.join(schema.RUN_MODES)}")
         if isinstance(audit_log, str | Path):
             audit_log = AuditLog.load(audit_log)
         started = times.stamp(started_at or times.now())
@@ -440,16 +448,54 @@ class Ledger:
                "git_commits": _json(dict(sorted((git_commits or {}).items()))),
                "tool_version": self.tool_version, "config_hash": self.config_hash,
                "pid": os.getpid(), "host": socket.gethostname()}
+        if mode != "run":
+            # Only then: the run_begin of a scheduled run hashes as it always did.
+            row["mode"] = mode
         event = batch.event("run_begin", started, run_id, row)
         batch.plain("INSERT INTO runs (id, seq_begin, cluster, started_at, status, git_commits, "
-                    "tool_version, config_hash, pid, host) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                    "tool_version, config_hash, pid, host, mode) "
+                    "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
                     (run_id, event.seq, cluster, started, row["git_commits"], self.tool_version,
-                     self.config_hash, row["pid"], row["host"]))
+                     self.config_hash, row["pid"], row["host"], mode))
         self._write(batch)
+        # The first sighting of an object is a change only once a scheduled run has listed
+        # the cluster: before that, what a watch or the first run sees is the baseline.
         has_history = self.conn.execute(
-            "SELECT 1 FROM runs WHERE status IN ('complete', 'partial') LIMIT 1").fetchone()
-        self._run = Run(self, run_id, started, cluster, audit_log, bool(has_history))
+            "SELECT 1 FROM runs WHERE mode = 'run' AND status IN ('complete', 'partial') "
+            "LIMIT 1").fetchone()
+        self._run = Run(self, run_id, started, cluster, audit_log, bool(has_history), mode)
         return self._run
+
+    # ------------------------------------------------------------ watch and audit events
+
+    def watch_positions(self) -> dict[str, str]:
+        """``{group_kind: resourceVersion}`` each watched kind resumes from, as the last
+        finished (complete or partial) run that set them committed them (:mod:`.watch`)."""
+        return watch.positions(self.conn)
+
+    def record_audit_events(self, events: Iterable[Mapping[str, Any]], *, source: str,
+                            position: str | None = None,
+                            kinds: Mapping[tuple[str, str], str] | None = None,
+                            at: datetime | None = None) -> int:
+        """Record API-server audit events (``audit.k8s.io/v1`` ``Event`` objects, or
+        ``EventList`` objects holding them) delivered by ``source`` (``file:/var/log/…``,
+        ``webhook``); returns how many were new. See :mod:`.auditevents` for what is kept,
+        redacted and chained. The same auditID from two sources is recorded once.
+
+        ``position`` (a tailed file's resume point, opaque here) is written in the same
+        transaction as the last of these events; :meth:`audit_position` reads it back.
+        ``kinds`` maps ``(apiGroup, resource)`` to the kind (from discovery) for events that
+        carry no object. An empty ``events`` is a heartbeat: the source is alive and had
+        nothing new. Not while a run is open (the events are no part of a run)."""
+        if self._run is not None and not self._run.finished:
+            raise LedgerError("cannot record audit events while a run is open; finish it first")
+        return auditevents.record(self, events, source=source, position=position,
+                                  kinds=kinds, at=at)
+
+    def audit_position(self, source: str) -> str | None:
+        """Where the tailed audit ``source`` resumes: the ``position`` recorded with its last
+        events (``None``: never recorded)."""
+        return auditevents.position(self.conn, source)
 
     def _open_drifts(self) -> dict[ResourceKey, lifecycle.OpenDrift]:
         out: dict[ResourceKey, lifecycle.OpenDrift] = {}
@@ -568,13 +614,17 @@ class Run:
     """One run's writes. Create with :meth:`Ledger.begin_run`; end with :meth:`finish`."""
 
     def __init__(self, ledger: Ledger, run_id: int, started_at: str, cluster: str,
-                 audit_log: AuditLog | None, has_history: bool) -> None:
+                 audit_log: AuditLog | None, has_history: bool, mode: str = "run") -> None:
         self.ledger = ledger
         self.id = run_id
         self.started_at = started_at
         self.cluster = cluster
         self.audit_log = audit_log
+        self.mode = mode
+        self._watch = mode == "watch"
         self.finished = False
+        # Written by finish, with the batch's lifecycle (see set_watch_positions).
+        self._positions: dict[str, str | None] = {}
         self._has_history = has_history
         self._batch = ledger._batch()
         self._open = ledger._open_drifts()
@@ -657,6 +707,16 @@ class Run:
         if obs.content is None:
             raise LedgerError(f"{obs.key}: an observation needs its content: the ledger keeps "
                               "what it chains the hash of")
+        if self._watch:
+            pending = self._pending.pop(obs.key, None)
+            if pending is not None:
+                # A watch batch may carry several versions of one object: each is a version
+                # of its own (the earlier judged without a comparison of its own).
+                self._stage_observation(pending, None, [])
+            latest = self.ledger._index.latest_of(obs.key)
+            if latest is not None and watch.older(obs.resource_version,
+                                                  latest.resource_version):
+                return  # stale: the ledger already holds this object at a later write
         if redact.is_secret(obs.key):
             safe = redact.content(obs.key, obs.content)
             if safe is not None and safe != obs.content:
@@ -674,9 +734,10 @@ class Run:
                 self.ledger._index.latest[oid] = _Latest(
                     prev.version_id, obs.resource_version, prev.content_hash, False)
             return
-        seen = self._seen.get(obs.key)
+        seen = None if self._watch else self._seen.get(obs.key)
         if seen is not None:
-            # Its (drifted) result came first: judge now.
+            # Its (drifted) result came first: judge now. (Not in a watch batch: a result
+            # recorded there judged an earlier event of the object, not this one.)
             self._stage_observation(obs, seen.status, orjson.loads(seen.items))
         else:
             self._pending[obs.key] = obs
@@ -702,14 +763,24 @@ class Run:
 
     def observe_deleted(self, key: ResourceKey, *, time: str = "", manager: str = "",
                         operation: str = "", category: str = "unknown", user: str = "",
-                        authorized: bool | None = None) -> None:
+                        authorized: bool | None = None, resource_version: str = "") -> None:
         """Record that a live object the ledger knew is gone (call only for kinds that were
-        listed completely)."""
+        listed completely, or for a watch's ``DELETED`` event). ``resource_version`` is the
+        deletion's (a watch event's object carries it): kept with the deletion, so that in a
+        watch run a stale event on either side of it is recognised (:func:`.watch.older`);
+        ``time`` is when it happened, as far as known (the watch loop: when the event
+        arrived)."""
         self._check_open()
+        if self._watch:
+            pending = self._pending.pop(key, None)
+            if pending is not None:
+                self._stage_observation(pending, None, [])
         prev = self.ledger._index.latest_of(key)
         if prev is None or prev.deleted:
             return
-        self._stage_version(self._batch, key, api_version="", resource_version="",
+        if self._watch and watch.older(resource_version, prev.resource_version):
+            return
+        self._stage_version(self._batch, key, api_version="", resource_version=resource_version,
                             content_hash="", content=None, deleted=True, time=time,
                             manager=manager, operation=operation, category=category, user=user,
                             authorized=authorized)
@@ -795,6 +866,17 @@ class Run:
         self._flush_if_full()
         return added
 
+    def set_watch_positions(self, positions: Mapping[str, str | None]) -> None:
+        """Where each watched kind (``group_kind``: ``Deployment.apps``, ``ConfigMap``)
+        resumes: the resourceVersion after this batch's last event (``None`` forgets a kind's
+        position, e.g. after 410 Gone). Written by :meth:`finish` in the transaction that
+        commits the batch's drift lifecycle and closes the run, and only for a run that did
+        not fail: a watch killed before then resumes from the positions of the last batch
+        that finished, and its events replay without being recorded twice. Kinds not named
+        keep their positions. See :mod:`.watch`."""
+        self._check_open()
+        self._positions.update(watch.checked(positions))
+
     # --------------------------------------------------------------------- finish
 
     def _check_open(self) -> None:
@@ -850,6 +932,13 @@ class Run:
         self.summary.status = status
         merged = {**dict(counts or {}), "ledger": self.summary.counts()}
         ended = times.stamp(times.now())
+        if status != "failed":
+            # A failed run judged no drift: its events must be delivered again.
+            for group_kind, rv in sorted(self._positions.items()):
+                if rv is None:
+                    batch.plain(watch.DELETE, (group_kind,))
+                else:
+                    batch.plain(watch.UPSERT, (group_kind, rv, self.id, ended))
         seq, head_hash, signed = ledger._end_run(batch, self.id, status, ended, merged,
                                                  list(skipped_kinds),
                                                  [_problem(p) for p in problems])

@@ -1,5 +1,5 @@
 """Read-only queries for ``drift-auditor serve`` (:mod:`auditor.web.serve`): one object's identity,
-its versions and its drifts. Everything else the UI shows comes from :mod:`.history`
+its versions (with what recorded each and whether it was transient) and its drifts. Everything else the UI shows comes from :mod:`.history`
 (``runs``, ``drifts``, ``query``). Like the other readers, nothing here writes.
 """
 
@@ -9,6 +9,9 @@ import sqlite3
 from typing import Any
 
 import orjson
+
+from . import schema
+from .completeness import transient_version_sql
 
 
 def object_id(conn: sqlite3.Connection, group: str, kind: str, namespace: str,
@@ -21,15 +24,23 @@ def object_id(conn: sqlite3.Connection, group: str, kind: str, namespace: str,
 
 
 def versions(conn: sqlite3.Connection, oid: int, limit: int = 200) -> list[dict[str, Any]]:
-    """The object's recorded versions, newest first (a version per content change)."""
+    """The object's recorded versions, newest first (a version per content change), each
+    with what recorded it (``detected_by``: a scheduled ``run`` or a ``watch`` batch) and
+    whether it was ``transient`` (no scheduled run saw it as current, :mod:`.completeness`)."""
+    watched = schema.has_run_mode(conn)
+    mode = "r.mode" if watched else "'run'"
+    transient = transient_version_sql("v", "r", "o") if watched else "0"
     out = []
-    for vid, run_id, api_version, rv, content_hash, observed_at, deleted in conn.execute(
-            "SELECT id, run_id, api_version, resource_version, content_hash, observed_at, "
-            "deleted FROM object_versions WHERE object_id = ? ORDER BY id DESC LIMIT ?",
-            (oid, limit)):
+    for vid, run_id, api_version, rv, content_hash, observed_at, deleted, by, fleeting in \
+            conn.execute(
+                f"SELECT v.id, v.run_id, v.api_version, v.resource_version, v.content_hash, "
+                f"v.observed_at, v.deleted, {mode}, {transient} FROM object_versions v "
+                f"JOIN runs r ON r.id = v.run_id JOIN objects o ON o.id = v.object_id "
+                f"WHERE v.object_id = ? ORDER BY v.id DESC LIMIT ?", (oid, limit)):
         out.append({"id": vid, "run_id": run_id, "api_version": api_version or "",
                     "resource_version": rv or "", "content_hash": content_hash or "",
-                    "observed_at": observed_at or "", "deleted": bool(deleted)})
+                    "observed_at": observed_at or "", "deleted": bool(deleted),
+                    "detected_by": str(by), "transient": bool(fleeting)})
     return out
 
 

@@ -13,12 +13,15 @@ read, or that fails SQLite's own ``integrity_check`` (a damaged page, a truncate
 index that no longer matches its table), raises :class:`~auditor.errors.LedgerTamperedError`
 naming it.
 
-What is checked is everything the compliance report shows: runs, objects, object versions
-*and their content*, changes, drifts and their lifecycle, commits, policy results and runs,
-revert attempts, adoptions. Outside the chain are only the caches rebuilt from those
+What is checked is everything the compliance report shows: runs (a watch run's mode
+included: its ``run_begin`` event carries it), objects, object versions *and their content*,
+changes, drifts and their lifecycle, commits, policy results and runs, revert attempts,
+adoptions, API-server audit events *and their request and response objects* (hashed again
+against their chained hashes, as content is) and the audit sources' deliveries. Outside the chain are only the caches rebuilt from those
 (``latest``; ``drift_state``, the current state of each drift that the UI and ``history``
-show; ``policy_state``; ``policy_cache``) and the alert outbox's delivery state; the report
-reads none of them. Tables a lower schema version lacks are not there to check, and a ledger
+show; ``policy_state``; ``policy_cache``), the alert outbox's delivery state and the resume
+points of the watch and of tailed audit sources (``watch_positions``, ``audit_positions``:
+cursors, see :mod:`.watch`); the report reads none of them. Tables a lower schema version lacks are not there to check, and a ledger
 is never migrated to be verified; a table missing although the chain holds events of its
 rows is reported like any deleted row.
 
@@ -172,18 +175,29 @@ def _rows(conn: sqlite3.Connection, found: _Findings, present: set[str],
             found.add(int(missing), f"event {missing} ({etype}): its {table} row was deleted")
 
 
+def _begin_payload(begin: tuple[object, ...], mode: object) -> str:
+    """The ``run_begin`` payload of a run row: ``mode`` in it only when not ``run`` (every
+    run written before the column existed is a scheduled run, hashed without it)."""
+    values = dict(zip(RUN_BEGIN, begin, strict=True))
+    if mode != "run":
+        values["mode"] = mode
+    return chain.canonical(values).decode()
+
+
 def _runs(conn: sqlite3.Connection, found: _Findings) -> None:
     begin_cols = ", ".join(f"r.{c}" for c in RUN_BEGIN)
     end_cols = ", ".join(f"r.{c}" for c in RUN_END)
+    # A ledger before schema step 6 has no mode column: every run in it is scheduled.
+    mode_col = "r.mode" if schema.has_run_mode(conn) else "'run'"
     for row in conn.execute(
             f"SELECT r.status, r.seq_begin, b.type, b.payload, r.seq_end, e.type, e.payload, "
-            f"{begin_cols}, {end_cols} FROM runs r LEFT JOIN events b ON b.seq = r.seq_begin "
-            f"LEFT JOIN events e ON e.seq = r.seq_end"):
-        status, seq_b, type_b, payload_b, seq_e, type_e, payload_e = row[:7]
-        begin = tuple(row[7:7 + len(RUN_BEGIN)])
-        end = tuple(row[7 + len(RUN_BEGIN):])
+            f"{mode_col}, {begin_cols}, {end_cols} FROM runs r "
+            f"LEFT JOIN events b ON b.seq = r.seq_begin LEFT JOIN events e ON e.seq = r.seq_end"):
+        status, seq_b, type_b, payload_b, seq_e, type_e, payload_e, mode = row[:8]
+        begin = tuple(row[8:8 + len(RUN_BEGIN)])
+        end = tuple(row[8 + len(RUN_BEGIN):])
         run_id = begin[0]
-        if type_b != "run_begin" or _payload_of(RUN_BEGIN, begin) != payload_b:
+        if type_b != "run_begin" or _begin_payload(begin, mode) != payload_b:
             found.add(int(seq_b or 0), f"run {run_id} differs from its run_begin event {seq_b}")
         if status != "running" and (type_e != "run_end" or _payload_of(RUN_END, end) != payload_e):
             found.add(int(seq_e or 0), f"run {run_id} differs from its run_end event {seq_e}")
@@ -259,6 +273,29 @@ def _contents(conn: sqlite3.Connection, found: _Findings) -> None:
                 continue  # pruned, as a prune event in the chain says
         found.add(int(seq), f"object_versions row {vid}: its content was deleted (no prune in "
                             "the chain covers it)")
+
+
+def _audit_objects(conn: sqlite3.Connection, found: _Findings, present: set[str]) -> None:
+    """The request and response objects of the audit events against their chained hashes
+    (:mod:`.auditevents`): stored exactly as hashed, none added, none removed."""
+    if "audit_events" not in present:
+        return
+    for seq, aid, req, req_hash, resp, resp_hash in conn.execute(
+            "SELECT seq, id, request_object, request_hash, response_object, response_hash "
+            "FROM audit_events WHERE request_object IS NOT NULL OR response_object IS NOT NULL "
+            "OR coalesce(request_hash, '') != '' OR coalesce(response_hash, '') != ''"):
+        for what, text, expected in (("request", req, req_hash), ("response", resp, resp_hash)):
+            if text is None and not expected:
+                continue
+            if text is None:
+                problem = f"its {what} object was deleted"
+            elif not expected:
+                problem = f"it has a {what} object its chained event has no hash of — inserted"
+            elif stored_hash(text) != expected:
+                problem = f"its {what} object does not match its chained hash — altered"
+            else:
+                continue
+            found.add(int(seq or 0), f"audit_events row {aid}: {problem}")
 
 
 def _checkpoints(conn: sqlite3.Connection, found: _Findings,
@@ -350,6 +387,7 @@ def verify(conn: sqlite3.Connection, public: Ed25519PublicKey | None = None) -> 
             _rows(conn, found, present)
             _runs(conn, found)
             _contents(conn, found)
+            _audit_objects(conn, found, present)
             count, signed = _checkpoints(conn, found, public)
             _tail(conn, found)
         finally:

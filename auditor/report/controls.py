@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from .model import (
     ChangeItem,
     CommitItem,
+    Completeness,
     Control,
     DriftEpisode,
     EmergencyChange,
@@ -135,11 +136,35 @@ def _adoption_ref(c: EmergencyChange) -> tuple[str, str]:
     return c.ref or f"adoption {c.id}", c.anchor
 
 
+def _completeness_control(c: Completeness) -> Control:
+    """DA-13: only where an API-server audit source delivered events (else nothing to test
+    the ledger against). Population: the period's in-scope audit writes; exceptions: each
+    unmatched write, each gap of the audit stream, each scheduled run that skipped kinds."""
+    refs = [(x.ref or f"{x.type} {x.anchor.rsplit('-', 1)[-1]}", x.anchor)
+            for x in c.exceptions]
+    unmatched, gaps, partial = (c.count("unmatched-write"), c.count("audit-gap"),
+                                c.count("partial-run"))
+    result = "exceptions" if refs else _result(c.audit_writes, 0)
+    pct = f"{c.coverage_pct:.1f}%" if c.coverage_pct is not None else "—"
+    return Control(
+        "DA-13", ["CC7.1", "CC7.2"], "Every change reaches the ledger",
+        "Every create, update, patch and delete the API server logged on an object in scope "
+        "is matched by a change recorded in the ledger (by a scheduled run or the watch); "
+        "the audit stream has no gap and every scheduled run listed every kind.",
+        c.audit_writes, len(refs), result,
+        _links(refs, "completeness", "change completeness"),
+        f"{c.matched} of {_n(c.audit_writes, 'audit write')} matched ({pct}); "
+        f"{_n(unmatched, 'unmatched write')}, {_n(gaps, 'audit stream gap')}, "
+        f"{_n(partial, 'run')} that skipped kinds; {_n(c.transient_changes, 'transient change')} "
+        "recorded by the watch")
+
+
 def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitoring: Monitoring,
           integrity: Integrity, commits: Sequence[CommitItem], sla_hours: float,
           policies: Policies | None = None, *, reverts: Sequence[RevertAttempt] = (),
           caps: Sequence[RevertCap] = (),
-          emergency: Sequence[EmergencyChange] = ()) -> list[Control]:
+          emergency: Sequence[EmergencyChange] = (),
+          completeness: Completeness | None = None) -> list[Control]:
     data = _Inputs(changes, drifts, monitoring, integrity, commits, sla_hours)
     out = [
         _kind_control(
@@ -277,4 +302,6 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
             _links(refs, "emergency", "emergency changes"),
             f"{sum(1 for c in emergency if c.state == 'approved')} merged and resolved, "
             f"{pending} pending review, {otherwise} closed another way"))
+    if completeness is not None and completeness.audit_tested:
+        out.append(_completeness_control(completeness))
     return out

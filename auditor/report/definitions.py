@@ -4,7 +4,8 @@ from the ledger (or from the exported CSVs) without reading our code."""
 from __future__ import annotations
 
 
-def definitions(schedule_minutes: int, sla_hours: float) -> list[tuple[str, str]]:
+def definitions(schedule_minutes: int, sla_hours: float, *, match_window_s: int = 120,
+                gap_threshold_s: int = 900) -> list[tuple[str, str]]:
     return [
         ("Period",
          "A half-open UTC interval [from, to). A run belongs to the period its start time "
@@ -114,6 +115,40 @@ def definitions(schedule_minutes: int, sla_hours: float) -> list[tuple[str, str]
          f"counts as exceptions the adoptions still pending {sla_hours:g} hours after adoption "
          f"(at the period's end, or now for a running period): those keep an unapproved "
          f"change live. One resolved otherwise is no longer live and is not an exception."),
+        ("Watch batch",
+         "Between scheduled runs, drift-auditor watch records each change as the API server "
+         "reports it, in batches; each batch is a run of mode watch in the ledger that judges "
+         "only the objects of its batch (their drift opened or resolved). Watch batches are "
+         "not audits of the whole cluster: monitoring completeness, the compliance score and "
+         "the run log count scheduled runs only; their changes are in the change population "
+         "(detected by watch) and their drift events in the drift section."),
+        ("Transient change",
+         "A version no scheduled run saw as current: recorded by the watch and replaced by the "
+         "object's next version before any scheduled run (complete or partial, not skipping "
+         "the kind) started — changed and changed back, or changed again, between two runs. "
+         "An API-server audit write is transient when another write on the same object "
+         "completed after it and before the next such scheduled run. A version still current "
+         "is not transient."),
+        ("Change completeness",
+         "Every create, update, patch or delete the API server's audit log records, "
+         "successful (2xx), not a dry run, on a named object (subresource none or scale) of a "
+         "kind and namespace the ledger audits, in the period, is matched with a change the "
+         "ledger recorded for the same object: a deletion for a delete, a creation or update "
+         "otherwise, whose own time (managedFields, or the watch's) lies between the "
+         "request's receipt less 1 second and its completion plus "
+         f"{match_window_s} seconds; a change the ledger could only date by its run (a "
+         "deletion found missing from a list) matches a write completed between the start of "
+         "the previous scheduled run and the end of the run that recorded it. Each change "
+         "matches one write at most, writes taking the earliest fitting change in time order. "
+         "Exceptions (DA-13): every unmatched write, every gap of the audit stream, every "
+         "scheduled run that skipped kinds. Coverage per kind = matched ÷ in-scope writes. "
+         "The same auditID delivered by two sources (log file and webhook) counts once."),
+        ("Audit stream gap",
+         f"A stretch longer than {gap_threshold_s // 60} minutes, within the period and up to "
+         "the report's generation, in which no audit source delivered any event (of any verb: "
+         "reads count as the stream's pulse). A stretch before the audit stream's first event "
+         "is a gap too. Heartbeats (a source alive with nothing new) say whether a source "
+         "was alive but silent or not delivering at all."),
         ("Control result",
          "Pass: population not empty and no exception. Exceptions: each exception is a row of "
          "the report (change, drift occurrence, gap, commit) linked from the matrix. Not "

@@ -18,7 +18,16 @@ from typing import Any
 
 import orjson
 
-from .model import ChangeItem, DriftEpisode, EmergencyChange, Report, RevertAttempt, RunItem
+from .model import (
+    ChangeItem,
+    CompletenessException,
+    DriftEpisode,
+    EmergencyChange,
+    KindCoverageItem,
+    Report,
+    RevertAttempt,
+    RunItem,
+)
 
 CHANGE_COLUMNS: tuple[tuple[str, Callable[[ChangeItem], Any]], ...] = (
     ("change_id", lambda c: c.id),
@@ -49,6 +58,8 @@ CHANGE_COLUMNS: tuple[tuple[str, Callable[[ChangeItem], Any]], ...] = (
     ("time_to_detect_s", lambda c: c.time_to_detect_s),
     # Last, so that readers of the earlier columns by position are not disturbed.
     ("spoofed_manager", lambda c: c.spoofed),
+    ("detected_by", lambda c: c.detected_by),
+    ("transient", lambda c: c.transient),
 )
 
 DRIFT_COLUMNS: tuple[tuple[str, Callable[[DriftEpisode], Any]], ...] = (
@@ -140,7 +151,26 @@ EMERGENCY_COLUMNS: tuple[tuple[str, Callable[[EmergencyChange], Any]], ...] = (
     ("time_to_approval_s", lambda c: c.time_to_approval_s),
 )
 
-TABLES = ("changes", "drifts", "runs", "reverts", "emergency")
+EXCEPTION_COLUMNS: tuple[tuple[str, Callable[[CompletenessException], Any]], ...] = (
+    ("ref", lambda x: x.ref or x.anchor),
+    ("cluster", lambda x: x.cluster),
+    ("type", lambda x: x.type),
+    ("at", lambda x: x.at),
+    ("end", lambda x: x.end),
+    ("object", lambda x: x.object),
+    ("verb", lambda x: x.verb),
+    ("user", lambda x: x.user),
+    ("source", lambda x: x.source),
+    ("transient", lambda x: x.transient),
+    ("audit_id", lambda x: x.audit_id),
+    ("detail", lambda x: x.detail),
+)
+
+COVERAGE_COLUMNS: tuple[tuple[str, Callable[[KindCoverageItem], Any]], ...] = tuple(
+    (f.name, (lambda name: lambda k: getattr(k, name))(f.name))
+    for f in dataclasses.fields(KindCoverageItem))
+
+TABLES = ("changes", "drifts", "runs", "reverts", "emergency", "exceptions", "coverage")
 
 # A fleet report merges ledgers whose IDs and sequence numbers are per ledger: each row leads
 # with a cluster-qualified reference (``prod-eu:change-12``), the same text as the HTML
@@ -199,6 +229,10 @@ def to_csv(report: Report, table: str = "changes") -> str:
         return _csv(EMERGENCY_COLUMNS, report.emergency)
     if table == "runs":
         return _csv(FLEET_RUN_COLUMNS if fleet else RUN_COLUMNS, report.monitoring.runs)
+    if table == "exceptions":  # change completeness
+        return _csv(EXCEPTION_COLUMNS, report.completeness.exceptions)
+    if table == "coverage":
+        return _csv(COVERAGE_COLUMNS, report.completeness.kinds)
     return population_csv(report)
 
 

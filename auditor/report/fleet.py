@@ -33,7 +33,7 @@ from auditor.errors import ConfigError
 from auditor.ledger import reportquery as q
 from auditor.ledger.schema import reading_checked
 
-from . import controls, export
+from . import completeness, controls, export
 from .definitions import definitions
 from .model import (
     Bucket,
@@ -136,9 +136,14 @@ def _qualify(report: Report, name: str, base: str) -> Report:
     pol = report.policies
     policies = replace(pol, failing=[replace(f, cluster=name, anchor=f"{name}:{f.anchor}")
                                      for f in pol.failing])
+    comp = report.completeness
+    completeness = replace(
+        comp, sources=[replace(x, cluster=name) for x in comp.sources],
+        exceptions=[replace(x, cluster=name, anchor=q(x.anchor), ref=q(x.anchor))
+                    for x in comp.exceptions])
     return replace(report, changes=changes, drifts=drifts, acceptances=acceptances,
                    commits=commits, monitoring=monitoring, policies=policies, reverts=reverts,
-                   revert_caps=caps, emergency=emergency)
+                   revert_caps=caps, emergency=emergency, completeness=completeness)
 
 
 def _integrity(members: Sequence[FleetMember]) -> Integrity:
@@ -313,17 +318,22 @@ def _merge(parts: Sequence[Report], members: list[FleetMember], cfg: Config,
         changes_csv_name=opts.changes_csv_name, changes_csv_sha256=export.sha256(csv_text),
         changes_csv_rows=len(changes), actors_note=_actors_note(members, parts))
     policies = _policies(parts)
+    merged = completeness.merge([p.completeness for p in parts])
     return Report(
         header=header, summary=summarize(monitoring, changes, drifts, start=s, end=e,
-                                         reverts=reverts, caps=caps, emergency=emergency),
+                                         reverts=reverts, caps=caps, emergency=emergency,
+                                         completeness=merged),
         controls=controls.build(changes, drifts, monitoring, integrity, commits,
                                 head.sla_hours, policies, reverts=reverts, caps=caps,
-                                emergency=emergency),
+                                emergency=emergency, completeness=merged),
         monitoring=monitoring, changes=changes, drifts=drifts, acceptances=acceptances,
         commits=commits, buckets=_buckets(parts, monitoring, e),
         bucket_label=parts[0].bucket_label, policies=policies, reverts=reverts,
         revert_caps=caps, emergency=emergency,
         definitions=[*definitions(cfg.reports.schedule_minutes,
-                                  cfg.reports.remediation_sla_hours), FLEET_DEFINITION],
-        fleet=members)
+                                  cfg.reports.remediation_sla_hours,
+                                  match_window_s=merged.window_s or 120,
+                                  gap_threshold_s=opts.audit_gap_minutes * 60),
+                     FLEET_DEFINITION],
+        fleet=members, completeness=merged)
 

@@ -103,6 +103,11 @@ class ChangeItem:
     anchor: str = ""
     drift_anchor: str = ""
     ref: str = ""
+    # What recorded the change: a scheduled ``run`` or a ``watch`` batch; ``transient``: no
+    # scheduled run saw this version as current — changed and changed back (or changed again)
+    # between two runs (:mod:`auditor.ledger.completeness`).
+    detected_by: str = "run"
+    transient: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +385,12 @@ class Summary:
     revert_caps: int = 0
     emergency_changes: int = 0
     emergency_approved: int = 0
+    # Change completeness (defaults: a report without a watch or audit events).
+    transient_changes: int = 0
+    watch_changes: int = 0
+    audit_writes: int = 0
+    audit_matched: int = 0
+    completeness_exceptions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +436,84 @@ class Policies:
     scores: list[tuple[str, float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class CompletenessException:
+    """One exception of the change-completeness test: an audit write no ledger change
+    matched, a gap of the audit stream, or a scheduled run that skipped kinds."""
+
+    anchor: str  # ``cx-<n>`` (fleet: ``prod-eu:cx-<n>``)
+    type: str  # unmatched-write | audit-gap | partial-run
+    at: str  # the write's completion, the gap's start, the run's start
+    end: str  # the gap's end ('' otherwise)
+    object: str  # the object written, or the kinds a run skipped
+    verb: str
+    user: str  # authenticated user (``as`` the impersonated one)
+    source: str  # audit source, or ``run <id>``
+    transient: bool
+    detail: str
+    audit_id: str = ""
+    cluster: str = ""
+    ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KindCoverageItem:
+    """One kind: audit writes and how many reached the ledger; ledger changes and how many
+    came from the watch or were transient."""
+
+    api_group: str
+    kind: str
+    audit_writes: int
+    matched: int
+    unmatched: int
+    coverage_pct: float | None
+    transient_writes: int
+    ledger_changes: int
+    watch_changes: int
+    transient_changes: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSourceItem:
+    source: str
+    deliveries: int
+    events: int
+    recorded: int
+    first_event: str
+    last_event: str
+    last_heartbeat: str
+    cluster: str = ""
+
+
+@dataclass
+class Completeness:
+    """Does every change reach the ledger (:mod:`.completeness`)?"""
+
+    audit_tested: bool = False  # an audit source delivered events up to the period's end
+    watch_batches: int = 0
+    watch_failed: int = 0
+    watch_changes: int = 0
+    transient_changes: int = 0
+    audit_writes: int = 0  # in-scope create/update/patch/delete events of the period
+    matched: int = 0
+    transient_writes: int = 0
+    out_of_scope: int = 0
+    collections: int = 0
+    window_s: int = 0
+    gap_threshold_s: int = 0
+    first_event: str = ""
+    kinds: list[KindCoverageItem] = field(default_factory=list)
+    sources: list[AuditSourceItem] = field(default_factory=list)
+    exceptions: list[CompletenessException] = field(default_factory=list)
+
+    @property
+    def coverage_pct(self) -> float | None:
+        return 100.0 * self.matched / self.audit_writes if self.audit_writes else None
+
+    def count(self, kind: str) -> int:
+        return sum(1 for x in self.exceptions if x.type == kind)
+
+
 @dataclass
 class Report:
     header: Header
@@ -445,6 +534,7 @@ class Report:
     # Fleet reports only (:mod:`.fleet`): one entry per ledger, in the order given. Empty for
     # a single-ledger report, whose HTML then stays exactly as it was.
     fleet: list[FleetMember] = field(default_factory=list)
+    completeness: Completeness = field(default_factory=Completeness)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,16 +22,23 @@ from auditor.config import Config
 from auditor.errors import AuditorError, LedgerError, LedgerTamperedError
 from auditor.ledger import reportquery as q
 from auditor.ledger.auditlog import ACTORS_AUDITED, identity_source, is_spoofed
+from auditor.ledger.completeness import (
+    GAP_THRESHOLD_SECONDS,
+    MATCH_WINDOW_SECONDS,
+    audit_completeness,
+    watch_runs,
+)
 from auditor.ledger.schema import reading_checked
 from auditor.ledger.verify import VerifyResult
 
-from . import controls, export, fields, policies, remediation
+from . import completeness, controls, export, fields, policies, remediation
 from .definitions import definitions
 from .episodes import object_label, replay
 from .model import (
     Bucket,
     ChangeItem,
     CommitItem,
+    Completeness,
     DriftEpisode,
     EmergencyChange,
     Header,
@@ -59,6 +66,9 @@ class Options:
     # configuration). A fleet report passes the ledger's own cluster: one configuration
     # reads many clusters' ledgers.
     cluster: str = ""
+    # A stretch without any API-server audit event longer than this is a gap of the audit
+    # stream (an exception of change completeness).
+    audit_gap_minutes: int = GAP_THRESHOLD_SECONDS // 60
 
 
 def _approvers(commit: q.CommitRow | None) -> list[str]:
@@ -186,7 +196,8 @@ class _ChangeBuilder:
                 time_to_detect_s=between(changed, c.detected_at), anchor=f"chg-{c.id}",
                 spoofed=is_spoofed(c.user_source),
                 # The occurrence this change opened (a reopened drift has its own anchor).
-                drift_anchor=ep.anchor if ep is not None else ""))
+                drift_anchor=ep.anchor if ep is not None else "",
+                detected_by=c.mode, transient=c.transient))
         return out
 
 
@@ -268,7 +279,8 @@ def _sources(runs: Sequence[q.RunRow], cfg: Config, commits: dict[str, q.CommitR
 def summarize(monitoring: Monitoring, changes: Sequence[ChangeItem],
               episodes: Sequence[DriftEpisode], *, start: str, end: str,
               reverts: Sequence[RevertAttempt] = (), caps: Sequence[RevertCap] = (),
-              emergency: Sequence[EmergencyChange] = ()) -> Summary:
+              emergency: Sequence[EmergencyChange] = (),
+              completeness: Completeness | None = None) -> Summary:
     """The executive summary from the model's own rows (the run log, the change population,
     the drift occurrences), so a fleet's totals are computed exactly as one cluster's."""
     scored = [r for r in monitoring.runs if r.status in COVERING]
@@ -298,7 +310,13 @@ def summarize(monitoring: Monitoring, changes: Sequence[ChangeItem],
         reverts_failed=sum(1 for r in reverts if r.result == "failed"),
         reverts_dry_run=sum(1 for r in reverts if r.result == "dry-run"),
         revert_caps=len(caps), emergency_changes=len(emergency),
-        emergency_approved=sum(1 for c in emergency if c.state == "approved"))
+        emergency_approved=sum(1 for c in emergency if c.state == "approved"),
+        transient_changes=sum(1 for c in changes if c.transient),
+        watch_changes=sum(1 for c in changes if c.detected_by == "watch"),
+        audit_writes=completeness.audit_writes if completeness else 0,
+        audit_matched=completeness.matched if completeness else 0,
+        completeness_exceptions=(len(completeness.exceptions)
+                                 if completeness and completeness.audit_tested else 0))
 
 
 def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, *,
@@ -347,7 +365,7 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
     generated = stamp(moment.timestamp())
     until = min(e, generated)
     sla_s = cfg.reports.remediation_sla_hours * 3600
-    runs = q.runs_between(conn, s, e)
+    runs = q.runs_between(conn, s, e)  # scheduled runs: the watch's batches are no audits
     rows = q.changes_between(conn, s, e)
     drift_rows, events = q.drift_history(conn, e)
     commit_rows = q.commits(conn)
@@ -371,7 +389,10 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
                                       {d.id: d for d in drift_rows}, by_sha)
     episodes = remediation.link(episodes, attempts, emergency)
     repos = {src.name or src.url: src.url for src in cfg.sources}
-    builder = _ChangeBuilder(rows, episodes, {r.id: r for r in runs}, by_sha, repos)
+    run_rows = {r.id: r for r in runs}
+    # The watch batches that recorded a change of the period (their Git heads).
+    run_rows.update(q.runs_by_id(conn, {c.run_id for c in rows} - set(run_rows)))
+    builder = _ChangeBuilder(rows, episodes, run_rows, by_sha, repos)
     content = dict(q.contents(conn, builder.needed_versions()))
     changes = builder.build(content)
     del content
@@ -404,8 +425,14 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
         schedule_minutes=cfg.reports.schedule_minutes, sla_hours=cfg.reports.remediation_sla_hours,
         changes_csv_name=opts.changes_csv_name, changes_csv_sha256=export.sha256(csv_text),
         changes_csv_rows=len(changes), actors_note=actors_note(runs))
+    audit = audit_completeness(conn, s, e, until=until,
+                               gap_threshold_s=opts.audit_gap_minutes * 60)
+    complete = completeness.build(
+        audit, changes, [(r.id, r.started_at, r.skipped_kinds) for r in runs
+                         if r.skipped_kinds and r.status in COVERING],
+        watch_runs(conn, s, e))
     summary = summarize(monitoring, changes, episodes, start=s, end=e, reverts=attempts,
-                        caps=capped, emergency=emergency)
+                        caps=capped, emergency=emergency, completeness=complete)
     policy_section = policies.build(policy_runs, policy_transitions, start=s)
     buckets, label = _buckets(start, end, until, runs, changes, episodes, clusters,
                               cfg.reports.schedule_minutes)
@@ -413,9 +440,13 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
         header=header, summary=summary,
         controls=controls.build(changes, episodes, monitoring, integrity, commits,
                                 cfg.reports.remediation_sla_hours, policy_section,
-                                reverts=attempts, caps=capped, emergency=emergency),
+                                reverts=attempts, caps=capped, emergency=emergency,
+                                completeness=complete),
         monitoring=monitoring, changes=changes, drifts=episodes, acceptances=acceptances,
         commits=commits, buckets=buckets, bucket_label=label,
         policies=policy_section, reverts=attempts, revert_caps=capped, emergency=emergency,
         definitions=definitions(cfg.reports.schedule_minutes,
-                                cfg.reports.remediation_sla_hours))
+                                cfg.reports.remediation_sla_hours,
+                                match_window_s=complete.window_s or MATCH_WINDOW_SECONDS,
+                                gap_threshold_s=opts.audit_gap_minutes * 60),
+        completeness=complete)

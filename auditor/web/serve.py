@@ -4,8 +4,11 @@ Pages (GET/HEAD only; anything else is 405):
 
     /                                        latest runs, open drifts per namespace, reports
     /objects/<group>/<kind>/<namespace>/<name>  one object's versions, changes with their
-                                             actors, and its drifts' lifecycle (``_`` stands
-                                             for the core group and for no namespace)
+                                             actors, the API server's audit writes, and its
+                                             drifts' lifecycle (``_`` stands for the core
+                                             group and for no namespace); a version or write
+                                             no scheduled run saw as current is marked
+                                             transient
     /reports/                                the HTML/CSV/JSON reports in reports.directory
     /reports/<file>                          one of them
     /metrics                                 Prometheus exposition (:mod:`auditor.outputs.metrics`)
@@ -58,6 +61,7 @@ from auditor import __version__
 from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LedgerError
 from auditor.ledger import HistoryFilter, drifts, query, runs, uiquery
+from auditor.ledger.history import TYPES, watch_summary
 from auditor.ledger.readonly import reading
 from auditor.ledger.reportquery import cluster_names
 from auditor.ledger.verify import verify as verify_ledger
@@ -330,12 +334,13 @@ class Pages:
                 raise KeyError(cluster)
             path = member.path
         with reading(path) as conn:
-            latest = runs(conn, limit=10)
+            latest = runs(conn, limit=10)  # scheduled runs: a watch batch is no audit
+            watching = watch_summary(conn)
             namespaces = self._current(conn, now)
         current = [d for _, rows in namespaces for d in rows]
         return self.env.get_template("index.html.j2").render(
             title="Drift Auditor" if cluster is None else f"Cluster {cluster}", runs=latest,
-            namespaces=namespaces,
+            watch=watching, namespaces=namespaces,
             open_count=sum(1 for d in current if d["state"] == "open"),
             accepted_count=sum(1 for d in current if d["state"] == "accepted"),
             reports=list_reports(self.reports_dir)[:5], now=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -423,8 +428,10 @@ class Pages:
                 return None
             gk = f"{kind}.{group}" if group else kind
             label = f"{gk} {namespace + '/' if namespace else ''}{name}"
+            # Changes, drift events and the API server's audit writes of the object, each
+            # change and write marked when it was transient (changed back between runs).
             timeline = query(conn, HistoryFilter(object=f"{gk} {name}", namespace=namespace,
-                                                 limit=1000))
+                                                 types=TYPES, limit=1000))
             versions = uiquery.versions(conn, oid)
             object_drifts = uiquery.object_drifts(conn, oid)
         return self.env.get_template("object.html.j2").render(

@@ -124,7 +124,7 @@ def test_readers_say_in_one_line_what_is_missing(tmp_path: Path) -> None:
     conn.execute("DROP TABLE adoptions")
     conn.execute("PRAGMA user_version = 4")
     with pytest.raises(LedgerError, match=r"schema version 4 has no table adoptions .*"
-                                          r"migrates the ledger to version 5"), \
+                                          rf"migrates the ledger to version {SCHEMA_VERSION}"), \
             schema.reading_checked(db) as reader:
         reader.execute("SELECT * FROM adoptions")
     conn.execute("DROP TABLE changes")
