@@ -89,6 +89,10 @@ API_VERSION = "audit.k8s.io/v1"
 # The verbs of a write (staging/src/k8s.io/apiserver/pkg/endpoints/request/requestinfo.go):
 # server-side apply is a ``patch``.
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+# Writes whose request or response object is a credential: TokenReview (the token to check),
+# TokenRequest (``serviceaccounts/token``: the token issued).
+_CREDENTIAL_RESOURCES = {("authentication.k8s.io", "tokenreviews")}
+_CREDENTIAL_SUBRESOURCES = {("", "serviceaccounts", "token")}
 # A silence longer than this splits a delivery into two stretches (their gap is then visible
 # to :mod:`.completeness`); reports use a threshold at least this long.
 SILENCE_SECONDS = 60.0
@@ -116,8 +120,9 @@ def moment(text: object) -> datetime | None:
     value = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
     if "." in value:
         head, _, rest = value.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits):]
+        # The fraction is the digits up to the zone: an offset's digits are no part of it.
+        zone = rest.lstrip("0123456789")
+        digits = rest[:len(rest) - len(zone)]
         # Nanoseconds (a MicroTime printed by another client) kept to the microsecond.
         value = f"{head}.{(digits + '000000')[:6]}{zone}"
     try:
@@ -232,6 +237,11 @@ def _write(event: Mapping[str, Any], source: str, recorded_at: str,
     subresource = _str(ref.get("subresource"))
     secret = group == "" and resource == "secrets"
     request, response = event.get("requestObject"), event.get("responseObject")
+    if (group, resource) in _CREDENTIAL_RESOURCES or (group, resource, subresource) in \
+            _CREDENTIAL_SUBRESOURCES:
+        # Their bodies are credentials themselves (a bearer token under review, a token
+        # issued): the write is kept, its objects never are, at whatever level logged.
+        request = response = None
     meta = _meta(response)
     kind = kinds.get((group, resource), "")
     if not kind and not subresource:

@@ -285,8 +285,9 @@ class _Matcher:
             t = _epoch(c.time)
             return _epoch(write.received_at) - 1.0 <= t <= stage + self.window
         # Dated by its run: it happened after the previous scheduled run listed the object
-        # and before this run ended.
-        return self.previous_scheduled(c.run_id) <= stage <= _epoch(c.ended or self.now)
+        # and before this run ended (ledger times are to the second: the write's own
+        # microseconds may pass the run's end by less than one).
+        return self.previous_scheduled(c.run_id) <= stage < _epoch(c.ended or self.now) + 1.0
 
 
 _WRITE_COLUMNS = ("a.id, a.seq, a.audit_id, a.source, a.verb, a.user, a.impersonated_user, "

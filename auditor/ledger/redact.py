@@ -23,8 +23,11 @@ def is_secret(key: ResourceKey) -> bool:
     return key.kind == "Secret" and key.group == ""
 
 
-def _safe(value: Any) -> Any:
-    if value is None or (isinstance(value, str) and value.startswith(HASH_PREFIX)):
+def _safe(value: Any, raw: bool = False) -> Any:
+    """``value`` if it is a keyed hash the pipeline made; else :data:`REDACTED`. ``raw``: the
+    value comes straight from a request (an audit event), where a string that merely starts
+    like a hash is still the user's Secret value."""
+    if value is None or (not raw and isinstance(value, str) and value.startswith(HASH_PREFIX)):
         return value
     return REDACTED
 
@@ -36,19 +39,20 @@ def content(key: ResourceKey, obj: dict[str, Any] | None) -> dict[str, Any] | No
     return _secret(obj)
 
 
-def _secret(obj: dict[str, Any]) -> dict[str, Any]:
+def _secret(obj: dict[str, Any], raw: bool = False) -> dict[str, Any]:
     out = dict(obj)
     for field in ("data", "stringData"):
         values = obj.get(field)
         if isinstance(values, dict):
-            out[field] = {k: _safe(v) for k, v in values.items()}
+            out[field] = {k: _safe(v, raw) for k, v in values.items()}
         elif values is not None:
             out[field] = REDACTED
     meta = obj.get("metadata")
     if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict) \
             and _LAST_APPLIED in meta["annotations"]:
         out["metadata"] = {**meta, "annotations": {
-            **meta["annotations"], _LAST_APPLIED: _safe(meta["annotations"][_LAST_APPLIED])}}
+            **meta["annotations"],
+            _LAST_APPLIED: _safe(meta["annotations"][_LAST_APPLIED], raw)}}
     return out
 
 
@@ -76,21 +80,21 @@ def _patch_op(op: Any) -> Any:
     value = op["value"]
     if path.startswith(("/data", "/stringData")) or path == _POINTER_LAST_APPLIED:
         if isinstance(value, dict):
-            return {**op, "value": {k: _safe(v) for k, v in value.items()}}
-        return {**op, "value": _safe(value)}
+            return {**op, "value": {k: _safe(v, True) for k, v in value.items()}}
+        return {**op, "value": _safe(value, True)}
     if path in ("", "/"):
         return {**op, "value": _secret_body(value)}
     if path == "/metadata" and isinstance(value, dict):
-        return {**op, "value": _secret({"metadata": value})["metadata"]}
+        return {**op, "value": _secret({"metadata": value}, True)["metadata"]}
     if path == "/metadata/annotations" and isinstance(value, dict) and _LAST_APPLIED in value:
-        return {**op, "value": {**value, _LAST_APPLIED: _safe(value[_LAST_APPLIED])}}
+        return {**op, "value": {**value, _LAST_APPLIED: _safe(value[_LAST_APPLIED], True)}}
     return op
 
 
 def _secret_body(obj: Any) -> Any:
     """A request or response body of a write on ``secrets``, whatever its shape."""
     if isinstance(obj, dict):
-        out = _secret(obj)
+        out = _secret(obj, True)  # audit bodies only: every value is a raw one
         items = obj.get("items")
         if isinstance(items, list):  # a SecretList (deletecollection)
             out["items"] = [_secret_body(i) for i in items]

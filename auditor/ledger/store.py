@@ -21,7 +21,7 @@ import hashlib
 import os
 import socket
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -415,6 +415,20 @@ class Ledger:
         observes only objects whose pair differs."""
         return self._index.versions_of(keys)
 
+    def live_keys(self, group: str, kind: str, namespace: str | None = None
+                  ) -> Iterator[ResourceKey]:
+        """The keys of one kind (and namespace, when given) the ledger holds as live, in key
+        order, read through a cursor: a watch's relist diffs them against what it listed
+        without holding the kind in memory."""
+        sql = ("SELECT o.namespace, o.name FROM objects o JOIN latest l ON l.object_id = o.id "
+               "WHERE o.grp = ? AND o.kind = ? AND l.deleted = 0")
+        args: tuple[str, ...] = (group, kind)
+        if namespace is not None:
+            sql += " AND o.namespace = ?"
+            args = (group, kind, namespace)
+        for ns, name in self.conn.execute(sql + " ORDER BY o.namespace, o.name", args):
+            yield ResourceKey(group, kind, str(ns), str(name))
+
     def verify(self, public_key_file: str | Path | None = None) -> VerifyResult:
         """Recompute the chain, every chained row and every checkpoint (see :mod:`.verify`)."""
         public = self._signing_key.public_key() if self._signing_key else None
@@ -697,11 +711,13 @@ class Run:
         if category == "gitops":
             self._gitops_changed.add(key)
 
-    def observe(self, obs: Observation) -> None:
+    def observe(self, obs: Observation) -> bool:
         """Record a live object whose resourceVersion or content hash changed.
 
         Call it before :meth:`record` for the same object: the version and its change are
         written when the result arrives (or at :meth:`finish`), judged by that result.
+        False when a watch run was handed a stale event (the ledger holds the object at a
+        later write): then it records nothing, and nothing must be judged from the event.
         """
         self._check_open()
         if obs.content is None:
@@ -716,7 +732,7 @@ class Run:
             latest = self.ledger._index.latest_of(obs.key)
             if latest is not None and watch.older(obs.resource_version,
                                                   latest.resource_version):
-                return  # stale: the ledger already holds this object at a later write
+                return False  # stale: the ledger already holds this object at a later write
         if redact.is_secret(obs.key):
             safe = redact.content(obs.key, obs.content)
             if safe is not None and safe != obs.content:
@@ -733,7 +749,7 @@ class Run:
                                                    prev.content_hash, 0))
                 self.ledger._index.latest[oid] = _Latest(
                     prev.version_id, obs.resource_version, prev.content_hash, False)
-            return
+            return True
         seen = None if self._watch else self._seen.get(obs.key)
         if seen is not None:
             # Its (drifted) result came first: judge now. (Not in a watch batch: a result
@@ -741,6 +757,7 @@ class Run:
             self._stage_observation(obs, seen.status, orjson.loads(seen.items))
         else:
             self._pending[obs.key] = obs
+        return True
 
     def _stage_observation(self, obs: Observation, status: str | None,
                            items: list[dict[str, Any]]) -> None:
@@ -763,13 +780,14 @@ class Run:
 
     def observe_deleted(self, key: ResourceKey, *, time: str = "", manager: str = "",
                         operation: str = "", category: str = "unknown", user: str = "",
-                        authorized: bool | None = None, resource_version: str = "") -> None:
+                        authorized: bool | None = None, resource_version: str = "") -> bool:
         """Record that a live object the ledger knew is gone (call only for kinds that were
         listed completely, or for a watch's ``DELETED`` event). ``resource_version`` is the
         deletion's (a watch event's object carries it): kept with the deletion, so that in a
         watch run a stale event on either side of it is recognised (:func:`.watch.older`);
         ``time`` is when it happened, as far as known (the watch loop: when the event
-        arrived)."""
+        arrived). False for a stale event of a watch run (the ledger holds the object at a
+        later write): nothing must be judged from it."""
         self._check_open()
         if self._watch:
             pending = self._pending.pop(key, None)
@@ -777,14 +795,16 @@ class Run:
                 self._stage_observation(pending, None, [])
         prev = self.ledger._index.latest_of(key)
         if prev is None or prev.deleted:
-            return
+            return prev is None or not (self._watch and watch.older(
+                resource_version, prev.resource_version))
         if self._watch and watch.older(resource_version, prev.resource_version):
-            return
+            return False
         self._stage_version(self._batch, key, api_version="", resource_version=resource_version,
                             content_hash="", content=None, deleted=True, time=time,
                             manager=manager, operation=operation, category=category, user=user,
                             authorized=authorized)
         self._flush_if_full()
+        return True
 
     def listed(self, keys: Sequence[ResourceKey]) -> dict[ResourceKey, tuple[str, str]]:
         """The keys of one page of a list response: what the ledger knows of them (as
@@ -828,6 +848,11 @@ class Run:
             self._check_open()  # raises; inline, as this runs once per desired object
         self._recorded += 1
         key = result.key
+        if self._watch:
+            # A batch may judge one object several times (drifted, then put back; deleted,
+            # then re-created): its last result decides.
+            self._seen.pop(key, None)
+            self._missing.discard(key)
         if result.status == "missing":
             self._missing.add(key)
         pending = self._pending.pop(key, None)
@@ -915,8 +940,11 @@ class Run:
             return key.group_kind in skipped or key.kind in skipped
 
         # A run that compared nothing (no result recorded) says nothing about drift: resolving
-        # every open drift because none was reported would be wrong.
-        if status != "failed" and self._recorded:
+        # every open drift because none was reported would be wrong. A watch batch judges
+        # only the objects its events named (the caller's ``undecided`` says which), and the
+        # deletion of an object Git does not declare yields no result, yet resolves its
+        # orphan drift.
+        if status != "failed" and (self._recorded or (self._watch and undecided is not None)):
             for key in sorted(self._missing):
                 prev = ledger._index.latest_of(key)
                 if prev is not None and not prev.deleted and not is_skipped(key):
