@@ -171,9 +171,17 @@ class CompareConfig:
 
 @dataclass(frozen=True)
 class LedgerConfig:
+    """``lock_wait_seconds``: how long a writer waits for another to finish (``run`` and
+    ``watch`` share one ledger; a scheduled run holds it for its whole run)."""
+
     path: str = "drift-auditor.db"
     retention_days: int = 0
     signing_key_file: str = ""
+    lock_wait_seconds: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.lock_wait_seconds < 0:
+            raise ConfigError(f"ledger.lock-wait-seconds: {self.lock_wait_seconds} is negative")
 
 
 @dataclass(frozen=True)
@@ -316,6 +324,58 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class WatchConfig:
+    """``drift-auditor watch``: the long-running mode that records changes as they happen.
+
+    Watch events are recorded in batches, each one ledger transaction (a *watch run*):
+    a batch closes ``batch_seconds`` after its first event or at ``batch_max`` events. Git is
+    read again every ``git_refresh_seconds``. ``backoff_max_seconds`` caps the wait before a
+    failed watch is retried. API audit events come from ``audit_log`` (a kube-apiserver
+    ``--audit-log-path`` file, tailed) and from the audit webhook when ``webhook_port`` is
+    set (non-zero): kube-apiserver's ``--audit-webhook-config-file`` names it; it needs a
+    bearer token (``webhook_token_file``) or a client certificate signed by
+    ``webhook_client_ca_file``, and is served over HTTPS with ``webhook_tls_cert_file`` and
+    ``webhook_tls_key_file``."""
+
+    batch_seconds: float = 0.5
+    batch_max: int = 2000
+    git_refresh_seconds: float = 60.0
+    backoff_max_seconds: float = 30.0
+    audit_log: str = ""
+    audit_poll_seconds: float = 1.0
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = 0
+    webhook_path: str = "/audit"
+    webhook_token_file: str = ""
+    webhook_tls_cert_file: str = ""
+    webhook_tls_key_file: str = ""
+    webhook_client_ca_file: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_seconds", "git_refresh_seconds", "backoff_max_seconds",
+                     "audit_poll_seconds"):
+            value = getattr(self, name)
+            if value <= 0:
+                raise ConfigError(f"watch.{name.replace('_', '-')}: {value} must be positive")
+        if self.batch_max < 1:
+            raise ConfigError(f"watch.batch-max: {self.batch_max} must be at least 1")
+        if not 0 <= self.webhook_port <= 65535:
+            raise ConfigError(f"watch.webhook-port: {self.webhook_port} is not a port")
+        if bool(self.webhook_tls_cert_file) != bool(self.webhook_tls_key_file):
+            raise ConfigError("watch.webhook-tls-key-file: HTTPS needs both "
+                              "watch.webhook-tls-cert-file and watch.webhook-tls-key-file")
+        if self.webhook_port and not (self.webhook_token_file or self.webhook_client_ca_file):
+            raise ConfigError("watch.webhook-token-file: the audit webhook accepts events only "
+                              "from an authenticated sender: set watch.webhook-token-file or "
+                              "watch.webhook-client-ca-file")
+        if self.webhook_client_ca_file and not self.webhook_tls_cert_file:
+            raise ConfigError("watch.webhook-client-ca-file: client certificates need HTTPS "
+                              "(watch.webhook-tls-cert-file and watch.webhook-tls-key-file)")
+        if not self.webhook_path.startswith("/"):
+            raise ConfigError(f"watch.webhook-path: {self.webhook_path!r} must start with '/'")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one Drift Auditor installation."""
 
@@ -330,6 +390,7 @@ class Config:
     policies: PoliciesConfig = field(default_factory=PoliciesConfig)
     revert: RevertConfig = field(default_factory=RevertConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
     def digest(self) -> str:
         """A stable SHA-256 of the effective configuration (for the ledger and reports)."""

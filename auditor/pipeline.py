@@ -53,7 +53,7 @@ from auditor.support import files, gcpolicy, secretkey
 from auditor.support.progress import Progress
 
 if TYPE_CHECKING:
-    from auditor.ledger import AuditLog, Ledger, Run, RunSummary
+    from auditor.ledger import AuditLog, Ledger, Observation, Run, RunSummary
     from auditor.policies.hook import PolicyRun
 
 log = logging.getLogger(__name__)
@@ -129,13 +129,13 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
            live_file: str | None, namespace: str | None, tools_dir: str | None,
            secret_key: bytes | None, policies_dir: str | None, source: AuditLog | None,
            progress: ProgressFactory | None) -> AuditResult:
-    settings = compare_settings(cfg, secret_key or _secret_key(cfg), policies_dir)
+    settings = compare_settings(cfg, secret_key or ledger_secret_key(cfg), policies_dir)
     if live_file:
         if source is not None:  # no discovery: resource names are the kinds' usual plurals
             settings = _Identities(source, settings).settings(())
         desired = load_desired_state(cfg, desired_path=desired_path, revision=revision,
                                      namespace=namespace, tools_dir=tools_dir)
-        session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+        session = _Session(cfg, settings, desired, wanted(desired, cfg))
         live = (o for o in read_snapshot(live_file) if key_in_scope(ResourceKey.of(o), cfg.scope))
         results = list(session.compare(live))
         session.note_undecided()
@@ -146,8 +146,8 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
                 settings = _Identities(source, settings).settings(resources)
             desired = load_desired_state(
                 cfg, desired_path=desired_path, revision=revision, namespace=namespace,
-                discovered=_discovered(resources), tools_dir=tools_dir)
-            session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+                discovered=discovered_kinds(resources), tools_dir=tools_dir)
+            session = _Session(cfg, settings, desired, wanted(desired, cfg))
             _skip_undiscovered(cluster.undiscovered, session)
             pages = _pages_from_cluster(cluster, session, resources, progress)
             results = list(session.compare(_flatten(pages)))
@@ -185,10 +185,11 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
     from auditor.ledger import Ledger
     from auditor.ledger.auditlog import ACTORS_AUDITED, ACTORS_DECLARED
 
-    settings = compare_settings(cfg, _secret_key(cfg, create=True))
+    settings = compare_settings(cfg, ledger_secret_key(cfg, create=True))
     caches = cache_folder(cfg)
     with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
-                     signing_key_file=cfg.ledger.signing_key_file or None) as ledger, \
+                     signing_key_file=cfg.ledger.signing_key_file or None,
+                     lock_wait=cfg.ledger.lock_wait_seconds) as ledger, \
             Cluster(cfg.cluster) as cluster:
         clock = _Clock()
         resources = cluster.discover()
@@ -202,10 +203,10 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
         state_cache = StateCache(caches / "state")
         desired = load_desired_state(
             cfg, desired_path=desired_path, revision=revision,
-            discovered=_discovered(resources), tools_dir=tools_dir,
+            discovered=discovered_kinds(resources), tools_dir=tools_dir,
             previous=_previous_commits(ledger.conn),
             parse_cache=parse_cache, state_cache=state_cache)
-        session = _Session(cfg, settings, desired, _wanted(desired, cfg))
+        session = _Session(cfg, settings, desired, wanted(desired, cfg))
         session.identities = identities
         _skip_undiscovered(cluster.undiscovered, session)
         clock.lap("desired")
@@ -277,7 +278,7 @@ def compare_settings(cfg: Config, key: bytes, policies_dir: str | None = None) -
                                        policies_dir=policies)
 
 
-def _secret_key(cfg: Config, *, create: bool = False) -> bytes:
+def ledger_secret_key(cfg: Config, *, create: bool = False) -> bytes:
     """The key for the hashes that stand in for Secret values (created beside the ledger by
     ``run``, so that they compare across runs)."""
     return secretkey.for_ledger(cfg.compare.secret_hash_key_file, cfg.ledger.path, create=create)
@@ -335,7 +336,7 @@ class _Identities:
         return found, category, spoofed
 
 
-def _discovered(resources: Iterable[APIResource]) -> dict[tuple[str, str], bool]:
+def discovered_kinds(resources: Iterable[APIResource]) -> dict[tuple[str, str], bool]:
     """Whether each served kind is namespaced, as discovery says."""
     return {(r.group, r.kind): r.namespaced for r in resources}
 
@@ -350,7 +351,7 @@ def _previous_commits(conn: Any) -> dict[str, str]:
     return {}
 
 
-def _wanted(desired: DesiredState, cfg: Config) -> Manifests:
+def wanted(desired: DesiredState, cfg: Config) -> Manifests:
     # Scope depends only on kind and namespace, and matching a key against every excluded
     # kind pattern cost a tenth of a second over 10,000 objects: decide once per pair.
     objects = desired.objects
@@ -646,9 +647,6 @@ def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: Pol
     grows with the cluster. An object whose resourceVersion the ledger holds is not
     normalised again; most of a steady run passes that test.
     """
-    from auditor.ledger import Observation, content_hash
-    from auditor.ledger.auditlog import SOURCE as AUDIT_LOG
-
     settings = session.settings
     identities = session.identities
     want = session.want.packed
@@ -665,22 +663,11 @@ def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: Pol
                 unchanged += 1
                 yield obj
                 continue
-            content = settings.normalise(obj)
-            digest = content_hash(content)
-            if prev is not None and prev[1] == digest:
+            obs = observation_of(obj, key, settings, identities)
+            if prev is not None and prev[1] == obs.content_hash:
                 unchanged += 1
             else:
-                manager, operation, when, subresource = _last_change(obj)
-                user, spoofed = "", False
-                category: str = settings.classify(manager) if manager else "unknown"
-                if identities is not None and manager and when:
-                    user, category, spoofed = identities.user(key, manager, operation, when,
-                                                              subresource)
-                run.observe(Observation(
-                    key=key, api_version=str(obj.get("apiVersion") or ""),
-                    resource_version=rv, content_hash=digest, content=content,
-                    manager=manager, operation=operation, time=when, category=category,
-                    user=user, user_source=AUDIT_LOG if user else "", spoofed=spoofed))
+                run.observe(obs)
                 counters["observed"] += 1
             yield obj
             if key not in want:
@@ -688,6 +675,29 @@ def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: Pol
                 # one object at a time.
                 run.settle(key)
         counters["unchanged"] = unchanged
+
+
+def observation_of(obj: dict[str, Any], key: ResourceKey, settings: CompareSettings,
+                   identities: _Identities | None = None) -> Observation:
+    """A live object as the ledger records a version of it: normalised content (Secret
+    values as keyed hashes), its hash, and the actor of its last change (the newest
+    managedFields entry; with an audit source, the authenticated user behind it). Shared by
+    ``run`` and ``watch``, so both record one object version alike."""
+    from auditor.ledger import Observation, content_hash
+    from auditor.ledger.auditlog import SOURCE as AUDIT_LOG
+
+    content = settings.normalise(obj)
+    manager, operation, when, subresource = _last_change(obj)
+    user, spoofed = "", False
+    category: str = settings.classify(manager) if manager else "unknown"
+    if identities is not None and manager and when:
+        user, category, spoofed = identities.user(key, manager, operation, when, subresource)
+    return Observation(
+        key=key, api_version=str(obj.get("apiVersion") or ""),
+        resource_version=str((obj.get("metadata") or {}).get("resourceVersion") or ""),
+        content_hash=content_hash(content), content=content, manager=manager,
+        operation=operation, time=when, category=category, user=user,
+        user_source=AUDIT_LOG if user else "", spoofed=spoofed)
 
 
 def _last_change(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:

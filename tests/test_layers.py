@@ -24,6 +24,7 @@ ROOT = Path(auditor.__file__).parent
 # hierarchy and the version.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "demo"),
+    ("watch",),
     ("pipeline", "web"),
     ("adopt", "outputs", "policies", "report", "revert"),
     ("desired", "ledger", "live", "sandbox"),

@@ -16,7 +16,18 @@ import sys
 import click
 
 from auditor import __version__
-from auditor.cli import adopt, audit, config, ledger, notify, policies, report, sandbox, serve
+from auditor.cli import (
+    adopt,
+    audit,
+    config,
+    ledger,
+    notify,
+    policies,
+    report,
+    sandbox,
+    serve,
+    watch,
+)
 from auditor.cli.common import Context
 
 log = logging.getLogger("auditor")
@@ -45,6 +56,6 @@ def main(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool)
     ctx.obj = Context(config_path)
 
 
-for _group in (config, sandbox, audit, ledger, notify, adopt, policies, report, serve):
+for _group in (config, sandbox, audit, watch, ledger, notify, adopt, policies, report, serve):
     for _command in _group.COMMANDS:
         main.add_command(_command)
