@@ -1,6 +1,7 @@
 """`make bench`: run the benchmark suites and print one table.
 
-Usage: python -m bench [suite ...]   (suites: snapshot, render, compare; default all)
+Usage: python -m bench [suite ...]   (default: every suite of SUITES;
+                                      EXTRA ones only when named)
 
 The machine is shared and noisy: read the figures as ratios within one run (auditor CPU
 against a plain JSON decode of the same bytes), not as absolute times.
@@ -52,6 +53,16 @@ def _run(tmp: str) -> dict[str, Any]:
     return bench_run(10_000)
 
 
+def _watch(tmp: str) -> dict[str, Any]:
+    from bench.watch_bench import bench_watch
+    return bench_watch(tmp)
+
+
+def _watch_soak(tmp: str) -> dict[str, Any]:
+    from bench.watch_bench import bench_watch_soak
+    return bench_watch_soak(tmp)
+
+
 def _scale(tmp: str) -> dict[str, Any]:
     from bench.scale_bench import bench_scale
     return bench_scale()
@@ -69,11 +80,17 @@ SUITES: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
                _report),
     "run": ("`run` over 10,000 objects in the sandbox, 5% drifted, then 1% more (goal: steady "
             "state ≤ 1.5× the snapshot)", _run),
+    "watch": ("watch: MTTD over 1,000 changes at 10/s on 10,000 objects, 100 transient changes, "
+              "audit webhook ingestion (goals: p99 < 2 s ledger, < 5 s Slack; ≥ 5,000 "
+              "events/s)", _watch),
 }
 
 # Long suites, run only when named: `make bench BENCH_ARGS=scale`.
 EXTRA: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
     "scale": ("`run` at 10k/50k/100k objects (goal: 100k first run < 60 s, < 1 GiB)", _scale),
+    # BENCH_SOAK_SECONDS (600) and BENCH_SOAK_SAMPLE_SECONDS (30) shorten it for a try.
+    "watch-soak": ("watch for 10 minutes at 10 changes/s on 10,000 objects: CPU and RSS "
+                   "sampled every 30 s (goal: flat RSS)", _watch_soak),
 }
 
 

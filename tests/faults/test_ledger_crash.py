@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,10 @@ def _older_ledger(db: Path) -> int:
     conn = sqlite3.connect(db, isolation_level=None)
     for table in _tables_up_to(SCHEMA_VERSION) - _tables_up_to(2):
         conn.execute(f"DROP TABLE {table}")
+    # Step 6 added a column to a table of step 1, not a table: an older ledger lacks it too.
+    conn.execute("DROP INDEX idx_runs_mode_id")
+    conn.execute("DROP INDEX idx_runs_mode_started_at")
+    conn.execute("ALTER TABLE runs DROP COLUMN mode")
     conn.execute("PRAGMA user_version = 2")
     conn.close()
     return head
@@ -240,17 +245,27 @@ def test_two_runs_at_once_are_serialised_by_the_writer_lock(
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "begun", holder.stderr
-        # A second run while the first one writes: refused at once, in one line.
-        second = shop.cli("run", "--desired", str(shop.apps))
-        assert second.returncode == 2
-        line = one_line(second.stderr)
+        # A second run while the first one writes, told not to wait: refused at once, in one
+        # line naming the holder.
+        impatient = subprocess.run(
+            [sys.executable, "-m", "auditor.cli", "--config", str(shop.config), "run",
+             "--desired", str(shop.apps)], capture_output=True, text=True, timeout=60,
+            env={**child_env(), "DRIFT_AUDITOR_LEDGER_LOCK_WAIT_SECONDS": "0"})
+        assert impatient.returncode == 2
+        line = one_line(impatient.stderr)
         assert f"pid {holder.pid}" in line and "only one run may write the ledger" in line
+        # By default it waits for the lock (ledger.lock-wait-seconds), writing nothing.
+        waiting = shop.start("run", "--desired", str(shop.apps))
+        time.sleep(1.0)
+        assert waiting.poll() is None, "a second run waits while the first holds the ledger"
     finally:
         gate.touch()
     done = finish(holder)
     assert done.returncode == 0 and "done 2 complete" in done.stdout, done.stderr
-    # Two more started at the same moment: whoever gets the lock runs, the other is refused
-    # (or runs after it, when the first was already done).
+    after = finish(waiting)
+    assert after.returncode in (0, 1), after.stderr
+    # Two more started at the same moment: whoever gets the lock runs, the other waits and
+    # runs after it (a refusal would need a wait longer than the lock-wait).
     both = [shop.start("run", "--desired", str(shop.apps)) for _ in range(2)]
     results = [finish(p) for p in both]
     ran = [r for r in results if r.returncode in (0, 1)]
@@ -260,7 +275,7 @@ def test_two_runs_at_once_are_serialised_by_the_writer_lock(
         assert "only one run may write the ledger" in one_line(r.stderr)
     _verifies(shop.ledger)
     got = recorded(shop.ledger, after_run=1)
-    assert got.runs == [(n, "complete") for n in range(1, 3 + len(ran))]
+    assert got.runs == [(n, "complete") for n in range(1, 4 + len(ran))]
     # The changes were recorded once, by the run that held the lock; none twice or lost.
     assert got.changes and set(got.changes.values()) == {1}
     assert got.versions and set(got.versions.values()) == {1}

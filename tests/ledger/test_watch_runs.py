@@ -275,9 +275,10 @@ def test_a_batch_judges_only_its_own_objects(tmp_path: Path) -> None:
         assert ledger.verify().ok
 
 
-def test_without_undecided_a_batch_would_resolve_every_other_drift(tmp_path: Path) -> None:
-    """What ``undecided`` prevents (so the test above is no tautology): a batch finished
-    like a scheduled run takes every open drift it did not see as gone."""
+def test_a_watch_run_never_resolves_a_drift_of_an_object_it_did_not_look_at(
+        tmp_path: Path) -> None:
+    """A watch run reads only the open drifts of the objects its events name: even finished
+    like a scheduled run (no ``undecided``), it cannot take the others as gone."""
     db = tmp_path / "l.db"
     with Ledger.open(db) as ledger:
         _baseline(ledger, WEB, API)
@@ -289,8 +290,8 @@ def test_without_undecided_a_batch_would_resolve_every_other_drift(tmp_path: Pat
         run = ledger.begin_run(started_at=at(1.1), mode="watch")
         run.observe(obs(WEB, {"v": 3}, rv="21"))
         run.record(in_sync(WEB))
-        assert sum(run.finish().resolved.values()) == 1
-        assert _drift_states(ledger) == {"api": "resolved"}
+        assert sum(run.finish().resolved.values()) == 0
+        assert _drift_states(ledger) == {"api": "open"}
 
 
 def test_an_object_drifted_and_put_back_within_one_batch_opens_no_drift(tmp_path: Path) -> None:
