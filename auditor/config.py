@@ -86,8 +86,40 @@ class HelmSource:
 
 
 @dataclass(frozen=True)
+class ApprovalsConfig:
+    """Where a source's approvals are read: the pull requests (merge requests), reviews and
+    branch protection on its git host (:mod:`auditor.githost`). ``provider`` and ``repo``
+    (``owner/name`` on GitHub, the project's id or path on GitLab) default to what the
+    source's URL says on github.com and gitlab.com; ``api_url`` to the host's API (GitHub
+    Enterprise: ``https://HOST/api/v3``, GitLab self-managed: ``https://HOST/api/v4``). The
+    token is named, never written here: ``token_env`` (an environment variable) or
+    ``token_file`` (a file, e.g. a mounted Secret's key). ``branch`` is the branch whose
+    protection is recorded (default: the source's revision when it names a branch, else the
+    base branch of the pull requests). Rate limits are waited out up to ``max_wait_seconds``
+    per run; past that, a commit's approval is unknown that run and asked again next run."""
+
+    provider: Literal["", "github", "gitlab"] = ""
+    api_url: str = ""
+    repo: str = ""
+    branch: str = ""
+    token_env: str = ""
+    token_file: str = ""
+    max_wait_seconds: float = 60.0
+    timeout_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.token_env and self.token_file:
+            raise ConfigError("approvals.token-file: set either approvals.token-env or "
+                              "approvals.token-file, not both")
+        if self.max_wait_seconds < 0 or self.timeout_seconds <= 0:
+            raise ConfigError("approvals.max-wait-seconds must not be negative and "
+                              "approvals.timeout-seconds must be positive")
+
+
+@dataclass(frozen=True)
 class Source:
-    """One Git source of desired state."""
+    """One Git source of desired state. ``approvals`` (absent: approvals come from commit
+    trailers only, which are not verified) reads them from the git host."""
 
     url: str = ""
     name: str = ""
@@ -98,6 +130,7 @@ class Source:
     helm: HelmSource = field(default_factory=HelmSource)
     credentials: Credentials = field(default_factory=Credentials)
     depth: int = 0
+    approvals: ApprovalsConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -172,16 +205,36 @@ class CompareConfig:
 @dataclass(frozen=True)
 class LedgerConfig:
     """``lock_wait_seconds``: how long a writer waits for another to finish (``run`` and
-    ``watch`` share one ledger; a scheduled run holds it for its whole run)."""
+    ``watch`` share one ledger; a scheduled run holds it for its whole run).
+
+    Checkpoints are signed unless ``sign`` is false: with ``signing_key_file``, else with a
+    key created beside the ledger on first write (:mod:`auditor.ledger.keyfile`).
+    ``anchor_repo`` (a Git URL or path) receives a copy of the newest checkpoint after each
+    scheduled run and at most every ``anchor_interval_minutes`` from ``watch``
+    (:mod:`auditor.outputs.anchoring`), on ``anchor_branch``, pushed with
+    ``anchor_credentials`` (as a source's credentials)."""
 
     path: str = "drift-auditor.db"
     retention_days: int = 0
     signing_key_file: str = ""
+    sign: bool = True
     lock_wait_seconds: float = 120.0
+    anchor_repo: str = ""
+    anchor_branch: str = "main"
+    anchor_interval_minutes: float = 60.0
+    anchor_credentials: Credentials = field(default_factory=Credentials)
 
     def __post_init__(self) -> None:
         if self.lock_wait_seconds < 0:
             raise ConfigError(f"ledger.lock-wait-seconds: {self.lock_wait_seconds} is negative")
+        if not self.sign and self.signing_key_file:
+            raise ConfigError("ledger.sign: false, yet ledger.signing-key-file is set; unset "
+                              "one of them")
+        if self.anchor_interval_minutes <= 0:
+            raise ConfigError(f"ledger.anchor-interval-minutes: {self.anchor_interval_minutes} "
+                              "must be positive")
+        if self.anchor_repo and not self.anchor_branch.strip():
+            raise ConfigError("ledger.anchor-branch: empty; name the branch anchors go to")
 
 
 @dataclass(frozen=True)

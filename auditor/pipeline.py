@@ -1,6 +1,8 @@
 """One audit, as a sequence of stages; the only place that strings them together.
 
     desired   Git rendered into the objects it declares              auditor.desired
+    approvals each first-parent change since the last run judged      auditor.githost
+              from its git host (or trailers), on the run's record
     live      the cluster listed page by page, or a snapshot file     auditor.live
     compare   each live object against Git (last run's verdicts       auditor.engine
               reused for unchanged pairs)
@@ -9,6 +11,8 @@
     revert    optional: Git's state put back                          auditor.revert
     policies  optional: compliance results on the same run            auditor.policies
     finish    the run closed and checkpointed, caches saved
+    anchor    optional: the checkpoint copied to an evidence          auditor.outputs
+              repository outside the cluster
 
 ``diff`` runs desired, live and compare (:func:`audit`); ``run`` runs them all
 (:func:`run_once`). Live, record and compare are one stream: an object is recorded and
@@ -24,6 +28,7 @@ Without one, actors are field-manager names, as clients declare them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -53,7 +58,9 @@ from auditor.support import files, gcpolicy, secretkey
 from auditor.support.progress import Progress
 
 if TYPE_CHECKING:
+    from auditor.githost import HostSettings
     from auditor.ledger import AuditLog, Ledger, Observation, Run, RunSummary
+    from auditor.ledger.configlog import Origin, Snapshot
     from auditor.policies.hook import PolicyRun
 
 log = logging.getLogger(__name__)
@@ -163,12 +170,17 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
 
 def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None = None,
              desired_path: str | None = None, revision: str | None = None,
-             progress: ProgressFactory | None = None) -> RunOutcome:
+             progress: ProgressFactory | None = None,
+             config_origin: Origin | None = None,
+             env: Mapping[str, str] | None = None) -> RunOutcome:
     """One audit cycle, the CronJob's job: every stage, recorded in the ledger.
 
     Live objects whose resourceVersion the ledger already holds are not normalised again
     for the ledger; changed ones become object versions with their actor. Any failure after
-    the run began marks it failed in the ledger before the error goes on.
+    the run began marks it failed in the ledger before the error goes on. The configuration
+    is recorded as a new version when it changed (``config_origin``: where it came from).
+    ``env`` is where the git hosts' ``approvals.token-env`` are looked up (the CLI hands
+    down the process environment; nothing below it reads one).
     """
     if not desired_path and not cfg.sources:
         raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
@@ -176,23 +188,33 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
     source = _read_audit_log(audit_log)
     with gcpolicy.bulk():
         return _run_once(cfg, source=source, tools_dir=tools_dir,
-                         desired_path=desired_path, revision=revision, progress=progress)
+                         desired_path=desired_path, revision=revision, progress=progress,
+                         origin=config_origin, env=env)
 
 
 def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
               desired_path: str | None, revision: str | None,
-              progress: ProgressFactory | None) -> RunOutcome:
+              progress: ProgressFactory | None, origin: Origin | None,
+              env: Mapping[str, str] | None = None) -> RunOutcome:
     from auditor.ledger import Ledger
     from auditor.ledger.auditlog import ACTORS_AUDITED, ACTORS_DECLARED
+    from auditor.outputs import anchoring
 
     settings = compare_settings(cfg, ledger_secret_key(cfg, create=True))
     caches = cache_folder(cfg)
-    with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
-                     signing_key_file=cfg.ledger.signing_key_file or None,
-                     lock_wait=cfg.ledger.lock_wait_seconds) as ledger, \
-            Cluster(cfg.cluster) as cluster:
+    # The run's config_hash is its configuration version's digest: DriftIgnore files count.
+    configured = configuration(cfg, origin)
+    hosts, host_warnings = approval_hosts(cfg, env)  # a host that cannot be told fails now
+    with contextlib.ExitStack() as stack:
+        # The cluster is asked first: one that cannot be reached fails the run before the
+        # ledger is locked or its signing key created.
+        cluster = stack.enter_context(Cluster(cfg.cluster))
         clock = _Clock()
         resources = cluster.discover()
+        ledger = stack.enter_context(Ledger.open(
+            cfg.ledger.path, tool_version=__version__, config_hash=configured.digest,
+            signing_key_file=ledger_signing_key(cfg), sign=cfg.ledger.sign,
+            lock_wait=cfg.ledger.lock_wait_seconds))
         identities = _Identities(source, settings) if source is not None else None
         if identities is not None:
             settings = identities.settings(resources)
@@ -219,7 +241,10 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
                                     "actors": ACTORS_AUDITED if source is not None
                                     else ACTORS_DECLARED}
         try:
+            record_configuration(run, configured)
             _record_commits(run, desired)
+            session.problems.extend(host_warnings)
+            session.problems.extend(_record_approvals(run, ledger, desired, hosts, caches))
 
             # live → record → compare → record, one object at a time
             verdicts = _load_verdicts(caches / "verdicts.bin", _compare_stamp(cfg, settings))
@@ -247,6 +272,8 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
             clock.lap("policies")
 
             # finish
+            # The last anchoring's failure, if any, goes into the chain with this run.
+            session.problems.extend(anchoring.pending(cfg, caches))
             problems = session.all_problems()
             results.sort(key=_result_key)
             outcome = AuditResult(results, problems, desired, session.stats)
@@ -257,12 +284,18 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
             if files.once_a_day(caches / ".pruned"):
                 parse_cache.prune(files.RETENTION_DAYS)
                 state_cache.prune(files.RETENTION_DAYS)
+                _prune_approvals(caches)
             clock.lap("ledger_finish")
             log.info("run %d phases (s): %s", summary.run_id, clock.laps)
         except BaseException as exc:
             if not run.finished:
                 run.finish("failed", problems=[Problem("run", f"{type(exc).__name__}: {exc}")])
             raise
+    # anchor: the closed run's checkpoint copied outside the cluster; a failure is a warning
+    # of this run's output (and of the next run's record), never the run's failure.
+    anchored = anchoring.anchor(cfg, caches)
+    if anchored.problem is not None:
+        outcome.problems.append(anchored.problem)
     return RunOutcome(outcome, summary.run_id, summary.status, summary.counts(), summary.seq,
                       summary.head_hash, counters)
 
@@ -276,6 +309,33 @@ def compare_settings(cfg: Config, key: bytes, policies_dir: str | None = None) -
         cfg.policies.directory if Path(cfg.policies.directory).is_dir() else None)
     return CompareSettings.from_config(cfg.compare, cfg.scope, secret_key=key,
                                        policies_dir=policies)
+
+
+def configuration(cfg: Config, origin: Origin | None = None) -> Snapshot:
+    """The effective configuration a run records (:mod:`auditor.ledger.configlog`): the
+    settings, every ignore rule with its file, the scope, the policy pack."""
+    from auditor.ledger import configlog
+
+    return configlog.snapshot(cfg, origin, tool_version=__version__)
+
+
+def record_configuration(run: Run, configured: Snapshot) -> int | None:
+    """``configured`` as a new version at the start of ``run`` when it differs from the last
+    one of the run's mode; Git says who committed each of its files. The version's id, or
+    None when nothing changed."""
+    from auditor.desired.gitrepo import file_provenance
+    from auditor.ledger import configlog
+
+    return configlog.record_if_changed(run, configured, attribute=file_provenance)
+
+
+def ledger_signing_key(cfg: Config) -> str | None:
+    """The key file that signs the checkpoints a run or watch writes: configured, else
+    created beside the ledger on first use (:mod:`auditor.ledger.keyfile`); None with
+    ``ledger.sign: false``."""
+    from auditor.ledger import keyfile
+
+    return keyfile.signing_key_file(cfg.ledger, create=True)
 
 
 def ledger_secret_key(cfg: Config, *, create: bool = False) -> bytes:
@@ -636,6 +696,65 @@ def _record_commits(run: Run, desired: DesiredState) -> None:
     commits.extend({id(o.source): o.source for o in desired.objects.values()
                     if o.source.commit}.values())
     run.record_commits(commits)
+
+
+def approval_hosts(cfg: Config, env: Mapping[str, str] | None
+                   ) -> tuple[dict[str, HostSettings], list[Problem]]:
+    """The git host of each source with ``approvals`` set (by source name), and warnings (a
+    token named but not found). Raises ``ConfigError`` for a host that cannot be told."""
+    from auditor.desired.state import source_name
+    from auditor.githost import resolve
+
+    hosts: dict[str, HostSettings] = {}
+    warnings: list[Problem] = []
+    for i, src in enumerate(cfg.sources):
+        if src.approvals is not None:
+            name = source_name(src)
+            hosts[name], said = resolve(src, f"sources[{i}]", env)
+            warnings += [Problem(name, text, "warning", (("source", name),)) for text in said]
+    return hosts, warnings
+
+
+def _record_approvals(run: Run, ledger: Ledger, desired: DesiredState,
+                      hosts: Mapping[str, HostSettings], caches: Path) -> list[Problem]:
+    """Each first-parent change of the audited ranges (and those still unknown from earlier
+    runs) judged from its git host or its trailers, with each host's branch protection, on
+    the run's record (:mod:`auditor.githost`, :mod:`auditor.ledger.approvals`)."""
+    from auditor.githost import change_from_record, changes_of, collect
+    from auditor.ledger import approvals
+    from auditor.ledger.times import now, stamp
+
+    # Only the sources this run audits (``--desired`` audits another one).
+    hosts = {name: host for name, host in hosts.items() if name in desired.commits}
+    by_commit: dict[str, list[tuple[str, str, str, str]]] = {}
+    for key, obj in desired.objects.items():
+        if obj.source.commit:
+            by_commit.setdefault(obj.source.commit, []).append(
+                (key.group, key.kind, key.namespace, key.name))
+    changes = [change for name, commits in desired.changes.items() if name in desired.commits
+               for change in changes_of(name, desired.repos.get(name, ""), commits,
+                                        desired.commits[name], by_commit)]
+    seen = {(c.repo, c.sha) for c in changes}
+    # Asked again until the host answers; only for sources still configured with it.
+    retries = [change_from_record(row) for row in approvals.pending(ledger.conn)
+               if (row["repo"], row["sha"]) not in seen and row["source"] in hosts]
+    if not changes and not retries and not hosts:
+        return []
+    outcome = collect(changes + retries, hosts, cache_root=caches / "approvals",
+                      now=stamp(now()))
+    # A retry still unknown adds nothing: its newest row already says unknown.
+    again = {(c.repo, c.sha) for c in retries}
+    approvals.record(run, [a for a in outcome.approvals if a.verdict != "unknown"
+                           or (a.change.repo, a.change.sha) not in again],
+                     outcome.protections)
+    return [Problem(name, text, "warning", (("source", name),))
+            for name, text in outcome.problems]
+
+
+def _prune_approvals(caches: Path) -> None:
+    from auditor.githost import cache
+
+    cache.prune(caches / "approvals", files.RETENTION_DAYS)
 
 
 def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: PolicyRun | None,

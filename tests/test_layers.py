@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("watch",),
     ("pipeline", "web"),
     ("adopt", "outputs", "policies", "report", "revert"),
-    ("desired", "ledger", "live", "sandbox"),
+    ("desired", "githost", "ledger", "live", "sandbox"),
     ("engine",),
     ("config",),
     ("support",),

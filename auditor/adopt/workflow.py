@@ -309,14 +309,14 @@ def _record(cfg: Config, req: Request, report: Report, where: _Where) -> list[in
     if not Path(cfg.ledger.path).is_file():
         return []
     from auditor import __version__
-    from auditor.ledger import Ledger, adoptions
+    from auditor.ledger import Ledger, adoptions, keyfile
 
     # Who adopted: as given, else the commit's author (the identity Git recorded).
     by = req.by or gitrepo.commit_author(where.repo, report.commit)
     ids = []
     with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
-                     signing_key_file=cfg.ledger.signing_key_file or None,
-                     lock_wait=30.0) as ledger:
+                     signing_key_file=keyfile.signing_key_file(cfg.ledger, create=True),
+                     sign=cfg.ledger.sign, lock_wait=30.0) as ledger:
         for key in dict.fromkeys(a.key for a in report.adopted):
             mine = [a for a in report.adopted if a.key == key]
             ids.append(adoptions.record(ledger, adoptions.Adoption(

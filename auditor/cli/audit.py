@@ -219,7 +219,11 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
     cfg = obj.load(overrides)
     outcome = run_once(cfg, audit_log=audit_log, tools_dir=tools_dir(),
                        desired_path=desired_path, revision=revision,
-                       progress=lambda task, total: Progress(task, total))
+                       progress=lambda task, total: Progress(task, total),
+                       config_origin=obj.origin(), env=os.environ)
+    from auditor.ledger import keyfile
+
+    keyfile.announce_created()  # a key made by this run: its public key, for the auditor
     # Outputs read the ledger the run just wrote; their failures never undo the audit.
     from auditor.outputs import alerts, metrics
 

@@ -12,12 +12,15 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from auditor import config as config_mod
 from auditor.errors import AuditorError
+
+if TYPE_CHECKING:
+    from auditor.ledger.configlog import Origin
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,6 +55,16 @@ class Context:
 
     def load(self, overrides: dict[str, Any] | None = None) -> config_mod.Config:
         return config_mod.load(self.config_path, env=os.environ, overrides=overrides or {})
+
+    def origin(self) -> Origin:
+        """Where the configuration comes from, for its record in the ledger: the file
+        :meth:`load` reads and the names (never the values) of the ``DRIFT_AUDITOR_*``
+        environment variables set."""
+        from auditor.ledger.configlog import Origin
+
+        path = (self.config_path or os.environ.get(config_mod.ENV_PREFIX + "CONFIG")
+                or config_mod.DEFAULT_CONFIG_FILE)
+        return Origin.of(path, os.environ)
 
 
 def context() -> Context:

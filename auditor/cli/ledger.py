@@ -1,17 +1,25 @@
-"""The ledger's commands: ``verify``, ``history``, ``ack`` and ``prune``."""
+"""The ledger's commands: ``verify`` (the chain, anchors outside the cluster, report
+manifests), ``public-key``, ``history``, ``ack`` and ``prune``."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import orjson
 
 from auditor.cli.common import guarded, ledger_option, load_config
+from auditor.config import Config
 from auditor.errors import LedgerError, LedgerTamperedError
+from auditor.ledger import anchor, keyfile, schema, signing, times
 from auditor.ledger import history as history_mod
-from auditor.ledger import schema, signing, times
 from auditor.ledger.verify import verify as verify_ledger
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 CATEGORIES = ("human", "controller", "gitops", "unknown")
 
@@ -24,34 +32,130 @@ def _ledger_path(explicit: str | None) -> str:
 @ledger_option
 @click.option("--public-key", type=click.Path(exists=True, dir_okay=False),
               help="Check checkpoint signatures with this Ed25519 key (PEM public or private "
-                   "key; default: ledger.signing-key-file).")
+                   "key; default: ledger.signing-key-file, else the key beside the ledger).")
+@click.option("--anchor", "anchor_repo", metavar="REPO",
+              help="Also check every checkpoint anchored in this evidence repository (a Git "
+                   "URL or path; see ledger.anchor-repo) against the ledger.")
+@click.option("--anchor-branch", metavar="BRANCH",
+              help="The evidence repository's branch (default: ledger.anchor-branch).")
+@click.option("--cluster", "cluster_name", metavar="NAME",
+              help="Whose anchors to check (default: cluster.name).")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
+              help="Instead of the ledger, check a report's manifest "
+                   "(<report>.manifest.json): every file's SHA-256 and the signature.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def verify_cmd(ledger_path: str | None, public_key: str | None, as_json: bool) -> None:
-    """Recompute the ledger's hash chain; name the first broken sequence number."""
+def verify_cmd(ledger_path: str | None, public_key: str | None, anchor_repo: str | None,
+               anchor_branch: str | None, cluster_name: str | None, manifest: str | None,
+               as_json: bool) -> None:
+    """Recompute the ledger's hash chain; name the first broken sequence number. With
+    --anchor, name the first anchored checkpoint the ledger no longer holds."""
 
     def body() -> None:
         path = ledger_path
         key_file = public_key
-        if path is None or key_file is None:
+        cfg = None
+        if path is None or key_file is None or anchor_repo:
             cfg = load_config()
             path = path or cfg.ledger.path
-            key_file = key_file or cfg.ledger.signing_key_file or None
+            key_file = key_file or keyfile.signing_key_file(cfg.ledger, path)
         public = signing.load_public_key(key_file) if key_file else None
+        if manifest:
+            _check_manifest(manifest, public, as_json)
+            return
+        records = _anchors(cfg, anchor_repo, anchor_branch, cluster_name) \
+            if cfg is not None and anchor_repo else None
         # Read-only, never migrated: a damaged file or a missing table is one line (exit 2).
         with schema.reading_checked(path) as conn:
             result = verify_ledger(conn, public)
+            anchored = anchor.check(conn, records, public) if records is not None else None
         if as_json:
-            click.echo(orjson.dumps({
-                "ok": result.ok, "checked": result.checked,
+            doc: dict[str, object] = {
+                "ok": result.ok and (anchored is None or anchored.ok),
+                "checked": result.checked,
                 "first_broken_seq": result.first_broken_seq, "message": result.message,
                 "head_seq": result.head_seq, "head_hash": result.head_hash,
                 "checkpoints": result.checkpoints, "signatures": result.signatures,
-                "problems": [{"seq": s, "message": m} for s, m in result.problems]},
-                option=orjson.OPT_INDENT_2).decode())
-        elif result.ok:
+                "problems": [{"seq": s, "message": m} for s, m in result.problems]}
+            if anchored is not None:
+                first = anchored.first_mismatch
+                doc["anchors"] = {"ok": anchored.ok, "checked": anchored.checked,
+                                  "signatures": anchored.signatures,
+                                  "message": anchored.message,
+                                  "first_mismatch_seq": first.seq if first else None}
+            click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        elif result.ok and (anchored is None or anchored.ok):
+            # A failure is one line, on stderr; what passed is said only when all did.
             click.echo(result.message)
+            if anchored is not None:
+                click.echo(anchored.message)
         if not result.ok:
             raise LedgerTamperedError(f"{path}: {result.message}")
+        if anchored is not None and not anchored.ok:
+            raise LedgerTamperedError(f"{path}: {anchored.message}")
+
+    guarded(body)
+
+
+def _anchors(cfg: Config, repo: str, branch: str | None,
+             cluster: str | None) -> list[anchor.AnchorRecord]:
+    """The anchors of ``cluster`` on ``branch`` of the evidence repository ``repo``, read
+    from a fresh clone: nothing left on this machine stands in for the repository."""
+    import tempfile
+
+    from auditor.desired import gitrepo
+
+    name = cluster or cfg.cluster.name
+    branch = branch or cfg.ledger.anchor_branch
+    rel = anchor.file_for(name)
+    shown = f"{gitrepo.redact_url(repo)} ({branch}:{rel})"
+    with tempfile.TemporaryDirectory(prefix="drift-auditor-anchors-") as tmp:
+        text = gitrepo.read_evidence(repo, branch, rel, cache_dir=Path(tmp),
+                                     credentials=cfg.ledger.anchor_credentials,
+                                     secrets_env=os.environ)
+    records = [r for r in anchor.parse(text or "", shown) if r.cluster == name]
+    if not records:
+        raise LedgerError(f"{shown}: no anchored checkpoint of cluster {name}: nothing to "
+                          "check the ledger against")
+    return records
+
+
+def _check_manifest(path: str, public: Ed25519PublicKey | None, as_json: bool) -> None:
+    from auditor.report import manifest
+
+    result = manifest.check(Path(path), public)
+    if as_json:
+        click.echo(orjson.dumps({"ok": result.ok, "files": result.files, "signed": result.signed,
+                                 "message": result.message},
+                                option=orjson.OPT_INDENT_2).decode())
+    elif result.ok:
+        click.echo(result.message)
+    if not result.ok:
+        raise manifest.ReportTamperedError(f"{path}: {result.message}")
+
+
+@click.command("public-key")
+@ledger_option
+@click.option("--fingerprint", "only_fingerprint", is_flag=True,
+              help="Print only the key's fingerprint (as anchors and manifests name it).")
+def public_key_cmd(ledger_path: str | None, only_fingerprint: bool) -> None:
+    """Print the public key (PEM) that checks this ledger's checkpoints, anchors and report
+    manifests: give it to the auditor (`verify --public-key FILE`)."""
+
+    def body() -> None:
+        cfg = load_config()
+        path = ledger_path or cfg.ledger.path
+        key_file = keyfile.signing_key_file(cfg.ledger, path)
+        if key_file is None:
+            if not cfg.ledger.sign:
+                raise LedgerError("ledger.sign is false: checkpoints are not signed")
+            raise LedgerError(f"no signing key yet: {keyfile.beside(path)} is created by the "
+                              "first run (or set ledger.signing-key-file)")
+        pem, fingerprint = keyfile.public_pem(key_file)
+        if only_fingerprint:
+            click.echo(fingerprint)
+            return
+        click.echo(pem, nl=False)
+        click.echo(f"fingerprint {fingerprint} ({key_file})", err=True)
 
     guarded(body)
 
@@ -72,11 +176,13 @@ def _since(text: str | None) -> str | None:
 @click.option("--category", type=click.Choice(CATEGORIES), help="Actor category.")
 @click.option("--since", help="From this time (ISO 8601) or this long ago (7d, 12h).")
 @click.option("--until", help="Before this time (ISO 8601) or this long ago.")
-@click.option("--type", "type_", type=click.Choice(("all", *history_mod.TYPES)), default="all",
-              show_default=True,
+@click.option("--type", "type_", type=click.Choice(("all", *history_mod.TYPES, "config")),
+              default="all", show_default=True,
               help="Live changes, drift lifecycle events, the API server's audit writes, or "
                    "all of them. A change or write no scheduled run saw as current is "
-                   "marked [transient] (JSON/CSV: transient).")
+                   "marked [transient] (JSON/CSV: transient). `config`: the versions of "
+                   "drift-auditor's own configuration, each with its diff, who changed it "
+                   "and its approval (only --since, --until and --limit apply).")
 @click.option("--limit", type=int, help="At most this many entries (oldest first).")
 @click.option("-o", "--output", "fmt", type=click.Choice(("text", "json", "csv")), default="text",
               show_default=True)
@@ -86,6 +192,14 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
     """Who changed what and when: live changes and drift events from the ledger."""
 
     def body() -> None:
+        if type_ == "config":
+            from auditor.report import configchanges
+
+            with schema.reading_checked(_ledger_path(ledger_path)) as conn:
+                versions = configchanges.history(conn, since=_since(since),
+                                                 until=_since(until), limit=limit)
+            click.echo(configchanges.render(versions, fmt), nl=False)
+            return
         with schema.reading_checked(_ledger_path(ledger_path)) as conn:
             entries = history_mod.query(conn, history_mod.HistoryFilter(
                 object=object_, namespace=namespace, kind=kind, actor=actor, category=category,
@@ -116,8 +230,9 @@ def ack_cmd(ledger_path: str | None, target: str, by: str, reason: str, expires:
         cfg = load_config()
         with Ledger.open(ledger_path or cfg.ledger.path, tool_version=__version__,
                          config_hash=cfg.digest(),
-                         signing_key_file=cfg.ledger.signing_key_file or None,
-                         lock_wait=wait) as ledger:
+                         signing_key_file=keyfile.signing_key_file(
+                             cfg.ledger, ledger_path or cfg.ledger.path, create=True),
+                         sign=cfg.ledger.sign, lock_wait=wait) as ledger:
             drift_id = ledger.ack(target, by=by, reason=reason, expires=expires)
         click.echo(f"drift {drift_id} accepted by {by}"
                    f"{' until ' + expires if expires else ''}")
@@ -145,8 +260,9 @@ def prune_cmd(ledger_path: str | None, days: int | None, vacuum: bool, wait: flo
             raise LedgerError("retention is off: set ledger.retention-days or pass --days")
         with Ledger.open(ledger_path or cfg.ledger.path, tool_version=__version__,
                          config_hash=cfg.digest(),
-                         signing_key_file=cfg.ledger.signing_key_file or None,
-                         lock_wait=wait) as ledger:
+                         signing_key_file=keyfile.signing_key_file(
+                             cfg.ledger, ledger_path or cfg.ledger.path, create=True),
+                         sign=cfg.ledger.sign, lock_wait=wait) as ledger:
             count = ledger.prune(keep, vacuum=vacuum)
         cutoff = times.stamp(times.now() - timedelta(days=keep))
         click.echo(f"pruned the content of {count} object versions observed before {cutoff}")
@@ -154,4 +270,4 @@ def prune_cmd(ledger_path: str | None, days: int | None, vacuum: bool, wait: flo
     guarded(body)
 
 
-COMMANDS = (verify_cmd, history_cmd, ack_cmd, prune_cmd)
+COMMANDS = (verify_cmd, public_key_cmd, history_cmd, ack_cmd, prune_cmd)

@@ -1,6 +1,7 @@
 """``drift-auditor report``: the compliance report for a period, from the ledger only, as HTML
 (with the change population CSV beside it), CSV or JSON. ``--ledger`` repeated makes a fleet
-report (one ledger per cluster, merged by :mod:`auditor.report.fleet`)."""
+report (one ledger per cluster, merged by :mod:`auditor.report.fleet`). Files written get a
+signed manifest beside them (:mod:`auditor.report.manifest`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 import click
 
 from auditor.cli.common import guarded, load_config
+from auditor.config import Config
 from auditor.errors import ConfigError
 from auditor.report import export
-from auditor.report.fleet import load_fleet
+from auditor.report.fleet import FleetModel, load_fleet
 from auditor.report.period import Options
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -40,9 +42,12 @@ def _default_name(start: datetime, end: datetime) -> str:
     return f"drift-report-{start:%Y%m%d}-{last:%Y%m%d}"
 
 
-@click.command("report")
-@click.option("--from", "from_", required=True, metavar="DATE",
-              help="Period start (UTC): a date or an ISO 8601 date-time.")
+# A group that still runs the report itself: ``report --from …`` as always, ``report sample
+# …`` for an audit sample. ``--from`` is checked by hand, since a group's required option
+# would be demanded before the subcommand's own.
+@click.group("report", invoke_without_command=True)
+@click.option("--from", "from_", metavar="DATE",
+              help="Period start (UTC): a date or an ISO 8601 date-time. Required.")
 @click.option("--to", "to", metavar="DATE",
               help="Period end (UTC): a date includes that whole day; a date-time is "
                    "exclusive. Default: now.")
@@ -64,13 +69,20 @@ def _default_name(start: datetime, end: datetime) -> str:
 @click.option("--title", default="Drift Auditor compliance report", show_default=True)
 @click.option("--skip-verify", is_flag=True,
               help="Do not recompute the ledger's hash chain (the report says so).")
-def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: str,
-               audit_gap_minutes: int, ledger_paths: tuple[str, ...], title: str,
-               skip_verify: bool) -> None:
+@click.pass_context
+def report_cmd(ctx: click.Context, from_: str | None, to: str | None, output: str | None,
+               fmt: str, table: str, audit_gap_minutes: int, ledger_paths: tuple[str, ...],
+               title: str, skip_verify: bool) -> None:
     """Compliance report for a period (SOC 2 control matrix, change population, drift and
-    remediation, monitoring completeness), from the ledger only."""
+    remediation, monitoring completeness), from the ledger only. `report sample` draws an
+    audit sample with evidence packets."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if from_ is None:
+        raise click.MissingParameter(ctx=ctx, param_hint="'--from'", param_type="option")
 
     def run() -> None:
+        assert from_ is not None
         cfg = load_config()
         start = parse_bound(from_, end=False)
         end = parse_bound(to, end=True) if to else datetime.now(UTC).replace(microsecond=0)
@@ -104,6 +116,9 @@ def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: 
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
                 click.echo(f"wrote {target}", err=True)
+        if target is not None:
+            _write_manifest(cfg, model, [p for p in (csv_path, target) if p is not None],
+                            (ledger_paths or (cfg.ledger.path,))[0])
         if report.header.integrity.ok is False:
             if report.fleet:
                 # Only the failing clusters are named: the others' evidence still stands.
@@ -113,6 +128,72 @@ def report_cmd(from_: str, to: str | None, output: str | None, fmt: str, table: 
             else:
                 click.echo(f"drift-auditor: warning: {report.header.integrity.message}",
                            err=True)
+            sys.exit(1)
+
+    guarded(run)
+
+
+def _write_manifest(cfg: Config, model: FleetModel, files: list[Path], ledger: str) -> None:
+    """``<report>.manifest.json`` beside the files: their SHA-256, the ledger heads covered,
+    signed by the (first) ledger's signing key when it has one."""
+    from auditor.ledger import keyfile
+    from auditor.report import manifest
+
+    target = manifest.path_for(files[-1])
+    doc = manifest.build(files, model, base=target.parent)
+    key_file = keyfile.signing_key_file(cfg.ledger, ledger)
+    if key_file:
+        doc = manifest.sign(doc, key_file)
+    manifest.write(target, doc)
+    how = (f"signed by {doc['signature']['fingerprint']}" if key_file
+           else "unsigned: the ledger has no signing key")
+    click.echo(f"wrote {target} (SHA-256 of {len(files)} files, {how}; check with "
+               f"`drift-auditor verify --manifest {target}`)", err=True)
+
+
+@report_cmd.command("sample")
+@click.option("--from", "from_", required=True, metavar="DATE",
+              help="Period start (UTC): a date or an ISO 8601 date-time.")
+@click.option("--to", "to", metavar="DATE",
+              help="Period end (UTC), as for the report. Default: now.")
+@click.option("--seed", type=int, required=True,
+              help="Seed of the random selection: the same seed, ledger and period give the "
+                   "same sample.")
+@click.option("--size", type=click.IntRange(min=1), required=True,
+              help="Items to sample (all of them when the population is smaller).")
+@click.option("--method", type=click.Choice(("stratified", "simple")), default="stratified",
+              show_default=True,
+              help="stratified: by change authorization and drift, proportionally; simple: "
+                   "from the whole population.")
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="Output folder. Default: <reports.directory>/drift-sample-FROM-TO-seed-N.")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
+              help="Ledger file (default: ledger.path from the configuration).")
+def sample_cmd(from_: str, to: str | None, seed: int, size: int, method: str,
+               output: str | None, ledger_path: str | None) -> None:
+    """A reproducible audit sample of the period's changes and drift occurrences, with an
+    evidence packet per item (JSON and one HTML page) carrying its ledger proof."""
+
+    def run() -> None:
+        from auditor.report import sample
+
+        cfg = load_config()
+        start = parse_bound(from_, end=False)
+        end = parse_bound(to, end=True) if to else datetime.now(UTC).replace(microsecond=0)
+        if end <= start:
+            raise ConfigError(f"--to must be after --from (got {start:%Y-%m-%dT%H:%M:%SZ} to "
+                              f"{end:%Y-%m-%dT%H:%M:%SZ})")
+        target = Path(output) if output else Path(cfg.reports.directory) / (
+            f"{_default_name(start, end).replace('report', 'sample', 1)}-seed-{seed}")
+        drawn = sample.build(ledger_path or cfg.ledger.path, start, end, cfg,
+                             sample.Spec(seed=seed, size=size, method=method))
+        sample.write(drawn, target)
+        man = drawn.manifest
+        click.echo(f"wrote {target}: {man['size']} of {man['population']['size']} items "
+                   f"(seed {seed}, {method}; population sha256 {man['population']['sha256']})",
+                   err=True)
+        if man["ledger"]["verified"] is False:
+            click.echo(f"drift-auditor: warning: {man['ledger']['verification']}", err=True)
             sys.exit(1)
 
     guarded(run)

@@ -70,7 +70,8 @@ def watch(obj: Context, kubeconfig: str | None, context: str | None, in_cluster:
         timer.daemon = True
         timer.start()
     outcome = watch_cluster(cfg, stop=stop, env=os.environ, desired_path=desired_path,
-                            revision=revision, tools_dir=tools_dir())
+                            revision=revision, tools_dir=tools_dir(),
+                            config_origin=obj.origin())
     click.echo(f"watch stopped: {outcome.batches} watch runs, {outcome.events} events, "
                f"{outcome.versions} versions, {outcome.deletions} deletions, "
                f"{outcome.opened} drifts opened, {outcome.resolved} resolved")

@@ -5,7 +5,10 @@ credentials (an ``GIT_ASKPASS`` helper and ``GIT_SSH_COMMAND``; secrets live onl
 environment of the git child process, never in a URL on disk or in a message), resolving a
 branch, tag or sha to the exact commit audited, deepening shallow clones until attribution is
 sure, the one-pass history walk that gives the last commit per path, PR numbers and trailers
-parsed from commit messages, and the commits between two audited revisions.
+parsed from commit messages, the commits between two audited revisions, and where a file of
+the tool's own configuration stands in Git (:func:`file_provenance`). Also the evidence
+repository ledger anchors are committed to and read from, append-only (:func:`commit_evidence`,
+:func:`read_evidence`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import shlex
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import git
@@ -703,3 +707,221 @@ def uncommitted(path: Path, rel: str = ".") -> list[str]:
 def commit_author(path: Path, sha: str) -> str:
     """``Name <email>`` of the author of ``sha``."""
     return _plain_git(path, "log", "-1", "--format=%an <%ae>", sha, "--")
+
+
+@dataclass(frozen=True, slots=True)
+class FileCommit:
+    """Where a file of the tool's own configuration stands in Git: the work tree it is in,
+    whether Git tracks it, whether it differs from what is committed, and the last commit that
+    touched it (``None``: never committed)."""
+
+    repo: str
+    path: str  # relative to the work tree root
+    tracked: bool
+    modified: bool
+    commit: CommitInfo | None
+
+
+def file_commit(path: Path) -> FileCommit | None:
+    """The last commit touching ``path`` and whether the file on disk is what it committed;
+    None when ``path`` is in no Git work tree. The commit's trailers (``Reviewed-by:``,
+    ``Approved-by:``) are the approval evidence of a configuration change."""
+    target = Path(path).expanduser().resolve()
+    try:
+        repo = git.Repo(target.parent, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return None
+    except git.GitCommandNotFound as exc:
+        raise ToolMissingError("the `git` binary is needed to read a repository; install "
+                               "git") from exc
+    top = repo.working_tree_dir
+    if top is None:
+        return None
+    rel = target.relative_to(Path(top).resolve()).as_posix()
+
+    def run(*args: str) -> str:
+        try:
+            return str(repo.git.execute(["git", *args]))
+        except git.GitCommandNotFound as exc:
+            raise ToolMissingError("the `git` binary is needed; install git") from exc
+        except git.GitCommandError as exc:
+            raise GitError(_command_error(exc, str(top))) from None
+
+    # A repository without a commit yet has nothing to log.
+    commits = (_parse_log(run("-c", "log.showSignature=false", "log", "-1", "--no-color",
+                              f"--format={_LOG_FORMAT}", "--", rel))
+               if repo.head.is_valid() else [])
+    tracked = bool(run("ls-files", "--", rel).strip())
+    # fsmonitor off: a status must not run a hook of a repository we only read.
+    status = run("-c", "core.fsmonitor=false", "status", "--porcelain",
+                 "--untracked-files=all", "--", rel)
+    return FileCommit(str(top), rel, tracked, bool(status.strip()),
+                      commits[0] if commits else None)
+
+
+# --------------------------------------------------------------------------- evidence (anchors)
+#
+# Used by ledger anchoring (:mod:`auditor.outputs.anchoring`): an evidence repository outside
+# the cluster receives one line per anchored checkpoint. Nothing here rewrites its history:
+# every change is a new commit on top of the branch's tip (protect the branch against force
+# pushes on the server, and the history stays append-only).
+
+
+def _is_work_tree(url: str) -> bool:
+    """A local repository with a work tree: committed in place (a push to its checked-out
+    branch would be refused), where a bare repository or a URL is cloned and pushed to."""
+    if not is_local(url):
+        return False
+    path = Path(url).expanduser()
+    if not path.is_dir():
+        return False
+    try:
+        return not git.Repo(path).bare
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return False
+
+
+def _evidence_remote(url: str, credentials: Credentials | None,
+                     secrets_env: Mapping[str, str] | None) -> tuple[str, _Auth, str]:
+    """``(clean url, auth, url as shown)`` of an evidence repository, as :func:`sync` makes
+    them for a source (a password in the URL only ever in the git child's environment)."""
+    raw = url
+    if not url.strip():
+        raise GitError("an evidence repository needs a url (a remote URL or a local path)")
+    if is_local(url):
+        local = Path(url).expanduser().resolve()
+        if not local.exists():
+            raise GitError(f"{url}: no such repository")
+        url = str(local)
+    clean, username, password = _split_credentials(url)
+    auth = _Auth(credentials or Credentials(), username, password,
+                 secrets_env if secrets_env is not None else os.environ)
+    return clean, auth, redact_url(raw)
+
+
+def _evidence_tip(repo: Repository, branch: str) -> str | None:
+    """Fetch every branch; the sha of ``branch`` on the remote (None: it has none yet, as an
+    empty repository)."""
+    repo._git("fetch", "--prune", "--quiet", "origin", "+refs/heads/*:refs/remotes/origin/*",
+              network=True)
+    return repo._try_rev_parse(f"refs/remotes/origin/{branch}")
+
+
+def _evidence_start(repo: Repository, branch: str, tip: str | None) -> None:
+    """The local ``branch`` at the remote's ``tip``, work tree clean; an unborn branch with an
+    empty index when the remote has none (the first commit starts it)."""
+    repo._git("clean", "-ffdxq")
+    if tip is not None:
+        repo._git("checkout", "--force", "--quiet", "-B", branch, tip)
+    else:
+        repo._git("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+        # A commit of an earlier attempt that was never pushed: not ours to keep.
+        if repo._try_rev_parse(f"refs/heads/{branch}"):
+            repo._git("update-ref", "-d", f"refs/heads/{branch}")
+        repo._git("read-tree", "--empty")
+    repo._git("clean", "-ffdxq")
+
+
+def _refused(message: str) -> bool:
+    """A push refused because the branch moved meanwhile (another cluster's anchor). Only
+    git's last lines reach the message (its hints, often): any of them tells."""
+    return any(word in message for word in ("rejected", "fetch first", "fast-forward",
+                                            "integrate the remote changes", "cannot lock ref"))
+
+
+def commit_evidence(url: str, branch: str, edit: Callable[[Path], Sequence[str]], message: str,
+                    *, cache_dir: Path, credentials: Credentials | None = None,
+                    secrets_env: Mapping[str, str] | None = None, attempts: int = 3) -> str | None:
+    """Commit what ``edit`` writes on ``branch`` of ``url`` and push it; the commit's sha, or
+    None when ``edit`` changed nothing.
+
+    ``edit(work_tree)`` writes its files and returns them (relative to the work tree). A
+    local work tree is committed in place, on its checked-out branch, and not pushed; a URL
+    or a bare repository is cloned into ``cache_dir`` and pushed to, with the same credential
+    handling as a source. A push refused because someone pushed first is tried again on the
+    new tip (``edit`` runs again), at most ``attempts`` times.
+    """
+    if _is_work_tree(url):
+        tree = top_level(Path(url).expanduser())
+        files = list(edit(tree))
+        return commit_files(tree, files, message) if files else None
+    clean, auth, shown = _evidence_remote(url, credentials, secrets_env)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    dest = cache_dir / cache_key(clean)
+    with _locked(dest.with_name(dest.name + ".lock")):
+        try:
+            _ensure_clone(dest, clean, auth, shown)
+            repo = Repository(dest, url=shown, commit="0" * 40, auth=auth)
+            for attempt in range(1, attempts + 1):
+                _evidence_start(repo, branch, _evidence_tip(repo, branch))
+                files = list(edit(dest))
+                if not files:
+                    return None
+                sha = commit_files(dest, files, message)
+                try:
+                    repo._git("push", "--quiet", "origin",
+                              f"refs/heads/{branch}:refs/heads/{branch}", network=True)
+                    return sha
+                except GitError as exc:
+                    if attempt == attempts or not _refused(str(exc)):
+                        raise
+                    log.info("%s: push refused (the branch moved), trying again on the new "
+                             "tip (%d of %d)", shown, attempt + 1, attempts)
+        except git.GitCommandNotFound as exc:
+            raise ToolMissingError("the `git` binary is needed to anchor; install git") from exc
+    return None  # pragma: no cover - the loop returns or raises
+
+
+def read_evidence(url: str, branch: str, rel: str, *, cache_dir: Path,
+                  credentials: Credentials | None = None,
+                  secrets_env: Mapping[str, str] | None = None) -> str | None:
+    """The committed text of ``rel`` on ``branch`` of ``url`` (a local work tree: at its
+    HEAD); None when the branch or the file does not exist. What is committed counts, never
+    a file on disk that nobody committed."""
+    if _is_work_tree(url):
+        tree = top_level(Path(url).expanduser())
+        try:
+            _plain_git(tree, "cat-file", "-e", f"HEAD:{rel}")
+        except GitError:
+            return None
+        return _plain_git(tree, "show", f"HEAD:{rel}")
+    clean, auth, shown = _evidence_remote(url, credentials, secrets_env)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    dest = cache_dir / cache_key(clean)
+    with _locked(dest.with_name(dest.name + ".lock")):
+        try:
+            _ensure_clone(dest, clean, auth, shown)
+            repo = Repository(dest, url=shown, commit="0" * 40, auth=auth)
+            tip = _evidence_tip(repo, branch)
+            if tip is None:
+                return None
+            try:
+                repo._git("cat-file", "-e", f"{tip}:{rel}")
+            except GitError:
+                return None
+            return repo._git("show", f"{tip}:{rel}")
+        except git.GitCommandNotFound as exc:
+            raise ToolMissingError("the `git` binary is needed to read anchors; install "
+                                   "git") from exc
+
+
+def file_provenance(path: str | Path) -> dict[str, Any] | None:
+    """:func:`file_commit` as a plain record for the ledger (:mod:`auditor.ledger.configlog`):
+    ``None`` in no work tree; ``{"error": …}`` when Git could not say (the run goes on: the
+    record then says the file's history is unknown)."""
+    try:
+        found = file_commit(Path(path))
+    except (GitError, ToolMissingError, OSError, ValueError) as exc:
+        return {"error": str(exc)}
+    if found is None:
+        return None
+    commit = found.commit
+    return {
+        "repo": found.repo, "path": found.path, "tracked": found.tracked,
+        "modified": found.modified,
+        "commit": None if commit is None else {
+            "sha": commit.sha, "author": commit.author, "author_email": commit.author_email,
+            "date": commit.author_date, "committer": commit.committer,
+            "committer_email": commit.committer_email, "committed_date": commit.committed_date,
+            "subject": commit.subject, "pr": commit.pr,
+            "trailers": [list(t) for t in commit.trailers]}}

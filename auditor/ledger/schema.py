@@ -40,10 +40,15 @@ Tables
                 :mod:`.auditevents`)
   audit_deliveries  what each audit source delivered and when: its heartbeats (step 6)
   audit_positions   where a tailed audit source resumes (step 6)
+  config_versions   the tool's own effective configuration, one row each time it differs
+                    from the last one recorded for its run mode (step 7, :mod:`.configlog`)
+  approvals     each mainline change's approval from the git host (pull request, reviews,
+                who merged, checks, verdict) and branch protection snapshots (step 8,
+                :mod:`.approvals`)
 
 Every table is created here; the module of this package that owns a table's rows
 (:mod:`.store`, :mod:`.outbox`, :mod:`.policyresults`, :mod:`.reverts`, :mod:`.adoptions`,
-:mod:`.watch`, :mod:`.auditevents`)
+:mod:`.watch`, :mod:`.auditevents`, :mod:`.configlog`, :mod:`.approvals`)
 reads and writes them, and none of those is imported by this one.
 """
 
@@ -61,7 +66,7 @@ from pathlib import Path
 
 from auditor.errors import LedgerError, LedgerTamperedError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 8
 
 # The chained columns of each append-only table, in the order they are hashed. The event
 # type of a row is the table's name with ``s`` dropped (``object_versions`` → ``object_version``).
@@ -81,11 +86,15 @@ CHAINED: dict[str, tuple[str, ...]] = {
     "reverts": ("id", "run_id", "at", "grp", "kind", "namespace", "name", "action", "mode",
                 "result", "reason", "items", "desired_hash", "live_hash",
                 "resource_version_before", "resource_version_after", "managers", "error"),
+    # the tool's own configuration (schema step 7, auditor.ledger.configlog): chained whole,
+    # content and all (a handful of rows, never pruned)
+    "config_versions": ("id", "run_id", "at", "mode", "digest", "previous_id", "config_file",
+                        "settings", "ignore_rules", "scope", "policy_pack", "origin"),
 }
 EVENT_TYPE: dict[str, str] = {
     "objects": "object", "object_versions": "object_version", "changes": "change",
     "drifts": "drift", "drift_events": "drift_event", "commits": "commit",
-    "reverts": "revert",
+    "reverts": "revert", "config_versions": "config_version",
 }
 # Tables whose every row is exactly the payload of one plain event, named by the row's
 # ``seq`` (their modules write them: :mod:`.policyresults`, :mod:`.adoptions`); ``verify``
@@ -111,6 +120,13 @@ EVENT_ROWS: dict[str, tuple[tuple[str, ...], str]] = {
     # What an audit source delivered (or that it was alive with nothing new), step 6.
     "audit_deliveries": (("id", "source", "at", "events", "recorded", "first_at", "last_at"),
                          "audit_delivery"),
+    # Approvals read from the git host, and branch protection snapshots (schema step 8,
+    # :mod:`.approvals`).
+    "approvals": (("id", "run_id", "at", "kind", "source", "repo", "branch", "sha", "subject",
+                   "commit_author", "pr", "provider", "evidence", "verdict", "reason",
+                   "author", "last_pusher", "merged_by", "approvers", "reviews", "checks",
+                   "head", "protection", "objects", "trailers", "authors", "fetched_at",
+                   "cached"), "approval"),
 }
 RUN_BEGIN = ("id", "cluster", "started_at", "git_commits", "tool_version", "config_hash",
              "pid", "host")
@@ -443,6 +459,35 @@ def _v6(db: sqlite_utils.Database) -> None:
         _append_only(db, table)
 
 
+def _v7(db: sqlite_utils.Database) -> None:
+    """The tool's own configuration, one version per change (:mod:`.configlog`)."""
+    db.table("config_versions").create({
+        "id": int, "seq": int, "run_id": int, "at": str, "mode": str, "digest": str,
+        "previous_id": int, "config_file": str, "settings": str, "ignore_rules": str,
+        "scope": str, "policy_pack": str, "origin": str},
+        pk="id", not_null={"run_id", "at", "mode", "digest", "settings"})
+    # The last version of a mode (each run asks), and the versions of a period (reports).
+    db.table("config_versions").create_index(["mode", "id"])
+    db.table("config_versions").create_index(["at"])
+    _append_only(db, "config_versions")
+
+
+def _v8(db: sqlite_utils.Database) -> None:
+    """Approvals read from the git host, and branch protection snapshots (:mod:`.approvals`)."""
+    db.table("approvals").create({
+        "id": int, "seq": int, "run_id": int, "at": str, "kind": str, "source": str,
+        "repo": str, "branch": str, "sha": str, "subject": str, "commit_author": str,
+        "pr": int, "provider": str, "evidence": str, "verdict": str, "reason": str,
+        "author": str, "last_pusher": str, "merged_by": str, "approvers": str,
+        "reviews": str, "checks": str, "head": str, "protection": str, "objects": str,
+        "trailers": str, "authors": str, "fetched_at": str, "cached": int},
+        pk="id", not_null={"run_id", "at", "kind", "verdict"})
+    # The newest verdict of a commit (each run's retries, reports), and a period's rows.
+    db.table("approvals").create_index(["repo", "sha", "id"])
+    db.table("approvals").create_index(["at"])
+    _append_only(db, "approvals")
+
+
 # Every table of the ledger is created here, one numbered step per feature that keeps
 # state in it; the feature's own module of this package reads and writes its rows.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
@@ -452,6 +497,8 @@ MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (4, _v4),   # auto-revert attempts
     (5, _v5),   # adoptions (drift written back into Git)
     (6, _v6),   # watch mode, watch positions, API-server audit events
+    (7, _v7),   # the tool's own configuration versions
+    (8, _v8),   # approvals from the git host, branch protection snapshots
 )
 
 
@@ -465,6 +512,8 @@ STEP_TABLES: dict[int, tuple[str, ...]] = {
     4: ("reverts",),
     5: ("adoptions",),
     6: ("watch_positions", "audit_events", "audit_deliveries", "audit_positions"),
+    7: ("config_versions",),
+    8: ("approvals",),
 }
 
 

@@ -284,15 +284,25 @@ class Ledger:
     @classmethod
     def open(cls, path: str | Path, *, tool_version: str = "", config_hash: str = "",
              signing_key_file: str | Path | None = None, lock_wait: float = 0.0,
-             batch_size: int = 2000) -> Ledger:
+             batch_size: int = 2000, sign: bool = True) -> Ledger:
         """Open (creating if needed) and lock the ledger for writing.
+
+        Checkpoints are signed with ``signing_key_file``; without one, with the key beside
+        the ledger when there is one (:mod:`.keyfile`: the first CLI writer creates it), so
+        that no writer leaves an unsigned checkpoint among signed ones. ``sign`` false
+        (``ledger.sign: false``): never signed.
 
         Raises :class:`LedgerLockedError` naming the holder when another process writes it.
         """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         key = None
-        if signing_key_file:
+        if sign and not signing_key_file:
+            from . import keyfile
+
+            beside = keyfile.beside(target)
+            signing_key_file = beside if beside.exists() else None
+        if sign and signing_key_file:
             from . import signing
 
             key = signing.load_private_key(signing_key_file)
@@ -511,15 +521,17 @@ class Ledger:
         events (``None``: never recorded)."""
         return auditevents.position(self.conn, source)
 
-    def _open_drifts(self) -> dict[ResourceKey, lifecycle.OpenDrift]:
+    def _open_drifts(self, object_id: int | None = None) -> dict[ResourceKey, lifecycle.OpenDrift]:
+        """Every open or accepted drift (of one object, when ``object_id`` is given)."""
         out: dict[ResourceKey, lifecycle.OpenDrift] = {}
+        where, args = ("AND d.object_id = ? ", (object_id,)) if object_id is not None else ("", ())
         for (did, oid, grp, kind, ns, name, fp, status, state, until, commit,
              live_hash) in self.conn.execute(
                 "SELECT d.id, d.object_id, o.grp, o.kind, o.namespace, o.name, d.fingerprint, "
                 "d.status, s.state, s.accepted_until, d.source_commit, d.live_hash "
-                "FROM drift_state s JOIN drifts d ON d.id = s.drift_id "
+                "FROM drifts d JOIN drift_state s ON s.drift_id = d.id "
                 "JOIN objects o ON o.id = d.object_id WHERE s.state IN ('open', 'accepted') "
-                "ORDER BY d.id"):
+                f"{where}ORDER BY d.id", args):
             key = ResourceKey(grp, kind, ns, name)
             out[key] = lifecycle.OpenDrift(did, oid, key, fp, status, state, until, commit or "",
                                            live_hash or "")
@@ -624,6 +636,40 @@ class Ledger:
         return count
 
 
+class _OpenDriftsOf(Mapping[ResourceKey, lifecycle.OpenDrift]):
+    """The open drifts of the objects a watch batch asks about, read one object at a time
+    (indexed by object) and remembered; iterating gives those asked about only, which are the
+    only ones a watch run may judge."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._found: dict[ResourceKey, lifecycle.OpenDrift | None] = {}
+
+    def _lookup(self, key: object) -> lifecycle.OpenDrift | None:
+        if not isinstance(key, ResourceKey):
+            return None
+        if key not in self._found:
+            oid = self._ledger._index.oid(key)
+            drifts = self._ledger._open_drifts(oid) if oid is not None else {}
+            self._found[key] = drifts.get(key)
+        return self._found[key]
+
+    def __getitem__(self, key: ResourceKey) -> lifecycle.OpenDrift:
+        found = self._lookup(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return self._lookup(key) is not None
+
+    def __iter__(self) -> Iterator[ResourceKey]:
+        return iter([k for k, v in self._found.items() if v is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for v in self._found.values() if v is not None)
+
+
 class Run:
     """One run's writes. Create with :meth:`Ledger.begin_run`; end with :meth:`finish`."""
 
@@ -641,7 +687,10 @@ class Run:
         self._positions: dict[str, str | None] = {}
         self._has_history = has_history
         self._batch = ledger._batch()
-        self._open = ledger._open_drifts()
+        # A watch batch judges a handful of objects: their open drifts only, read as they are
+        # asked for (measured: loading 5,300 open drifts was 72% of a 63 ms batch).
+        self._open: Mapping[ResourceKey, lifecycle.OpenDrift] = (
+            _OpenDriftsOf(ledger) if self._watch else ledger._open_drifts())
         self._seen: dict[ResourceKey, lifecycle.Seen] = {}
         # Only objects with an open drift: how they look now decides how the drift resolved.
         self._now: dict[ResourceKey, tuple[str, str, bool | None]] = {}
@@ -793,6 +842,8 @@ class Run:
             pending = self._pending.pop(key, None)
             if pending is not None:
                 self._stage_observation(pending, None, [])
+            # Read its open drift now: a deletion may resolve one with no result to record.
+            _ = key in self._open
         prev = self.ledger._index.latest_of(key)
         if prev is None or prev.deleted:
             return prev is None or not (self._watch and watch.older(
@@ -832,6 +883,8 @@ class Run:
         and that is no orphan): write its pending observation now instead of holding it to
         the end of the run."""
         pending = self._pending.pop(key, None)
+        if self._watch:
+            _ = key in self._open  # no result: its open drift, if any, resolves at finish
         if pending is not None:
             self._stage_observation(pending, None, [])
             self._flush_if_full()

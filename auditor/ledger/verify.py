@@ -17,7 +17,11 @@ What is checked is everything the compliance report shows: runs (a watch run's m
 included: its ``run_begin`` event carries it), objects, object versions *and their content*,
 changes, drifts and their lifecycle, commits, policy results and runs, revert attempts,
 adoptions, API-server audit events *and their request and response objects* (hashed again
-against their chained hashes, as content is) and the audit sources' deliveries. Outside the chain are only the caches rebuilt from those
+against their chained hashes, as content is), the audit sources' deliveries and the tool's own
+configuration versions (``config_versions``: settings, ignore rules, scope, policy pack and
+origin, chained whole, see :mod:`.configlog`), and the approvals read from the git host with
+the branch protection snapshots (``approvals``, :mod:`.approvals`: each row is the payload of
+its ``approval`` event). Outside the chain are only the caches rebuilt from those
 (``latest``; ``drift_state``, the current state of each drift that the UI and ``history``
 show; ``policy_state``; ``policy_cache``), the alert outbox's delivery state and the resume
 points of the watch and of tailed audit sources (``watch_positions``, ``audit_positions``:
@@ -60,8 +64,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 # Tables whose every row is exactly the payload of one event of the chain (the row's ``seq``
-# names it): the chained tables of the schema, and policy results, policy runs and adoptions,
-# which chain their rows through plain events.
+# names it): the chained tables of the schema, and policy results, policy runs, adoptions,
+# audit events and approvals, which chain their rows through plain events.
 MIRRORED: dict[str, tuple[tuple[str, ...], str]] = {
     **{table: (columns, EVENT_TYPE[table]) for table, columns in CHAINED.items()},
     **EVENT_ROWS,

@@ -3,6 +3,24 @@ from the ledger (or from the exported CSVs) without reading our code."""
 
 from __future__ import annotations
 
+from .controls import CRITERIA, MAPPINGS, MONITORED
+
+
+def _mapping_term(cid: str, criteria: tuple[str, ...]) -> str:
+    if cid == "DA-10":
+        return "Mapping DA-10 → the policies' criteria"
+    return f"Mapping {cid} → {', '.join(criteria)}" if criteria else f"Mapping {cid} → none"
+
+
+def mappings() -> list[tuple[str, str]]:
+    """One glossary entry per control: the criteria it is presented as evidence of, each
+    criterion's text, and why."""
+    out = []
+    for cid, (criteria, why) in MAPPINGS.items():
+        said = " ".join(f"{cc}: {CRITERIA[cc]}" for cc in criteria if cid != "DA-10")
+        out.append((_mapping_term(cid, criteria), f"{why} {said}".strip()))
+    return out
+
 
 def definitions(schedule_minutes: int, sla_hours: float, *, match_window_s: int = 120,
                 gap_threshold_s: int = 900) -> list[tuple[str, str]]:
@@ -51,11 +69,27 @@ def definitions(schedule_minutes: int, sla_hours: float, *, match_window_s: int 
          "object outside Git)."),
         ("Git commit, pull request, approvers",
          "For a change that opened a drift: the commit of the object's file in Git at "
-         "detection. Otherwise the Git head the detecting run compared against (one per "
-         "source). PR numbers come from the commit message; approvers from Reviewed-by, "
-         "Approved-by and Acked-by trailers. PR and approvers are shown for authorized "
-         "changes only: for any other change the commit is the desired state it departed "
-         "from, not an approval of it."),
+         "detection. For an authorized change: the first-parent (merge) commit that brought "
+         "the object's file in, when a run judged its approval; otherwise the Git head the "
+         "detecting run compared against (one per source). PR and approvers come from the "
+         "git host when one is configured for the source (approvals section), else from the "
+         "commit message: PR numbers from the subject, approvers from Reviewed-by, "
+         "Approved-by and Acked-by trailers, labelled as typed in the commit message and not "
+         "verified. PR and approvers are shown for authorized changes only: for any other "
+         "change the commit is the desired state it departed from, not an approval of it."),
+        ("Approval (segregation of duties)",
+         "Each first-parent commit of the history a run audits (git rev-list --first-parent "
+         "from the previous run's commit): a merge is one change with its branch's commits. "
+         "From the git host: the pull request (merge request) that brought it in, every "
+         "review (reviewer, state, time, commit reviewed), its author, its last pusher (the "
+         "author of its head commit), who merged it and its checks. Authorized: the "
+         "reviewer's standing review is an approval of the head commit (or a later one) by "
+         "someone who is neither the author nor the last pusher, and no required check "
+         "failed. Otherwise an exception: no pull request, approved by its own author, no "
+         "independent approval, or required checks that did not pass. Unknown: the host "
+         "could not be asked that run (rate limit, network); never counted as unapproved, "
+         "and asked again by later runs. Answers are cached per commit beside the ledger and "
+         "marked cached when reused. Branch protection is snapshotted every run."),
         ("Time to detect",
          "detected_at − change time, where detected_at is the start of the run that recorded "
          "the change (or opened the drift). Unknown when the change time is unknown. Bounded by "
@@ -150,9 +184,28 @@ def definitions(schedule_minutes: int, sla_hours: float, *, match_window_s: int 
          "is a gap too. Heartbeats (a source alive with nothing new) say whether a source "
          "was alive but silent or not delivering at all."),
         ("Control result",
-         "Pass: population not empty and no exception. Exceptions: each exception is a row of "
-         "the report (change, drift occurrence, gap, commit) linked from the matrix. Not "
-         "tested: empty population."),
+         "No exceptions found by the tool: population not empty and the tool found no "
+         "exception in what the ledger recorded — a statement about the evidence, not an "
+         "opinion on the control. Exceptions: each exception is a row of the report (change, "
+         "drift occurrence, gap, commit) linked from the matrix. Not tested: empty "
+         "population."),
+        ("Drift exceptions per occurrence",
+         "DA-1, DA-14, DA-2, DA-3 and DA-7 count as an exception each drift occurrence of the "
+         "period (opened or reopened in it, or still unresolved from before) that was open and "
+         "not accepted beyond the SLA at any time, even if resolved later, or that is "
+         "unresolved and not accepted at the period's end. An object that drifted twice is two "
+         "exceptions. DA-8 counts each occurrence beyond the SLA."),
+        ("Monitoring gap as an exception",
+         "Each monitoring gap (a series of scheduled runs missed or failed) is one exception "
+         "interval of every control whose population the scheduled runs produce: "
+         f"{', '.join(sorted(MONITORED, key=lambda c: int(c[3:])))}. Nothing was compared "
+         "with Git during it, so the tool cannot say that no exception happened then. DA-4 "
+         "counts the missed runs themselves."),
+        ("Image pinning",
+         "For the images of authorized workload changes (from the stored content of the new "
+         "version): pinned by digest (image@sha256:…) names exactly the image reviewed; "
+         "pinned by tag (image:1.2) or without a tag names a reference the registry can "
+         "point at other bytes after the review. Counted per distinct image reference."),
         ("Policy compliance",
          "Each run evaluates the configured policies on every live object in scope and records "
          "in the ledger the results that changed plus a per-run summary. Policy score (computed "
@@ -168,5 +221,7 @@ def definitions(schedule_minutes: int, sla_hours: float, *, match_window_s: int 
          "chained content hash (content may be missing only where a prune recorded in the "
          "chain removed it), and checks every checkpoint against the chain. The "
          "checkpoint shown is the newest one written before the period's end; its head hash "
-         "fixes the ledger content the report was computed from."),
+         "fixes the ledger content the report was computed from. DA-6 reports it as support "
+         "for the reliability of the evidence, not as evidence of a criterion."),
+        *mappings(),
     ]

@@ -19,8 +19,10 @@ from typing import Any
 import orjson
 
 from .model import (
+    ApprovalItem,
     ChangeItem,
     CompletenessException,
+    ConfigVersionItem,
     DriftEpisode,
     EmergencyChange,
     KindCoverageItem,
@@ -60,6 +62,9 @@ CHANGE_COLUMNS: tuple[tuple[str, Callable[[ChangeItem], Any]], ...] = (
     ("spoofed_manager", lambda c: c.spoofed),
     ("detected_by", lambda c: c.detected_by),
     ("transient", lambda c: c.transient),
+    # The approval of the merge that brought the file in, and where its evidence came from.
+    ("approval", lambda c: c.approval),
+    ("approval_source", lambda c: c.approval_source),
 )
 
 DRIFT_COLUMNS: tuple[tuple[str, Callable[[DriftEpisode], Any]], ...] = (
@@ -170,7 +175,55 @@ COVERAGE_COLUMNS: tuple[tuple[str, Callable[[KindCoverageItem], Any]], ...] = tu
     (f.name, (lambda name: lambda k: getattr(k, name))(f.name))
     for f in dataclasses.fields(KindCoverageItem))
 
-TABLES = ("changes", "drifts", "runs", "reverts", "emergency", "exceptions", "coverage")
+# The tool's own configuration versions: in force at the period's start, then its changes.
+CONFIG_COLUMNS: tuple[tuple[str, Callable[[ConfigVersionItem], Any]], ...] = (
+    ("ref", lambda c: c.anchor),
+    ("version_id", lambda c: c.id),
+    ("run_id", lambda c: c.run_id),
+    ("recorded_at", lambda c: c.at),
+    ("mode", lambda c: c.mode),
+    ("in_period", lambda c: c.in_period),
+    ("baseline", lambda c: c.baseline),
+    ("digest", lambda c: c.digest),
+    ("previous_digest", lambda c: c.previous_digest),
+    ("config_file", lambda c: c.config_file),
+    ("tool_version", lambda c: c.tool_version),
+    ("changed", lambda c: c.changed),
+    ("who", lambda c: c.who),
+    ("commits", lambda c: c.commits),
+    ("approvers", lambda c: c.approvers),
+    ("approved", lambda c: c.approved),
+    ("exception", lambda c: c.exception),
+    ("diff", lambda c: c.diff),
+)
+
+# The first-parent changes of the period and their approvals (segregation of duties).
+APPROVAL_COLUMNS: tuple[tuple[str, Callable[[ApprovalItem], Any]], ...] = (
+    ("source", lambda a: a.source),
+    ("repo", lambda a: a.repo),
+    ("commit", lambda a: a.sha),
+    ("subject", lambda a: a.subject),
+    ("pull_request", lambda a: a.pr),
+    ("verdict", lambda a: a.verdict),
+    ("reason", lambda a: a.reason),
+    ("evidence", lambda a: a.evidence),
+    ("author", lambda a: a.author),
+    ("last_pusher", lambda a: a.last_pusher),
+    ("merged_by", lambda a: a.merged_by),
+    ("approvers", lambda a: a.approvers),
+    ("reviews", lambda a: [f"{r.reviewer} {r.state} {r.submitted_at} {r.commit[:12]}"
+                           for r in a.reviews]),
+    ("checks", lambda a: a.checks),
+    ("head", lambda a: a.head),
+    ("fetched_at", lambda a: a.fetched_at),
+    ("cached", lambda a: a.cached),
+    ("first_run_id", lambda a: a.first_run_id),
+    ("run_id", lambda a: a.run_id),
+    ("objects", lambda a: a.objects),
+)
+
+TABLES = ("changes", "drifts", "runs", "reverts", "emergency", "exceptions", "coverage",
+          "config", "approvals")
 
 # A fleet report merges ledgers whose IDs and sequence numbers are per ledger: each row leads
 # with a cluster-qualified reference (``prod-eu:change-12``), the same text as the HTML
@@ -219,6 +272,11 @@ def population_csv(report: Report) -> str:
     return fleet_changes_csv(report.changes) if report.fleet else changes_csv(report.changes)
 
 
+def config_csv(items: Sequence[ConfigVersionItem]) -> str:
+    """Configuration versions (``--table config``, ``history --type config -o csv``)."""
+    return _csv(CONFIG_COLUMNS, items)
+
+
 def to_csv(report: Report, table: str = "changes") -> str:
     fleet = bool(report.fleet)
     if table == "drifts":
@@ -233,6 +291,11 @@ def to_csv(report: Report, table: str = "changes") -> str:
         return _csv(EXCEPTION_COLUMNS, report.completeness.exceptions)
     if table == "coverage":
         return _csv(COVERAGE_COLUMNS, report.completeness.kinds)
+    if table == "config":
+        tc = report.configuration
+        return config_csv([*tc.in_force, *tc.changes])
+    if table == "approvals":
+        return _csv(APPROVAL_COLUMNS, report.approvals)
     return population_csv(report)
 
 

@@ -108,6 +108,17 @@ class ChangeItem:
     # between two runs (:mod:`auditor.ledger.completeness`).
     detected_by: str = "run"
     transient: bool = False
+    # Workloads only: the container images the new version names (from its stored content;
+    # empty when retention pruned it), so a "reviewed" claim can say digest or tag.
+    images: list[str] = field(default_factory=list)
+    # The approval of the merge that brought the object's file in (:mod:`.approvals`):
+    # authorized | exception | unknown ('' when no approval was recorded for it), where the
+    # evidence came from (git host or trailer) and, for an exception, why; ``approval_anchor``
+    # links the approvals table.
+    approval: str = ""
+    approval_source: str = ""
+    approval_reason: str = ""
+    approval_anchor: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +333,68 @@ class CommitItem:
     run_id: int | None
     cluster: str = ""  # set in fleet reports: the same commit may be audited by many clusters
     anchor: str = ""  # '' = ``commit-<sha[:12]>``
+    # A first-parent change judged for approval (:mod:`.approvals`): its verdict
+    # (authorized | exception | unknown), the evidence's source and the reason; '' for a
+    # commit of a run that recorded no approvals (a ledger before schema step 8).
+    approval: str = ""
+    approval_source: str = ""
+    approval_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    reviewer: str
+    state: str  # APPROVED | CHANGES_REQUESTED | COMMENTED | DISMISSED
+    submitted_at: str
+    commit: str  # the commit reviewed ('' when the host names none: GitLab)
+    on_head: bool  # made on the pull request's head commit (or a later one)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalItem:
+    """One first-parent change of the period and its approval, as last recorded by the end
+    of the period (:mod:`.approvals`)."""
+
+    anchor: str  # ``appr-<sha[:12]>``
+    source: str
+    repo: str
+    sha: str
+    subject: str
+    commit_author: str
+    pr: int | None
+    evidence: str  # git host (github) | trailer (typed in the commit message, not verified)
+    verdict: str  # authorized | exception | unknown
+    reason: str
+    author: str  # of the pull request
+    last_pusher: str  # author of its head commit
+    merged_by: str
+    approvers: list[str]  # independent approvers only
+    reviews: list[ReviewItem]
+    checks: list[str]  # ``name: conclusion`` (``required`` marked)
+    head: str
+    fetched_at: str
+    cached: bool
+    first_run_id: int  # the run that first judged it
+    run_id: int  # the run whose verdict stands
+    objects: list[str]  # the objects whose file it brought in
+    cluster: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectionItem:
+    """A branch protection snapshot: the first of the period per source, and each one that
+    differed from the snapshot before it."""
+
+    source: str
+    repo: str
+    branch: str
+    state: str  # protected | unprotected | unknown
+    fetched_at: str
+    run_id: int
+    rules: list[str]  # ``name: value``
+    required_checks: list[str]
+    detail: str
+    cached: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,6 +587,46 @@ class Completeness:
         return sum(1 for x in self.exceptions if x.type == kind)
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigVersionItem:
+    """One version of Drift Auditor's own configuration (:mod:`.configchanges`): what changed
+    from the previous version of its run mode, who changed it, whether it was approved."""
+
+    anchor: str  # ``cfgv-<id>``
+    id: int
+    run_id: int
+    at: str  # the start of the run that recorded it
+    mode: str  # run | watch: versions are compared per mode
+    digest: str
+    previous_digest: str  # '' for the first version of its mode (the baseline)
+    config_file: str  # '' when no file was read (defaults and environment)
+    changed: list[str]  # the files changed, or the settings changed outside any file
+    who: list[str]  # the commits' authors, or "unknown — …" when not under version control
+    commits: list[str]  # ``<sha12> <subject>`` of the commits behind the change
+    approvers: list[str]  # Reviewed-by / Approved-by trailers by someone other than the author
+    approved: bool
+    exception: str  # why the change counts as unapproved ('' when approved)
+    diff: str  # unified diff of the YAML from the previous version of its mode
+    document: str  # the whole configuration as YAML
+    tool_version: str = ""
+    baseline: bool = False
+    in_period: bool = False  # recorded in the period (else: in force at its start)
+
+
+@dataclass
+class ToolConfiguration:
+    """The tool's configuration during the period: the versions in force at its start (one
+    per run mode) and every version recorded within it."""
+
+    recorded: bool = False  # the ledger has configuration versions (schema step 7)
+    in_force: list[ConfigVersionItem] = field(default_factory=list)
+    changes: list[ConfigVersionItem] = field(default_factory=list)
+
+    @property
+    def exceptions(self) -> list[ConfigVersionItem]:
+        return [c for c in self.changes if not c.approved]
+
+
 @dataclass
 class Report:
     header: Header
@@ -535,6 +648,12 @@ class Report:
     # a single-ledger report, whose HTML then stays exactly as it was.
     fleet: list[FleetMember] = field(default_factory=list)
     completeness: Completeness = field(default_factory=Completeness)
+    # Drift Auditor's own configuration: in force at the start, its changes (single ledger).
+    configuration: ToolConfiguration = field(default_factory=ToolConfiguration)
+    # Approvals of the period's first-parent changes, and the branch protection seen
+    # (single ledger; empty for a ledger before schema step 8).
+    approvals: list[ApprovalItem] = field(default_factory=list)
+    protections: list[ProtectionItem] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

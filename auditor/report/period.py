@@ -31,9 +31,19 @@ from auditor.ledger.completeness import (
 from auditor.ledger.schema import reading_checked
 from auditor.ledger.verify import VerifyResult
 
-from . import completeness, controls, export, fields, policies, remediation
+from . import (
+    approvals,
+    completeness,
+    configchanges,
+    controls,
+    export,
+    fields,
+    policies,
+    remediation,
+)
 from .definitions import definitions
 from .episodes import object_label, replay
+from .images import images_of
 from .model import (
     Bucket,
     ChangeItem,
@@ -126,6 +136,9 @@ class _ChangeBuilder:
             if c.change == "updated" and c.prev_version_id is not None \
                     and (c.run_id, c.object_id) not in self.opened:
                 out.update((c.version_id, c.prev_version_id))
+            if c.kind in controls.WORKLOAD_KINDS and c.change != "deleted":
+                # DA-3 says how the images it calls reviewed were pinned.
+                out.add(c.version_id)
         return out
 
     def _git(self, c: q.ChangeRow, ep: DriftEpisode | None) -> tuple[str, str]:
@@ -150,14 +163,16 @@ class _ChangeBuilder:
             key = (c.run_id, c.object_id)
             ep = self.opened.get(key)
             changed = _known_time(c)
+            raw = content.get(c.version_id)
+            doc = orjson.loads(raw) if raw else None
             if ep is not None:
                 paths = [v.path for v in ep.values]
             elif c.change == "updated" and c.prev_version_id is not None:
-                old, new = content.get(c.prev_version_id), content.get(c.version_id)
-                paths = fields.changed_paths(orjson.loads(old) if old else None,
-                                             orjson.loads(new) if new else None)
+                old = content.get(c.prev_version_id)
+                paths = fields.changed_paths(orjson.loads(old) if old else None, doc)
             else:
                 paths = []
+            images = images_of(doc) if doc and c.kind in controls.WORKLOAD_KINDS else []
             repo, sha = self._git(c, ep)
             commit = self.commits.get(sha)
             remediation, remediated_at, ttr = "", "", None
@@ -197,7 +212,7 @@ class _ChangeBuilder:
                 spoofed=is_spoofed(c.user_source),
                 # The occurrence this change opened (a reopened drift has its own anchor).
                 drift_anchor=ep.anchor if ep is not None else "",
-                detected_by=c.mode, transient=c.transient))
+                detected_by=c.mode, transient=c.transient, images=images))
         return out
 
 
@@ -394,7 +409,9 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
     run_rows.update(q.runs_by_id(conn, {c.run_id for c in rows} - set(run_rows)))
     builder = _ChangeBuilder(rows, episodes, run_rows, by_sha, repos)
     content = dict(q.contents(conn, builder.needed_versions()))
-    changes = builder.build(content)
+    # Authorized changes name the merge that brought their file in, with its approval.
+    approved = approvals.build(conn, {r.id for r in runs}, e)
+    changes = approvals.link(builder.build(content), approved)
     del content
     clusters = sorted({r.cluster for r in runs}) or [opts.cluster or cfg.cluster.name]
     per_run = Counter(c.run_id for c in rows)
@@ -402,9 +419,11 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
                           schedule_minutes=cfg.reports.schedule_minutes,
                           changes_per_run=dict(per_run), first_runs=first_runs)
     period_runs = {r.id for r in runs}
-    commits = [CommitItem(c.repo, c.sha, c.author, c.date, c.subject, c.pr, _approvers(c),
-                          c.run_id, anchor=f"commit-{c.sha[:12]}")
-               for c in commit_rows if c.run_id in period_runs]
+    # First-parent changes where the runs judged approvals; the recorded commits elsewhere.
+    commits = approvals.commits(approved, [
+        CommitItem(c.repo, c.sha, c.author, c.date, c.subject, c.pr, _approvers(c),
+                   c.run_id, anchor=f"commit-{c.sha[:12]}")
+        for c in commit_rows if c.run_id in period_runs])
     integrity = Integrity(
         ok=verified.ok if verified else (False if verify_error else None),
         message=verified.message if verified else (verify_error or "not verified (--skip-verify)"),
@@ -436,12 +455,15 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
     policy_section = policies.build(policy_runs, policy_transitions, start=s)
     buckets, label = _buckets(start, end, until, runs, changes, episodes, clusters,
                               cfg.reports.schedule_minutes)
+    # The tool's own configuration versions (a ledger before schema step 7 has none: no DA-15).
+    tool_config = configchanges.build(conn, s, e)
     return Report(
         header=header, summary=summary,
-        controls=controls.build(changes, episodes, monitoring, integrity, commits,
-                                cfg.reports.remediation_sla_hours, policy_section,
-                                reverts=attempts, caps=capped, emergency=emergency,
-                                completeness=complete),
+        controls=[*controls.build(changes, episodes, monitoring, integrity, commits,
+                                  cfg.reports.remediation_sla_hours, policy_section,
+                                  reverts=attempts, caps=capped, emergency=emergency,
+                                  completeness=complete),
+                  *([configchanges.control(tool_config)] if tool_config.recorded else [])],
         monitoring=monitoring, changes=changes, drifts=episodes, acceptances=acceptances,
         commits=commits, buckets=buckets, bucket_label=label,
         policies=policy_section, reverts=attempts, revert_caps=capped, emergency=emergency,
@@ -449,4 +471,5 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
                                 cfg.reports.remediation_sla_hours,
                                 match_window_s=complete.window_s or MATCH_WINDOW_SECONDS,
                                 gap_threshold_s=opts.audit_gap_minutes * 60),
-        completeness=complete)
+        completeness=complete, configuration=tool_config, approvals=approved.items,
+        protections=approved.protections)

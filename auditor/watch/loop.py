@@ -8,6 +8,8 @@
     record      each batch one watch run: versions, deletions, drifts, positions
                 (:mod:`.judge`), under the ledger's writer lock
     alerts      Slack told by a thread of its own, so a slow Slack never delays the ledger
+    anchor      the newest checkpoint copied to the evidence repository, at most every
+                ``ledger.anchor-interval-minutes``, by a thread of its own
     audit       API audit events from a tailed log and the audit webhook, recorded beside
                 (:mod:`.auditsources`)
 
@@ -25,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditor.config import Config
 from auditor.desired.parsecache import ParseCache
@@ -33,14 +35,26 @@ from auditor.desired.state import DesiredState, load_desired_state
 from auditor.desired.statecache import StateCache
 from auditor.engine.records import Problem
 from auditor.errors import AuditorError
+from auditor.ledger import keyfile
 from auditor.live.client import APIResource, Cluster, ListStats
 from auditor.live.watch import Watcher
-from auditor.pipeline import cache_folder, compare_settings, discovered_kinds, ledger_secret_key
+from auditor.outputs.anchoring import Anchorer
+from auditor.pipeline import (
+    cache_folder,
+    compare_settings,
+    configuration,
+    discovered_kinds,
+    ledger_secret_key,
+    record_configuration,
+)
 
 from .auditsources import AuditSources
 from .batches import Batches
 from .judge import BatchCounts, Judge, record_batch
 from .writer import LedgerWriter
+
+if TYPE_CHECKING:
+    from auditor.ledger.configlog import Origin, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +134,14 @@ class _Alerter:
 def watch(cfg: Config, *, stop: threading.Event, env: Mapping[str, str],
           desired_path: str | None = None, revision: str | None = None,
           tools_dir: str | None = None,
-          on_batch: Callable[[BatchReport], None] | None = None) -> WatchOutcome:
+          on_batch: Callable[[BatchReport], None] | None = None,
+          config_origin: Origin | None = None) -> WatchOutcome:
     """Watch until ``stop`` is set; see the module docstring. Returns what it recorded."""
     settings = compare_settings(cfg, ledger_secret_key(cfg, create=True))
-    writer = LedgerWriter(cfg)
+    # Read once with the settings: the watch judges with them until it stops, and each batch
+    # run records them as a configuration version when the last watch version differs.
+    configured = configuration(cfg, config_origin)
+    writer = LedgerWriter(cfg, config_hash=configured.digest)
     outcome = WatchOutcome()
     with Cluster(cfg.cluster) as cluster:
         resources = cluster.discover()
@@ -147,8 +165,11 @@ def watch(cfg: Config, *, stop: threading.Event, env: Mapping[str, str],
                  stats.kinds, len(resume), len(judge.want))
         alerter = _Alerter(cfg, env)
         audit = AuditSources(cfg, writer, _audit_kinds(resources), stop)
+        # The newest checkpoint outside the cluster, every ledger.anchor-interval-minutes.
+        anchorer = Anchorer(cfg, caches, env)
         alerter.start()
         audit.start()
+        anchorer.start()
         refreshed = time.monotonic()
         told: set[str] = set()
         try:
@@ -161,7 +182,7 @@ def watch(cfg: Config, *, stop: threading.Event, env: Mapping[str, str],
                 told.update(p.message for p in new_problems)
                 if not batch and not new_problems:
                     continue
-                report = _record(writer, judge, batch, stats, new_problems)
+                report = _record(writer, judge, batch, stats, new_problems, configured)
                 outcome.batches += 1
                 outcome.events += report.counts.events
                 outcome.versions += report.counts.versions
@@ -170,24 +191,27 @@ def watch(cfg: Config, *, stop: threading.Event, env: Mapping[str, str],
                 outcome.resolved += report.resolved
                 if report.opened or report.resolved:
                     alerter.poke(report.run_id)
+                anchorer.poke()
                 if on_batch is not None:
                     on_batch(report)
         finally:
             audit.stop()
             alerter.stop()
+            anchorer.stop()
     outcome.skipped_kinds = sorted(stats.skipped_kinds)
     outcome.problems = [f"{p.where}: {p.message}" for p in stats.problems] + audit.problems
     return outcome
 
 
 def _record(writer: LedgerWriter, judge: Judge, batch: list[Any], stats: ListStats,
-            problems: list[Problem]) -> BatchReport:
+            problems: list[Problem], configured: Snapshot) -> BatchReport:
     started = time.perf_counter()
     batch_problems: list[Problem] = list(problems)
     with writer.open() as ledger:
         run = ledger.begin_run(cluster=judge.cfg.cluster.name,
                                git_commits=judge.desired.commits, mode="watch")
         try:
+            record_configuration(run, configured)
             counts, judged, positions = record_batch(ledger, run, judge, batch, batch_problems)
             run.set_watch_positions(positions)
             summary = run.finish("complete", counts={"watch": counts.to_dict()},
@@ -199,6 +223,7 @@ def _record(writer: LedgerWriter, judge: Judge, batch: list[Any], stats: ListSta
                 run.finish("failed", problems=[Problem("watch", f"{type(exc).__name__}: {exc}")])
             raise
     seconds = time.perf_counter() - started
+    keyfile.announce_created()  # the first batch of a new ledger made its signing key
     resolved = sum(summary.resolved.values())
     if counts.versions or counts.deletions or summary.opened or resolved:
         log.info("watch: run %d: %d events, %d versions, %d deletions, %d drifts opened, "

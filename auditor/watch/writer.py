@@ -15,20 +15,26 @@ from collections.abc import Iterator
 from auditor import __version__
 from auditor.config import Config
 from auditor.ledger import Ledger
+from auditor.pipeline import ledger_signing_key
 
 
 class LedgerWriter:
     """The ledger opened for one write at a time by any thread of this process."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, config_hash: str = "") -> None:
         self._cfg = cfg
+        # The watch's configuration version (auditor.ledger.configlog), DriftIgnore files in.
+        self._config_hash = config_hash or cfg.digest()
         self._lock = threading.Lock()
+        # Resolved (and created, on the ledger's first write) once: every batch signs alike.
+        self._signing_key = ledger_signing_key(cfg)
 
     @contextlib.contextmanager
     def open(self) -> Iterator[Ledger]:
         cfg = self._cfg
         with self._lock, Ledger.open(cfg.ledger.path, tool_version=__version__,
-                                     config_hash=cfg.digest(),
-                                     signing_key_file=cfg.ledger.signing_key_file or None,
+                                     config_hash=self._config_hash,
+                                     signing_key_file=self._signing_key,
+                                     sign=cfg.ledger.sign,
                                      lock_wait=cfg.ledger.lock_wait_seconds) as ledger:
             yield ledger

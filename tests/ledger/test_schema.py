@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from auditor.config import Config
 from auditor.errors import LedgerError, LedgerTamperedError
-from auditor.ledger import SCHEMA_VERSION, Ledger, reverts, schema
+from auditor.ledger import SCHEMA_VERSION, Ledger, configlog, reverts, schema
 from auditor.ledger.schema import CHAINED
 
 from .helpers import at, drifted, key, obs
@@ -49,6 +50,7 @@ def _populated(tmp_path: Path) -> Path:
     db = tmp_path / "ledger.db"
     with Ledger.open(db) as ledger:
         run = ledger.begin_run(started_at=at(0))
+        configlog.record_if_changed(run, configlog.snapshot(Config(), policies_dir=tmp_path))
         run.observe(obs(key("web"), {"spec": {"replicas": 3}}))
         run.record(drifted(key("web"), ("spec.replicas", 2, 3)))
         run.record_commits([{"sha": "c1", "author": "ann", "subject": "init"}])
