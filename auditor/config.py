@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -212,7 +213,9 @@ class LedgerConfig:
     ``anchor_repo`` (a Git URL or path) receives a copy of the newest checkpoint after each
     scheduled run and at most every ``anchor_interval_minutes`` from ``watch``
     (:mod:`auditor.outputs.anchoring`), on ``anchor_branch``, pushed with
-    ``anchor_credentials`` (as a source's credentials)."""
+    ``anchor_credentials`` (as a source's credentials). ``ack_ticket_pattern``: when set, a
+    regular expression every ``ack --ticket`` must match whole (and ``ack`` then requires
+    one)."""
 
     path: str = "drift-auditor.db"
     retention_days: int = 0
@@ -223,8 +226,15 @@ class LedgerConfig:
     anchor_branch: str = "main"
     anchor_interval_minutes: float = 60.0
     anchor_credentials: Credentials = field(default_factory=Credentials)
+    ack_ticket_pattern: str = ""
 
     def __post_init__(self) -> None:
+        if self.ack_ticket_pattern:
+            try:
+                re.compile(self.ack_ticket_pattern)
+            except re.error as exc:
+                raise ConfigError(f"ledger.ack-ticket-pattern: {self.ack_ticket_pattern!r} is "
+                                  f"not a valid regular expression ({exc})") from None
         if self.lock_wait_seconds < 0:
             raise ConfigError(f"ledger.lock-wait-seconds: {self.lock_wait_seconds} is negative")
         if not self.sign and self.signing_key_file:
@@ -286,9 +296,18 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class ReportsConfig:
+    """``policy_sla_hours``: how long a critical or high policy failure may stay failing
+    before it is an exception of the policy control (DA-10), even if fixed later."""
+
     directory: str = "reports"
     schedule_minutes: int = 60
     remediation_sla_hours: float = 24.0
+    policy_sla_hours: float = 72.0
+
+    def __post_init__(self) -> None:
+        if self.policy_sla_hours <= 0:
+            raise ConfigError(f"reports.policy-sla-hours: {self.policy_sla_hours} must be "
+                              "positive")
 
 
 @dataclass(frozen=True)

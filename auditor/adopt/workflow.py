@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditor.adopt.edit import adopt_into
 from auditor.adopt.message import commit_message
@@ -25,6 +25,9 @@ from auditor.desired import gitrepo
 from auditor.desired.state import DEFAULT_CACHE_DIR, DesiredState, source_name
 from auditor.engine.records import DriftItem, ObjectResult, ResourceKey
 from auditor.errors import AuditorError, ConfigError, GitError
+
+if TYPE_CHECKING:
+    from auditor.ledger.accountability import Identity
 
 
 class AdoptError(AuditorError):
@@ -46,6 +49,9 @@ class Request:
     dry_run: bool = False
     by: str = ""
     tools_dir: str | None = None
+    # Who runs adopt as authenticated (kubeconfig user, SelfSubjectReview or OS user; found
+    # by the CLI), recorded beside ``by`` in the ledger.
+    identity: Identity | None = None
 
 
 @dataclass
@@ -325,5 +331,5 @@ def _record(cfg: Config, req: Request, report: Report, where: _Where) -> list[in
                 commit_sha=report.commit, base_commit=where.base, repo=str(where.repo),
                 drift_id=report.drift_ids.get(key),
                 actor=", ".join(sorted({a.item.manager for a in mine if a.item.manager})),
-                by=by, pushed=bool(report.pushed_to))))
+                by=by, pushed=bool(report.pushed_to), identity=req.identity)))
     return ids

@@ -2,8 +2,9 @@
 
 The command compares Git with the cluster afresh, then hands the comparison to
 :func:`auditor.adopt.workflow.execute`, which writes the live values of the drift asked for
-into the manifests on a new branch, commits, records the adoption in the ledger, and
-pushes with ``--push``; this module prints what it did (text or JSON).
+into the manifests on a new branch, commits, records the adoption in the ledger (with who
+ran it as authenticated, :mod:`auditor.cli.identity`), and pushes with ``--push``; this
+module prints what it did (text or JSON).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def _print(report: Report) -> None:
 @click.option("--push", is_flag=True, help="Push the branch to origin (credentials as for "
                                            "cloning).")
 @click.option("--dry-run", is_flag=True, help="Print the diff; commit nothing.")
-@click.option("--by", default="", help="Who adopts (recorded in the ledger).")
+@click.option("--by", default="", help="Who adopts (recorded in the ledger, beside the "
+                                       "identity the cluster authenticates).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="kubeconfig file.")
@@ -94,6 +96,7 @@ def adopt_cmd(target: str | None, all_open: bool, paths: tuple[str, ...], repo: 
 
     def body() -> None:
         from auditor.adopt.workflow import AdoptError, Request, execute
+        from auditor.cli import identity as identity_mod
         from auditor.pipeline import audit
 
         if bool(target) == all_open:
@@ -102,9 +105,11 @@ def adopt_cmd(target: str | None, all_open: bool, paths: tuple[str, ...], repo: 
         if ledger_path:
             overrides["ledger"] = {"path": ledger_path}
         cfg = load_config(overrides)
+        # Who runs it as authenticated, for the ledger (a dry run records nothing).
+        who = None if dry_run else identity_mod.resolve(cfg.cluster)
         req = Request(target=target, all_open=all_open, paths=paths, repo=repo,
                       desired=desired, namespace=namespace, branch=branch, push=push,
-                      dry_run=dry_run, by=by, tools_dir=tools_dir())
+                      dry_run=dry_run, by=by, tools_dir=tools_dir(), identity=who)
         # A fresh comparison: live values from now, not from the ledger.
         audited = audit(cfg, desired_path=req.desired, namespace=req.namespace,
                         tools_dir=req.tools_dir)

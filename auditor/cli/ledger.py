@@ -1,5 +1,8 @@
 """The ledger's commands: ``verify`` (the chain, anchors outside the cluster, report
-manifests), ``public-key``, ``history``, ``ack`` and ``prune``."""
+manifests), ``public-key``, ``history``, ``ack``, ``respond`` and ``prune``.
+
+``ack`` and ``respond`` record, beside the free-text ``--by``, who ran them as
+authenticated (:mod:`auditor.cli.identity`)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,13 @@ from typing import TYPE_CHECKING
 import click
 import orjson
 
-from auditor.cli.common import guarded, ledger_option, load_config
+from auditor.cli.common import (
+    cluster_options,
+    cluster_overrides,
+    guarded,
+    ledger_option,
+    load_config,
+)
 from auditor.config import Config
 from auditor.errors import LedgerError, LedgerTamperedError
 from auditor.ledger import anchor, keyfile, schema, signing, times
@@ -213,29 +222,83 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
 @click.command("ack")
 @ledger_option
 @click.argument("target")
-@click.option("--by", required=True, help="Who accepts the drift (recorded in the ledger).")
+@click.option("--by", required=True, help="Who accepts the drift (recorded in the ledger, "
+                                          "beside the identity the cluster authenticates).")
 @click.option("--reason", required=True, help="Why it is acceptable (recorded in the ledger).")
 @click.option("--expires", help="Until when: ISO 8601 time or a duration (30d, 12h). "
                                 "Default: until the drift changes or resolves.")
+@click.option("--ticket", default="", metavar="REF",
+              help="The change ticket approving the exception (required, and checked, when "
+                   "ledger.ack-ticket-pattern is set).")
+@click.option("--allow-self", is_flag=True,
+              help="Let the drift's own actor acknowledge it: recorded as self-acknowledged "
+                   "and reported as an exception.")
+@cluster_options
 @click.option("--wait", type=float, default=30.0, show_default=True,
               help="Seconds to wait for a running run to release the ledger.")
 def ack_cmd(ledger_path: str | None, target: str, by: str, reason: str, expires: str | None,
-            wait: float) -> None:
+            ticket: str, allow_self: bool, kubeconfig: str | None, context: str | None,
+            in_cluster: bool, wait: float) -> None:
     """Accept an open drift, by drift id or object key ('Deployment.apps shop/web')."""
 
     def body() -> None:
         from auditor import __version__
+        from auditor.cli import identity as identity_mod
+        from auditor.ledger.accountability import AckPolicy, check_ticket
         from auditor.ledger.store import Ledger
 
-        cfg = load_config()
+        cfg = load_config(cluster_overrides(kubeconfig, context, in_cluster))
+        pattern = cfg.ledger.ack_ticket_pattern
+        check_ticket(ticket, pattern)  # before asking the cluster who we are
+        who = identity_mod.resolve(cfg.cluster)
         with Ledger.open(ledger_path or cfg.ledger.path, tool_version=__version__,
                          config_hash=cfg.digest(),
                          signing_key_file=keyfile.signing_key_file(
                              cfg.ledger, ledger_path or cfg.ledger.path, create=True),
                          sign=cfg.ledger.sign, lock_wait=wait) as ledger:
-            drift_id = ledger.ack(target, by=by, reason=reason, expires=expires)
-        click.echo(f"drift {drift_id} accepted by {by}"
-                   f"{' until ' + expires if expires else ''}")
+            done = ledger.acknowledge(target, by=by, reason=reason, expires=expires,
+                                      identity=who, ticket=ticket,
+                                      policy=AckPolicy(pattern, allow_self))
+        click.echo(f"drift {done.drift_id} accepted by {by} (identity {who})"
+                   f"{' until ' + expires if expires else ''}"
+                   f"{' under ticket ' + ticket.strip() if ticket.strip() else ''}")
+        if done.self_acknowledged:
+            click.echo(f"drift {done.drift_id}: self-acknowledged by its own actor; the report "
+                       "shows it as an exception", err=True)
+
+    guarded(body)
+
+
+@click.command("respond")
+@ledger_option
+@click.argument("ref", metavar="EXCEPTION_REF")
+@click.option("--by", required=True, help="Who responds for management (recorded beside the "
+                                          "identity the cluster authenticates).")
+@click.option("--text", required=True, help="The management response.")
+@cluster_options
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for a running run to release the ledger.")
+def respond_cmd(ledger_path: str | None, ref: str, by: str, text: str, kubeconfig: str | None,
+                context: str | None, in_cluster: bool, wait: float) -> None:
+    """Record management's response to an exception: EXCEPTION_REF is a drift (drift:12) or
+    a change (change:34). The report shows it next to the exception."""
+
+    def body() -> None:
+        from auditor import __version__
+        from auditor.cli import identity as identity_mod
+        from auditor.ledger.accountability import parse_ref
+        from auditor.ledger.store import Ledger
+
+        parse_ref(ref)  # a malformed reference fails before the cluster is asked
+        cfg = load_config(cluster_overrides(kubeconfig, context, in_cluster))
+        who = identity_mod.resolve(cfg.cluster)
+        with Ledger.open(ledger_path or cfg.ledger.path, tool_version=__version__,
+                         config_hash=cfg.digest(),
+                         signing_key_file=keyfile.signing_key_file(
+                             cfg.ledger, ledger_path or cfg.ledger.path, create=True),
+                         sign=cfg.ledger.sign, lock_wait=wait) as ledger:
+            rid = ledger.respond(ref, by=by, text=text, identity=who)
+        click.echo(f"response {rid} to {ref.strip()} recorded by {by} (identity {who})")
 
     guarded(body)
 
@@ -270,4 +333,4 @@ def prune_cmd(ledger_path: str | None, days: int | None, vacuum: bool, wait: flo
     guarded(body)
 
 
-COMMANDS = (verify_cmd, public_key_cmd, history_cmd, ack_cmd, prune_cmd)
+COMMANDS = (verify_cmd, public_key_cmd, history_cmd, ack_cmd, respond_cmd, prune_cmd)

@@ -20,10 +20,11 @@ import orjson
 
 from auditor.engine.records import ResourceKey
 
-from . import times
+from . import accountability, times
 from .schema import EVENT_ROWS
 
 if TYPE_CHECKING:
+    from .accountability import Identity
     from .store import Ledger
 
 TABLE = "adoptions"
@@ -46,8 +47,10 @@ class Adoption:
     repo: str = ""
     drift_id: int | None = None
     actor: str = ""  # the manager(s) whose live change is adopted
-    by: str = ""  # who ran adopt
+    by: str = ""  # who ran adopt, as typed (--by)
     pushed: bool = False
+    # Who ran adopt as authenticated (recorded beside the row, :mod:`.accountability`).
+    identity: Identity | None = None
 
 
 def record(ledger: Ledger, adoption: Adoption) -> int:
@@ -69,6 +72,9 @@ def record(ledger: Ledger, adoption: Adoption) -> int:
     batch.plain(f"INSERT INTO {TABLE} (seq, {', '.join(_COLUMNS)}) "
                 f"VALUES (?, {', '.join('?' * len(_COLUMNS))})",
                 (event.seq, *(row[c] for c in _COLUMNS)))
+    if adoption.identity is not None:
+        accountability.stage_adopter(conn, batch, adoption_id=new_id, at=at, by=adoption.by,
+                                     identity=adoption.identity)
     ledger._checkpoint(batch, None, at)
     ledger._write(batch)
     return new_id

@@ -45,11 +45,17 @@ Tables
   approvals     each mainline change's approval from the git host (pull request, reviews,
                 who merged, checks, verdict) and branch protection snapshots (step 8,
                 :mod:`.approvals`)
+  acknowledgements  who accepted a drift as authenticated (kubeconfig user, API server's
+                    SelfSubjectReview, or OS user), the change ticket, whether the
+                    acknowledger was the drift's own actor (step 9, :mod:`.accountability`)
+  responses     management responses to exceptions (a drift or a change), with who wrote
+                them as authenticated and when (step 9)
+  adoption_identities  the authenticated identity of who ran each ``adopt`` (step 9)
 
 Every table is created here; the module of this package that owns a table's rows
 (:mod:`.store`, :mod:`.outbox`, :mod:`.policyresults`, :mod:`.reverts`, :mod:`.adoptions`,
-:mod:`.watch`, :mod:`.auditevents`, :mod:`.configlog`, :mod:`.approvals`)
-reads and writes them, and none of those is imported by this one.
+:mod:`.watch`, :mod:`.auditevents`, :mod:`.configlog`, :mod:`.approvals`,
+:mod:`.accountability`) reads and writes them, and none of those is imported by this one.
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ from pathlib import Path
 
 from auditor.errors import LedgerError, LedgerTamperedError
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # The chained columns of each append-only table, in the order they are hashed. The event
 # type of a row is the table's name with ``s`` dropped (``object_versions`` → ``object_version``).
@@ -127,6 +133,19 @@ EVENT_ROWS: dict[str, tuple[tuple[str, ...], str]] = {
                    "author", "last_pusher", "merged_by", "approvers", "reviews", "checks",
                    "head", "protection", "objects", "trailers", "authors", "fetched_at",
                    "cached"), "approval"),
+    # Who accepted a drift, as authenticated, and the change ticket (schema step 9,
+    # :mod:`.accountability`): a table beside ``drift_events``, whose chained columns cannot
+    # grow without changing the hash of every acknowledgement already recorded.
+    "acknowledgements": (("id", "at", "drift_event_id", "drift_id", "by", "identity",
+                          "identity_source", "ticket", "self_ack", "actors"),
+                         "acknowledgement"),
+    # Management responses to exceptions (step 9): ``ref_kind`` drift or change.
+    "responses": (("id", "at", "ref_kind", "ref_id", "by", "identity", "identity_source",
+                   "text"), "response"),
+    # Who ran ``adopt``, as authenticated (step 9): beside ``adoptions`` for the same reason
+    # as acknowledgements beside ``drift_events``.
+    "adoption_identities": (("id", "at", "adoption_id", "by", "identity", "identity_source"),
+                            "adoption_identity"),
 }
 RUN_BEGIN = ("id", "cluster", "started_at", "git_commits", "tool_version", "config_hash",
              "pid", "host")
@@ -488,6 +507,27 @@ def _v8(db: sqlite_utils.Database) -> None:
     _append_only(db, "approvals")
 
 
+def _v9(db: sqlite_utils.Database) -> None:
+    """Accountability of exceptions: authenticated acknowledgers and tickets, management
+    responses, who ran ``adopt`` (:mod:`.accountability`)."""
+    db.table("acknowledgements").create({
+        "id": int, "seq": int, "at": str, "drift_event_id": int, "drift_id": int, "by": str,
+        "identity": str, "identity_source": str, "ticket": str, "self_ack": int,
+        "actors": str}, pk="id", not_null={"at", "drift_event_id", "drift_id", "by"})
+    db.table("acknowledgements").create_index(["drift_event_id"], unique=True)
+    db.table("responses").create({
+        "id": int, "seq": int, "at": str, "ref_kind": str, "ref_id": int, "by": str,
+        "identity": str, "identity_source": str, "text": str},
+        pk="id", not_null={"at", "ref_kind", "ref_id", "by", "text"})
+    db.table("responses").create_index(["ref_kind", "ref_id", "id"])
+    db.table("adoption_identities").create({
+        "id": int, "seq": int, "at": str, "adoption_id": int, "by": str, "identity": str,
+        "identity_source": str}, pk="id", not_null={"at", "adoption_id"})
+    db.table("adoption_identities").create_index(["adoption_id"], unique=True)
+    for table in ("acknowledgements", "responses", "adoption_identities"):
+        _append_only(db, table)
+
+
 # Every table of the ledger is created here, one numbered step per feature that keeps
 # state in it; the feature's own module of this package reads and writes its rows.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
@@ -499,6 +539,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (6, _v6),   # watch mode, watch positions, API-server audit events
     (7, _v7),   # the tool's own configuration versions
     (8, _v8),   # approvals from the git host, branch protection snapshots
+    (9, _v9),   # acknowledgers' identities and tickets, management responses
 )
 
 
@@ -514,6 +555,7 @@ STEP_TABLES: dict[int, tuple[str, ...]] = {
     6: ("watch_positions", "audit_events", "audit_deliveries", "audit_positions"),
     7: ("config_versions",),
     8: ("approvals",),
+    9: ("acknowledgements", "responses", "adoption_identities"),
 }
 
 

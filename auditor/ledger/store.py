@@ -33,7 +33,18 @@ import orjson
 from auditor.engine.records import ObjectResult, Problem, ResourceKey, SourceInfo
 from auditor.errors import LedgerError
 
-from . import auditevents, authorize, chain, keys, lifecycle, redact, schema, times, watch
+from . import (
+    accountability,
+    auditevents,
+    authorize,
+    chain,
+    keys,
+    lifecycle,
+    redact,
+    schema,
+    times,
+    watch,
+)
 from .auditlog import SPOOFED_SOURCE, AuditLog
 from .lock import WriterLock
 from .verify import VerifyResult, verify
@@ -53,6 +64,17 @@ _UPSERT_STATE = (
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT(drift_id) DO UPDATE SET state = excluded.state, "
     "since = excluded.since, accepted_until = excluded.accepted_until")
 RUN_STATUSES = ("complete", "partial", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """What :meth:`Ledger.acknowledge` recorded: the drift, its object, until when ('' /
+    None: until it changes), and whether its own actor acknowledged it."""
+
+    drift_id: int
+    key: ResourceKey
+    until: str | None
+    self_acknowledged: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,9 +595,23 @@ class Ledger:
         return found[0]
 
     def ack(self, target: int | str | ResourceKey, *, by: str, reason: str,
-            expires: datetime | str | None = None, at: datetime | None = None) -> int:
+            expires: datetime | str | None = None, at: datetime | None = None,
+            identity: accountability.Identity | None = None, ticket: str = "",
+            policy: accountability.AckPolicy | None = None) -> int:
         """Accept an open drift (by id or object key) until ``expires`` (ISO time or a
-        duration such as ``30d``; ``None``: until it changes or resolves). Returns its id."""
+        duration such as ``30d``; ``None``: until it changes or resolves). Returns its id.
+        See :meth:`acknowledge` for ``identity``, ``ticket`` and ``policy``."""
+        return self.acknowledge(target, by=by, reason=reason, expires=expires, at=at,
+                                identity=identity, ticket=ticket, policy=policy).drift_id
+
+    def acknowledge(self, target: int | str | ResourceKey, *, by: str, reason: str,
+                    expires: datetime | str | None = None, at: datetime | None = None,
+                    identity: accountability.Identity | None = None, ticket: str = "",
+                    policy: accountability.AckPolicy | None = None) -> Acknowledged:
+        """:meth:`ack`, with its accountability: ``identity`` is who ran it as authenticated
+        (recorded beside ``by``), ``ticket`` the change ticket; ``policy`` may require a
+        ticket and refuses the drift's own actor unless it allows self-acknowledgement
+        (:mod:`.accountability`; refused before anything is written)."""
         if self._run is not None and not self._run.finished:
             raise LedgerError("cannot acknowledge a drift while a run is open")
         if not by.strip() or not reason.strip():
@@ -588,14 +624,42 @@ class Ledger:
         drift = self._resolve_target(target)
         stamp = times.stamp(moment)
         batch = self._batch()
-        batch.chained("drift_events", {
+        event_id = batch.chained("drift_events", {
             "drift_id": drift.drift_id, "run_id": None, "at": stamp, "event": "accepted",
             "how": None, "by": by, "reason": reason, "expires": until, "related_drift_id": None},
             stamp, None)
+        try:
+            self_ack = accountability.stage_ack(
+                self.conn, batch, drift_event_id=event_id, drift_id=drift.drift_id, at=stamp,
+                by=by, identity=identity or accountability.UNKNOWN, ticket=ticket,
+                policy=policy or accountability.AckPolicy())
+        except BaseException:
+            batch.rollback_memory()  # the chained event above is not written: undo its seq
+            raise
         batch.plain(_UPSERT_STATE, (drift.drift_id, drift.object_id, "accepted", stamp, until))
         self._checkpoint(batch, None, stamp)
         self._write(batch)
-        return drift.drift_id
+        return Acknowledged(drift.drift_id, drift.key, until, self_ack)
+
+    def respond(self, ref: str, *, by: str, text: str,
+                identity: accountability.Identity | None = None) -> int:
+        """Record a management response to the exception ``ref`` (``drift:12``,
+        ``change:34``) with who wrote it as authenticated; its id
+        (:func:`.accountability.stage_response`)."""
+        if self._run is not None and not self._run.finished:
+            raise LedgerError("cannot record a response while a run is open")
+        stamp = times.stamp(times.now())
+        batch = self._batch()
+        try:
+            rid = accountability.stage_response(
+                self.conn, batch, ref, by=by, text=text,
+                identity=identity or accountability.UNKNOWN, at=stamp)
+        except BaseException:
+            batch.rollback_memory()
+            raise
+        self._checkpoint(batch, None, stamp)
+        self._write(batch)
+        return rid
 
     # ------------------------------------------------------------------ retention
 

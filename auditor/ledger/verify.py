@@ -21,7 +21,10 @@ against their chained hashes, as content is), the audit sources' deliveries and 
 configuration versions (``config_versions``: settings, ignore rules, scope, policy pack and
 origin, chained whole, see :mod:`.configlog`), and the approvals read from the git host with
 the branch protection snapshots (``approvals``, :mod:`.approvals`: each row is the payload of
-its ``approval`` event). Outside the chain are only the caches rebuilt from those
+its ``approval`` event), and the accountability of exceptions (step 9,
+:mod:`.accountability`): who acknowledged each drift as authenticated, the ticket and the
+self-acknowledged flag (``acknowledgements``), management responses (``responses``) and who
+ran each adoption (``adoption_identities``), each row the payload of its own event. Outside the chain are only the caches rebuilt from those
 (``latest``; ``drift_state``, the current state of each drift that the UI and ``history``
 show; ``policy_state``; ``policy_cache``), the alert outbox's delivery state and the resume
 points of the watch and of tailed audit sources (``watch_positions``, ``audit_positions``:
@@ -65,7 +68,8 @@ if TYPE_CHECKING:
 
 # Tables whose every row is exactly the payload of one event of the chain (the row's ``seq``
 # names it): the chained tables of the schema, and policy results, policy runs, adoptions,
-# audit events and approvals, which chain their rows through plain events.
+# audit events, approvals and the step-9 accountability tables, which chain their rows
+# through plain events.
 MIRRORED: dict[str, tuple[tuple[str, ...], str]] = {
     **{table: (columns, EVENT_TYPE[table]) for table, columns in CHAINED.items()},
     **EVENT_ROWS,

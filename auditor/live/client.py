@@ -558,6 +558,29 @@ class Cluster(_Writes):
             return False
         return True
 
+    def whoami(self) -> str:
+        """The user name the API server authenticated these credentials as: a
+        ``SelfSubjectReview`` (``authentication.k8s.io/v1``, as ``kubectl auth whoami``).
+        One attempt, no retries: it names who acknowledges a drift, and a caller falls back
+        to the kubeconfig's user name. Raises :class:`ClusterError` when the server cannot
+        say (unreachable, the API not served, forbidden, no user name in the answer)."""
+        path = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        try:
+            data = self._send_once("POST", path, [], body, "application/json")
+        except _HTTPStatusError as exc:
+            raise ClusterError(f"{self.server}: SelfSubjectReview answered HTTP {exc.status}: "
+                               f"{exc.message()}") from None
+        try:
+            doc = orjson.loads(data)
+            name = doc["status"]["userInfo"]["username"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ClusterError(f"{self.server}: SelfSubjectReview without a user name "
+                               f"({type(exc).__name__})") from None
+        if not isinstance(name, str) or not name:
+            raise ClusterError(f"{self.server}: SelfSubjectReview without a user name")
+        return name
+
     # -------------------------------------------------------------- watches
 
     def open_watch(self, path: str, query: list[tuple[str, str]], *,

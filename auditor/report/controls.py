@@ -336,16 +336,22 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
     unevaluated = _unevaluated(drifts)
     open_ended = [d for d in drifts if d.accepted_by and not d.accepted_until
                   and d.state_at_end == "accepted"]
-    refs = [_drift_ref(d) for d in unevaluated + open_ended]
+    # Accepted by the drift's own actor (``ack --allow-self``): no segregation of duties.
+    counted = {(d.drift_id, d.occurrence, d.cluster) for d in unevaluated + open_ended}
+    self_acked = [d for d in drifts if d.accepted_self
+                  and (d.drift_id, d.occurrence, d.cluster) not in counted]
+    refs = [_drift_ref(d) for d in unevaluated + open_ended + self_acked]
     out.append(Control(
         "DA-7", _criteria("DA-7"), "Every drift is evaluated",
         f"Each drift occurrence is remediated or accepted (who, why, until when) within "
-        f"{sla_hours:g} h.",
+        f"{sla_hours:g} h, by someone other than its own actor.",
         len(drifts), len(refs), _result(len(drifts), len(refs)),
         _links(refs, "drifts", "drift and remediation"),
         f"{_n(len(unevaluated), 'drift occurrence')} not remediated or accepted within the "
         f"SLA or unresolved at the period's end (each occurrence counts), "
-        f"{_n(len(open_ended), 'acceptance')} without an expiry"))
+        f"{_n(len(open_ended), 'acceptance')} without an expiry"
+        + (f", {_n(len(self_acked), 'acceptance')} by the drift's own actor "
+           "(self-acknowledged)" if self_acked else "")))
     breaches = [d for d in drifts if d.sla_breach]
     refs = [_drift_ref(d) for d in breaches]
     out.append(Control(
@@ -388,15 +394,25 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         # Short labels: the failures table beside the anchors says which policy and object.
         refs = [(f.anchor if f.cluster else f"failure {i + 1}", f.anchor)
                 for i, f in enumerate(policies.failing)]
+        # A failure beyond the SLA that is still failing at the end is counted once, above.
+        at_end = {(f.policy, f.object, f.since, f.cluster) for f in policies.failing}
+        overdue = [f for f in policies.sla_breaches
+                   if (f.policy, f.object, f.since, f.cluster) not in at_end]
+        refs += [(f.anchor if f.cluster else f"SLA breach {i + 1}", f.anchor)
+                 for i, f in enumerate(overdue)]
+        sla = (f"; a critical or high failure open longer than {policies.sla_hours:g} h is "
+               "one too, even if fixed later") if policies.sla_hours else ""
         out.append(Control(
             "DA-10", named or _criteria("DA-10"), "Live configuration meets the policies",
             "Every live object in scope is evaluated against the configured policies each "
-            "run; a non-exempted failure at the period's end is an exception.",
+            f"run; a non-exempted failure at the period's end is an exception{sla}.",
             population, len(refs), _result(population, len(refs)),
             _links(refs, "policies", "policy compliance"),
             f"{_n(len(policies.rows), 'policy', 'policies')} evaluated in "
             f"{_n(policies.evaluated_runs, 'run')}; {policies.newly_failing} newly failing, "
-            f"{policies.fixed} fixed in the period"))
+            f"{policies.fixed} fixed in the period"
+            + (f"; {_n(len(policies.sla_breaches), 'critical or high failure')} beyond the "
+               f"{policies.sla_hours:g} h policy SLA" if policies.sla_breaches else "")))
     if reverts or caps:
         # Only where auto-revert ran: with it off (the default) there is nothing to test.
         failed = [r for r in reverts if r.result == "failed"]

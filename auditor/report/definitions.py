@@ -111,7 +111,18 @@ def definitions(schedule_minutes: int, sla_hours: float, *, match_window_s: int 
          "drift stops its exposure until the acceptance expires."),
         ("Accepted exception",
          "A drift acknowledged with `drift-auditor ack`: who, why and until when (no expiry: "
-         "until the drift changes or resolves). Recorded in the hash-chained ledger."),
+         "until the drift changes or resolves). Recorded in the hash-chained ledger with the "
+         "identity of who ran it: the user the API server authenticated (SelfSubjectReview), "
+         "else the kubeconfig's user name (not verified), else the OS user; and the change "
+         "ticket, when one was given (required when ledger.ack-ticket-pattern is set). An "
+         "acceptance by the drift's own actor (field manager or authenticated user) is "
+         "refused unless explicitly allowed; one allowed is marked self-acknowledged and is "
+         "an exception of DA-7."),
+        ("Management response",
+         "Management's response to an exception (a drift or a change), recorded with "
+         "`drift-auditor respond` in the hash-chained ledger: who (as typed and as "
+         "authenticated), when, and the text. Shown next to the exception; responses "
+         "recorded up to when the report was made are included."),
         ("Revert attempt",
          "One try of the tool's auto-revert (revert.mode enforce or dry-run) to put an "
          "object back to Git: a server-side apply of Git's object with the drift-auditor field "

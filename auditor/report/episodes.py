@@ -8,11 +8,12 @@ past quarter show the state at that quarter's end.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import orjson
 
+from auditor.ledger.accountability import AckRecord
 from auditor.ledger.reportquery import DriftEventRow, DriftRow
 
 from .model import Acceptance, DriftEpisode, DriftValue
@@ -34,6 +35,8 @@ class _Open:
     accepted_reason: str = ""
     accepted_at: str = ""
     accepted_until: str = ""
+    # The acknowledgement's accountability (schema step 9), None before it.
+    ack: AckRecord | None = None
     # (start, end) intervals open and not accepted; end '' = still going.
     exposed: list[tuple[str, str]] = field(default_factory=list)
 
@@ -102,13 +105,17 @@ ChangeTime = Callable[[int | None, int], str]
 
 def replay(drifts: Sequence[DriftRow], events: Sequence[DriftEventRow], *, start: str,
            end: str, until: str, sla_seconds: float, change_time: ChangeTime,
+           acks: Mapping[int, AckRecord] | None = None,
            ) -> tuple[list[DriftEpisode], list[Acceptance]]:
     """Episodes that overlap ``[start, end)`` and acceptances made in it.
 
     ``until`` is where "still open" stops counting (the period's end, or now for a period
     that has not ended). ``change_time(run_id, object_id)`` gives the time of the change that
-    the run opening an episode recorded for the object ('' when none).
+    the run opening an episode recorded for the object ('' when none). ``acks`` holds the
+    acknowledgements' accountability by ``accepted`` drift event id (who as authenticated,
+    the ticket, self-acknowledged).
     """
+    acks = acks or {}
     by_id = {d.id: d for d in drifts}
     history: dict[int, list[_Open]] = {}
     acceptances: list[Acceptance] = []
@@ -135,13 +142,19 @@ def replay(drifts: Sequence[DriftRow], events: Sequence[DriftEventRow], *, start
             current.state = "accepted"
             current.accepted_by, current.accepted_reason = ev.by, ev.reason
             current.accepted_at, current.accepted_until = ev.at, ev.expires
+            current.ack = acks.get(ev.id)
             if current.exposed and not current.exposed[-1][1]:
                 current.exposed[-1] = (current.exposed[-1][0], ev.at)
             if start <= ev.at < end:
+                ack = current.ack
                 acceptances.append(Acceptance(
                     drift.id, "", object_label(drift.group, drift.kind, drift.namespace,
                                                drift.name),
-                    ev.by, ev.reason, ev.at, ev.expires, ""))
+                    ev.by, ev.reason, ev.at, ev.expires, "",
+                    identity=ack.identity if ack else "",
+                    identity_source=ack.identity_source if ack else "",
+                    ticket=ack.ticket if ack else "",
+                    self_acknowledged=bool(ack and ack.self_ack)))
         elif ev.event == "expired":
             current.state = "open"
             current.exposed.append((ev.at, ""))
@@ -175,9 +188,12 @@ def replay(drifts: Sequence[DriftRow], events: Sequence[DriftEventRow], *, start
                 exposure_s=exposure, sla_breach=exposure > sla_seconds,
                 accepted_by=ep.accepted_by, accepted_reason=ep.accepted_reason,
                 accepted_at=ep.accepted_at, accepted_until=ep.accepted_until,
-                secret=is_secret(drift.group, drift.kind), user=user, spoofed=spoofed))
+                secret=is_secret(drift.group, drift.kind), user=user, spoofed=spoofed,
+                accepted_identity=ep.ack.identity if ep.ack else "",
+                accepted_identity_source=ep.ack.identity_source if ep.ack else "",
+                accepted_ticket=ep.ack.ticket if ep.ack else "",
+                accepted_self=bool(ep.ack and ep.ack.self_ack)))
     states = {(e.drift_id): e.state_at_end for e in out}
-    acceptances = [Acceptance(a.drift_id, anchors.get(a.drift_id, f"drift-{a.drift_id}"),
-                              a.object, a.by, a.reason, a.at, a.expires,
-                              states.get(a.drift_id, "")) for a in acceptances]
+    acceptances = [replace(a, anchor=anchors.get(a.drift_id, f"drift-{a.drift_id}"),
+                           state_at_end=states.get(a.drift_id, "")) for a in acceptances]
     return out, acceptances

@@ -26,6 +26,7 @@ from .model import (
     DriftEpisode,
     EmergencyChange,
     KindCoverageItem,
+    ManagementResponse,
     Report,
     RevertAttempt,
     RunItem,
@@ -222,8 +223,19 @@ APPROVAL_COLUMNS: tuple[tuple[str, Callable[[ApprovalItem], Any]], ...] = (
     ("objects", lambda a: a.objects),
 )
 
+# Management's responses to the report's exceptions (``drift-auditor respond``).
+RESPONSE_COLUMNS: tuple[tuple[str, Callable[[ManagementResponse], Any]], ...] = (
+    ("response_id", lambda r: r.id),
+    ("exception", lambda r: r.ref),
+    ("at", lambda r: r.at),
+    ("by", lambda r: r.by),
+    ("identity", lambda r: r.identity),
+    ("identity_source", lambda r: r.identity_source),
+    ("response", lambda r: r.text),
+)
+
 TABLES = ("changes", "drifts", "runs", "reverts", "emergency", "exceptions", "coverage",
-          "config", "approvals")
+          "config", "approvals", "responses")
 
 # A fleet report merges ledgers whose IDs and sequence numbers are per ledger: each row leads
 # with a cluster-qualified reference (``prod-eu:change-12``), the same text as the HTML
@@ -296,6 +308,8 @@ def to_csv(report: Report, table: str = "changes") -> str:
         return config_csv([*tc.in_force, *tc.changes])
     if table == "approvals":
         return _csv(APPROVAL_COLUMNS, report.approvals)
+    if table == "responses":
+        return _csv(RESPONSE_COLUMNS, report.responses)
     return population_csv(report)
 
 

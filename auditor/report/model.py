@@ -178,6 +178,13 @@ class DriftEpisode:
     revert_anchor: str = ""
     # The adoption (emergency change) that wrote this drift into Git, '' otherwise.
     adoption_anchor: str = ""
+    # Who accepted it as authenticated and how the tool knows (kubeconfig user, the API
+    # server's SelfSubjectReview, OS user), the change ticket, and whether its own actor
+    # accepted it (an exception of DA-7); '' / False before schema step 9.
+    accepted_identity: str = ""
+    accepted_identity_source: str = ""
+    accepted_ticket: str = ""
+    accepted_self: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +278,26 @@ class Acceptance:
     expires: str  # '' = until the drift changes or resolves
     state_at_end: str
     cluster: str = ""  # set in fleet reports
+    # The acknowledger as authenticated, the ticket, self-acknowledged (schema step 9).
+    identity: str = ""
+    identity_source: str = ""
+    ticket: str = ""
+    self_acknowledged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementResponse:
+    """Management's response to an exception (a drift or a change), as recorded by
+    ``drift-auditor respond``: who (typed and authenticated), when, what."""
+
+    id: int
+    ref: str  # drift:12 | change:34
+    anchor: str  # the row it answers in this report
+    by: str
+    identity: str
+    identity_source: str
+    at: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,6 +534,11 @@ class Policies:
     newly_failing: int
     fixed: int
     scores: list[tuple[str, float]] = field(default_factory=list)
+    # Critical and high failures that stayed failing longer than the policy SLA at some
+    # moment of the period (fixed since or not): exceptions of DA-10. ``since`` is when the
+    # failure began; the SLA in hours.
+    sla_breaches: list[PolicyFailure] = field(default_factory=list)
+    sla_hours: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,6 +686,13 @@ class Report:
     # (single ledger; empty for a ledger before schema step 8).
     approvals: list[ApprovalItem] = field(default_factory=list)
     protections: list[ProtectionItem] = field(default_factory=list)
+    # Management responses to the drifts and changes of this report (schema step 9), oldest
+    # first; :meth:`responses_for` finds a row's.
+    responses: list[ManagementResponse] = field(default_factory=list)
+
+    def responses_for(self, ref: str) -> list[ManagementResponse]:
+        """The management responses to ``ref`` (``drift:12``, ``change:34``)."""
+        return [r for r in self.responses if r.ref == ref]
 
 
 @dataclass(frozen=True, slots=True)

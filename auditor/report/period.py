@@ -20,6 +20,7 @@ import orjson
 from auditor import __version__
 from auditor.config import Config
 from auditor.errors import AuditorError, LedgerError, LedgerTamperedError
+from auditor.ledger import accountability
 from auditor.ledger import reportquery as q
 from auditor.ledger.auditlog import ACTORS_AUDITED, identity_source, is_spoofed
 from auditor.ledger.completeness import (
@@ -40,6 +41,7 @@ from . import (
     fields,
     policies,
     remediation,
+    responses,
 )
 from .definitions import definitions
 from .episodes import object_label, replay
@@ -396,7 +398,8 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
     change_times = {(c.run_id, c.object_id): _known_time(c) for c in rows}
     episodes, acceptances = replay(
         drift_rows, events, start=s, end=e, until=until, sla_seconds=sla_s,
-        change_time=lambda run_id, oid: change_times.get((run_id, oid), "") if run_id else "")
+        change_time=lambda run_id, oid: change_times.get((run_id, oid), "") if run_id else "",
+        acks=accountability.acknowledgements(conn))
     by_sha = {c.sha: c for c in commit_rows}
     attempts = remediation.reverts(revert_rows, episodes)
     capped = remediation.caps(cap_rows)
@@ -452,7 +455,8 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
         watch_runs(conn, s, e))
     summary = summarize(monitoring, changes, episodes, start=s, end=e, reverts=attempts,
                         caps=capped, emergency=emergency, completeness=complete)
-    policy_section = policies.build(policy_runs, policy_transitions, start=s)
+    policy_section = policies.build(policy_runs, policy_transitions, start=s, until=until,
+                                    sla_hours=cfg.reports.policy_sla_hours)
     buckets, label = _buckets(start, end, until, runs, changes, episodes, clusters,
                               cfg.reports.schedule_minutes)
     # The tool's own configuration versions (a ledger before schema step 7 has none: no DA-15).
@@ -472,4 +476,5 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
                                 match_window_s=complete.window_s or MATCH_WINDOW_SECONDS,
                                 gap_threshold_s=opts.audit_gap_minutes * 60),
         completeness=complete, configuration=tool_config, approvals=approved.items,
-        protections=approved.protections)
+        protections=approved.protections,
+        responses=responses.build(conn, changes, episodes))
