@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TOOLS  ?= $(HOME)/.cache/drift-auditor/bin
 
-.PHONY: test demo lint bench tools clean
+.PHONY: test demo lint bench tools sysdeps clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ $(STAMP): pyproject.toml
 tools:
 	./tools/fetch-kubectl.sh $(TOOLS)
 
-test: $(STAMP) tools
+# promtool, Pushgateway, Chromium and a font for the tests: Debian packages when missing.
+sysdeps:
+	./tools/install-system-deps.sh
+
+test: $(STAMP) tools sysdeps
 	PATH="$(TOOLS):$$PATH" DRIFT_AUDITOR_TOOLS="$(TOOLS)" $(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
