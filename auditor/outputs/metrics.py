@@ -176,7 +176,11 @@ def families(stats: mq.LedgerStats, *, verify_ok: bool | None,
     out += [remediation, mttr]
     changes = _c("changes", "Live changes recorded, by actor category and whether they "
                  "matched Git.", ("category", "authorized"))
-    for (cat, verdict), n in sorted(stats.changes.items()):
+    # Every category's authorized and unauthorized counters exist from the first scrape, at
+    # 0: increase() cannot see the first change of a series that appears with it.
+    counted = {(cat, verdict): 0 for cat in mq.CATEGORIES for verdict in ("false", "true")}
+    counted.update(stats.changes)
+    for (cat, verdict), n in sorted(counted.items()):
         changes.add_metric([cat, verdict], n)
     out.append(changes)
     if stats.policies or stats.policy_score is not None:
