@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from auditor.config import Config
 from auditor.ledger import Ledger
 from auditor.outputs import metrics
-from tests.alerts.ledgers import T0, at, drifted, in_sync, key
+from tests.alerts.ledgers import at, drifted, in_sync, key
 from tests.ledger.helpers import obs
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "drift-auditor-rules.yaml"
