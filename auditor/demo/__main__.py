@@ -279,16 +279,16 @@ ledger:
         print(f"diff against the snapshot file matches the live diff: {same}")
 
     # The command as this interpreter has it: after `make demo` the venv is not on PATH.
-    cli = shutil.which("drift-auditor") or str(Path(sys.executable).with_name("drift-auditor"))
-    cli = os.path.relpath(cli) if cli.startswith(os.getcwd()) else cli
+    found = shutil.which("drift-auditor") or str(Path(sys.executable).with_name("drift-auditor"))
+    command = os.path.relpath(found) if found.startswith(os.getcwd()) else found
     print(f"\ndone in {time.perf_counter() - started:.1f}s; the sandbox is stopped. Look at:")
     print(f"  {repo}/apps   the desired state (git log shows who declared what)")
     print("  reports/demo.html             the SOC 2 style report (open it in a browser)")
-    print(f"  {ledger}       the audit ledger ({cli} --config {config} history)")
+    print(f"  {ledger}       the audit ledger ({command} --config {config} history)")
     print(f"  {ledger.with_suffix('.signing-key')}  the key signing its checkpoints "
-          f"({cli} --config {config} public-key)")
+          f"({command} --config {config} public-key)")
     print(f"  {snap}         the live state, Secret values hashed")
-    print(f"  {diff_json}             the drift report ({cli} diff --output json)")
+    print(f"  {diff_json}             the drift report ({command} diff --output json)")
     return 0
 
 
