@@ -311,16 +311,21 @@ class Outbox:
         cap) — a wrong Git revision stays wrong until someone acts, and every run of a
         CronJob saying so again is noise."""
         def caps(rid: int) -> list[dict[str, Any]]:
+            # A run's events lie between the checkpoint before its own and its own: a range
+            # of the chain's primary key. The events table has no index by run, and reading
+            # the whole chain per Slack pass grew with the ledger (measured: a pass after
+            # each watch batch doubled in time over a 10-minute soak).
+            end = self.conn.execute("SELECT max(seq) FROM checkpoints WHERE run_id = ?",
+                                    (rid,)).fetchone()[0]
+            low, high = 0, end if end is not None else 2**62
+            if end is not None:
+                low = self.conn.execute("SELECT coalesce(max(seq), 0) FROM checkpoints "
+                                        "WHERE seq < ? AND run_id IS NOT ?", (end, rid)
+                                        ).fetchone()[0]
             return [orjson.loads(p) for (p,) in self.conn.execute(
-                "SELECT payload FROM events WHERE type = 'revert_capped' AND run_id = ? "
-                "ORDER BY seq", (rid,))]
+                "SELECT payload FROM events WHERE seq > ? AND seq <= ? "
+                "AND type = 'revert_capped' AND run_id = ? ORDER BY seq", (low, high, rid))]
 
-        if schema.has_run_mode(self.conn) and self.conn.execute(
-                "SELECT 1 FROM runs WHERE id = ? AND mode = 'watch'", (run_id,)).fetchone():
-            # A watch batch never reverts; and the events table has no index by run, so the
-            # lookup below reads the whole chain (measured: a Slack pass after each batch
-            # doubled in time over a 10-minute soak).
-            return []
         found = caps(run_id)
         if not found:
             return []
