@@ -766,6 +766,8 @@ def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: Pol
     grows with the cluster. An object whose resourceVersion the ledger holds is not
     normalised again; most of a steady run passes that test.
     """
+    from auditor.ledger import content_hash
+
     settings = session.settings
     identities = session.identities
     want = session.want.packed
@@ -782,11 +784,13 @@ def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: Pol
                 unchanged += 1
                 yield obj
                 continue
-            obs = observation_of(obj, key, settings, identities)
-            if prev is not None and prev[1] == obs.content_hash:
-                unchanged += 1
+            content = settings.normalise(obj)
+            digest = content_hash(content)
+            if prev is not None and prev[1] == digest:
+                unchanged += 1  # a status write: no actor to find
             else:
-                run.observe(obs)
+                run.observe(observation_of(obj, key, settings, identities,
+                                           normalised=(content, digest)))
                 counters["observed"] += 1
             yield obj
             if key not in want:
@@ -797,7 +801,8 @@ def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: Pol
 
 
 def observation_of(obj: dict[str, Any], key: ResourceKey, settings: CompareSettings,
-                   identities: _Identities | None = None) -> Observation:
+                   identities: _Identities | None = None, *,
+                   normalised: tuple[dict[str, Any], str] | None = None) -> Observation:
     """A live object as the ledger records a version of it: normalised content (Secret
     values as keyed hashes), its hash, and the actor of its last change (the newest
     managedFields entry; with an audit source, the authenticated user behind it). Shared by
@@ -805,7 +810,10 @@ def observation_of(obj: dict[str, Any], key: ResourceKey, settings: CompareSetti
     from auditor.ledger import Observation, content_hash
     from auditor.ledger.auditlog import SOURCE as AUDIT_LOG
 
-    content = settings.normalise(obj)
+    if normalised is None:
+        content = settings.normalise(obj)
+        normalised = (content, content_hash(content))
+    content, digest = normalised
     manager, operation, when, subresource = _last_change(obj)
     user, spoofed = "", False
     category: str = settings.classify(manager) if manager else "unknown"
@@ -814,7 +822,7 @@ def observation_of(obj: dict[str, Any], key: ResourceKey, settings: CompareSetti
     return Observation(
         key=key, api_version=str(obj.get("apiVersion") or ""),
         resource_version=str((obj.get("metadata") or {}).get("resourceVersion") or ""),
-        content_hash=content_hash(content), content=content, manager=manager,
+        content_hash=digest, content=content, manager=manager,
         operation=operation, time=when, category=category, user=user,
         user_source=AUDIT_LOG if user else "", spoofed=spoofed)
 
