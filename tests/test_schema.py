@@ -1,4 +1,5 @@
-"""Merge keys come from the OpenAPI schemas shipped in kubernetes-validate."""
+"""Merge keys come from the OpenAPI schemas shipped in kubernetes-validate (via the table
+tools/gen_listkeys.py makes of the newest one: auditor/engine/listkeys.json)."""
 
 from __future__ import annotations
 

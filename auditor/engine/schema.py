@@ -1,13 +1,16 @@
-"""List merge keys from the Kubernetes OpenAPI schemas shipped in ``kubernetes-validate``.
+"""List merge keys from the Kubernetes OpenAPI schemas, as a compact table in the package.
 
 Lists in Kubernetes objects are matched item by item by their merge keys (containers by
 ``name``, container ports by ``containerPort`` + ``protocol``, …), never by index. The keys
 come from the schema extensions ``x-kubernetes-list-map-keys`` (preferred: it is what
 server-side apply uses) and ``x-kubernetes-patch-merge-key`` (strategic merge patch).
 
-The schema definitions (one ~1.8 MB JSON file for the newest Kubernetes version the package
-ships) are loaded on first use only, and each ``(group, version, kind, path)`` answer is
-cached, so a 10,000-object run pays for the file once and for each distinct list path once.
+The schemas are those of the newest Kubernetes version ``kubernetes-validate`` ships (a
+development dependency), reduced by ``tools/gen_listkeys.py`` (``make listkeys``) to what
+this module reads: ``listkeys.json`` next to this file (~240 KB, the definitions' shape and
+list/map extensions without descriptions; it records its Kubernetes version). It is loaded
+on first use only, and each ``(group, version, kind, path)`` answer is cached, so a
+10,000-object run pays for the file once and for each distinct list path once.
 
 This table is the drift engine's own: the sandbox API server must not share it, so that a
 test cannot pass because both sides make the same mistake.
@@ -16,7 +19,6 @@ test cannot pass because both sides make the same mistake.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -48,38 +50,37 @@ class ListInfo:
 ATOMIC = ListInfo("atomic")
 
 
+TABLE = "listkeys.json"  # package data of this package, written by tools/gen_listkeys.py
+
+
 @functools.cache
+def _table() -> dict[str, Any]:
+    raw = resources.files("auditor.engine").joinpath(TABLE).read_bytes()
+    table: dict[str, Any] = orjson.loads(raw)
+    return table
+
+
 def _schema_dir() -> str:
-    """The newest ``v<version>-local`` folder the installed package ships."""
-    root = resources.files("kubernetes_validate").joinpath("kubernetes-json-schema")
-    best: tuple[tuple[int, ...], str] | None = None
-    for entry in root.iterdir():
-        match = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)-local", entry.name)
-        if match:
-            version = tuple(int(g) for g in match.groups())
-            if best is None or version > best[0]:
-                best = (version, entry.name)
-    if best is None:  # pragma: no cover - a broken installation
-        raise RuntimeError("kubernetes-validate ships no schemas")
-    return best[1]
+    """The ``kubernetes-validate`` schema folder the table was made from (``v1.37.0-local``)."""
+    return str(_table()["schemas"])
 
 
-@functools.cache
+def kubernetes_version() -> str:
+    """The Kubernetes version whose schemas the table holds (``1.37.0``)."""
+    return str(_table()["kubernetes"])
+
+
 def _definitions() -> dict[str, Any]:
-    root = resources.files("kubernetes_validate").joinpath("kubernetes-json-schema")
-    raw = root.joinpath(_schema_dir(), "_definitions.json").read_bytes()
-    defs: dict[str, Any] = orjson.loads(raw)["$defs"]
+    """Definition name → the definition, reduced to what the walker below reads; a ``$ref``
+    holds the definition's name."""
+    defs: dict[str, Any] = _table()["definitions"]
     return defs
 
 
 @functools.cache
 def _kinds() -> dict[tuple[str, str, str], str]:
-    """``(group, version, kind)`` → definition name, from ``x-kubernetes-group-version-kind``."""
-    out: dict[tuple[str, str, str], str] = {}
-    for name, definition in _definitions().items():
-        for gvk in definition.get("x-kubernetes-group-version-kind") or ():
-            out[(gvk.get("group", ""), gvk.get("version", ""), gvk.get("kind", ""))] = name
-    return out
+    """``(group, version, kind)`` → definition name (from ``x-kubernetes-group-version-kind``)."""
+    return {(group, version, kind): name for group, version, kind, name in _table()["kinds"]}
 
 
 @functools.cache
@@ -213,6 +214,5 @@ def item_key(item: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[Any, ...]:
 
 def clear_cache() -> None:
     """Forget loaded schemas (tests)."""
-    for fn in (_schema_dir, _definitions, _kinds, _kind_definition, _schema_list_info,
-               is_atomic):
+    for fn in (_table, _kinds, _kind_definition, _schema_list_info, is_atomic):
         fn.cache_clear()

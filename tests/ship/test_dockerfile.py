@@ -192,8 +192,11 @@ def test_the_context_builds_a_wheel_with_the_entry_point_and_templates(tmp_path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "auditor/web/templates/index.html.j2" in names
     assert "auditor/web/serve.py" in names
+    assert "auditor/engine/listkeys.json" in names, "the merge-key table is package data"
     [entry] = [n for n in names if n.endswith("entry_points.txt")]
-    assert "drift-auditor = auditor.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    entries = zipfile.ZipFile(wheel).read(entry).decode()
+    assert "drift-auditor = auditor.cli:main" in entries
+    assert "kubectl-drift = auditor.cli:main" in entries
 
 
 def test_constraints_pin_every_runtime_dependency_within_its_range() -> None:
@@ -209,3 +212,5 @@ def test_constraints_pin_every_runtime_dependency_within_its_range() -> None:
         key = re.sub(r"[-_.]+", "-", req.name).lower()
         assert key in pins, f"{req.name} is not pinned (run tools/docker-constraints.py)"
         assert req.specifier.contains(pins[key]), f"{req.name}=={pins[key]} outside {req.specifier}"
+    # Development-only (the schemas tools/gen_listkeys.py reads): not in the image.
+    assert "kubernetes-validate" not in pins and "jsonschema" not in pins
