@@ -11,15 +11,15 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from auditor import config as config_mod
 from auditor.errors import AuditorError
 
 if TYPE_CHECKING:
+    from auditor.config import Config
     from auditor.ledger.configlog import Origin
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,13 +53,16 @@ class Context:
     def __init__(self, config_path: str | None) -> None:
         self.config_path = config_path
 
-    def load(self, overrides: dict[str, Any] | None = None) -> config_mod.Config:
+    def load(self, overrides: dict[str, Any] | None = None) -> Config:
+        from auditor import config as config_mod
+
         return config_mod.load(self.config_path, env=os.environ, overrides=overrides or {})
 
     def origin(self) -> Origin:
         """Where the configuration comes from, for its record in the ledger: the file
         :meth:`load` reads and the names (never the values) of the ``DRIFT_AUDITOR_*``
         environment variables set."""
+        from auditor import config as config_mod
         from auditor.ledger.configlog import Origin
 
         path = (self.config_path or os.environ.get(config_mod.ENV_PREFIX + "CONFIG")
@@ -73,7 +76,7 @@ def context() -> Context:
     return obj
 
 
-def load_config(overrides: dict[str, Any] | None = None) -> config_mod.Config:
+def load_config(overrides: dict[str, Any] | None = None) -> Config:
     """The configuration: file, ``DRIFT_AUDITOR_*`` environment, then ``overrides``."""
     return context().load(overrides)
 
@@ -106,6 +109,27 @@ def cluster_options(fn: F) -> F:
 
 ledger_option = click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
                              help="Ledger file (default: ledger.path from the configuration).")
+
+
+class LazyChoice(click.Choice[str]):
+    """A :class:`click.Choice` whose choices are the library's own constant, imported when
+    the option is first shown or parsed: declaring the option imports nothing, so
+    ``drift-auditor --version`` and other commands' help stay fast."""
+
+    def __init__(self, load: Callable[[], Sequence[str]], case_sensitive: bool = True) -> None:
+        self._load = load
+        self._choices: tuple[str, ...] | None = None
+        self.case_sensitive = case_sensitive
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self._choices is None:
+            self._choices = tuple(self._load())
+        return self._choices
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        self._choices = tuple(value)
 
 
 def tools_dir() -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from auditor import config as config_mod
 from auditor.cli.common import Context, handle_errors
 
 
@@ -13,6 +12,8 @@ from auditor.cli.common import Context, handle_errors
 @handle_errors
 def config_cmd(obj: Context) -> None:
     """Validate the configuration and print the effective settings as YAML."""
+    from auditor import config as config_mod
+
     cfg = obj.load()
     click.echo(config_mod.dump(cfg), nl=False)
     click.echo(f"# config hash: {cfg.digest()}")

@@ -15,20 +15,20 @@ import click
 import orjson
 
 from auditor.cli.common import (
+    LazyChoice,
     cluster_options,
     cluster_overrides,
     guarded,
     ledger_option,
     load_config,
 )
-from auditor.config import Config
 from auditor.errors import LedgerError, LedgerTamperedError
-from auditor.ledger import anchor, keyfile, schema, signing, times
-from auditor.ledger import history as history_mod
-from auditor.ledger.verify import verify as verify_ledger
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from auditor.config import Config
+    from auditor.ledger import anchor
 
 CATEGORIES = ("human", "controller", "gitops", "unknown")
 
@@ -60,6 +60,9 @@ def verify_cmd(ledger_path: str | None, public_key: str | None, anchor_repo: str
     --anchor, name the first anchored checkpoint the ledger no longer holds."""
 
     def body() -> None:
+        from auditor.ledger import anchor, keyfile, schema, signing
+        from auditor.ledger.verify import verify as verify_ledger
+
         path = ledger_path
         key_file = public_key
         cfg = None
@@ -112,6 +115,7 @@ def _anchors(cfg: Config, repo: str, branch: str | None,
     import tempfile
 
     from auditor.desired import gitrepo
+    from auditor.ledger import anchor
 
     name = cluster or cfg.cluster.name
     branch = branch or cfg.ledger.anchor_branch
@@ -151,6 +155,8 @@ def public_key_cmd(ledger_path: str | None, only_fingerprint: bool) -> None:
     manifests: give it to the auditor (`verify --public-key FILE`)."""
 
     def body() -> None:
+        from auditor.ledger import keyfile
+
         cfg = load_config()
         path = ledger_path or cfg.ledger.path
         key_file = keyfile.signing_key_file(cfg.ledger, path)
@@ -171,9 +177,17 @@ def public_key_cmd(ledger_path: str | None, only_fingerprint: bool) -> None:
 
 def _since(text: str | None) -> str | None:
     """A period bound: an ISO time, or a duration meaning that long ago (``7d``)."""
+    from auditor.ledger import times
+
     if not text:
         return None
     return times.stamp(times.parse(text, what="--since/--until", ago=True))
+
+
+def _history_types() -> tuple[str, ...]:
+    from auditor.ledger import history
+
+    return ("all", *history.TYPES, "config")
 
 
 @click.command("history")
@@ -185,7 +199,7 @@ def _since(text: str | None) -> str | None:
 @click.option("--category", type=click.Choice(CATEGORIES), help="Actor category.")
 @click.option("--since", help="From this time (ISO 8601) or this long ago (7d, 12h).")
 @click.option("--until", help="Before this time (ISO 8601) or this long ago.")
-@click.option("--type", "type_", type=click.Choice(("all", *history_mod.TYPES, "config")),
+@click.option("--type", "type_", type=LazyChoice(_history_types),
               default="all", show_default=True,
               help="Live changes, drift lifecycle events, the API server's audit writes, or "
                    "all of them. A change or write no scheduled run saw as current is "
@@ -201,6 +215,9 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
     """Who changed what and when: live changes and drift events from the ledger."""
 
     def body() -> None:
+        from auditor.ledger import history as history_mod
+        from auditor.ledger import schema
+
         if type_ == "config":
             from auditor.report import configchanges
 
@@ -244,6 +261,7 @@ def ack_cmd(ledger_path: str | None, target: str, by: str, reason: str, expires:
     def body() -> None:
         from auditor import __version__
         from auditor.cli import identity as identity_mod
+        from auditor.ledger import keyfile
         from auditor.ledger.accountability import AckPolicy, check_ticket
         from auditor.ledger.store import Ledger
 
@@ -286,6 +304,7 @@ def respond_cmd(ledger_path: str | None, ref: str, by: str, text: str, kubeconfi
     def body() -> None:
         from auditor import __version__
         from auditor.cli import identity as identity_mod
+        from auditor.ledger import keyfile
         from auditor.ledger.accountability import parse_ref
         from auditor.ledger.store import Ledger
 
@@ -315,6 +334,7 @@ def prune_cmd(ledger_path: str | None, days: int | None, vacuum: bool, wait: flo
 
     def body() -> None:
         from auditor import __version__
+        from auditor.ledger import keyfile, times
         from auditor.ledger.store import Ledger
 
         cfg = load_config()

@@ -12,16 +12,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from auditor.cli.common import guarded, load_config
-from auditor.engine.records import ResourceKey, SourceInfo
+from auditor.cli.common import LazyChoice, guarded, load_config
 from auditor.errors import PolicyError
-from auditor.policies import outputs
-from auditor.policies.engine import Evaluation, PolicyEngine, evaluate_objects
-from auditor.policies.model import SEVERITIES
+
+if TYPE_CHECKING:
+    from auditor.policies.engine import Evaluation
 
 FORMATS = ("text", "json", "sarif", "policyreport")
 
@@ -37,7 +36,15 @@ def _cluster_objects(cfg: Any) -> Iterator[dict[str, Any]]:
         click.echo(f"warning: skipped {problem.where}: {problem.message}", err=True)
 
 
+def _severities() -> tuple[str, ...]:
+    from auditor.policies.model import SEVERITIES
+
+    return tuple(SEVERITIES)
+
+
 def render(evaluation: Evaluation, fmt: str, *, show_passing: bool = False) -> bytes:
+    from auditor.policies import outputs
+
     results, policies, problems = evaluation.results, evaluation.policies, evaluation.problems
     if fmt == "json":
         return outputs.to_json(results, policies, problems)
@@ -51,7 +58,7 @@ def render(evaluation: Evaluation, fmt: str, *, show_passing: bool = False) -> b
 def exit_code(evaluation: Evaluation, fail_on: str = "low") -> int:
     if evaluation.problems or any(r.status == "error" for r in evaluation.results):
         return 2
-    rank: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
+    rank: dict[str, int] = {s: i for i, s in enumerate(_severities())}
     failing = any(r.status == "fail" and rank[r.severity] <= rank[fail_on]
                   for r in evaluation.results)
     return 1 if failing else 0
@@ -76,7 +83,7 @@ def policies_group() -> None:
               show_default=True)
 @click.option("--output-file", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="Write the output here (default: stdout).")
-@click.option("--fail-on", type=click.Choice(SEVERITIES), default="low", show_default=True,
+@click.option("--fail-on", type=LazyChoice(_severities), default="low", show_default=True,
               help="Exit 1 only for failures of this severity or worse.")
 @click.option("--show-passing", is_flag=True, help="Text output: list passing results too.")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="kubeconfig file.")
@@ -90,7 +97,9 @@ def check_cmd(desired_path: str | None, revision: str | None, namespace: str | N
 
     def body() -> None:
         from auditor.desired.state import load_desired_state
+        from auditor.engine.records import ResourceKey, SourceInfo
         from auditor.live.snapshot import read_snapshot
+        from auditor.policies.engine import PolicyEngine, evaluate_objects
 
         overrides: dict[str, Any] = {}
         if kubeconfig or kube_context:
@@ -138,6 +147,8 @@ def validate_cmd(folder: str | None) -> None:
     code: list[int] = []
 
     def body() -> None:
+        from auditor.policies.engine import PolicyEngine
+
         cfg = load_config()
         target = folder or cfg.policies.directory
         if not Path(target).exists():

@@ -34,16 +34,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty, Queue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 import urllib3
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-from kubernetes.client import rest as k8s_rest
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
+
+# The client itself (~0.3 s to import) is imported where a Cluster is made and used, so a
+# `diff --live FILE` that never talks to a cluster never loads it.
+if TYPE_CHECKING:
+    from kubernetes import client as k8s_client
+    from kubernetes.client import rest as k8s_rest
 
 from auditor.config import ClusterConfig, ScopeConfig
 from auditor.engine.records import Problem
@@ -295,6 +296,8 @@ class _Writes:
 
     def _send_once(self, method: str, path: str, query: list[tuple[str, str]],
                    body: Any, content_type: str) -> bytes:
+        from kubernetes.client.exceptions import ApiException
+
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -425,6 +428,8 @@ class Cluster(_Writes):
     """A connection to one Kubernetes API server."""
 
     def __init__(self, config: ClusterConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        from kubernetes import client as k8s_client
+
         self.config = config
         self._sleep = sleep
         self._api = k8s_client.ApiClient(self._configuration(config))
@@ -438,6 +443,10 @@ class Cluster(_Writes):
 
     @staticmethod
     def _configuration(config: ClusterConfig) -> k8s_client.Configuration:
+        from kubernetes import client as k8s_client
+        from kubernetes import config as k8s_config
+        from kubernetes.config.config_exception import ConfigException
+
         conf = k8s_client.Configuration()
         # Without a path the client reads $KUBECONFIG (a list of files) or ~/.kube/config.
         files = config.kubeconfig or k8s_config.KUBE_CONFIG_DEFAULT_LOCATION
@@ -491,6 +500,8 @@ class Cluster(_Writes):
     # ----------------------------------------------------------------- HTTP
 
     def _get_once(self, path: str, query: list[tuple[str, str]]) -> bytes:
+        from kubernetes.client.exceptions import ApiException
+
         request = self._api.param_serialize(
             "GET", path, query_params=query or None,
             header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
@@ -591,6 +602,8 @@ class Cluster(_Writes):
         plus slack, so a silent dead connection is noticed). Raises :class:`APIStatusError`
         on an error status, :class:`ClusterUnreachableError` when there was no answer.
         """
+        from kubernetes.client.exceptions import ApiException
+
         method, url, headers, _, _ = self._api.param_serialize(
             "GET", path, query_params=query or None,
             header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
@@ -626,6 +639,8 @@ class Cluster(_Writes):
     def _watch_client(self) -> k8s_rest.RESTClientObject:
         """The REST client watches use: the same TLS and proxy settings, a pool of its own
         (credentials travel in each request's headers, refreshed by the main client)."""
+        from kubernetes.client import rest as k8s_rest
+
         with self._lock:
             if self._watch_rest is None:
                 conf = copy.copy(self._api.configuration)
