@@ -14,6 +14,7 @@ import hashlib
 import re
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Literal
 import orjson
 
 from auditor.errors import ConfigError
-from auditor.support import yamlsafe
+from auditor.support import cron, yamlsafe
 
 ENV_PREFIX = "DRIFT_AUDITOR_"
 DEFAULT_CONFIG_FILE = "drift-auditor.yaml"
@@ -448,6 +449,63 @@ class WatchConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleJob:
+    """One job of ``drift-auditor schedule``: the drift-auditor command line ``args`` (what
+    follows ``drift-auditor``) run as a child process at each fire of ``cron`` (five fields,
+    :mod:`auditor.support.cron`). A run still going ``deadline_seconds`` after it started
+    (0: no deadline) is stopped: SIGTERM, then SIGKILL after a grace period."""
+
+    name: str = ""
+    cron: str = ""
+    args: tuple[str, ...] = ()
+    deadline_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """``drift-auditor schedule``: the cron of a single pod holding the ledger's volume.
+    ``time_zone`` (an IANA name) is the zone the cron expressions are read in."""
+
+    time_zone: str = "Etc/UTC"
+    jobs: tuple[ScheduleJob, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.zone()
+        seen: set[str] = set()
+        for i, job in enumerate(self.jobs):
+            where = f"schedule.jobs[{i}]"
+            if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", job.name):
+                raise ConfigError(f"{where}.name: {job.name!r} is not a job name (lower-case "
+                                  "letters, digits and '-', e.g. audit)")
+            if job.name in seen:
+                raise ConfigError(f"{where}.name: {job.name!r} is the name of an earlier job")
+            seen.add(job.name)
+            try:
+                cron.parse(job.cron)
+            except cron.CronError as exc:
+                raise ConfigError(f"{where}.cron: {exc}") from None
+            if not job.args or not all(a.strip() for a in job.args):
+                raise ConfigError(f"{where}.args: {list(job.args)!r}: name the drift-auditor "
+                                  "command to run, e.g. [run, --exit-zero-on-drift]")
+            if job.args[0] == "schedule":
+                raise ConfigError(f"{where}.args: {list(job.args)!r}: a scheduled job cannot "
+                                  "run the scheduler itself")
+            if job.deadline_seconds < 0:
+                raise ConfigError(f"{where}.deadline-seconds: {job.deadline_seconds} is "
+                                  "negative (0: no deadline)")
+
+    def zone(self) -> datetime.tzinfo:
+        """``time_zone`` as a ``tzinfo`` (UTC needs no time zone database)."""
+        if self.time_zone in ("UTC", "Etc/UTC"):
+            return datetime.UTC
+        try:
+            return zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            raise ConfigError(f"schedule.time-zone: {self.time_zone!r} is not a time zone "
+                              "(expected an IANA name such as Etc/UTC or Europe/Berlin)") from None
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one Drift Auditor installation."""
 
@@ -463,6 +521,7 @@ class Config:
     revert: RevertConfig = field(default_factory=RevertConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def digest(self) -> str:
         """A stable SHA-256 of the effective configuration (for the ledger and reports)."""

@@ -24,7 +24,7 @@ ROOT = Path(auditor.__file__).parent
 # hierarchy and the version.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "demo"),
-    ("watch",),
+    ("watch", "schedule"),
     ("pipeline", "web"),
     ("adopt", "outputs", "policies", "report", "revert"),
     ("desired", "githost", "ledger", "live", "sandbox"),

@@ -6,12 +6,18 @@ exports ``COMMANDS``; what they share (the configuration context, cluster flags,
 :class:`~auditor.errors.AuditorError` into one line and exit 2) is :mod:`.common`, so no
 command imports this module back. Command modules import the library inside their command
 bodies: ``drift-auditor --version`` loads none of it.
+
+The same entry point is installed as ``kubectl-drift``, so ``kubectl drift …`` runs it as a
+kubectl plugin; usage and help then name it ``kubectl drift`` (:func:`program_name`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -25,6 +31,7 @@ from auditor.cli import (
     policies,
     report,
     sandbox,
+    schedule,
     serve,
     watch,
 )
@@ -43,7 +50,26 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def program_name(argv0: str | None = None) -> str:
+    """The command's name in usage and help, from how it was started (``sys.argv[0]``):
+    ``kubectl drift`` for the kubectl plugin ``kubectl-drift`` (kubectl runs the plugin by
+    its path), else ``drift-auditor`` (also for ``python -m auditor.cli``)."""
+    name = os.path.basename(sys.argv[0] if argv0 is None else argv0)
+    if name.startswith("kubectl-") and len(name) > len("kubectl-"):
+        # kubectl's plugin naming: kubectl-foo_bar is `kubectl foo-bar`.
+        return "kubectl " + name[len("kubectl-"):].replace("_", "-")
+    return "drift-auditor"
+
+
+class _Root(click.Group):
+    """The root group, named by :func:`program_name` unless a caller names it (CliRunner)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             *rest: Any, **extra: Any) -> Any:
+        return super().main(args, prog_name or program_name(), *rest, **extra)
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="drift-auditor")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Config file (default: $DRIFT_AUDITOR_CONFIG or ./drift-auditor.yaml).")
@@ -56,6 +82,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool)
     ctx.obj = Context(config_path)
 
 
-for _group in (config, sandbox, audit, watch, ledger, notify, adopt, policies, report, serve):
+for _group in (config, sandbox, audit, watch, schedule, ledger, notify, adopt, policies, report,
+               serve):
     for _command in _group.COMMANDS:
         main.add_command(_command)

@@ -9,15 +9,17 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from auditor.cli.common import guarded, load_config
-from auditor.config import Config
+from auditor.cli.common import LazyChoice, guarded, load_config
 from auditor.errors import ConfigError
-from auditor.report import export
-from auditor.report.fleet import FleetModel, load_fleet
-from auditor.report.period import Options
+
+if TYPE_CHECKING:
+    from auditor.config import Config
+    from auditor.report.fleet import FleetModel
+    from auditor.report.period import Options
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -37,6 +39,38 @@ def parse_bound(text: str, *, end: bool) -> datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+def _tables() -> tuple[str, ...]:
+    from auditor.report.export import TABLES
+
+    return tuple(TABLES)
+
+
+PERIODS = ("last-day", "last-week", "last-month", "last-quarter", "last-year")
+
+
+def last_period(name: str, now: datetime) -> tuple[datetime, datetime]:
+    """The last complete calendar period ``name`` (one of :data:`PERIODS`) before ``now``, in
+    UTC: ``[start, end)``. A week is an ISO week, Monday to Sunday."""
+    now = now.astimezone(UTC)
+    today = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    if name == "last-day":
+        return today - timedelta(days=1), today
+    if name == "last-week":
+        monday = today - timedelta(days=today.weekday())
+        return monday - timedelta(days=7), monday
+    if name == "last-month":
+        end = today.replace(day=1)
+        return (end - timedelta(days=1)).replace(day=1), end
+    if name == "last-quarter":
+        end = today.replace(month=(today.month - 1) // 3 * 3 + 1, day=1)
+        last = (end - timedelta(days=1)).replace(day=1)
+        return last.replace(month=last.month - 2), end
+    if name == "last-year":
+        end = today.replace(month=1, day=1)
+        return end.replace(year=end.year - 1), end
+    raise ConfigError(f"--period: {name!r} is not one of {', '.join(PERIODS)}")
+
+
 def _default_name(start: datetime, end: datetime) -> str:
     last = end - timedelta(seconds=1)
     return f"drift-report-{start:%Y%m%d}-{last:%Y%m%d}"
@@ -47,16 +81,24 @@ def _default_name(start: datetime, end: datetime) -> str:
 # would be demanded before the subcommand's own.
 @click.group("report", invoke_without_command=True)
 @click.option("--from", "from_", metavar="DATE",
-              help="Period start (UTC): a date or an ISO 8601 date-time. Required.")
+              help="Period start (UTC): a date or an ISO 8601 date-time. Required unless "
+                   "--period is given.")
 @click.option("--to", "to", metavar="DATE",
               help="Period end (UTC): a date includes that whole day; a date-time is "
                    "exclusive. Default: now.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
+@click.option("--period", type=click.Choice(PERIODS),
+              help="Instead of --from/--to: the last complete calendar period before now, in "
+                   "UTC (a week is an ISO week, Monday to Sunday); for scheduled reports.")
+@click.option("-o", "--output", type=click.Path(),
               help="Output file. HTML default: <reports.directory>/drift-report-FROM-TO.html; "
-                   "CSV and JSON default to standard output.")
-@click.option("--format", "fmt", type=click.Choice(("html", "csv", "json")), default="html",
-              show_default=True)
-@click.option("--table", type=click.Choice(export.TABLES), default="changes", show_default=True,
+                   "CSV and JSON default to standard output. With --format all: the folder "
+                   "(default: reports.directory).")
+@click.option("--format", "fmt", type=click.Choice(("html", "csv", "json", "all")),
+              default="html", show_default=True,
+              help="all: the HTML report, the JSON report and every CSV table, each written "
+                   "whole (a temporary file renamed): drift-report-FROM-TO.html, .json and "
+                   "-TABLE.csv.")
+@click.option("--table", type=LazyChoice(_tables), default="changes", show_default=True,
               help="With --format csv: which table (the change population, drift occurrences, "
                    "the run log, revert attempts, emergency changes, change-completeness "
                    "exceptions, or coverage per kind).")
@@ -70,25 +112,40 @@ def _default_name(start: datetime, end: datetime) -> str:
 @click.option("--skip-verify", is_flag=True,
               help="Do not recompute the ledger's hash chain (the report says so).")
 @click.pass_context
-def report_cmd(ctx: click.Context, from_: str | None, to: str | None, output: str | None,
-               fmt: str, table: str, audit_gap_minutes: int, ledger_paths: tuple[str, ...],
-               title: str, skip_verify: bool) -> None:
+def report_cmd(ctx: click.Context, from_: str | None, to: str | None, period: str | None,
+               output: str | None, fmt: str, table: str, audit_gap_minutes: int,
+               ledger_paths: tuple[str, ...], title: str, skip_verify: bool) -> None:
     """Compliance report for a period (SOC 2 control matrix, change population, drift and
     remediation, monitoring completeness), from the ledger only. `report sample` draws an
     audit sample with evidence packets."""
     if ctx.invoked_subcommand is not None:
         return
-    if from_ is None:
+    if from_ is None and period is None:
         raise click.MissingParameter(ctx=ctx, param_hint="'--from'", param_type="option")
 
     def run() -> None:
-        assert from_ is not None
+        from auditor.report import export
+        from auditor.report.fleet import load_fleet
+        from auditor.report.period import Options
+
+        if period is not None and (from_ is not None or to is not None):
+            raise ConfigError(f"--period {period}: give either --period or --from/--to, not "
+                              "both")
         cfg = load_config()
-        start = parse_bound(from_, end=False)
-        end = parse_bound(to, end=True) if to else datetime.now(UTC).replace(microsecond=0)
+        if period is not None:
+            start, end = last_period(period, datetime.now(UTC))
+        else:
+            assert from_ is not None
+            start = parse_bound(from_, end=False)
+            end = parse_bound(to, end=True) if to else datetime.now(UTC).replace(microsecond=0)
         if end <= start:
             raise ConfigError(f"--to must be after --from (got {start:%Y-%m-%dT%H:%M:%SZ} to "
                               f"{end:%Y-%m-%dT%H:%M:%SZ})")
+        if fmt == "all":
+            _write_all(cfg, start, end, Path(output) if output else None, ledger_paths,
+                       Options(title=title, verify=not skip_verify,
+                               audit_gap_minutes=audit_gap_minutes))
+            return
         target: Path | None = Path(output) if output else None
         if fmt == "html" and target is None:
             target = Path(cfg.reports.directory) / f"{_default_name(start, end)}.html"
@@ -119,18 +176,60 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, output: st
         if target is not None:
             _write_manifest(cfg, model, [p for p in (csv_path, target) if p is not None],
                             (ledger_paths or (cfg.ledger.path,))[0])
-        if report.header.integrity.ok is False:
-            if report.fleet:
-                # Only the failing clusters are named: the others' evidence still stands.
-                for member in model.failed:
-                    click.echo(f"drift-auditor: warning: {member.cluster} "
-                               f"({member.ledger_path}): {member.integrity.message}", err=True)
-            else:
-                click.echo(f"drift-auditor: warning: {report.header.integrity.message}",
-                           err=True)
-            sys.exit(1)
+        _integrity_exit(model)
 
     guarded(run)
+
+
+def _integrity_exit(model: FleetModel) -> None:
+    """A warning and exit 1 when a ledger of the report did not verify."""
+    report = model.report
+    if report.header.integrity.ok is False:
+        if report.fleet:
+            # Only the failing clusters are named: the others' evidence still stands.
+            for member in model.failed:
+                click.echo(f"drift-auditor: warning: {member.cluster} "
+                           f"({member.ledger_path}): {member.integrity.message}", err=True)
+        else:
+            click.echo(f"drift-auditor: warning: {report.header.integrity.message}",
+                       err=True)
+        sys.exit(1)
+
+
+def _write_all(cfg: Config, start: datetime, end: datetime, folder: Path | None,
+               ledger_paths: tuple[str, ...], options: Options) -> None:
+    """``--format all``: the HTML, the JSON and every CSV table into ``folder``, each
+    written whole (``serve``'s listing never shows half a file), then the manifest over all
+    of them; one line per file."""
+    from dataclasses import replace
+
+    from auditor.report import export
+    from auditor.report.fleet import load_fleet
+    from auditor.report.html import render_html
+    from auditor.support.files import write_whole
+
+    folder = folder or Path(cfg.reports.directory)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"-o {folder}: with --format all, -o names a folder, not a file")
+    stem = _default_name(start, end)
+    ledgers = ledger_paths or (cfg.ledger.path,)
+    model = load_fleet(ledgers, start, end, cfg,
+                       options=replace(options, changes_csv_name=f"{stem}-changes.csv"))
+    report = model.report
+    # The tables first, then the JSON and the HTML (which names the change population file
+    # and prints its SHA-256): a report in the listing has its tables beside it.
+    outputs = [(folder / f"{stem}-{table}.csv", export.to_csv(report, table).encode("utf-8"))
+               for table in export.TABLES]
+    outputs.append((folder / f"{stem}.json", export.to_json(report)))
+    outputs.append((folder / f"{stem}.html", render_html(report).encode("utf-8")))
+    for path, data in outputs:
+        try:
+            write_whole(path, [data])
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot write the report ({exc.strerror})") from None
+        click.echo(f"wrote {path}", err=True)
+    _write_manifest(cfg, model, [path for path, _ in outputs], ledgers[0])
+    _integrity_exit(model)
 
 
 def _write_manifest(cfg: Config, model: FleetModel, files: list[Path], ledger: str) -> None:

@@ -28,6 +28,7 @@ from auditor import __version__
 from auditor.errors import AuditorError
 from auditor.ledger import keyfile
 from auditor.ledger.chain import canonical
+from auditor.support.files import write_whole
 
 from .fleet import FleetModel
 
@@ -109,9 +110,9 @@ def sign(doc: Mapping[str, Any], key_file: str | Path) -> dict[str, Any]:
 
 
 def write(path: Path, doc: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(orjson.dumps(dict(doc), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
-                                  | orjson.OPT_APPEND_NEWLINE))
+    """Written whole (a temporary file renamed): a reader never sees half a manifest."""
+    write_whole(path, [orjson.dumps(dict(doc), option=orjson.OPT_INDENT_2
+                                    | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)])
 
 
 def check(path: Path, public: Ed25519PublicKey | None = None) -> ManifestCheck:
