@@ -1,9 +1,9 @@
 # syntax=docker/dockerfile:1
-# Drift Auditor's image: `drift-auditor run` for the CronJob, `drift-auditor serve` for the UI
-# (see cronjob.yaml). Two stages: wheels are built in the first, the second installs them and
-# keeps no compiler, no pip cache, no wheels.
+# Drift Auditor's image: `drift-auditor schedule` (the audits), `serve` (the UI) and `watch`,
+# as the Helm chart deploy/helm/drift-auditor and cronjob.yaml run it. Two stages: wheels are
+# built in the first, the second installs them and keeps no compiler, no pip cache, no wheels.
 #
-#   docker build -t registry.example.com/drift-auditor:0.1.0 .
+#   docker build -t drift-auditor:0.1.0 .     # the chart's default image.repository and tag
 #
 # No kubectl: the auditor talks to the API with the Python client. Neither helm nor kustomize
 # either: plain YAML/JSON sources render in this image; for kustomize or Helm sources, build

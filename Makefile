@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TOOLS  ?= $(HOME)/.cache/drift-auditor/bin
 
-.PHONY: test demo lint bench tools sysdeps clean
+.PHONY: test demo lint bench tools sysdeps clean listkeys manifests
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,16 @@ sysdeps:
 test: $(STAMP) tools sysdeps
 	PATH="$(TOOLS):$$PATH" DRIFT_AUDITOR_TOOLS="$(TOOLS)" $(BIN)/pytest -q $(PYTEST_ARGS)
 
+# The merge-key table the engine reads, from the newest schemas kubernetes-validate ships.
+listkeys: $(STAMP)
+	$(BIN)/python tools/gen_listkeys.py
+
+# cronjob.yaml: the Helm chart's default rendering (a test keeps the two identical).
+manifests: $(STAMP) tools
+	PATH="$(TOOLS):$$PATH" $(BIN)/python tools/render_manifests.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check auditor tests bench
+	$(BIN)/ruff check auditor tests bench tools
 	$(BIN)/mypy
 
 demo: $(STAMP) tools

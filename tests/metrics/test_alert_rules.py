@@ -1,4 +1,4 @@
-"""The shipped alert rules (``deploy/prometheus/drift-auditor-rules.yaml``) under the real
+"""The shipped alert rules (``deploy/helm/drift-auditor/files/drift-auditor-rules.yaml``) under the real
 ``promtool test rules``, fed with series the project's own exporter produced from real
 ledgers: a stale auditor with old drift, a failed run over a tampered ledger, and a human
 change outside Git.
@@ -30,7 +30,8 @@ from auditor.outputs import metrics
 from tests.alerts.ledgers import at, drifted, in_sync, key
 from tests.ledger.helpers import obs
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "drift-auditor-rules.yaml"
+RULES = (Path(__file__).resolve().parents[2] / "deploy" / "helm" / "drift-auditor" / "files"
+         / "drift-auditor-rules.yaml")
 WEB, API = key("web"), key("api", ns="billing")
 HOUR = 3600.0
 

@@ -1,4 +1,4 @@
-"""The shipped Grafana dashboard (``deploy/grafana/drift-auditor-dashboard.json``): every
+"""The shipped Grafana dashboard (``deploy/helm/drift-auditor/files/drift-auditor-dashboard.json``): every
 query is PromQL that promtool parses, and names only metrics the exporter documents and
 emits (a renamed metric would leave a panel silently empty)."""
 
@@ -23,8 +23,8 @@ from auditor.outputs import metrics
 from tests.alerts.ledgers import at, drifted, in_sync, key
 from tests.ledger.helpers import obs
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / \
-    "drift-auditor-dashboard.json"
+DASHBOARD = (Path(__file__).resolve().parents[2] / "deploy" / "helm" / "drift-auditor" / "files"
+             / "drift-auditor-dashboard.json")
 METRIC = re.compile(r"\bdrift_auditor_[a-z_]+")
 
 

@@ -72,10 +72,10 @@ def shipped_config() -> dict[str, Any]:
 
 
 def cronjob_args() -> list[str]:
-    cron = one(documents(CRONJOB), "CronJob")
-    args: list[str] = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0][
-        "args"]
-    return list(args)
+    """The audit's command line: the ``audit`` job the shipped pod's scheduler runs (the
+    CronJob runner renders the same args)."""
+    [job] = [j for j in shipped_config()["schedule"]["jobs"] if j["name"] == "audit"]
+    return list(job["args"])
 
 
 def grants(role: Doc) -> set[tuple[str, str, str]]:

@@ -1,8 +1,9 @@
-"""`cronjob.yaml` and `cronjob-revert-rbac.yaml`: every document valid against the Kubernetes
-1.35-1.37 schemas (kubernetes-validate, strict), the shipped config a valid drift-auditor.yaml,
-RBAC and scope consistent with each other (checked against real discovery data), the pods
-hardened, the ledger volume shared the way the header says, and both files applied with
-kubectl 1.35 and read back."""
+"""`cronjob.yaml` (the Helm chart's default rendering) and `cronjob-revert-rbac.yaml`: every
+document valid against the Kubernetes 1.35-1.37 schemas (kubernetes-validate, strict), the
+shipped config a valid drift-auditor.yaml, RBAC and scope consistent with each other (checked
+against real discovery data), the pod hardened, the ledger volume held by one pod, and both
+files applied with kubectl 1.35 and read back. tests/ship/test_helm_chart.py covers the
+chart's other variants."""
 
 from __future__ import annotations
 
@@ -46,10 +47,20 @@ def shipped_config(tmp_path: Path) -> config_mod.Config:
     return config_mod.load(file, env={})
 
 
-def pod_specs() -> dict[str, dict[str, Any]]:
-    cron = one("CronJob")
-    return {"CronJob": cron["spec"]["jobTemplate"]["spec"]["template"]["spec"],
-            "Deployment": one("Deployment")["spec"]["template"]["spec"]}
+def pod_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = one("Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def container(name: str) -> dict[str, Any]:
+    [found] = [c for c in pod_spec()["containers"] if c["name"] == name]
+    return found
+
+
+def audit_args() -> list[str]:
+    [job] = [j for j in yaml.safe_load(one("ConfigMap")["data"]["drift-auditor.yaml"])[
+        "schedule"]["jobs"] if j["name"] == "audit"]
+    return list(job["args"])
 
 
 # ------------------------------------------------------------------ schemas
@@ -65,22 +76,21 @@ def test_every_document_validates_strictly(file: str, version: str) -> None:
 
 
 def test_the_validation_is_strict_enough_to_catch_a_typo() -> None:
-    cron = copy.deepcopy(one("CronJob"))
-    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    container["securityContext"]["readOnlyRootFileSystem"] = True  # capital S: not a field
+    deploy = copy.deepcopy(one("Deployment"))
+    first = deploy["spec"]["template"]["spec"]["containers"][0]
+    first["securityContext"]["readOnlyRootFileSystem"] = True  # capital S: not a field
     with pytest.raises(kubernetes_validate.ValidationError, match="readOnlyRootFileSystem"):
-        kubernetes_validate.validate(cron, "1.35.0", strict=True)
+        kubernetes_validate.validate(deploy, "1.35.0", strict=True)
 
 
 def test_the_expected_objects_are_shipped() -> None:
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in documents("cronjob.yaml"))
     assert kinds == sorted([
         ("Namespace", "drift-auditor"), ("ServiceAccount", "drift-auditor"),
-        ("ServiceAccount", "drift-auditor-serve"), ("ClusterRole", "drift-auditor-read"),
-        ("ClusterRoleBinding", "drift-auditor-read"),
+        ("ClusterRole", "drift-auditor-read"), ("ClusterRoleBinding", "drift-auditor-read"),
         ("PersistentVolumeClaim", "drift-auditor-ledger"),
-        ("ConfigMap", "drift-auditor-config"), ("CronJob", "drift-auditor"),
-        ("Deployment", "drift-auditor-serve"), ("Service", "drift-auditor")])
+        ("ConfigMap", "drift-auditor-config"), ("Deployment", "drift-auditor"),
+        ("Service", "drift-auditor")])
     assert all(d["kind"] != "Secret" for f in FILES for d in documents(f)), \
         "Secret values are never shipped, only referenced"
 
@@ -92,16 +102,16 @@ def test_shipped_config_is_a_valid_drift_auditor_yaml(shipped_config: config_mod
     cfg = shipped_config
     assert cfg.cluster.in_cluster
     assert cfg.revert.mode == "off", "the shipped install is read-only"
-    # Ledger and reports live on the volume both pods mount.
+    # Ledger and reports live on the volume both containers mount.
     mounts = {c["name"]: {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
-              for spec in pod_specs().values() for c in spec["containers"]}
-    for container in ("auditor", "serve"):
-        data = mounts[container]["ledger"]
+              for c in pod_spec()["containers"]}
+    for name in ("audit", "serve"):
+        data = mounts[name]["ledger"]
         assert Path(cfg.ledger.path).parent == Path(data)
         assert Path(cfg.reports.directory).parent == Path(data)
-        assert mounts[container]["config"] == "/etc/drift-auditor"
+        assert mounts[name]["config"] == "/etc/drift-auditor/drift-auditor.yaml"
     # serve listens where the Deployment, probes and Service expect it.
-    serve_container = pod_specs()["Deployment"]["containers"][0]
+    serve_container = container("serve")
     assert cfg.serve.host == "0.0.0.0"
     assert serve_container["ports"][0]["containerPort"] == cfg.serve.port
     assert one("Service")["spec"]["ports"][0]["port"] == cfg.serve.port
@@ -109,8 +119,8 @@ def test_shipped_config_is_a_valid_drift_auditor_yaml(shipped_config: config_mod
 
 def test_config_path_env_points_at_the_configmap_key() -> None:
     key = next(iter(one("ConfigMap")["data"]))
-    for spec in pod_specs().values():
-        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    for c in pod_spec()["containers"]:
+        env = {e["name"]: e for e in c["env"]}
         assert env["DRIFT_AUDITOR_CONFIG"]["value"] == f"/etc/drift-auditor/{key}"
         # Any other DRIFT_AUDITOR_* variable would be read as a config override.
         assert [n for n in env if n.startswith("DRIFT_AUDITOR_")] == ["DRIFT_AUDITOR_CONFIG"]
@@ -122,13 +132,13 @@ def test_secret_values_are_references_named_as_the_config_expects(
               *(s.credentials.password_env for s in shipped_config.sources)}
     wanted.discard("")
     assert wanted == {"SLACK_BOT_TOKEN", "GIT_TOKEN"}
-    env = {e["name"]: e for e in pod_specs()["CronJob"]["containers"][0]["env"]}
+    env = {e["name"]: e for e in container("audit")["env"]}
     for name in wanted:
         assert "value" not in env[name], f"{name} must come from a Secret"
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert ref["name"].startswith("drift-auditor-") and ref["key"] == "token"
     # serve needs no credentials (it reads a file): none are given to it.
-    serve_env = pod_specs()["Deployment"]["containers"][0]["env"]
+    serve_env = container("serve")["env"]
     assert not any("valueFrom" in e for e in serve_env)
 
 
@@ -199,84 +209,75 @@ def test_revert_role_is_optional_and_limited_to_audited_kinds() -> None:
 # --------------------------------------------------------- pods and sharing
 
 
-@pytest.mark.parametrize("owner", ["CronJob", "Deployment"])
-def test_pods_are_hardened(owner: str) -> None:
-    spec = pod_specs()[owner]
+def test_the_pod_is_hardened() -> None:
+    spec = pod_spec()
     pod_sc = spec["securityContext"]
     assert pod_sc["runAsNonRoot"] is True and pod_sc["runAsUser"] >= 1000
     assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    for container in spec["containers"]:
-        sc = container["securityContext"]
+    for c in spec["containers"]:
+        sc = c["securityContext"]
         assert sc["runAsNonRoot"] is True
         assert sc["readOnlyRootFilesystem"] is True
         assert sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
         assert "privileged" not in sc and "add" not in sc["capabilities"]
-        res = container["resources"]
+        res = c["resources"]
         assert {"cpu", "memory"} <= set(res["requests"]) and {"cpu", "memory"} <= set(res["limits"])
-        assert container["image"].rsplit(":", 1)[1] not in ("latest", "")
+        assert c["image"].rsplit(":", 1)[1] not in ("latest", "")
         # A read-only root needs somewhere to write temporary files.
-        assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}
+        assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}
     assert not spec.get("hostNetwork") and not spec.get("hostPID")
 
 
-def test_cronjob_schedule_and_limits(shipped_config: config_mod.Config) -> None:
-    cron = one("CronJob")["spec"]
-    assert cron["concurrencyPolicy"] == "Forbid"
-    assert cron["startingDeadlineSeconds"] > 0
-    assert cron["successfulJobsHistoryLimit"] >= 1 and cron["failedJobsHistoryLimit"] >= 1
-    minutes = int(re.fullmatch(r"\*/(\d+) \* \* \* \*", cron["schedule"]).group(1))  # type: ignore[union-attr]
+def test_the_schedule_and_its_limits(shipped_config: config_mod.Config) -> None:
+    jobs = {j.name: j for j in shipped_config.schedule.jobs}
+    minutes = int(re.fullmatch(r"\*/(\d+) \* \* \* \*", jobs["audit"].cron).group(1))  # type: ignore[union-attr]
     assert minutes == shipped_config.reports.schedule_minutes, \
         "reports measure coverage against the real schedule"
-    job = cron["jobTemplate"]["spec"]
-    assert 0 < job["activeDeadlineSeconds"] < minutes * 60, "a stuck run ends before the next"
-    pod = job["template"]["spec"]
-    assert pod["restartPolicy"] == "Never"
-    assert pod["serviceAccountName"] == "drift-auditor"
+    assert 0 < jobs["audit"].deadline_seconds < minutes * 60, "a stuck run ends before the next"
+    assert jobs["report"].args[:3] == ("report", "--period", "last-month")
+    spec = pod_spec()
+    assert spec["serviceAccountName"] == "drift-auditor"
     assert one("ClusterRoleBinding")["subjects"][0]["name"] == "drift-auditor"
+    # The scheduler stops a running audit on SIGTERM and waits for it.
+    assert spec["terminationGracePeriodSeconds"] >= 30
 
 
-def test_ledger_volume_is_shared_on_one_node() -> None:
+def test_one_pod_holds_the_ledger_volume() -> None:
     pvc = one("PersistentVolumeClaim")
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
-    claim = pvc["metadata"]["name"]
-    for spec in pod_specs().values():
-        [vol] = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
-        assert vol["persistentVolumeClaim"]["claimName"] == claim
+    [vol] = [v for v in pod_spec()["volumes"] if "persistentVolumeClaim" in v]
+    assert vol["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     deploy = one("Deployment")
     assert deploy["spec"]["replicas"] == 1
-    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
-    serve_labels = deploy["spec"]["template"]["metadata"]["labels"]
-    [term] = pod_specs()["CronJob"]["affinity"]["podAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"]
-    assert term["topologyKey"] == "kubernetes.io/hostname"
-    selector = term["labelSelector"]["matchLabels"]
-    assert selector.items() <= serve_labels.items(), "the affinity selects the serve pod"
-    audit_labels = one("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
-    assert not selector.items() <= audit_labels.items(), "not the audit pods themselves"
-    assert not one("Service")["spec"]["selector"].items() <= audit_labels.items()
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}, "a surge pod could not mount it"
+    assert "affinity" not in pod_spec(), "nothing waits on another pod"
+    assert not [d for d in documents("cronjob.yaml") if d["kind"] in ("CronJob", "Job")]
 
 
 def test_serve_is_scraped_and_probed() -> None:
     want = {"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
             "prometheus.io/path": "/metrics"}
     assert one("Service")["metadata"]["annotations"] == want
-    assert one("Deployment")["spec"]["template"]["metadata"]["annotations"] == want
-    container = pod_specs()["Deployment"]["containers"][0]
-    assert container["args"] == ["serve"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
-    assert "tcpSocket" in container["livenessProbe"]
+    annotations = one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert want.items() <= annotations.items()
+    serve = container("serve")
+    assert serve["args"] == ["serve"]
+    assert serve["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "tcpSocket" in serve["livenessProbe"]
     assert one("Service")["spec"]["type"] == "ClusterIP"
-    assert pod_specs()["Deployment"]["automountServiceAccountToken"] is False
+    assert pod_spec()["automountServiceAccountToken"] is False
+    assert "kube-api-access" not in {m["name"] for m in serve["volumeMounts"]}, \
+        "serve reads a file: it gets no API token"
 
 
-def test_cronjob_runs_the_image_entrypoint_with_drift_as_success() -> None:
-    container = pod_specs()["CronJob"]["containers"][0]
+def test_the_audit_runs_the_image_entrypoint_with_drift_as_success() -> None:
+    audit = container("audit")
     # No shell wrapper: the image's ENTRYPOINT (drift-auditor) is PID 1 and gets SIGTERM.
-    assert "command" not in container
-    assert container["args"] == ["run", "--exit-zero-on-drift"]
-    assert "--exit-zero-on-partial" not in container["args"], "a partial audit fails the Job"
+    assert "command" not in audit and audit["args"] == ["schedule"]
+    assert audit_args() == ["run", "--exit-zero-on-drift"]
+    assert "--exit-zero-on-partial" not in audit_args(), "a partial audit is a failed run"
 
 
 SHOP = """\
@@ -295,7 +296,7 @@ data: {MODE: prod}
 def test_the_cronjob_args_make_drift_a_success_and_a_partial_run_a_failed_job(
         sandbox: Sandbox, kubeconfig: Path, kubectl: Any, tmp_path: Path) -> None:
     """The Job's exit status, as the shipped args give it, from the real command."""
-    args = pod_specs()["CronJob"]["containers"][0]["args"]
+    args = audit_args()
     apps = tmp_path / "git"
     sync_from_git(kubectl, apps, SHOP)
     config = config_file(tmp_path, kubeconfig)
@@ -329,12 +330,13 @@ def test_kubectl_applies_both_files_and_reads_them_back(kubectl: Any) -> None:
     found = {(o["kind"], o["metadata"]["name"]) for o in got["items"]}
     assert found == {(d["kind"], d["metadata"]["name"]) for d in documents("cronjob.yaml")}
     by_kind = {o["kind"]: o for o in got["items"]}
-    cron = by_kind["CronJob"]
-    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
-    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    env = {e["name"]: e for e in container["env"]}
+    deploy = by_kind["Deployment"]
+    assert deploy["spec"]["strategy"]["type"] == "Recreate"
+    audit = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert audit["name"] == "audit"
+    assert audit["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert audit["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e for e in audit["env"]}
     assert env["GIT_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "drift-auditor-git"
     cm = by_kind["ConfigMap"]
     assert cm["data"] == one("ConfigMap")["data"]
