@@ -82,9 +82,45 @@ class Credentials:
 
 @dataclass(frozen=True)
 class HelmSource:
+    """``helm template`` settings: the release name, values files (relative to the
+    repository, else to the chart), ``--set`` items and inline values (``values_yaml``, a
+    YAML or JSON document applied after the files, as Argo CD's ``helm.values`` is)."""
+
     release: str = ""
     values: tuple[str, ...] = ()
     set: tuple[str, ...] = ()
+    values_yaml: str = ""
+
+
+@dataclass(frozen=True)
+class KustomizeSource:
+    """Kustomize settings applied on top of a source's paths, as Argo CD's
+    ``spec.source.kustomize`` and Flux's Kustomization do: an overlay whose ``resources`` are
+    the path (its kustomization, or every manifest file under it when it has none).
+    ``images`` are ``name=newName:newTag`` / ``name=newName@digest`` / ``name:newTag``
+    (``kustomize edit set image`` forms); ``labels`` and ``annotations`` are ``key=value``."""
+
+    images: tuple[str, ...] = ()
+    name_prefix: str = ""
+    name_suffix: str = ""
+    namespace: str = ""
+    labels: tuple[str, ...] = ()
+    annotations: tuple[str, ...] = ()
+    # Each a JSON object {"patch": "...", "target": {...}} as a kustomization's ``patches``.
+    patches: tuple[str, ...] = ()
+    # A folder without a kustomization is built from every manifest file under it, as
+    # Flux's kustomize-controller generates one (false: only kustomization folders).
+    generate: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.images or self.name_prefix or self.name_suffix or self.namespace
+                    or self.labels or self.annotations or self.patches)
+
+    def __post_init__(self) -> None:
+        for name in ("labels", "annotations"):
+            for i, item in enumerate(getattr(self, name)):
+                if "=" not in item or not item.partition("=")[0]:
+                    raise ConfigError(f"kustomize.{name}[{i}]: {item!r} is not key=value")
 
 
 @dataclass(frozen=True)
@@ -129,10 +165,35 @@ class Source:
     paths: tuple[str, ...] = (".",)
     namespace: str = "default"
     render: Literal["auto", "plain", "kustomize", "helm"] = "auto"
+    # false: a path's subfolders are not read (Argo CD's directory default)
+    recurse: bool = True
     helm: HelmSource = field(default_factory=HelmSource)
+    kustomize: KustomizeSource = field(default_factory=KustomizeSource)
     credentials: Credentials = field(default_factory=Credentials)
     depth: int = 0
     approvals: ApprovalsConfig | None = None
+
+
+CONTROLLERS = ("argocd", "flux")
+
+
+@dataclass(frozen=True)
+class ControllerSource:
+    """Sources declared by a GitOps controller in the cluster, read each run instead of
+    repeated here (``sources: [{from: argocd}]``): Argo CD ``Application`` objects, or Flux
+    ``Kustomization``/``HelmRelease`` objects with their ``GitRepository``.
+
+    ``namespaces`` are where the controller's objects are looked for (empty: every
+    namespace). Git credentials come from ``credentials`` (for every repository the
+    controller names), or, by repository URL, from a configured plain source of the same
+    URL; the controller's own repository Secrets are read only with
+    ``controller_credentials`` (it needs ``get`` on those Secrets)."""
+
+    controller: Literal["argocd", "flux"] = "argocd"
+    namespaces: tuple[str, ...] = ()
+    credentials: Credentials = field(default_factory=Credentials)
+    controller_credentials: bool = False
+    depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -510,6 +571,8 @@ class Config:
     """The whole configuration of one Drift Auditor installation."""
 
     sources: tuple[Source, ...] = ()
+    # ``sources`` entries with ``from:`` (a GitOps controller's objects), in their own list.
+    controllers: tuple[ControllerSource, ...] = ()
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     scope: ScopeConfig = field(default_factory=ScopeConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
@@ -672,6 +735,34 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _controller_sources(data: dict[str, Any]) -> tuple[ControllerSource, ...]:
+    """Take the ``sources`` entries that name a controller (``from:``) out of ``data``."""
+    if "controllers" in data:
+        raise ConfigError("controllers: unknown key (GitOps controllers are sources: "
+                          "`sources: [{from: argocd}]`)")
+    entries = data.get("sources")
+    if not isinstance(entries, list):
+        return ()
+    plain: list[Any] = []
+    found: list[ControllerSource] = []
+    for i, entry in enumerate(entries):
+        if not (isinstance(entry, Mapping) and "from" in entry):
+            plain.append(entry)
+            continue
+        where = f"sources[{i}]"
+        kind = entry["from"]
+        if kind not in CONTROLLERS:
+            raise ConfigError(f"{where}.from: {yamlsafe.excerpt(kind)} is not a GitOps "
+                              f"controller (expected one of: {', '.join(CONTROLLERS)})")
+        rest = {k: v for k, v in entry.items() if k != "from"}
+        for key in rest:
+            if str(key).replace("-", "_") == "controller":
+                raise ConfigError(f"{where}.{key}: unknown key (the controller is `from`)")
+        found.append(_build(ControllerSource, {**rest, "controller": kind}, where))
+    data["sources"] = plain
+    return tuple(found)
+
+
 def _apply_source_override(data: dict[str, Any], over: Mapping[str, Any], where: str) -> None:
     sources = list(data.get("sources") or [])
     if len(sources) > 1:
@@ -721,7 +812,10 @@ def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None
             _apply_source_override(data, source, where)
         data = _merge(data, layer)
     try:
+        controllers = _controller_sources(data)
         config: Config = _build(Config, data, "")
+        if controllers:
+            config = dataclasses.replace(config, controllers=controllers)
         return config
     except ConfigError as exc:
         if file.exists():

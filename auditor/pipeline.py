@@ -51,6 +51,7 @@ from auditor.engine.records import ObjectResult, Problem, ResourceKey
 from auditor.engine.scope import key_in_scope, kind_in_scope, namespace_in_scope
 from auditor.engine.verdicts import Remaining, VerdictCache
 from auditor.errors import ConfigError
+from auditor.gitops import Derivation, SyncLag
 from auditor.live.client import APIResource, Cluster, ListStats, in_scope, iter_live
 from auditor.live.snapshot import read_snapshot
 from auditor.revert.stage import LiveKeeper, after_compare
@@ -72,6 +73,29 @@ ProgressFactory = Callable[[str, int], Progress]
 
 
 @dataclass
+class GitopsView:
+    """What the GitOps controllers declared this run (``sources: [{from: …}]``): the
+    derived sources and the skipped objects, each source's sync lag, and the namespaces in
+    scope that no source claims (not under GitOps: neither in sync nor drifted)."""
+
+    derivation: Derivation
+    lags: list[SyncLag] = field(default_factory=list)
+    uncovered: list[str] = field(default_factory=list)
+    # Warnings: skipped controller objects, refs whose lag could not be read.
+    problems: list[Problem] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        """What the ledger keeps of it, with the run."""
+        return {"sources": [{"name": d.name, "owner": d.owner, "via": d.via,
+                             "ref": d.ref, "applied": d.applied, "url": d.source.url}
+                            for d in self.derivation.derived],
+                "skipped": [{"owner": s.owner, "reason": s.reason}
+                            for s in self.derivation.skipped],
+                "sync_lag": [dataclasses.asdict(lag) for lag in self.lags],
+                "not_under_gitops": list(self.uncovered)}
+
+
+@dataclass
 class AuditResult:
     """The outcome of one comparison, results sorted by key."""
 
@@ -79,6 +103,7 @@ class AuditResult:
     problems: list[Problem]
     desired: DesiredState
     live_stats: ListStats = field(default_factory=ListStats)
+    gitops: GitopsView | None = None
 
     @property
     def skipped_kinds(self) -> list[str]:
@@ -137,12 +162,17 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
            secret_key: bytes | None, policies_dir: str | None, source: AuditLog | None,
            progress: ProgressFactory | None) -> AuditResult:
     settings = compare_settings(cfg, secret_key or ledger_secret_key(cfg), policies_dir)
+    view: GitopsView | None = None
     if live_file:
         if source is not None:  # no discovery: resource names are the kinds' usual plurals
             settings = _Identities(source, settings).settings(())
+        if cfg.controllers and not desired_path:
+            from auditor.gitops.discover import from_snapshot
+            cfg, view = gitops_sources(cfg, from_snapshot(read_snapshot(live_file)))
         desired = load_desired_state(cfg, desired_path=desired_path, revision=revision,
                                      namespace=namespace, tools_dir=tools_dir)
         session = _Session(cfg, settings, desired, wanted(desired, cfg))
+        session.gitops = view
         live = (o for o in read_snapshot(live_file) if key_in_scope(ResourceKey.of(o), cfg.scope))
         results = list(session.compare(live))
         session.note_undecided()
@@ -151,10 +181,16 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
             resources = cluster.discover()
             if source is not None:
                 settings = _Identities(source, settings).settings(resources)
+            if cfg.controllers and not desired_path:
+                from auditor.gitops import controller_objects
+                cfg, view = gitops_sources(
+                    cfg, controller_objects(cluster, resources, cfg.controllers),
+                    cluster=cluster, resources=resources)
             desired = load_desired_state(
                 cfg, desired_path=desired_path, revision=revision, namespace=namespace,
                 discovered=discovered_kinds(resources), tools_dir=tools_dir)
             session = _Session(cfg, settings, desired, wanted(desired, cfg))
+            session.gitops = view
             _skip_undiscovered(cluster.undiscovered, session)
             pages = _pages_from_cluster(cluster, session, resources, progress)
             results = list(session.compare(_flatten(pages)))
@@ -162,7 +198,8 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
             session.note_undecided()
     results = _judged(results, session.stats)
     results.sort(key=_result_key)
-    return AuditResult(results, session.all_problems(), desired, session.stats)
+    view = session.finish_gitops()
+    return AuditResult(results, session.all_problems(), desired, session.stats, view)
 
 
 # ----------------------------------------------------------------------------- run
@@ -182,7 +219,7 @@ def run_once(cfg: Config, *, audit_log: str | None = None, tools_dir: str | None
     ``env`` is where the git hosts' ``approvals.token-env`` are looked up (the CLI hands
     down the process environment; nothing below it reads one).
     """
-    if not desired_path and not cfg.sources:
+    if not desired_path and not cfg.sources and not cfg.controllers:
         raise ConfigError("sources: no Git source configured (set `sources` in the config file, "
                           "DRIFT_AUDITOR_SOURCE_URL, or pass --desired PATH)")
     source = _read_audit_log(audit_log)
@@ -221,6 +258,12 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
         clock.lap("discovery")
 
         # desired
+        view: GitopsView | None = None
+        if cfg.controllers and not desired_path:
+            from auditor.gitops import controller_objects
+            cfg, view = gitops_sources(
+                cfg, controller_objects(cluster, resources, cfg.controllers),
+                cluster=cluster, resources=resources, env=env)
         parse_cache = ParseCache(caches / "manifests")
         state_cache = StateCache(caches / "state")
         desired = load_desired_state(
@@ -229,6 +272,7 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
             previous=_previous_commits(ledger.conn),
             parse_cache=parse_cache, state_cache=state_cache)
         session = _Session(cfg, settings, desired, wanted(desired, cfg))
+        session.gitops = view
         session.identities = identities
         _skip_undiscovered(cluster.undiscovered, session)
         clock.lap("desired")
@@ -274,9 +318,12 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
             # finish
             # The last anchoring's failure, if any, goes into the chain with this run.
             session.problems.extend(anchoring.pending(cfg, caches))
+            view = session.finish_gitops()
             problems = session.all_problems()
             results.sort(key=_result_key)
-            outcome = AuditResult(results, problems, desired, session.stats)
+            outcome = AuditResult(results, problems, desired, session.stats, view)
+            if outcome.gitops is not None:
+                counters["gitops"] = outcome.gitops.counts()
             counters["reused_verdicts"] = verdicts.hits
             summary = _finish(run, cfg, resources, outcome, counters, clock,
                               session.undecided_key())
@@ -409,6 +456,30 @@ def _previous_commits(conn: Any) -> dict[str, str]:
         if run["status"] in ("complete", "partial") and run["git_commits"]:
             return dict(run["git_commits"])
     return {}
+
+
+def gitops_sources(cfg: Config, objects: Mapping[tuple[str, str], list[dict[str, Any]]], *,
+                   cluster: Cluster | None = None, resources: Iterable[APIResource] = (),
+                   env: Mapping[str, str] | None = None) -> tuple[Config, GitopsView]:
+    """The configuration with the controllers' sources added, and what was derived: each
+    source's sync lag measured before its applied commit is checked out for the audit."""
+    from auditor.gitops import derive_all, sync_lags
+
+    derivation = derive_all(cfg, objects, cluster=cluster, resources=resources)
+    lags, failed = sync_lags(derivation.derived, secrets_env=env)
+    view = GitopsView(derivation, lags)
+    sources = (*cfg.sources, *(d.source for d in derivation.derived))
+    if not sources:
+        skipped = "; ".join(f"{s.owner}: {s.reason}" for s in derivation.skipped[:3])
+        raise ConfigError("sources: the GitOps controllers declare no source this run "
+                          "(no Application/Kustomization/HelmRelease found"
+                          + (f"; skipped: {skipped}" if skipped else "") + ")")
+    problems = [Problem(s.owner, f"not audited: {s.reason}", "warning",
+                        (("controller", s.controller),)) for s in derivation.skipped]
+    problems += [Problem(owner, f"sync lag unknown: {why}", "warning") for owner, why in failed]
+    cfg = dataclasses.replace(cfg, sources=sources)
+    view.problems = problems
+    return cfg, view
 
 
 def wanted(desired: DesiredState, cfg: Config) -> Manifests:
@@ -558,11 +629,57 @@ class _Session:
     undiscovered_groups: frozenset[str] = frozenset()
     # The run's audit source (None: actors are manager names).
     identities: _Identities | None = None
+    # The GitOps controllers' sources this run (None: none configured).
+    gitops: GitopsView | None = None
+    # Namespaces of the live objects in scope, noted only with controllers configured.
+    seen_namespaces: set[str] = field(default_factory=set)
+
+    def managed(self, want: Mapping[ResourceKey, Any]) -> frozenset[str]:
+        """Namespaces Git manages: those with desired objects, and the controllers'
+        destination namespaces (an emptied Application still owns its namespace)."""
+        found = managed_namespaces_of(want)
+        return found | self.gitops.derivation.namespaces if self.gitops is not None else found
+
+    def noting(self, live: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        """``live`` as it is, noting each object's namespace on the way (controllers only)."""
+        if self.gitops is None:
+            return live
+        seen = self.seen_namespaces
+
+        def note() -> Iterator[dict[str, Any]]:
+            for obj in live:
+                meta = obj.get("metadata") or {}
+                ns = meta.get("namespace")
+                if ns:
+                    seen.add(ns)
+                elif obj.get("kind") == "Namespace" and meta.get("name"):
+                    seen.add(meta["name"])
+                yield obj
+        return note()
+
+    def finish_gitops(self) -> GitopsView | None:
+        """The view with the namespaces in scope that no source claims."""
+        view = self.gitops
+        if view is None:
+            return None
+        managed = self.managed(self.want)
+        view.uncovered = sorted(ns for ns in self.seen_namespaces - managed
+                                if namespace_in_scope(ns, self.cfg.scope))
+        if view.uncovered:
+            shown = ", ".join(view.uncovered[:10]) + (
+                f" and {len(view.uncovered) - 10} more" if len(view.uncovered) > 10 else "")
+            self.problems.append(Problem(
+                "coverage", f"not under GitOps: {len(view.uncovered)} namespace(s) in scope "
+                f"that no Application, Kustomization or configured source claims ({shown}); "
+                "their objects are neither in sync nor drifted", "warning",
+                (("namespaces", len(view.uncovered)),)))
+        return view
 
     def compare(self, live: Iterable[dict[str, Any]]) -> Iterator[ObjectResult]:
         """Results for ``live`` against Git."""
-        compared = compare_all(self.want, live, settings=self.settings,
+        compared = compare_all(self.want, self.noting(live), settings=self.settings,
                                sources=self.want.sources, problems=self.problems,
+                               managed_namespaces=self.managed(self.want),
                                orphans=self.desired.complete,
                                on_undecided=self.undecided.append)
         return _drop_unknowable(compared, self.stats)
@@ -596,9 +713,10 @@ class _Session:
                     pending[key] = (rv, digest)
                 yield obj
 
-        compared = compare_all(remaining, unchanged_skipped(live), settings=self.settings,
+        compared = compare_all(remaining, unchanged_skipped(self.noting(live)),
+                               settings=self.settings,
                                sources=want.sources, problems=self.problems,
-                               managed_namespaces=managed_namespaces_of(want),
+                               managed_namespaces=self.managed(want),
                                orphans=self.desired.complete,
                                on_undecided=self.undecided.append)
         unsettled = self.identities.unsettled if self.identities is not None else ()
@@ -609,7 +727,8 @@ class _Session:
             yield result
 
     def all_problems(self) -> list[Problem]:
-        return [*self.desired.problems, *self.stats.problems, *self.problems]
+        gitops = self.gitops.problems if self.gitops is not None else []
+        return [*gitops, *self.desired.problems, *self.stats.problems, *self.problems]
 
     def undecided_key(self) -> Callable[[ResourceKey], bool] | None:
         """Which keys this run can say nothing about, beyond the skipped kinds: while Git is

@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "demo"),
     ("watch", "schedule"),
     ("pipeline", "web"),
-    ("adopt", "outputs", "policies", "report", "revert"),
+    ("adopt", "gitops", "outputs", "policies", "report", "revert"),
     ("desired", "githost", "ledger", "live", "sandbox"),
     ("engine",),
     ("config",),

@@ -33,6 +33,7 @@ from auditor.cli import (
     sandbox,
     schedule,
     serve,
+    sources,
     watch,
 )
 from auditor.cli.common import Context
@@ -82,7 +83,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool)
     ctx.obj = Context(config_path)
 
 
-for _group in (config, sandbox, audit, watch, schedule, ledger, notify, adopt, policies, report,
-               serve):
+for _group in (config, sandbox, audit, watch, schedule, sources, ledger, notify, adopt,
+               policies, report, serve):
     for _command in _group.COMMANDS:
         main.add_command(_command)

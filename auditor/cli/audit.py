@@ -112,12 +112,15 @@ def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: 
     result = audit(cfg, desired_path=desired_path, revision=revision, live_file=live_file,
                    namespace=namespace, tools_dir=tools_dir(), audit_log=audit_log,
                    progress=lambda task, total: Progress(task, total))
+    gitops = result.gitops.counts() if result.gitops is not None else None
     if output == "json":
-        sys.stdout.buffer.write(diffout.to_json(result.results, result.problems))
+        sys.stdout.buffer.write(diffout.to_json(result.results, result.problems, gitops))
         sys.stdout.buffer.flush()
     else:
         use_color = sys.stdout.isatty() if color is None else color
         click.echo(diffout.to_text(result.results, result.problems, color=use_color), nl=False)
+        for line in diffout.gitops_lines(gitops):
+            click.echo(line)
     sys.exit(diffout.exit_code(result.results, result.problems,
                                partial=bool(result.skipped_kinds),
                                zero_on_partial=exit_zero_on_partial))
@@ -140,6 +143,7 @@ def _actors_line(outcome: Any, cfg: Config) -> str:
 
 def _run_summary(outcome: Any, color: bool, cfg: Config) -> str:
     """The one-screen summary a CronJob log or a terminal shows at the end of a run."""
+    from auditor.outputs import diffout
     from auditor.outputs.diffout import to_text
 
     audit = outcome.audit
@@ -166,6 +170,12 @@ def _run_summary(outcome: Any, color: bool, cfg: Config) -> str:
                                          for name, sha in sorted(audit.desired.commits.items())))
     if audit.skipped_kinds:
         lines.append("skipped kinds (not audited this run): " + ", ".join(audit.skipped_kinds))
+    gitops = outcome.counters.get("gitops")
+    if gitops:
+        lines.append(f"gitops: {len(gitops['sources'])} source(s) from the controllers, "
+                     f"{len(gitops['skipped'])} skipped, {len(gitops['sync_lag'])} behind Git, "
+                     f"{len(gitops['not_under_gitops'])} namespace(s) not under GitOps")
+        lines.extend(diffout.gitops_lines(gitops))
     lines.append(_actors_line(outcome, cfg))
     shown = not_in_sync[:15]
     if shown:
@@ -230,7 +240,8 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
     alert_report = alerts.after_run(cfg, cfg.ledger.path, outcome.run_id, env=os.environ)
     metrics_report = metrics.after_run(cfg, cfg.ledger.path)
     if output == "json":
-        doc = orjson.loads(diffout.to_json(outcome.audit.results, outcome.audit.problems))
+        doc = orjson.loads(diffout.to_json(outcome.audit.results, outcome.audit.problems,
+                                           outcome.counters.get("gitops")))
         doc["run"] = {"id": outcome.run_id, "status": outcome.status,
                       "skipped_kinds": outcome.audit.skipped_kinds, "ledger": outcome.ledger,
                       "policy": outcome.counters.get("policy"),

@@ -32,6 +32,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from auditor.config import KustomizeSource
 from auditor.desired.parsecache import ParseCache
 from auditor.errors import ManifestError, ToolMissingError
 from auditor.support import packed, yamlsafe
@@ -361,13 +362,14 @@ class Plan:
     charts: tuple[str, ...] = ()
 
 
-def plan(root: Path, rel: str = ".", mode: RenderMode = "auto") -> Plan:
+def plan(root: Path, rel: str = ".", mode: RenderMode = "auto", recurse: bool = True) -> Plan:
     """Decide how to render ``root/rel`` (a file or a folder), sorted for determinism.
 
     ``auto`` looks at each folder: a kustomization file makes it one kustomize build, a
     ``Chart.yaml`` one Helm chart, otherwise its ``*.yaml|*.yml|*.json`` files are plain
-    manifests and its subfolders are searched the same way. Hidden folders are skipped, and
-    so are kustomizations that another kustomization found here already includes.
+    manifests and its subfolders are searched the same way (not with ``recurse`` false, as
+    Argo CD reads a directory). Hidden folders are skipped, and so are kustomizations that
+    another kustomization found here already includes.
     """
     start = (root / rel).resolve() if rel not in ("", ".") else root.resolve()
     root = root.resolve()
@@ -384,7 +386,7 @@ def plan(root: Path, rel: str = ".", mode: RenderMode = "auto") -> Plan:
     charts: list[str] = []
     for folder, dirnames, filenames in os.walk(start):
         here = Path(folder)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recurse else []
         if mode == "auto":
             kfile = kustomization_file(here)
             if kfile is not None:
@@ -519,43 +521,101 @@ def _folder_files(root: Path, folder: Path) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- kustomize
 
 
-def _kustomize_argv(tools_dir: str | os.PathLike[str] | None, target: str) -> list[str]:
+def _kustomize_argv(tools_dir: str | os.PathLike[str] | None, target: str,
+                    *flags: str) -> list[str]:
     kustomize = find_tool("kustomize", tools_dir)
     if kustomize:
-        return [kustomize, "build", target]
+        return [kustomize, "build", target, *flags]
     kubectl = find_tool("kubectl", tools_dir)
     if kubectl:
-        return [kubectl, "kustomize", target]
+        return [kubectl, "kustomize", target, *flags]
     raise ToolMissingError(
         "rendering a kustomization needs the `kustomize` binary or `kubectl` (which embeds "
         "it) on PATH or in $DRIFT_AUDITOR_TOOLS; install kustomize "
         "(https://kubectl.docs.kubernetes.io/installation/kustomize/) or kubectl")
 
 
+def _image_override(spec: str) -> dict[str, str]:
+    """A ``kustomize edit set image`` argument as a kustomization ``images`` entry:
+    ``name=newName:newTag``, ``name=newName@digest``, ``name:newTag``, ``name@digest``."""
+    name, eq, rest = spec.partition("=")
+    out: dict[str, str] = {}
+    target = rest if eq else spec
+    if "@" in target:
+        target, _, digest = target.partition("@")
+        out["digest"] = digest
+    elif ":" in target.rpartition("/")[2]:
+        target, _, tag = target.rpartition(":")
+        out["newTag"] = tag
+    if eq:
+        out["name"] = name
+        if target:
+            out["newName"] = target
+    else:
+        out["name"] = target
+    return out
+
+
+def overlay(resources: Sequence[str], overrides: KustomizeSource | None) -> dict[str, Any]:
+    """The wrapper kustomization around ``resources``: origin annotations on, and the
+    settings an Argo CD Application or a Flux Kustomization applies on top of the path."""
+    out: dict[str, Any] = {"resources": list(resources),
+                           "buildMetadata": ["originAnnotations"]}
+    if not overrides:
+        return out
+    if overrides.images:
+        out["images"] = [_image_override(i) for i in overrides.images]
+    if overrides.name_prefix:
+        out["namePrefix"] = overrides.name_prefix
+    if overrides.name_suffix:
+        out["nameSuffix"] = overrides.name_suffix
+    if overrides.namespace:
+        out["namespace"] = overrides.namespace
+    if overrides.labels:
+        out["commonLabels"] = dict(i.split("=", 1) for i in overrides.labels)
+    if overrides.annotations:
+        out["commonAnnotations"] = dict(i.split("=", 1) for i in overrides.annotations)
+    if overrides.patches:
+        out["patches"] = [orjson.loads(p) for p in overrides.patches]
+    return out
+
+
 def render_kustomize(root: Path, rel: str,
-                     tools_dir: str | os.PathLike[str] | None = None) -> RenderResult:
+                     tools_dir: str | os.PathLike[str] | None = None,
+                     overrides: KustomizeSource | None = None) -> RenderResult:
     """``kustomize build`` (or ``kubectl kustomize``) of the folder ``root/rel``.
 
     Built through a throw-away wrapper kustomization that turns on ``originAnnotations``, so
     each object names the file it came from; the annotation is removed afterwards unless
     the user's kustomization asked for it. Objects map to the kustomization file when no
     origin file is known (generators, remote bases), and list the folder's files as related.
+    ``overrides`` (images, name prefix, namespace, labels, patches) are applied by the
+    wrapper, as an overlay; with ``overrides.generate`` a folder without a kustomization is
+    built from every manifest file under it, as Flux does.
     """
     root = root.resolve()
     folder = (root / rel).resolve()
     kfile = kustomization_file(folder)
     shown = _rel(root, kfile) if kfile else rel
+    generated: tuple[str, ...] = ()
     if kfile is None:
-        return RenderResult(errors=(ManifestError(f"{rel}: no kustomization.yaml here",
-                                                  file=rel),))
-    try:
-        keep_origin = "originAnnotations" in yamlsafe.read_limited(kfile).decode(
-            "utf-8", errors="replace")
-    except yamlsafe.LimitError as exc:
-        return RenderResult(errors=(ManifestError(f"{shown}: {exc}", file=shown),))
-    except OSError as exc:
-        return RenderResult(errors=(ManifestError(f"{shown}: cannot read ({exc.strerror})",
-                                                  file=shown),))
+        if not (overrides is not None and overrides.generate):
+            return RenderResult(errors=(ManifestError(f"{rel}: no kustomization.yaml here",
+                                                      file=rel),))
+        try:
+            generated = plan(root, rel, "plain").files
+        except ManifestError as exc:
+            return RenderResult(errors=(exc,))
+        keep_origin = False
+    else:
+        try:
+            keep_origin = "originAnnotations" in yamlsafe.read_limited(kfile).decode(
+                "utf-8", errors="replace")
+        except yamlsafe.LimitError as exc:
+            return RenderResult(errors=(ManifestError(f"{shown}: {exc}", file=shown),))
+        except OSError as exc:
+            return RenderResult(errors=(ManifestError(f"{shown}: cannot read ({exc.strerror})",
+                                                      file=shown),))
     related = _folder_files(root, folder)
     try:
         with tempfile.TemporaryDirectory(prefix="drift-auditor-kustomize-") as tmp:
@@ -565,13 +625,20 @@ def render_kustomize(root: Path, rel: str,
             link = Path(tmp, *(["d"] * _WRAP_DEPTH), "target")
             link.parent.mkdir(parents=True)
             os.symlink(folder, link)
-            (Path(tmp) / "kustomization.yaml").write_text(
-                f"resources:\n- {link.relative_to(tmp).as_posix()}\n"
-                "buildMetadata: [originAnnotations]\n", encoding="utf-8")
+            target = link.relative_to(tmp).as_posix()
+            inside = [os.path.relpath(root / f, folder) for f in generated]
+            resources = [f"{target}/{f}" for f in inside] if generated else [target]
+            (Path(tmp) / "kustomization.yaml").write_bytes(
+                orjson.dumps(overlay(resources, overrides)))
+            # A generated kustomization names the folder's files through the link: kustomize
+            # resolves the link and would refuse files outside the wrapper's folder.
+            flags = ("--load-restrictor", "LoadRestrictionsNone") if generated else ()
             try:
-                stdout = _run(_kustomize_argv(tools_dir, tmp), "kustomize build", shown)
+                stdout = _run(_kustomize_argv(tools_dir, tmp, *flags), "kustomize build", shown)
                 wrapped: Path | None = link
             except ManifestError:
+                if overrides or generated:
+                    raise  # the settings live in the wrapper: no build without it
                 stdout = _run(_kustomize_argv(tools_dir, str(folder)), "kustomize build", shown)
                 wrapped = None
             docs = _split_rendered(stdout, "kustomize build", shown)
@@ -619,13 +686,15 @@ def _origin_file(root: Path, folder: Path, link: Path | None, obj: dict[str, Any
 
 def render_helm(root: Path, rel: str, *, release: str, namespace: str,
                 values: Sequence[str] = (), set_values: Sequence[str] = (),
-                tools_dir: str | os.PathLike[str] | None = None) -> RenderResult:
+                tools_dir: str | os.PathLike[str] | None = None,
+                values_yaml: str = "") -> RenderResult:
     """``helm template RELEASE CHART -f VALUES… --set … --namespace NS`` of ``root/rel``,
     with the chart's CRDs and without its hooks.
 
-    ``values`` are paths relative to ``root`` (else to the chart). Each object maps to the
-    template named by the ``# Source:`` comment helm writes before it, and lists the chart's
-    ``Chart.yaml``, ``values.yaml`` and the values files as related.
+    ``values`` are paths relative to ``root`` (else to the chart); ``values_yaml`` inline
+    values applied after them. Each object maps to the template named by the ``# Source:``
+    comment helm writes before it, and lists the chart's ``Chart.yaml``, ``values.yaml`` and
+    the values files as related.
     """
     root = root.resolve()
     chart = (root / rel).resolve()
@@ -653,7 +722,12 @@ def render_helm(root: Path, rel: str, *, release: str, namespace: str,
     for item in set_values:
         argv += ["--set", item]
     try:
-        stdout = _run(argv, "helm template", shown)
+        with tempfile.TemporaryDirectory(prefix="drift-auditor-values-") as tmp:
+            if values_yaml:
+                inline = Path(tmp) / "values.yaml"
+                inline.write_text(values_yaml, encoding="utf-8")
+                argv += ["-f", str(inline)]
+            stdout = _run(argv, "helm template", shown)
         docs = _split_rendered(stdout, "helm template", shown)
     except ManifestError as exc:
         return RenderResult(errors=(exc,))
@@ -697,14 +771,22 @@ def render_path(root: Path, rel: str = ".", *, mode: RenderMode = "auto",
                 namespace: str = "default", release: str = "",
                 values: Sequence[str] = (), set_values: Sequence[str] = (),
                 tools_dir: str | os.PathLike[str] | None = None,
-                cache: ParseCache | None = None) -> RenderResult:
+                cache: ParseCache | None = None, recurse: bool = True,
+                values_yaml: str = "",
+                kustomize: KustomizeSource | None = None) -> RenderResult:
     """Render ``root/rel`` as :func:`plan` decides; errors are collected, not raised.
 
+    With ``kustomize`` settings, a path that is a kustomization (or any folder, with
+    ``kustomize.generate``) is one kustomize build with the settings applied on top.
     :class:`ToolMissingError` is raised: without the binary nothing of that kind renders,
     and the caller should say what to install once rather than once per folder.
     """
+    target = root / rel
+    if kustomize is not None and (kustomize or kustomize.generate) and target.is_dir() and (
+            kustomize.generate or kustomization_file(target) is not None):
+        return render_kustomize(root, rel, tools_dir, overrides=kustomize)
     try:
-        todo = plan(root, rel, mode)
+        todo = plan(root, rel, mode, recurse)
     except ManifestError as exc:
         return RenderResult(errors=(exc,))
     out = _Collector()
@@ -718,5 +800,6 @@ def render_path(root: Path, rel: str = ".", *, mode: RenderMode = "auto",
     for chart in todo.charts:
         name = release or Path(chart).resolve().name
         out.add(render_helm(root, chart, release=name, namespace=namespace, values=values,
-                            set_values=set_values, tools_dir=tools_dir))
+                            set_values=set_values, tools_dir=tools_dir,
+                            values_yaml=values_yaml))
     return out.result()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from auditor import __version__
-from auditor.config import Config, HelmSource, Source
+from auditor.config import Config, HelmSource, KustomizeSource, Source
 from auditor.desired import render
 from auditor.desired.parsecache import PARSER_VERSION, ParseCache, holds_secret
 from auditor.desired.statecache import Locator, StateCache, inputs_digest
@@ -303,13 +303,16 @@ def _attribute(rendered: Sequence[render.RenderedObject], prefix: str,
 
 def _render_paths(root: Path, paths: Sequence[str], *, mode: render.RenderMode, namespace: str,
                   helm: HelmSource, release: str, tools_dir: str | os.PathLike[str] | None,
-                  cache: ParseCache | None = None) -> render.RenderResult:
+                  cache: ParseCache | None = None, recurse: bool = True,
+                  kustomize: KustomizeSource | None = None) -> render.RenderResult:
     objects: list[render.RenderedObject] = []
     errors: list[ManifestError] = []
     for rel in paths:
         result = render.render_path(root, rel, mode=mode, namespace=namespace,
                                     release=helm.release or release, values=helm.values,
-                                    set_values=helm.set, tools_dir=tools_dir, cache=cache)
+                                    set_values=helm.set, tools_dir=tools_dir, cache=cache,
+                                    recurse=recurse, values_yaml=helm.values_yaml,
+                                    kustomize=kustomize)
         objects.extend(result.objects)
         errors.extend(result.errors)
     return render.RenderResult(tuple(objects), tuple(errors))
@@ -348,7 +351,8 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
     def rendered(source: Source, repo: Repository) -> tuple[render.RenderResult, _Attribution]:
         result = _render_paths(repo.path, source.paths, mode=source.render,
                                namespace=source.namespace, helm=source.helm,
-                               release=source.name, tools_dir=tools_dir, cache=parse_cache)
+                               release=source.name, tools_dir=tools_dir, cache=parse_cache,
+                               recurse=source.recurse, kustomize=source.kustomize)
         return result, _attribute(result.objects, "", repo)
 
     synced: list[tuple[str, Source, Repository]] = []
@@ -382,7 +386,8 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
             inputs = _inputs(discovered, "git", [
                 [name, repo.url, repo.commit, list(source.paths), source.render,
                  source.namespace, source.name, list(source.helm.values),
-                 list(source.helm.set), source.helm.release] for name, source, repo in synced])
+                 list(source.helm.set), source.helm.release, source.helm.values_yaml,
+                 source.recurse, repr(source.kustomize)] for name, source, repo in synced])
             hit = _reread(state_cache.lookup(slot, inputs, DesiredObject))
             if hit is not None:
                 return DesiredState(hit, tuple(sorted(warnings, key=_problem_order)), commits,
@@ -401,7 +406,8 @@ def load_desired(sources: Iterable[Source], *, cache_dir: Path | str | None = No
     builder.problems.extend(warnings)
     state = builder.state(commits, repos, changes)
     if state_cache is not None and inputs is not None and clean and all(
-            _plain_only(repo.path, source.paths, source.render) for _n, source, repo in synced):
+            _plain_only(repo.path, source.paths, source.render) and not source.kustomize
+            and not source.kustomize.generate for _n, source, repo in synced):
         state_cache.store(slot, inputs, state.objects, builder.locators)
     return state
 

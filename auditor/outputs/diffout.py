@@ -23,7 +23,7 @@ under a GitOps manager's name without being a GitOps identity (the drift is then
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -95,14 +95,19 @@ def summary(results: Iterable[ObjectResult]) -> dict[str, int]:
     return out
 
 
-def to_json(results: Iterable[ObjectResult], problems: Iterable[Problem] = ()) -> bytes:
-    """The ``drift-auditor diff --output json`` document."""
+def to_json(results: Iterable[ObjectResult], problems: Iterable[Problem] = (),
+            gitops: Mapping[str, Any] | None = None) -> bytes:
+    """The ``drift-auditor diff --output json`` document. ``gitops`` (with sources from the
+    GitOps controllers): the derived sources, the skipped objects, each source's sync lag
+    and the namespaces not under GitOps, under ``"gitops"``."""
     ordered = _sorted_results(results)
     doc: dict[str, Any] = {"summary": summary(ordered),
                            "resources": [_resource_json(r) for r in ordered]}
     found = [{"where": p.where, "message": p.message, "kind": p.kind} for p in problems]
     if found:
         doc["problems"] = found
+    if gitops is not None:
+        doc["gitops"] = dict(gitops)
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
@@ -203,6 +208,24 @@ def _drift_lines(d: DriftItem, paint: Any) -> list[str]:
         return lines
     values = f"{_truncate(_show(d.desired))} → {_truncate(_show(d.live))}"
     return [f"{head}: {values}   {owner} {category}"]
+
+
+def gitops_lines(gitops: Mapping[str, Any] | None) -> list[str]:
+    """The sync lag of the controllers' sources, one line each: approved changes not live
+    yet, which is not drift."""
+    if not gitops:
+        return []
+    out = []
+    for lag in gitops.get("sync_lag") or ():
+        if lag["behind"] < 0:
+            out.append(f"sync lag: {lag['owner']}: applied {lag['applied'][:12]} is not in "
+                       f"the history of {lag['ref']} (head {lag['head'][:12]})")
+        else:
+            out.append(f"sync lag: {lag['owner']}: Git is ahead of the cluster by "
+                       f"{lag['behind']} commit{'s' if lag['behind'] != 1 else ''} on "
+                       f"{lag['ref']} since {lag['since']} (applied {lag['applied'][:12]}, "
+                       f"head {lag['head'][:12]})")
+    return out
 
 
 def to_text(results: Iterable[ObjectResult], problems: Iterable[Problem] = (), color: bool = False) -> str:
