@@ -128,7 +128,9 @@ def argo(kubectl: Any, kubeconfig: Path, tmp_path: Path) -> dict[str, Any]:
         ensure_namespace(kubectl, ns)
     # plain directory: only its top folder, as Argo CD reads it
     plain = files(repo.path / "apps/plain/settings.yaml")
-    apply_as(kubectl, plain, ARGO_MANAGER, "shop", {"kind": "Application", "owner": "shop"})
+    # Argo CD 2.x label tracking and 3.x annotation tracking at once: neither is drift.
+    apply_as(kubectl, plain, ARGO_MANAGER, "shop", {"kind": "Application", "owner": "shop",
+                                                    "extra": {"tracking": "annotation+label"}})
     # kustomize with Argo CD's image override
     web = render([str(kubectl_binary()), "kustomize", str(repo.path / "apps/web")])
     web[0]["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.local/nginx:1.27"

@@ -138,9 +138,11 @@ def test_the_expected_objects_per_variant() -> None:
     for wanted in [("ClusterRole", "drift-auditor-watch"), ("ClusterRole", "drift-auditor-revert"),
                    ("RoleBinding", "drift-auditor-revert"), ("ServiceMonitor", "drift-auditor"),
                    ("PrometheusRule", "drift-auditor"), ("Service", "drift-auditor-audit-webhook"),
-                   ("ConfigMap", "drift-auditor-dashboard")]:
+                   ("ConfigMap", "drift-auditor-dashboard"), ("ClusterRole", "drift-auditor-gitops"),
+                   ("RoleBinding", "drift-auditor-argocd-credentials")]:
         assert wanted in full
-    assert [n for k, n in full if k == "RoleBinding"] == ["drift-auditor-revert"] * 2
+    assert [n for k, n in full if k == "RoleBinding" and "revert" in n] == \
+        ["drift-auditor-revert"] * 2
     cron = kinds("cronjob")
     for wanted in [("CronJob", "drift-auditor"), ("CronJob", "drift-auditor-report"),
                    ("Deployment", "drift-auditor-serve"), ("Deployment", "drift-auditor-watch")]:
@@ -179,6 +181,16 @@ def test_config_is_valid_and_scope_matches_the_read_role(variant: str, tmp_path:
         assert cfg.serve.token_file and cfg.ledger.signing_key_file
         assert cfg.compare.secret_hash_key_file
         assert cfg.revert.mode == "enforce" and cfg.revert.namespaces == ("shop", "billing")
+        assert [(c.controller, c.namespaces, c.controller_credentials)
+                for c in cfg.controllers] == [("argocd", ("argocd",), True), ("flux", (), False)]
+        gitops = grants(one(docs, "ClusterRole", "drift-auditor-gitops"))
+        assert gitops == {("list", "argoproj.io", "applications"),
+                          ("list", "source.toolkit.fluxcd.io", "gitrepositories"),
+                          ("list", "kustomize.toolkit.fluxcd.io", "kustomizations"),
+                          ("list", "helm.toolkit.fluxcd.io", "helmreleases")}
+        role = one(docs, "Role", "drift-auditor-argocd-credentials")
+        assert role["metadata"]["namespace"] == "argocd"
+        assert grants(role) == {("list", "", "secrets")}
     elif variant == "default":
         assert cfg.revert.mode == "off", "the default install is read-only"
 
@@ -279,6 +291,8 @@ def test_grafana_dashboard_configmap_carries_the_shipped_dashboard() -> None:
     (("--set", "runner=cronjob"), "set ledger.persistence.accessMode: ReadWriteMany"),
     (("--set", "revert.enabled=true"), "list the namespaces auto-revert may write"),
     (("--set", "audit.schedule=every hour"), "/audit/schedule"),
+    (("--set", "gitops.flux.enabled=true", "--set", "gitops.flux.controllerCredentials=true"),
+     "list the namespaces holding its repository Secrets"),
 ])
 def test_bad_values_fail_naming_the_value(flags: tuple[str, ...], message: str) -> None:
     proc = helm("template", "x", str(CHART), *flags)

@@ -10,6 +10,7 @@ overrides, as tests/rbac does; everything else is the rendering.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sqlite3
 from collections.abc import Iterator
@@ -115,3 +116,41 @@ def test_the_default_pods_scheduler_runs_the_audit_job(cluster: kit.Cluster,
     # The report job is the other half of the schedule; its args render a report.
     jobs = yaml.safe_load(config.read_text())["schedule"]["jobs"]
     assert [j["name"] for j in jobs] == ["audit", "report"]
+
+
+def test_the_gitops_role_is_enough_to_audit_argocd_sources(cluster: kit.Cluster,
+                                                          tmp_path: pathlib.Path) -> None:
+    """With gitops.argocd on, the rendered RBAC alone lets the pod read the Applications
+    and audit their sources: no 403, every request allowed, the source derived."""
+    from tests.gitops import kit as gitops_kit
+    from tests.ship.test_helm_chart import render_manifests
+
+    docs = tuple(d for d in yaml.safe_load_all(render_manifests.render(
+        *render_manifests.FLAGS, "--set", "gitops.argocd.enabled=true",
+        "--set-json", "config.sources=[]")) if d)
+    wanted = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    cluster.apply(cluster.write("gitops-rbac.yaml", [d for d in docs if d["kind"] in wanted]))
+    gitops_kit.install_crds(cluster.admin)
+    repo = kit.git_repo(tmp_path / "repo", {"apps/shop.yaml": kit.SHOP})
+    sha = kit.git(repo, "rev-parse", "HEAD").strip()
+    cluster.apply(repo / "apps" / "shop.yaml", server_side_as=kit.GITOPS_MANAGER)
+    gitops_kit.create(cluster.admin, gitops_kit.argo_application(
+        "shop", repo_url=repo.as_uri(), path="apps", target_revision="main",
+        dest_namespace="shop", synced_revision=sha))
+    config = tmp_path / "drift-auditor.yaml"
+    config.write_text(one(docs, "ConfigMap", "drift-auditor-config")["data"]["drift-auditor.yaml"])
+    [spec] = [s for s in pod_specs(docs).values()]
+    audit = next(c for c in spec["containers"] if c["name"] == "audit")
+    env = container_env(audit, tmp_path, repo)
+    env.pop("DRIFT_AUDITOR_SOURCE_URL")  # no source of ours: the Application is the source
+    start = cluster.mark()
+    job = cluster.pod_run("run", "--exit-zero-on-drift", "-o", "json", config=config, env=env)
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr
+    doc = json.loads(job.stdout)
+    assert [s["owner"] for s in doc["gitops"]["sources"]] == ["Application argocd/shop"]
+    assert doc["summary"]["drifted"] == 0 and doc["summary"]["in_sync"] > 0
+    requests = [e for e in cluster.requests(start, user=None)
+                if e["userAgent"].startswith("drift-auditor/")]
+    assert {e["user"]["username"] for e in requests} == {kit.SA_USER}
+    assert all(e["annotations"]["authorization.k8s.io/decision"] == "allow" for e in requests)
+    assert any("/apis/argoproj.io/v1alpha1/applications" in e["requestURI"] for e in requests)

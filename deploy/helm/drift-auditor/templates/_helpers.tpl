@@ -56,6 +56,18 @@ first appearance. Call with (dict "kinds" LIST "verbs" LIST). */}}
 {{/* The drift-auditor.yaml the pods read: values.config with the keys the chart owns. */}}
 {{- define "drift-auditor.config" -}}
 {{- $cfg := deepCopy .Values.config -}}
+{{- $sources := get $cfg "sources" | default list -}}
+{{- range $controller := list "argocd" "flux" -}}
+{{- with (index $.Values.gitops $controller) -}}
+{{- if .enabled -}}
+{{- $entry := dict "from" $controller -}}
+{{- if .namespaces -}}{{- $_ := set $entry "namespaces" .namespaces -}}{{- end -}}
+{{- if .controllerCredentials -}}{{- $_ := set $entry "controller-credentials" true -}}{{- end -}}
+{{- $sources = append $sources $entry -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $cfg "sources" $sources -}}
 {{- $ledger := get $cfg "ledger" | default dict -}}
 {{- $_ := set $ledger "path" "/var/lib/drift-auditor/ledger.db" -}}
 {{- if .Values.secrets.signingKey.name -}}
