@@ -460,13 +460,15 @@ def _previous_commits(conn: Any) -> dict[str, str]:
 
 def gitops_sources(cfg: Config, objects: Mapping[tuple[str, str], list[dict[str, Any]]], *,
                    cluster: Cluster | None = None, resources: Iterable[APIResource] = (),
-                   env: Mapping[str, str] | None = None) -> tuple[Config, GitopsView]:
+                   env: Mapping[str, str] | None = None,
+                   lag: bool = True) -> tuple[Config, GitopsView]:
     """The configuration with the controllers' sources added, and what was derived: each
-    source's sync lag measured before its applied commit is checked out for the audit."""
+    source's sync lag (unless ``lag`` is false) measured before its applied commit is
+    checked out for the audit."""
     from auditor.gitops import derive_all, sync_lags
 
     derivation = derive_all(cfg, objects, cluster=cluster, resources=resources)
-    lags, failed = sync_lags(derivation.derived, secrets_env=env)
+    lags, failed = sync_lags(derivation.derived, secrets_env=env) if lag else ([], [])
     view = GitopsView(derivation, lags)
     sources = (*cfg.sources, *(d.source for d in derivation.derived))
     if not sources:

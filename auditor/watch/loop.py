@@ -35,6 +35,7 @@ from auditor.desired.state import DesiredState, load_desired_state
 from auditor.desired.statecache import StateCache
 from auditor.engine.records import Problem
 from auditor.errors import AuditorError
+from auditor.gitops import controller_objects
 from auditor.ledger import keyfile
 from auditor.live.client import APIResource, Cluster, ListStats
 from auditor.live.watch import Watcher
@@ -44,6 +45,7 @@ from auditor.pipeline import (
     compare_settings,
     configuration,
     discovered_kinds,
+    gitops_sources,
     ledger_secret_key,
     record_configuration,
 )
@@ -149,7 +151,14 @@ def watch(cfg: Config, *, stop: threading.Event, env: Mapping[str, str],
         parse_cache, state_cache = ParseCache(caches / "manifests"), StateCache(caches / "state")
 
         def read_git() -> DesiredState:
-            return load_desired_state(cfg, desired_path=desired_path, revision=revision,
+            effective = cfg
+            if cfg.controllers and not desired_path:
+                # The controllers' sources as they stand now, at the commits they applied.
+                effective, view = gitops_sources(
+                    cfg, controller_objects(cluster, resources, cfg.controllers),
+                    cluster=cluster, resources=resources, env=env, lag=False)
+                _log_problems(view.problems)
+            return load_desired_state(effective, desired_path=desired_path, revision=revision,
                                       discovered=discovered_kinds(resources),
                                       tools_dir=tools_dir, parse_cache=parse_cache,
                                       state_cache=state_cache)

@@ -285,3 +285,14 @@ def test_flux_kustomization_and_helmrelease_are_the_sources(fluxed: dict[str, An
     kubectl("-n", "shop", "patch", "configmap/nested", "-p", '{"data":{"MODE":"debug"}}')
     assert statuses(diff(fluxed["config"]))["ConfigMap/shop/nested"] == "drifted"
     git(repo.path, "log", "--oneline")
+
+
+def test_watch_reads_the_controllers_sources(argo: dict[str, Any]) -> None:
+    env = {**os.environ, "PATH": f"{TOOLS}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([sys.executable, "-m", "auditor.cli", "--config", str(argo["config"]),
+                           "watch", "--for", "4"], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    # The three Applications' objects are the Git side of the watch.
+    assert "Git: 3 objects" in proc.stderr, proc.stderr[-2000:]
