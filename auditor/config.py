@@ -764,12 +764,15 @@ def _controller_sources(data: dict[str, Any]) -> tuple[ControllerSource, ...]:
 
 
 def _apply_source_override(data: dict[str, Any], over: Mapping[str, Any], where: str) -> None:
-    sources = list(data.get("sources") or [])
+    entries = list(data.get("sources") or [])
+    # Controller entries (`from:`) are not Git sources: they stay as they are.
+    controllers = [e for e in entries if isinstance(e, Mapping) and "from" in e]
+    sources = [e for e in entries if not (isinstance(e, Mapping) and "from" in e)]
     if len(sources) > 1:
         raise ConfigError(f"{where}: several Git sources are configured; set them in the config file")
     first = dict(sources[0]) if sources else {}
     first.update(over)
-    data["sources"] = [first]
+    data["sources"] = [first, *controllers]
 
 
 def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None,

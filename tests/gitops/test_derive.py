@@ -236,3 +236,11 @@ sources:
 def test_bad_controller_sources(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         config(tmp_path, text + "\n")
+
+
+def test_the_single_source_override_leaves_controller_entries_alone(tmp_path: Path) -> None:
+    file = tmp_path / "drift-auditor.yaml"
+    file.write_text("sources: [{from: argocd}]\n")
+    cfg = config_mod.load(file, env={"DRIFT_AUDITOR_SOURCE_URL": URL})
+    assert [s.url for s in cfg.sources] == [URL]
+    assert [c.controller for c in cfg.controllers] == ["argocd"]
