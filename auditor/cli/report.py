@@ -101,7 +101,8 @@ def _default_name(start: datetime, end: datetime) -> str:
 @click.option("--table", type=LazyChoice(_tables), default="changes", show_default=True,
               help="With --format csv: which table (the change population, drift occurrences, "
                    "the run log, revert attempts, emergency changes, change-completeness "
-                   "exceptions, or coverage per kind).")
+                   "exceptions, coverage per kind, configuration versions, approvals, "
+                   "responses, or the GitOps controllers' sync lag).")
 @click.option("--audit-gap-minutes", type=click.IntRange(min=1), default=15, show_default=True,
               help="A stretch without any API-server audit event longer than this is a gap "
                    "of the audit stream (a change-completeness exception).")
@@ -137,7 +138,10 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, period: st
         else:
             assert from_ is not None
             start = parse_bound(from_, end=False)
-            end = parse_bound(to, end=True) if to else datetime.now(UTC).replace(microsecond=0)
+            # Default: up to now, inclusive. The end is exclusive at the second: the next
+            # whole second, so what happened in the current one (a run that just ended) counts.
+            end = parse_bound(to, end=True) if to else (
+                datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1))
         if end <= start:
             raise ConfigError(f"--to must be after --from (got {start:%Y-%m-%dT%H:%M:%SZ} to "
                               f"{end:%Y-%m-%dT%H:%M:%SZ})")
@@ -278,7 +282,8 @@ def sample_cmd(from_: str, to: str | None, seed: int, size: int, method: str,
 
         cfg = load_config()
         start = parse_bound(from_, end=False)
-        end = parse_bound(to, end=True) if to else datetime.now(UTC).replace(microsecond=0)
+        end = parse_bound(to, end=True) if to else (
+            datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1))
         if end <= start:
             raise ConfigError(f"--to must be after --from (got {start:%Y-%m-%dT%H:%M:%SZ} to "
                               f"{end:%Y-%m-%dT%H:%M:%SZ})")

@@ -5,6 +5,10 @@ never object names. Run figures (the last run, runs by status) are of scheduled 
 changes and drift events count whatever recorded them, watch batches included. Counters are counts of chained rows (runs, drift events, changes), so
 they only grow as long as the ledger does — which is what Prometheus expects of a counter
 that is recomputed rather than incremented.
+
+The GitOps figures (sources derived from Argo CD / Flux, sync lag, namespaces not under
+GitOps) are those of the newest complete scheduled run, when it read the controllers
+(:func:`auditor.ledger.gitopsquery.latest`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import orjson
 
 from auditor.engine.records import ObjectResult
 
-from . import outbox, schema
+from . import gitopsquery, outbox, schema
 
 # Upper bounds (seconds) of the open-drift age bands, and their label values.
 AGE_BANDS: tuple[tuple[float, str], ...] = (
@@ -82,6 +86,8 @@ class LedgerStats:
     policy_score: float | None = None
     # (namespace, kind, group, name, category) -> age, only when asked for (object_labels)
     open_drift_ages: dict[tuple[str, str, str, str, str], float] = field(default_factory=dict)
+    # The newest complete run's view of the GitOps controllers (None: no run read them).
+    gitops: gitopsquery.GitopsRun | None = None
 
 
 def read(conn: sqlite3.Connection, *, now: float, object_labels: bool = False) -> LedgerStats:
@@ -173,6 +179,7 @@ def read(conn: sqlite3.Connection, *, now: float, object_labels: bool = False) -
         score = conn.execute("SELECT score FROM policy_runs ORDER BY run_id DESC LIMIT 1"
                              ).fetchone()
         stats.policy_score = None if score is None or score[0] is None else float(score[0])
+    stats.gitops = gitopsquery.latest(conn)
     head = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
     stats.head_seq = int(head[0]) if head else 0
     return stats

@@ -44,6 +44,11 @@ Step 1 also decides **per-run news** (queued in the same transaction, once per r
      reason: their objects were not audited (the run is ``partial``). Not again while each
      next run misses the same kinds; *audited-again* when a run lists every kind after one
      that could not.
+   * *sync-lag* — with sources from Argo CD or Flux: the controller sources that fell
+     behind Git in the run (an owner behind now that was not in the scheduled run before):
+     one line each, naming the owner, the commits behind and since when. Not again while
+     the source stays behind, so a long lag is told once (the metrics and the report follow
+     it); only the controller's object, the ref and counts, never a repository URL.
 
 The first pass that sees runs starts from the newest (``news_from_run``), so switching
 alerts on for an old ledger replays no history.
@@ -78,7 +83,7 @@ from typing import Any
 from auditor.config import Config, SlackConfig
 from auditor.engine.scope import name_selected
 from auditor.errors import DeliveryError
-from auditor.ledger import times
+from auditor.ledger import gitopsquery, times
 from auditor.ledger.outbox import AlertState, DriftMark, Message, NewMessage, Outbox
 from auditor.outputs import slack
 
@@ -316,7 +321,21 @@ def _run_news(box: Outbox, sc: SlackConfig, cluster: str, rid: int) -> _News:
             news.messages.append(_new(kind, slack.revert_list_message(
                 group, cluster=cluster, run_id=rid, result=result), target))
     _partial_news(box, sc, cluster, rid, news)
+    _sync_lag_news(box, sc, cluster, rid, news)
     return news
+
+
+def _sync_lag_news(box: Outbox, sc: SlackConfig, cluster: str, rid: int, news: _News) -> None:
+    """The controller sources run ``rid`` found newly behind Git (see the module docstring);
+    news about no namespace, at the severity of controller drift."""
+    _, fell = gitopsquery.newly_lagging(box.conn, rid)
+    if not fell:
+        return
+    news.items += len(fell)
+    for target in route("", "low", sc):
+        news.messages.append(_new("sync-lag", slack.sync_lag_message(
+            [{"owner": lag.owner, "ref": lag.ref, "behind": lag.behind, "since": lag.since}
+             for lag in fell], cluster=cluster, run_id=rid), target))
 
 
 def _partial_news(box: Outbox, sc: SlackConfig, cluster: str, rid: int, news: _News) -> None:

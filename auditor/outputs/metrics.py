@@ -42,12 +42,25 @@ Metrics (name, type, labels):
     drift_auditor_ledger_events                       gauge      (chain head sequence number)
     drift_auditor_ledger_verify_ok                    gauge      (1 chain verifies, 0 broken)
     drift_auditor_ledger_verify_duration_seconds      gauge
+    drift_auditor_gitops_sources                      gauge      controller (argocd, flux)
+    drift_auditor_gitops_skipped                      gauge
+    drift_auditor_sync_lag_commits                    gauge      source, owner
+    drift_auditor_sync_lag_seconds                    gauge      source, owner
+    drift_auditor_namespaces_not_under_gitops         gauge
 
 
 ``drift_auditor_objects`` counts every compared object by status when the run stored its
 per-namespace/kind breakdown (:func:`auditor.ledger.metricsquery.breakdown`); otherwise only
 the not-in-sync ones (open and accepted drifts), and ``in-sync`` appears in
 ``drift_auditor_last_run_objects`` only.
+
+The GitOps series exist when the newest complete run read its sources from Argo CD or Flux
+(``sources: [{from: argocd}]``), with that run's figures: sources derived per
+controller (both controllers always, zeros included), controller objects skipped, and per
+source behind Git (``source`` is the derived source's name, ``owner`` the controller's
+object, e.g. ``Application argocd/shop``) the commits Git is ahead of what the controller
+applied (-1: the applied commit is not in the ref's history) and, when that count is known,
+the seconds since the first commit not applied. A source in sync has no lag series.
 """
 
 from __future__ import annotations
@@ -56,6 +69,7 @@ import logging
 import math
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -78,6 +92,7 @@ from auditor.config import Config
 from auditor.errors import AuditorError, DeliveryError, LedgerError
 from auditor.ledger import HOWS, reading
 from auditor.ledger import metricsquery as mq
+from auditor.ledger.gitopsquery import CONTROLLERS, GitopsRun, controller, epoch
 from auditor.ledger.verify import verify as verify_ledger
 
 log = logging.getLogger(__name__)
@@ -201,6 +216,8 @@ def families(stats: mq.LedgerStats, *, verify_ok: bool | None,
     events = _g("ledger_events", "Events in the ledger's hash chain (head sequence number).")
     events.add_metric([], stats.head_seq)
     out += [pending, delivered, events]
+    if stats.gitops is not None:
+        out += gitops_families(stats.gitops, stats.now)
     if verify_ok is not None:
         ok = _g("ledger_verify_ok", "1 when the ledger's hash chain verifies, 0 when broken.")
         ok.add_metric([], 1 if verify_ok else 0)
@@ -208,6 +225,37 @@ def families(stats: mq.LedgerStats, *, verify_ok: bool | None,
         took.add_metric([], verify_seconds or 0.0)
         out += [ok, took]
     return out
+
+
+def gitops_families(view: GitopsRun, now: float) -> list[Metric]:
+    """The GitOps series of one run's view of the controllers (see the module docstring)."""
+    sources = _g("gitops_sources", "Git sources derived from GitOps controllers' objects by "
+                 "the last complete run, by controller.", ("controller",))
+    per = Counter(controller(str(s.get("name") or "")) for s in view.sources)
+    for name in sorted(set(CONTROLLERS) | set(per)):
+        sources.add_metric([name], per.get(name, 0))
+    skipped = _g("gitops_skipped", "GitOps controller objects the last complete run could not "
+                 "audit (unsupported source type).")
+    skipped.add_metric([], len(view.skipped))
+    commits = _g("sync_lag_commits", "Commits Git is ahead of what the controller applied, per "
+                 "source behind Git (-1: the applied commit is not in the ref's history).",
+                 ("source", "owner"))
+    seconds = _g("sync_lag_seconds", "Seconds since the first Git commit the controller has "
+                 "not applied, per source behind Git.", ("source", "owner"))
+    seen: set[tuple[str, str]] = set()
+    for lag in sorted(view.lags, key=lambda x: (x.source, x.owner)):
+        labels = (lag.source, lag.owner)
+        if labels in seen:
+            continue  # one series per source
+        seen.add(labels)
+        commits.add_metric(list(labels), lag.behind)
+        since = epoch(lag.since)
+        if lag.behind > 0 and since is not None:
+            seconds.add_metric(list(labels), max(0.0, now - since))
+    uncovered = _g("namespaces_not_under_gitops", "Namespaces in scope that no source derived "
+                   "from the GitOps controllers claims (last complete run).")
+    uncovered.add_metric([], len(view.not_under_gitops))
+    return [sources, skipped, commits, seconds, uncovered]
 
 
 class LedgerCollector(Collector):

@@ -24,6 +24,8 @@ failed attempts with the API's error (:func:`revert_failed_message`), a run refu
 (:func:`revert_list_message`). Revert rows are shown through :func:`as_drift`, so a Secret's
 values get the same treatment as in drift messages. And the kinds a run could not list
 (:func:`partial_run_message`), then that they are listed again (:func:`audited_again_message`).
+With sources from GitOps controllers, the sources that newly fell behind Git
+(:func:`sync_lag_message`).
 
 Secrets: the ledger already holds Secret values only as keyed hashes; messages go further
 and show a Secret's drifted keys by name with at most a short prefix of that hash. Anything
@@ -598,6 +600,48 @@ def audited_again_message(kinds: Sequence[str], *, cluster: str,
             "attachments": [{"color": COLOURS["resolved"], "blocks": [_section(
                 f"{_ICONS['resolved']} *{title}* · cluster `{_esc(cluster)}` · run {run_id}"
                 f"\nListed again: {_esc(shown)}")]}]}
+
+
+# ------------------------------------------------------------ sync lag
+
+SYNC_LAG_COLOUR = "#F79009"
+MAX_LAGS = 20  # sources listed in one message; the rest are counted
+
+
+def _lag_line(lag: Mapping[str, Any]) -> str:
+    owner, ref = _esc(_short(str(lag.get("owner") or "?"), 200)), _esc(
+        _short(str(lag.get("ref") or "?"), 100))
+    behind = int(lag.get("behind") or 0)
+    if behind < 0:
+        return (f"• *{owner}*: the commit it applied is not in the history of `{ref}` "
+                "(a force-push or another branch)")
+    since = str(lag.get("since") or "")
+    when = f" since {_when(since)}" if since else ""
+    return (f"• *{owner}*: Git is {behind} commit{'s' * (behind != 1)} ahead on `{ref}`"
+            f"{when}")
+
+
+def sync_lag_message(lags: Sequence[Mapping[str, Any]], *, cluster: str,
+                     run_id: int) -> dict[str, Any]:
+    """Controller sources that fell behind Git in run ``run_id`` (``owner``, ``ref``,
+    ``behind``, ``since`` each): approved changes the controller has not applied yet. Sync
+    lag, not drift: the cluster matches what the controller applied. Names no repository
+    URL (it may carry credentials)."""
+    rows = sorted(lags, key=lambda x: str(x.get("owner") or ""))
+    n = len(rows)
+    title = f"Git ahead of the cluster: {n} GitOps source{'s' * (n != 1)} fell behind"
+    lines = [_lag_line(x) for x in rows[:MAX_LAGS]]
+    if n > MAX_LAGS:
+        lines.append(f"… and {n - MAX_LAGS} more (`drift-auditor sources`)")
+    return {"text": f"{title} · cluster {cluster} · run {run_id}: "
+                    + "; ".join(str(x.get("owner") or "?") for x in rows[:MAX_LAGS])
+                    + ("; …" if n > MAX_LAGS else ""),
+            "attachments": [{"color": SYNC_LAG_COLOUR, "blocks": [
+                _section(f":hourglass_flowing_sand: *{_esc(title)}* · cluster "
+                         f"`{_esc(cluster)}` · run {run_id}\n" + "\n".join(lines)),
+                _context("Approved changes the controller has not applied yet: sync lag, not "
+                         "drift. Not repeated while the source stays behind "
+                         "(`drift_auditor_sync_lag_seconds`, the report's sync lag).")]}]}
 
 
 def reminder_message(drift: Mapping[str, Any], *, cluster: str, now: datetime) -> dict[str, Any]:

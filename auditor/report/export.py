@@ -30,6 +30,7 @@ from .model import (
     Report,
     RevertAttempt,
     RunItem,
+    SyncLagItem,
 )
 
 CHANGE_COLUMNS: tuple[tuple[str, Callable[[ChangeItem], Any]], ...] = (
@@ -234,8 +235,28 @@ RESPONSE_COLUMNS: tuple[tuple[str, Callable[[ManagementResponse], Any]], ...] = 
     ("response", lambda r: r.text),
 )
 
+# Sources from GitOps controllers: how long Git was ahead of what each controller applied.
+SYNC_LAG_COLUMNS: tuple[tuple[str, Callable[[SyncLagItem], Any]], ...] = (
+    ("cluster", lambda x: x.cluster),
+    ("owner", lambda x: x.owner),
+    ("source", lambda x: x.source),
+    ("controller", lambda x: x.controller),
+    ("ref", lambda x: x.ref),
+    ("runs_seen", lambda x: x.runs_seen),
+    ("runs_behind", lambda x: x.runs_behind),
+    ("max_commits_behind", lambda x: x.max_behind),
+    ("longest_lag_s", lambda x: x.longest_s),
+    ("longest_lag_since", lambda x: x.longest_since),
+    ("longest_lag_seen_at", lambda x: x.longest_seen_at),
+    ("first_behind_at", lambda x: x.first_behind_at),
+    ("last_behind_at", lambda x: x.last_behind_at),
+    ("behind_at_period_end", lambda x: x.behind_at_end),
+    ("commits_behind_at_period_end", lambda x: x.behind_at_end_commits),
+    ("diverged", lambda x: x.diverged),
+)
+
 TABLES = ("changes", "drifts", "runs", "reverts", "emergency", "exceptions", "coverage",
-          "config", "approvals", "responses")
+          "config", "approvals", "responses", "sync-lag")
 
 # A fleet report merges ledgers whose IDs and sequence numbers are per ledger: each row leads
 # with a cluster-qualified reference (``prod-eu:change-12``), the same text as the HTML
@@ -310,6 +331,10 @@ def to_csv(report: Report, table: str = "changes") -> str:
         return _csv(APPROVAL_COLUMNS, report.approvals)
     if table == "responses":
         return _csv(RESPONSE_COLUMNS, report.responses)
+    if table == "sync-lag":
+        # Header only when no run of the period read the GitOps controllers (the JSON and
+        # the HTML say "not applicable").
+        return _csv(SYNC_LAG_COLUMNS, report.gitops.sync_lag)
     return population_csv(report)
 
 

@@ -33,7 +33,7 @@ from auditor.errors import ConfigError
 from auditor.ledger import reportquery as q
 from auditor.ledger.schema import reading_checked
 
-from . import completeness, controls, export
+from . import completeness, controls, export, gitops
 from .definitions import definitions
 from .model import (
     Bucket,
@@ -143,7 +143,8 @@ def _qualify(report: Report, name: str, base: str) -> Report:
                     for x in comp.exceptions])
     return replace(report, changes=changes, drifts=drifts, acceptances=acceptances,
                    commits=commits, monitoring=monitoring, policies=policies, reverts=reverts,
-                   revert_caps=caps, emergency=emergency, completeness=completeness)
+                   revert_caps=caps, emergency=emergency, completeness=completeness,
+                   gitops=gitops.qualify(report.gitops, name))
 
 
 def _integrity(members: Sequence[FleetMember]) -> Integrity:
@@ -335,5 +336,6 @@ def _merge(parts: Sequence[Report], members: list[FleetMember], cfg: Config,
                                   match_window_s=merged.window_s or 120,
                                   gap_threshold_s=opts.audit_gap_minutes * 60),
                      FLEET_DEFINITION],
-        fleet=members, completeness=merged)
+        fleet=members, completeness=merged,
+        gitops=gitops.merge([p.gitops for p in parts]))
 

@@ -619,6 +619,55 @@ class Completeness:
         return sum(1 for x in self.exceptions if x.type == kind)
 
 
+NOT_APPLICABLE_GITOPS = "not applicable in period (no sources from GitOps controllers)"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncLagItem:
+    """One controller source (its owner: ``Application argocd/shop``) and how far Git was
+    ahead of what the controller applied in the period (:mod:`.gitops`): approved changes not
+    live. Durations run from the first commit not applied (``since``) to the start of the run
+    that saw it."""
+
+    owner: str
+    source: str
+    controller: str  # argocd | flux
+    ref: str
+    runs_seen: int  # the period's runs that derived this source
+    runs_behind: int  # of them, the runs that found Git ahead
+    max_behind: int  # most commits behind seen (-1: only ever diverged)
+    longest_s: int | None  # the longest lag seen (None: no run knew since when)
+    longest_since: str  # its first commit not applied
+    longest_seen_at: str  # the run that saw it
+    first_behind_at: str
+    last_behind_at: str
+    behind_at_end: bool  # behind in the period's last run with the controllers' view
+    behind_at_end_commits: int | None
+    diverged: bool = False  # some run found the applied commit outside the ref's history
+    cluster: str = ""  # set in fleet reports
+
+
+@dataclass
+class GitopsCoverage:
+    """Sources from the GitOps controllers in the period (:mod:`.gitops`): what no source
+    claims (not under GitOps) and how long Git was ahead of the controllers (sync lag)."""
+
+    applicable: bool = False  # some run of the period read the controllers
+    note: str = NOT_APPLICABLE_GITOPS  # '' when applicable
+    runs: int = 0  # the period's runs with the controllers' view
+    as_of_run: int | None = None  # the period's last such run
+    as_of: str = ""
+    sources_at_end: int = 0
+    skipped_at_end: list[str] = field(default_factory=list)  # ``owner: reason``
+    not_under_gitops: list[str] = field(default_factory=list)  # at the last such run
+    runs_with_uncovered: int = 0  # runs of the period that found any such namespace
+    sync_lag: list[SyncLagItem] = field(default_factory=list)
+
+    @property
+    def behind_at_end(self) -> int:
+        return sum(1 for x in self.sync_lag if x.behind_at_end)
+
+
 @dataclass(frozen=True, slots=True)
 class ConfigVersionItem:
     """One version of Drift Auditor's own configuration (:mod:`.configchanges`): what changed
@@ -689,6 +738,8 @@ class Report:
     # Management responses to the drifts and changes of this report (schema step 9), oldest
     # first; :meth:`responses_for` finds a row's.
     responses: list[ManagementResponse] = field(default_factory=list)
+    # Sources from Argo CD / Flux: not under GitOps and sync lag (completeness section).
+    gitops: GitopsCoverage = field(default_factory=GitopsCoverage)
 
     def responses_for(self, ref: str) -> list[ManagementResponse]:
         """The management responses to ``ref`` (``drift:12``, ``change:34``)."""

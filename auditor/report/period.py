@@ -39,6 +39,7 @@ from . import (
     controls,
     export,
     fields,
+    gitops,
     policies,
     remediation,
     responses,
@@ -477,4 +478,4 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
                                 gap_threshold_s=opts.audit_gap_minutes * 60),
         completeness=complete, configuration=tool_config, approvals=approved.items,
         protections=approved.protections,
-        responses=responses.build(conn, changes, episodes))
+        responses=responses.build(conn, changes, episodes), gitops=gitops.build(runs))

@@ -1,7 +1,7 @@
 """The shipped alert rules (``deploy/helm/drift-auditor/files/drift-auditor-rules.yaml``) under the real
 ``promtool test rules``, fed with series the project's own exporter produced from real
-ledgers: a stale auditor with old drift, a failed run over a tampered ledger, and a human
-change outside Git.
+ledgers: a stale auditor with old drift, a failed run over a tampered ledger, a human
+change outside Git, and Git ahead of what a GitOps controller applied.
 
 promtool's clock starts at 0; the exporter's ``*_timestamp_seconds`` values are moved by the
 same offset (promtool time 0 is the exposition's "now"), so ``time() - timestamp`` reads the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from auditor.config import Config
 from auditor.ledger import Ledger
 from auditor.outputs import metrics
+from tests.alerts.gitopsledgers import SHOP, lag, record_gitops, view
+from tests.alerts.gitopsledgers import WEB as WEB_APP
 from tests.alerts.ledgers import at, drifted, in_sync, key
 from tests.ledger.helpers import obs
 
@@ -155,7 +158,7 @@ def test_a_fresh_healthy_auditor_pages_nobody(tmp_path: Path) -> None:
     alerts = [{"eval_time": "30m", "alertname": name, "exp_alerts": []} for name in (
         "DriftAuditorNotRunning", "DriftAuditorMetricsAbsent", "DriftAuditorRunNotComplete",
         "DriftAuditorLedgerVerifyFailed", "DriftAuditorDriftOpenTooLong",
-        "DriftAuditorUnauthorisedChange", "DriftAuditorAlertsBackingUp")]
+        "DriftAuditorUnauthorisedChange", "DriftAuditorAlertsBackingUp", "DriftAuditorSyncLag")]
     _promtool(tmp_path, _timeline((fresh, 40)), alerts)
 
 
@@ -210,4 +213,58 @@ def test_a_human_change_outside_git_pages_once_it_is_recorded(tmp_path: Path) ->
                 "summary": "1 unauthorised change(s) in the last hour",
                 "description": "A person changed the cluster outside Git. `drift-auditor "
                                "history --category human --since 1h` names who and what."}}]},
+    ])
+
+
+def _since(entry: dict[str, Any], epoch: float) -> dict[str, Any]:
+    """``entry`` with its first unapplied commit at ``epoch`` (as git's %cI writes it)."""
+    moment = datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return {**entry, "since": moment}
+
+
+SYNC_LAG_DESCRIPTION = (
+    "The GitOps controller has not applied the newest commits of the ref it follows for over "
+    "an hour: approved changes are not live. Check its sync status and errors; "
+    "`drift-auditor sources` shows the commit it applied.")
+
+
+def test_git_ahead_of_the_controller_for_over_an_hour_warns(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    # web: 3 commits behind since an hour and a half before the run (runs end on the wall
+    # clock, so "since" is taken from it too); shop: diverged (-1,
+    # no "since"), which the seconds series (and so this alert) leaves out.
+    since = time.time() - 1.5 * HOUR
+    record_gitops(db, 2, view([_since(lag(WEB_APP, 3, 0), since), lag(SHOP, -1, None)]))
+    now = _ended(db) + 60
+    lagging = _exposition(db, now)
+    seconds = now - int(since)
+    key_ = f'drift_auditor_sync_lag_seconds{{owner="{WEB_APP}",source="argocd:argocd/web"}}'
+    assert lagging[key_] == seconds
+    assert not any(k.startswith("drift_auditor_sync_lag_seconds") and SHOP in k
+                   for k in lagging)
+    _promtool(tmp_path, _timeline((lagging, 40)), [
+        # "for: 15m": pending at first, firing after.
+        {"eval_time": "10m", "alertname": "DriftAuditorSyncLag", "exp_alerts": []},
+        {"eval_time": "20m", "alertname": "DriftAuditorSyncLag", "exp_alerts": [{
+            "exp_labels": {"severity": "warning", "owner": WEB_APP},
+            "exp_annotations": {
+                "summary": f"{WEB_APP}: Git ahead of the cluster for {_humanized(seconds)}",
+                "description": SYNC_LAG_DESCRIPTION}}]},
+    ])
+
+
+def test_a_short_sync_lag_or_none_pages_nobody(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    # Behind for twenty minutes: a controller's normal sync interval, not an alert.
+    record_gitops(db, 2, view([_since(lag(WEB_APP, 1, 0), time.time() - 1200)]))
+    short = _exposition(db, _ended(db) + 60)
+    assert 1200 <= short[
+        f'drift_auditor_sync_lag_seconds{{owner="{WEB_APP}",source="argocd:argocd/web"}}'] < 3600
+    # Then in sync again: the series goes away.
+    record_gitops(db, 3, view())
+    synced = _exposition(db, _ended(db) + 60)
+    assert not any(k.startswith("drift_auditor_sync_lag") for k in synced)
+    _promtool(tmp_path, _timeline((short, 30), (synced, 30)), [
+        {"eval_time": "25m", "alertname": "DriftAuditorSyncLag", "exp_alerts": []},
+        {"eval_time": "55m", "alertname": "DriftAuditorSyncLag", "exp_alerts": []},
     ])

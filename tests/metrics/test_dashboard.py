@@ -20,6 +20,7 @@ from auditor.config import Config
 from auditor.ledger import Ledger
 from auditor.ledger.metricsquery import BREAKDOWN_KEY, breakdown
 from auditor.outputs import metrics
+from tests.alerts.gitopsledgers import SHOP, lag, view
 from tests.alerts.ledgers import at, drifted, in_sync, key
 from tests.ledger.helpers import obs
 
@@ -64,8 +65,8 @@ def test_every_query_is_promql_promtool_parses(tmp_path: Path) -> None:
 
 def test_every_metric_queried_is_one_the_exporter_emits(tmp_path: Path) -> None:
     """A ledger as runs leave it (a change, a drift and its remediation, the per-namespace
-    breakdown): the exporter's families, plus the policy score it emits only when policies
-    ran, cover every name the dashboard asks for."""
+    breakdown, sources from Argo CD with one behind Git): the exporter's families, plus the
+    policy score it emits only when policies ran, cover every name the dashboard asks for."""
     db = tmp_path / "ledger.db"
     web, api = key("web"), key("api", ns="billing")
     image = "spec.template.spec.containers[name=web].image"
@@ -80,7 +81,8 @@ def test_every_metric_queried_is_one_the_exporter_emits(tmp_path: Path) -> None:
                 run.observe(o)
             for r in results:
                 run.record(r)
-            run.finish("complete", counts={BREAKDOWN_KEY: breakdown(results)})
+            run.finish("complete", counts={BREAKDOWN_KEY: breakdown(results),
+                                           "gitops": view([lag(SHOP, 2, hour - 0.5)])})
     reg, _ = metrics.registry(Config(), db)
     emitted = {s.name for f in text_string_to_metric_families(generate_latest(reg).decode())
                for s in f.samples}

@@ -273,7 +273,7 @@ def test_prometheus_rule_is_the_shipped_rules_and_promtool_accepts_it(tmp_path: 
     proc = subprocess.run(["promtool", "check", "rules", str(file)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 7 rules found" in proc.stdout
+    assert "SUCCESS: 8 rules found" in proc.stdout
 
 
 def test_grafana_dashboard_configmap_carries_the_shipped_dashboard() -> None:
