@@ -33,6 +33,11 @@ def _compare(tmp: str) -> dict[str, Any]:
     return bench_compare(tmp)
 
 
+def _diff(tmp: str) -> dict[str, Any]:
+    from bench.diff_bench import bench_diff
+    return bench_diff(tmp)
+
+
 def _ledger(tmp: str) -> dict[str, Any]:
     from bench.ledger_bench import bench_ledger
     return bench_ledger(tmp)
@@ -73,6 +78,8 @@ SUITES: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
                  "RSS < 300 MiB)", _snapshot),
     "render": ("Git: 5,000 manifests in 500 files with attribution (goal: < 5 s)", _render),
     "compare": ("compare 10,000 pairs from files, 5% drifted (goal: ≥ 5,000 pairs/s)", _compare),
+    "diff": ("`diff --desired DIR --live FILE -o json`, 9,999 pairs from YAML files, whole "
+             "process (goal: ≥ 20,000 pairs/s, 0 misreported)", _diff),
     "ledger": ("ledger: 10,000 objects 5% drifted, then a 1%-change steady-state run", _ledger),
     "policies": ("31 policies over 10,000 objects, cold and steady (goal: cold < 15 s)",
                  _policies),
