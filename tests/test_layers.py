@@ -49,6 +49,8 @@ HOMES: dict[str, tuple[str, ...]] = {
     # server sharing no code with the tool) and adopt's read-back of what ruamel wrote, as
     # YAML 1.1 (yamledit, the home of YAML editing).
     "yaml": ("auditor.support.yamlsafe", "auditor.sandbox", "auditor.adopt.yamledit"),
+    # rapidyaml: the fast path for manifest YAML, checked against yamlsafe's loader.
+    "ryml": ("auditor.support.yamlfast",),
 }
 
 MAX_TOP_LEVEL_MODULES = 10

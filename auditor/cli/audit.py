@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from auditor.cli.common import (
+    NO_CACHE_HELP,
     Context,
     cluster_options,
     cluster_overrides,
     handle_errors,
+    parse_cache_dir,
     tools_dir,
 )
 
@@ -93,12 +95,13 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
 @click.option("--exit-zero-on-partial", is_flag=True, help=_ZERO_ON_PARTIAL_HELP)
 @click.option("--audit-log", type=click.Path(exists=True, dir_okay=False),
               help=_AUDIT_LOG_HELP)
+@click.option("--no-cache", is_flag=True, help=NO_CACHE_HELP)
 @click.pass_obj
 @handle_errors
 def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: bool,
          desired_path: str | None, revision: str | None, namespace: str | None,
          live_file: str | None, output: str, color: bool | None,
-         exit_zero_on_partial: bool, audit_log: str | None) -> None:
+         exit_zero_on_partial: bool, audit_log: str | None, no_cache: bool) -> None:
     """Compare Git with the cluster.
 
     Exit 0 in sync, 1 drift/missing/orphan, 2 error, 3 partial: a kind could not be listed
@@ -111,7 +114,8 @@ def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: 
     cfg = obj.load(cluster_overrides(kubeconfig, context, in_cluster))
     result = audit(cfg, desired_path=desired_path, revision=revision, live_file=live_file,
                    namespace=namespace, tools_dir=tools_dir(), audit_log=audit_log,
-                   progress=lambda task, total: Progress(task, total))
+                   progress=lambda task, total: Progress(task, total),
+                   parse_cache_dir=parse_cache_dir(no_cache))
     gitops = result.gitops.counts() if result.gitops is not None else None
     if output == "json":
         sys.stdout.buffer.write(diffout.to_json(result.results, result.problems, gitops))

@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -135,3 +136,23 @@ class LazyChoice(click.Choice[str]):
 def tools_dir() -> str | None:
     """Where `make tools` put kubectl 1.35 and helm (``$DRIFT_AUDITOR_TOOLS``), if set."""
     return os.environ.get("DRIFT_AUDITOR_TOOLS") or None
+
+
+NO_CACHE_HELP = ("Parse every manifest file afresh, without the parse cache "
+                 "($XDG_CACHE_HOME/drift-auditor/manifests, keyed by file content).")
+
+
+def parse_cache_dir(no_cache: bool) -> Path | None:
+    """Where ``diff`` and ``policies check`` keep parsed manifest files, by content: a file
+    seen before (a CI job's second run, a repository with few changes) is not parsed again.
+    Entries unused for 30 days are removed once a day. None with ``--no-cache``."""
+    if no_cache:
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "drift-auditor" / "manifests"
+    from auditor.desired.parsecache import ParseCache
+    from auditor.support import files
+
+    if files.once_a_day(folder / ".pruned"):
+        ParseCache(folder).prune(files.RETENTION_DAYS)
+    return folder

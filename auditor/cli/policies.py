@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from auditor.cli.common import LazyChoice, guarded, load_config
+from auditor.cli.common import NO_CACHE_HELP, LazyChoice, guarded, load_config, parse_cache_dir
 from auditor.errors import PolicyError
 
 if TYPE_CHECKING:
@@ -88,14 +88,16 @@ def policies_group() -> None:
 @click.option("--show-passing", is_flag=True, help="Text output: list passing results too.")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="kubeconfig file.")
 @click.option("--context", "kube_context", help="kubeconfig context to use.")
+@click.option("--no-cache", is_flag=True, help=NO_CACHE_HELP)
 def check_cmd(desired_path: str | None, revision: str | None, namespace: str | None,
               live_file: str | None, policies_dir: str | None, fmt: str, output_file: str,
               fail_on: str, show_passing: bool, kubeconfig: str | None,
-              kube_context: str | None) -> None:
+              kube_context: str | None, no_cache: bool) -> None:
     """Evaluate policies over Git manifests, a snapshot or the cluster."""
     code: list[int] = []
 
     def body() -> None:
+        from auditor.desired.parsecache import ParseCache
         from auditor.desired.state import load_desired_state
         from auditor.engine.records import ResourceKey, SourceInfo
         from auditor.live.snapshot import read_snapshot
@@ -114,8 +116,10 @@ def check_cmd(desired_path: str | None, revision: str | None, namespace: str | N
         objects: list[dict[str, Any]] = []
         sources: dict[ResourceKey, SourceInfo] = {}
         if desired_path:
+            cache_dir = parse_cache_dir(no_cache)
             desired = load_desired_state(cfg, desired_path=desired_path, revision=revision,
-                                         namespace=namespace)
+                                         namespace=namespace, parse_cache=ParseCache(cache_dir)
+                                         if cache_dir is not None else None)
             for key, item in desired.objects.items():
                 objects.append(item.obj)
                 sources[key] = item.source

@@ -839,8 +839,9 @@ def compare_all(desired: Mapping[ResourceKey, dict[str, Any]], live: Iterable[di
                 managed_namespaces: Collection[str] | None = None,
                 problems: list[Problem] | None = None,
                 orphans: bool = True,
-                on_undecided: Callable[[ResourceKey], None] | None = None
-                ) -> Iterator[ObjectResult]:
+                on_undecided: Callable[[ResourceKey], None] | None = None,
+                seen: set[ResourceKey] | None = None,
+                missing: bool = True) -> Iterator[ObjectResult]:
     """Compare a stream of live objects with the desired objects.
 
     Live objects are consumed one at a time (they arrive page by page from the cluster) and
@@ -856,6 +857,9 @@ def compare_all(desired: Mapping[ResourceKey, dict[str, Any]], live: Iterable[di
     With ``orphans=False`` (Git is not known in full: a file could not be read) a live
     object that would be an orphan may be declared by what could not be read: it yields no
     result and goes to ``on_undecided`` instead.
+
+    ``seen`` (filled in) holds the desired keys met live; with ``missing=False`` no
+    ``missing`` results follow, for a caller comparing the live objects in parts.
     """
     sources = sources or {}
     namespaces = (frozenset(managed_namespaces) if managed_namespaces is not None
@@ -870,7 +874,7 @@ def compare_all(desired: Mapping[ResourceKey, dict[str, Any]], live: Iterable[di
             problems.append(Problem(where=str(key), message=f"cannot compare: {exc}"))
             return None
 
-    seen: set[ResourceKey] = set()
+    seen = set() if seen is None else seen
     for obj in live:
         key = ResourceKey.of(obj)
         want = desired.get(key)
@@ -889,6 +893,8 @@ def compare_all(desired: Mapping[ResourceKey, dict[str, Any]], live: Iterable[di
             continue
         if result is not None:
             yield result
+    if not missing:
+        return
     for key in sorted(desired):
         if key not in seen:
             result = one(key, desired[key], None)
