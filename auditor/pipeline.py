@@ -977,6 +977,7 @@ def _recorded(pages: Iterable[Any], session: _Session, run: Run, policy_run: Pol
                 yield obj
                 continue
             content = settings.normalise(obj)
+            settings.remember(obj, content)
             digest = content_hash(content)
             if prev is not None and prev[1] == digest:
                 unchanged += 1  # a status write: no actor to find
