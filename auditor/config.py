@@ -437,8 +437,15 @@ class ServeConfig:
     # Ledgers of a fleet view, one per cluster (``--ledger`` repeated overrides them); empty:
     # the one ledger at ``ledger.path``, which stays the default of every other command.
     ledgers: tuple[str, ...] = ()
+    # Where people reach this UI (``https://drift.example.com``): Slack alerts link the
+    # object's page, its drift history and the commit on the Git host. Empty: no links.
+    public_url: str = ""
 
     def __post_init__(self) -> None:
+        if self.public_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?",
+                                                self.public_url):
+            raise ConfigError(f"serve.public-url: {self.public_url!r} is not an http(s) URL "
+                              "(e.g. https://drift.example.com)")
         if self.token_env and self.token_file:
             raise ConfigError("serve.token-file: set either serve.token-env or serve.token-file, "
                               "not both")

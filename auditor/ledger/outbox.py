@@ -117,7 +117,7 @@ SELECT d.id, o.grp, o.kind, o.namespace, o.name, d.fingerprint, d.status, d.cate
         WHERE e.drift_id = d.id AND e.event = 'resolved' ORDER BY e.seq DESC LIMIT 1),
        (SELECT e.by || char(31) || e.reason FROM drift_events e
         WHERE e.drift_id = d.id AND e.event = 'accepted' ORDER BY e.seq DESC LIMIT 1),
-       c.author, c.date, c.subject, c.pr,
+       c.author, c.date, c.subject, c.pr, c.repo,
        a.notified_state, a.message_id, a.notified_at, a.reminded_at, a.fingerprint
 FROM drifts d JOIN drift_state s ON s.drift_id = d.id JOIN objects o ON o.id = d.object_id
 LEFT JOIN commits c ON c.id = (SELECT min(id) FROM commits WHERE sha = d.source_commit)
@@ -128,7 +128,7 @@ WHERE {where} ORDER BY d.id"""
 def _drift_row(row: Sequence[Any]) -> tuple[dict[str, Any], AlertState | None]:
     (did, grp, kind, ns, name, fp, status, category, manager, items, source_file,
      source_commit, opened_at, state, since, until, resolved, accepted, author, date, subject,
-     pr, notified, message_id, notified_at, reminded_at, alert_fp) = row
+     pr, repo, notified, message_id, notified_at, reminded_at, alert_fp) = row
     how, _, related = (resolved or "").partition("\x1f")
     by, _, reason = (accepted or "").partition("\x1f")
     gk = f"{kind}.{grp}" if grp else kind
@@ -138,7 +138,7 @@ def _drift_row(row: Sequence[Any]) -> tuple[dict[str, Any], AlertState | None]:
         "category": category, "manager": manager or "", "items": orjson.loads(items or "[]"),
         "source_file": source_file or "", "source_commit": source_commit or "",
         "commit_author": author or "", "commit_date": date or "", "commit_subject": subject or "",
-        "commit_pr": pr, "opened_at": opened_at, "state": state, "state_since": since,
+        "commit_pr": pr, "commit_repo": repo or "", "opened_at": opened_at, "state": state, "state_since": since,
         "accepted_until": until, "resolved_how": (how or None) if state == "resolved" else None,
         "superseded_by": int(related) if state == "resolved" and related else None,
         "accepted_by": by or None, "accepted_reason": reason or None}

@@ -85,7 +85,7 @@ from auditor.engine.scope import name_selected
 from auditor.errors import DeliveryError
 from auditor.ledger import gitopsquery, times
 from auditor.ledger.outbox import AlertState, DriftMark, Message, NewMessage, Outbox
-from auditor.outputs import slack
+from auditor.outputs import links, slack
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +203,8 @@ def plan(box: Outbox, cfg: Config, *, now: datetime, run_id: int | None = None) 
     if box.meta("initialized") is None:
         _plan_first(box, cfg, out, cluster, now)
     else:
-        _plan_new(box, sc, out, cluster, now)
-        _plan_follow_ups(box, sc, out, cluster, now)
+        _plan_new(box, sc, out, cluster, now, public_url=cfg.serve.public_url)
+        _plan_follow_ups(box, sc, out, cluster, now, public_url=cfg.serve.public_url)
         if sc.reminder_hours > 0 and not sc.quiet:
             _plan_reminders(box, sc, out, cluster, now)
     _plan_run_news(box, sc, out, cluster, run_id)
@@ -389,7 +389,25 @@ def _plan_first(box: Outbox, cfg: Config, out: Plan, cluster: str, now: datetime
                 out.marks.append(DriftMark(d["id"], d["fingerprint"], state, message_ref=ref))
 
 
-def _plan_new(box: Outbox, sc: SlackConfig, out: Plan, cluster: str, now: datetime) -> None:
+def drift_links(drift: Mapping[str, Any], public_url: str) -> list[tuple[str, str]]:
+    """The buttons of a drift's message: its object's page and drift history in ``serve``
+    (with ``serve.public-url``), and the commit of its Git file on the Git host."""
+    out: list[tuple[str, str]] = []
+    if public_url:
+        page = links.object_url(public_url, str(drift.get("api_group") or ""),
+                                str(drift.get("kind") or ""), str(drift.get("namespace") or ""),
+                                str(drift.get("name") or ""))
+        out.append(("Object and diff", page))
+        out.append(("Drift history", links.drift_history_url(page, int(drift["id"]))))
+    commit = links.commit_url(str(drift.get("commit_repo") or ""),
+                              str(drift.get("source_commit") or ""))
+    if commit:
+        out.append(("Commit in Git", commit))
+    return out
+
+
+def _plan_new(box: Outbox, sc: SlackConfig, out: Plan, cluster: str, now: datetime, *,
+              public_url: str = "") -> None:
     drifts = box.to_announce()
     if sc.quiet:
         out.suppressed += len(drifts)
@@ -409,8 +427,9 @@ def _plan_new(box: Outbox, sc: SlackConfig, out: Plan, cluster: str, now: dateti
             continue
         for d in group:
             ref = f"drift:{t}:{d['id']}"
-            out.messages.append(_new("drift", slack.drift_message(d, cluster=cluster), target,
-                                     ref=ref, drift_ids=(d["id"],)))
+            out.messages.append(_new("drift", slack.drift_message(
+                d, cluster=cluster, links=drift_links(d, public_url)), target,
+                ref=ref, drift_ids=(d["id"],)))
             first_ref.setdefault(d["id"], ref)
     for d in drifts:
         out.marks.append(DriftMark(d["id"], d["fingerprint"], "open",
@@ -418,7 +437,7 @@ def _plan_new(box: Outbox, sc: SlackConfig, out: Plan, cluster: str, now: dateti
 
 
 def _plan_follow_ups(box: Outbox, sc: SlackConfig, out: Plan, cluster: str,
-                     now: datetime) -> None:
+                     now: datetime, *, public_url: str = "") -> None:
     moved = box.to_follow_up()
     # (drift, the messages that announced it); silent when suppressed or quiet
     loud: list[tuple[dict[str, Any], list[Message]]] = []
@@ -445,6 +464,7 @@ def _plan_follow_ups(box: Outbox, sc: SlackConfig, out: Plan, cluster: str,
                 # The original message itself shows the outcome (no notification on edits).
                 out.messages.append(_new("update", slack.drift_message(
                     drift, cluster=cluster, state=drift["state"],
+                    links=drift_links(drift, public_url),
                     note=slack.plain_text(slack.follow_up_message(drift, cluster=cluster))
                     .split("\n", 1)[-1]), target, action="update", parent_id=origin.id,
                     drift_ids=(drift["id"],)))

@@ -241,9 +241,10 @@ def _status_phrase(drift: Mapping[str, Any]) -> str:
 
 
 def drift_message(drift: Mapping[str, Any], *, cluster: str, state: str = "open",
-                  note: str = "") -> dict[str, Any]:
+                  note: str = "", links: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """The message announcing one drift. ``state`` ``resolved``/``accepted`` renders the
-    same message as it reads after a ``chat.update`` (green/grey, struck heading)."""
+    same message as it reads after a ``chat.update`` (green/grey, struck heading).
+    ``links`` (label, URL): buttons under it (:mod:`auditor.outputs.links`)."""
     sev = severity(drift)
     tone = sev if state == "open" else state
     obj = _esc(drift["object"])
@@ -274,6 +275,12 @@ def drift_message(drift: Mapping[str, Any], *, cluster: str, state: str = "open"
         blocks.append(_context(note))
     if state == "open":
         blocks.append(_context(f"Drift {drift['id']} · accept it: `{_esc(ack_command(drift))}`"))
+    if links:
+        # Block Kit: a link button's URL is at most 3,000 characters, its text 75.
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "action_id": f"link-{i}", "url": url,
+             "text": {"type": "plain_text", "text": _short(label, 75)}}
+            for i, (label, url) in enumerate(links[:5]) if len(url) <= 3000]})
     paths = len(items)
     text = (f"[{sev.upper()}] {'' if state == 'open' else state.capitalize() + ': '}"
             f"{drift['object']} {_status_phrase(drift)}"
