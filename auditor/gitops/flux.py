@@ -65,9 +65,10 @@ def git_ref(repo: Mapping[str, Any]) -> str | None:
     return str(ref.get("branch") or DEFAULT_BRANCH)
 
 
-def _source_repo(owner: str, ref: Mapping[str, Any], namespace: str,
-                 repos: Mapping[tuple[str, str], Mapping[str, Any]]
-                 ) -> Mapping[str, Any] | Skipped:
+def _git_source(owner: str, ref: Mapping[str, Any], namespace: str,
+                repos: Mapping[tuple[str, str], Mapping[str, Any]]
+                ) -> tuple[Mapping[str, Any], str, str] | Skipped:
+    """The GitRepository a ``sourceRef`` names, the revision it follows and its URL."""
     kind = str(ref.get("kind") or "")
     ns = str(ref.get("namespace") or namespace)
     name = str(ref.get("name") or "")
@@ -77,7 +78,10 @@ def _source_repo(owner: str, ref: Mapping[str, Any], namespace: str,
     repo = repos.get((ns, name))
     if repo is None:
         return Skipped(CONTROLLER, owner, f"GitRepository {ns}/{name} not found")
-    return repo
+    followed = git_ref(repo)
+    if followed is None:
+        return Skipped(CONTROLLER, owner, "its GitRepository follows a semver range")
+    return repo, followed, str(_dict(repo.get("spec")).get("url") or "")
 
 
 def derive_kustomization(ks: Mapping[str, Any],
@@ -92,13 +96,10 @@ def derive_kustomization(ks: Mapping[str, Any],
     post = _dict(spec.get("postBuild"))
     if post.get("substitute") or post.get("substituteFrom"):
         return Skipped(CONTROLLER, owner, "postBuild variable substitution is not supported")
-    repo = _source_repo(owner, _dict(spec.get("sourceRef")), namespace, repos)
-    if isinstance(repo, Skipped):
-        return repo
-    ref = git_ref(repo)
-    if ref is None:
-        return Skipped(CONTROLLER, owner, "its GitRepository follows a semver range")
-    url = str(_dict(repo.get("spec")).get("url") or "")
+    found = _git_source(owner, _dict(spec.get("sourceRef")), namespace, repos)
+    if isinstance(found, Skipped):
+        return found
+    repo, ref, url = found
     target = str(spec.get("targetNamespace") or "")
     images = []
     for image in spec.get("images") or ():
@@ -147,13 +148,10 @@ def derive_helmrelease(hr: Mapping[str, Any],
         return Skipped(CONTROLLER, owner, "values from ConfigMaps or Secrets (valuesFrom) "
                        "are not supported")
     chart = _dict(_dict(spec.get("chart")).get("spec"))
-    repo = _source_repo(owner, _dict(chart.get("sourceRef")), namespace, repos)
-    if isinstance(repo, Skipped):
-        return repo
-    ref = git_ref(repo)
-    if ref is None:
-        return Skipped(CONTROLLER, owner, "its GitRepository follows a semver range")
-    url = str(_dict(repo.get("spec")).get("url") or "")
+    found = _git_source(owner, _dict(chart.get("sourceRef")), namespace, repos)
+    if isinstance(found, Skipped):
+        return found
+    repo, ref, url = found
     target = str(spec.get("targetNamespace") or "")
     release = str(spec.get("releaseName") or (f"{target}-{name}" if target else name))
     values = spec.get("values")
