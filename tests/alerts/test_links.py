@@ -60,7 +60,7 @@ def test_object_urls() -> None:
 
 
 def test_public_url_must_be_http() -> None:
-    with pytest.raises(ConfigError, match="serve.public-url"):
+    with pytest.raises(ConfigError, match=r"serve\.public-url"):
         ServeConfig(public_url="drift.example.com")
 
 
