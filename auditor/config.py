@@ -619,6 +619,19 @@ def _describe(tp: Any) -> str:
     )
 
 
+def _bool_hint(value: Any, path: str, tp: Any) -> str:
+    """Why a value that must be a string arrived as true or false: YAML 1.1 reads an unquoted
+    ``on``/``yes``/``true`` (``off``/``no``/``false``) as a boolean. '' for anything else."""
+    if not isinstance(value, bool) or tp is bool:
+        return ""
+    key = path.rpartition(".")[2] or path
+    spelt, word = ("on, yes or true", "on") if value else ("off, no or false", "off")
+    allowed = typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+    example = word if not allowed or word in allowed else str(allowed[-1])
+    return (f" (YAML reads an unquoted {spelt} as a boolean, not a string: quote the value, "
+            f'e.g. {key}: "{example}")')
+
+
 def _convert(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -636,7 +649,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, bool) and ("on" if value else "off") in typing.get_args(tp):
             value = "on" if value else "off"  # YAML 1.1 reads an unquoted `off` as false
         if value not in typing.get_args(tp):
-            raise ConfigError(f"{path}: expected {_describe(tp)}, got {yamlsafe.excerpt(value)}")
+            raise ConfigError(f"{path}: expected {_describe(tp)}, got {yamlsafe.excerpt(value)}"
+                              f"{_bool_hint(value, path, tp)}")
         return value
     if origin in (types.UnionType, typing.Union):
         errors = []
@@ -645,7 +659,9 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, alt, path)
             except ConfigError as exc:
                 errors.append(exc)
-        raise ConfigError(f"{path}: expected {_describe(tp)}, got {yamlsafe.excerpt(value)}")
+        hint = _bool_hint(value, path, tp) if bool not in typing.get_args(tp) else ""
+        raise ConfigError(f"{path}: expected {_describe(tp)}, got {yamlsafe.excerpt(value)}"
+                          f"{hint}")
     if tp is type(None):
         if value is not None:
             raise ConfigError(f"{path}: expected null, got {yamlsafe.excerpt(value)}")
@@ -681,7 +697,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             # YAML reads an unquoted `expires: 2027-03-31` as a date: keep it as written.
             return value.isoformat()
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ConfigError(f"{path}: expected a string, got {yamlsafe.excerpt(value)}")
+            raise ConfigError(f"{path}: expected a string, got {yamlsafe.excerpt(value)}"
+                              f"{_bool_hint(value, path, tp)}")
         return str(value)
     raise ConfigError(f"{path}: unsupported type {tp!r}")  # pragma: no cover
 

@@ -288,7 +288,7 @@ def test_snapshot_cli_writes_a_list(sandbox: Any, kubeconfig: Path, tmp_path: Pa
     sandbox.load(objects(30, namespaces=1))
     out = tmp_path / "live.json"
     result = CliRunner().invoke(main, ["--config", "/dev/null", "snapshot", "--kubeconfig",
-                                       str(kubeconfig), "-o", str(out)],
+                                       str(kubeconfig), "--output-file", str(out)],
                                 env={"DRIFT_AUDITOR_LEDGER_PATH": str(tmp_path / "l.db")})
     assert result.exit_code == 0, result.output
     items = orjson.loads(out.read_bytes())["items"]

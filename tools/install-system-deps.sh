@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # What the test suite needs from the system besides Python, make and git, installed when
 # missing: promtool and the Pushgateway (metrics tests), Chromium and a font (the report
-# rendered to HTML/PDF and screenshots). Debian packages via apt-get, when this runs as root
-# (CI, containers); otherwise the one command to run is printed and the tests that need the
-# missing programs fail naming them.
+# rendered to HTML/PDF and screenshots), poppler-utils (pdftotext reads the printed
+# report). Debian packages via apt-get, when this runs as root (CI, containers);
+# otherwise the one command to run is printed and the tests that need the missing programs
+# fail naming them.
 set -euo pipefail
 need=()
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then

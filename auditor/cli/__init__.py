@@ -36,19 +36,16 @@ from auditor.cli import (
     sources,
     watch,
 )
-from auditor.cli.common import Context
+from auditor.cli.common import (
+    CONFIG_HELP,
+    QUIET_HELP,
+    VERBOSE_HELP,
+    Context,
+    add_global_options,
+    setup_logging,
+)
 
 log = logging.getLogger("auditor")
-
-
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if verbose < 2:
-        # The kubernetes client and urllib3 are chatty at INFO; their news is ours to tell.
-        for noisy in ("urllib3", "kubernetes", "git"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def program_name(argv0: str | None = None) -> str:
@@ -70,20 +67,28 @@ class _Root(click.Group):
         return super().main(args, prog_name or program_name(), *rest, **extra)
 
 
-@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
+EPILOG = """\b
+--config, -v and -q may also follow the subcommand (drift-auditor history --config x.yaml -q).
+NO_COLOR=1 turns colour off unless --color is given.
+Shell completion: eval "$(_DRIFT_AUDITOR_COMPLETE=bash_source drift-auditor)" (zsh_source,
+fish_source for zsh and fish)."""
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EPILOG)
 @click.version_option(__version__, prog_name="drift-auditor")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Config file (default: $DRIFT_AUDITOR_CONFIG or ./drift-auditor.yaml).")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) -> None:
     """Keep a Kubernetes cluster honest against Git."""
-    _setup_logging(verbose, quiet)
-    ctx.obj = Context(config_path)
+    setup_logging(verbose, quiet)
+    ctx.obj = Context(config_path, verbose, quiet)
 
 
 for _group in (config, sandbox, audit, watch, schedule, sources, ledger, notify, adopt,
                policies, report, serve):
     for _command in _group.COMMANDS:
+        add_global_options(_command)
         main.add_command(_command)

@@ -9,6 +9,7 @@ module prints what it did (text or JSON).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,11 @@ import orjson
 from auditor.cli.common import cluster_overrides, guarded, load_config, tools_dir
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from auditor.adopt.workflow import Report
+    from auditor.engine.objectref import ObjectRef
+    from auditor.engine.records import ObjectResult
 
 
 def to_json(report: Report) -> bytes:
@@ -59,8 +64,26 @@ def _print(report: Report) -> None:
         click.echo(report.message, err=True)
 
 
+def resolve(ref: ObjectRef, shown: str, results: Sequence[ObjectResult]) -> str:
+    """The one compared object ``ref`` names, spelt as the adopt workflow reads it exactly
+    (``Kind.group/namespace/name``; ``Kind./…`` for the core group), or an error naming the
+    candidates."""
+    from auditor.adopt.workflow import AdoptError
+
+    if ref.drift_id is not None:
+        return str(ref.drift_id)
+    found = [r.key for r in results if ref.matches(r.key)]
+    if not found:
+        raise AdoptError(f"{shown} ({ref}): no such object in Git or in the cluster")
+    if len(found) > 1:
+        names = ", ".join(str(k) for k in found)
+        raise AdoptError(f"{shown}: matches {names}; name the group and namespace")
+    key = found[0]
+    return "/".join(p for p in (f"{key.kind}.{key.group}", key.namespace, key.name) if p)
+
+
 @click.command("adopt")
-@click.argument("target", metavar="OBJECT", required=False)
+@click.argument("target", metavar="OBJECT", nargs=-1)
 @click.option("--all-open", is_flag=True, help="Every object with an open drift in the ledger.")
 @click.option("--paths", "paths", multiple=True, metavar="GLOB",
               help="Only these drifted paths (globs as in ignore rules; repeatable).")
@@ -69,7 +92,8 @@ def _print(report: Report) -> None:
                    "repository --desired is in).")
 @click.option("--desired", metavar="PATH", help="Manifests folder inside a Git work tree, "
                                                 "instead of the configured sources.")
-@click.option("--namespace", "-n", help="Namespace for namespaced manifests that name none.")
+@click.option("--namespace", "-n", help="Namespace for namespaced manifests that name none, "
+                                        "and OBJECT's namespace when it names none.")
 @click.option("--branch", help="Name of the new branch (default: drift-auditor/adopt-…).")
 @click.option("--push", is_flag=True, help="Push the branch to origin (credentials as for "
                                            "cloning).")
@@ -83,36 +107,44 @@ def _print(report: Report) -> None:
 @click.option("--in-cluster", is_flag=True, help="Use the pod's service account.")
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
               help="Ledger file (default: ledger.path from the configuration).")
-def adopt_cmd(target: str | None, all_open: bool, paths: tuple[str, ...], repo: str | None,
+def adopt_cmd(target: tuple[str, ...], all_open: bool, paths: tuple[str, ...], repo: str | None,
               desired: str | None, namespace: str | None, branch: str | None, push: bool,
               dry_run: bool, by: str, output: str, kubeconfig: str | None,
               context: str | None, in_cluster: bool, ledger_path: str | None) -> None:
     """Write live drift back into Git as a commit on a new branch, for review.
 
-    OBJECT is Kind/name, Kind.group/namespace/name or a ledger drift id. Only drift made by
-    people (or unknown clients) is adopted; Secrets never. Exit 0 all adopted, 1 something
-    refused, 2 error.
+    OBJECT is a ledger drift id or an object as `ack` takes it: kubectl's TYPE/NAME with -n
+    (deploy/web -n shop), TYPE/NAMESPACE/NAME (Deployment.apps/shop/web), the printed form
+    (Deployment.apps shop/web), NAMESPACE/NAME or NAME. Only drift made by people (or
+    unknown clients) is adopted; Secrets never. Exit 0 all adopted, 1 something refused,
+    2 error.
     """
 
     def body() -> None:
         from auditor.adopt.workflow import AdoptError, Request, execute
         from auditor.cli import identity as identity_mod
+        from auditor.engine import objectref
         from auditor.pipeline import audit
 
         if bool(target) == all_open:
             raise AdoptError("name one OBJECT or pass --all-open")
+        shown = " ".join(target)
+        # A form it cannot read fails here, before Git and the cluster are asked.
+        ref = objectref.parse(target, namespace, allow_id=True) if target else None
         overrides = cluster_overrides(kubeconfig, context, in_cluster)
         if ledger_path:
             overrides["ledger"] = {"path": ledger_path}
         cfg = load_config(overrides)
         # Who runs it as authenticated, for the ledger (a dry run records nothing).
         who = None if dry_run else identity_mod.resolve(cfg.cluster)
-        req = Request(target=target, all_open=all_open, paths=paths, repo=repo,
+        req = Request(target=shown or None, all_open=all_open, paths=paths, repo=repo,
                       desired=desired, namespace=namespace, branch=branch, push=push,
                       dry_run=dry_run, by=by, tools_dir=tools_dir(), identity=who)
         # A fresh comparison: live values from now, not from the ledger.
         audited = audit(cfg, desired_path=req.desired, namespace=req.namespace,
                         tools_dir=req.tools_dir)
+        if ref is not None:
+            req = dataclasses.replace(req, target=resolve(ref, shown, audited.results))
         report = execute(req, cfg, audited.results, audited.desired)
         if output == "json":
             sys.stdout.buffer.write(to_json(report))

@@ -15,9 +15,13 @@ from auditor.cli.common import (
     Context,
     cluster_options,
     cluster_overrides,
+    deprecated_alias,
     handle_errors,
     parse_cache_dir,
+    progress,
+    progress_factory,
     tools_dir,
+    use_color,
 )
 
 if TYPE_CHECKING:
@@ -39,26 +43,28 @@ NAMED_GITOPS = ("GitOps writes are recognised by manager name: set compare.gitop
 
 @click.command()
 @cluster_options
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
-              help="Write the List here (default: stdout).")
+@click.option("--output-file", "output", type=click.Path(dir_okay=False, allow_dash=True),
+              metavar="FILE", help="Write the List here (default: stdout).")
+@deprecated_alias(("-o", "--output"), "output", "--output-file FILE",
+                  type=click.Path(dir_okay=False, allow_dash=True))
 @click.pass_obj
 @handle_errors
 def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: bool,
-             output: str) -> None:
+             output: str | None) -> None:
     """Write the cluster's live, in-scope objects as a `kubectl get -o json` style List."""
     from auditor.live.client import Cluster, ListStats
     from auditor.live.snapshot import take
     from auditor.support import secretkey
-    from auditor.support.progress import Progress
 
+    output = output or "-"
     cfg = obj.load(cluster_overrides(kubeconfig, context, in_cluster))
     key = secretkey.for_ledger(cfg.compare.secret_hash_key_file, cfg.ledger.path, create=True)
     stats = ListStats()
     with Cluster(cfg.cluster) as cluster:
-        progress = Progress("listing")
+        shown = progress("listing")
 
         def on_kind(resource: Any, objects: int, ok: bool) -> None:
-            progress.advance(resource.group_kind, objects, ok)
+            shown.advance(resource.group_kind, objects, ok)
 
         if output == "-":
             written = take(cluster, cfg.scope, sys.stdout.buffer, secret_key=key, stats=stats,
@@ -70,7 +76,7 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
                 written = take(cluster, cfg.scope, fh, secret_key=key, stats=stats,
                                on_kind=on_kind)
             tmp.replace(output)
-        progress.finish()
+        shown.finish()
     for problem in stats.problems:
         click.echo(f"warning: skipped {problem.where}: {problem.message}", err=True)
     click.echo(f"{written.objects} objects from {stats.kinds - len(stats.skipped_kinds)} kinds"
@@ -91,7 +97,7 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.option("--color/--no-color", default=None, help="Colour the text output "
-              "(default: when stdout is a terminal).")
+              "(default: when stdout is a terminal and NO_COLOR is not set).")
 @click.option("--exit-zero-on-partial", is_flag=True, help=_ZERO_ON_PARTIAL_HELP)
 @click.option("--audit-log", type=click.Path(exists=True, dir_okay=False),
               help=_AUDIT_LOG_HELP)
@@ -109,20 +115,18 @@ def diff(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: 
     """
     from auditor.outputs import diffout
     from auditor.pipeline import audit
-    from auditor.support.progress import Progress
-
     cfg = obj.load(cluster_overrides(kubeconfig, context, in_cluster))
     result = audit(cfg, desired_path=desired_path, revision=revision, live_file=live_file,
                    namespace=namespace, tools_dir=tools_dir(), audit_log=audit_log,
-                   progress=lambda task, total: Progress(task, total),
+                   progress=progress_factory(),
                    parse_cache_dir=parse_cache_dir(no_cache))
     gitops = result.gitops.counts() if result.gitops is not None else None
     if output == "json":
         sys.stdout.buffer.write(diffout.to_json(result.results, result.problems, gitops))
         sys.stdout.buffer.flush()
     else:
-        use_color = sys.stdout.isatty() if color is None else color
-        click.echo(diffout.to_text(result.results, result.problems, color=use_color), nl=False)
+        colour = use_color(color)
+        click.echo(diffout.to_text(result.results, result.problems, color=colour), nl=False)
         for line in diffout.gitops_lines(gitops):
             click.echo(line)
     sys.exit(diffout.exit_code(result.results, result.problems,
@@ -204,7 +208,8 @@ def _run_summary(outcome: Any, color: bool, cfg: Config) -> str:
               help="Ledger file (default: ledger.path from the configuration).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="json: the `diff` document plus the run's ledger summary.")
-@click.option("--color/--no-color", default=None)
+@click.option("--color/--no-color", default=None, help="Colour the summary (default: when "
+              "stdout is a terminal and NO_COLOR is not set).")
 @click.option("--exit-zero-on-drift", is_flag=True,
               help="Exit 0 when drift is found (a result, not a failure: for CronJobs, whose "
                    "Job should fail only when the audit itself fails or is partial).")
@@ -225,15 +230,13 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
 
     from auditor.outputs import diffout
     from auditor.pipeline import run_once
-    from auditor.support.progress import Progress
-
     overrides = cluster_overrides(kubeconfig, context, in_cluster)
     if ledger_path:
         overrides["ledger"] = {"path": ledger_path}
     cfg = obj.load(overrides)
     outcome = run_once(cfg, audit_log=audit_log, tools_dir=tools_dir(),
                        desired_path=desired_path, revision=revision,
-                       progress=lambda task, total: Progress(task, total),
+                       progress=progress_factory(),
                        config_origin=obj.origin(), env=os.environ)
     from auditor.ledger import keyfile
 
@@ -255,8 +258,8 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2
                                              | orjson.OPT_APPEND_NEWLINE))
     else:
-        use_color = sys.stdout.isatty() if color is None else color
-        click.echo(_run_summary(outcome, use_color, cfg), nl=False)
+        colour = use_color(color)
+        click.echo(_run_summary(outcome, colour, cfg), nl=False)
         for line in (alert_report.line(), *metrics_report.lines()):
             if line:
                 click.echo(line)

@@ -9,6 +9,7 @@ module imports the entry point (:mod:`auditor.cli`), only this one.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from auditor.errors import AuditorError
 if TYPE_CHECKING:
     from auditor.config import Config
     from auditor.ledger.configlog import Origin
+    from auditor.support.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,10 +51,13 @@ def guarded(fn: Callable[..., None], *args: Any) -> None:
 
 
 class Context:
-    """What every command gets: the config file path and the flag overrides so far."""
+    """What every command gets: the config file path, the log flags (``-v``, ``-q``) and the
+    flag overrides so far."""
 
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, verbose: int = 0, quiet: bool = False) -> None:
         self.config_path = config_path
+        self.verbose = verbose
+        self.quiet = quiet
 
     def load(self, overrides: dict[str, Any] | None = None) -> Config:
         from auditor import config as config_mod
@@ -72,9 +77,122 @@ class Context:
 
 
 def context() -> Context:
-    """The root command's :class:`Context`, from inside any command."""
-    obj: Context = click.get_current_context().find_root().obj
+    """The root command's :class:`Context`, from inside any command (a fresh one when a
+    command runs on its own, as tests run them)."""
+    return _root_context(click.get_current_context())
+
+
+def _root_context(ctx: click.Context) -> Context:
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = Context(None)
+    obj: Context = root.obj
     return obj
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    """Log to stderr: warnings and errors with ``-q``, INFO by default, DEBUG with ``-vv``.
+    Called again when a global flag follows the subcommand."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+    # The kubernetes client and urllib3 are chatty at INFO; their news is ours to tell.
+    for noisy in ("urllib3", "kubernetes", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.NOTSET)
+
+
+GLOBAL_NOTE = "(also accepted after the subcommand)"
+CONFIG_HELP = "Config file (default: $DRIFT_AUDITOR_CONFIG or ./drift-auditor.yaml)."
+VERBOSE_HELP = "More log output (-vv for debug)."
+QUIET_HELP = "Only warnings and errors on stderr; no progress lines."
+
+
+def _late_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        _root_context(ctx).config_path = value
+
+
+def _late_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    if value:
+        obj = _root_context(ctx)
+        obj.verbose += value
+        setup_logging(obj.verbose, obj.quiet)
+
+
+def _late_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        obj = _root_context(ctx)
+        obj.quiet = True
+        setup_logging(obj.verbose, obj.quiet)
+
+
+def global_options() -> list[click.Option]:
+    """``--config``, ``-v`` and ``-q`` for a subcommand: the root's flags, accepted after the
+    subcommand too, setting the same :class:`Context`."""
+    return [
+        click.Option(["--config", "global_config"], type=click.Path(dir_okay=False),
+                     expose_value=False, callback=_late_config, help=f"{CONFIG_HELP} {GLOBAL_NOTE}"),
+        click.Option(["-v", "--verbose", "global_verbose"], count=True, expose_value=False,
+                     callback=_late_verbose, help=f"{VERBOSE_HELP} {GLOBAL_NOTE}"),
+        click.Option(["-q", "--quiet", "global_quiet"], is_flag=True, expose_value=False,
+                     callback=_late_quiet, help=f"{QUIET_HELP} {GLOBAL_NOTE}"),
+    ]
+
+
+def add_global_options(command: click.Command) -> None:
+    """Give ``command`` (and, for a group, each of its subcommands) the global flags."""
+    taken = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    command.params.extend(o for o in global_options() if not taken & set(o.opts))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_global_options(sub)
+
+
+def use_color(flag: bool | None) -> bool:
+    """Colour or not: ``--color``/``--no-color`` when given, else none when ``NO_COLOR`` is
+    set to anything (https://no-color.org), else when stdout is a terminal."""
+    if flag is not None:
+        return flag
+    if os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
+def progress(task: str, total: int | None = None) -> Progress:
+    """A progress display for ``task``; silent under ``-q``."""
+    return progress_factory()(task, total)
+
+
+def progress_factory() -> Callable[[str, int | None], Progress]:
+    """What the pipeline calls to show the progress of a task (from any thread): a
+    :class:`~auditor.support.progress.Progress`, silent under ``-q``."""
+    from auditor.support.progress import Progress
+
+    enabled = not context().quiet
+    return lambda task, total: Progress(task, total, enabled=enabled)
+
+
+def deprecated_alias(decls: Sequence[str], dest: str, new: str,
+                     **attrs: Any) -> Callable[[F], F]:
+    """A hidden option spelt ``decls`` that sets the parameter ``dest`` (spelt ``new``) for
+    one more release, with a one-line deprecation warning on stderr."""
+    hidden = f"deprecated_{dest}"
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            old = kwargs.pop(hidden, None)
+            if old is not None:
+                click.echo(f"drift-auditor: warning: {'/'.join(decls)} is deprecated and will be "
+                           f"removed in the next release: use {new}", err=True)
+                if kwargs.get(dest) is None:
+                    kwargs[dest] = old
+            return fn(*args, **kwargs)
+
+        return click.option(*decls, hidden, hidden=True, **attrs)(wrapper)  # type: ignore[return-value]
+
+    return decorate
 
 
 def load_config(overrides: dict[str, Any] | None = None) -> Config:

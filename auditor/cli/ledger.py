@@ -7,9 +7,10 @@ authenticated (:mod:`auditor.cli.identity`)."""
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -22,12 +23,14 @@ from auditor.cli.common import (
     ledger_option,
     load_config,
 )
+from auditor.cli.durations import EXAMPLES, Duration, Moment, stamp
 from auditor.errors import LedgerError, LedgerTamperedError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from auditor.config import Config
+    from auditor.engine.objectref import ObjectRef
     from auditor.ledger import anchor
 
 CATEGORIES = ("human", "controller", "gitops", "unknown")
@@ -175,15 +178,40 @@ def public_key_cmd(ledger_path: str | None, only_fingerprint: bool) -> None:
     guarded(body)
 
 
-def _since(text: str | None) -> str | None:
-    """A period bound: an ISO time, or a duration meaning that long ago (``7d``)."""
-    from auditor.ledger import times
-
-    if not text:
-        return None
-    return times.stamp(times.parse(text, what="--since/--until", ago=True))
+def _since(moment: datetime | None) -> str | None:
+    """A period bound as the ledger writes times (``--since``/``--until`` are parsed by
+    :class:`~auditor.cli.durations.Moment`: an ISO time, or a duration meaning that long
+    ago)."""
+    return stamp(moment) if moment is not None else None
 
 
+OBJECT_HELP = ("kubectl's TYPE/NAME with -n (deploy/web -n shop, clusterrole/admin), "
+               "TYPE/NAMESPACE/NAME (Deployment.apps/shop/web), 'TYPE NAMESPACE/NAME' "
+               "(as printed: 'Deployment.apps shop/web'), NAMESPACE/NAME or NAME. TYPE: a "
+               "Kind, Kind.group, or a kubectl resource name (deployments, deploy, svc, cm, …).")
+
+
+def object_ref(words: Sequence[str], namespace: str | None, *, what: str,
+               allow_id: bool = False) -> ObjectRef:
+    """The object ``words`` name (:mod:`auditor.engine.objectref`); a form it cannot read
+    is one line, exit 2."""
+    from auditor.engine import objectref
+
+    return objectref.parse(words, namespace, what=what, allow_id=allow_id)
+
+
+def _history_filter(ref: ObjectRef | None) -> dict[str, Any]:
+    """The history query's object, namespace and kind for ``ref``; ``exact`` is False when
+    the kind must be matched afterwards (a type that is not built in, as typed)."""
+    if ref is None:
+        return {}
+    where = f"{ref.namespace}/" if ref.namespace else ""
+    out: dict[str, Any] = {"object": f"{where}{ref.name}"}
+    if ref.namespace is not None:
+        out["namespace"] = ref.namespace
+    if ref.kind is not None and ref.kind_text is None:
+        out["kind"] = f"{ref.kind}.{ref.group}" if ref.group else ref.kind
+    return out
 def _history_types() -> tuple[str, ...]:
     from auditor.ledger import history
 
@@ -192,13 +220,15 @@ def _history_types() -> tuple[str, ...]:
 
 @click.command("history")
 @ledger_option
-@click.option("--object", "object_", help="Object key: 'Deployment.apps shop/web', 'shop/web' or 'web'.")
-@click.option("-n", "--namespace", help="Only this namespace.")
+@click.option("--object", "object_", metavar="OBJECT", help=OBJECT_HELP)
+@click.option("-n", "--namespace", help="Only this namespace (and the namespace of --object).")
 @click.option("--kind", help="Only this kind ('Deployment' or 'Deployment.apps').")
 @click.option("--actor", help="Field manager or user (exact).")
 @click.option("--category", type=click.Choice(CATEGORIES), help="Actor category.")
-@click.option("--since", help="From this time (ISO 8601) or this long ago (7d, 12h).")
-@click.option("--until", help="Before this time (ISO 8601) or this long ago.")
+@click.option("--since", type=Moment(ago=True), metavar="TIME",
+              help=f"From this time (ISO 8601) or this long ago ({EXAMPLES}).")
+@click.option("--until", type=Moment(ago=True), metavar="TIME",
+              help="Before this time (ISO 8601) or this long ago.")
 @click.option("--type", "type_", type=LazyChoice(_history_types),
               default="all", show_default=True,
               help="Live changes, drift lifecycle events, the API server's audit writes, or "
@@ -210,8 +240,9 @@ def _history_types() -> tuple[str, ...]:
 @click.option("-o", "--output", "fmt", type=click.Choice(("text", "json", "csv")), default="text",
               show_default=True)
 def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | None,
-                kind: str | None, actor: str | None, category: str | None, since: str | None,
-                until: str | None, type_: str, limit: int | None, fmt: str) -> None:
+                kind: str | None, actor: str | None, category: str | None,
+                since: datetime | None, until: datetime | None, type_: str, limit: int | None,
+                fmt: str) -> None:
     """Who changed what and when: live changes and drift events from the ledger."""
 
     def body() -> None:
@@ -226,11 +257,26 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
                                                  until=_since(until), limit=limit)
             click.echo(configchanges.render(versions, fmt), nl=False)
             return
+        ref = object_ref([object_], namespace, what="--object") if object_ is not None \
+            else None
+        where: dict[str, Any] = {"namespace": namespace, "kind": kind}
+        where.update(_history_filter(ref))
+        also_kind = kind if ref is not None and ref.group_kind is not None else None
+        # A type matched as typed is checked entry by entry, so the limit applies after.
+        late = ref is not None and ref.kind_text is not None
         with schema.reading_checked(_ledger_path(ledger_path)) as conn:
             entries = history_mod.query(conn, history_mod.HistoryFilter(
-                object=object_, namespace=namespace, kind=kind, actor=actor, category=category,
-                since=_since(since), until=_since(until),
-                types=history_mod.TYPES if type_ == "all" else (type_,), limit=limit))
+                **where, actor=actor, category=category, since=_since(since),
+                until=_since(until), types=history_mod.TYPES if type_ == "all" else (type_,),
+                limit=None if late else limit))
+        if ref is not None:
+            entries = [e for e in entries if ref.kind_matches(e["kind"])
+                       and (ref.group is None or e["api_group"] == ref.group)]
+        if also_kind:  # --kind beside an --object naming its own type: both apply
+            k, _, g = also_kind.partition(".")
+            entries = [e for e in entries if e["kind"] == k and (not g or e["api_group"] == g)]
+        if late and limit:
+            entries = entries[:limit]
         click.echo(history_mod.render(entries, fmt), nl=False)
 
     guarded(body)
@@ -238,12 +284,14 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
 
 @click.command("ack")
 @ledger_option
-@click.argument("target")
+@click.argument("target", nargs=-1, required=True, metavar="OBJECT")
+@click.option("-n", "--namespace", help="The object's namespace (for TYPE/NAME and NAME).")
 @click.option("--by", required=True, help="Who accepts the drift (recorded in the ledger, "
                                           "beside the identity the cluster authenticates).")
 @click.option("--reason", required=True, help="Why it is acceptable (recorded in the ledger).")
-@click.option("--expires", help="Until when: ISO 8601 time or a duration (30d, 12h). "
-                                "Default: until the drift changes or resolves.")
+@click.option("--expires", type=Moment(ago=False), metavar="TIME",
+              help=f"Until when: ISO 8601 time or a duration from now ({EXAMPLES}). "
+                   "Default: until the drift changes or resolves.")
 @click.option("--ticket", default="", metavar="REF",
               help="The change ticket approving the exception (required, and checked, when "
                    "ledger.ack-ticket-pattern is set).")
@@ -251,12 +299,16 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
               help="Let the drift's own actor acknowledge it: recorded as self-acknowledged "
                    "and reported as an exception.")
 @cluster_options
-@click.option("--wait", type=float, default=30.0, show_default=True,
-              help="Seconds to wait for a running run to release the ledger.")
-def ack_cmd(ledger_path: str | None, target: str, by: str, reason: str, expires: str | None,
-            ticket: str, allow_self: bool, kubeconfig: str | None, context: str | None,
-            in_cluster: bool, wait: float) -> None:
-    """Accept an open drift, by drift id or object key ('Deployment.apps shop/web')."""
+@click.option("--wait", type=Duration(), default=30.0, show_default=True,
+              help="How long to wait for a running run to release the ledger (seconds, or "
+                   "a duration such as 2m).")
+def ack_cmd(ledger_path: str | None, target: tuple[str, ...], namespace: str | None, by: str,
+            reason: str, expires: datetime | None, ticket: str, allow_self: bool,
+            kubeconfig: str | None, context: str | None, in_cluster: bool,
+            wait: float) -> None:
+    """Accept an open drift, by drift id or by object: kubectl's TYPE/NAME with -n
+    (deploy/web -n shop), TYPE/NAMESPACE/NAME (Deployment.apps/shop/web), the printed form
+    (Deployment.apps shop/web, quoted or as two arguments), NAMESPACE/NAME or NAME."""
 
     def body() -> None:
         from auditor import __version__
@@ -265,6 +317,7 @@ def ack_cmd(ledger_path: str | None, target: str, by: str, reason: str, expires:
         from auditor.ledger.accountability import AckPolicy, check_ticket
         from auditor.ledger.store import Ledger
 
+        ref = object_ref(target, namespace, what="OBJECT", allow_id=True)
         cfg = load_config(cluster_overrides(kubeconfig, context, in_cluster))
         pattern = cfg.ledger.ack_ticket_pattern
         check_ticket(ticket, pattern)  # before asking the cluster who we are
@@ -274,17 +327,35 @@ def ack_cmd(ledger_path: str | None, target: str, by: str, reason: str, expires:
                          signing_key_file=keyfile.signing_key_file(
                              cfg.ledger, ledger_path or cfg.ledger.path, create=True),
                          sign=cfg.ledger.sign, lock_wait=wait) as ledger:
-            done = ledger.acknowledge(target, by=by, reason=reason, expires=expires,
-                                      identity=who, ticket=ticket,
-                                      policy=AckPolicy(pattern, allow_self))
-        click.echo(f"drift {done.drift_id} accepted by {by} (identity {who})"
-                   f"{' until ' + expires if expires else ''}"
+            done = ledger.acknowledge(_open_drift(ledger.conn, ref, " ".join(target)), by=by,
+                                      reason=reason, expires=expires, identity=who,
+                                      ticket=ticket, policy=AckPolicy(pattern, allow_self))
+        click.echo(f"drift {done.drift_id} ({done.key}) accepted by {by} (identity {who})"
+                   f"{' until ' + done.until if done.until else ''}"
                    f"{' under ticket ' + ticket.strip() if ticket.strip() else ''}")
         if done.self_acknowledged:
             click.echo(f"drift {done.drift_id}: self-acknowledged by its own actor; the report "
                        "shows it as an exception", err=True)
 
     guarded(body)
+
+
+def _open_drift(conn: Any, ref: ObjectRef, shown: str) -> int:
+    """The id of the one open (or accepted) drift on the object ``ref`` names."""
+    from auditor.engine.records import ResourceKey
+    from auditor.ledger import drifts
+
+    if ref.drift_id is not None:
+        return ref.drift_id
+    found = [d for d in drifts(conn, ("open", "accepted"))
+             if ref.matches(ResourceKey(d["api_group"], d["kind"], d["namespace"], d["name"]))]
+    if not found:
+        raise LedgerError(f"{shown} ({ref}): no open drift on a matching object")
+    if len(found) > 1:
+        names = ", ".join(f"{d['id']} ({d['object']})" for d in found)
+        raise LedgerError(f"{shown}: matches several open drifts: {names}; name one by id or "
+                          "give its type and namespace")
+    return int(found[0]["id"])
 
 
 @click.command("respond")
@@ -294,8 +365,9 @@ def ack_cmd(ledger_path: str | None, target: str, by: str, reason: str, expires:
                                           "identity the cluster authenticates).")
 @click.option("--text", required=True, help="The management response.")
 @cluster_options
-@click.option("--wait", type=float, default=30.0, show_default=True,
-              help="Seconds to wait for a running run to release the ledger.")
+@click.option("--wait", type=Duration(), default=30.0, show_default=True,
+              help="How long to wait for a running run to release the ledger (seconds, or "
+                   "a duration such as 2m).")
 def respond_cmd(ledger_path: str | None, ref: str, by: str, text: str, kubeconfig: str | None,
                 context: str | None, in_cluster: bool, wait: float) -> None:
     """Record management's response to an exception: EXCEPTION_REF is a drift (drift:12) or
@@ -327,8 +399,9 @@ def respond_cmd(ledger_path: str | None, ref: str, by: str, text: str, kubeconfi
 @click.option("--days", type=int, help="Delete object content older than this many days "
                                        "(default: ledger.retention-days).")
 @click.option("--vacuum", is_flag=True, help="Rewrite the file afterwards to return the space.")
-@click.option("--wait", type=float, default=30.0, show_default=True,
-              help="Seconds to wait for a running run to release the ledger.")
+@click.option("--wait", type=Duration(), default=30.0, show_default=True,
+              help="How long to wait for a running run to release the ledger (seconds, or "
+                   "a duration such as 2m).")
 def prune_cmd(ledger_path: str | None, days: int | None, vacuum: bool, wait: float) -> None:
     """Apply retention: drop old object content, keep drifts, changes and the chain."""
 

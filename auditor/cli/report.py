@@ -5,15 +5,16 @@ signed manifest beside them (:mod:`auditor.report.manifest`)."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from auditor.cli.common import LazyChoice, guarded, load_config
+from auditor.cli.common import LazyChoice, deprecated_alias, guarded, load_config
 from auditor.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -76,6 +77,31 @@ def _default_name(start: datetime, end: datetime) -> str:
     return f"drift-report-{start:%Y%m%d}-{last:%Y%m%d}"
 
 
+FORMATS = ("html", "csv", "json", "all")
+
+
+class LegacyPath(str):
+    """A path given to ``-o``, which named the output file before it named the format."""
+
+
+class FormatChoice(click.Choice[str]):
+    """:data:`FORMATS`; for one release a value that is a path (it has a dot or a slash) is
+    still read as the output file, with a deprecation warning."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        text = str(value)
+        if text not in self.choices and ("." in text or "/" in text or os.sep in text):
+            click.echo("drift-auditor: warning: -o FILE is deprecated: -o is the format now "
+                       f"({'|'.join(FORMATS)}); use --output-file {text}", err=True)
+            return LegacyPath(text)
+        try:
+            return str(super().convert(value, param, ctx))
+        except click.BadParameter as exc:
+            raise click.BadParameter(f"{exc.message} (for the output file: --output-file)",
+                                     ctx, param) from None
+
+
 # A group that still runs the report itself: ``report --from …`` as always, ``report sample
 # …`` for an audit sample. ``--from`` is checked by hand, since a group's required option
 # would be demanded before the subcommand's own.
@@ -89,11 +115,14 @@ def _default_name(start: datetime, end: datetime) -> str:
 @click.option("--period", type=click.Choice(PERIODS),
               help="Instead of --from/--to: the last complete calendar period before now, in "
                    "UTC (a week is an ISO week, Monday to Sunday); for scheduled reports.")
-@click.option("-o", "--output", type=click.Path(),
+@click.option("--output-file", "output", type=click.Path(), metavar="FILE|DIR",
               help="Output file. HTML default: <reports.directory>/drift-report-FROM-TO.html; "
                    "CSV and JSON default to standard output. With --format all: the folder "
                    "(default: reports.directory).")
-@click.option("--format", "fmt", type=click.Choice(("html", "csv", "json", "all")),
+@deprecated_alias(("--output",), "output", "--output-file", type=click.Path())
+@click.option("-o", "short_fmt", type=FormatChoice(FORMATS), metavar="FORMAT",
+              help="The format, as --format.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
               default="html", show_default=True,
               help="all: the HTML report, the JSON report and every CSV table, each written "
                    "whole (a temporary file renamed): drift-report-FROM-TO.html, .json and "
@@ -112,10 +141,14 @@ def _default_name(start: datetime, end: datetime) -> str:
 @click.option("--title", default="Drift Auditor compliance report", show_default=True)
 @click.option("--skip-verify", is_flag=True,
               help="Do not recompute the ledger's hash chain (the report says so).")
+@click.option("--prepared-by", default="", metavar="NAME",
+              help="Fills \"Prepared by\" in the report's sign-off block (left blank to sign "
+                   "by hand otherwise).")
 @click.pass_context
 def report_cmd(ctx: click.Context, from_: str | None, to: str | None, period: str | None,
-               output: str | None, fmt: str, table: str, audit_gap_minutes: int,
-               ledger_paths: tuple[str, ...], title: str, skip_verify: bool) -> None:
+               output: str | None, short_fmt: str | None, fmt: str, table: str, audit_gap_minutes: int,
+               ledger_paths: tuple[str, ...], title: str, skip_verify: bool,
+               prepared_by: str) -> None:
     """Compliance report for a period (SOC 2 control matrix, change population, drift and
     remediation, monitoring completeness), from the ledger only. `report sample` draws an
     audit sample with evidence packets."""
@@ -129,6 +162,11 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, period: st
         from auditor.report.fleet import load_fleet
         from auditor.report.period import Options
 
+        nonlocal fmt, output
+        if isinstance(short_fmt, LegacyPath):  # `-o FILE`, as before
+            output = output or str(short_fmt)
+        elif short_fmt is not None:
+            fmt = short_fmt
         if period is not None and (from_ is not None or to is not None):
             raise ConfigError(f"--period {period}: give either --period or --from/--to, not "
                               "both")
@@ -148,7 +186,8 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, period: st
         if fmt == "all":
             _write_all(cfg, start, end, Path(output) if output else None, ledger_paths,
                        Options(title=title, verify=not skip_verify,
-                               audit_gap_minutes=audit_gap_minutes))
+                               audit_gap_minutes=audit_gap_minutes,
+                               prepared_by=prepared_by.strip()))
             return
         target: Path | None = Path(output) if output else None
         if fmt == "html" and target is None:
@@ -156,7 +195,8 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, period: st
         csv_path = target.with_suffix(".changes.csv") if fmt == "html" and target else None
         model = load_fleet(ledger_paths or (cfg.ledger.path,), start, end, cfg, options=Options(
             title=title, changes_csv_name=csv_path.name if csv_path else "",
-            verify=not skip_verify, audit_gap_minutes=audit_gap_minutes))
+            verify=not skip_verify, audit_gap_minutes=audit_gap_minutes,
+            prepared_by=prepared_by.strip()))
         report = model.report
         if fmt == "html":
             from auditor.report.html import render_html
@@ -214,7 +254,8 @@ def _write_all(cfg: Config, start: datetime, end: datetime, folder: Path | None,
 
     folder = folder or Path(cfg.reports.directory)
     if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"-o {folder}: with --format all, -o names a folder, not a file")
+        raise ConfigError(f"--output-file {folder}: with --format all, --output-file names a "
+                          "folder, not a file")
     stem = _default_name(start, end)
     ledgers = ledger_paths or (cfg.ledger.path,)
     model = load_fleet(ledgers, start, end, cfg,
@@ -268,8 +309,10 @@ def _write_manifest(cfg: Config, model: FleetModel, files: list[Path], ledger: s
               show_default=True,
               help="stratified: by change authorization and drift, proportionally; simple: "
                    "from the whole population.")
-@click.option("-o", "--output", type=click.Path(file_okay=False),
+@click.option("--output-dir", "output", type=click.Path(file_okay=False), metavar="DIR",
               help="Output folder. Default: <reports.directory>/drift-sample-FROM-TO-seed-N.")
+@deprecated_alias(("-o", "--output"), "output", "--output-dir DIR",
+                  type=click.Path(file_okay=False))
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
               help="Ledger file (default: ledger.path from the configuration).")
 def sample_cmd(from_: str, to: str | None, seed: int, size: int, method: str,

@@ -10,6 +10,7 @@ import sys
 import click
 
 from auditor.cli.common import Context, handle_errors
+from auditor.cli.durations import Duration
 
 
 @click.command("schedule")
@@ -20,8 +21,9 @@ from auditor.cli.common import Context, handle_errors
 @click.option("--once", is_flag=True,
               help="Start every selected job now, wait for them and exit: 0 when all "
                    "succeeded, 1 otherwise (to run the pod's audit by hand).")
-@click.option("--for", "duration", type=click.FloatRange(min=0), metavar="SECONDS",
-              help="Stop after this long (default: until SIGTERM or Ctrl-C).")
+@click.option("--for", "duration", type=Duration(), metavar="DURATION",
+              help="Stop after this long: 90s, 15m, 1h30m, PT2H or seconds (default: until "
+                   "SIGTERM or Ctrl-C).")
 @click.pass_obj
 @handle_errors
 def schedule_cmd(obj: Context, job_names: tuple[str, ...], run_now: bool, once: bool,

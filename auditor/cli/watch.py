@@ -15,6 +15,7 @@ from auditor.cli.common import (
     handle_errors,
     tools_dir,
 )
+from auditor.cli.durations import Duration
 
 
 @click.command()
@@ -30,8 +31,9 @@ from auditor.cli.common import (
 @click.option("--webhook-port", type=int,
               help="Serve the audit webhook on this port (default: watch.webhook-port; "
                    "0: off). Needs watch.webhook-token-file or watch.webhook-client-ca-file.")
-@click.option("--for", "duration", type=float, metavar="SECONDS",
-              help="Stop after this long (default: until SIGTERM or Ctrl-C).")
+@click.option("--for", "duration", type=Duration(), metavar="DURATION",
+              help="Stop after this long: 90s, 15m, 1h30m, PT2H or seconds (default: until "
+                   "SIGTERM or Ctrl-C).")
 @click.pass_obj
 @handle_errors
 def watch(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: bool,

@@ -257,8 +257,8 @@ ledger:
 
         today = time.strftime("%Y-%m-%d", time.gmtime())
         report = Path("reports") / "demo.html"
-        auditor("report", "--from", today, "--to", today, "-o", str(report), ok=(0,))
-        print(f"$ drift-auditor report --from {today} --to {today} -o {report}")
+        auditor("report", "--from", today, "--to", today, "--output-file", str(report), ok=(0,))
+        print(f"$ drift-auditor report --from {today} --to {today} --output-file {report}")
         print("  Approvals of the changes to Git (from the git host, segregation of duties):")
         for line in approval_lines(ledger):
             print(f"    {line}")
@@ -270,7 +270,7 @@ ledger:
                       ok=(0, 1)))
 
         snap = OUT / "snapshot.json"
-        auditor("--quiet", "snapshot", "-o", str(snap), ok=(0,))
+        auditor("--quiet", "snapshot", "--output-file", str(snap), ok=(0,))
         diff_json = OUT / "diff.json"
         diff_json.write_text(auditor("diff", "--output", "json"))
         # The same comparison against the snapshot file gives the same answer.

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from auditor.engine.paths import Element, Index, render
 
 # Strings shorter than this or on one line read fine as ``desired → live``.
@@ -33,6 +35,21 @@ _OPS = {
 def is_multiline(value: Any) -> bool:
     """Whether a value is a string long enough to deserve a line diff."""
     return isinstance(value, str) and value.count("\n") + 1 >= MULTILINE_MIN_LINES
+
+
+def list_delta(desired: list[Any], live: list[Any]) -> tuple[list[Any], list[Any]]:
+    """``(removed, added)``: the items of an atomic list (RBAC ``rules``: it drifts as a
+    whole) that ``desired`` has and ``live`` lacks, and the reverse, compared as canonical
+    JSON. Both empty when the lists hold the same items in another order (order is meaning
+    in an atomic list: the caller shows the lists whole then)."""
+    def key(item: Any) -> bytes:
+        return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+
+    want = [key(i) for i in desired]
+    have = [key(i) for i in live]
+    removed = [i for i, k in zip(desired, want, strict=True) if k not in have]
+    added = [i for i, k in zip(live, have, strict=True) if k not in want]
+    return removed, added
 
 
 def text_delta(desired: str, live: str) -> list[str]:

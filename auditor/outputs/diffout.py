@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from auditor.engine.deltas import is_multiline, text_delta
+from auditor.engine.deltas import is_multiline, list_delta, text_delta
 from auditor.engine.records import DriftItem, ObjectResult, Problem, SourceInfo
 
 _STATUSES = ("in-sync", "drifted", "missing", "orphan", "ignored")
@@ -171,13 +171,8 @@ def _truncate(text: str, width: int = 120) -> str:
 def _list_delta(desired: list[Any], live: list[Any]) -> list[str]:
     """``-``/``+`` lines for the items one list has and the other lacks (an atomic list, such
     as RBAC ``rules``, drifts as a whole; its items say what changed)."""
-    def key(item: Any) -> bytes:
-        return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
-
-    want = [key(i) for i in desired]
-    have = [key(i) for i in live]
-    lines = [f"- {_show(i)}" for i, k in zip(desired, want, strict=True) if k not in have]
-    lines += [f"+ {_show(i)}" for i, k in zip(live, have, strict=True) if k not in want]
+    removed, added = list_delta(desired, live)
+    lines = [f"- {_show(i)}" for i in removed] + [f"+ {_show(i)}" for i in added]
     if not lines:
         # Same items in another order: order is meaning in an atomic list.
         lines = [f"- {_show(desired)}", f"+ {_show(live)}"]

@@ -127,6 +127,11 @@ MONITORED = frozenset({"DA-1", "DA-14", "DA-2", "DA-3", "DA-5", "DA-6", "DA-7", 
                        "DA-9", "DA-10", "DA-11"})
 
 
+# A control with no population in the period because what it tests did not happen (no policy
+# evaluated, no revert attempted, nothing adopted, no audit source): not a failure to test.
+NOT_APPLICABLE = "not-applicable"
+
+
 def _criteria(cid: str) -> list[str]:
     return list(MAPPINGS[cid][0])
 
@@ -143,6 +148,13 @@ class _Inputs:
 
 def _n(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def not_applicable(cid: str, title: str, check: str, why: str) -> Control:
+    """A control the period gave nothing to test: shown as not applicable in the period,
+    with why, rather than left out while the appendix still defines it."""
+    return Control(cid, _criteria(cid), title, check, 0, 0, NOT_APPLICABLE, [],
+                   f"Not applicable in period: {why}")
 
 
 def _result(population: int, exceptions: int) -> str:
@@ -310,7 +322,9 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
         "every expected run happened and finished.",
         mon.expected, missed, _result(mon.expected, missed),
         _links(gap_refs, "monitoring", "monitoring completeness"),
-        f"{mon.covered} of {mon.expected} scheduled runs covered; {_n(len(mon.gaps), 'gap')}"))
+        f"{mon.covered} of {mon.expected} scheduled runs covered; {_n(len(mon.gaps), 'gap')}"
+        + (f"; coverage measured from the first run at {mon.measured_from}"
+           if mon.measured_from else "")))
     unraised = [c for c in changes if c.authorization == "unauthorized" and c.drift_id is None]
     unverified = [c for c in changes if c.authorization == "unverified"]
     refs = [_change_ref(c) for c in unraised + unverified]
@@ -413,6 +427,12 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
             f"{policies.fixed} fixed in the period"
             + (f"; {_n(len(policies.sla_breaches), 'critical or high failure')} beyond the "
                f"{policies.sla_hours:g} h policy SLA" if policies.sla_breaches else "")))
+    else:
+        out.append(not_applicable(
+            "DA-10", "Live configuration meets the policies",
+            "Every live object in scope is evaluated against the configured policies each run.",
+            "no run of the period evaluated policies (no policies folder configured, or no "
+            "run)"))
     if reverts or caps:
         # Only where auto-revert ran: with it off (the default) there is nothing to test.
         failed = [r for r in reverts if r.result == "failed"]
@@ -428,6 +448,13 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
             _links(refs, "reverts", "reverts"),
             f"{by['reverted']} reverted, {by['dry-run']} dry-run, {len(failed)} failed; "
             f"{_n(len(caps), 'run')} over the cap"))
+    else:
+        out.append(not_applicable(
+            "DA-11", "Drift is reverted to Git automatically",
+            "Each revert attempt (server-side apply of Git's object) succeeds, or, in dry-run, "
+            "is checked by the API server.",
+            "auto-revert made no attempt in the period (revert.mode off, or no drift to "
+            "revert)"))
     if emergency:
         limit = data.monitoring.observed_until
         # Only a live change left unapproved beyond the SLA is an exception: one that closed
@@ -447,6 +474,18 @@ def build(changes: Sequence[ChangeItem], drifts: Sequence[DriftEpisode], monitor
             _links(refs, "emergency", "emergency changes"),
             f"{sum(1 for c in emergency if c.state == 'approved')} merged and resolved, "
             f"{pending} pending review, {otherwise} closed another way"))
+    else:
+        out.append(not_applicable(
+            "DA-12", "Emergency changes are approved retroactively",
+            "A live change adopted into Git (drift-auditor adopt) is merged within "
+            f"{sla_hours:g} h.", "no drift was adopted into Git in the period"))
     if completeness is not None and completeness.audit_tested:
         out.append(_completeness_control(completeness))
-    return [_monitored(c, monitoring) if c.id in MONITORED else c for c in out]
+    else:
+        out.append(not_applicable(
+            "DA-13", "Every change reaches the ledger",
+            "Every write the API server's audit log recorded is matched by a change in the "
+            "ledger.", "no API-server audit event was recorded up to the period's end, so "
+            "there was no population of writes to test against"))
+    return [_monitored(c, monitoring) if c.id in MONITORED and c.result != NOT_APPLICABLE
+            else c for c in out]

@@ -35,16 +35,21 @@ def definitions(schedule_minutes: int, sla_hours: float, *, match_window_s: int 
          "(some kinds could not be listed), failed or running (never finished)."),
         ("Monitoring completeness",
          f"The period (up to its end, or up to the report's generation for a period still "
-         f"running) is cut into slots of {schedule_minutes} minutes from its start; only whole "
-         "slots are expected. A slot is covered when a complete or partial run of the cluster "
+         f"running) is cut into slots of {schedule_minutes} minutes from its start — or from "
+         "the cluster's first run in the ledger when the period starts before it (a period "
+         "given as a day whose first run came later that day: the report says coverage is "
+         "measured from the first run); only whole slots are expected. A slot is covered when a complete or partial run of the cluster "
          "started in it. Expected = slots × clusters; covered slots / expected = coverage. A "
          "gap is a maximal series of uncovered slots, named with the reason (no run, or only "
          "failed runs)."),
-        ("Compliance score",
+        ("In-sync ratio",
          "Σ in-sync objects ÷ Σ (in-sync + drifted + missing + orphan) objects over every "
          "complete or partial run of the period, × 100. Ignored objects are excluded. The "
-         "per-run counts are in the monitoring table (runs CSV), so the score is re-performed "
-         "by summing its columns."),
+         "per-run counts are in the monitoring table (runs CSV), so the ratio is re-performed "
+         "by summing its columns. In the JSON export it is summary.in_sync_ratio (and, under "
+         "its earlier name, summary.compliance_score, kept for existing readers). It is not "
+         "the compliance score: that name belongs to the policy score (see Policy "
+         "compliance)."),
         ("Change",
          "A new version of a live object recorded by a run: created, updated or deleted. The "
          "first sighting of an object in the ledger's very first run is the baseline, not a "
@@ -164,7 +169,7 @@ def definitions(schedule_minutes: int, sla_hours: float, *, match_window_s: int 
          "Between scheduled runs, drift-auditor watch records each change as the API server "
          "reports it, in batches; each batch is a run of mode watch in the ledger that judges "
          "only the objects of its batch (their drift opened or resolved). Watch batches are "
-         "not audits of the whole cluster: monitoring completeness, the compliance score and "
+         "not audits of the whole cluster: monitoring completeness, the in-sync ratio and "
          "the run log count scheduled runs only; their changes are in the change population "
          "(detected by watch) and their drift events in the drift section."),
         ("Transient change",
@@ -199,7 +204,10 @@ def definitions(schedule_minutes: int, sla_hours: float, *, match_window_s: int 
          "exception in what the ledger recorded — a statement about the evidence, not an "
          "opinion on the control. Exceptions: each exception is a row of the report (change, "
          "drift occurrence, gap, commit) linked from the matrix. Not tested: empty "
-         "population."),
+         "population of something the period should have produced (no change, no drift, no "
+         "run). Not applicable in period: the control's subject did not occur at all "
+         "(no policy evaluated, no revert attempted, nothing adopted into Git, no API-server "
+         "audit source): the row stays in the matrix, with why, and nothing is concluded."),
         ("Drift exceptions per occurrence",
          "DA-1, DA-14, DA-2, DA-3 and DA-7 count as an exception each drift occurrence of the "
          "period (opened or reopened in it, or still unresolved from before) that was open and "
@@ -219,8 +227,8 @@ def definitions(schedule_minutes: int, sla_hours: float, *, match_window_s: int 
          "point at other bytes after the review. Counted per distinct image reference."),
         ("Policy compliance",
          "Each run evaluates the configured policies on every live object in scope and records "
-         "in the ledger the results that changed plus a per-run summary. Policy score (computed "
-         "by the run): Σ severity weight of passing results ÷ Σ severity weight of all results "
+         "in the ledger the results that changed plus a per-run summary. Policy score (the "
+         "compliance score of drift-auditor run's summary, computed by the run): Σ severity weight of passing results ÷ Σ severity weight of all results "
          "except skipped ones, × 100, with weights critical 10, high 5, medium 2, low 1 (no "
          "result: 100). Counts per policy are those of the last evaluating run of the period; "
          "failures at the period's end are replayed from the recorded result changes, and "

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import orjson
 
+from auditor.engine.deltas import list_delta
 from auditor.ledger.accountability import AckRecord
 from auditor.ledger.reportquery import DriftEventRow, DriftRow
 
@@ -54,6 +55,16 @@ def value_text(value: object) -> str:
     return _value(value)
 
 
+def list_items(desired: object, live: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(removed, added)`` items of an atomic list drift as the report shows them, from the
+    logic ``diff`` prints its ``-``/``+`` lines with; empty unless both values are lists
+    that differ by an item (not only by order)."""
+    if not isinstance(desired, list) or not isinstance(live, list) or desired == live:
+        return (), ()
+    removed, added = list_delta(desired, live)
+    return tuple(_value(i) for i in removed), tuple(_value(i) for i in added)
+
+
 def object_label(group: str, kind: str, namespace: str, name: str) -> str:
     gk = f"{kind}.{group}" if group else kind
     return f"{gk} {namespace + '/' if namespace else ''}{name}"
@@ -73,7 +84,8 @@ def _values(drift: DriftRow) -> list[DriftValue]:
             "" if secret else _value(item.get("desired")),
             "" if secret else _value(item.get("live")),
             str(item.get("manager") or ""), str(item.get("category") or ""),
-            str(item.get("user") or ""), bool(item.get("spoofed"))))
+            str(item.get("user") or ""), bool(item.get("spoofed")),
+            *(((), ()) if secret else list_items(item.get("desired"), item.get("live")))))
     return out
 
 

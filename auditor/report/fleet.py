@@ -171,6 +171,8 @@ def _monitoring(parts: Sequence[Report]) -> Monitoring:
         coverage_pct=(100.0 * covered / expected) if expected else None,
         observed_until=first.observed_until,
         clusters=[c for p in parts for c in p.monitoring.clusters],
+        measured_from=min((p.monitoring.measured_from for p in parts
+                           if p.monitoring.measured_from), default=""),
         gaps=sorted((g for p in parts for g in p.monitoring.gaps),
                     key=lambda g: (g.start, g.cluster)),
         runs=sorted((r for p in parts for r in p.monitoring.runs),
@@ -317,7 +319,8 @@ def _merge(parts: Sequence[Report], members: list[FleetMember], cfg: Config,
         ledger_path=", ".join(m.ledger_path for m in members), integrity=integrity,
         schedule_minutes=head.schedule_minutes, sla_hours=head.sla_hours,
         changes_csv_name=opts.changes_csv_name, changes_csv_sha256=export.sha256(csv_text),
-        changes_csv_rows=len(changes), actors_note=_actors_note(members, parts))
+        changes_csv_rows=len(changes), actors_note=_actors_note(members, parts),
+        prepared_by=opts.prepared_by)
     policies = _policies(parts)
     merged = completeness.merge([p.completeness for p in parts])
     return Report(

@@ -61,6 +61,8 @@ class Header:
     # One sentence when some runs of the period had no API-server audit source: their actors
     # are the names clients declared (field managers), not authenticated identities.
     actors_note: str = ""
+    # ``report --prepared-by``: the first name of the sign-off block ('' = a blank line).
+    prepared_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,11 @@ class DriftValue:
     category: str
     user: str = ""  # the authenticated user, when an audit source named one
     spoofed: bool = False  # a GitOps manager name written by a non-GitOps user
+    # An atomic list (RBAC ``rules``) drifts as a whole: its items Git has and the cluster
+    # lacks (``removed``) and the reverse (``added``), each as JSON; both empty for scalars,
+    # Secrets and the same items reordered (then ``desired`` → ``live`` says it).
+    removed: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +340,9 @@ class ClusterCoverage:
     covered: int
     by_status: dict[str, int]
     gaps: list[Gap]
+    # The ledger's first run of the cluster when the period started before it: coverage is
+    # measured from there ('' = from the period's start).
+    measured_from: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +356,8 @@ class Monitoring:
     clusters: list[ClusterCoverage]
     gaps: list[Gap]
     runs: list[RunItem]
+    # The earliest of the clusters' ``measured_from`` ('' = every cluster from the start).
+    measured_from: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,7 +450,7 @@ class Control:
     check: str
     population: int
     exceptions: int
-    result: str  # pass | exceptions | not-tested
+    result: str  # pass | exceptions | not-tested | not-applicable
     evidence: list[Evidence]
     note: str = ""
 
@@ -459,6 +471,9 @@ class Bucket:
 
 @dataclass(frozen=True, slots=True)
 class Summary:
+    # The in-sync ratio (Σ in sync ÷ Σ checked, %). ``compliance_score`` is its old JSON name,
+    # kept for readers of earlier reports; ``in_sync_ratio`` (below) holds the same figure.
+    # "Compliance score" elsewhere (``run``'s summary) is the policy score.
     compliance_score: float | None
     score_in_sync: int
     score_checked: int
@@ -491,6 +506,13 @@ class Summary:
     audit_writes: int = 0
     audit_matched: int = 0
     completeness_exceptions: int = 0
+    # The report's name for ``compliance_score`` (the same figure, added to the JSON beside
+    # it): the in-sync ratio, not the policy score ``run`` calls compliance score.
+    in_sync_ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.in_sync_ratio is None:
+            object.__setattr__(self, "in_sync_ratio", self.compliance_score)
 
 
 @dataclass(frozen=True, slots=True)

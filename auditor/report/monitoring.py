@@ -36,17 +36,28 @@ def slot_count(start: str, until: str, schedule_s: int) -> int:
 def coverage(runs: Sequence[RunRow], clusters: Sequence[str], *, start: str, until: str,
              schedule_minutes: int, changes_per_run: dict[int, int],
              first_runs: dict[str, str] | None = None) -> Monitoring:
-    """``first_runs`` maps a cluster to the start of its first run in the whole ledger, so a
-    gap before it is named as monitoring not yet in place rather than a missed run."""
+    """``first_runs`` maps a cluster to the start of its first run in the whole ledger.
+
+    A period that starts before it (``--from 2026-03-01`` with the ledger's first run at
+    10:05 that day) is measured from that first run (from its slot, 10:00, so slots keep the
+    period's grid): the slots before it are not runs the tool missed but time before the
+    monitoring existed, and the cluster's coverage says so (``measured_from``). A period wholly before the first run keeps its slots, each gap
+    named as before the ledger's first run."""
     schedule_s = max(60, schedule_minutes * 60)
-    t0 = seconds(start)
-    whole = slot_count(start, until, schedule_s)
-    # The slot still running at ``until`` is expected only once a run covered it: its run
-    # may simply not be due yet.
-    slots = whole + 1
     per_cluster: list[ClusterCoverage] = []
     all_gaps: list[Gap] = []
     for cluster in clusters:
+        first = (first_runs or {}).get(cluster, "")
+        measured_from = first if start < first < until else ""
+        t0 = seconds(start)
+        if measured_from:
+            # From the slot the first run started in: slots stay on the period's grid.
+            t0 += (seconds(measured_from) - t0) // schedule_s * schedule_s
+        begin = stamp(t0)
+        whole = slot_count(begin, until, schedule_s)
+        # The slot still running at ``until`` is expected only once a run covered it: its
+        # run may simply not be due yet.
+        slots = whole + 1
         mine = [r for r in runs if r.cluster == cluster]
         covered = [False] * slots
         failed_only = [False] * slots
@@ -59,7 +70,6 @@ def coverage(runs: Sequence[RunRow], clusters: Sequence[str], *, start: str, unt
             else:
                 failed_only[index] = True
         expected = whole + (1 if covered[whole] else 0)
-        first = (first_runs or {}).get(cluster, "")
         gaps: list[Gap] = []
         i = 0
         while i < expected:
@@ -82,7 +92,7 @@ def coverage(runs: Sequence[RunRow], clusters: Sequence[str], *, start: str, unt
             i = j
         per_cluster.append(ClusterCoverage(cluster, expected, len(mine), sum(covered),
                                            dict(sorted(Counter(r.status for r in mine).items())),
-                                           gaps))
+                                           gaps, measured_from))
         all_gaps.extend(gaps)
     expected = sum(c.expected for c in per_cluster)
     covered_total = sum(c.covered for c in per_cluster)
@@ -91,6 +101,7 @@ def coverage(runs: Sequence[RunRow], clusters: Sequence[str], *, start: str, unt
         covered=covered_total,
         coverage_pct=(100.0 * covered_total / expected) if expected else None,
         observed_until=until, clusters=per_cluster,
+        measured_from=min((c.measured_from for c in per_cluster if c.measured_from), default=""),
         gaps=sorted(all_gaps, key=lambda g: (g.start, g.cluster)),
         runs=[_run_item(r, changes_per_run.get(r.id, 0)) for r in runs])
 

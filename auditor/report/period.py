@@ -82,6 +82,8 @@ class Options:
     # A stretch without any API-server audit event longer than this is a gap of the audit
     # stream (an exception of change completeness).
     audit_gap_minutes: int = GAP_THRESHOLD_SECONDS // 60
+    # The sign-off block's "prepared by" (``report --prepared-by``); '' leaves it blank.
+    prepared_by: str = ""
 
 
 def _approvers(commit: q.CommitRow | None) -> list[str]:
@@ -447,7 +449,8 @@ def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, e
         sources=_sources(runs, cfg, by_sha), ledger_path=str(ledger_path), integrity=integrity,
         schedule_minutes=cfg.reports.schedule_minutes, sla_hours=cfg.reports.remediation_sla_hours,
         changes_csv_name=opts.changes_csv_name, changes_csv_sha256=export.sha256(csv_text),
-        changes_csv_rows=len(changes), actors_note=actors_note(runs))
+        changes_csv_rows=len(changes), actors_note=actors_note(runs),
+        prepared_by=opts.prepared_by)
     audit = audit_completeness(conn, s, e, until=until,
                                gap_threshold_s=opts.audit_gap_minutes * 60)
     complete = completeness.build(

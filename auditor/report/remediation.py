@@ -16,7 +16,7 @@ from typing import Any
 
 from auditor.ledger.reportquery import CommitRow, DriftRow
 
-from .episodes import is_secret, object_label, value_text
+from .episodes import is_secret, list_items, object_label, value_text
 from .model import DriftEpisode, DriftValue, EmergencyChange, RevertAttempt, RevertCap
 from .timeutil import between
 
@@ -37,7 +37,9 @@ def _values(row: Mapping[str, Any], secret: bool) -> list[DriftValue]:
             "" if secret else value_text(item.get("desired")),
             "" if secret else value_text(item.get("live")),
             str(item.get("manager") or ""), str(item.get("category") or ""),
-            str(item.get("user") or ""), bool(item.get("spoofed"))))
+            str(item.get("user") or ""), bool(item.get("spoofed")),
+            # A revert puts Git's list back: live → Git, as the table reads.
+            *(((), ()) if secret else list_items(item.get("live"), item.get("desired")))))
     return out
 
 

@@ -216,7 +216,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
                                                ok=(1,)))
         cli("diff (text)", "diff", *desired, "--no-color", ok=(1,))
         snapshot = state / "snapshot.json"
-        cli("snapshot -o", "snapshot", "-o", str(snapshot))
+        cli("snapshot --output-file", "snapshot", "--output-file", str(snapshot))
         cli("snapshot (stdout)", "snapshot")
         cli("diff --live snapshot", "diff", *desired, "--live", str(snapshot), "-o", "json",
             ok=(1,))
@@ -224,7 +224,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         cli("history -o csv", "history", "-o", "csv")
         cli("history (text)", "history")
         cli("history --object", "history", "--object", "Secret vault/creds", "-o", "json")
-        cli("report html", "report", "--from", "2000-01-01", "-o",
+        cli("report html", "report", "--from", "2000-01-01", "--output-file",
             str(state / "reports" / "leak.html"))
         for table in ("changes", "drifts", "runs", "reverts", "emergency"):
             cli(f"report csv {table}", "report", "--from", "2000-01-01", "--format", "csv",

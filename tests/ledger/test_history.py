@@ -107,7 +107,8 @@ def test_ack_and_prune_commands(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     # Beside --by, the identity who ran it (here whatever this machine's kubeconfig or OS
     # user is: tests/ledger/test_acknowledgements.py pins each source down).
-    assert re.fullmatch(r"drift 1 accepted by ann \(identity .+\) until 7d\n", out.output)
+    assert re.fullmatch(r"drift 1 \(Deployment.apps shop/web\) accepted by ann \(identity .+\) "
+                        r"until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n", out.output)
     entries = orjson.loads(_history(db, "-o", "json", "--type", "drift"))
     assert [(e["event"], e["user"], e["reason"]) for e in entries] == [
         ("opened", "", ""), ("accepted", "ann", "load test")]

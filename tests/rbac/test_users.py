@@ -183,7 +183,7 @@ def test_the_report_names_the_users(scenario: Scenario, tmp_path: pathlib.Path) 
     out = tmp_path / "report.json"
     proc = scenario.cli("report", "--from", (now - timedelta(hours=1)).isoformat(),
                         "--to", (now + timedelta(hours=1)).isoformat(), "--format", "json",
-                        "-o", str(out))
+                        "--output-file", str(out))
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     changes = {f"{c['name']}@{c['kind']}": c for c in report["changes"] if c["user"]}

@@ -69,9 +69,9 @@ def test_renders_without_errors_at_desktop_and_phone_width(
     assert browser.errors() == []
     desktop = browser.screenshot(shots / "report-desktop.png", height=2000)
     assert _png_size(desktop) == (1280, 2000)
-    assert browser.eval("document.querySelectorAll('section').length") == 12
+    assert browser.eval("document.querySelectorAll('section').length") == 13  # with sign-off
     for section in ("controls", "monitoring", "changes", "completeness", "drifts", "tool-config",
-                    "policies", "appendix"):
+                    "policies", "appendix", "sign-off"):
         shot = browser.section_screenshot(section, shots / f"report-{section}.png")
         assert _png_size(shot) == (1280, 1400)
     browser.open(page, width=390)

@@ -264,7 +264,7 @@ def test_anchors_are_qualified_unique_and_resolve(model: FleetModel) -> None:
 
 def test_csv_has_the_cluster_and_round_trips(fleet: Fleet, model: FleetModel) -> None:
     out = fleet.tmp / "out" / "fleet.html"
-    code, output = _cli(fleet, "-o", str(out))
+    code, output = _cli(fleet, "--output-file", str(out))
     assert code == 0, output
     csv_path = out.with_suffix(".changes.csv")
     text = csv_path.read_text()
@@ -364,7 +364,7 @@ def test_a_tampered_ledger_fails_only_its_cluster(fleet: Fleet, tmp_path: Path) 
     assert 'badge fail">FAILED' in ledger_rows["prod-us"]
     assert "FAILED" not in ledger_rows["prod-eu"]
     out = tmp_path / "r.html"
-    code, output = _cli(fleet, "-o", str(out), ledgers=ledgers)
+    code, output = _cli(fleet, "--output-file", str(out), ledgers=ledgers)
     assert code == 1
     assert "prod-us" in output and "ledger tampered" in output
     assert "warning: prod-eu" not in output

@@ -33,7 +33,7 @@ def _stamp(moment: datetime) -> str:
 def _report(real: RealLedger, out: Path, *args: str, ledger: Path | None = None) -> Any:
     result = CliRunner().invoke(report_cmd, [
         "--ledger", str(ledger or real.path), "--from", _stamp(real.start),
-        "--to", _stamp(real.end), "-o", str(out), *args], obj=Context(str(real.config)))
+        "--to", _stamp(real.end), "--output-file", str(out), *args], obj=Context(str(real.config)))
     assert result.exit_code == 0, result.output
     return result
 

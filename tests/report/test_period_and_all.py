@@ -105,7 +105,7 @@ def test_period_reports_the_last_complete_period(ledger_config: Path) -> None:
 def test_format_all_writes_every_file_whole(ledger_config: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     code, out = _cli(ledger_config, "--from", "2026-03-01", "--to", "2026-03-02",
-                     "--format", "all", "-o", str(out_dir))
+                     "--format", "all", "--output-file", str(out_dir))
     assert code == 0, out
     stem = "drift-report-20260301-20260302"
     tables = {t: out_dir / f"{stem}-{t}.csv" for t in export.TABLES}
@@ -159,7 +159,8 @@ def test_format_all_needs_a_folder(ledger_config: Path, tmp_path: Path) -> None:
     a_file = tmp_path / "report.html"
     a_file.write_text("x")
     code, out = _cli(ledger_config, "--from", "2026-03-01", "--format", "all",
-                     "-o", str(a_file))
+                     "--output-file", str(a_file))
     assert code == 2
     assert out.strip().splitlines() == [
-        f"drift-auditor: error: -o {a_file}: with --format all, -o names a folder, not a file"]
+        f"drift-auditor: error: --output-file {a_file}: with --format all, --output-file "
+        "names a folder, not a file"]

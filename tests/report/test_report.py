@@ -44,7 +44,7 @@ def _stamp(moment: datetime) -> str:
 def html_report(real_ledger: RealLedger) -> tuple[Path, Path]:
     out = real_ledger.tmp / "reports" / "today.html"
     code, output = _cli(real_ledger, "--from", _stamp(real_ledger.start),
-                        "--to", _stamp(real_ledger.end), "-o", str(out))
+                        "--to", _stamp(real_ledger.end), "--output-file", str(out))
     assert code == 0, output
     return out, out.with_suffix(".changes.csv")
 
@@ -164,8 +164,10 @@ def test_json_and_csv_formats_from_the_command(real_ledger: RealLedger) -> None:
     assert code == 0
     doc = orjson.loads(out[out.index("{"):])
     assert doc["summary"]["changes"] == len(doc["changes"]) == 4
-    assert {d[0] for d in doc["definitions"]} >= {"Compliance score", "MTTR", "Time to detect",
+    assert {d[0] for d in doc["definitions"]} >= {"In-sync ratio", "MTTR", "Time to detect",
                                                   "Authorized / unauthorized"}
+    # The JSON keeps the earlier key beside the new one: the same figure.
+    assert doc["summary"]["in_sync_ratio"] == doc["summary"]["compliance_score"]
     code, out = _cli(real_ledger, "--from", _stamp(real_ledger.start), "--to",
                      _stamp(real_ledger.end), "--format", "csv", "--table", "runs")
     assert code == 0
@@ -276,8 +278,11 @@ def test_no_policy_results_in_a_ledger_without_them(gap_ledger: Path) -> None:
                           datetime(2026, 3, 3, tzinfo=UTC), Config(),
                           now=datetime(2026, 3, 10, tzinfo=UTC))
     assert report.policies.evaluated_runs == 0 and report.policies.failing == []
-    assert "DA-10" not in {c.id for c in report.controls}
-    assert "No policy results in this period." in render_html(report)
+    da10 = {c.id: c for c in report.controls}["DA-10"]
+    assert (da10.result, da10.population) == ("not-applicable", 0)
+    page = render_html(report)
+    assert "No policy results in this period." in page
+    assert 'id="ctl-DA-10"' in page and "Not applicable in period" in page
 
 
 def test_tampered_ledger_is_called_out(real_ledger: RealLedger, tmp_path: Path) -> None:
@@ -302,11 +307,11 @@ def test_tampered_ledger_is_called_out(real_ledger: RealLedger, tmp_path: Path) 
     assert "badge fail\">FAILED</span>" in render_html(report)
     result = CliRunner().invoke(report_cmd, [
         "--ledger", str(copy), "--from", _stamp(real_ledger.start), "--to",
-        _stamp(real_ledger.end), "-o", str(tmp_path / "r.html")], obj=Context(str(real_ledger.config)))
+        _stamp(real_ledger.end), "--output-file", str(tmp_path / "r.html")], obj=Context(str(real_ledger.config)))
     assert result.exit_code == 1 and "ledger tampered" in result.output
     skipped = CliRunner().invoke(report_cmd, [
         "--ledger", str(copy), "--from", _stamp(real_ledger.start), "--to",
-        _stamp(real_ledger.end), "-o", str(tmp_path / "s.html"), "--skip-verify"],
+        _stamp(real_ledger.end), "--output-file", str(tmp_path / "s.html"), "--skip-verify"],
         obj=Context(str(real_ledger.config)))
     assert skipped.exit_code == 0
     assert "not verified (--skip-verify)" in (tmp_path / "s.html").read_text()

@@ -249,14 +249,14 @@ def test_command(ledger: SampleLedger, tmp_path: Path) -> None:
     manifest = orjson.loads((folder / "manifest.json").read_bytes())
     assert (manifest["seed"], manifest["size"], manifest["population"]["size"]) == (42, 3, 15)
     assert manifest["population"]["sha256"] in result.output
-    again = CliRunner().invoke(report_cmd, [*args, "-o", str(tmp_path / "again")],
+    again = CliRunner().invoke(report_cmd, [*args, "--output-dir", str(tmp_path / "again")],
                                obj=Context(str(config)))
     assert again.exit_code == 0, again.output
     assert _files(folder) == _files(tmp_path / "again")
     # The report itself is still `report --from …`, and still demands --from.
     html = tmp_path / "r.html"
     result = CliRunner().invoke(report_cmd, ["--from", _stamp(ledger.start), "--to",
-                                             _stamp(ledger.end), "-o", str(html)],
+                                             _stamp(ledger.end), "--output-file", str(html)],
                                 obj=Context(str(config)))
     assert result.exit_code == 0, result.output
     assert "Evidence sample" not in html.read_text()
@@ -279,7 +279,7 @@ def test_tampered_ledger_says_so_and_exits_1(ledger: SampleLedger, tmp_path: Pat
     config = _config(ledger, tmp_path)
     result = CliRunner().invoke(report_cmd, [
         "sample", "--ledger", str(copy), "--from", _stamp(ledger.start), "--to",
-        _stamp(ledger.end), "--seed", "1", "--size", "15", "-o", str(tmp_path / "out")],
+        _stamp(ledger.end), "--seed", "1", "--size", "15", "--output-dir", str(tmp_path / "out")],
         obj=Context(str(config)))
     assert result.exit_code == 1 and "ledger tampered" in result.output
     manifest = orjson.loads((tmp_path / "out" / "manifest.json").read_bytes())
