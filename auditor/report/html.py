@@ -68,11 +68,16 @@ def _label(start: str, unit: str) -> str:
 def chart_svgs(report: Report) -> dict[str, str]:
     buckets = report.buckets
     labels = [_label(b.start, report.bucket_label) for b in buckets]
+    # Before the ledger's first run nothing was monitoring yet: those buckets count no missed
+    # runs, as the coverage figures do (``monitoring.measured_from``).
+    since = report.monitoring.measured_from
+    ends = [b.start for b in buckets[1:]] + [report.header.period_end]
     runs = charts.stacked("Scheduled runs", labels, [
         ("covered", [b.covered_runs for b in buckets]),
-        ("missed", [b.expected_runs - b.covered_runs for b in buckets])])
+        ("missed", [0 if since and end <= since else b.expected_runs - b.covered_runs
+                    for b, end in zip(buckets, ends, strict=True)])])
     return {
-        "score": charts.line("Compliance score", labels, [b.score for b in buckets]),
+        "score": charts.line("In-sync ratio", labels, [b.score for b in buckets]),
         "changes": charts.stacked("Changes", labels, [
             ("authorized", [b.authorized for b in buckets]),
             ("unauthorized", [b.unauthorized for b in buckets]),

@@ -216,6 +216,9 @@ def test_a_day_starts_at_the_ledgers_first_run_and_says_so(built: Built) -> None
     assert "3/14" in page
     assert f"measured from the first run at {_stamp(FIRST_RUN)}" in page
     assert 'id="measured-from"' in page
+    # The runs chart agrees: the hours before the first run are not missed runs.
+    from auditor.report.html import chart_svgs
+    assert "missed (11)" in chart_svgs(built.report)["runs"]
     # A period starting at or after the first run is measured from its own start.
     later = period.build(built.path, FIRST_RUN, DAY + timedelta(days=1), built.cfg,
                          now=DAY + timedelta(days=2))
