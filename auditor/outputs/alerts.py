@@ -397,7 +397,7 @@ def drift_links(drift: Mapping[str, Any], public_url: str) -> list[tuple[str, st
         page = links.object_url(public_url, str(drift.get("api_group") or ""),
                                 str(drift.get("kind") or ""), str(drift.get("namespace") or ""),
                                 str(drift.get("name") or ""))
-        out.append(("Object and diff", page))
+        out.append(("Diff: Git vs live", links.drift_diff_url(page, int(drift["id"]))))
         out.append(("Drift history", links.drift_history_url(page, int(drift["id"]))))
     commit = links.commit_url(str(drift.get("commit_repo") or ""),
                               str(drift.get("source_commit") or ""))

@@ -58,5 +58,10 @@ def object_url(public_url: str, group: str, kind: str, namespace: str, name: str
 
 
 def drift_history_url(object_page: str, drift_id: int) -> str:
-    """The drift's lifecycle on its object's page."""
+    """The drift's row on its object's page, whose timeline holds its lifecycle."""
     return f"{object_page}#drift-{drift_id}"
+
+
+def drift_diff_url(object_page: str, drift_id: int) -> str:
+    """``serve``'s diff of the drift: the object as YAML, Git against live."""
+    return f"{object_page}/diff?drift={drift_id}"

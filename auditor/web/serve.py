@@ -38,6 +38,8 @@ hold anything); Secret drift values are never shown, only their paths.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import sqlite3
 import ssl
@@ -49,7 +51,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import jinja2
 import orjson
@@ -60,7 +62,7 @@ from prometheus_client.registry import Collector
 from auditor import __version__
 from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LedgerError
-from auditor.ledger import HistoryFilter, drifts, query, runs, uiquery
+from auditor.ledger import HistoryFilter, drifts, query, runs, uiquery, webquery
 from auditor.ledger.history import TYPES, watch_summary
 from auditor.ledger.readonly import reading
 from auditor.ledger.reportquery import cluster_names
@@ -71,6 +73,7 @@ from auditor.outputs import metrics as metrics_mod
 # when two ledgers share a name): imported, not copied, so report and UI name clusters alike.
 from auditor.report.fleet import member_names as fleet_names
 
+from . import charts, yamlview
 from .access import BearerToken, tls_context
 
 log = logging.getLogger("auditor.web.serve")
@@ -87,8 +90,12 @@ EMPTY = "_"
 VALUE_LIMIT = 300  # characters of a drift value shown before it is cut
 # Our pages need no script and load nothing from elsewhere. Reports carry their own inline
 # script and styles (sorting, filters), so they get a CSP that allows inline code only.
+# The filter and version forms are GET forms to the UI itself (form-action 'self').
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; " \
-           "form-action 'none'; frame-ancestors 'none'"
+           "form-action 'self'; frame-ancestors 'none'"
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+FILTERS = ("namespace", "kind", "actor", "category", "state", "q")
+PAGE_SIZE = 50
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; " \
              "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
@@ -292,6 +299,97 @@ def _iso(stamp: float | None) -> str:
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if stamp else ""
 
 
+class BadRequest(Exception):
+    """A query parameter the page cannot use (answered 400)."""
+
+
+def encode_continue(value: Any) -> str | None:
+    """The opaque ``continue`` token of a list's next page (``None``: no next page)."""
+    if value is None:
+        return None
+    return base64.urlsafe_b64encode(orjson.dumps(value)).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> Any:
+    if not token:
+        return None
+    try:
+        return orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise BadRequest("continue: not a token this server gave out") from None
+
+
+def list_filter(params: Mapping[str, list[str]]) -> webquery.ListFilter:
+    """The list filters of a query string (each at most 200 characters)."""
+    values = {}
+    for name in FILTERS:
+        value = (params.get(name) or [""])[0].strip()
+        if len(value) > 200:
+            raise BadRequest(f"{name}: at most 200 characters")
+        values[name] = value
+    return webquery.ListFilter(**values)
+
+
+def int_param(params: Mapping[str, list[str]], name: str, default: int | None = None,
+              low: int = 1, high: int = 10**12) -> int | None:
+    raw = (params.get(name) or [""])[0].strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"{name}: a whole number from {low} to {high}")
+    return int(raw)
+
+
+def json_body(data: Any) -> bytes:
+    """The API's JSON: keys sorted (a stable order), UTF-8, newline-terminated."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+
+
+def _object_ref(group: str, kind: str, namespace: str, name: str) -> dict[str, str]:
+    return {"group": group, "kind": kind, "namespace": namespace, "name": name}
+
+
+def _drift_json(d: Mapping[str, Any], cluster: str) -> dict[str, Any]:
+    secret = is_secret(d["api_group"], d["kind"])
+    items = []
+    for item in d["items"]:
+        desired, live = item.get("desired"), item.get("live")
+        if secret:
+            desired = yamlview.redact_value(item.get("path", ""), desired)
+            live = yamlview.redact_value(item.get("path", ""), live)
+        items.append({"path": item.get("path", ""), "op": item.get("op", ""),
+                      "desired": desired, "live": live, "manager": item.get("manager", ""),
+                      "operation": item.get("operation", ""),
+                      "category": item.get("category", ""), "user": item.get("user", ""),
+                      "spoofed": bool(item.get("spoofed")), "time": item.get("time", "")})
+    return {"id": d["id"],
+            "object": _object_ref(d["api_group"], d["kind"], d["namespace"], d["name"]),
+            "state": d["state"], "status": d["status"], "category": d["category"],
+            "manager": d["manager"], "opened_at": d["opened_at"],
+            "state_since": d["state_since"], "accepted_until": d["accepted_until"] or None,
+            "source": {"file": d["source_file"], "commit": d["source_commit"]},
+            "items": items,
+            "url": object_url(d["api_group"], d["kind"], d["namespace"], d["name"], cluster)
+            + "/diff?drift=" + str(d["id"])}
+
+
+def _view(params: Mapping[str, list[str]]) -> str:
+    """``split``, ``unified`` or ``""`` (the page's width decides)."""
+    view = (params.get("view") or [""])[0]
+    return view if view in ("split", "unified") else ""
+
+
+def _flag(params: Mapping[str, list[str]], name: str) -> bool:
+    return (params.get(name) or [""])[0] in ("1", "true", "yes", "on")
+
+
+def _label(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {"manager": item.get("manager") or "", "category": item.get("category") or "",
+            "user": item.get("user") or "", "time": item.get("time") or "",
+            "path": item.get("path") or "", "op": item.get("op") or "",
+            "spoofed": bool(item.get("spoofed"))}
+
+
 class Pages:
     """Renders each page from the ledger(s); one reader connection per ledger and call."""
 
@@ -302,6 +400,7 @@ class Pages:
         self.env = _environment()
         # One ledger: today's UI. Several: the fleet view.
         self.fleet = Fleet(cfg, ledger_paths) if len(ledger_paths) > 1 else None
+        self.env.globals["fleet_mode"] = self.fleet is not None
         # Kept for the server's life (not rebuilt per scrape) so that the chain is verified
         # again only when the ledger changed.
         self.registry = CollectorRegistry(auto_describe=False)
@@ -337,8 +436,20 @@ class Pages:
             latest = runs(conn, limit=10)  # scheduled runs: a watch batch is no audit
             watching = watch_summary(conn)
             namespaces = self._current(conn, now)
+            open_series = webquery.open_drift_by_day(conn, 30, now)
+            change_series = webquery.changes_by_category(conn, 30, now)
         current = [d for _, rows in namespaces for d in rows]
+        totals: dict[str, int] = defaultdict(int)
+        for _, counts in change_series:
+            for category, n in counts.items():
+                totals[category] += n
+        order = [c for c in charts.COLOURS if c in totals] + sorted(
+            c for c in totals if c not in charts.COLOURS)
         return self.env.get_template("index.html.j2").render(
+            open_chart=charts.open_drift(open_series),
+            changes_chart=charts.changes(change_series, order),
+            change_legend=[(c, charts.colour(c, order), totals[c]) for c in order],
+            open_today=open_series[-1] if open_series else ("", 0, 0),
             title="Drift Auditor" if cluster is None else f"Cluster {cluster}", runs=latest,
             watch=watching, namespaces=namespaces,
             open_count=sum(1 for d in current if d["state"] == "open"),
@@ -440,6 +551,241 @@ class Pages:
             secret=is_secret(group, kind), timeline=timeline, versions=versions,
             drifts=object_drifts, link_cluster=cluster or "")
 
+    def _ledger(self, cluster: str | None) -> Path | None:
+        """The ledger of ``cluster`` (``None``: the single ledger); ``None`` when no such
+        cluster."""
+        if cluster is None:
+            return self.ledger_path
+        member = self.fleet.member(cluster) if self.fleet else None
+        return member.path if member else None
+
+    def _render(self, template: str, **context: Any) -> str:
+        return self.env.get_template(template).render(**context)
+
+    def drift_diff(self, group: str, kind: str, namespace: str, name: str,
+                   cluster: str | None, params: Mapping[str, list[str]]) -> str | None:
+        """A drift of the object as a diff of the whole object, Git's side against live."""
+        path = self._ledger(cluster)
+        if path is None:
+            return None
+        wanted = int_param(params, "drift")
+        with reading(path) as conn:
+            oid = uiquery.object_id(conn, group, kind, namespace, name)
+            if oid is None:
+                return None
+            rows = webquery.object_drift_rows(conn, oid)
+            if wanted is not None:
+                chosen = next((d for d in rows if d["id"] == wanted), None)
+                if chosen is None:
+                    raise BadRequest(f"drift: #{wanted} is no drift of this object")
+            else:
+                chosen = next((d for d in rows if d["state"] in ("open", "accepted")),
+                              rows[0] if rows else None)
+            vid = (webquery.version_with_hash(conn, oid, chosen["live_hash"])
+                   if chosen and chosen["live_hash"] else None)
+            exact = vid is not None
+            if vid is None:
+                vid = webquery.latest_version_id(conn, oid)
+            stored = webquery.version(conn, oid, vid) if vid is not None else None
+        gk = f"{kind}.{group}" if group else kind
+        label = f"{gk} {namespace + '/' if namespace else ''}{name}"
+        secret = is_secret(group, kind)
+        context: dict[str, Any] = dict(
+            title=f"Diff · {label}", label=label, group=group, kind=kind, namespace=namespace,
+            name=name, link_cluster=cluster or "", drift=chosen, drifts=rows, shown=stored,
+            exact=exact, secret=secret, view=_view(params), show_hidden=_flag(params, "defaults"),
+            diff=None, unplaced=[], mode="drift")
+        if chosen is None or stored is None or stored["content"] is None:
+            return self._render("diff.html.j2", **context)
+        live = stored["content"]
+        items = chosen["items"]
+        if secret:
+            live = yamlview.redact_secret(live)
+            items = [{**i, "desired": yamlview.redact_value(i.get("path", ""), i.get("desired")),
+                      "live": yamlview.redact_value(i.get("path", ""), i.get("live"))}
+                     for i in items]
+        git, unplaced = yamlview.git_side(live, items)
+        if secret:
+            git = yamlview.redact_secret(git)
+        git_marks = [(p, _label(i)) for p, i in yamlview.places(git, items)]
+        live_marks = [(p, _label(i)) for p, i in yamlview.places(live, items)]
+        left = yamlview.lines_of(git, group, kind, [p for p, _ in git_marks])
+        right = yamlview.lines_of(live, group, kind, [p for p, _ in live_marks])
+        context.update(diff=yamlview.diff(left, right, git_marks, live_marks),
+                       unplaced=unplaced, left_title="Git (reconstructed)",
+                       right_title=f"Live · version #{stored['id']}")
+        return self._render("diff.html.j2", **context)
+
+    def version_page(self, group: str, kind: str, namespace: str, name: str,
+                     cluster: str | None, vid: int) -> str | None:
+        """One stored version of the object as YAML, with the change that wrote it."""
+        path = self._ledger(cluster)
+        if path is None:
+            return None
+        with reading(path) as conn:
+            oid = uiquery.object_id(conn, group, kind, namespace, name)
+            stored = webquery.version(conn, oid, vid) if oid is not None else None
+            if oid is None or stored is None:
+                return None
+            writer = webquery.version_changes(conn, oid).get(vid)
+        content = stored["content"]
+        if content is not None and is_secret(group, kind):
+            content = yamlview.redact_secret(content)
+        gk = f"{kind}.{group}" if group else kind
+        label = f"{gk} {namespace + '/' if namespace else ''}{name}"
+        text = (yamlview.as_yaml(yamlview.lines_of(content, group, kind))
+                if content is not None else None)
+        return self._render("version.html.j2", title=f"Version #{vid} · {label}", label=label,
+                            group=group, kind=kind, namespace=namespace, name=name,
+                            link_cluster=cluster or "", shown=stored, yaml=text,
+                            writer=writer)
+
+    def version_diff(self, group: str, kind: str, namespace: str, name: str,
+                     cluster: str | None, params: Mapping[str, list[str]]) -> str | None:
+        """Two stored versions of the object side by side (or unified): who changed what."""
+        path = self._ledger(cluster)
+        if path is None:
+            return None
+        a, b = int_param(params, "a"), int_param(params, "b")
+        with reading(path) as conn:
+            oid = uiquery.object_id(conn, group, kind, namespace, name)
+            if oid is None:
+                return None
+            listed = uiquery.versions(conn, oid, limit=10_000)
+            ids = [v["id"] for v in listed]  # newest first
+            if b is None:
+                b = ids[0] if ids else None
+            if a is None and b is not None:
+                older = [i for i in ids if i < b]
+                a = older[0] if older else b
+            if a is None or b is None:
+                raise BadRequest("the object has no stored version")
+            a, b = min(a, b), max(a, b)
+            old, new = webquery.version(conn, oid, a), webquery.version(conn, oid, b)
+            if old is None or new is None:
+                raise BadRequest("a, b: versions of this object")
+            writers = webquery.version_changes(conn, oid)
+        between = [(vid, writers[vid]) for vid in sorted(writers) if a < vid <= b]
+        gk = f"{kind}.{group}" if group else kind
+        label = f"{gk} {namespace + '/' if namespace else ''}{name}"
+        secret = is_secret(group, kind)
+        context: dict[str, Any] = dict(
+            title=f"Versions #{a} → #{b} · {label}", label=label, group=group, kind=kind,
+            namespace=namespace, name=name, link_cluster=cluster or "", drift=None, drifts=[],
+            shown=new, old_version=old, exact=True, secret=secret, view=_view(params),
+            show_hidden=_flag(params, "defaults"), diff=None, unplaced=[], mode="versions",
+            between=between, versions=listed, a=a, b=b)
+        if old["content"] is None or new["content"] is None:
+            return self._render("diff.html.j2", **context)
+        left_obj, right_obj = old["content"], new["content"]
+        if secret:
+            left_obj, right_obj = yamlview.redact_secret(left_obj), yamlview.redact_secret(right_obj)
+        marks = [((), {"manager": w["manager"], "category": w["category"], "user": w["user"],
+                       "time": w["time"], "path": "", "op": w["change"], "spoofed": False})
+                 for _, w in between]
+        context.update(diff=yamlview.diff(yamlview.lines_of(left_obj, group, kind),
+                                          yamlview.lines_of(right_obj, group, kind),
+                                          marks, marks),
+                       left_title=f"Version #{a} · {old['observed_at']}",
+                       right_title=f"Version #{b} · {new['observed_at']}")
+        return self._render("diff.html.j2", **context)
+
+    def listing(self, which: str, cluster: str | None,
+                params: Mapping[str, list[str]]) -> str | None:
+        """The drifts, objects or changes list, filtered by the query string, a page each."""
+        path = self._ledger(cluster)
+        if path is None:
+            return None
+        f = list_filter(params)
+        token = (params.get("continue") or [""])[0]
+        cont = decode_continue(token)
+        with reading(path) as conn:
+            facets = webquery.facets(conn)
+            rows, nxt = self._list(conn, which, f, PAGE_SIZE, cont)
+        query_now = {k: v for k, v in ((n, getattr(f, n)) for n in FILTERS) if v}
+        next_url = ("?" + urlencode({**query_now, "continue": encode_continue(nxt)})
+                    if nxt is not None else "")
+        states = {"drifts": webquery.DRIFT_STATES, "objects": webquery.OBJECT_STATES,
+                  "changes": webquery.CHANGE_STATES}[which]
+        return self._render("list.html.j2", title=which.capitalize(), which=which, rows=rows,
+                            filters=f, facets=facets, states=states, next_url=next_url,
+                            first_url="?" + urlencode(query_now) if token else "",
+                            link_cluster=cluster or "", filtered=bool(query_now))
+
+    @staticmethod
+    def _list(conn: sqlite3.Connection, which: str, f: webquery.ListFilter, limit: int,
+              cont: Any) -> tuple[list[dict[str, Any]], Any]:
+        if which == "objects":
+            if cont is not None and not (
+                    isinstance(cont, list) and len(cont) == 4
+                    and all(isinstance(x, str) for x in cont[:3]) and isinstance(cont[3], int)):
+                raise BadRequest("continue: not a token of this list")
+            after = (cont[0], cont[1], cont[2], cont[3]) if cont is not None else None
+            rows, nxt_key = webquery.object_list(conn, f, limit, after)
+            return rows, list(nxt_key) if nxt_key is not None else None
+        if cont is not None and (not isinstance(cont, int) or isinstance(cont, bool)):
+            raise BadRequest("continue: not a token of this list")
+        lister = webquery.drift_list if which == "drifts" else webquery.change_list
+        return lister(conn, f, limit, cont)
+
+    # ----------------------------------------------------------------------- JSON API
+
+    def api_drifts(self, cluster: str | None, params: Mapping[str, list[str]]) -> bytes | None:
+        path = self._ledger(cluster)
+        if path is None:
+            return None
+        f = list_filter(params)
+        limit = int_param(params, "limit", 100, 1, webquery.MAX_LIMIT) or 100
+        cont = decode_continue((params.get("continue") or [""])[0])
+        with reading(path) as conn:
+            rows, nxt = self._list(conn, "drifts", f, limit, cont)
+        return json_body({"kind": "DriftList", "limit": limit,
+                          "continue": encode_continue(nxt),
+                          "items": [_drift_json(d, cluster or "") for d in rows]})
+
+    def api_runs(self, cluster: str | None, params: Mapping[str, list[str]]) -> bytes | None:
+        path = self._ledger(cluster)
+        if path is None:
+            return None
+        limit = int_param(params, "limit", 100, 1, webquery.MAX_LIMIT) or 100
+        cont = decode_continue((params.get("continue") or [""])[0])
+        if cont is not None and (not isinstance(cont, int) or isinstance(cont, bool)):
+            raise BadRequest("continue: not a token of this list")
+        with reading(path) as conn:
+            rows, nxt = webquery.run_list(conn, limit, cont)
+        return json_body({"kind": "RunList", "limit": limit, "continue": encode_continue(nxt),
+                          "items": rows})
+
+    def api_object(self, group: str, kind: str, namespace: str, name: str,
+                   cluster: str | None) -> bytes | None:
+        path = self._ledger(cluster)
+        if path is None:
+            return None
+        with reading(path) as conn:
+            oid = uiquery.object_id(conn, group, kind, namespace, name)
+            if oid is None:
+                return None
+            listed = uiquery.versions(conn, oid, limit=10_000)
+            latest = webquery.version(conn, oid, listed[0]["id"]) if listed else None
+            rows = webquery.object_drift_rows(conn, oid)
+            writers = webquery.version_changes(conn, oid)
+        secret = is_secret(group, kind)
+        if latest is not None and latest["content"] is not None and secret:
+            latest["content"] = yamlview.redact_secret(latest["content"])
+        versions = []
+        for v in listed:
+            entry = {k: v[k] for k in ("id", "run_id", "api_version", "resource_version",
+                                       "content_hash", "observed_at", "deleted",
+                                       "detected_by", "transient")}
+            entry["change"] = writers.get(v["id"])
+            versions.append(entry)
+        return json_body({"kind": "Object",
+                          "object": _object_ref(group, kind, namespace, name),
+                          "url": object_url(group, kind, namespace, name, cluster or ""),
+                          "latest": latest,
+                          "drifts": [_drift_json(d, cluster or "") for d in rows],
+                          "versions": versions})
+
     def reports(self) -> str:
         return self.env.get_template("reports.html.j2").render(
             title="Reports", reports=list_reports(self.reports_dir),
@@ -486,6 +832,9 @@ def make_handler(pages: Pages, token: BearerToken | None,
 
         def _error(self, status: int, message: str,
                    extra: Mapping[str, str] | None = None) -> None:
+            if self.api:
+                self._json(status, json_body({"error": message, "status": status}), extra)
+                return
             self._send(status, pages.error(status, message).encode(),
                        "text/html; charset=utf-8",
                        {"Content-Security-Policy": PAGE_CSP, **(extra or {})})
@@ -495,8 +844,21 @@ def make_handler(pages: Pages, token: BearerToken | None,
                 return True
             return token.matches(self.headers.get("Authorization", ""))
 
+        api = False  # the request is for /api/: errors are answered as JSON
+        params: dict[str, list[str]] = {}  # noqa: RUF012 (replaced per request, never shared)
+
+        def _json(self, status: int, body: bytes,
+                  extra: Mapping[str, str] | None = None) -> None:
+            self._send(status, body, "application/json",
+                       {"Content-Security-Policy": API_CSP, **(extra or {})})
+
         def do_GET(self) -> None:
-            path = urlsplit(self.path).path
+            parts = urlsplit(self.path)
+            path = parts.path
+            below = path.split("/", 3)[3] if path.startswith("/c/") and path.count("/") >= 3 \
+                else ""
+            self.api = path.startswith("/api/") or below.startswith("api/")
+            self.params = parse_qs(parts.query, keep_blank_values=True)
             if path == "/healthz":
                 self._healthz()
                 return
@@ -506,6 +868,8 @@ def make_handler(pages: Pages, token: BearerToken | None,
                 return
             try:
                 self._route(path)
+            except BadRequest as exc:
+                self._error(400, str(exc))
             except LedgerError as exc:
                 # Typically: no run has written the ledger yet.
                 self._error(503, str(exc))
@@ -532,18 +896,77 @@ def make_handler(pages: Pages, token: BearerToken | None,
             self._send(200 if ok else 503, body.encode(), "text/plain; charset=utf-8")
 
         def _object(self, rest: str, cluster: str | None = None) -> None:
+            """``<group>/<kind>/<namespace>/<name>`` and below it ``/diff``,
+            ``/versions/<id>`` and ``/versions/diff``."""
             # Split before unquoting: an encoded "/" stays inside its part.
             parts = [unquote(p) for p in rest.split("/")]
-            if len(parts) != 4 or not all(parts):
+            if len(parts) < 4 or not all(parts[:4]):
                 self._error(404, "Object addresses are /objects/<group>/<kind>/"
                                  "<namespace>/<name> (_ for none).")
                 return
-            group, kind, ns, name = (p if p != EMPTY else "" for p in parts)
-            html = pages.object(group, kind, ns, name, cluster)
+            group, kind, ns, name = (p if p != EMPTY else "" for p in parts[:4])
+            sub = parts[4:]
+            html: str | None
+            if not sub:
+                html = pages.object(group, kind, ns, name, cluster)
+            elif sub == ["diff"]:
+                html = pages.drift_diff(group, kind, ns, name, cluster, self.params)
+            elif sub == ["versions", "diff"]:
+                html = pages.version_diff(group, kind, ns, name, cluster, self.params)
+            elif len(sub) == 2 and sub[0] == "versions" and sub[1].isdigit():
+                html = pages.version_page(group, kind, ns, name, cluster, int(sub[1]))
+            else:
+                self._error(404, "No such page.")
+                return
             if html is None:
-                self._error(404, "The ledger has never seen this object.")
+                self._error(404, "The ledger has never seen this object (or that version).")
             else:
                 self._html(200, html)
+
+        def _api(self, rest: str, cluster: str | None) -> None:
+            """``/api/v1/…``: drifts, runs, one object."""
+            body: bytes | None
+            if rest == "drifts":
+                body = pages.api_drifts(cluster, self.params)
+            elif rest == "runs":
+                body = pages.api_runs(cluster, self.params)
+            elif rest.startswith("objects/"):
+                parts = [unquote(p) for p in rest[len("objects/"):].split("/")]
+                if len(parts) != 4 or not all(parts):
+                    self._error(404, "Object addresses are /api/v1/objects/<group>/<kind>/"
+                                     "<namespace>/<name> (_ for none).")
+                    return
+                group, kind, ns, name = (p if p != EMPTY else "" for p in parts)
+                body = pages.api_object(group, kind, ns, name, cluster)
+                if body is None:
+                    self._error(404, "The ledger has never seen this object.")
+                    return
+            else:
+                self._error(404, "No such API resource (drifts, runs, objects/…).")
+                return
+            if body is None:
+                self._error(404, "No such cluster.")
+            else:
+                self._json(200, body)
+
+        def _cluster_page(self, rest: str, cluster: str | None) -> bool:
+            """The pages a ledger has below its root (``/`` or ``/c/<cluster>/``); False
+            when ``rest`` is none of them."""
+            if rest in ("drifts", "objects", "changes"):
+                html = pages.listing(rest, cluster, self.params)
+                if html is None:
+                    self._error(404, "No such cluster.")
+                else:
+                    self._html(200, html)
+            elif rest in ("objects/",):
+                self._send(308, b"", "text/plain", {"Location": "../objects"})
+            elif rest.startswith("objects/"):
+                self._object(rest[len("objects/"):], cluster)
+            elif rest.startswith("api/v1/"):
+                self._api(rest[len("api/v1/"):], cluster)
+            else:
+                return False
+            return True
 
         def _fleet(self, path: str) -> None:
             """``/`` and ``/c/<cluster>/…`` of the fleet view."""
@@ -555,6 +978,11 @@ def make_handler(pages: Pages, token: BearerToken | None,
                 self._error(404, "This UI serves several clusters: object addresses are "
                                  "/c/<cluster>/objects/<group>/<kind>/<namespace>/<name>.")
                 return
+            if not path.startswith("/c/"):
+                self._error(404, "This UI serves several clusters: each cluster's pages and "
+                                 "API are under /c/<cluster>/ (objects, drifts, changes, "
+                                 "api/v1/…).")
+                return
             quoted, _, rest = path[len("/c/"):].partition("/")
             cluster = unquote(quoted)
             if not cluster or pages.fleet.member(cluster) is None:
@@ -563,18 +991,17 @@ def make_handler(pages: Pages, token: BearerToken | None,
                 self._send(308, b"", "text/plain", {"Location": cluster_url(cluster)})
             elif rest == "":
                 self._html(200, pages.index(cluster))
-            elif rest.startswith("objects/"):
-                self._object(rest[len("objects/"):], cluster)
-            else:
+            elif not self._cluster_page(rest, cluster):
                 self._error(404, "No such page.")
 
         def _route(self, path: str) -> None:
-            if pages.fleet is not None and (path == "/" or path.startswith(("/c/", "/objects/"))):
+            lists = ("/drifts", "/objects", "/changes", "/api/")
+            if pages.fleet is not None and (path == "/" or path.startswith(("/c/", *lists))):
                 self._fleet(path)
             elif path == "/":
                 self._html(200, pages.index())
-            elif path.startswith("/objects/"):
-                self._object(path[len("/objects/"):])
+            elif path.startswith(lists) and self._cluster_page(path[1:], None):
+                pass
             elif path == "/reports":
                 self._send(308, b"", "text/plain", {"Location": "/reports/"})
             elif path == "/reports/":

@@ -87,7 +87,8 @@ def test_a_drift_alert_carries_the_buttons(tmp_path: Path, slack_server: SlackSe
     [actions] = [b for b in attachment["blocks"] if b["type"] == "actions"]
     buttons = {e["text"]["text"]: e["url"] for e in actions["elements"]}
     page = "https://drift.example.com/objects/apps/Deployment/shop/web"
-    assert buttons == {"Object and diff": page, "Drift history": page + "#drift-1",
+    assert buttons == {"Diff: Git vs live": page + "/diff?drift=1",
+                       "Drift history": page + "#drift-1",
                        "Commit in Git": f"https://github.com/acme/gitops/commit/{SHA}"}
 
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from gitopsfixtures import sync_from_git
 from prometheus_client.parser import text_string_to_metric_families
@@ -493,3 +494,21 @@ def test_fleet_overview_renders_in_chromium(fleet: Fleet, tmp_path: Path) -> Non
         assert "Current drift by cluster and namespace" in dom.stdout
         assert "&lt;img src=x onerror=alert('from-live')&gt;" in dom.stdout
         assert "<img" not in dom.stdout and dom.stdout.count("<script") == 0
+
+
+def test_each_clusters_lists_diffs_and_api(fleet_get: Get) -> None:
+    us = fleet_get("/c/prod-us/drifts?kind=ConfigMap", token=TOKEN)
+    assert us.status == 200 and 'href="/c/prod-us/objects/_/ConfigMap/shop/settings/diff?drift=' \
+        in us.body
+    assert 'action="/c/prod-us/drifts"' in us.body
+    assert "This object never drifted" in fleet_get(
+        "/c/prod-eu/objects/_/ConfigMap/shop/settings/diff", token=TOKEN).body
+    diff = fleet_get("/c/prod-us/objects/_/ConfigMap/shop/settings/diff", token=TOKEN)
+    assert diff.status == 200 and 'class="code add"' in diff.body
+    drifts = orjson.loads(fleet_get("/c/prod-us/api/v1/drifts", token=TOKEN).body)
+    assert {d["object"]["name"] for d in drifts["items"]} >= {"settings"}
+    assert all(d["url"].startswith("/c/prod-us/objects/") for d in drifts["items"])
+    # Without its cluster an address means nothing in a fleet.
+    for path in ("/drifts", "/api/v1/drifts"):
+        assert fleet_get(path, token=TOKEN).status == 404
+    assert fleet_get("/api/v1/drifts", token=TOKEN).headers["Content-Type"] == "application/json"

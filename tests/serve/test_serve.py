@@ -85,7 +85,8 @@ def test_object_page_has_versions_changes_with_actors_and_drift_lifecycle(ui: UI
     assert page.status == 200
     assert "<h1>Deployment.apps shop/web</h1>" in page.body
     versions = page.body.split("<h2>Versions</h2>", 1)[1]
-    assert len(re.findall(r"<td>#\d+</td><td>#\d+</td>", versions)) == 2, "one version per run"
+    assert len(re.findall(r'<td><a href="/objects/apps/Deployment/shop/web/versions/\d+">#\d+</a>'
+                          r"[^\n]*?</td><td>#\d+</td>", versions)) == 2, "one version per run"
     timeline = page.body.split("<h2>Timeline</h2>", 1)[1].split("<h2>Versions</h2>")[0]
     assert "change: updated" in timeline and "kubectl-set" in timeline
     assert "out-of-band" in timeline
