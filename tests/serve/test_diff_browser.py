@@ -95,3 +95,35 @@ def test_pages_fit_a_phone(open_ui: UI, tmp_path: Path, path: str) -> None:
             charts = page.eval("[...document.querySelectorAll('svg.chart')].map("
                                "s => s.getBoundingClientRect().width)")
             assert len(charts) == 2 and all(300 < w <= 390 for w in charts), charts
+
+
+def test_diff_view_prints_whole(open_ui: UI, tmp_path: Path) -> None:
+    """Printed to A4 by Chromium (Page.printToPDF), the diff keeps every drifted line and its
+    label on the page: the PDF's text (pdftotext, poppler-utils) holds them whole, and the
+    first page renders (pdftoppm) to a non-blank image."""
+    import base64
+    import shutil
+    import subprocess
+
+    for tool in ("pdftotext", "pdftoppm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not installed (apt-get install -y poppler-utils; "
+                        "make test installs it)", pytrace=False)
+    with browser(tmp_path) as page:
+        page.open(open_ui.base + DIFF, 1400)
+        data = page.call("Page.printToPDF", paperWidth=8.27, paperHeight=11.69,
+                         printBackground=True)["data"]
+    pdf = tmp_path / "diff.pdf"
+    pdf.write_bytes(base64.b64decode(data))
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, timeout=60, check=True).stdout
+    assert "image: shop/web:1.0.0" in text and "image: shop/web:2.0.0-hotfix" in text
+    assert "kubectl-set (human)" in text
+    subprocess.run(["pdftoppm", "-png", "-r", "70", "-f", "1", "-l", "1", str(pdf),
+                    str(tmp_path / "page")], check=True, timeout=60)
+    [png] = sorted(tmp_path.glob("page*.png"))
+    width, height, distinct = png_facts(png)[:3]
+    assert width < height, "A4 portrait"
+    assert distinct > 50, "the printed page is blank"
+    keep(png)
