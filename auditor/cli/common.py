@@ -62,7 +62,16 @@ class Context:
     def load(self, overrides: dict[str, Any] | None = None) -> Config:
         from auditor import config as config_mod
 
-        return config_mod.load(self.config_path, env=os.environ, overrides=overrides or {})
+        cfg = config_mod.load(self.config_path, env=os.environ, overrides=overrides or {})
+        kubeconfig = os.environ.get("KUBECONFIG")
+        if kubeconfig and not cfg.cluster.kubeconfig and not cfg.cluster.in_cluster:
+            # kubectl's variable, read here (nothing below the CLI reads the environment; the
+            # kubernetes client would otherwise take it once, when first imported).
+            import dataclasses
+
+            cfg = dataclasses.replace(
+                cfg, cluster=dataclasses.replace(cfg.cluster, kubeconfig=kubeconfig))
+        return cfg
 
     def origin(self) -> Origin:
         """Where the configuration comes from, for its record in the ledger: the file

@@ -110,6 +110,7 @@ def test_nothing_to_adopt_exits_1_and_bad_names_exit_2(sandbox: Any, kubectl: An
                                "reason": "it is in sync", "file": ""}]
     proc = cli(tmp_path, "adopt", "Deployment/nope")
     assert proc.returncode == 2
-    assert "Deployment/nope: no such object in Git or in the cluster" in proc.stderr
+    assert "Deployment/nope (Deployment.apps nope): no such object in Git or in the cluster" \
+        in proc.stderr
     proc = cli(tmp_path, "adopt")
     assert proc.returncode == 2 and "name one OBJECT or pass --all-open" in proc.stderr
