@@ -223,8 +223,7 @@ def _desired_and_snapshot(cfg: Config, live_file: str, **desired_args: Any
             return load_desired_state(cfg, **desired_args)
         return [o for o in read_snapshot(live_file) if key_in_scope(ResourceKey.of(o), cfg.scope)]
 
-    live, desired = parallel.fork_map(job, 2 if parallel.workers() > 1 else 1) if \
-        parallel.workers() > 1 else (job(0), job(1))
+    live, desired = parallel.fork_map(job, 2)
     return desired, live
 
 
@@ -495,7 +494,6 @@ def gitops_sources(cfg: Config, objects: Mapping[tuple[str, str], list[dict[str,
 
     derivation = derive_all(cfg, objects, cluster=cluster, resources=resources)
     lags, failed = sync_lags(derivation.derived, secrets_env=env) if lag else ([], [])
-    view = GitopsView(derivation, lags)
     sources = (*cfg.sources, *(d.source for d in derivation.derived))
     if not sources:
         skipped = "; ".join(f"{s.owner}: {s.reason}" for s in derivation.skipped[:3])
@@ -505,9 +503,8 @@ def gitops_sources(cfg: Config, objects: Mapping[tuple[str, str], list[dict[str,
     problems = [Problem(s.owner, f"not audited: {s.reason}", "warning",
                         (("controller", s.controller),)) for s in derivation.skipped]
     problems += [Problem(owner, f"sync lag unknown: {why}", "warning") for owner, why in failed]
-    cfg = dataclasses.replace(cfg, sources=sources)
-    view.problems = problems
-    return cfg, view
+    return dataclasses.replace(cfg, sources=sources), GitopsView(derivation, lags,
+                                                                  problems=problems)
 
 
 def wanted(desired: DesiredState, cfg: Config) -> Manifests:

@@ -434,7 +434,7 @@ def load_plain(root: Path, files: Iterable[str], cache: ParseCache | None = None
     """Parse plain manifest files (paths relative to ``root``), split over the cores when
     there are many; the result is the same either way, in file order."""
     files = list(files)
-    parts = parallel.workers() if len(files) >= PARALLEL_FILES else 1
+    chunks = parallel.split(files, parallel.workers() if len(files) >= PARALLEL_FILES else 1)
 
     def part(index: int) -> RenderResult:
         out = _Collector()
@@ -442,9 +442,8 @@ def load_plain(root: Path, files: Iterable[str], cache: ParseCache | None = None
             out.add(load_file(root, rel, cache))
         return out.result()
 
-    chunks = parallel.split(files, parts)
     out = _Collector()
-    for result in parallel.fork_map(part, parts):
+    for result in parallel.fork_map(part, len(chunks)):
         out.add(result)
     return out.result()
 

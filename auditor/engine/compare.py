@@ -225,7 +225,7 @@ class CompareSettings:
         """``normalised`` is ``obj`` normalised, and ``obj`` is compared next, unchanged: the
         comparison takes it instead of normalising again. A run normalises each changed
         live object for the ledger just before comparing it; this spared a first run over
-        10,000 objects a third of its 30,000 normalisations (bench run: 3.5 -> 2.9 s CPU).
+        10,000 objects a third of its 30,000 normalisations (bench run: 3.5 -> 2.66 s CPU).
         One object at a time: remembering another forgets the last."""
         self._remembered[:] = [(obj, normalised)]
 

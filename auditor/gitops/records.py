@@ -67,11 +67,3 @@ class SyncLag:
     head: str
     behind: int
     since: str = ""
-
-    def describe(self) -> str:
-        if self.behind < 0:
-            return (f"{self.owner}: applied {self.applied[:12]}, which is not in the history "
-                    f"of {self.ref} (head {self.head[:12]})")
-        return (f"{self.owner}: Git is ahead of the cluster by {self.behind} commit"
-                f"{'s' if self.behind != 1 else ''} on {self.ref} since {self.since} "
-                f"(applied {self.applied[:12]}, head {self.head[:12]})")

@@ -50,11 +50,11 @@ def fork_map(job: Callable[[int], T], parts: int) -> list[T]:
     workers. ``job`` reads what it needs from memory it shares with this process; what it
     returns must pickle. An exception in a worker is raised here.
 
-    A process with other threads running (``watch``, a test's in-process API server) is
-    never forked: a child would inherit whatever lock another thread held at that moment.
+    With one core, or in a process with other threads running (``watch``, a test's
+    in-process API server), the parts run here, one after the other: no fork. Threads, because a child would inherit whatever lock another thread held at that moment.
     """
     global _JOB
-    if (parts <= 1 or _IN_WORKER or threading.active_count() > 1
+    if (parts <= 1 or _IN_WORKER or workers() < 2 or threading.active_count() > 1
             or "fork" not in multiprocessing.get_all_start_methods()):
         return [job(i) for i in range(parts)]
     _JOB = job
