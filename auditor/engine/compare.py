@@ -221,6 +221,12 @@ class CompareSettings:
             object.__setattr__(self, "normaliser", fn)
         return fn(obj, secret_key=self.secret_key)
 
+    def raw_subset_decides(self) -> bool:
+        """Whether a verbatim subset of the live object is in sync without normalising
+        (:func:`raw_subset_implies`): true of the real normaliser, not of a stand-in."""
+        fn = self.normaliser
+        return fn is None or fn is _load_normaliser()
+
     def remember(self, obj: dict[str, Any], normalised: dict[str, Any]) -> None:
         """``normalised`` is ``obj`` normalised, and ``obj`` is compared next, unchanged: the
         comparison takes it instead of normalising again. A run normalises each changed
@@ -278,6 +284,28 @@ def _subset(desired: Any, live: Any) -> bool:
                 return False
         return True
     return _same_scalar(desired, live)
+
+
+def _is_secret(obj: Mapping[str, Any]) -> bool:
+    return obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1"
+
+
+def raw_subset_implies(desired: Mapping[str, Any], live: Mapping[str, Any],
+                       normaliser: Normaliser, secret_key: bytes = b"") -> bool:
+    """Whether :func:`_subset` of the raw objects implies it of their normalised forms.
+
+    It does for every kind but Secrets: normalisation rewrites a value by its key and the
+    value alone (equal in, equal out), drops the same server-owned keys on both sides and
+    keeps list items in place, so a field Git declares verbatim stays equal in both
+    normalised forms. A Secret's annotations are hashed when they repeat one of *its own*
+    values, which differ between the two sides, so Secrets always normalise. The fast path
+    in :func:`compare_object` rests on this; the test suite checks it on every pair it has.
+    This path halved the comparison of the 10,000-pair ``bench diff`` (one run, see README).
+    """
+    if _is_secret(live) or not _subset(desired, live):
+        return True  # the fast path does not apply
+    return _subset(normaliser(desired, secret_key=secret_key),
+                   normaliser(live, secret_key=secret_key))
 
 
 # --------------------------------------------------------------------------- attribution
@@ -757,9 +785,14 @@ def compare_object(key: ResourceKey, desired: dict[str, Any] | None, live: dict[
     if desired is None:
         return ObjectResult(key=key, api_version=api_version, status="orphan", source=source)
 
+    lookup = settings.identities
+    if (lookup is None and settings.raw_subset_decides() and not _is_secret(live)
+            and _has_human_entry(live, settings.classify) is False and _subset(desired, live)):
+        # What Git declares is already present verbatim and only machines wrote the object:
+        # in sync without normalising either side (see :func:`raw_subset_implies`).
+        return ObjectResult(key=key, api_version=api_version, status="in-sync", source=source)
     want = settings.normalise(desired)
     have = settings.normalise(live)
-    lookup = settings.identities
     who = None if lookup is None else _Who(key, lookup, settings)
     humans = _has_human_entry(live, settings.classify, who)
     if humans is False and _subset(want, have):
