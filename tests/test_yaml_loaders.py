@@ -146,6 +146,24 @@ def test_bounds_and_errors_are_left_to_pyyaml() -> None:
             yamlfast.load(text)
 
 
+def test_stars_in_quoted_scalars_stay_fast_and_quoted_aliases_do_not() -> None:
+    """A CronJob's schedule (``"0 3 * * *"``) is a string on both paths and needs no PyYAML;
+    ``*"x``/``*'x`` are aliases to PyYAML (an error without the anchor) but strings to ryml:
+    they must fall back, wherever they stand."""
+    head = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: s}\n"
+    for text in (head + 'spec: {schedule: "0 3 * * *"}\n', head + "schedule: '*/5 * * * *'\n",
+                 head + 'v: ["*", "a*"]\n', head + "verbs:\n- '*'\n",
+                 head + "v: ['!', \"&\", '*/5 * * * *']\n"):
+        assert typed(yamlfast.load(text)) == _pyyaml(text), text
+    for tail in ('x: *"y\n', "x: *'y\n", 'x: [*"y]\n', '- *"y"\n', '*"k": v\n',
+                 'x: "a *\\" b"\n',
+                 # Bare stars: errors to PyYAML, the string "*" to ryml.
+                 "x: *\n", "x: [*, b]\n", "x: {k: *}\n", "- *\n", "x: [ * ]\n", "x: ? *\n",
+                 "x: *#c\n", "x: [!]\n", "x: [&]\n"):
+        with pytest.raises(yamlfast.Fallback):
+            yamlfast.load(head + ("seq:\n" + tail if tail.startswith("-") else tail))
+
+
 # Files of the repository that are YAML, and a peer corpus when one is shared on this machine.
 REPO_FILES = [p for p in _files(REPO / "tests", REPO / "auditor" / "demo", REPO / "policies",
                                 REPO / "deploy", Path("/work/shared/peer-corpus"))

@@ -19,7 +19,8 @@ What falls back (each check errs on the side of falling back; see :func:`load`):
   directives, complex keys, ``...``, tabs, backslash escapes other than ``\\n \\t \\" \\\\``,
   characters PyYAML refuses or reads as line breaks (NEL, LS, PS), a BOM, plain scalars
   starting with a reserved ``@`` or a backquote, nesting past ryml's emitter (64 levels),
-  a ``*`` at a node's start followed by anything but a space (so ``"0 3 * * *"`` falls back);
+  a ``*`` at a node's start followed by anything but a space or a quote, and ``*"``/``*'``
+  in ryml's output (an alias with a quote in its name to PyYAML, a string to ryml);
 - in the JSON ryml writes: any string (key or value) that a YAML 1.1 plain scalar would
   resolve to a non-string, unless ryml writes that plain scalar unquoted (``true``,
   ``false``, ``null``, decimal integers and ``digits.digits``: then the JSON string was
@@ -66,13 +67,26 @@ class Fallback(Exception):
 _NODE_START = r"(?<![^\s\[\]{},].)"
 _SOURCE_RISK = re.compile(
     rf"[&!@`]{_NODE_START}"  # an anchor, a tag, a reserved indicator
-    rf"|\*{_NODE_START}(?=[^\s\[\]{{}},])"  # an alias (a bare ``*`` ryml reads as "*")
+    # An alias (a bare ``*`` ryml reads as "*"). One followed by a quote is left to the check
+    # on ryml's output (_QUOTED_ALIAS): cron's ``"0 3 * * *"`` must not cost a PyYAML load.
+    rf"|\*{_NODE_START}(?=[^\s\[\]{{}},\"'])"
+    # A bare ``*`` as a whole node (an alias without a name: an error to PyYAML, the string
+    # "*" to ryml), told from the stars of a quoted ``"0 3 * * *"`` by what comes before it.
+    r"|(?:^|[:\-?\[{,])[ \t]*\*(?=[\s\[\]{},]|$)"
     rf"|\?{_NODE_START}(?=\s|$)"  # a complex key
     r"|%(?<![^\n].)|<<"  # a directive, a merge key
     r"|\\[^nt\"\\]"  # escapes beyond the common ones (and escaped line breaks)
     # Tabs, NEL/LS/PS (line breaks in YAML 1.1), a BOM, what PyYAML refuses as unprintable.
     "|[^\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]",
     re.MULTILINE)
+# The characters every branch of _SOURCE_RISK starts with: one scan for them is ~6× cheaper
+# than the full expression, which then runs only on the documents that hold one.
+_RISK_CHARS = re.compile(
+    "[&!@`*?%<\\\\]"
+    "|[^\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+# ``*"x`` and ``*'x`` are aliases to PyYAML (an error without their anchor) and strings to
+# ryml, which writes them into its JSON as these: seen there, PyYAML decides.
+_QUOTED_ALIAS = ('*\\"', "*'")
 
 
 def _nonstr_patterns() -> str:
@@ -93,6 +107,10 @@ _NONSTR = re.compile(_nonstr_patterns() + r"|(?i:[-+]?\.?(?:inf|infinity|nan))")
 # Plain scalars ryml writes unquoted in JSON (tests/test_yaml_loaders.py checks it): a JSON
 # string of this form was quoted in the YAML, a string in both.
 _UNQUOTED = re.compile(r"true|false|null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+# Strings that are YAML's node properties alone: read plain, they are errors or nulls, and
+# _SOURCE_RISK sends every plain one to PyYAML; so in ryml's JSON they were quoted (RBAC's
+# ``verbs: ["*"]``), strings on both paths.
+_PROPERTIES = frozenset({"*", "!", "&"})
 _MAY_START = frozenset("-+.0123456789yYnNtTfFoO~<!&*iI")  # first characters of _NONSTR
 _NUMERIC = frozenset("-+.0123456789")
 _SAFE_KEYS: set[str] = set()  # keys seen to be safe, up to _MAX_SAFE_KEYS of them
@@ -123,7 +141,8 @@ def _exact(doc: dict[str, Any]) -> bool:
             kind = type(value)
             if kind is str:
                 if (value and value[0] in may and (len(value) < 10 or value[0] in numeric)
-                        and nonstr(value) and not _UNQUOTED.fullmatch(value)):
+                        and nonstr(value) and not _UNQUOTED.fullmatch(value)
+                        and value not in _PROPERTIES):
                     return False
             elif kind is dict or kind is list:
                 push(value)
@@ -160,7 +179,8 @@ def load(text: str, *, max_document_bytes: int = yamlsafe.MAX_DOCUMENT_BYTES,
     document nears a bound of :mod:`~auditor.support.yamlsafe` (PyYAML then names it)."""
     if ryml is None or len(text) * 4 > max_document_bytes:
         raise Fallback
-    if _SOURCE_RISK.search(text) or "\n..." in text or text.startswith("..."):
+    if ((_RISK_CHARS.search(text) and _SOURCE_RISK.search(text))
+            or "\n..." in text or text.startswith("...")):
         raise Fallback  # see _SOURCE_RISK; ``...`` ends a document: another may follow
     try:
         tree = ryml.parse_in_arena(text.encode("utf-8"))
@@ -175,7 +195,8 @@ def load(text: str, *, max_document_bytes: int = yamlsafe.MAX_DOCUMENT_BYTES,
         doc = orjson.loads(out)
     except (ryml.ExceptionBasic, UnicodeEncodeError, orjson.JSONDecodeError) as exc:
         raise Fallback from exc
-    if type(doc) is not dict or not _exact(doc):
+    if type(doc) is not dict or not _exact(doc) or (
+            "*" in out and any(alias in out for alias in _QUOTED_ALIAS)):
         raise Fallback
     # ryml's emitter refuses past 64 levels: a tighter bound than MAX_DEPTH needs a look.
     if max_depth < 64 and out.count("{") + out.count("[") > max_depth:
