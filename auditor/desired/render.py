@@ -16,6 +16,7 @@ file is such an error, naming the limit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import itertools
 import os
@@ -24,7 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
@@ -145,6 +146,7 @@ def _split_documents(text: str) -> Iterator[tuple[int, int, str]]:
     starts.append(len(text))
     index = 0
     carry = ""
+    line, counted = 1, 0  # lines are counted on from the last document, not from the top
     for begin, end in itertools.pairwise(starts):
         chunk = text[begin:end]
         if begin == 0 and not chunk.startswith("---"):
@@ -156,11 +158,13 @@ def _split_documents(text: str) -> Iterator[tuple[int, int, str]]:
                 carry = chunk
                 continue
         index += 1
-        line = text.count("\n", 0, begin) + 1
+        line += text.count("\n", counted, begin)
+        counted = begin
+        first = line
         if carry:
-            line -= carry.count("\n")
+            first -= carry.count("\n")
             chunk, carry = carry + chunk, ""
-        yield index, line, chunk
+        yield index, first, chunk
 
 
 def _yaml_problem(exc: yamlsafe.YAMLError, first_line: int = 1) -> tuple[int | None, str]:
@@ -204,22 +208,28 @@ def _check_object(obj: Any) -> str | None:
     return None
 
 
-def _flatten(doc: Any, file: str, index: int, line: int | None,
+def _flatten(doc: Any, file: str, index: int, line: int | Callable[[], int] | None,
              out: list[RenderedObject], errors: list[ManifestError]) -> None:
+    """Check and pack the object(s) of one document. ``line`` (where its content starts,
+    for errors) may be a function: then it is worked out only for a document in error."""
     if doc is None:
         return
+
+    def error(what: str) -> ManifestError:
+        return _error(file, index, line() if callable(line) else line, what)
+
     kind = doc.get("kind") if isinstance(doc, dict) else None
     if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
         for n, item in enumerate(doc["items"], 1):
             why = _check_object(item)
             if why is not None:
-                errors.append(_error(file, index, line, f"{kind} item {n}: {why}"))
+                errors.append(error(f"{kind} item {n}: {why}"))
             elif isinstance(item, dict):
                 out.append(RenderedObject.of(item, file, index))
         return
     why = _check_object(doc)
     if why is not None:
-        errors.append(_error(file, index, line, why))
+        errors.append(error(why))
     else:
         out.append(RenderedObject.of(doc, file, index))
 
@@ -256,7 +266,8 @@ def parse_manifests(text: str, file: str,
                 line, what = _yaml_problem(exc, first_line)
                 errors.append(_error(file, index, line or first_line, what))
                 continue
-            _flatten(doc, file, index, _content_line(chunk, first_line), objects, errors)
+            _flatten(doc, file, index, functools.partial(_content_line, chunk, first_line),
+                     objects, errors)
     return RenderResult(tuple(objects), tuple(errors))
 
 
