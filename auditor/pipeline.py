@@ -52,9 +52,8 @@ from auditor.engine.scope import key_in_scope, kind_in_scope, namespace_in_scope
 from auditor.engine.verdicts import Remaining, VerdictCache
 from auditor.errors import ConfigError
 from auditor.gitops import Derivation, SyncLag
-from auditor.live.client import APIResource, Cluster, ListStats, in_scope, iter_live
+from auditor.live.records import APIResource, ListStats, in_scope
 from auditor.live.snapshot import read_snapshot
-from auditor.revert.stage import LiveKeeper, after_compare
 from auditor.support import files, gcpolicy, secretkey
 from auditor.support.progress import Progress
 
@@ -62,7 +61,9 @@ if TYPE_CHECKING:
     from auditor.githost import HostSettings
     from auditor.ledger import AuditLog, Ledger, Observation, Run, RunSummary
     from auditor.ledger.configlog import Origin, Snapshot
+    from auditor.live.client import Cluster
     from auditor.policies.hook import PolicyRun
+    from auditor.revert.stage import LiveKeeper
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ def _audit(cfg: Config, *, desired_path: str | None, revision: str | None,
         results = session.compare_parts(live)
         session.note_undecided()
     else:
+        from auditor.live.client import Cluster
         with Cluster(cfg.cluster) as cluster:
             resources = cluster.discover()
             if source is not None:
@@ -260,7 +262,9 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
               env: Mapping[str, str] | None = None) -> RunOutcome:
     from auditor.ledger import Ledger
     from auditor.ledger.auditlog import ACTORS_AUDITED, ACTORS_DECLARED
+    from auditor.live.client import Cluster
     from auditor.outputs import anchoring
+    from auditor.revert.stage import LiveKeeper, after_compare
 
     settings = compare_settings(cfg, ledger_secret_key(cfg, create=True))
     caches = cache_folder(cfg)
@@ -541,6 +545,8 @@ def _policy_run(cfg: Config, ledger: Ledger) -> PolicyRun | None:
 
 def _pages_from_cluster(cluster: Cluster, session: _Session, resources: list[APIResource],
                         progress: ProgressFactory | None) -> Iterator[Any]:
+    from auditor.live.client import iter_live
+
     scoped = [r for r in resources if in_scope(r, session.cfg.scope)]
     bar = progress("listing", len(scoped)) if progress else None
     yield from iter_live(cluster, session.cfg.scope, stats=session.stats, resources=scoped,

@@ -73,3 +73,5 @@ def test_diff_against_a_snapshot_loads_only_what_comparing_needs(tmp_path: Path)
     assert orjson.loads(proc.stdout)["resources"][0]["drifts"], proc.stdout
     # git: a folder outside any work tree; deepdiff: no multi-line value drifted.
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
+    # Reading a snapshot needs no HTTP stack (~60 ms of a start-up) and no revert machinery.
+    assert "urllib3" not in names and "ssl" not in names, sorted(names)

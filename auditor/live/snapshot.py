@@ -13,15 +13,18 @@ import binascii
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from auditor.config import ScopeConfig
 from auditor.engine.normalise import is_secret_hash, secret_hash, secret_needles_of
 from auditor.errors import SnapshotError
-from auditor.live.client import APIResource, Cluster, ListStats, Page, iter_live
+from auditor.live.records import APIResource, ListStats, Page
 from auditor.support import gcpolicy, packed, yamlsafe
+
+if TYPE_CHECKING:  # the HTTP stack is imported only to take a snapshot, not to read one
+    from auditor.live.client import Cluster
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # One snapshot file, read whole: 100,000 objects as `kubectl get -o json` are ~500 MiB.
@@ -105,6 +108,7 @@ def take(cluster: Cluster, scope: ScopeConfig, out: IO[bytes], *, secret_key: by
          stats: ListStats, on_kind: Callable[[APIResource, int, bool], None] | None = None,
          ) -> WriteStats:
     """List every in-scope kind of ``cluster`` into ``out`` as one sorted ``List``."""
+    from auditor.live.client import iter_live
     with gcpolicy.bulk():
         return write_list(iter_live(cluster, scope, stats=stats, on_kind=on_kind), out,
                           secret_key=secret_key)
