@@ -24,8 +24,11 @@ def peak_mib():
 
 def run_child(script: str, *args: str) -> dict[str, Any]:
     """Run ``script`` (with :data:`PRELUDE`) as ``python -c`` with ``args``; its JSON output."""
+    # An installed package has its bytecode compiled: a child must not compile every module
+    # it imports on each run (PYTHONDONTWRITEBYTECODE in the caller's environment).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     proc = subprocess.run([sys.executable, "-c", PRELUDE + script, *args], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": "."})
+                          text=True, env={**env, "PYTHONPATH": "."})
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     return dict(json.loads(proc.stdout))
