@@ -66,6 +66,30 @@ def test_fork_map_runs_parts_in_workers_in_order(tmp_path: Path) -> None:
     assert doc["threaded"] == [doc["me"], doc["me"]], "no fork with other threads running"
 
 
+def test_a_worker_forks_once_more_and_no_deeper(tmp_path: Path) -> None:
+    out = python("""
+        import json, os
+        from auditor.support import parallel
+        def third(i):
+            return os.getpid()
+        def second(i):
+            return [os.getpid(), parallel.fork_map(third, 2)]
+        def first(i):
+            return [os.getpid(), parallel.fork_map(second, 2)]
+        print(json.dumps({"me": os.getpid(), "tree": parallel.fork_map(first, 2),
+                          "cores": parallel.workers()}))
+    """, tmp_path)
+    doc = json.loads(out)
+    if doc["cores"] < 2:
+        pytest.skip("one core: nothing forks")
+    # first(1) runs in a child; its second(1) in a grandchild, whose third(…) run in it.
+    child, (second0, second1) = doc["tree"][1]
+    assert child != doc["me"] and second0[0] == child
+    grandchild, thirds = second1
+    assert grandchild not in (child, doc["me"]), "a worker forks once more"
+    assert thirds == [grandchild, grandchild], "and no deeper"
+
+
 SCRIPT = """
     import json, sys
     from pathlib import Path
