@@ -2,7 +2,9 @@
 # What the test suite needs from the system besides Python, make and git, installed when
 # missing: promtool and the Pushgateway (metrics tests), Chromium and a font (the report
 # rendered to HTML/PDF and screenshots), poppler-utils (pdftotext reads the printed
-# report). Debian packages via apt-get, when this runs as root (CI, containers);
+# report), a PostgreSQL server (tests/pgkit.py starts throwaway ones for the ledger's
+# PostgreSQL backend; Debian keeps initdb off PATH, in /usr/lib/postgresql/<version>/bin,
+# which is looked at too). Debian packages via apt-get, when this runs as root (CI, containers);
 # otherwise the one command to run is printed and the tests that need the missing programs
 # fail naming them.
 set -euo pipefail
@@ -13,6 +15,8 @@ command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgatew
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+  || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "warning: cannot install ${need[*]} (no apt-get); the tests that need them will fail" >&2
