@@ -322,3 +322,29 @@ def test_settle_writes_an_observation_without_waiting_for_the_end(tmp_path: Path
         run.settle(WEB)  # twice is harmless
         assert WEB not in run._pending and run.summary.versions == 1
         run.finish()
+
+
+def test_a_first_run_past_its_batches_finds_what_it_created_without_duplicates(
+        tmp_path: Path) -> None:
+    """An empty ledger's first run forgets each written batch; objects it created before are
+    still found (one object each), and unknown keys are known to be unknown."""
+    db = tmp_path / "l.db"
+    with Ledger.open(db, batch_size=3) as ledger:
+        run = ledger.begin_run(started_at=at(0))
+        for i in range(10):
+            run.observe(obs(key(f"app-{i}"), {"replicas": 1}, rv=str(i)))
+        run.finish()
+        run = ledger.begin_run(started_at=at(1))
+        for i in (0, 9):
+            run.observe(obs(key(f"app-{i}"), {"replicas": 2}, rv=str(100 + i)))
+        run.observe(obs(key("late"), {"replicas": 1}, rv="200"))
+        summary = run.finish()
+        assert (summary.versions, summary.changes) == (3, 3)
+        assert ledger.verify().ok
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*), count(DISTINCT name) FROM objects").fetchone() == (
+        11, 11)
+    assert conn.execute(
+        "SELECT c.change FROM changes c JOIN objects o ON o.id = c.object_id "
+        "WHERE o.name IN ('app-0', 'app-9') ORDER BY o.name").fetchall() == [
+        ("updated",), ("updated",)]
