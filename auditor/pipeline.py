@@ -223,10 +223,31 @@ def _desired_and_snapshot(cfg: Config, live_file: str, **desired_args: Any
     def job(index: int) -> Any:
         if index:
             return load_desired_state(cfg, **desired_args)
-        return [o for o in read_snapshot(live_file) if key_in_scope(ResourceKey.of(o), cfg.scope)]
+        return _scoped(read_snapshot(live_file), cfg)
 
     live, desired = parallel.fork_map(job, 2)
     return desired, live
+
+
+def _scoped(objects: Iterable[dict[str, Any]], cfg: Config) -> list[dict[str, Any]]:
+    """The in-scope objects of a snapshot. Scope goes by group, kind and namespace, which
+    thousands of objects share: decided once for each (a tenth of ``diff --live``'s
+    decode time went to a key and a decision per object)."""
+    verdicts: dict[tuple[Any, Any, Any], bool] = {}
+    out = []
+    for obj in objects:
+        meta = obj.get("metadata")
+        ident = (obj.get("apiVersion"), obj.get("kind"),
+                 meta.get("namespace") if isinstance(meta, dict) else None)
+        try:
+            verdict = verdicts.get(ident)
+        except TypeError:  # an unhashable value where a string belongs: decided alone
+            verdict = key_in_scope(ResourceKey.of(obj), cfg.scope)
+        if verdict is None:
+            verdict = verdicts[ident] = key_in_scope(ResourceKey.of(obj), cfg.scope)
+        if verdict:
+            out.append(obj)
+    return out
 
 
 # ----------------------------------------------------------------------------- run

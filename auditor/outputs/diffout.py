@@ -71,11 +71,20 @@ def _source_json(source: SourceInfo) -> dict[str, Any]:
             "trailers": {key: trailers[key] for key in sorted(trailers)}}
 
 
-def _resource_json(r: ObjectResult) -> dict[str, Any]:
+def _resource_json(r: ObjectResult,
+                   sources: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    source = None
+    if r.source is not None:
+        if sources is None:
+            source = _source_json(r.source)
+        else:
+            source = sources.get(id(r.source))
+            if source is None:
+                source = sources[id(r.source)] = _source_json(r.source)
     out: dict[str, Any] = {
         "apiVersion": r.api_version, "kind": r.key.kind, "namespace": r.key.namespace,
         "name": r.key.name, "status": r.status,
-        "source": None if r.source is None else _source_json(r.source),
+        "source": source,
         "drifts": [_drift_json(d) for d in sorted(r.drifts, key=lambda d: (d.path, d.op))],
     }
     if r.reason:
@@ -101,8 +110,11 @@ def to_json(results: Iterable[ObjectResult], problems: Iterable[Problem] = (),
     GitOps controllers): the derived sources, the skipped objects, each source's sync lag
     and the namespaces not under GitOps, under ``"gitops"``."""
     ordered = _sorted_results(results)
+    # The objects of one file share one SourceInfo: its JSON is built once (orjson writes
+    # a shared dict as often as it is referenced).
+    sources: dict[int, dict[str, Any]] = {}
     doc: dict[str, Any] = {"summary": summary(ordered),
-                           "resources": [_resource_json(r) for r in ordered]}
+                           "resources": [_resource_json(r, sources) for r in ordered]}
     found = [{"where": p.where, "message": p.message, "kind": p.kind} for p in problems]
     if found:
         doc["problems"] = found
