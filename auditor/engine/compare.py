@@ -32,6 +32,7 @@ be looked for), take the slow path.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pathlib
 import re
@@ -147,6 +148,11 @@ def _load_normaliser() -> Normaliser:
     return fn
 
 
+@functools.cache
+def _real_normaliser() -> Normaliser:
+    return _load_normaliser()
+
+
 def _load_default_check() -> DefaultCheck:
     module = importlib.import_module("auditor.engine.defaults")
     fn: DefaultCheck = module.is_server_default
@@ -225,7 +231,7 @@ class CompareSettings:
         """Whether a verbatim subset of the live object is in sync without normalising
         (:func:`raw_subset_implies`): true of the real normaliser, not of a stand-in."""
         fn = self.normaliser
-        return fn is None or fn is _load_normaliser()
+        return fn is None or fn is _real_normaliser()
 
     def remember(self, obj: dict[str, Any], normalised: dict[str, Any]) -> None:
         """``normalised`` is ``obj`` normalised, and ``obj`` is compared next, unchanged: the
