@@ -277,9 +277,19 @@ class LedgerConfig:
     (:mod:`auditor.outputs.anchoring`), on ``anchor_branch``, pushed with
     ``anchor_credentials`` (as a source's credentials). ``ack_ticket_pattern``: when set, a
     regular expression every ``ack --ticket`` must match whole (and ``ack`` then requires
-    one)."""
+    one).
+
+    ``url``: empty, the SQLite file at ``path``; a ``postgresql://`` URL, this cluster's
+    ledger in a shared PostgreSQL server (the fleet store, :mod:`auditor.ledger.pgconn`),
+    named ``cluster`` there (required then). The URL carries no password (it is recorded with
+    the configuration): ``password_file`` holds it, read by :meth:`read_password`. On
+    PostgreSQL there is no "beside the ledger": checkpoints are signed only with
+    ``signing_key_file``."""
 
     path: str = "drift-auditor.db"
+    url: str = ""
+    cluster: str = ""
+    password_file: str = ""
     retention_days: int = 0
     signing_key_file: str = ""
     sign: bool = True
@@ -291,6 +301,20 @@ class LedgerConfig:
     ack_ticket_pattern: str = ""
 
     def __post_init__(self) -> None:
+        if self.url:
+            _check_ledger_url(self.url)
+        if self.cluster and not LEDGER_CLUSTER.fullmatch(self.cluster):
+            raise ConfigError(f"ledger.cluster: {self.cluster!r} is not a cluster name (lower-case "
+                              "letters, digits and -, starting with a letter or digit, at most "
+                              "63 characters)")
+        if self.url and not self.cluster:
+            raise ConfigError("ledger.cluster: required with a PostgreSQL ledger.url (this "
+                              "cluster's name in the shared ledger)")
+        if self.url and len(self.cluster) > LEDGER_CLUSTER_MAX_PG:
+            # Its schema, da_<cluster>, must fit PostgreSQL's 63-byte identifiers.
+            raise ConfigError(f"ledger.cluster: {self.cluster!r} is longer than "
+                              f"{LEDGER_CLUSTER_MAX_PG} characters, too long for a PostgreSQL "
+                              "ledger")
         if self.ack_ticket_pattern:
             try:
                 re.compile(self.ack_ticket_pattern)
@@ -307,6 +331,46 @@ class LedgerConfig:
                               "must be positive")
         if self.anchor_repo and not self.anchor_branch.strip():
             raise ConfigError("ledger.anchor-branch: empty; name the branch anchors go to")
+
+    @property
+    def target(self) -> str:
+        """Where the ledger is: the PostgreSQL URL, else the SQLite file."""
+        return self.url or self.path
+
+    def read_password(self) -> str | None:
+        """The PostgreSQL password from ``password_file`` (None: none configured); never
+        logged, never part of a message."""
+        if not self.password_file:
+            return None
+        try:
+            text = Path(self.password_file).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"ledger.password-file: cannot read {self.password_file!r} "
+                              f"({exc.strerror})") from None
+        password = text.rstrip("\r\n")
+        if not password:
+            raise ConfigError(f"ledger.password-file: {self.password_file!r} is empty")
+        return password
+
+
+# ``ledger.cluster``: a DNS-label-like name; on PostgreSQL its schema ``da_<name>`` must fit
+# a 63-byte identifier (auditor.ledger.pgconn.schema_name), hence the shorter limit there.
+LEDGER_CLUSTER = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+LEDGER_CLUSTER_MAX_PG = 60
+
+
+def _check_ledger_url(url: str) -> None:
+    """``ledger.url`` must be a PostgreSQL URL without a password (the configuration is
+    recorded in the ledger and shown by ``config``); the message never repeats a password."""
+    scheme, sep, rest = url.partition("://")
+    userinfo = rest.split("/", 1)[0].rpartition("@")[0] if sep else ""
+    shown = f"{scheme}://…" if sep else yamlsafe.excerpt(url[:40])
+    if scheme not in ("postgresql", "postgres") or not sep:
+        raise ConfigError(f"ledger.url: expected a postgresql:// URL (empty: the SQLite file at "
+                          f"ledger.path), got {shown}")
+    if ":" in userinfo or "password=" in rest.lower():
+        raise ConfigError("ledger.url: carries a password; put it in ledger.password-file "
+                          "instead (the URL is recorded with the configuration)")
 
 
 @dataclass(frozen=True)

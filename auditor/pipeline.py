@@ -299,9 +299,10 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
         clock = _Clock()
         resources = cluster.discover()
         ledger = stack.enter_context(Ledger.open(
-            cfg.ledger.path, tool_version=__version__, config_hash=configured.digest,
+            cfg.ledger.target, tool_version=__version__, config_hash=configured.digest,
             signing_key_file=ledger_signing_key(cfg), sign=cfg.ledger.sign,
-            lock_wait=cfg.ledger.lock_wait_seconds))
+            lock_wait=cfg.ledger.lock_wait_seconds, cluster=cfg.ledger.cluster or None,
+            password=cfg.ledger.read_password()))
         identities = _Identities(source, settings) if source is not None else None
         if identities is not None:
             settings = identities.settings(resources)

@@ -154,3 +154,49 @@ def test_a_config_file_past_the_size_limit_is_refused_unread(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as err:
         config.load(path, env={})
     assert str(err.value) == f"{path}: larger than 1 MiB, the limit for one file"
+
+
+# -- ledger.url / ledger.cluster / ledger.password-file (the PostgreSQL fleet store) ---------
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("ledger: {url: 'postgresql://db.example/ledger'}",
+     "ledger.cluster: required with a PostgreSQL ledger.url"),
+    ("ledger: {url: 'mysql://db.example/ledger', cluster: prod}",
+     "ledger.url: expected a postgresql:// URL (empty: the SQLite file at ledger.path), got "
+     "mysql://…"),
+    ("ledger: {url: 'ledger.db', cluster: prod}", "ledger.url: expected a postgresql:// URL"),
+    ("ledger: {url: 'postgresql://u:hunter2@db.example/ledger', cluster: prod}",
+     "ledger.url: carries a password; put it in ledger.password-file"),
+    ("ledger: {url: 'postgresql://db.example/ledger?password=hunter2', cluster: prod}",
+     "ledger.url: carries a password"),
+    ("ledger: {url: 'postgresql://db.example/ledger', cluster: Prod_EU}",
+     "ledger.cluster: 'Prod_EU' is not a cluster name"),
+    ("ledger: {cluster: -prod}", "ledger.cluster: '-prod' is not a cluster name"),
+    ("ledger: {cluster: " + "a" * 64 + "}", "is not a cluster name"),
+    ("ledger: {url: 'postgresql://db.example/ledger', cluster: " + "a" * 61 + "}",
+     "is longer than 60 characters, too long for a PostgreSQL ledger"),
+])
+def test_bad_ledger_store_settings_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path, env={})
+    assert message in str(err.value)
+    assert "hunter2" not in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_ledger_store_settings_from_file_and_environment(tmp_path: Path) -> None:
+    secret = tmp_path / "pgpass"
+    secret.write_text("s3cret\n")
+    cfg = config.load(write(tmp_path, "ledger: {url: 'postgresql://db.example/ledger', "
+                                      f"cluster: prod-eu, password-file: '{secret}'}}"),
+                      env={"DRIFT_AUDITOR_LEDGER_CLUSTER": "prod-us"})
+    assert (cfg.ledger.url, cfg.ledger.cluster) == ("postgresql://db.example/ledger", "prod-us")
+    assert cfg.ledger.target == "postgresql://db.example/ledger"
+    assert cfg.ledger.read_password() == "s3cret"
+    default = config.load(None, env={})
+    assert (default.ledger.url, default.ledger.target) == ("", "drift-auditor.db")
+    assert default.ledger.read_password() is None
+    missing = config.load(write(tmp_path, f"ledger: {{password-file: '{tmp_path}/nope'}}"), env={})
+    with pytest.raises(ConfigError, match=r"ledger\.password-file: cannot read .*nope"):
+        missing.ledger.read_password()

@@ -42,6 +42,8 @@ HOMES: dict[str, tuple[str, ...]] = {
     "ruamel": ("auditor.adopt.yamledit",),
     "slack_sdk": ("auditor.outputs.slack",),
     "sqlite_utils": ("auditor.ledger.schema",),
+    # The fleet store's driver: one module, imported only for a postgresql:// ledger.
+    "psycopg": ("auditor.ledger.pgconn",),
     "celpy": ("auditor.policies.engine", "auditor.policies.celext"),
     "cel": ("auditor.policies.engine", "auditor.policies.celext"),
     "click": ("auditor.cli",),

@@ -1,5 +1,6 @@
 """The ledger's commands: ``verify`` (the chain, anchors outside the cluster, report
-manifests), ``public-key``, ``history``, ``ack``, ``respond`` and ``prune``.
+manifests), ``public-key``, ``history``, ``ack``, ``respond``, ``prune`` and ``ledger copy``
+(an SQLite ledger into the PostgreSQL fleet store).
 
 ``ack`` and ``respond`` record, beside the free-text ``--by``, who ran them as
 authenticated (:mod:`auditor.cli.identity`)."""
@@ -63,16 +64,19 @@ def verify_cmd(ledger_path: str | None, public_key: str | None, anchor_repo: str
     --anchor, name the first anchored checkpoint the ledger no longer holds."""
 
     def body() -> None:
-        from auditor.ledger import anchor, keyfile, schema, signing
+        from auditor.ledger import anchor, backend, keyfile, signing
         from auditor.ledger.verify import verify as verify_ledger
 
         path = ledger_path
         key_file = public_key
         cfg = None
-        if path is None or key_file is None or anchor_repo:
+        if path is None or key_file is None or anchor_repo or backend.is_url(path):
             cfg = load_config()
-            path = path or cfg.ledger.path
+            path = path or cfg.ledger.target
             key_file = key_file or keyfile.signing_key_file(cfg.ledger, path)
+        # A PostgreSQL ledger (ledger.url, or --ledger URL) is one cluster's: ledger.cluster.
+        store = {"cluster": cfg.ledger.cluster or None, "password": cfg.ledger.read_password()} \
+            if cfg is not None and backend.is_url(path) else {}
         public = signing.load_public_key(key_file) if key_file else None
         if manifest:
             _check_manifest(manifest, public, as_json)
@@ -80,7 +84,9 @@ def verify_cmd(ledger_path: str | None, public_key: str | None, anchor_repo: str
         records = _anchors(cfg, anchor_repo, anchor_branch, cluster_name) \
             if cfg is not None and anchor_repo else None
         # Read-only, never migrated: a damaged file or a missing table is one line (exit 2).
-        with schema.reading_checked(path) as conn:
+        shown = path
+        with backend.reading_checked(path, **store) as conn:
+            shown = backend.describe(conn, path)  # a URL: never its password
             result = verify_ledger(conn, public)
             anchored = anchor.check(conn, records, public) if records is not None else None
         if as_json:
@@ -104,9 +110,9 @@ def verify_cmd(ledger_path: str | None, public_key: str | None, anchor_repo: str
             if anchored is not None:
                 click.echo(anchored.message)
         if not result.ok:
-            raise LedgerTamperedError(f"{path}: {result.message}")
+            raise LedgerTamperedError(f"{shown}: {result.message}")
         if anchored is not None and not anchored.ok:
-            raise LedgerTamperedError(f"{path}: {anchored.message}")
+            raise LedgerTamperedError(f"{shown}: {anchored.message}")
 
     guarded(body)
 
@@ -426,4 +432,47 @@ def prune_cmd(ledger_path: str | None, days: int | None, vacuum: bool, wait: flo
     guarded(body)
 
 
-COMMANDS = (verify_cmd, public_key_cmd, history_cmd, ack_cmd, respond_cmd, prune_cmd)
+@click.group("ledger")
+def ledger_group() -> None:
+    """Move a ledger between backends (the PostgreSQL fleet store: ledger.url)."""
+
+
+@ledger_group.command("copy")
+@click.option("--from", "source", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The SQLite ledger file to copy (verified first).")
+@click.option("--to", "url", metavar="URL",
+              help="The PostgreSQL fleet store, postgresql://… (default: ledger.url; the "
+                   "password comes from ledger.password-file).")
+@click.option("--cluster", "cluster", metavar="NAME",
+              help="The cluster whose (empty) ledger receives the copy (default: "
+                   "ledger.cluster).")
+@click.option("--wait", type=Duration(), default=0.0, show_default=True,
+              help="How long to wait for a writer of that cluster to finish (seconds, or a "
+                   "duration such as 2m).")
+def copy_cmd(source: str, url: str | None, cluster: str | None, wait: float) -> None:
+    """Copy an SQLite ledger into the PostgreSQL fleet store: every table's rows in key
+    order, one transaction; both sides verify with the same head."""
+
+    def body() -> None:
+        from auditor.ledger import backend
+        from auditor.ledger.transfer import copy_to_store
+
+        cfg = load_config()
+        target = url or cfg.ledger.url
+        name = cluster or cfg.ledger.cluster
+        if not backend.is_url(target):
+            raise LedgerError("ledger copy: --to (or ledger.url) must be a postgresql:// URL")
+        if not name:
+            raise LedgerError("ledger copy: --cluster (or ledger.cluster) names the cluster")
+        result = copy_to_store(source, target, name, password=cfg.ledger.read_password(),
+                               lock_wait=wait)
+        click.echo(f"copied {result.rows} rows of {result.tables} tables from {source} to "
+                   f"{result.where}")
+        click.echo(f"source: {result.source.message}")
+        click.echo(f"copy: {result.destination.message}")
+
+    guarded(body)
+
+
+COMMANDS = (verify_cmd, public_key_cmd, history_cmd, ack_cmd, respond_cmd, prune_cmd,
+            ledger_group)

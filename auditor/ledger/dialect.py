@@ -35,12 +35,23 @@ from typing import Literal
 
 from auditor.errors import LedgerError
 
-__all__ = ["POSTGRESQL", "REFUSE_FUNCTION", "SQLITE", "Dialect", "Untranslatable",
-           "split_statements", "translate", "translate_ddl", "writer_lock_key"]
+__all__ = ["POSTGRESQL", "REFUSE_FUNCTION", "SQLITE", "BackendError", "Dialect",
+           "Untranslatable", "dialect_of", "split_statements", "translate", "translate_ddl",
+           "writer_lock_key"]
 
 
 class Untranslatable(LedgerError):
     """A statement using a SQLite construct with no faithful PostgreSQL text."""
+
+
+class BackendError(LedgerError):
+    """A database error of a backend other than SQLite (PostgreSQL: :mod:`.pgconn` raises it,
+    one line, never the password). Defined here, not beside the driver, so that code catching
+    ``(sqlite3.Error, BackendError)`` does not import psycopg."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 # -- the per-backend record --------------------------------------------------------------------
@@ -67,6 +78,10 @@ class Dialect:
     # Where the schema version is kept: SQLite's ``PRAGMA user_version``; PostgreSQL has none,
     # so a one-row table holds it.
     version_sql: str
+    # Opens a read snapshot for several statements (verify, a report). SQLite's deferred
+    # BEGIN already reads one snapshot; PostgreSQL's default READ COMMITTED takes a new one
+    # per statement, so what is verified would not be what is read.
+    begin_read: str = "BEGIN"
 
     def param(self, name: str | None = None) -> str:
         """A placeholder: positional, or named (``:name`` / ``%(name)s``)."""
@@ -128,7 +143,15 @@ POSTGRESQL = Dialect(
     real_type="DOUBLE PRECISION", blob_type="BYTEA", begin_write="BEGIN",
     tables_sql=("SELECT table_name AS name FROM information_schema.tables WHERE "
                 "table_schema = current_schema() AND table_type = 'BASE TABLE'"),
-    version_sql="SELECT coalesce(max(version), 0) FROM ledger_schema_version")
+    version_sql="SELECT coalesce(max(version), 0) FROM ledger_schema_version",
+    begin_read="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+
+def dialect_of(conn: object) -> Dialect:
+    """The dialect of a ledger connection: a PostgreSQL one (:class:`.pgconn.PgConnection`)
+    carries its record; a plain ``sqlite3.Connection`` has none and is SQLite."""
+    found = getattr(conn, "dialect", None)
+    return found if isinstance(found, Dialect) else SQLITE
 
 
 def writer_lock_key(cluster: str) -> int:

@@ -2,7 +2,8 @@
 
 Every checkpoint is signed unless ``ledger.sign`` is false: with ``ledger.signing-key-file``
 when it is set, else with an Ed25519 key kept beside the ledger (``<ledger>.signing-key``,
-mode 0600), created by the first command that writes the ledger. Its public key is logged
+mode 0600), created by the first command that writes the ledger (a PostgreSQL ledger, ``ledger.url``,
+has no "beside": it is signed only with ``ledger.signing-key-file``). Its public key is logged
 once, on creation, for the auditor to keep: with it, checkpoints, anchors and report
 manifests can be checked away from the cluster.
 
@@ -47,7 +48,11 @@ def signing_key_file(cfg: LedgerConfig, ledger_path: str | Path | None = None, *
         return None
     if cfg.signing_key_file:
         return cfg.signing_key_file
-    path = beside(ledger_path or cfg.path)
+    target = ledger_path or cfg.target
+    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        # A URL has no "beside": a PostgreSQL ledger is signed only with signing_key_file.
+        return None
+    path = beside(target)
     if path.exists():
         return str(path)
     if not create:

@@ -72,6 +72,8 @@ from pathlib import Path
 
 from auditor.errors import LedgerError, LedgerTamperedError
 
+from .dialect import SQLITE, dialect_of
+
 SCHEMA_VERSION = 9
 
 # The chained columns of each append-only table, in the order they are hashed. The event
@@ -225,12 +227,19 @@ def reading_checked(path: str | Path) -> Iterator[sqlite3.Connection]:
 
 
 def tables(conn: sqlite3.Connection) -> set[str]:
-    """The tables this ledger has (a lower schema version lacks the later steps' ones)."""
+    """The tables this ledger has (a lower schema version lacks the later steps' ones); on
+    PostgreSQL those of the cluster's schema (:attr:`.dialect.Dialect.tables_sql`)."""
+    dialect = dialect_of(conn)
+    if dialect is not SQLITE:
+        return {str(r[0]) for r in conn.execute(dialect.tables_sql)}
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def columns(conn: sqlite3.Connection, table: str) -> set[str]:
     """The columns of ``table`` (a lower schema version lacks the later steps' ones)."""
+    dialect = dialect_of(conn)
+    if dialect is not SQLITE:
+        return {str(r[0]) for r in conn.execute(dialect.columns_sql(table))}
     return {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
 
 
@@ -241,7 +250,10 @@ def has_run_mode(conn: sqlite3.Connection) -> bool:
 
 
 def path_of(conn: sqlite3.Connection) -> str:
-    """The file behind ``conn`` (for messages)."""
+    """The file behind ``conn`` (for messages); a PostgreSQL ledger's server, database and
+    cluster."""
+    if dialect_of(conn) is not SQLITE:
+        return str(getattr(conn, "where", "postgresql ledger"))
     try:
         for _, name, file in conn.execute("PRAGMA database_list"):
             if name == "main":
@@ -560,7 +572,7 @@ STEP_TABLES: dict[int, tuple[str, ...]] = {
 
 
 def version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    return int(conn.execute(dialect_of(conn).version_sql).fetchone()[0])
 
 
 def migrate(conn: sqlite3.Connection, path: str | Path) -> int:

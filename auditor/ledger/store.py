@@ -37,6 +37,7 @@ from . import (
     accountability,
     auditevents,
     authorize,
+    backend,
     chain,
     keys,
     lifecycle,
@@ -53,6 +54,8 @@ from .writer import Batch, Counters
 if TYPE_CHECKING:
     # cryptography costs ~15 ms to import; only signed ledgers need it (.signing).
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from .pgconn import AdvisoryWriterLock
 
 _UPSERT_LATEST = (
     "INSERT INTO latest (object_id, version_id, resource_version, content_hash, deleted) "
@@ -290,7 +293,8 @@ def _problem(p: Problem) -> dict[str, Any]:
 class Ledger:
     """An open, locked, migrated ledger. Use :meth:`open` as a context manager."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, lock: WriterLock, *,
+    def __init__(self, path: Path | str, conn: sqlite3.Connection,
+                 lock: WriterLock | AdvisoryWriterLock, *,
                  tool_version: str, config_hash: str, signing_key: Ed25519PrivateKey | None,
                  batch_size: int) -> None:
         self.path = path
@@ -319,16 +323,26 @@ class Ledger:
     @classmethod
     def open(cls, path: str | Path, *, tool_version: str = "", config_hash: str = "",
              signing_key_file: str | Path | None = None, lock_wait: float = 0.0,
-             batch_size: int = 2000, sign: bool = True) -> Ledger:
+             batch_size: int = 2000, sign: bool = True, cluster: str | None = None,
+             password: str | None = None) -> Ledger:
         """Open (creating if needed) and lock the ledger for writing.
+
+        ``path`` is an SQLite file, or a ``postgresql://`` URL: ``cluster``'s ledger in the
+        fleet store (:mod:`.pgconn`; ``password``, when given, is passed to the server
+        beside the URL).
 
         Checkpoints are signed with ``signing_key_file``; without one, with the key beside
         the ledger when there is one (:mod:`.keyfile`: the first CLI writer creates it), so
-        that no writer leaves an unsigned checkpoint among signed ones. ``sign`` false
-        (``ledger.sign: false``): never signed.
+        that no writer leaves an unsigned checkpoint among signed ones. A URL has no
+        "beside": on PostgreSQL checkpoints are signed only with a ``signing_key_file``.
+        ``sign`` false (``ledger.sign: false``): never signed.
 
         Raises :class:`LedgerLockedError` naming the holder when another process writes it.
         """
+        if backend.is_url(path):
+            return cls._open_pg(path, cluster, password, tool_version=tool_version,
+                                config_hash=config_hash, signing_key_file=signing_key_file,
+                                lock_wait=lock_wait, batch_size=batch_size, sign=sign)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         key = None
@@ -361,9 +375,40 @@ class Ledger:
             raise
         return ledger
 
+    @classmethod
+    def _open_pg(cls, url: str, cluster: str | None, password: str | None, *,
+                 tool_version: str, config_hash: str, signing_key_file: str | Path | None,
+                 lock_wait: float, batch_size: int, sign: bool) -> Ledger:
+        """:meth:`open` on the fleet store: connect, lock the cluster (an advisory lock on
+        this session), create its schema when new, recover, as for a file."""
+        from . import pgconn  # psycopg is imported only by a PostgreSQL ledger
+
+        if not cluster:
+            raise LedgerError("a PostgreSQL ledger needs its cluster's name (ledger.cluster)")
+        key = None
+        if sign and signing_key_file:
+            from . import signing
+
+            key = signing.load_private_key(signing_key_file)
+        conn = pgconn.connect(url, cluster, password=password)
+        lock = pgconn.AdvisoryWriterLock(conn)
+        try:
+            lock.acquire(lock_wait)
+            found = pgconn.ensure_schema(conn)
+            ledger = cls(conn.where, conn, lock,  # type: ignore[arg-type]
+                         tool_version=tool_version, config_hash=config_hash, signing_key=key,
+                         batch_size=batch_size)
+            ledger.schema_version_found = found
+            ledger._recover()
+        except BaseException:
+            lock.release()
+            conn.close()
+            raise
+        return ledger
+
     def close(self) -> None:
         try:
-            self.conn.close()
+            self.conn.close()  # on PostgreSQL this also ends the session's advisory lock
         finally:
             self._lock.release()
 

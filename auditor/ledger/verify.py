@@ -60,6 +60,7 @@ import orjson
 from auditor.errors import LedgerTamperedError
 
 from . import chain, schema
+from .dialect import SQLITE, dialect_of
 from .schema import CHAINED, EVENT_ROWS, EVENT_TYPE, RUN_BEGIN, RUN_END
 
 if TYPE_CHECKING:
@@ -375,16 +376,26 @@ def verify(conn: sqlite3.Connection, public: Ed25519PublicKey | None = None) -> 
 
     Raises :class:`LedgerTamperedError` naming the file when SQLite cannot read it (a damaged
     page, a truncated file): nothing in it can then be vouched for.
+
+    On PostgreSQL (a cluster's schema in the fleet store, :mod:`.pgconn`) the checks are the
+    same, read in one ``REPEATABLE READ READ ONLY`` snapshot, except SQLite's
+    ``integrity_check``, which has no PostgreSQL equivalent and is skipped: the server's own
+    storage checks (checksums, ``amcheck``) are its operators' business.
     """
     found = _Findings()
+    lite = dialect_of(conn) is SQLITE
     try:
-        query_only = int(conn.execute("PRAGMA query_only").fetchone()[0])
-        conn.execute("PRAGMA query_only = 1")  # whatever the connection, this never writes
+        query_only = 0
+        if lite:
+            query_only = int(conn.execute("PRAGMA query_only").fetchone()[0])
+            conn.execute("PRAGMA query_only = 1")  # whatever the connection, this never writes
         own = not conn.in_transaction  # else the caller's snapshot, which its reads share
         if own:
-            conn.execute("BEGIN")
+            # PostgreSQL: READ ONLY stands for query_only, REPEATABLE READ for one snapshot.
+            conn.execute(dialect_of(conn).begin_read)
         try:
-            _file(conn)
+            if lite:
+                _file(conn)  # PostgreSQL has no integrity_check (see the docstring)
             present = schema.tables(conn)
             for needed in ("events", "runs", "checkpoints", "contents"):
                 if needed not in present:
@@ -401,7 +412,8 @@ def verify(conn: sqlite3.Connection, public: Ed25519PublicKey | None = None) -> 
         finally:
             if own and conn.in_transaction:
                 conn.execute("COMMIT")
-            conn.execute(f"PRAGMA query_only = {query_only}")
+            if lite:
+                conn.execute(f"PRAGMA query_only = {query_only}")
     except sqlite3.DatabaseError as exc:
         raise schema.unreadable(schema.path_of(conn), exc, conn=conn) from exc
     problems = tuple(sorted(found.by_seq.items()))

@@ -17,6 +17,7 @@ from typing import Any
 from auditor.errors import LedgerError
 
 from . import chain
+from .dialect import BackendError, dialect_of
 from .schema import CHAINED, EVENT_TYPE
 
 
@@ -102,7 +103,7 @@ class Batch:
             for sql, params in self.sql.items():
                 conn.executemany(sql, params)
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, BackendError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self.rollback_memory()
@@ -120,8 +121,9 @@ class Batch:
 
 @contextmanager
 def reading(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A consistent snapshot for multi-statement reads (WAL readers never block the writer)."""
-    conn.execute("BEGIN")
+    """A consistent snapshot for multi-statement reads (WAL readers never block the writer;
+    on PostgreSQL a REPEATABLE READ, READ ONLY transaction: one snapshot for every statement)."""
+    conn.execute(dialect_of(conn).begin_read)
     try:
         yield conn
     finally:

@@ -1,9 +1,10 @@
 """What a run writes: versions only on change, changes with actors and authorization, the
-audit-log join, Git commits, Secret values never, retention."""
+audit-log join, Git commits, Secret values never, retention. Tests taking ``ledger_target``
+run on SQLite and on PostgreSQL (tests/ledger/conftest.py); those reading the file's bytes
+or SQLite's pages stay SQLite-only."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import orjson
@@ -13,14 +14,14 @@ from auditor.engine.records import SourceInfo
 from auditor.errors import LedgerError
 from auditor.ledger import AuditLog, Ledger, Observation
 
+from .backends import LedgerTarget
 from .helpers import at, content_hash, drifted, in_sync, key, obs
 
 WEB = key("web")
 
 
-def test_versions_only_when_content_changes(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_versions_only_when_content_changes(ledger_target: LedgerTarget) -> None:
+    with ledger_target.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.observe(obs(WEB, {"replicas": 3}, rv="10"))
         summary = run.finish()
@@ -37,20 +38,19 @@ def test_versions_only_when_content_changes(tmp_path: Path) -> None:
         run.observe(obs(WEB, {"replicas": 5}, rv="13", time="2026-11-20T10:59:30Z"))
         run.observe(obs(key("api"), {"replicas": 5}, rv="14", authorized=False))
         run.finish()
-    conn = sqlite3.connect(db)
-    rows = conn.execute(
+    rows = ledger_target.rows(
         "SELECT o.name, c.change, c.manager, c.category, c.authorized, c.time, c.prev_version_id "
-        "FROM changes c JOIN objects o ON o.id = c.object_id ORDER BY c.id").fetchall()
+        "FROM changes c JOIN objects o ON o.id = c.object_id ORDER BY c.id")
     # Never compared (no result recorded): written at finish in key order; authorized only
     # when declared or from a GitOps manager.
     assert rows == [
         ("new", "created", "argocd-application-controller", "gitops", 1, "2026-11-20T08:59:00Z", None),
         ("api", "created", "kubectl-edit", "human", 0, "2026-11-20T08:59:00Z", None),
         ("web", "updated", "kubectl-edit", "human", None, "2026-11-20T10:59:30Z", 1)]
-    assert conn.execute("SELECT count(*) FROM object_versions").fetchone()[0] == 4
+    assert ledger_target.rows("SELECT count(*) FROM object_versions") == [(4,)]
 
 
-def test_audit_log_names_the_user(tmp_path: Path) -> None:
+def test_audit_log_names_the_user(tmp_path: Path, ledger_target: LedgerTarget) -> None:
     lines = [
         # Same object, read-only verb: ignored.
         {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete",
@@ -82,31 +82,27 @@ def test_audit_log_names_the_user(tmp_path: Path) -> None:
     assert log.user_for(WEB, "2026-11-20T10:59:30Z", "kubectl-edit") == "alice@example.com"
     assert log.user_for(WEB, "2026-11-20T11:30:00Z", "kubectl-edit") is None
     assert log.user_for(key("web", kind="Service", group=""), "2026-11-20T10:59:30Z") == "bob"
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+    with ledger_target.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.observe(obs(WEB, {"replicas": 3}))
         run.finish()
         run = ledger.begin_run(started_at=at(2), audit_log=path)
         run.observe(obs(WEB, {"replicas": 5}, rv="2", time="2026-11-20T10:59:30Z"))
         run.finish()
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT user, user_source FROM changes").fetchall() == [
+    assert ledger_target.rows("SELECT user, user_source FROM changes") == [
         ("alice@example.com", "audit-log")]
 
 
-def test_commits_are_recorded_once(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_commits_are_recorded_once(ledger_target: LedgerTarget) -> None:
     commit = SourceInfo("apps/web.yaml", repo="apps", commit="3f2c", author="Ann",
                         author_email="ann@example.com", date="2026-11-19T12:00:00+01:00",
                         subject="Bump web (#42)", pr=42, trailers=(("Reviewed-by", "Bob"),))
-    with Ledger.open(db) as ledger:
+    with ledger_target.open() as ledger:
         for hour in range(2):
             run = ledger.begin_run(started_at=at(hour))
             assert run.record_commits([commit, commit]) == (1 if hour == 0 else 0)
             run.finish()
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT repo, sha, author, date, pr, trailers FROM commits").fetchall() == [
+    assert ledger_target.rows("SELECT repo, sha, author, date, pr, trailers FROM commits") == [
         ("apps", "3f2c", "Ann", "2026-11-19T11:00:00Z", 42, '[["Reviewed-by","Bob"]]')]
 
 
@@ -136,9 +132,8 @@ def test_no_raw_secret_value_reaches_the_file(tmp_path: Path) -> None:
         assert raw.encode() not in blob, raw
 
 
-def test_prune_keeps_the_chain_verifiable(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_prune_keeps_the_chain_verifiable(ledger_target: LedgerTarget) -> None:
+    with ledger_target.open() as ledger:
         for day in range(5):
             run = ledger.begin_run(started_at=at(24 * day))
             run.observe(obs(WEB, {"replicas": day}, rv=str(day)))
@@ -161,8 +156,8 @@ def test_prune_keeps_the_chain_verifiable(tmp_path: Path) -> None:
         assert orjson.loads(prune_event)["contents_deleted"] == 3
 
 
-def test_a_run_that_recorded_no_result_resolves_nothing(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path / "l.db") as ledger:
+def test_a_run_that_recorded_no_result_resolves_nothing(ledger_target: LedgerTarget) -> None:
+    with ledger_target.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.record(drifted(WEB, ("spec.replicas", 1, 2)))
         run.finish()
@@ -202,10 +197,9 @@ def test_steady_state_growth_follows_changes_not_cluster_size(tmp_path: Path) ->
     assert large < 100 * 1024
 
 
-def test_authorization_is_judged_by_the_comparison(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_authorization_is_judged_by_the_comparison(ledger_target: LedgerTarget) -> None:
     names = ("synced", "edited", "scaled", "early")
-    with Ledger.open(db) as ledger:
+    with ledger_target.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         for name in names:
             run.observe(obs(key(name), {"v": 0}))
@@ -224,24 +218,22 @@ def test_authorization_is_judged_by_the_comparison(tmp_path: Path) -> None:
         run.record(drifted(key("early"), ("spec.x", 1, 2)))
         run.observe(obs(key("early"), {"v": 1}, rv="2"))
         run.finish()
-    conn = sqlite3.connect(db)
-    verdicts = dict(conn.execute("SELECT o.name, c.authorized FROM changes c "
-                                 "JOIN objects o ON o.id = c.object_id").fetchall())
+    verdicts = dict(ledger_target.rows("SELECT o.name, c.authorized FROM changes c "
+                                     "JOIN objects o ON o.id = c.object_id"))
     assert verdicts == {"synced": 1, "edited": 0, "scaled": None, "early": 0}
 
 
-def test_versions_of_a_page_read_from_the_file_and_from_what_is_staged(tmp_path: Path) -> None:
+def test_versions_of_a_page_read_from_the_file_and_from_what_is_staged(ledger_target: LedgerTarget) -> None:
     """The pipeline asks page by page; a reopened ledger answers from SQLite alone, and
     versions staged in a batch not yet written win over the table."""
-    db = tmp_path / "l.db"
     other_ns = key("web", ns="zz-other")
-    with Ledger.open(db) as ledger:
+    with ledger_target.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         for k, rv in ((WEB, "10"), (key("api"), "11"), (other_ns, "12"),
                       (key("cm", kind="ConfigMap", group=""), "13")):
             run.observe(obs(k, {"v": rv}, rv=rv))
         run.finish()
-    with Ledger.open(db, batch_size=10_000) as ledger:
+    with ledger_target.open(batch_size=10_000) as ledger:
         page = [WEB, key("api"), key("absent"), other_ns]
         assert ledger.versions_of(page) == {
             WEB: ("10", content_hash({"v": "10"})), key("api"): ("11", content_hash({"v": "11"})),
@@ -255,21 +247,20 @@ def test_versions_of_a_page_read_from_the_file_and_from_what_is_staged(tmp_path:
         assert ledger.versions_of(page)[WEB] == ("20", content_hash({"v": "20"}))
         assert ledger.known_versions()[WEB] == ("20", content_hash({"v": "20"}))
         run.finish()
-    with Ledger.open(db) as ledger:
+    with ledger_target.open() as ledger:
         assert ledger.versions_of([WEB])[WEB] == ("20", content_hash({"v": "20"}))
         assert len(ledger.known_versions()) == 4
 
 
-def test_versions_of_a_large_unsorted_page(tmp_path: Path) -> None:
+def test_versions_of_a_large_unsorted_page(ledger_target: LedgerTarget) -> None:
     """More names than SQLite takes in one statement, in no particular order."""
-    db = tmp_path / "l.db"
     names = [f"app-{i:04d}" for i in range(1200)]
-    with Ledger.open(db) as ledger:
+    with ledger_target.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         for i, name in enumerate(names):
             run.observe(obs(key(name, ns=f"ns-{i % 3}"), {"i": i}, rv=str(i)))
         run.finish()
-    with Ledger.open(db) as ledger:
+    with ledger_target.open() as ledger:
         page = [key(name, ns=f"ns-{i % 3}") for i, name in enumerate(names)][::-1]
         got = ledger.versions_of([*page, key("gone")])
         assert len(got) == 1200 and got[key("app-0007", ns="ns-1")][0] == "7"
@@ -277,11 +268,10 @@ def test_versions_of_a_large_unsorted_page(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("batch_size", [2000, 2], ids=["one-batch", "flushed-often"])
 def test_objects_a_complete_list_no_longer_holds_are_recorded_deleted(
-        tmp_path: Path, batch_size: int) -> None:
-    db = tmp_path / "l.db"
+        ledger_target: LedgerTarget, batch_size: int) -> None:
     cm = key("cm", kind="ConfigMap", group="")
     elsewhere = key("other", ns="kube-system")
-    with Ledger.open(db, batch_size=batch_size) as ledger:
+    with ledger_target.open(batch_size=batch_size) as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.listed([WEB, key("api"), elsewhere, cm])
         for k in (WEB, key("api"), elsewhere, cm):
@@ -307,14 +297,13 @@ def test_objects_a_complete_list_no_longer_holds_are_recorded_deleted(
         run.record(in_sync(WEB))
         assert run.finish("partial", skipped_kinds=["Deployment.apps"],
                           listed_kinds=[("apps", "Deployment")]).deletions == 0
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT c.change, c.manager FROM changes c JOIN objects o "
-                        "ON o.id = c.object_id WHERE o.name = 'api'").fetchall() == [
+    assert ledger_target.rows("SELECT c.change, c.manager FROM changes c JOIN objects o "
+                           "ON o.id = c.object_id WHERE o.name = 'api'") == [
         ("deleted", "")]
 
 
-def test_settle_writes_an_observation_without_waiting_for_the_end(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path / "l.db") as ledger:
+def test_settle_writes_an_observation_without_waiting_for_the_end(ledger_target: LedgerTarget) -> None:
+    with ledger_target.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.observe(obs(WEB, {"v": 1}))
         assert WEB in run._pending
@@ -325,11 +314,10 @@ def test_settle_writes_an_observation_without_waiting_for_the_end(tmp_path: Path
 
 
 def test_a_first_run_past_its_batches_finds_what_it_created_without_duplicates(
-        tmp_path: Path) -> None:
+        ledger_target: LedgerTarget) -> None:
     """An empty ledger's first run forgets each written batch; objects it created before are
     still found (one object each), and unknown keys are known to be unknown."""
-    db = tmp_path / "l.db"
-    with Ledger.open(db, batch_size=3) as ledger:
+    with ledger_target.open(batch_size=3) as ledger:
         run = ledger.begin_run(started_at=at(0))
         for i in range(10):
             run.observe(obs(key(f"app-{i}"), {"replicas": 1}, rv=str(i)))
@@ -341,10 +329,8 @@ def test_a_first_run_past_its_batches_finds_what_it_created_without_duplicates(
         summary = run.finish()
         assert (summary.versions, summary.changes) == (3, 3)
         assert ledger.verify().ok
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT count(*), count(DISTINCT name) FROM objects").fetchone() == (
-        11, 11)
-    assert conn.execute(
+    assert ledger_target.rows("SELECT count(*), count(DISTINCT name) FROM objects") == [(11, 11)]
+    assert ledger_target.rows(
         "SELECT c.change FROM changes c JOIN objects o ON o.id = c.object_id "
-        "WHERE o.name IN ('app-0', 'app-9') ORDER BY o.name").fetchall() == [
+        "WHERE o.name IN ('app-0', 'app-9') ORDER BY o.name") == [
         ("updated",), ("updated",)]
