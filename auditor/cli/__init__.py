@@ -26,6 +26,7 @@ from auditor.cli import (
     adopt,
     audit,
     config,
+    fleet,
     ledger,
     notify,
     policies,
@@ -88,7 +89,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool)
 
 
 for _group in (config, sandbox, audit, watch, schedule, sources, ledger, notify, adopt,
-               policies, report, serve):
+               policies, report, fleet, serve):
     for _command in _group.COMMANDS:
         add_global_options(_command)
         main.add_command(_command)
