@@ -31,6 +31,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "all-features": ("-f", str(CHART / "ci" / "all-features-values.yaml")),
     "cronjob": ("-f", str(CHART / "ci" / "cronjob-values.yaml")),
     "cronjob-same-node": ("--set", "runner=cronjob", "--set", "cronjob.sameNodeAsServe=true"),
+    # A cluster of a fleet: the ledger in the central PostgreSQL store.
+    "fleet-store": ("-f", str(CHART / "ci" / "fleet-store-values.yaml")),
 }
 # Custom resources of the Prometheus operator: no Kubernetes schema to validate against.
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
@@ -169,7 +171,7 @@ def test_config_is_valid_and_scope_matches_the_read_role(variant: str, tmp_path:
     assert granted == {(k["group"], k["resource"]) for k in values["kinds"]}
     assert cfg.ledger.path == "/var/lib/drift-auditor/ledger.db"
     assert cfg.reports.directory == "/var/lib/drift-auditor/reports"
-    if variant in ("default", "all-features"):
+    if variant in ("default", "all-features", "fleet-store"):
         jobs = {j.name: j for j in cfg.schedule.jobs}
         assert jobs["audit"].args == ("run", "--exit-zero-on-drift")
         assert jobs["audit"].cron == "*/15 * * * *" and cfg.reports.schedule_minutes == 15
@@ -193,6 +195,31 @@ def test_config_is_valid_and_scope_matches_the_read_role(variant: str, tmp_path:
         assert grants(role) == {("list", "", "secrets")}
     elif variant == "default":
         assert cfg.revert.mode == "off", "the default install is read-only"
+    if variant == "fleet-store":
+        assert cfg.ledger.url == ("postgresql://drift_auditor@audit-db.platform.svc:5432/audit"
+                                  "?sslmode=verify-full&sslrootcert=/etc/drift-auditor/store/ca.crt")
+        assert cfg.ledger.cluster == "prod-eu"
+        assert cfg.ledger.password_file == "/etc/drift-auditor/store/password"
+    else:
+        assert not cfg.ledger.url, "the SQLite file unless a store is configured"
+
+
+def test_a_fleet_store_reaches_every_container_that_opens_the_ledger() -> None:
+    """The store's password and CA: projected from their Secrets into the writers and serve
+    (which reads the store), file mode 0440, and in no pod without a store."""
+    for name, spec in pod_specs(rendered("fleet-store")).items():
+        [store] = [v for v in spec["volumes"] if v["name"] == "store"]
+        assert store["projected"]["defaultMode"] == 0o440
+        assert [src["secret"] for src in store["projected"]["sources"]] == [
+            {"name": "audit-db", "items": [{"key": "password", "path": "password"}]},
+            {"name": "audit-db-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}]
+        for container in spec["containers"]:
+            mounts = {m["name"]: m for m in container["volumeMounts"]}
+            assert mounts["store"] == {"name": "store", "mountPath": "/etc/drift-auditor/store",
+                                       "readOnly": True}, (name, container["name"])
+    for variant in ("default", "all-features", "cronjob"):
+        for spec in pod_specs(rendered(variant)).values():
+            assert all(v["name"] != "store" for v in spec["volumes"]), variant
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -293,6 +320,12 @@ def test_grafana_dashboard_configmap_carries_the_shipped_dashboard() -> None:
     (("--set", "audit.schedule=every hour"), "/audit/schedule"),
     (("--set", "gitops.flux.enabled=true", "--set", "gitops.flux.controllerCredentials=true"),
      "list the namespaces holding its repository Secrets"),
+    (("--set", "ledger.store.url=postgresql://u@db/audit"),
+     "ledger.store.cluster: name this cluster in the fleet store"),
+    (("--set", "ledger.store.url=postgresql://u:hunter2@db/audit", "--set",
+      "ledger.store.cluster=prod"), "/ledger/store/url"),
+    (("--set", "ledger.store.url=postgresql://u@db/audit", "--set",
+      "ledger.store.cluster=Prod_EU"), "/ledger/store/cluster"),
 ])
 def test_bad_values_fail_naming_the_value(flags: tuple[str, ...], message: str) -> None:
     proc = helm("template", "x", str(CHART), *flags)

@@ -70,6 +70,22 @@ first appearance. Call with (dict "kinds" LIST "verbs" LIST). */}}
 {{- $_ := set $cfg "sources" $sources -}}
 {{- $ledger := get $cfg "ledger" | default dict -}}
 {{- $_ := set $ledger "path" "/var/lib/drift-auditor/ledger.db" -}}
+{{- with .Values.ledger.store -}}
+{{- if .url -}}
+{{- if not .cluster -}}
+{{- fail "ledger.store.cluster: name this cluster in the fleet store (lower case, digits and dashes)" -}}
+{{- end -}}
+{{- $url := .url -}}
+{{- if .caSecret.name -}}
+{{- $url = printf "%s%ssslrootcert=/etc/drift-auditor/store/ca.crt" $url (ternary "&" "?" (contains "?" $url)) -}}
+{{- end -}}
+{{- $_ := set $ledger "url" $url -}}
+{{- $_ := set $ledger "cluster" .cluster -}}
+{{- if .passwordSecret.name -}}
+{{- $_ := set $ledger "password-file" "/etc/drift-auditor/store/password" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if .Values.secrets.signingKey.name -}}
 {{- $_ := set $ledger "signing-key-file" "/etc/drift-auditor/keys/signing-key" -}}
 {{- end -}}
@@ -173,6 +189,32 @@ first appearance. Call with (dict "kinds" LIST "verbs" LIST). */}}
 {{- if or .Values.secrets.hashKey.name .Values.secrets.signingKey.name }}
 - {name: keys, mountPath: /etc/drift-auditor/keys, readOnly: true}
 {{- end }}
+{{- include "drift-auditor.storeMount" . }}
+{{- end -}}
+
+{{/* The fleet store's password and CA (ledger.store), for every container that opens the
+ledger: the writers and serve. */}}
+{{- define "drift-auditor.storeMount" -}}
+{{- if and .Values.ledger.store.url (or .Values.ledger.store.passwordSecret.name .Values.ledger.store.caSecret.name) }}
+- {name: store, mountPath: /etc/drift-auditor/store, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "drift-auditor.storeVolume" -}}
+{{- with .Values.ledger.store }}
+{{- if and .url (or .passwordSecret.name .caSecret.name) }}
+- name: store
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- if .passwordSecret.name }}
+      - secret: {name: {{ .passwordSecret.name }}, items: [{key: {{ .passwordSecret.key }}, path: password}]}
+      {{- end }}
+      {{- if .caSecret.name }}
+      - secret: {name: {{ .caSecret.name }}, items: [{key: {{ .caSecret.key }}, path: ca.crt}]}
+      {{- end }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Volumes of the keys Secrets (hash and signing key), projected into one folder. */}}
@@ -240,6 +282,7 @@ talk to the API only (serve shares the pod but gets no token). */}}
     {{- if .Values.serve.tokenSecret.name }}
     - {name: serve-token, mountPath: /etc/drift-auditor/serve, readOnly: true}
     {{- end }}
+    {{- with (include "drift-auditor.storeMount" . | trim) }}{{ . | nindent 4 }}{{- end }}
 {{- end -}}
 
 {{- define "drift-auditor.serveVolumes" -}}
@@ -301,6 +344,9 @@ talk to the API only (serve shares the pod but gets no token). */}}
 - name: tmp
   emptyDir: {sizeLimit: 1Gi}
 {{- with (include "drift-auditor.keyVolume" . | trim) }}
+{{ . }}
+{{- end }}
+{{- with (include "drift-auditor.storeVolume" . | trim) }}
 {{ . }}
 {{- end }}
 {{- end -}}
