@@ -37,10 +37,6 @@ if TYPE_CHECKING:
 CATEGORIES = ("human", "controller", "gitops", "unknown")
 
 
-def _ledger_path(explicit: str | None) -> str:
-    return explicit or str(load_config().ledger.path)
-
-
 @click.command("verify")
 @ledger_option
 @click.option("--public-key", type=click.Path(exists=True, dir_okay=False),
@@ -252,13 +248,16 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
     """Who changed what and when: live changes and drift events from the ledger."""
 
     def body() -> None:
+        from auditor.ledger import backend
         from auditor.ledger import history as history_mod
-        from auditor.ledger import schema
 
+        # A file, a store cluster (--ledger URL#CLUSTER, or ledger.url + ledger.cluster).
+        target = ledger_path if ledger_path and not backend.is_url(ledger_path) else \
+            backend.one_reader(ledger_path, load_config().ledger)
         if type_ == "config":
             from auditor.report import configchanges
 
-            with schema.reading_checked(_ledger_path(ledger_path)) as conn:
+            with backend.reader(target) as conn:
                 versions = configchanges.history(conn, since=_since(since),
                                                  until=_since(until), limit=limit)
             click.echo(configchanges.render(versions, fmt), nl=False)
@@ -270,7 +269,7 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
         also_kind = kind if ref is not None and ref.group_kind is not None else None
         # A type matched as typed is checked entry by entry, so the limit applies after.
         late = ref is not None and ref.kind_text is not None
-        with schema.reading_checked(_ledger_path(ledger_path)) as conn:
+        with backend.reader(target) as conn:
             entries = history_mod.query(conn, history_mod.HistoryFilter(
                 **where, actor=actor, category=category, since=_since(since),
                 until=_since(until), types=history_mod.TYPES if type_ == "all" else (type_,),

@@ -19,6 +19,7 @@ from auditor.errors import ConfigError
 
 if TYPE_CHECKING:
     from auditor.config import Config
+    from auditor.ledger.backend import Target
     from auditor.report.fleet import FleetModel
     from auditor.report.period import Options
 
@@ -136,8 +137,12 @@ class FormatChoice(click.Choice[str]):
               help="A stretch without any API-server audit event longer than this is a gap "
                    "of the audit stream (a change-completeness exception).")
 @click.option("--ledger", "ledger_paths", type=click.Path(dir_okay=False), multiple=True,
-              help="Ledger file (default: ledger.path from the configuration). Repeat it for "
-                   "a fleet report: one ledger per cluster, with a per-cluster breakdown.")
+              metavar="FILE|URL[#CLUSTER]",
+              help="Ledger file, or the fleet store: postgresql://HOST/DB#CLUSTER for one "
+                   "cluster, postgresql://HOST/DB alone for all of its clusters (password from "
+                   "ledger.password-file). Default: the configured ledger (ledger.url and "
+                   "ledger.cluster, else ledger.path). Repeat it for a fleet report: one "
+                   "ledger per cluster, with a per-cluster breakdown.")
 @click.option("--title", default="Drift Auditor compliance report", show_default=True)
 @click.option("--skip-verify", is_flag=True,
               help="Do not recompute the ledger's hash chain (the report says so).")
@@ -193,7 +198,8 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, period: st
         if fmt == "html" and target is None:
             target = Path(cfg.reports.directory) / f"{_default_name(start, end)}.html"
         csv_path = target.with_suffix(".changes.csv") if fmt == "html" and target else None
-        model = load_fleet(ledger_paths or (cfg.ledger.path,), start, end, cfg, options=Options(
+        ledgers = report_ledgers(cfg, ledger_paths)
+        model = load_fleet(ledgers, start, end, cfg, options=Options(
             title=title, changes_csv_name=csv_path.name if csv_path else "",
             verify=not skip_verify, audit_gap_minutes=audit_gap_minutes,
             prepared_by=prepared_by.strip()))
@@ -219,10 +225,18 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, period: st
                 click.echo(f"wrote {target}", err=True)
         if target is not None:
             _write_manifest(cfg, model, [p for p in (csv_path, target) if p is not None],
-                            (ledger_paths or (cfg.ledger.path,))[0])
+                            str(ledgers[0]))
         _integrity_exit(model)
 
     guarded(run)
+
+
+def report_ledgers(cfg: Config, given: tuple[str, ...]) -> list[Target]:
+    """The ledgers ``--ledger`` names (a store URL alone: each of its clusters), else the
+    configured one (:func:`auditor.ledger.backend.readers`)."""
+    from auditor.ledger import backend
+
+    return backend.readers(given, cfg.ledger)
 
 
 def _integrity_exit(model: FleetModel) -> None:
@@ -257,7 +271,7 @@ def _write_all(cfg: Config, start: datetime, end: datetime, folder: Path | None,
         raise ConfigError(f"--output-file {folder}: with --format all, --output-file names a "
                           "folder, not a file")
     stem = _default_name(start, end)
-    ledgers = ledger_paths or (cfg.ledger.path,)
+    ledgers = report_ledgers(cfg, ledger_paths)
     model = load_fleet(ledgers, start, end, cfg,
                        options=replace(options, changes_csv_name=f"{stem}-changes.csv"))
     report = model.report
@@ -273,7 +287,7 @@ def _write_all(cfg: Config, start: datetime, end: datetime, folder: Path | None,
         except OSError as exc:
             raise ConfigError(f"{path}: cannot write the report ({exc.strerror})") from None
         click.echo(f"wrote {path}", err=True)
-    _write_manifest(cfg, model, [path for path, _ in outputs], ledgers[0])
+    _write_manifest(cfg, model, [path for path, _ in outputs], str(ledgers[0]))
     _integrity_exit(model)
 
 
@@ -314,7 +328,10 @@ def _write_manifest(cfg: Config, model: FleetModel, files: list[Path], ledger: s
 @deprecated_alias(("-o", "--output"), "output", "--output-dir DIR",
                   type=click.Path(file_okay=False))
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
-              help="Ledger file (default: ledger.path from the configuration).")
+              metavar="FILE|URL#CLUSTER",
+              help="Ledger file, or one cluster of the fleet store (postgresql://HOST/DB#CLUSTER). "
+                   "Default: the configured ledger (ledger.url and ledger.cluster, else "
+                   "ledger.path).")
 def sample_cmd(from_: str, to: str | None, seed: int, size: int, method: str,
                output: str | None, ledger_path: str | None) -> None:
     """A reproducible audit sample of the period's changes and drift occurrences, with an
@@ -332,7 +349,9 @@ def sample_cmd(from_: str, to: str | None, seed: int, size: int, method: str,
                               f"{end:%Y-%m-%dT%H:%M:%SZ})")
         target = Path(output) if output else Path(cfg.reports.directory) / (
             f"{_default_name(start, end).replace('report', 'sample', 1)}-seed-{seed}")
-        drawn = sample.build(ledger_path or cfg.ledger.path, start, end, cfg,
+        from auditor.ledger import backend
+
+        drawn = sample.build(backend.one_reader(ledger_path, cfg.ledger), start, end, cfg,
                              sample.Spec(seed=seed, size=size, method=method))
         sample.write(drawn, target)
         man = drawn.manifest

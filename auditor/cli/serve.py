@@ -15,8 +15,11 @@ from auditor.cli.common import guarded, load_config
 @click.option("--host", help="Address to bind (default: serve.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: serve.port, 8080; 0 picks one).")
 @click.option("--ledger", "ledger_paths", type=click.Path(dir_okay=False), multiple=True,
-              help="Ledger file (default: ledger.path from the configuration); repeat it, one "
-                   "per cluster, for a fleet view.")
+              metavar="FILE|URL[#CLUSTER]",
+              help="Ledger file, or the fleet store: postgresql://HOST/DB#CLUSTER for one "
+                   "cluster, postgresql://HOST/DB alone for all of its clusters (default: "
+                   "serve.ledgers, else ledger.url and ledger.cluster, else ledger.path); "
+                   "repeat it, one per cluster, for a fleet view.")
 @click.option("--reports-dir", type=click.Path(file_okay=False),
               help="Reports folder (default: reports.directory).")
 @click.option("--tls-cert", "tls_cert", type=click.Path(dir_okay=False),

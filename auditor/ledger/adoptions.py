@@ -142,7 +142,7 @@ def adoptions(conn: sqlite3.Connection, drift_ids: Sequence[int] | None = None
     rows = conn.execute(
         f"SELECT a.id, a.at, a.drift_id, a.grp, a.kind, a.namespace, a.name, a.paths, a.files, "
         f"a.repo, a.branch, a.base_commit, a.commit_sha, a.actor, a.by, a.pushed, s.state, "
-        f"(SELECT e.how || char(31) || e.at || char(31) || coalesce(e.run_id, '') "
+        f"(SELECT e.how || char(31) || e.at || char(31) || coalesce(CAST(e.run_id AS TEXT), '') "
         f" FROM drift_events e WHERE e.drift_id = a.drift_id AND e.event = 'resolved' "
         f" AND e.at >= a.at ORDER BY e.seq DESC LIMIT 1), "
         f"(SELECT c.run_id FROM commits c WHERE c.sha = a.commit_sha ORDER BY c.id LIMIT 1), "

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from . import chain
+from . import chain, schema
 from .schema import EVENT_ROWS
 
 if TYPE_CHECKING:
@@ -188,8 +188,7 @@ def _decoded(names: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
 
 
 def _has_table(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                        (TABLE,)).fetchone() is not None
+    return TABLE in schema.tables(conn)
 
 
 def pending(conn: sqlite3.Connection, limit: int = PENDING_LIMIT) -> list[dict[str, Any]]:

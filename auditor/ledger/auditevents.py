@@ -64,7 +64,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from auditor.errors import LedgerError
 
-from . import chain, redact, times
+from . import chain, redact, schema, times
 from .auditlog import manager_of
 from .schema import EVENT_ROWS
 
@@ -396,8 +396,7 @@ def record(ledger: Ledger, events: Iterable[Mapping[str, Any]], *, source: str,
 
 def position(conn: sqlite3.Connection, source: str) -> str | None:
     """The resume point recorded with ``source``'s last events (``None``: none)."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                    "AND name = 'audit_positions'").fetchone() is None:
+    if "audit_positions" not in schema.tables(conn):
         return None
     row = conn.execute("SELECT position FROM audit_positions WHERE source = ?",
                        (source,)).fetchone()

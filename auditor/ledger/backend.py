@@ -4,21 +4,62 @@ A target is an SQLite file (``ledger.path``) or a ``postgresql://`` URL (``ledge
 cluster's ledger in the fleet store, :mod:`.pgconn`). Commands that read a ledger open it
 through :func:`reading_checked`, so the file and the URL take one path; psycopg is imported
 only when the target is a URL. (Kept out of :mod:`.schema`, which :mod:`.pgconn` builds on.)
+
+Readers (``report``, ``serve``, ``metrics``, ``ledger history``) name a ledger as a
+:data:`Target`: a file's :class:`~pathlib.Path`, or a :class:`StoreLedger` (one cluster of
+the store). :func:`parse_target` turns a ``--ledger`` value into targets: a file, a store URL
+with ``#cluster`` (that cluster), or a store URL alone (every cluster ``da_fleet.clusters``
+lists). :func:`reader` opens either for one read; on the store a read-only session whose
+transactions are ``REPEATABLE READ`` (one snapshot for verification and report, as SQLite's
+deferred ``BEGIN`` gives a file's reader).
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeGuard
+from typing import TYPE_CHECKING, TypeGuard
 
 from auditor.errors import LedgerError
 
 from . import schema
 
+if TYPE_CHECKING:
+    from auditor.config import LedgerConfig
+
 URL_SCHEMES = ("postgresql://", "postgres://")
+# As pgconn.CLUSTER_NAME (not imported from there: that would import psycopg).
+_CLUSTER = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class StoreLedger:
+    """One cluster's ledger in the fleet store, as a reader names it. ``name``/``stem`` (the
+    cluster) and ``str()`` (``URL#cluster``, never a password: a URL carrying one is refused
+    by :func:`parse_target`) stand in where a file's :class:`Path` was used."""
+
+    url: str
+    cluster: str
+    password: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.cluster
+
+    @property
+    def stem(self) -> str:
+        return self.cluster
+
+    def __str__(self) -> str:
+        return f"{self.url}#{self.cluster}"
+
+
+# What a reader reads: a ledger file, or one cluster of the store.
+Target = Path | StoreLedger
 
 
 def is_url(target: str | Path | None) -> TypeGuard[str]:
@@ -49,3 +90,100 @@ def describe(conn: sqlite3.Connection, target: str | Path) -> str:
     """The ledger for messages: ``target`` as given for a file; for a URL the server,
     database and cluster, never a password."""
     return schema.path_of(conn) if is_url(target) else str(target)
+
+
+def _check_url(url: str, given: str) -> None:
+    """A store URL as ``--ledger`` takes it: no password (it would show in the report's
+    header and the process list; ``ledger.password-file`` holds it)."""
+    rest = url.split("://", 1)[1]
+    userinfo = rest.split("@", 1)[0] if "@" in rest.split("/", 1)[0] else ""
+    if ":" in userinfo or "password=" in rest.lower():
+        raise LedgerError(f"--ledger {given.split('://', 1)[0]}://…: the URL carries a "
+                          "password; put it in ledger.password-file instead")
+
+
+def parse_target(text: str | Path, *, password: str | None = None) -> list[Target]:
+    """The ledgers one ``--ledger`` value names: a file; ``postgresql://…#NAME``, cluster
+    NAME of the store; ``postgresql://…`` alone, every cluster of the store (from
+    ``da_fleet.clusters``, by name). Errors are one line."""
+    if not is_url(text):
+        return [Path(text)]
+    url, sep, cluster = text.partition("#")
+    _check_url(url, text)
+    if sep:
+        if not _CLUSTER.fullmatch(cluster):
+            raise LedgerError(f"--ledger {url}#{cluster}: {cluster!r} is not a cluster name "
+                              "(lower-case letters, digits and -)")
+        return [StoreLedger(url, cluster, password)]
+    from . import pgconn  # psycopg only for a PostgreSQL ledger
+
+    names = pgconn.clusters(url, password=password)
+    if not names:
+        raise LedgerError(f"--ledger {url}: the store holds no cluster yet")
+    return [StoreLedger(url, name, password) for name in names]
+
+
+def parse_targets(texts: Sequence[str | Path], *,
+                  password: str | None = None) -> list[Target]:
+    """Every ``--ledger`` value's ledgers, in the order given."""
+    return [t for text in texts for t in parse_target(text, password=password)]
+
+
+def configured(url: str, cluster: str, path: str | Path, *,
+               password: str | None = None) -> Target:
+    """The configuration's own ledger (``ledger.url`` + ``ledger.cluster``, else
+    ``ledger.path``)."""
+    if url:
+        if not cluster:
+            raise LedgerError("a PostgreSQL ledger needs its cluster's name (ledger.cluster)")
+        return StoreLedger(url, cluster, password)
+    return Path(path)
+
+
+def readers(given: Sequence[str | Path], ledger: LedgerConfig) -> list[Target]:
+    """What a reading command reads: its ``--ledger`` values (:func:`parse_targets`), else
+    the configured ledger; a store's password from ``ledger.password-file``."""
+    wants_password = any(is_url(g) for g in given) or (not given and bool(ledger.url))
+    password = ledger.read_password() if wants_password else None
+    if given:
+        return parse_targets(given, password=password)
+    return [configured(ledger.url, ledger.cluster, ledger.path, password=password)]
+
+
+def one_reader(given: str | Path | None, ledger: LedgerConfig) -> Target:
+    """:func:`readers` for a command that reads one ledger: a store URL must then name its
+    cluster (``URL#CLUSTER``) unless the store holds only one."""
+    found = readers([given] if given else [], ledger)
+    if len(found) != 1:
+        raise LedgerError(f"--ledger {given}: the store holds {len(found)} clusters; name one "
+                          "as URL#CLUSTER")
+    return found[0]
+
+
+def as_target(target: str | Path | StoreLedger) -> Target:
+    """A reader's argument as a :data:`Target` (a file given as text is a :class:`Path`;
+    a URL needs its ``#cluster`` here)."""
+    if isinstance(target, StoreLedger | Path):
+        return target
+    if is_url(target):
+        found = parse_target(target)
+        if len(found) != 1:
+            raise LedgerError(f"{target}: name one cluster (URL#cluster)")
+        return found[0]
+    return Path(target)
+
+
+@contextmanager
+def reader(target: str | Path | StoreLedger) -> Iterator[sqlite3.Connection]:
+    """One read of ``target``: :func:`.schema.reading_checked` for a file; for a store
+    cluster a read-only session (:func:`.pgconn.reading`) whose ``BEGIN`` is one
+    ``REPEATABLE READ`` snapshot."""
+    found = as_target(target)
+    if isinstance(found, StoreLedger):
+        from . import pgconn
+
+        with pgconn.reading(found.url, found.cluster, password=found.password) as pg:
+            yield pg  # type: ignore[misc]
+        return
+    with schema.reading_checked(found) as conn:
+        yield conn

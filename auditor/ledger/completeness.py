@@ -61,54 +61,62 @@ from functools import lru_cache
 from . import schema
 from .auditevents import micro_bound
 from .auditlog import plural
+from .dialect import SQLITE, Dialect, dialect_of
 
 MATCH_WINDOW_SECONDS = 120
 GAP_THRESHOLD_SECONDS = 15 * 60
 IN_SCOPE_SUBRESOURCES = ("", "scale")
 MATCHED_VERBS = ("create", "update", "patch", "delete")
 _FAR = "9999-12-31T23:59:59Z"
+# A scheduled run's kinds it could not list (a JSON array; NULL before any was skipped).
+_SKIPPED = "coalesce(s.skipped_kinds, '[]')"
 
 
-def _transient_sql(run_id: str, object_id: str, version_id: str, mode: str, obj: str) -> str:
+def _transient_sql(run_id: str, object_id: str, version_id: str, mode: str, obj: str,
+                   dialect: Dialect = SQLITE) -> str:
+    # CAST(EXISTS … AS INTEGER): PostgreSQL's EXISTS is a boolean, not SQLite's 0/1.
     return (
         f"(CASE WHEN {mode} = 'watch' THEN coalesce(("
-        f"SELECT NOT EXISTS (SELECT 1 FROM runs s WHERE s.mode = 'run' "
+        f"SELECT CAST(NOT EXISTS (SELECT 1 FROM runs s WHERE s.mode = 'run' "
         f"AND s.id > {run_id} AND s.id < n.run_id AND s.status IN ('complete', 'partial') "
-        f"AND NOT EXISTS (SELECT 1 FROM json_each(coalesce(s.skipped_kinds, '[]')) j "
-        f"WHERE j.value IN ({obj}.kind, {obj}.kind || '.' || {obj}.grp))) "
+        f"AND NOT EXISTS (SELECT 1 FROM "
+        f"{dialect.json_values(_SKIPPED, 'j')} "
+        f"WHERE j.value IN ({obj}.kind, {obj}.kind || '.' || {obj}.grp))) AS INTEGER) "
         f"FROM object_versions n WHERE n.object_id = {object_id} "
         f"AND n.id > {version_id} ORDER BY n.id LIMIT 1), 0) ELSE 0 END)")
 
 
-def transient_change_sql(change: str = "c", run: str = "r", obj: str = "o") -> str:
+def transient_change_sql(change: str = "c", run: str = "r", obj: str = "o", *,
+                         dialect: Dialect = SQLITE) -> str:
     """SQL (1 or 0) for whether the change row ``change`` (of run ``run``, object ``obj``)
     is transient; needs ``runs.mode`` (:func:`.schema.has_run_mode`)."""
     return _transient_sql(f"{change}.run_id", f"{change}.object_id", f"{change}.version_id",
-                          f"{run}.mode", obj)
+                          f"{run}.mode", obj, dialect)
 
 
-def transient_version_sql(version: str = "v", run: str = "r", obj: str = "o") -> str:
+def transient_version_sql(version: str = "v", run: str = "r", obj: str = "o", *,
+                          dialect: Dialect = SQLITE) -> str:
     """:func:`transient_change_sql` for an ``object_versions`` row."""
     return _transient_sql(f"{version}.run_id", f"{version}.object_id", f"{version}.id",
-                          f"{run}.mode", obj)
+                          f"{run}.mode", obj, dialect)
 
 
-def transient_audit_sql(event: str = "a") -> str:
+def transient_audit_sql(event: str = "a", *, dialect: Dialect = SQLITE) -> str:
     """SQL (1 or 0) for whether the audit event row ``event`` is transient."""
     next_run = (
         "(SELECT substr(min(s.started_at), 1, 19) || '.000000Z' FROM runs s "
         f"WHERE s.mode = 'run' AND s.started_at > substr({event}.stage_at, 1, 19) || 'Z' "
         "AND s.status IN ('complete', 'partial') AND NOT EXISTS (SELECT 1 FROM "
-        "json_each(coalesce(s.skipped_kinds, '[]')) j WHERE j.value IN "
+        f"{dialect.json_values(_SKIPPED, 'j')} WHERE j.value IN "
         f"({event}.kind, {event}.kind || '.' || {event}.grp)))")
     return (
         f"(CASE WHEN {event}.subresource IN ('', 'scale') AND {event}.name != '' "
-        f"AND {event}.verb != 'deletecollection' THEN EXISTS (SELECT 1 FROM audit_events n "
+        f"AND {event}.verb != 'deletecollection' THEN CAST(EXISTS (SELECT 1 FROM audit_events n "
         f"WHERE n.grp = {event}.grp AND n.resource = {event}.resource "
         f"AND n.namespace = {event}.namespace AND n.name = {event}.name "
         f"AND n.stage_at > {event}.stage_at AND n.subresource IN ('', 'scale') "
         f"AND n.verb != 'deletecollection' AND n.stage_at < coalesce({next_run}, '9999')) "
-        f"ELSE 0 END)")
+        f"AS INTEGER) ELSE 0 END)")
 
 
 @lru_cache(maxsize=65536)
@@ -202,8 +210,7 @@ class AuditCompleteness:
 
 
 def _has(conn: sqlite3.Connection, table: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                        (table,)).fetchone() is not None
+    return table in schema.tables(conn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +304,7 @@ _WRITE_COLUMNS = ("a.id, a.seq, a.audit_id, a.source, a.verb, a.user, a.imperson
 
 def _writes(conn: sqlite3.Connection, start: str, end: str) -> Iterator[AuditWrite]:
     for row in conn.execute(
-            f"SELECT {_WRITE_COLUMNS}, {transient_audit_sql('a')} FROM audit_events a "
+            f"SELECT {_WRITE_COLUMNS}, {transient_audit_sql('a', dialect=dialect_of(conn))} FROM audit_events a "
             "WHERE a.stage_at >= ? AND a.stage_at < ? "
             "ORDER BY a.grp, a.resource, a.namespace, a.name, a.stage_at, a.id",
             (micro_bound(start), micro_bound(end))):

@@ -113,6 +113,25 @@ class Dialect:
         mixes that SQLite's dynamic typing allows; ``CAST(… AS TEXT)`` is valid in both."""
         return f"CAST({expr} AS TEXT)"
 
+    def exclusive(self, name: str) -> tuple[str, tuple[int, ...]] | None:
+        """The statement (and its parameters) that, run first in a write transaction, makes
+        writers of ``name`` (say ``outbox:<cluster>``) take turns until it commits. SQLite:
+        None, its ``BEGIN IMMEDIATE`` already holds the database's one write lock;
+        PostgreSQL: a transaction-level advisory lock (its ``BEGIN`` locks nothing)."""
+        if self.name == "sqlite":
+            return None
+        return "SELECT pg_advisory_xact_lock(?)", (writer_lock_key(name),)
+
+    def nulls_first(self, expr: str) -> str:
+        """An ascending ``ORDER BY`` key that puts NULLs first, as SQLite always does
+        (PostgreSQL puts them last unless told)."""
+        return expr if self.name == "sqlite" else f"{expr} NULLS FIRST"
+
+    def nulls_last_desc(self, expr: str) -> str:
+        """A descending ``ORDER BY`` key with NULLs last, as SQLite orders ``DESC``
+        (PostgreSQL puts them first unless told)."""
+        return f"{expr} DESC" if self.name == "sqlite" else f"{expr} DESC NULLS LAST"
+
     def columns_sql(self, table: str) -> str:
         """The columns of ``table`` (one column, ``name``)."""
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):

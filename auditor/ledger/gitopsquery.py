@@ -111,7 +111,7 @@ def parse(run_id: int, cluster: str, started_at: str, status: str,
 
 
 def _scheduled(conn: sqlite3.Connection) -> str:
-    return "mode = 'run'" if schema.has_run_mode(conn) else "1"
+    return "mode = 'run'" if schema.has_run_mode(conn) else "1 = 1"
 
 
 _SELECT = "SELECT id, cluster, started_at, status, counts FROM runs"

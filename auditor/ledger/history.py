@@ -22,6 +22,7 @@ import orjson
 from . import keys, schema
 from .auditlog import plural
 from .completeness import transient_audit_sql, transient_change_sql
+from .dialect import dialect_of
 
 FIELDS = ("time", "seq", "type", "event", "object", "api_group", "kind", "namespace", "name",
           "actor", "user", "category", "authorized", "how", "reason", "expires", "drift_id",
@@ -80,7 +81,7 @@ def _where(f: HistoryFilter, time_col: str, actor_cols: tuple[str, str],
     if f.until:
         clauses.append(f"{time_col} < ?")
         params.append(f.until)
-    return (" AND ".join(clauses) or "1"), params
+    return (" AND ".join(clauses) or "1 = 1"), params
 
 
 _CHANGES = ("SELECT c.time, c.seq, 'change', c.change, o.grp, o.kind, o.namespace, o.name, "
@@ -134,7 +135,7 @@ def _audit_where(f: HistoryFilter) -> tuple[str, list[Any]]:
         clauses.append("(a.manager = ? OR a.user = ? OR a.impersonated_user = ?)")
         params += [f.actor] * 3
     if f.category:
-        clauses.append("0")  # an audit write has no actor category
+        clauses.append("1 = 0")  # an audit write has no actor category
     if f.since:
         clauses.append("a.stage_at >= ?")
         params.append(micro_bound(f.since))
@@ -151,7 +152,7 @@ def query(conn: sqlite3.Connection, f: HistoryFilter) -> list[dict[str, Any]]:
     if "change" in f.types:
         where, p = _where(f, "c.time", ("c.manager", "c.user"), "c.category")
         parts.append(_CHANGES.format(
-            where=where, transient=transient_change_sql("c", "r", "o") if watched else "0",
+            where=where, transient=transient_change_sql("c", "r", "o", dialect=dialect_of(conn)) if watched else "0",
             mode="r.mode" if watched else "'run'"))
         params += p
     if "drift" in f.types:
@@ -160,11 +161,12 @@ def query(conn: sqlite3.Connection, f: HistoryFilter) -> list[dict[str, Any]]:
         params += p
     if "audit" in f.types and "audit_events" in schema.tables(conn):
         where, p = _audit_where(f)
-        parts.append(_AUDIT.format(where=where, transient=transient_audit_sql("a")))
+        parts.append(_AUDIT.format(where=where, transient=transient_audit_sql("a", dialect=dialect_of(conn))))
         params += p
     if not parts:
         return []
-    sql = " UNION ALL ".join(parts) + " ORDER BY 1, 2"
+    # A change's or drift event's time may be NULL: first, as SQLite orders it.
+    sql = " UNION ALL ".join(parts) + f" ORDER BY {dialect_of(conn).nulls_first('1')}, 2"
     if f.limit:
         sql += f" LIMIT {int(f.limit)}"
     out = []

@@ -25,6 +25,7 @@ import orjson
 from auditor.engine.records import ObjectResult
 
 from . import gitopsquery, outbox, schema
+from .dialect import dialect_of
 
 # Upper bounds (seconds) of the open-drift age bands, and their label values.
 AGE_BANDS: tuple[tuple[float, str], ...] = (
@@ -96,7 +97,7 @@ def read(conn: sqlite3.Connection, *, now: float, object_labels: bool = False) -
     stats = LedgerStats(now=now)
     # Runs are the scheduled audits: a watch batch (runs.mode 'watch') judges only the
     # objects it saw, so neither its counts nor its success say anything of the cluster.
-    scheduled = "mode = 'run'" if schema.has_run_mode(conn) else "1"
+    scheduled = "mode = 'run'" if schema.has_run_mode(conn) else "1 = 1"
     row = conn.execute(f"SELECT id, cluster, started_at, ended_at, status, counts, "
                        f"skipped_kinds, problems FROM runs WHERE status != 'running' "
                        f"AND {scheduled} ORDER BY id DESC LIMIT 1").fetchone()
@@ -169,15 +170,16 @@ def read(conn: sqlite3.Connection, *, now: float, object_labels: bool = False) -
         key = (str(category or "unknown"), verdict)
         stats.changes[key] = stats.changes.get(key, 0) + int(n)
     stats.outbox = outbox.read_counts(conn)
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = schema.tables(conn)
     if {"policy_state", "policy_runs"} <= tables:
         # 'absent': the object is gone; its last result is history, not a current finding.
         for policy, severity, status, n in conn.execute(
                 "SELECT policy, severity, status, count(*) FROM policy_state "
                 "WHERE status != 'absent' GROUP BY 1, 2, 3"):
             stats.policies[(str(policy), str(severity or ""), str(status))] = int(n)
-        score = conn.execute("SELECT score FROM policy_runs ORDER BY run_id DESC LIMIT 1"
-                             ).fetchone()
+        # run_id may be NULL: last, as SQLite orders DESC (PostgreSQL would put it first).
+        score = conn.execute("SELECT score FROM policy_runs ORDER BY "
+                             f"{dialect_of(conn).nulls_last_desc('run_id')} LIMIT 1").fetchone()
         stats.policy_score = None if score is None or score[0] is None else float(score[0])
     stats.gitops = gitopsquery.latest(conn)
     head = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()

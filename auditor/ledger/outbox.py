@@ -27,6 +27,11 @@ and they carry no append-only triggers.
 A message is decided and queued in one transaction together with the drift states it
 announces, so a crash can neither lose an alert nor queue it twice; it is sent afterwards,
 outside any transaction (the network must never hold the SQLite write lock).
+
+On PostgreSQL (one cluster's schema in the fleet store) the SQL is the same text: JSON lists
+of drift ids are read through :meth:`.dialect.Dialect.json_values`, new message ids come from
+``INSERT … RETURNING id``, and a write transaction also takes an advisory lock per cluster's
+outbox (:meth:`.dialect.Dialect.exclusive`), PostgreSQL's ``BEGIN`` locking nothing.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ import orjson
 
 from auditor.errors import LedgerError
 
-from . import policyresults, reverts, schema
+from . import backend, policyresults, reverts, schema
+from .dialect import dialect_of
 
 ACTIONS = ("post", "reply", "update")
 NOTIFIED_STATES = ("open", "resolved", "accepted", "suppressed")
@@ -113,7 +119,8 @@ _DRIFT_SELECT = """
 SELECT d.id, o.grp, o.kind, o.namespace, o.name, d.fingerprint, d.status, d.category,
        d.manager, d.items, d.source_file, d.source_commit, d.opened_at, s.state, s.since,
        s.accepted_until,
-       (SELECT e.how || char(31) || coalesce(e.related_drift_id, '') FROM drift_events e
+       (SELECT e.how || char(31) || coalesce(CAST(e.related_drift_id AS TEXT), '')
+        FROM drift_events e
         WHERE e.drift_id = d.id AND e.event = 'resolved' ORDER BY e.seq DESC LIMIT 1),
        (SELECT e.by || char(31) || e.reason FROM drift_events e
         WHERE e.drift_id = d.id AND e.event = 'accepted' ORDER BY e.seq DESC LIMIT 1),
@@ -160,8 +167,8 @@ _MESSAGE_COLS = ("id, created_at, run_id, kind, action, parent_id, channel, webh
 
 
 class Outbox:
-    """The alert outbox of one ledger file. Short transactions of its own; never holds the
-    run writer's lock (its tables are outside the chain, so a run never reads them)."""
+    """The alert outbox of one ledger (a file, or a cluster's schema in the fleet store).
+    Short transactions of its own; never holds the run writer's lock (its tables are outside the chain, so a run never reads them)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
@@ -169,8 +176,26 @@ class Outbox:
 
     @classmethod
     @contextmanager
-    def open(cls, path: str | Path) -> Iterator[Outbox]:
-        """``with Outbox.open(path) as box:`` — the ledger must exist (a run made it)."""
+    def open(cls, path: str | Path, *, cluster: str | None = None,
+             password: str | None = None) -> Iterator[Outbox]:
+        """``with Outbox.open(path) as box:`` — the ledger must exist (a run made it).
+        ``path`` may be a ``postgresql://`` URL: ``cluster``'s ledger in the fleet store,
+        whose outbox tables exist from its creation."""
+        if backend.is_url(path):
+            from . import pgconn  # psycopg only for a PostgreSQL ledger
+
+            if not cluster:
+                raise LedgerError("a PostgreSQL ledger needs its cluster's name "
+                                  "(ledger.cluster)")
+            with pgconn.reading(path, cluster, password=password):
+                pass  # refuses a missing or too-new ledger, as connect_reader does
+            pg = pgconn.connect(path, cluster, password=password)
+            try:
+                # The part of sqlite3.Connection the outbox uses (see pgconn's docstring).
+                yield cls(pg, Path(pg.where))  # type: ignore[arg-type]
+            finally:
+                pg.close()
+            return
         reader = schema.connect_reader(path)  # refuses a missing or too-new ledger
         reader.close()
         conn = schema.connect(path)
@@ -194,6 +219,12 @@ class Outbox:
             return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            # On PostgreSQL BEGIN locks nothing: an advisory lock per cluster's outbox makes
+            # two passes take turns, as SQLite's write lock does.
+            exclusive = dialect_of(self.conn).exclusive(
+                f"outbox:{getattr(self.conn, 'cluster', '')}")
+            if exclusive is not None:
+                self.conn.execute(*exclusive)
             yield self.conn
             self.conn.execute("COMMIT")
         except BaseException:
@@ -208,7 +239,8 @@ class Outbox:
 
     def _scheduled(self) -> str:
         """The condition of a scheduled run (a watch batch audits only what it saw)."""
-        return "mode = 'run'" if schema.has_run_mode(self.conn) else "1"
+        # "1 = 1", not "1": PostgreSQL wants a boolean condition.
+        return "mode = 'run'" if schema.has_run_mode(self.conn) else "1 = 1"
 
     def cluster(self) -> str:
         row = self.conn.execute("SELECT cluster FROM runs WHERE status != 'running' "
@@ -251,8 +283,9 @@ class Outbox:
         return [_message(r) for r in self.conn.execute(
             f"SELECT {_MESSAGE_COLS} FROM alert_outbox WHERE action = 'post' "
             "AND kind IN ('drift', 'group', 'summary') AND created_at >= ? "
-            "AND EXISTS (SELECT 1 FROM json_each(alert_outbox.drift_ids) WHERE value = ?) "
-            "ORDER BY id", (since, drift_id))]
+            "AND EXISTS (SELECT 1 FROM "
+            f"{dialect_of(self.conn).json_values('alert_outbox.drift_ids', 'j')} "
+            "WHERE CAST(j.value AS BIGINT) = ?) ORDER BY id", (since, drift_id))]
 
     # ------------------------------------------------------------ per-run news
 
@@ -320,7 +353,8 @@ class Outbox:
             low, high = 0, end if end is not None else 2**62
             if end is not None:
                 low = self.conn.execute("SELECT coalesce(max(seq), 0) FROM checkpoints "
-                                        "WHERE seq < ? AND run_id IS NOT ?", (end, rid)
+                                        "WHERE seq < ? AND (run_id IS NULL OR run_id != ?)",
+                                        (end, rid)
                                         ).fetchone()[0]
             return [orjson.loads(p) for (p,) in self.conn.execute(
                 "SELECT payload FROM events WHERE seq > ? AND seq <= ? "
@@ -391,10 +425,10 @@ class Outbox:
                 cur = conn.execute(
                     "INSERT INTO alert_outbox (created_at, run_id, kind, action, parent_id, "
                     "channel, webhook_env, payload, drift_ids, status, attempts) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0) RETURNING id",
                     (at, run_id, m.kind, m.action, parent, m.channel, m.webhook_env,
                      orjson.dumps(m.payload).decode(), orjson.dumps(list(m.drift_ids)).decode()))
-                mid = int(cur.lastrowid or 0)
+                mid = int(cur.fetchone()[0])
                 ids.append(mid)
                 if m.ref:
                     refs[m.ref] = mid
@@ -472,8 +506,9 @@ class Outbox:
         with self._write() as conn:
             cur = conn.execute(
                 "DELETE FROM alert_outbox WHERE status != 'pending' AND created_at < ? "
-                "AND NOT EXISTS (SELECT 1 FROM json_each(alert_outbox.drift_ids) j "
-                "JOIN drift_state s ON s.drift_id = j.value "
+                "AND NOT EXISTS (SELECT 1 FROM "
+                f"{dialect_of(conn).json_values('alert_outbox.drift_ids', 'j')} "
+                "JOIN drift_state s ON s.drift_id = CAST(j.value AS BIGINT) "
                 "WHERE s.state IN ('open', 'accepted')) "
                 "AND id NOT IN (SELECT parent_id FROM alert_outbox "
                 "WHERE status = 'pending' AND parent_id IS NOT NULL)", (before,))
@@ -494,7 +529,8 @@ class Outbox:
         row = conn.execute(
             "SELECT min(id) FROM (SELECT id FROM runs WHERE id >= ? AND (status = 'running' "
             "OR id NOT IN (SELECT run_id FROM alert_runs WHERE queued_at < ?)) "
-            "UNION ALL SELECT max(run_id) FROM alert_runs)", (int(floor), before)).fetchone()
+            "UNION ALL SELECT max(run_id) FROM alert_runs) AS kept",  # PostgreSQL names it
+            (int(floor), before)).fetchone()
         keep_from = None if row is None or row[0] is None else int(row[0])
         if keep_from is None or keep_from <= int(floor):
             return 0
@@ -513,8 +549,7 @@ class Outbox:
 
 def read_counts(conn: sqlite3.Connection) -> dict[str, int]:
     """Outbox counts through a reader connection (no tables yet: all zero)."""
-    have = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                        "AND name = 'alert_outbox'").fetchone()
+    have = "alert_outbox" in schema.tables(conn)
     out = {"pending": 0, "delivered": 0, "skipped": 0}
     if have:
         for status, n in conn.execute("SELECT status, count(*) FROM alert_outbox "

@@ -49,8 +49,8 @@ from auditor.errors import LedgerError, LedgerLockedError
 from . import schema
 from .dialect import POSTGRESQL, BackendError, Dialect, translate, translate_ddl, writer_lock_key
 
-__all__ = ["FLEET_SCHEMA", "AdvisoryWriterLock", "PgConnection", "PgCursor", "connect",
-           "ensure_schema", "reading", "schema_name", "schema_statements"]
+__all__ = ["FLEET_SCHEMA", "AdvisoryWriterLock", "PgConnection", "PgCursor", "clusters",
+           "connect", "ensure_schema", "reading", "schema_name", "schema_statements"]
 
 FLEET_SCHEMA = "da_fleet"
 CLUSTER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -254,6 +254,9 @@ def reading(url: str, cluster: str, *, password: str | None = None) -> Iterator[
                    app_name=f"drift-auditor reader {os.getpid()}@{socket.gethostname()[:20]}")
     try:
         conn.execute("SET default_transaction_read_only = on")
+        # A reader's BEGIN is one snapshot for all its statements (verify, then the report's
+        # queries), as SQLite's deferred BEGIN is; READ COMMITTED would take one per statement.
+        conn.execute("SET default_transaction_isolation = 'repeatable read'")
         found = _version(conn)
         if found is None:
             raise LedgerError(f"{conn.where}: no ledger for this cluster here (run "
@@ -265,6 +268,32 @@ def reading(url: str, cluster: str, *, password: str | None = None) -> Iterator[
         yield conn
     finally:
         conn.close()
+
+
+def clusters(url: str, *, password: str | None = None) -> list[str]:
+    """The clusters of the store at ``url`` (``da_fleet.clusters``), by name: what a reader
+    given the URL alone reads. Read-only; errors are one line."""
+    where = describe(url, "*")
+    extra: dict[str, Any] = {"application_name": f"drift-auditor reader {os.getpid()}"}
+    if password:
+        extra["password"] = password
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=30, **extra) as raw:
+            raw.execute("SET default_transaction_read_only = on")
+            there = raw.execute("SELECT to_regclass(%s)", (f"{FLEET_SCHEMA}.clusters",)
+                                ).fetchone()
+            if there is None or there[0] is None:
+                raise LedgerError(f"{where}: no fleet store here (no {FLEET_SCHEMA}.clusters; "
+                                  "a `drift-auditor run` with ledger.url creates it)")
+            # Byte order whatever the database's collation: the same order on every server.
+            rows = raw.execute(f"SELECT name FROM {FLEET_SCHEMA}.clusters "
+                               'ORDER BY name COLLATE "C"').fetchall()
+    except psycopg.Error as exc:
+        text = _first_line(exc)
+        if password:
+            text = text.replace(password, "***")
+        raise BackendError(f"{where}: {text}", sqlstate=getattr(exc, "sqlstate", None)) from None
+    return [str(r[0]) for r in rows]
 
 
 @functools.lru_cache(maxsize=1)

@@ -155,9 +155,15 @@ def record(run: Run, rec: PolicyRunRecord) -> PolicyRunSummary:
             batch.plain("DELETE FROM policy_state WHERE policy = ? AND grp = ? AND kind = ? "
                         "AND namespace = ? AND name = ?", ident)
         else:
-            batch.plain("INSERT OR REPLACE INTO policy_state (policy, grp, kind, namespace, "
+            # The portable upsert (SQLite and PostgreSQL): every column is listed, so
+            # updating the non-key ones is the row INSERT OR REPLACE would have written.
+            batch.plain("INSERT INTO policy_state (policy, grp, kind, namespace, "
                         "name, status, severity, messages, exemption, since_run, result_id) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (policy, grp, kind, namespace, name) DO UPDATE SET "
+                        "status = excluded.status, severity = excluded.severity, "
+                        "messages = excluded.messages, exemption = excluded.exemption, "
+                        "since_run = excluded.since_run, result_id = excluded.result_id",
                         (*ident, status, severity, messages, exemption, run.id, next_id))
         next_id += 1
         summary.changed += 1
@@ -202,8 +208,9 @@ def record(run: Run, rec: PolicyRunRecord) -> PolicyRunSummary:
                 f"({', '.join('?' * (len(RUN_COLUMNS) + 1))})",
                 (event.seq, *(row[c] for c in RUN_COLUMNS)))
     for ref, (digest, outcomes) in rec.cache.items():
-        batch.plain("INSERT OR REPLACE INTO policy_cache (ref, content_hash, outcomes) "
-                    "VALUES (?, ?, ?)",
+        batch.plain("INSERT INTO policy_cache (ref, content_hash, outcomes) "
+                    "VALUES (?, ?, ?) ON CONFLICT (ref) DO UPDATE SET "
+                    "content_hash = excluded.content_hash, outcomes = excluded.outcomes",
                     (ref, digest, _json({k: [v[0], list(v[1])] for k, v in outcomes.items()})))
     if rec.complete and rec.seen is not None:
         seen = set(rec.seen)

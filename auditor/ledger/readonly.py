@@ -26,6 +26,7 @@ from urllib.parse import quote
 from auditor.errors import LedgerError
 
 from . import schema
+from .backend import StoreLedger, Target, as_target
 
 # SQLite's answers when the WAL index cannot be created beside a ledger we may not write.
 _NO_SHM = ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN", "SQLITE_READONLY_CANTINIT")
@@ -78,10 +79,38 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 @contextmanager
-def reading(path: str | Path) -> Iterator[sqlite3.Connection]:
-    """``with reading(path) as conn:`` — a read-only connection, closed afterwards."""
-    conn = connect(path)
+def reading(path: str | Path | StoreLedger) -> Iterator[sqlite3.Connection]:
+    """``with reading(path) as conn:`` — a read-only connection, closed afterwards; a store
+    cluster's read-only session for a :class:`.backend.StoreLedger`."""
+    target = as_target(path)
+    if isinstance(target, StoreLedger):
+        from . import pgconn  # psycopg only for a PostgreSQL ledger
+
+        with pgconn.reading(target.url, target.cluster, password=target.password) as pg:
+            yield pg  # type: ignore[misc]
+        return
+    conn = connect(target)
     try:
         yield conn
     finally:
         conn.close()
+
+
+def signature(target: Target) -> tuple[int, ...]:
+    """What moves with any write of the ledger: the files' mtime, size and inode (database
+    and WAL); on the store the newest event's ``seq`` (0: none, or no ledger yet)."""
+    if isinstance(target, StoreLedger):
+        try:
+            with reading(target) as conn:
+                row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        except LedgerError:
+            return (0,)  # unreachable or no ledger: the read that follows says why
+        return (int(row[0]) if row else 0,)
+    out: list[int] = []
+    for suffix in ("", "-wal"):
+        try:
+            st = (target.parent / (target.name + suffix)).stat()
+            out += [st.st_mtime_ns, st.st_size, st.st_ino]
+        except FileNotFoundError:
+            out += [0, 0, 0]
+    return tuple(out)

@@ -27,6 +27,7 @@ import orjson
 
 from . import schema
 from .completeness import transient_change_sql
+from .dialect import dialect_of
 from .verify import VerifyResult, verify
 
 _CHUNK = 500
@@ -200,7 +201,8 @@ def changes_between(conn: sqlite3.Connection, start: str, end: str) -> list[Chan
     out = []
     watched = schema.has_run_mode(conn)
     mode = "r.mode" if watched else "'run'"
-    transient = transient_change_sql("c", "r", "o") if watched else "0"
+    transient = (transient_change_sql("c", "r", "o", dialect=dialect_of(conn)) if watched
+                 else "0")
     for row in conn.execute(
             f"SELECT c.id, c.seq, c.run_id, r.started_at, r.cluster, c.object_id, o.grp, "
             f"o.kind, o.namespace, o.name, c.change, c.time, c.manager, c.operation, "
@@ -298,8 +300,7 @@ def contents(conn: sqlite3.Connection, version_ids: Iterable[int]) -> Iterator[t
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                        (name,)).fetchone() is not None
+    return name in schema.tables(conn)
 
 
 def policy_runs_between(conn: sqlite3.Connection, start: str, end: str) -> list[dict[str, Any]]:

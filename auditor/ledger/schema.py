@@ -394,9 +394,7 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 def ensure_outbox(conn: sqlite3.Connection) -> None:
     """Create the outbox tables if this ledger predates them (one short write transaction)."""
-    have = {r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'alert_%'")}
-    if {"alert_outbox", "alert_drifts", "alert_meta", "alert_runs"} <= have:
+    if {"alert_outbox", "alert_drifts", "alert_meta", "alert_runs"} <= tables(conn):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:

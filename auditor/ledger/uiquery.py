@@ -12,6 +12,7 @@ import orjson
 
 from . import schema
 from .completeness import transient_version_sql
+from .dialect import dialect_of
 
 
 def object_id(conn: sqlite3.Connection, group: str, kind: str, namespace: str,
@@ -29,7 +30,8 @@ def versions(conn: sqlite3.Connection, oid: int, limit: int = 200) -> list[dict[
     whether it was ``transient`` (no scheduled run saw it as current, :mod:`.completeness`)."""
     watched = schema.has_run_mode(conn)
     mode = "r.mode" if watched else "'run'"
-    transient = transient_version_sql("v", "r", "o") if watched else "0"
+    transient = (transient_version_sql("v", "r", "o", dialect=dialect_of(conn)) if watched
+                 else "0")
     out = []
     for vid, run_id, api_version, rv, content_hash, observed_at, deleted, by, fleeting in \
             conn.execute(
@@ -71,10 +73,12 @@ def policy_score(conn: sqlite3.Connection) -> float | None:
     """The newest policy evaluation's compliance score (0–100), ``None`` for a ledger whose
     runs never evaluated policies (or one older than the policy tables). The same reading as
     the ``drift_auditor_policy_compliance_score`` metric, without the metrics' aggregates."""
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = schema.tables(conn)
     if "policy_runs" not in tables:
         return None
-    row = conn.execute("SELECT score FROM policy_runs ORDER BY run_id DESC LIMIT 1").fetchone()
+    # run_id may be NULL: last, as SQLite orders DESC (PostgreSQL would put it first).
+    row = conn.execute("SELECT score FROM policy_runs ORDER BY "
+                       f"{dialect_of(conn).nulls_last_desc('run_id')} LIMIT 1").fetchone()
     return None if row is None or row[0] is None else float(row[0])
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 
+from . import schema
+
 UPSERT = ("INSERT INTO watch_positions (group_kind, resource_version, run_id, updated_at) "
           "VALUES (?, ?, ?, ?) ON CONFLICT(group_kind) DO UPDATE SET "
           "resource_version = excluded.resource_version, run_id = excluded.run_id, "
@@ -34,8 +36,7 @@ DELETE = "DELETE FROM watch_positions WHERE group_kind = ?"
 
 def positions(conn: sqlite3.Connection) -> dict[str, str]:
     """``{group_kind: resourceVersion}`` as last committed (empty before any watch)."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                    "AND name = 'watch_positions'").fetchone() is None:
+    if "watch_positions" not in schema.tables(conn):
         return {}
     return {str(gk): str(rv) for gk, rv in conn.execute(
         "SELECT group_kind, resource_version FROM watch_positions ORDER BY group_kind")}

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from . import schema
+from .dialect import dialect_of
 
 DRIFT_STATES = ("open", "accepted", "resolved")
 OBJECT_STATES = ("drifting", "accepted", "in-sync", "deleted")
@@ -94,14 +95,18 @@ def drift_list(conn: sqlite3.Connection, f: ListFilter, limit: int = 50,
     clauses: list[str] = []
     params: list[Any] = []
     _identity(f, clauses, params)
+    # The drift's items (a JSON array of objects) through the dialect: SQLite's json_each
+    # and json_extract have no textual PostgreSQL twin.
+    dialect = dialect_of(conn)
+    items = dialect.json_values("d.items", "j")
     if f.actor:
-        clauses.append("(d.manager = ? OR EXISTS (SELECT 1 FROM json_each(d.items) j WHERE "
-                       "json_extract(j.value, '$.manager') = ? OR "
-                       "json_extract(j.value, '$.user') = ?))")
+        clauses.append(f"(d.manager = ? OR EXISTS (SELECT 1 FROM {items} WHERE "
+                       f"{dialect.json_field('j.value', 'manager')} = ? OR "
+                       f"{dialect.json_field('j.value', 'user')} = ?))")
         params += [f.actor] * 3
     if f.category:
-        clauses.append("(d.category = ? OR EXISTS (SELECT 1 FROM json_each(d.items) j WHERE "
-                       "json_extract(j.value, '$.category') = ?))")
+        clauses.append(f"(d.category = ? OR EXISTS (SELECT 1 FROM {items} WHERE "
+                       f"{dialect.json_field('j.value', 'category')} = ?))")
         params += [f.category] * 2
     if f.state:
         clauses.append("s.state = ?")
@@ -113,7 +118,7 @@ def drift_list(conn: sqlite3.Connection, f: ListFilter, limit: int = 50,
     if before is not None:
         clauses.append("d.id < ?")
         params.append(before)
-    rows, more = _page(conn.execute(_DRIFTS.format(where=" AND ".join(clauses) or "1"),
+    rows, more = _page(conn.execute(_DRIFTS.format(where=" AND ".join(clauses) or "1 = 1"),
                                     (*params, limit + 1)).fetchall(), limit)
     out = [_drift_row(r) for r in rows]
     return out, (out[-1]["id"] if more and out else None)
@@ -154,7 +159,7 @@ SELECT o.id, o.grp, o.kind, o.namespace, o.name, coalesce(l.deleted, 0), v.obser
         FROM changes c WHERE c.object_id = o.id ORDER BY c.id DESC LIMIT 1)
 FROM objects o LEFT JOIN latest l ON l.object_id = o.id
 LEFT JOIN object_versions v ON v.id = l.version_id
-WHERE {where} ORDER BY o.namespace, o.kind, o.name, o.id LIMIT ?"""
+WHERE {where} ORDER BY {namespace}, o.kind, o.name, o.id LIMIT ?"""
 
 _OPEN = "EXISTS (SELECT 1 FROM drift_state s WHERE s.object_id = o.id AND s.state = '{}')"
 
@@ -188,7 +193,7 @@ def object_list(conn: sqlite3.Connection, f: ListFilter, limit: int = 50,
         clauses.append(f"coalesce(l.deleted, 0) = 0 AND NOT {_OPEN.format('open')} AND NOT "
                        f"{_OPEN.format('accepted')}")
     elif f.state:
-        clauses.append("0")
+        clauses.append("1 = 0")
     if f.q:
         # The latest stored content is searched too, never a Secret's (keyed hashes only,
         # but a hash is no thing to find a Secret by).
@@ -199,8 +204,10 @@ def object_list(conn: sqlite3.Connection, f: ListFilter, limit: int = 50,
     if after is not None:
         clauses.append("(o.namespace, o.kind, o.name, o.id) > (?, ?, ?, ?)")
         params += list(after)
-    rows, more = _page(conn.execute(_OBJECTS.format(where=" AND ".join(clauses) or "1"),
-                                    (*params, limit + 1)).fetchall(), limit)
+    # A NULL namespace sorts first on both back ends (PostgreSQL would put it last).
+    sql = _OBJECTS.format(where=" AND ".join(clauses) or "1 = 1",
+                          namespace=dialect_of(conn).nulls_first("o.namespace"))
+    rows, more = _page(conn.execute(sql, (*params, limit + 1)).fetchall(), limit)
     out = []
     for (oid, grp, kind, ns, name, deleted, observed, api_version, vid, n_open, n_accepted,
          last) in rows:
@@ -247,7 +254,7 @@ def change_list(conn: sqlite3.Connection, f: ListFilter, limit: int = 50,
     elif f.state == "unverified":
         clauses.append("c.authorized IS NULL")
     elif f.state:
-        clauses.append("0")
+        clauses.append("1 = 0")
     if f.q:
         clauses.append(_text(f"{_IDENT} || ' ' || coalesce(c.manager, '') || ' ' || "
                              "coalesce(c.user, '') || ' ' || coalesce(c.change, '')"))
@@ -255,7 +262,7 @@ def change_list(conn: sqlite3.Connection, f: ListFilter, limit: int = 50,
     if before is not None:
         clauses.append("c.id < ?")
         params.append(before)
-    rows, more = _page(conn.execute(_CHANGES.format(where=" AND ".join(clauses) or "1"),
+    rows, more = _page(conn.execute(_CHANGES.format(where=" AND ".join(clauses) or "1 = 1"),
                                     (*params, limit + 1)).fetchall(), limit)
     out = []
     for (cid, time, change, grp, kind, ns, name, manager, operation, category, user,
@@ -275,7 +282,8 @@ def facets(conn: sqlite3.Connection) -> dict[str, list[str]]:
     """The values the filters can take in this ledger: namespaces, kinds (``Kind`` or
     ``Kind.group``), categories and actors (at most 500 of each), sorted."""
     namespaces = [r[0] for r in conn.execute(
-        "SELECT DISTINCT namespace FROM objects ORDER BY 1 LIMIT 500")]
+        f"SELECT DISTINCT namespace FROM objects ORDER BY {dialect_of(conn).nulls_first('1')} "
+        "LIMIT 500")]
     kinds = [f"{k}.{g}" if g else k for k, g in conn.execute(
         "SELECT DISTINCT kind, grp FROM objects ORDER BY 1, 2 LIMIT 500")]
     categories = [r[0] for r in conn.execute(
@@ -294,7 +302,7 @@ def run_list(conn: sqlite3.Connection, limit: int = 50,
     """Runs (scheduled runs and watch batches), newest first, a page at a time."""
     limit = _limit(limit)
     mode = "mode" if schema.has_run_mode(conn) else "'run'"
-    where, params = ("id < ?", [before]) if before is not None else ("1", [])
+    where, params = ("id < ?", [before]) if before is not None else ("1 = 1", [])
     rows, more = _page(conn.execute(
         f"SELECT id, cluster, {mode}, started_at, ended_at, status, git_commits, counts, "
         f"skipped_kinds, problems, tool_version, config_hash FROM runs WHERE {where} "
@@ -370,7 +378,9 @@ def open_drift_by_day(conn: sqlite3.Connection, days: int = 30,
     dates = [(now - timedelta(days=n)).strftime("%Y-%m-%d") for n in range(days - 1, -1, -1)]
     state: dict[int, str] = {}
     counts: list[tuple[str, int, int]] = []
-    events = conn.execute("SELECT drift_id, at, event FROM drift_events ORDER BY at, seq")
+    # iter(): a PostgreSQL cursor is iterable but not itself an iterator, as sqlite3's is.
+    events = iter(conn.execute(f"SELECT drift_id, at, event FROM drift_events ORDER BY "
+                               f"{dialect_of(conn).nulls_first('at')}, seq"))
     pending = next(events, None)
     for date in dates:
         while pending is not None and _day(pending[1] or "") <= date:

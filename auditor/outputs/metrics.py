@@ -90,8 +90,9 @@ from prometheus_client.registry import Collector
 from auditor import __version__
 from auditor.config import Config
 from auditor.errors import AuditorError, DeliveryError, LedgerError
-from auditor.ledger import HOWS, reading
+from auditor.ledger import HOWS, reading, readonly
 from auditor.ledger import metricsquery as mq
+from auditor.ledger.backend import StoreLedger, Target, is_url, one_reader
 from auditor.ledger.gitopsquery import CONTROLLERS, GitopsRun, controller, epoch
 from auditor.ledger.verify import verify as verify_ledger
 
@@ -261,16 +262,19 @@ def gitops_families(view: GitopsRun, now: float) -> list[Metric]:
 class LedgerCollector(Collector):
     """Reads the ledger at every ``collect`` (a scrape, a push, a textfile write)."""
 
-    def __init__(self, cfg: Config, ledger_path: str | Path, *,
+    def __init__(self, cfg: Config, ledger_path: str | Path | StoreLedger, *,
                  clock: Callable[[], float] = time.time,
-                 opener: Callable[[Path], AbstractContextManager[sqlite3.Connection]] = reading,
+                 opener: Callable[[Any], AbstractContextManager[sqlite3.Connection]] | None = None,
                  ) -> None:
         self.cfg = cfg
-        self.path = Path(ledger_path)
+        self.path: Target = ledger_target(cfg, ledger_path)
         self.clock = clock
         # How the ledger is opened: ``serve`` passes its read-only opener
-        # (:func:`auditor.ledger.readonly.reading`).
-        self.opener = opener
+        # (:func:`auditor.ledger.readonly.reading`). A store cluster is always read through
+        # a read-only session, whichever opener (SQLite's reader cannot open a URL).
+        self.opener: Callable[[Any], AbstractContextManager[sqlite3.Connection]] = (
+            readonly.reading) if isinstance(self.path, StoreLedger) else (
+            opener or reading)
         self.cluster = ""
         # Verification walks the whole chain (~0.3 s for 30,000 events): a scrape repeats it
         # only when the ledger files changed since (any write, tampering included, moves
@@ -278,14 +282,8 @@ class LedgerCollector(Collector):
         self._verified: tuple[tuple[int, ...], bool, float] | None = None
 
     def _signature(self) -> tuple[int, ...]:
-        out: list[int] = []
-        for suffix in ("", "-wal"):
-            try:
-                st = (self.path.parent / (self.path.name + suffix)).stat()
-                out += [st.st_mtime_ns, st.st_size, st.st_ino]
-            except FileNotFoundError:
-                out += [0, 0, 0]
-        return tuple(out)
+        # Files: mtime, size, inode of database and WAL; the store: the newest event's seq.
+        return readonly.signature(self.path)
 
     def _verify(self, conn: sqlite3.Connection, signature: tuple[int, ...]) -> tuple[bool, float]:
         if self._verified is not None and self._verified[0] == signature:
@@ -324,14 +322,29 @@ class LedgerCollector(Collector):
         yield from self.read()
 
 
-def registry(cfg: Config, ledger_path: str | Path) -> tuple[CollectorRegistry, LedgerCollector]:
+def ledger_target(cfg: Config, ledger_path: str | Path | StoreLedger) -> Target:
+    """The ledger the metrics read: a file; a store cluster (``URL#CLUSTER``, or the URL of
+    ``ledger.url`` with ``ledger.cluster``). Callers that pass ``ledger.path`` while
+    ``ledger.url`` is set mean the configured ledger, which is then the store's."""
+    if isinstance(ledger_path, StoreLedger):
+        return ledger_path
+    text = str(ledger_path)
+    if is_url(text):
+        return one_reader(text, cfg.ledger)
+    if cfg.ledger.url and text == str(cfg.ledger.path):
+        return one_reader(None, cfg.ledger)
+    return Path(ledger_path)
+
+
+def registry(cfg: Config, ledger_path: str | Path | StoreLedger
+             ) -> tuple[CollectorRegistry, LedgerCollector]:
     reg = CollectorRegistry(auto_describe=False)
     collector = LedgerCollector(cfg, ledger_path)
     reg.register(collector)
     return reg, collector
 
 
-def exposition(cfg: Config, ledger_path: str | Path, snap: Snapshot | None = None) -> str:
+def exposition(cfg: Config, ledger_path: str | Path | StoreLedger, snap: Snapshot | None = None) -> str:
     """The metrics in the Prometheus text format (version 0.0.4)."""
     reg = snap.registry if snap is not None else registry(cfg, ledger_path)[0]
     return generate_latest(reg).decode()
@@ -345,7 +358,7 @@ class Snapshot:
     cluster: str
 
 
-def snapshot(cfg: Config, ledger_path: str | Path) -> Snapshot:
+def snapshot(cfg: Config, ledger_path: str | Path | StoreLedger) -> Snapshot:
     _, collector = registry(cfg, ledger_path)
     families_read = collector.read()
 
@@ -404,7 +417,7 @@ class MetricsReport:
         return out
 
 
-def deliver(cfg: Config, ledger_path: str | Path, *, textfile: str = "",
+def deliver(cfg: Config, ledger_path: str | Path | StoreLedger, *, textfile: str = "",
             pushgateway: str = "", strict: bool = True,
             snap: Snapshot | None = None) -> MetricsReport:
     """Write the textfile and/or push (``snap``: an existing reading to use). ``strict``:
@@ -431,7 +444,7 @@ def deliver(cfg: Config, ledger_path: str | Path, *, textfile: str = "",
     return report
 
 
-def after_run(cfg: Config, ledger_path: str | Path) -> MetricsReport:
+def after_run(cfg: Config, ledger_path: str | Path | StoreLedger) -> MetricsReport:
     """The end of ``drift-auditor run``: the configured textfile and Pushgateway, if any.
     Never raises for delivery problems (they are in the report)."""
     return deliver(cfg, ledger_path, textfile=cfg.metrics.textfile,
@@ -441,7 +454,7 @@ def after_run(cfg: Config, ledger_path: str | Path) -> MetricsReport:
 Route = Callable[[], tuple[bytes, str]]
 
 
-def make_server(cfg: Config, ledger_path: str | Path, *, host: str = "127.0.0.1",
+def make_server(cfg: Config, ledger_path: str | Path | StoreLedger, *, host: str = "127.0.0.1",
                 port: int = 0, routes: Mapping[str, Route] | None = None) -> ThreadingHTTPServer:
     """An HTTP server for ``/metrics`` (and ``/healthz``; ``routes`` adds more, e.g. reports:
     ``{"/reports/latest.html": lambda: (body, content_type)}``). Call ``serve_forever``."""

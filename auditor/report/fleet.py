@@ -31,7 +31,7 @@ from pathlib import Path
 from auditor.config import Config
 from auditor.errors import ConfigError
 from auditor.ledger import reportquery as q
-from auditor.ledger.schema import reading_checked
+from auditor.ledger.backend import StoreLedger, Target, parse_targets, reader
 
 from . import completeness, controls, export, gitops
 from .definitions import definitions
@@ -82,9 +82,10 @@ def _slug(name: str) -> str:
     return re.sub(r"\s+", "-", name.strip()) or "cluster"
 
 
-def member_names(paths: Sequence[Path], ledger_names: Sequence[list[str]]) -> list[str]:
-    """Qualified cluster names: the newest name the ledger's runs recorded (the file's stem
-    for a ledger without runs), ``name@file`` when two ledgers share a name."""
+def member_names(paths: Sequence[Target], ledger_names: Sequence[list[str]]) -> list[str]:
+    """Qualified cluster names: the newest name the ledger's runs recorded (the file's stem,
+    a store ledger's cluster, for a ledger without runs), ``name@file`` (``name@cluster``)
+    when two ledgers share a name."""
     base = [_slug(names[0] if names else p.stem) for p, names in zip(paths, ledger_names,
                                                                       strict=True)]
     taken = Counter(base)
@@ -235,9 +236,11 @@ def _sources(parts: Sequence[Report]) -> list[SourceScope]:
     return list(seen)
 
 
-def load_fleet(paths: Sequence[str | Path], start: datetime, end: datetime, cfg: Config, *,
+def load_fleet(paths: Sequence[str | Path | StoreLedger], start: datetime, end: datetime, cfg: Config, *,
                now: datetime | None = None, options: Options | None = None) -> FleetModel:
-    """The report for ``[start, end)`` over the ledgers at ``paths`` (one per cluster).
+    """The report for ``[start, end)`` over the ledgers at ``paths`` (one per cluster): files,
+    store clusters (:class:`~auditor.ledger.backend.StoreLedger`), or ``--ledger`` texts
+    (:func:`~auditor.ledger.backend.parse_target`: a store URL alone is all its clusters).
 
     Every ledger is opened read-only and verified unless ``options.verify`` is false.
     ``cfg`` supplies the schedule, the SLA and the Git sources' names; it is the reader's
@@ -245,23 +248,25 @@ def load_fleet(paths: Sequence[str | Path], start: datetime, end: datetime, cfg:
     """
     if not paths:
         raise ConfigError("no ledger given")
-    files = [Path(p) for p in paths]
-    resolved = [f.resolve() for f in files]
+    # A store URL alone stands for every cluster of the store (auditor.ledger.backend).
+    files: list[Target] = [t for p in paths
+                           for t in ([p] if isinstance(p, StoreLedger) else parse_targets([p]))]
+    resolved = [f if isinstance(f, StoreLedger) else f.resolve() for f in files]
     if len(set(resolved)) != len(resolved):
-        dup = next(f for f in files if resolved.count(f.resolve()) > 1)
+        dup = next(f for f, r in zip(files, resolved, strict=True) if resolved.count(r) > 1)
         raise ConfigError(f"--ledger {dup}: the same ledger is given twice")
     opts = options or Options()
     moment = now or datetime.now(start.tzinfo)
     if len(files) == 1:
         single = build(files[0], start, end, cfg, now=moment, options=opts)
-        with reading_checked(files[0]) as conn:
+        with reader(files[0]) as conn:
             names = q.cluster_names(conn)
         member = _member(single, single.header.clusters[0] if single.header.clusters else "",
                          names, files[0])
         return FleetModel(single, [member], {member.cluster: single})
     ledger_names = []
     for f in files:
-        with reading_checked(f) as conn:
+        with reader(f) as conn:
             ledger_names.append(q.cluster_names(conn))
     qualified = member_names(files, ledger_names)
     singles: dict[str, Report] = {}
@@ -279,7 +284,7 @@ def load_fleet(paths: Sequence[str | Path], start: datetime, end: datetime, cfg:
     return FleetModel(_merge(parts, members, cfg, opts), members, singles)
 
 
-def _member(report: Report, name: str, names: list[str], path: Path,
+def _member(report: Report, name: str, names: list[str], path: Target,
             sha256: str | None = None) -> FleetMember:
     return FleetMember(
         cluster=name, ledger_clusters=names or [name], ledger_path=str(path),

@@ -23,13 +23,14 @@ from auditor.errors import AuditorError, LedgerError, LedgerTamperedError
 from auditor.ledger import accountability
 from auditor.ledger import reportquery as q
 from auditor.ledger.auditlog import ACTORS_AUDITED, identity_source, is_spoofed
+from auditor.ledger.backend import StoreLedger, reader
 from auditor.ledger.completeness import (
     GAP_THRESHOLD_SECONDS,
     MATCH_WINDOW_SECONDS,
     audit_completeness,
     watch_runs,
 )
-from auditor.ledger.schema import reading_checked
+from auditor.ledger.dialect import dialect_of
 from auditor.ledger.verify import VerifyResult
 
 from . import (
@@ -339,7 +340,7 @@ def summarize(monitoring: Monitoring, changes: Sequence[ChangeItem],
                                  if completeness and completeness.audit_tested else 0))
 
 
-def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, *,
+def build(ledger_path: str | Path | StoreLedger, start: datetime, end: datetime, cfg: Config, *,
           now: datetime | None = None, options: Options | None = None) -> Report:
     """The report for ``[start, end)`` from the ledger at ``ledger_path``.
 
@@ -349,8 +350,9 @@ def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, 
     the failure is one :class:`LedgerTamperedError` naming the file.
     """
     opts = options or Options()
-    with reading_checked(ledger_path) as conn:
-        conn.execute("BEGIN")
+    with reader(ledger_path) as conn:
+        # One snapshot (PostgreSQL: REPEATABLE READ READ ONLY) for verification and report.
+        conn.execute(dialect_of(conn).begin_read)
         try:
             verified, verify_error = None, ""
             if opts.verify:
@@ -377,7 +379,7 @@ def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, 
                 conn.execute("COMMIT")
 
 
-def _build(conn: sqlite3.Connection, ledger_path: str | Path, start: datetime, end: datetime,
+def _build(conn: sqlite3.Connection, ledger_path: str | Path | StoreLedger, start: datetime, end: datetime,
            cfg: Config, now: datetime | None, opts: Options, verified: VerifyResult | None,
            verify_error: str) -> Report:
     moment = now or datetime.now(start.tzinfo)

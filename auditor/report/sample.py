@@ -43,9 +43,9 @@ from auditor.config import Config
 from auditor.errors import AuditorError
 from auditor.ledger import reportquery as q
 from auditor.ledger import samplequery as sq
+from auditor.ledger.backend import StoreLedger, reader
 from auditor.ledger.chain import canonical, link
 from auditor.ledger.redact import HASH_PREFIX
-from auditor.ledger.schema import reading_checked
 
 from . import period
 from .controls import WORKLOAD_KINDS
@@ -455,15 +455,15 @@ def item_file(member_id_: str) -> str:
     return f"items/{member_id_}.json"
 
 
-def build(ledger_path: str | Path, start: datetime, end: datetime, cfg: Config, spec: Spec, *,
-          now: datetime | None = None) -> Sample:
+def build(ledger_path: str | Path | StoreLedger, start: datetime, end: datetime, cfg: Config,
+          spec: Spec, *, now: datetime | None = None) -> Sample:
     """The sample of ``[start, end)`` from one ledger: the report's population, drawn by
     ``spec``, each member with its evidence packet."""
     report = period.build(ledger_path, start, end, cfg, now=now)
     members = population(report)
     ids = [m.id for m in members]
     picked, strata = draw(members, spec)
-    with reading_checked(ledger_path) as conn:
+    with reader(ledger_path) as conn:
         packets = _Packets(conn, report, picked).build()
     h = report.header
     integ = h.integrity

@@ -32,9 +32,13 @@ class LedgerWriter:
     @contextlib.contextmanager
     def open(self) -> Iterator[Ledger]:
         cfg = self._cfg
-        with self._lock, Ledger.open(cfg.ledger.path, tool_version=__version__,
+        # ledger.target: the SQLite file, or this cluster's ledger in the fleet store (whose
+        # lock is an advisory lock of the session, so threads queue on the thread lock too).
+        with self._lock, Ledger.open(cfg.ledger.target, tool_version=__version__,
                                      config_hash=self._config_hash,
                                      signing_key_file=self._signing_key,
                                      sign=cfg.ledger.sign,
-                                     lock_wait=cfg.ledger.lock_wait_seconds) as ledger:
+                                     lock_wait=cfg.ledger.lock_wait_seconds,
+                                     cluster=cfg.ledger.cluster or None,
+                                     password=cfg.ledger.read_password()) as ledger:
             yield ledger

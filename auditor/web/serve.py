@@ -63,8 +63,9 @@ from auditor import __version__
 from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LedgerError
 from auditor.ledger import HistoryFilter, drifts, query, runs, uiquery, webquery
+from auditor.ledger.backend import StoreLedger, Target, readers
 from auditor.ledger.history import TYPES, watch_summary
-from auditor.ledger.readonly import reading
+from auditor.ledger.readonly import reading, signature
 from auditor.ledger.reportquery import cluster_names
 from auditor.ledger.verify import verify as verify_ledger
 from auditor.outputs import metrics as metrics_mod
@@ -184,25 +185,19 @@ def _report_file(directory: Path, name: str) -> Path | None:
     return path
 
 
-def ledger_signature(path: Path) -> tuple[int, ...]:
-    """The ledger files' mtime, size and inode (database and WAL): any write moves it, so a
-    cached verification is redone exactly when the ledger changed (as :mod:`auditor.outputs.metrics`
+def ledger_signature(path: Target) -> tuple[int, ...]:
+    """What any write of the ledger moves (the files' mtime, size and inode; a store
+    cluster's newest event, :func:`auditor.ledger.readonly.signature`), so a cached
+    verification is redone exactly when the ledger changed (as :mod:`auditor.outputs.metrics`
     does for its scrapes)."""
-    out: list[int] = []
-    for suffix in ("", "-wal"):
-        try:
-            st = (path.parent / (path.name + suffix)).stat()
-            out += [st.st_mtime_ns, st.st_size, st.st_ino]
-        except FileNotFoundError:
-            out += [0, 0, 0]
-    return tuple(out)
+    return signature(path)
 
 
 @dataclass
 class Member:
     """One ledger of a fleet, with what the UI caches about it between requests."""
 
-    path: Path
+    path: Target
     collector: metrics_mod.LedgerCollector
     # The cluster names its runs recorded, as last read: kept while the ledger cannot be read,
     # so a broken ledger keeps its name (and its URLs) instead of falling back to the file stem.
@@ -229,7 +224,7 @@ class Member:
 class Fleet:
     """The ledgers of ``serve --ledger A --ledger B``: their names and per-ledger caches."""
 
-    def __init__(self, cfg: Config, paths: Sequence[Path]) -> None:
+    def __init__(self, cfg: Config, paths: Sequence[Target]) -> None:
         self.cfg = cfg
         self.members = [Member(p, metrics_mod.LedgerCollector(cfg, p, opener=reading))
                         for p in paths]
@@ -393,7 +388,7 @@ def _label(item: Mapping[str, Any]) -> dict[str, Any]:
 class Pages:
     """Renders each page from the ledger(s); one reader connection per ledger and call."""
 
-    def __init__(self, cfg: Config, ledger_paths: Sequence[Path], reports_dir: Path) -> None:
+    def __init__(self, cfg: Config, ledger_paths: Sequence[Target], reports_dir: Path) -> None:
         self.cfg = cfg
         self.ledger_path = ledger_paths[0]
         self.reports_dir = reports_dir
@@ -551,7 +546,7 @@ class Pages:
             secret=is_secret(group, kind), timeline=timeline, versions=versions,
             drifts=object_drifts, link_cluster=cluster or "")
 
-    def _ledger(self, cluster: str | None) -> Path | None:
+    def _ledger(self, cluster: str | None) -> Target | None:
         """The ledger of ``cluster`` (``None``: the single ledger); ``None`` when no such
         cluster."""
         if cluster is None:
@@ -1026,18 +1021,24 @@ def make_handler(pages: Pages, token: BearerToken | None,
 
 
 def ledger_list(cfg: Config, ledger_path: str | Path | None = None,
-                ledger_paths: Sequence[str | Path] = ()) -> list[Path]:
+                ledger_paths: Sequence[str | Path | StoreLedger] = ()) -> list[Target]:
     """The ledgers to serve: ``ledger_paths`` (the repeated ``--ledger``), else
-    ``ledger_path``, else ``serve.ledgers``, else ``ledger.path``. The same file twice is an
-    error, as for reports (two "clusters" would be one)."""
-    files = ([Path(p) for p in ledger_paths]
-             or ([Path(ledger_path)] if ledger_path else [])
-             or [Path(p) for p in cfg.serve.ledgers] or [Path(cfg.ledger.path)])
-    seen: dict[Path, Path] = {}
+    ``ledger_path``, else ``serve.ledgers``, else the configured ledger (``ledger.url`` and
+    ``ledger.cluster``, else ``ledger.path``). A store URL alone is every cluster of the
+    store; ``URL#CLUSTER`` one (:func:`auditor.ledger.backend.parse_target`). The same
+    ledger twice is an error."""
+    if ledger_paths and all(isinstance(p, StoreLedger) for p in ledger_paths):
+        files: list[Target] = [p for p in ledger_paths if isinstance(p, StoreLedger)]
+    else:
+        given = [str(p) for p in ledger_paths] or ([str(ledger_path)] if ledger_path else []) \
+            or list(cfg.serve.ledgers)
+        files = readers(given, cfg.ledger)
+    seen: set[Path | StoreLedger] = set()
     for f in files:
-        if f.resolve() in seen:
+        key = f if isinstance(f, StoreLedger) else f.resolve()
+        if key in seen:
             raise ConfigError(f"--ledger {f}: the same ledger is given twice")
-        seen[f.resolve()] = f
+        seen.add(key)
     return files
 
 
@@ -1081,7 +1082,7 @@ class Server(ThreadingHTTPServer):
 
 
 def make_server(cfg: Config, *, ledger_path: str | Path | None = None,
-                ledger_paths: Sequence[str | Path] = (), host: str | None = None,
+                ledger_paths: Sequence[str | Path | StoreLedger] = (), host: str | None = None,
                 port: int | None = None, token: str | BearerToken | None = None,
                 reports_dir: str | Path | None = None,
                 tls: ssl.SSLContext | None = None) -> Server:

@@ -1,7 +1,9 @@
 """Acknowledgements with accountability: the identity who ran ``ack`` (authenticated by the
 API server, the kubeconfig's user name, or the OS user), the change ticket, and segregation
 of duties (the drift's own actor refused unless ``--allow-self``); ``adopt``'s identity; and
-``verify`` over the step-9 tables."""
+``verify`` over the step-9 tables. Tests taking ``ledger_target`` run on SQLite and on
+PostgreSQL; those that tamper with rows through raw ``sqlite3``, migrate an old file, or go
+through the ``ack`` command (which opens ``ledger.path`` only, so far) stay SQLite-only."""
 
 from __future__ import annotations
 
@@ -28,14 +30,15 @@ from auditor.ledger.accountability import (
 )
 from auditor.sandbox import Sandbox
 
+from .backends import LedgerTarget
 from .helpers import at, key, obs
 
 WEB = key("web")
 
 
-def _drift_by(db: Path, user: str = "alice", manager: str = "kubectl-edit") -> None:
+def _drift_by(db: LedgerTarget, user: str = "alice", manager: str = "kubectl-edit") -> None:
     """One open drift on shop/web made by ``manager``, as ``user`` (the audit log's name)."""
-    with Ledger.open(db, sign=False) as ledger:
+    with db.open(sign=False) as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.observe(obs(WEB, {"replicas": 5}, manager=manager))
         run.record(ObjectResult(WEB, "apps/v1", "drifted", (DriftItem(
@@ -44,10 +47,10 @@ def _drift_by(db: Path, user: str = "alice", manager: str = "kubectl-edit") -> N
         run.finish()
 
 
-def _config(tmp: Path, db: Path, pattern: str = "") -> Path:
+def _config(tmp: Path, db: LedgerTarget, pattern: str = "") -> Path:
     cfg = tmp / "drift-auditor.yaml"
     extra = f"\n  ack-ticket-pattern: '{pattern}'" if pattern else ""
-    cfg.write_text(f"ledger:\n  path: {db}\n  sign: false{extra}\n")
+    cfg.write_text(f"ledger:\n  path: {db.location}\n  sign: false{extra}\n")
     return cfg
 
 
@@ -62,36 +65,38 @@ def _one_line(result: Result) -> str:
     return lines[0]
 
 
-def _acks(db: Path) -> list[tuple[Any, ...]]:
-    return sqlite3.connect(db).execute(
+def _acks(db: LedgerTarget) -> list[tuple[Any, ...]]:
+    return db.rows(
         "SELECT drift_id, by, identity, identity_source, ticket, self_ack FROM acknowledgements "
-        "ORDER BY id").fetchall()
+        "ORDER BY id")
 
 
-def _verify_ok(db: Path) -> None:
-    with Ledger.open(db, sign=False) as ledger:
+def _verify_ok(db: LedgerTarget) -> None:
+    with db.open(sign=False) as ledger:
         result = ledger.verify()
     assert result.ok, result.message
 
 
-def test_ack_records_identity_and_ticket_beside_by(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_ack_records_identity_and_ticket_beside_by(tmp_path: Path, ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     _drift_by(db)
-    with Ledger.open(db, sign=False) as ledger:
+    with db.open(sign=False) as ledger:
         done = ledger.acknowledge("shop/web", by="Bob Ops", reason="load test", at=at(1),
                                   identity=Identity("bob", VERIFIED), ticket=" OPS-12 ",
                                   policy=AckPolicy(r"OPS-\d+"))
     assert (done.drift_id, done.self_acknowledged) == (1, False)
     assert _acks(db) == [(1, "Bob Ops", "bob", VERIFIED, "OPS-12", 0)]
-    conn = sqlite3.connect(db)
-    record = acknowledgements(conn)
-    event_id = conn.execute("SELECT id FROM drift_events WHERE event = 'accepted'").fetchone()[0]
+    with db.connect() as conn:
+        record = acknowledgements(conn)
+        event_id = conn.execute("SELECT id FROM drift_events WHERE event = 'accepted'"
+                                ).fetchone()[0]
     assert record[event_id].actors == ("alice", "kubectl-edit")
     _verify_ok(db)
 
 
 def test_cli_ack_kubeconfig_user_not_verified_and_ticket(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+    # SQLite only: `ack` on the CLI opens ledger.path (auditor/cli/ledger.py, not yet the store).
+    db = LedgerTarget("sqlite", tmp_path / "l.db")
     _drift_by(db)
     cfg = _config(tmp_path, db, pattern=r"OPS-\d+")
     with Sandbox() as sb:  # no authentication: SelfSubjectReview is not served
@@ -106,7 +111,8 @@ def test_cli_ack_kubeconfig_user_not_verified_and_ticket(tmp_path: Path) -> None
 
 
 def test_cli_ack_without_kubeconfig_records_the_os_user(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+    # SQLite only: `ack` on the CLI opens ledger.path (auditor/cli/ledger.py, not yet the store).
+    db = LedgerTarget("sqlite", tmp_path / "l.db")
     _drift_by(db)
     result = _cli(_config(tmp_path, db), "ack", "1", "--by", "Bob Ops", "--reason", "x")
     assert result.exit_code == 0, result.output
@@ -117,7 +123,8 @@ def test_cli_ack_without_kubeconfig_records_the_os_user(tmp_path: Path) -> None:
 @pytest.mark.parametrize("ticket", [None, "", "JIRA-1", "OPS-12 and more"])
 def test_a_missing_or_invalid_ticket_is_one_line_exit_2(tmp_path: Path,
                                                         ticket: str | None) -> None:
-    db = tmp_path / "l.db"
+    # SQLite only: `ack` on the CLI opens ledger.path (auditor/cli/ledger.py, not yet the store).
+    db = LedgerTarget("sqlite", tmp_path / "l.db")
     _drift_by(db)
     args = ["ack", "1", "--by", "Bob Ops", "--reason", "x"]
     if ticket is not None:
@@ -127,12 +134,12 @@ def test_a_missing_or_invalid_ticket_is_one_line_exit_2(tmp_path: Path,
     line = _one_line(result)
     assert line.startswith("drift-auditor: error: ") and "ack-ticket-pattern" in line
     assert _acks(db) == []
-    assert sqlite3.connect(db).execute(
-        "SELECT state FROM drift_state").fetchone()[0] == "open"
+    assert db.rows("SELECT state FROM drift_state") == [("open",)]
 
 
 def test_an_invalid_ticket_pattern_is_a_configuration_error(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+    # SQLite only: `ack` on the CLI opens ledger.path (auditor/cli/ledger.py, not yet the store).
+    db = LedgerTarget("sqlite", tmp_path / "l.db")
     _drift_by(db)
     result = _cli(_config(tmp_path, db, pattern="OPS-("), "ack", "1", "--by", "b",
                   "--reason", "x")
@@ -142,7 +149,8 @@ def test_an_invalid_ticket_pattern_is_a_configuration_error(tmp_path: Path) -> N
 
 def test_self_ack_refused_by_authenticated_identity_then_allowed(
         tmp_path: Path, auth_sandbox: Callable[..., Sandbox]) -> None:
-    db = tmp_path / "l.db"
+    # SQLite only: `ack` on the CLI opens ledger.path (auditor/cli/ledger.py, not yet the store).
+    db = LedgerTarget("sqlite", tmp_path / "l.db")
     _drift_by(db, user="alice")
     cfg = _config(tmp_path, db)
     sb = auth_sandbox(users={"alice": ["dev"]})
@@ -162,10 +170,10 @@ def test_self_ack_refused_by_authenticated_identity_then_allowed(
     _verify_ok(db)
 
 
-def test_self_ack_by_the_by_name_matching_the_field_manager(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_self_ack_by_the_by_name_matching_the_field_manager(tmp_path: Path, ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     _drift_by(db, user="")
-    with Ledger.open(db, sign=False) as ledger:
+    with db.open(sign=False) as ledger:
         with pytest.raises(SelfAcknowledgementError, match="made by kubectl-edit"):
             ledger.ack(1, by="Kubectl-Edit ", reason="x", identity=Identity("bob", OS_USER))
         # Refused before anything was written: the same ledger accepts the next ack.
@@ -175,17 +183,16 @@ def test_self_ack_by_the_by_name_matching_the_field_manager(tmp_path: Path) -> N
         assert ledger.verify().ok
 
 
-def test_adopt_identity_recorded_beside_the_adoption(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_adopt_identity_recorded_beside_the_adoption(tmp_path: Path, ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     _drift_by(db)
-    with Ledger.open(db, sign=False) as ledger:
+    with db.open(sign=False) as ledger:
         aid = adoptions.record(ledger, adoptions.Adoption(
             key=WEB, paths=("spec.replicas",), files=("apps/web.yaml",), branch="b",
             commit_sha="abc", drift_id=1, by="Bob", identity=Identity("bob", VERIFIED)))
         assert ledger.verify().ok
-    assert sqlite3.connect(db).execute(
-        "SELECT adoption_id, by, identity, identity_source FROM adoption_identities"
-    ).fetchall() == [(aid, "Bob", "bob", VERIFIED)]
+    assert db.rows("SELECT adoption_id, by, identity, identity_source FROM adoption_identities"
+                   ) == [(aid, "Bob", "bob", VERIFIED)]
 
 
 @pytest.mark.parametrize("table,column", [("acknowledgements", "identity"),
@@ -194,36 +201,38 @@ def test_adopt_identity_recorded_beside_the_adoption(tmp_path: Path) -> None:
                                           ("adoption_identities", "identity")])
 def test_verify_detects_tampering_with_the_new_tables(tmp_path: Path, table: str,
                                                       column: str) -> None:
-    db = tmp_path / "l.db"
+    path = tmp_path / "l.db"
+    db = LedgerTarget("sqlite", path)  # SQLite only: tampers through sqlite3
     _drift_by(db)
-    with Ledger.open(db, sign=False) as ledger:
+    with Ledger.open(path, sign=False) as ledger:
         ledger.ack(1, by="Bob", reason="x", identity=Identity("bob", VERIFIED), at=at(1))
         ledger.respond("drift:1", by="CISO", text="accepted risk", identity=Identity("c", OS_USER))
         adoptions.record(ledger, adoptions.Adoption(
             key=WEB, paths=("spec.replicas",), files=("f",), branch="b", commit_sha="abc",
             identity=Identity("bob", VERIFIED)))
     _verify_ok(db)
-    conn = sqlite3.connect(db, isolation_level=None)
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute(f"DROP TRIGGER {table}_no_update")
     value = "1" if column == "self_ack" else "'mallory'"
     conn.execute(f"UPDATE {table} SET {column} = {value}")
     conn.close()
-    with Ledger.open(db, sign=False) as ledger:
+    with Ledger.open(path, sign=False) as ledger:
         result = ledger.verify()
     assert not result.ok
     assert f"{table} row 1 differs from its chained event" in result.message
 
 
 def test_a_deleted_acknowledgement_is_detected(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+    path = tmp_path / "l.db"
+    db = LedgerTarget("sqlite", path)  # SQLite only: tampers through sqlite3
     _drift_by(db)
-    with Ledger.open(db, sign=False) as ledger:
+    with Ledger.open(path, sign=False) as ledger:
         ledger.ack(1, by="Bob", reason="x", identity=Identity("bob", VERIFIED), at=at(1))
-    conn = sqlite3.connect(db, isolation_level=None)
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("DROP TRIGGER acknowledgements_no_delete")
     conn.execute("DELETE FROM acknowledgements")
     conn.close()
-    with Ledger.open(db, sign=False) as ledger:
+    with Ledger.open(path, sign=False) as ledger:
         result = ledger.verify()
     assert not result.ok and "its acknowledgements row was deleted" in result.message
 
@@ -231,7 +240,7 @@ def test_a_deleted_acknowledgement_is_detected(tmp_path: Path) -> None:
 def test_a_step_8_ledger_migrates_and_keeps_verifying(tmp_path: Path) -> None:
     # As an older drift-auditor left it: schema version 8, no step-9 tables.
     older = tmp_path / "older.db"
-    _drift_by(older)
+    _drift_by(LedgerTarget("sqlite", older))  # SQLite only: an old file, migrated
     conn = sqlite3.connect(older, isolation_level=None)
     for table in ("acknowledgements", "responses", "adoption_identities"):
         conn.execute(f"DROP TABLE {table}")
@@ -245,4 +254,4 @@ def test_a_step_8_ledger_migrates_and_keeps_verifying(tmp_path: Path) -> None:
         assert ledger.verify().ok
     conn = sqlite3.connect(older)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 9
-    assert _acks(older) == [(1, "Bob", "bob", VERIFIED, "", 0)]
+    assert _acks(LedgerTarget("sqlite", older)) == [(1, "Bob", "bob", VERIFIED, "", 0)]

@@ -1,11 +1,16 @@
 """API-server audit events in the ledger (:mod:`auditor.ledger.auditevents`): which events are
 kept, dedup by auditID, EventLists, Secret values never stored (by hand-built events in every
 shape, and by real kubectl 1.35 writes logged by the authenticating sandbox), kinds, the
-request URI's query, deliveries and heartbeats, resume positions, chunks, and ``verify``."""
+request URI's query, deliveries and heartbeats, resume positions, chunks, and ``verify``.
+
+Tests taking ``ledger_target`` run on SQLite and PostgreSQL; those that read the SQLite file's
+bytes (Secret values never stored) or tamper with rows through raw ``sqlite3`` stay
+SQLite-only."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -19,6 +24,7 @@ import pytest
 from auditor.errors import LedgerError
 from auditor.ledger import Ledger, auditevents
 
+from .backends import LedgerTarget
 from .helpers import at, in_sync, key, obs
 
 T = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
@@ -59,9 +65,9 @@ def event(audit_id: str, verb: str = "update", *, resource: str = "deployments",
     return out
 
 
-def audit_ids(db: Path) -> list[str]:
-    with sqlite3.connect(db) as conn:
-        return [a for (a,) in conn.execute("SELECT audit_id FROM audit_events ORDER BY id")]
+def audit_ids(db: LedgerTarget | Path) -> list[str]:
+    target = db if isinstance(db, LedgerTarget) else LedgerTarget("sqlite", db)
+    return [str(a) for (a,) in target.rows("SELECT audit_id FROM audit_events ORDER BY id")]
 
 
 def _untriggered(db: Path) -> sqlite3.Connection:
@@ -74,8 +80,8 @@ def _untriggered(db: Path) -> sqlite3.Connection:
 # ----------------------------------------------------------------------- what is kept
 
 
-def test_only_successful_completed_writes_are_kept(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_only_successful_completed_writes_are_kept(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     events = [
         event("read-get", "get"), event("read-list", "list", name=""),
         event("read-watch", "watch", name=""),
@@ -98,11 +104,11 @@ def test_only_successful_completed_writes_are_kept(tmp_path: Path) -> None:
         event("other-version", "update", t=16, apiVersion="audit.k8s.io/v1beta1"),
         {k: v for k, v in event("no-time", "update").items() if k != "stageTimestamp"},
     ]
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         assert ledger.record_audit_events(events, source=FILE, at=T) == 6
     assert audit_ids(db) == ["w-update", "w-patch", "w-create", "w-delete", "w-collection",
                              "w-scale"]
-    with sqlite3.connect(db) as conn:
+    with db.connect() as conn:
         row = conn.execute(
             "SELECT source, level, stage, verb, user, groups, impersonated_user, user_agent, "
             "manager, source_ips, grp, version, resource, namespace, name, code, received_at, "
@@ -121,11 +127,11 @@ def test_only_successful_completed_writes_are_kept(tmp_path: Path) -> None:
     assert delivered == (len(events) - 2, 6)
 
 
-def test_timestamps_are_kept_to_the_microsecond(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_timestamps_are_kept_to_the_microsecond(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     nanos = {**event("ns", "patch"), "requestReceivedTimestamp": "2026-11-20T10:00:00.123456789Z",
              "stageTimestamp": "2026-11-20T11:00:00.5+01:00"}
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         ledger.record_audit_events([nanos], source=FILE, at=T)
         assert ledger.conn.execute("SELECT received_at, stage_at FROM audit_events").fetchone() \
             == ("2026-11-20T10:00:00.123456Z", "2026-11-20T10:00:00.500000Z")
@@ -150,9 +156,9 @@ def test_unreadable_timestamps() -> None:
                                              "2026-13-01T00:00:00Z")] == [None] * 6
 
 
-def test_the_same_audit_id_is_recorded_once(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_the_same_audit_id_is_recorded_once(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         assert ledger.record_audit_events([event("a1", t=1), event("a2", t=2)], source=FILE,
                                           at=T) == 2
         # The webhook delivers a batch overlapping the file's: only a3 is new.
@@ -175,8 +181,8 @@ def test_the_same_audit_id_is_recorded_once(tmp_path: Path) -> None:
     assert deliveries == [(FILE, 2, 2), ("webhook", 2, 1), (FILE, 2, 0), ("webhook", 2, 1)]
 
 
-def test_event_lists_are_taken_apart(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_event_lists_are_taken_apart(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
 
     def bare(audit_id: str, t: float) -> dict[str, Any]:
         # A webhook's items may carry neither kind nor apiVersion.
@@ -191,13 +197,13 @@ def test_event_lists_are_taken_apart(tmp_path: Path) -> None:
         {"kind": "EventList", "items": [bare("l3", 4)]},
         "junk", 42,
     ]
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         assert ledger.record_audit_events(lists, source="webhook", at=T) == 3
     assert audit_ids(db) == ["l1", "l2", "l3"]
 
 
-def test_kinds_names_and_resource_versions(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_kinds_names_and_resource_versions(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
         "name": "web", "namespace": "shop", "uid": "u-web", "resourceVersion": "501"}}
     generated = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
@@ -222,7 +228,7 @@ def test_kinds_names_and_resource_versions(tmp_path: Path) -> None:
               response={"kind": "Scale", "apiVersion": "autoscaling/v1",
                         "metadata": {"name": "web", "resourceVersion": "777"}}),
     ]
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         ledger.record_audit_events(events, source=FILE, at=T,
                                    kinds={("policy", "poddisruptionbudgets"):
                                           "PodDisruptionBudget"})
@@ -236,7 +242,7 @@ def test_kinds_names_and_resource_versions(tmp_path: Path) -> None:
         "del": ["", "web", "", "", ""],
         "scale": ["", "web", "", "", "scale"]}
     # With discovery, the subresource write names its object's kind.
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         ledger.record_audit_events([event("scale2", "patch", subresource="scale", t=6)],
                                    source=FILE, at=T,
                                    kinds={("apps", "deployments"): "Deployment"})
@@ -244,20 +250,20 @@ def test_kinds_names_and_resource_versions(tmp_path: Path) -> None:
                                    ).fetchone() == ("Deployment",)
 
 
-def test_impersonation_and_the_field_manager(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_impersonation_and_the_field_manager(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     imp = event("imp", "patch", uri="/apis/apps/v1/namespaces/shop/deployments/web"
                 "?fieldManager=argocd-controller", t=1,
                 impersonatedUser={"username": "bob", "groups": ["dev"]})
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         ledger.record_audit_events([imp], source=FILE, at=T)
         assert ledger.conn.execute(
             "SELECT user, impersonated_user, impersonated_groups, manager FROM audit_events"
         ).fetchone() == ("alice", "bob", '["dev"]', "argocd-controller")
 
 
-def test_only_how_a_write_was_made_is_kept_of_the_query(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_only_how_a_write_was_made_is_kept_of_the_query(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     token = "tkn-8c1f77-never-stored"
     events = [
         event("q1", "patch", t=1, uri="/apis/apps/v1/namespaces/shop/deployments/web?"
@@ -267,7 +273,7 @@ def test_only_how_a_write_was_made_is_kept_of_the_query(tmp_path: Path) -> None:
         event("q3", "delete", t=3, uri="/apis/apps/v1/namespaces/shop/deployments/web?"
               "propagationPolicy=Foreground&gracePeriodSeconds=0"),
     ]
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         ledger.record_audit_events(events, source=FILE, at=T)
         uris = [u for (u,) in ledger.conn.execute(
             "SELECT request_uri FROM audit_events ORDER BY id")]
@@ -277,7 +283,9 @@ def test_only_how_a_write_was_made_is_kept_of_the_query(tmp_path: Path) -> None:
         "/api/v1/namespaces/shop/pods/p/exec",
         "/apis/apps/v1/namespaces/shop/deployments/web?propagationPolicy=Foreground"
         "&gracePeriodSeconds=0"]
-    assert token.encode() not in _file_bytes(db)
+    assert token not in repr(db.rows("SELECT * FROM audit_events"))
+    if not db.postgresql:  # every byte of the file too
+        assert isinstance(db.location, Path) and token.encode() not in _file_bytes(db.location)
 
 
 # --------------------------------------------------------------------- Secret values
@@ -436,9 +444,9 @@ def test_real_secret_writes_logged_by_the_api_server(auth_sandbox: Any, tmp_path
 # ------------------------------------------------------- deliveries, positions, chunks
 
 
-def test_deliveries_split_at_silences_and_heartbeats(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_deliveries_split_at_silences_and_heartbeats(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         # Two stretches: a silence of more than SILENCE_SECONDS between them.
         gap = auditevents.SILENCE_SECONDS + 30
         events = [event("d1", t=0), event("r1", "get", t=20), event("d2", t=50),
@@ -464,8 +472,8 @@ def test_deliveries_split_at_silences_and_heartbeats(tmp_path: Path) -> None:
     assert checkpoints == 4  # one per call that wrote evidence
 
 
-def test_a_source_needs_a_name_and_no_run_may_be_open(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path / "l.db") as ledger:
+def test_a_source_needs_a_name_and_no_run_may_be_open(ledger_target: LedgerTarget) -> None:
+    with ledger_target.open() as ledger:
         with pytest.raises(LedgerError, match="name of their source"):
             ledger.record_audit_events([event("x")], source=" ")
         run = ledger.begin_run(started_at=at(0))
@@ -475,11 +483,11 @@ def test_a_source_needs_a_name_and_no_run_may_be_open(tmp_path: Path) -> None:
         assert ledger.record_audit_events([event("x")], source=FILE) == 1
 
 
-def test_the_position_moves_with_the_last_events(tmp_path: Path,
+def test_the_position_moves_with_the_last_events(ledger_target: LedgerTarget,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    db = tmp_path / "l.db"
+    db = ledger_target
     monkeypatch.setattr(auditevents, "CHUNK", 4)
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         assert ledger.audit_position(FILE) is None
         ledger.record_audit_events([event("p0", t=0)], source=FILE, position="inode=7:off=100",
                                    at=T)
@@ -510,12 +518,13 @@ def test_the_position_moves_with_the_last_events(tmp_path: Path,
     assert audit_ids(db) == [f"p{i}" for i in range(11)]
 
 
-def test_long_deliveries_are_committed_in_chunks(tmp_path: Path,
+def test_long_deliveries_are_committed_in_chunks(ledger_target: LedgerTarget,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    db = tmp_path / "l.db"
+    db = ledger_target
     monkeypatch.setattr(auditevents, "CHUNK", 50)
     committed: list[int] = []
-    reader = sqlite3.connect(db)
+    readers = contextlib.ExitStack()
+    reader = readers.enter_context(db.connect())  # another connection, no lock
 
     def stream() -> Iterator[dict[str, Any]]:
         for i in range(230):
@@ -525,9 +534,9 @@ def test_long_deliveries_are_committed_in_chunks(tmp_path: Path,
                     "SELECT count(*) FROM audit_events").fetchone()[0])
             yield event(f"c{i:03d}", "get" if i % 10 == 9 else "patch", t=i)
 
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         assert ledger.record_audit_events(stream(), source=FILE, position="end", at=T) == 207
-        reader.close()
+        readers.close()
         deliveries = ledger.conn.execute(
             "SELECT events, recorded, first_at, last_at FROM audit_deliveries ORDER BY id"
         ).fetchall()

@@ -1,37 +1,34 @@
-"""The drift lifecycle across runs, on a real SQLite file."""
+"""The drift lifecycle across runs, on each backend (``ledger_target``: an SQLite file and
+one cluster's schema on PostgreSQL)."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from auditor.errors import LedgerError
-from auditor.ledger import Ledger, lifecycle
+from auditor.ledger import lifecycle
 
+from .backends import LedgerTarget
 from .helpers import at, drifted, in_sync, key, obs, status
 
 WEB = key("web")
 
 
-def _events(db: Path, name: str = "web") -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    return conn.execute(
+def _events(db: LedgerTarget, name: str = "web") -> list[tuple[Any, ...]]:
+    return db.rows(
         "SELECT de.drift_id, de.event, de.how FROM drift_events de JOIN drifts d ON d.id = de.drift_id "
-        "JOIN objects o ON o.id = d.object_id WHERE o.name = ? ORDER BY de.seq", (name,)).fetchall()
+        "JOIN objects o ON o.id = d.object_id WHERE o.name = ? ORDER BY de.seq", (name,))
 
 
-def _state(db: Path, drift_id: int) -> str:
-    conn = sqlite3.connect(db)
-    return str(conn.execute("SELECT state FROM drift_state WHERE drift_id = ?",
-                            (drift_id,)).fetchone()[0])
+def _state(db: LedgerTarget, drift_id: int) -> str:
+    return str(db.rows("SELECT state FROM drift_state WHERE drift_id = ?", (drift_id,))[0][0])
 
 
-def test_open_still_open_then_fixed_live(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_open_still_open_then_fixed_live(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.observe(obs(WEB, {"image": "web:1.5"}))
         run.record(drifted(WEB, ("spec.image", "web:1.4", "web:1.5")))
@@ -51,9 +48,9 @@ def test_open_still_open_then_fixed_live(tmp_path: Path) -> None:
     assert _state(db, 1) == "resolved"
 
 
-def test_git_changed_to_match(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_git_changed_to_match(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.observe(obs(WEB, {"replicas": 5}))
         run.record(drifted(WEB, ("spec.replicas", 3, 5), commit="c1"))
@@ -65,10 +62,10 @@ def test_git_changed_to_match(tmp_path: Path) -> None:
     assert _events(db)[-1] == (1, "resolved", "git-changed")
 
 
-def test_pipeline_hint_wins_and_revert_is_recorded(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_pipeline_hint_wins_and_revert_is_recorded(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     api, worker = key("api"), key("worker")
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         for k in (api, worker):
             run.observe(obs(k, {"replicas": 5}))
@@ -89,9 +86,9 @@ def test_pipeline_hint_wins_and_revert_is_recorded(tmp_path: Path) -> None:
     assert _state(db, 2) == "open"
 
 
-def test_a_different_drift_supersedes_the_old_one(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_a_different_drift_supersedes_the_old_one(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.record(drifted(WEB, ("spec.image", "web:1.4", "web:1.5-rc1")))
         run.finish()
@@ -99,15 +96,14 @@ def test_a_different_drift_supersedes_the_old_one(tmp_path: Path) -> None:
         run.record(drifted(WEB, ("spec.image", "web:1.4", "web:1.5-rc2")))
         summary = run.finish()
         assert (summary.opened, summary.resolved) == (1, {"superseded": 1})
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT drift_id, event, how, related_drift_id FROM drift_events "
-                        "ORDER BY seq").fetchall() == [
+    assert db.rows("SELECT drift_id, event, how, related_drift_id FROM drift_events "
+                   "ORDER BY seq") == [
         (1, "opened", None, None), (2, "opened", None, None), (1, "resolved", "superseded", 2)]
 
 
-def test_ack_with_expiry_then_expired_reopens(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_ack_with_expiry_then_expired_reopens(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.record(drifted(WEB, ("spec.replicas", 3, 5)))
         run.finish()
@@ -126,16 +122,15 @@ def test_ack_with_expiry_then_expired_reopens(tmp_path: Path) -> None:
         assert (summary.accepted, summary.expired, summary.still_open) == (0, 1, 1)
         assert ledger.verify().ok
     assert _state(db, 1) == "open"
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT event, by, reason, expires FROM drift_events WHERE drift_id = 1 "
-                        "ORDER BY seq").fetchall() == [
+    assert db.rows("SELECT event, by, reason, expires FROM drift_events WHERE drift_id = 1 "
+                   "ORDER BY seq") == [
         ("opened", None, None, None),
         ("accepted", "ann@example.com", "load test until Friday", "2026-11-22T09:30:00Z"),
         ("expired", None, None, None)]
 
 
-def test_ack_errors_are_clear(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path / "l.db") as ledger:
+def test_ack_errors_are_clear(ledger_target: LedgerTarget) -> None:
+    with ledger_target.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.record(drifted(WEB, ("spec.replicas", 3, 5)))
         run.record(drifted(key("web", ns="other"), ("spec.replicas", 3, 5)))
@@ -152,10 +147,10 @@ def test_ack_errors_are_clear(tmp_path: Path) -> None:
         assert ledger.ack("other/web", by="ann", reason="x") == 1
 
 
-def test_skipped_kind_never_resolves_or_opens(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_skipped_kind_never_resolves_or_opens(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     cm = key("settings", kind="ConfigMap", group="")
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.observe(obs(WEB, {"replicas": 5}))
         run.observe(obs(cm, {"data": {"a": "1"}}))
@@ -180,9 +175,9 @@ def test_skipped_kind_never_resolves_or_opens(tmp_path: Path) -> None:
     assert _events(db) == [(2, "opened", None)]
 
 
-def test_failed_run_changes_no_drift(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_failed_run_changes_no_drift(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.record(drifted(WEB, ("spec.replicas", 3, 5)))
         run.finish()
@@ -193,9 +188,9 @@ def test_failed_run_changes_no_drift(tmp_path: Path) -> None:
     assert _events(db) == [(1, "opened", None)]
 
 
-def test_missing_object_is_a_deletion_and_a_drift(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_missing_object_is_a_deletion_and_a_drift(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.observe(obs(WEB, {"replicas": 3}))
         run.record(in_sync(WEB))
@@ -210,8 +205,7 @@ def test_missing_object_is_a_deletion_and_a_drift(tmp_path: Path) -> None:
         run.observe(obs(WEB, {"replicas": 3}, rv="9"))
         run.record(in_sync(WEB))
         assert run.finish().resolved == {"fixed-live": 1}
-    conn = sqlite3.connect(db)
-    assert [r[0] for r in conn.execute("SELECT change FROM changes ORDER BY id")] == [
+    assert [r[0] for r in db.rows("SELECT change FROM changes ORDER BY id")] == [
         "deleted", "created"]
 
 

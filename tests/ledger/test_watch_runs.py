@@ -2,7 +2,10 @@
 events. Resume positions are committed only with a batch that did not fail; stale events
 (an older resourceVersion than the ledger holds) record nothing; several versions of one
 object in a batch each become a version; a batch judges only its own objects' drift; a
-scheduled run after the watch records nothing twice; ``verify`` covers the run's mode."""
+scheduled run after the watch records nothing twice; ``verify`` covers the run's mode.
+
+Tests take ``ledger_target`` and run on SQLite and PostgreSQL, except those that drop the
+append-only triggers through raw ``sqlite3`` (SQLite only)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from auditor.errors import LedgerError
 from auditor.ledger import Ledger
 from auditor.ledger.watch import older
 
+from .backends import LedgerTarget
 from .helpers import at, content_hash, drifted, in_sync, key, obs, status
 
 WEB, API, WORKER = key("web"), key("api"), key("worker")
@@ -38,9 +42,9 @@ def _baseline(ledger: Ledger, *keys: ResourceKey, rv: str = "10", hours: float =
     run.finish()
 
 
-def _versions(db: Path, name: str) -> list[tuple[str, int, str]]:
+def _versions(db: LedgerTarget, name: str) -> list[tuple[str, int, str]]:
     """``(resourceVersion, deleted, run mode)`` of every version of ``name``, in order."""
-    with sqlite3.connect(db) as conn:
+    with db.connect() as conn:
         return conn.execute(
             "SELECT v.resource_version, v.deleted, r.mode FROM object_versions v "
             "JOIN objects o ON o.id = v.object_id JOIN runs r ON r.id = v.run_id "
@@ -50,9 +54,9 @@ def _versions(db: Path, name: str) -> list[tuple[str, int, str]]:
 # ------------------------------------------------------------------------- positions
 
 
-def test_positions_are_committed_only_by_a_batch_that_did_not_fail(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_positions_are_committed_only_by_a_batch_that_did_not_fail(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         assert ledger.watch_positions() == {}
         run = ledger.begin_run(started_at=at(0), mode="watch")
         run.set_watch_positions({"Deployment.apps": "100", "ConfigMap": 50})  # type: ignore[dict-item]
@@ -77,19 +81,19 @@ def test_positions_are_committed_only_by_a_batch_that_did_not_fail(tmp_path: Pat
         assert ledger.watch_positions() == {"Deployment.apps": "120", "Secret": "7"}
 
     # A batch aborted by an exception is recorded failed on the way out: no position moves.
-    with pytest.raises(RuntimeError, match="stream broke"), Ledger.open(db) as ledger:
+    with pytest.raises(RuntimeError, match="stream broke"), db.open() as ledger:
         run = ledger.begin_run(started_at=at(0.3), mode="watch")
         run.set_watch_positions({"Deployment.apps": "555"})
         raise RuntimeError("stream broke")
 
     # A watch killed mid-batch (no finish, no context exit): recovery marks the run failed,
     # and the positions are still those of the last batch that finished.
-    ledger = Ledger.open(db)
+    ledger = db.open()
     run = ledger.begin_run(started_at=at(0.4), mode="watch")
     run.set_watch_positions({"Deployment.apps": "777"})
     run.observe(obs(WEB, {"v": 1}, rv="700"))
     ledger.close()
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         assert ledger.recovered_runs == [run.id]
         assert ledger.watch_positions() == {"Deployment.apps": "120", "Secret": "7"}
         statuses = ledger.conn.execute(
@@ -99,15 +103,16 @@ def test_positions_are_committed_only_by_a_batch_that_did_not_fail(tmp_path: Pat
         assert ledger.verify().ok
 
 
-def test_positions_are_a_cursor_outside_the_chain(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_positions_are_a_cursor_outside_the_chain(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0), mode="watch")
         run.set_watch_positions({"Deployment.apps": "100"})
         run.finish()
-    with sqlite3.connect(db) as conn:
+    with db.connect() as conn:
         conn.execute("UPDATE watch_positions SET resource_version = '1'")
-    with Ledger.open(db) as ledger:
+        conn.commit()
+    with db.open() as ledger:
         # Moved back: the watch replays (and records nothing twice); no evidence was altered.
         assert ledger.watch_positions() == {"Deployment.apps": "1"}
         assert ledger.verify().ok
@@ -125,9 +130,9 @@ def test_older_compares_etcd_revisions_only() -> None:
 # ------------------------------------------------------------------------ observations
 
 
-def test_a_stale_event_records_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_a_stale_event_records_nothing(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _baseline(ledger, WEB, rv="20")
         known = ledger.known_versions()
         run = ledger.begin_run(started_at=at(0.1), mode="watch")
@@ -140,9 +145,9 @@ def test_a_stale_event_records_nothing(tmp_path: Path) -> None:
     assert _versions(db, "web") == [("20", 0, "run")]
 
 
-def test_an_opaque_resource_version_is_never_called_stale(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_an_opaque_resource_version_is_never_called_stale(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _baseline(ledger, WEB, rv="b7")
         run = ledger.begin_run(started_at=at(0.1), mode="watch")
         run.observe(obs(WEB, {"v": 2}, rv="a1"))
@@ -151,9 +156,9 @@ def test_an_opaque_resource_version_is_never_called_stale(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("batch_size", [2000, 1])  # 1: every staged row written at once
-def test_several_versions_of_one_object_in_one_batch(tmp_path: Path, batch_size: int) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db, batch_size=batch_size) as ledger:
+def test_several_versions_of_one_object_in_one_batch(ledger_target: LedgerTarget, batch_size: int) -> None:
+    db = ledger_target
+    with db.open(batch_size=batch_size) as ledger:
         _baseline(ledger, WEB)
         run = ledger.begin_run(started_at=at(0.1), mode="watch")
         run.observe(obs(WEB, {"v": 2}, rv="11", time="2026-11-20T09:05:00Z"))
@@ -165,7 +170,7 @@ def test_several_versions_of_one_object_in_one_batch(tmp_path: Path, batch_size:
         summary = run.finish(undecided=lambda k: k != WEB)
         assert (summary.versions, summary.changes) == (3, 3)
         assert ledger.known_versions()[WEB] == ("14", content_hash({"v": 3, "status": "same spec"}))
-    with sqlite3.connect(db) as conn:
+    with db.connect() as conn:
         rows = conn.execute(
             "SELECT c.change, c.time, v.resource_version, c.prev_version_id, c.version_id "
             "FROM changes c JOIN object_versions v ON v.id = c.version_id ORDER BY c.id").fetchall()
@@ -176,9 +181,9 @@ def test_several_versions_of_one_object_in_one_batch(tmp_path: Path, batch_size:
     assert [prev for _, _, _, prev, _ in rows[1:]] == [vid for _, _, _, _, vid in rows[:-1]]
 
 
-def test_a_stale_deletion_is_ignored_and_a_deletion_stops_older_events(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_a_stale_deletion_is_ignored_and_a_deletion_stops_older_events(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _baseline(ledger, WEB, rv="30")
         run = ledger.begin_run(started_at=at(0.1), mode="watch")
         run.observe_deleted(WEB, resource_version="29", time="2026-11-20T09:06:00Z")
@@ -197,14 +202,14 @@ def test_a_stale_deletion_is_ignored_and_a_deletion_stops_older_events(tmp_path:
         run.observe(obs(WEB, {"v": 6}, rv="35", time="2026-11-20T09:17:00Z"))  # re-created
         run.finish(undecided=lambda k: k != WEB)
     assert _versions(db, "web") == [("30", 0, "run"), ("31", 1, "watch"), ("35", 0, "watch")]
-    with sqlite3.connect(db) as conn:
+    with db.connect() as conn:
         assert conn.execute("SELECT change, time FROM changes ORDER BY id").fetchall() == [
             ("deleted", "2026-11-20T09:12:00Z"), ("created", "2026-11-20T09:17:00Z")]
 
 
-def test_created_then_deleted_in_one_batch(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_created_then_deleted_in_one_batch(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _baseline(ledger, WEB)
         run = ledger.begin_run(started_at=at(0.1), mode="watch")
         run.observe(obs(WORKER, {"v": 1}, rv="40"))
@@ -214,9 +219,9 @@ def test_created_then_deleted_in_one_batch(tmp_path: Path) -> None:
     assert _versions(db, "worker") == [("40", 0, "watch"), ("41", 1, "watch")]
 
 
-def test_a_watch_before_any_scheduled_run_is_the_baseline(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_a_watch_before_any_scheduled_run_is_the_baseline(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0), mode="watch")
         run.observe(obs(WEB, {"v": 1}, rv="10"))
         summary = run.finish()
@@ -240,9 +245,9 @@ def _drift_states(ledger: Ledger) -> dict[str, str]:
         "JOIN objects o ON o.id = d.object_id")}
 
 
-def test_a_batch_judges_only_its_own_objects(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_a_batch_judges_only_its_own_objects(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _baseline(ledger, WEB, API, WORKER, SETTINGS)
         run = ledger.begin_run(started_at=at(1))
         for k in (WEB, WORKER, SETTINGS):
@@ -276,11 +281,11 @@ def test_a_batch_judges_only_its_own_objects(tmp_path: Path) -> None:
 
 
 def test_a_watch_run_never_resolves_a_drift_of_an_object_it_did_not_look_at(
-        tmp_path: Path) -> None:
+        ledger_target: LedgerTarget) -> None:
     """A watch run reads only the open drifts of the objects its events name: even finished
     like a scheduled run (no ``undecided``), it cannot take the others as gone."""
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+    db = ledger_target
+    with db.open() as ledger:
         _baseline(ledger, WEB, API)
         run = ledger.begin_run(started_at=at(1))
         run.observe(obs(API, {"v": 2}, rv="20"))
@@ -294,9 +299,9 @@ def test_a_watch_run_never_resolves_a_drift_of_an_object_it_did_not_look_at(
         assert _drift_states(ledger) == {"api": "open"}
 
 
-def test_an_object_drifted_and_put_back_within_one_batch_opens_no_drift(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_an_object_drifted_and_put_back_within_one_batch_opens_no_drift(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _baseline(ledger, WEB)
         run = ledger.begin_run(started_at=at(0.1), mode="watch")
         run.observe(obs(WEB, {"v": 2}, rv="11"))
@@ -309,9 +314,9 @@ def test_an_object_drifted_and_put_back_within_one_batch_opens_no_drift(tmp_path
         assert _drift_states(ledger) == {}
 
 
-def test_an_object_deleted_and_recreated_within_one_batch_stays_live(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_an_object_deleted_and_recreated_within_one_batch_stays_live(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _baseline(ledger, WEB)
         run = ledger.begin_run(started_at=at(0.1), mode="watch")
         run.observe_deleted(WEB, resource_version="11")
@@ -327,9 +332,9 @@ def test_an_object_deleted_and_recreated_within_one_batch_stays_live(tmp_path: P
 # ------------------------------------------------------------- watch, then scheduled
 
 
-def test_a_scheduled_run_after_the_watch_records_nothing_twice(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_a_scheduled_run_after_the_watch_records_nothing_twice(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _baseline(ledger, WEB, API, SETTINGS)
         run = ledger.begin_run(started_at=at(0.1), mode="watch")
         run.observe(obs(WEB, {"v": 2}, rv="11", time="2026-11-20T09:05:00Z"))
@@ -370,8 +375,8 @@ def test_a_scheduled_run_after_the_watch_records_nothing_twice(tmp_path: Path) -
 # ------------------------------------------------------------------------------ verify
 
 
-def _mixed(db: Path) -> None:
-    with Ledger.open(db) as ledger:
+def _mixed(db: LedgerTarget) -> None:
+    with db.open() as ledger:
         _baseline(ledger, WEB, API)
         for i in range(3):
             run = ledger.begin_run(started_at=at(0.1 * (i + 1)), mode="watch")
@@ -387,10 +392,10 @@ def _mixed(db: Path) -> None:
         run.finish("failed")
 
 
-def test_verify_passes_after_mixed_runs(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_verify_passes_after_mixed_runs(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     _mixed(db)
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         result = ledger.verify()
         assert result.ok, result.message
         modes = [m for (m,) in ledger.conn.execute("SELECT mode FROM runs ORDER BY id")]
@@ -403,20 +408,20 @@ def test_verify_passes_after_mixed_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("run_id, mode", [(2, "run"), (1, "watch"), (6, "run")])
 def test_a_changed_run_mode_is_detected(tmp_path: Path, run_id: int, mode: str) -> None:
-    db = tmp_path / "l.db"
+    db = LedgerTarget("sqlite", tmp_path / "l.db")  # SQLite only: drops triggers via sqlite3
     _mixed(db)
-    conn = _untriggered(db)
+    conn = _untriggered(db.location)
     conn.execute("UPDATE runs SET mode = ? WHERE id = ?", (mode, run_id))
     seq_begin = conn.execute("SELECT seq_begin FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
     conn.close()
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         result = ledger.verify()
     assert not result.ok
     assert result.first_broken_seq == seq_begin
     assert f"run {run_id} differs from its run_begin event" in result.message
 
 
-def test_an_unknown_mode_is_refused(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path / "l.db") as ledger, \
+def test_an_unknown_mode_is_refused(ledger_target: LedgerTarget) -> None:
+    with ledger_target.open() as ledger, \
             pytest.raises(LedgerError, match="run mode 'tail'"):
         ledger.begin_run(mode="tail")
