@@ -24,6 +24,13 @@ means the same cluster in a report and in the UI. ``serve.ledgers`` in the confi
 them when no ``--ledger`` is given. One ledger (or none: ``ledger.path``) is the single-ledger
 UI, unchanged.
 
+A fleet also has ``/compare?a=<cluster>&b=<cluster>`` (``&all=1``: with what Git declares
+per cluster, the overlays): the cross-cluster divergence ``drift-auditor compare-clusters``
+prints (:mod:`auditor.ledger.divergence`), per object and field with both sides' values and who
+changed each side and when; ``/api/v1/compare`` with the same parameters is its JSON, the
+document ``compare-clusters -o json`` writes. An unknown cluster is 404, the same cluster twice
+400.
+
 The ledger is opened per request so that it cannot be written at all
 (:mod:`auditor.ledger.readonly`: SQLite ``mode=ro`` and ``query_only``; a plain reader could
 still checkpoint a leftover WAL into the file when it closes). The server binds loopback
@@ -64,6 +71,8 @@ from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LedgerError
 from auditor.ledger import HistoryFilter, drifts, query, runs, uiquery, webquery
 from auditor.ledger.backend import StoreLedger, Target, readers
+from auditor.ledger.divergence import Divergence
+from auditor.ledger.divergence import compare as compare_ledgers
 from auditor.ledger.history import TYPES, watch_summary
 from auditor.ledger.readonly import reading, signature
 from auditor.ledger.reportquery import cluster_names
@@ -106,6 +115,12 @@ def cluster_url(cluster: str) -> str:
     return "/c/" + quote(cluster, safe="") + "/"
 
 
+def compare_url(a: str, b: str, everything: bool = False, api: bool = False) -> str:
+    """The fleet's divergence page (or its JSON) of clusters ``a`` and ``b``."""
+    query = {"a": a, "b": b, **({"all": "1"} if everything else {})}
+    return ("/api/v1/compare?" if api else "/compare?") + urlencode(query)
+
+
 def object_url(group: str, kind: str, namespace: str, name: str, cluster: str = "") -> str:
     """The UI's address of an object's history page (each part percent-encoded); with
     ``cluster``, that fleet cluster's page of it."""
@@ -146,7 +161,7 @@ def _environment() -> jinja2.Environment:
         autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["value"] = show_value
     env.globals.update(object_url=object_url, cluster_url=cluster_url, is_secret=is_secret,
-                       version=__version__)
+                       compare_url=compare_url, version=__version__)
     return env
 
 
@@ -298,6 +313,10 @@ class BadRequest(Exception):
     """A query parameter the page cannot use (answered 400)."""
 
 
+class NotFound(Exception):
+    """A query parameter naming what does not exist, e.g. a cluster (answered 404)."""
+
+
 def encode_continue(value: Any) -> str | None:
     """The opaque ``continue`` token of a list's next page (``None``: no next page)."""
     if value is None:
@@ -383,6 +402,12 @@ def _label(item: Mapping[str, Any]) -> dict[str, Any]:
             "user": item.get("user") or "", "time": item.get("time") or "",
             "path": item.get("path") or "", "op": item.get("op") or "",
             "spoofed": bool(item.get("spoofed"))}
+
+
+def _pairs(names: Sequence[str], limit: int = 10) -> list[tuple[str, str]]:
+    """Each pair of clusters, for one-click links (a large fleet uses the form instead)."""
+    out = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    return out if len(out) <= limit else []
 
 
 class Pages:
@@ -497,6 +522,59 @@ class Pages:
             drifting=sum(1 for m in members if m["open"]),
             unhealthy=sum(1 for m in members if m["error"] or m["verified"] is False),
             reports=list_reports(self.reports_dir)[:5], now=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    # ------------------------------------------------------------ cross-cluster divergence
+
+    def _pair(self, params: Mapping[str, list[str]]) -> tuple[str, str] | None:
+        """The clusters ``a`` and ``b`` of the query (``None``: neither given), checked as
+        ``compare-clusters`` checks them: two different clusters of this fleet."""
+        assert self.fleet is not None
+        a, b = ((params.get(n) or [""])[0].strip() for n in ("a", "b"))
+        if not a and not b:
+            return None
+        if not a or not b:
+            raise BadRequest("a, b: name the two clusters of this fleet to compare")
+        if max(len(a), len(b)) > 1000:
+            raise BadRequest("a, b: at most 1000 characters")
+        if a == b:
+            raise BadRequest(f"a, b: give two different clusters (got {a} twice)")
+        names = self.fleet.names()
+        unknown = [n for n in (a, b) if n not in names]
+        if unknown:
+            raise NotFound(f"No cluster {', '.join(unknown)} in this fleet; its clusters are: "
+                           f"{', '.join(names)}.")
+        return a, b
+
+    def _divergence(self, a: str, b: str) -> Divergence:
+        assert self.fleet is not None
+        member_a, member_b = self.fleet.member(a), self.fleet.member(b)
+        assert member_a is not None and member_b is not None  # _pair checked the names
+        # Both ledgers only read, as for every page; the library keeps Secret values out.
+        with reading(member_a.path) as conn_a, reading(member_b.path) as conn_b:
+            return compare_ledgers(conn_a, conn_b, a, b)
+
+    def compare(self, params: Mapping[str, list[str]]) -> str:
+        """Two clusters' divergence; without ``a`` and ``b`` only the form choosing them."""
+        assert self.fleet is not None
+        names = self.fleet.names()
+        everything = _flag(params, "all")
+        pair = self._pair(params)
+        context: dict[str, Any] = dict(
+            title="Compare clusters", names=names, everything=everything, a="", b="",
+            result=None, objects=[], summary={}, pairs=_pairs(names))
+        if pair is not None:
+            a, b = pair
+            result = self._divergence(a, b)
+            context.update(title=f"{a} vs {b}", a=a, b=b, result=result,
+                           objects=result.shown(everything), summary=result.summary())
+        return self._render("compare.html.j2", **context)
+
+    def api_compare(self, params: Mapping[str, list[str]]) -> bytes:
+        """``compare-clusters -o json``'s document (keys sorted, as every API answer)."""
+        pair = self._pair(params)
+        if pair is None:
+            raise BadRequest("a, b: name the two clusters of this fleet to compare")
+        return json_body(self._divergence(*pair).to_dict(_flag(params, "all")))
 
     def health(self) -> tuple[bool, str]:
         """(every ledger readable, the plain-text body). Names and run counts only: /healthz
@@ -865,6 +943,8 @@ def make_handler(pages: Pages, token: BearerToken | None,
                 self._route(path)
             except BadRequest as exc:
                 self._error(400, str(exc))
+            except NotFound as exc:
+                self._error(404, str(exc))
             except LedgerError as exc:
                 # Typically: no run has written the ledger yet.
                 self._error(503, str(exc))
@@ -969,6 +1049,12 @@ def make_handler(pages: Pages, token: BearerToken | None,
             if path == "/":
                 self._html(200, pages.fleet_index())
                 return
+            if path == "/compare":
+                self._html(200, pages.compare(self.params))
+                return
+            if path == "/api/v1/compare":
+                self._json(200, pages.api_compare(self.params))
+                return
             if path.startswith("/objects/"):
                 self._error(404, "This UI serves several clusters: object addresses are "
                                  "/c/<cluster>/objects/<group>/<kind>/<namespace>/<name>.")
@@ -991,8 +1077,12 @@ def make_handler(pages: Pages, token: BearerToken | None,
 
         def _route(self, path: str) -> None:
             lists = ("/drifts", "/objects", "/changes", "/api/")
-            if pages.fleet is not None and (path == "/" or path.startswith(("/c/", *lists))):
+            if pages.fleet is not None and (path in ("/", "/compare")
+                                            or path.startswith(("/c/", *lists))):
                 self._fleet(path)
+            elif path in ("/compare", "/api/v1/compare"):
+                self._error(404, "Comparing clusters needs a fleet: serve two or more --ledger "
+                                 "files, or a store URL.")
             elif path == "/":
                 self._html(200, pages.index())
             elif path.startswith(lists) and self._cluster_page(path[1:], None):

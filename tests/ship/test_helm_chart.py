@@ -33,7 +33,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "cronjob-same-node": ("--set", "runner=cronjob", "--set", "cronjob.sameNodeAsServe=true"),
     # A cluster of a fleet: the ledger in the central PostgreSQL store.
     "fleet-store": ("-f", str(CHART / "ci" / "fleet-store-values.yaml")),
+    # mode: central — one serve over every cluster of the store, in a management cluster.
+    "central-serve": ("-f", str(CHART / "ci" / "central-serve-values.yaml")),
 }
+STORE_URL = "postgresql://drift_reader@audit-db.platform.svc:5432/audit?sslmode=verify-full"
 # Custom resources of the Prometheus operator: no Kubernetes schema to validate against.
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
@@ -145,6 +148,10 @@ def test_the_expected_objects_per_variant() -> None:
         assert wanted in full
     assert [n for k, n in full if k == "RoleBinding" and "revert" in n] == \
         ["drift-auditor-revert"] * 2
+    assert kinds("central-serve") == sorted([
+        ("Namespace", "drift-auditor"), ("ServiceAccount", "drift-auditor"),
+        ("ConfigMap", "drift-auditor-config"), ("Deployment", "drift-auditor"),
+        ("Service", "drift-auditor")])
     cron = kinds("cronjob")
     for wanted in [("CronJob", "drift-auditor"), ("CronJob", "drift-auditor-report"),
                    ("Deployment", "drift-auditor-serve"), ("Deployment", "drift-auditor-watch")]:
@@ -158,6 +165,12 @@ def test_the_expected_objects_per_variant() -> None:
 def test_config_is_valid_and_scope_matches_the_read_role(variant: str, tmp_path: Path) -> None:
     docs = rendered(variant)
     cfg = shipped_config(docs, tmp_path)
+    if variant == "central-serve":
+        # Serve only: no role to agree with, no schedule; the store URL alone is the fleet.
+        assert not [d for d in docs if d["kind"] in ("ClusterRole", "Role")]
+        assert not cfg.schedule.jobs and not cfg.ledger.url
+        assert cfg.serve.ledgers == (STORE_URL + "&sslrootcert=/etc/drift-auditor/store/ca.crt",)
+        return
     assert cfg.cluster.in_cluster
     include = set(cfg.scope.include_kinds)
     role = grants(one(docs, "ClusterRole", "drift-auditor-read"))
@@ -222,6 +235,45 @@ def test_a_fleet_store_reaches_every_container_that_opens_the_ledger() -> None:
             assert all(v["name"] != "store" for v in spec["volumes"]), variant
 
 
+def test_central_serve_is_serve_alone_over_the_whole_store(tmp_path: Path) -> None:
+    """mode: central renders one serve reading every cluster of the store: the store's
+    password and CA mounted, no token, no role of any kind, no claim, no audit schedule."""
+    docs = rendered("central-serve")
+    [(name, spec)] = pod_specs(docs).items()
+    assert name == "drift-auditor"
+    assert [c["name"] for c in spec["containers"]] == ["serve"]
+    [serve] = spec["containers"]
+    assert serve["args"] == ["serve"]
+    assert spec["automountServiceAccountToken"] is False
+    assert "kube-api-access" not in {v["name"] for v in spec["volumes"]}
+    assert not any("serviceAccountToken" in src for v in spec["volumes"]
+                   for src in v.get("projected", {}).get("sources", []))
+    mounts = {m["name"]: m for m in serve["volumeMounts"]}
+    assert mounts["store"] == {"name": "store", "mountPath": "/etc/drift-auditor/store",
+                               "readOnly": True}
+    assert mounts["serve-token"]["mountPath"] == "/etc/drift-auditor/serve"
+    assert "keys" not in mounts, "serve signs nothing"
+    [store] = [v for v in spec["volumes"] if v["name"] == "store"]
+    assert [src["secret"] for src in store["projected"]["sources"]] == [
+        {"name": "audit-db-reader", "items": [{"key": "password", "path": "password"}]},
+        {"name": "audit-db-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}]
+    assert not [d for d in docs if d["kind"] in (
+        "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "PersistentVolumeClaim",
+        "CronJob")]
+    service = one(docs, "Service")
+    deploy = one(docs, "Deployment")
+    assert service["spec"]["selector"].items() <= deploy["spec"]["template"]["metadata"][
+        "labels"].items()
+    cfg = shipped_config(docs, tmp_path)
+    # serve.ledgers holds the URL alone (every cluster, as `serve --ledger URL`); the password
+    # file is the projected Secret's; ledger.url stays empty (no cluster of its own).
+    assert cfg.serve.ledgers == (STORE_URL + "&sslrootcert=/etc/drift-auditor/store/ca.crt",)
+    assert cfg.ledger.password_file == "/etc/drift-auditor/store/password"
+    assert not cfg.ledger.url and not cfg.ledger.cluster
+    assert cfg.serve.token_file == "/etc/drift-auditor/serve/token"
+    assert not cfg.schedule.jobs
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_pods_are_hardened_and_only_api_clients_get_a_token(variant: str) -> None:
     docs = rendered(variant)
@@ -230,7 +282,11 @@ def test_pods_are_hardened_and_only_api_clients_get_a_token(variant: str) -> Non
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         volumes = {v["name"]: v for v in spec["volumes"]}
-        assert volumes["ledger"]["persistentVolumeClaim"]["claimName"] == "drift-auditor-ledger"
+        if variant == "central-serve":  # the ledgers are in the store: no claim
+            assert volumes["ledger"] == {"name": "ledger", "emptyDir": {"sizeLimit": "64Mi"}}
+        else:
+            assert volumes["ledger"]["persistentVolumeClaim"]["claimName"] == \
+                "drift-auditor-ledger"
         for container in spec["containers"]:
             sc = container["securityContext"]
             assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
@@ -322,10 +378,17 @@ def test_grafana_dashboard_configmap_carries_the_shipped_dashboard() -> None:
      "list the namespaces holding its repository Secrets"),
     (("--set", "ledger.store.url=postgresql://u@db/audit"),
      "ledger.store.cluster: name this cluster in the fleet store"),
+    (("--set", "ledger.store.url=postgresql://u@db/audit", "--set",
+      "ledger.store.cluster=prod"), "secrets.hashKey: a cluster writing the fleet store"),
     (("--set", "ledger.store.url=postgresql://u:hunter2@db/audit", "--set",
       "ledger.store.cluster=prod"), "/ledger/store/url"),
     (("--set", "ledger.store.url=postgresql://u@db/audit", "--set",
       "ledger.store.cluster=Prod_EU"), "/ledger/store/cluster"),
+    (("--set", "mode=central"), "mode: central serves every cluster of the fleet store: set "
+                                "ledger.store.url"),
+    (("--set", "mode=hub"), "/mode"),
+    (("-f", str(CHART / "ci" / "central-serve-values.yaml"), "--set", "watch.enabled=true"),
+     "mode: central runs serve only: set watch.enabled and revert.enabled to false"),
 ])
 def test_bad_values_fail_naming_the_value(flags: tuple[str, ...], message: str) -> None:
     proc = helm("template", "x", str(CHART), *flags)

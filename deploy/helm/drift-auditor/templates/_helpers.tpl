@@ -68,19 +68,29 @@ first appearance. Call with (dict "kinds" LIST "verbs" LIST). */}}
 {{- end -}}
 {{- end -}}
 {{- $_ := set $cfg "sources" $sources -}}
+{{- $central := eq .Values.mode "central" -}}
+{{- if $central -}}
+{{- include "drift-auditor.checkCentral" . -}}
+{{- end -}}
 {{- $ledger := get $cfg "ledger" | default dict -}}
 {{- $_ := set $ledger "path" "/var/lib/drift-auditor/ledger.db" -}}
+{{- $url := "" -}}
 {{- with .Values.ledger.store -}}
 {{- if .url -}}
-{{- if not .cluster -}}
+{{- if and (not .cluster) (not $central) -}}
 {{- fail "ledger.store.cluster: name this cluster in the fleet store (lower case, digits and dashes)" -}}
 {{- end -}}
-{{- $url := .url -}}
+{{- if and (not $central) (not $.Values.secrets.hashKey.name) -}}
+{{- fail "secrets.hashKey: a cluster writing the fleet store hashes Secret values with a key kept in a Secret (every pod, every restart, and clusters compared with compare-clusters must share it): name it in secrets.hashKey.name" -}}
+{{- end -}}
+{{- $url = .url -}}
 {{- if .caSecret.name -}}
 {{- $url = printf "%s%ssslrootcert=/etc/drift-auditor/store/ca.crt" $url (ternary "&" "?" (contains "?" $url)) -}}
 {{- end -}}
+{{- if not $central -}}
 {{- $_ := set $ledger "url" $url -}}
 {{- $_ := set $ledger "cluster" .cluster -}}
+{{- end -}}
 {{- if .passwordSecret.name -}}
 {{- $_ := set $ledger "password-file" "/etc/drift-auditor/store/password" -}}
 {{- end -}}
@@ -113,6 +123,11 @@ first appearance. Call with (dict "kinds" LIST "verbs" LIST). */}}
 {{- if .Values.serve.tokenSecret.name -}}
 {{- $_ := set $serve "token-file" "/etc/drift-auditor/serve/token" -}}
 {{- end -}}
+{{- if $central -}}
+{{/* The store URL alone: every cluster of the store, each a cluster of the fleet view
+(serve's --ledger URL); the password comes from ledger.password-file. */}}
+{{- $_ := set $serve "ledgers" (list $url) -}}
+{{- end -}}
 {{- $_ := set $cfg "serve" $serve -}}
 {{- if .Values.secrets.slack.name -}}
 {{- $slack := get $cfg "slack" | default dict -}}
@@ -135,7 +150,7 @@ first appearance. Call with (dict "kinds" LIST "verbs" LIST). */}}
 {{- end -}}
 {{- $_ := set $cfg "watch" $watch -}}
 {{- end -}}
-{{- if eq .Values.runner "pod" -}}
+{{- if and (eq .Values.runner "pod") (not $central) -}}
 {{- $jobs := list (dict "name" "audit" "cron" .Values.audit.schedule "args" (include "drift-auditor.auditArgs" . | fromJsonArray) "deadline-seconds" (int .Values.audit.deadlineSeconds)) -}}
 {{- if .Values.report.enabled -}}
 {{- $jobs = append $jobs (dict "name" "report" "cron" .Values.report.schedule "args" (include "drift-auditor.reportArgs" . | fromJsonArray) "deadline-seconds" (int .Values.report.deadlineSeconds)) -}}
@@ -143,6 +158,20 @@ first appearance. Call with (dict "kinds" LIST "verbs" LIST). */}}
 {{- $_ := set $cfg "schedule" (dict "time-zone" .Values.audit.timeZone "jobs" $jobs) -}}
 {{- end -}}
 {{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* mode: central is serve over the fleet store and nothing else: what it needs, and the
+features it cannot have (they would need this cluster's API or a ledger of its own). */}}
+{{- define "drift-auditor.checkCentral" -}}
+{{- if not .Values.ledger.store.url -}}
+{{- fail "mode: central serves every cluster of the fleet store: set ledger.store.url" -}}
+{{- end -}}
+{{- if not .Values.serve.enabled -}}
+{{- fail "mode: central runs serve only: serve.enabled must be true" -}}
+{{- end -}}
+{{- if or .Values.watch.enabled .Values.revert.enabled -}}
+{{- fail "mode: central runs serve only: set watch.enabled and revert.enabled to false" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "drift-auditor.auditArgs" -}}
@@ -275,8 +304,12 @@ talk to the API only (serve shares the pod but gets no token). */}}
     {{- toYaml .Values.serve.resources | nindent 4 }}
   volumeMounts:
     - {name: config, mountPath: /etc/drift-auditor/drift-auditor.yaml, subPath: drift-auditor.yaml, readOnly: true}
+    {{- if eq .Values.mode "central" }}
+    # An emptyDir: the ledgers are in the store; the reports folder (/reports/) stays empty.
+    {{- else }}
     # Read-write only for SQLite's WAL shared memory (ledger.db-shm): serve never writes the
     # ledger, but a WAL reader must map that file read-write.
+    {{- end }}
     - {name: ledger, mountPath: /var/lib/drift-auditor}
     - {name: tmp, mountPath: /tmp}
     {{- if .Values.serve.tokenSecret.name }}
@@ -339,12 +372,19 @@ talk to the API only (serve shares the pod but gets no token). */}}
 {{- define "drift-auditor.commonVolumes" -}}
 - name: config
   configMap: {name: {{ include "drift-auditor.fullname" . }}-config}
+{{- if eq .Values.mode "central" }}
+- name: ledger
+  emptyDir: {sizeLimit: 64Mi}
+{{- else }}
 - name: ledger
   persistentVolumeClaim: {claimName: {{ .Values.ledger.persistence.existingClaim | default (printf "%s-ledger" (include "drift-auditor.fullname" .)) }}}
+{{- end }}
 - name: tmp
   emptyDir: {sizeLimit: 1Gi}
+{{- if ne .Values.mode "central" }}
 {{- with (include "drift-auditor.keyVolume" . | trim) }}
 {{ . }}
+{{- end }}
 {{- end }}
 {{- with (include "drift-auditor.storeVolume" . | trim) }}
 {{ . }}
