@@ -319,6 +319,27 @@ def ensure_schema(conn: PgConnection) -> int:
     """Create the cluster's schema with every ledger table, and the fleet registry, when
     they are not there (one transaction, serialised by an advisory lock: two clusters' first
     runs do not race on the registry); returns the schema version found before (0: new)."""
+    # An existing ledger (every run but a cluster's first) is only read, without the schema
+    # lock: that lock is one for the whole store, so taking it on every open made each
+    # cluster's runs wait for any other cluster's first run creating its tables.
+    found = _version(conn)
+    if found is None:
+        found = _create_schema(conn)
+    if found and found > schema.SCHEMA_VERSION:
+        raise LedgerError(f"{conn.where}: ledger schema version {found} is newer than this "
+                          f"drift-auditor understands ({schema.SCHEMA_VERSION}); upgrade "
+                          "drift-auditor")
+    if found and found < schema.SCHEMA_VERSION:
+        # Not yet: a fleet store is created at the current version, so only a store made by
+        # an older drift-auditor gets here.
+        raise LedgerError(f"{conn.where}: ledger schema version {found}: migrating a "
+                          f"PostgreSQL ledger to {schema.SCHEMA_VERSION} is not supported yet")
+    return found
+
+
+def _create_schema(conn: PgConnection) -> int:
+    """:func:`ensure_schema`'s creating half: the version found under the store's schema lock
+    (another writer of the cluster may have just created it), 0 when this call created it."""
     name = conn.schema
     conn.execute("BEGIN")
     try:
@@ -326,7 +347,7 @@ def ensure_schema(conn: PgConnection) -> int:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {FLEET_SCHEMA}")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {FLEET_SCHEMA}.clusters (name TEXT PRIMARY "
                      "KEY, schema TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL)")
-        found = _version(conn)
+        found = _version(conn)  # again under the lock: another writer may have made it
         if found is None:
             existing = conn.execute("SELECT count(*) FROM information_schema.tables WHERE "
                                     "table_schema = ?", (name,)).fetchone()[0]
@@ -350,15 +371,6 @@ def ensure_schema(conn: PgConnection) -> int:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    if found and found > schema.SCHEMA_VERSION:
-        raise LedgerError(f"{conn.where}: ledger schema version {found} is newer than this "
-                          f"drift-auditor understands ({schema.SCHEMA_VERSION}); upgrade "
-                          "drift-auditor")
-    if found and found < schema.SCHEMA_VERSION:
-        # Not yet: a fleet store is created at the current version, so only a store made by
-        # an older drift-auditor gets here.
-        raise LedgerError(f"{conn.where}: ledger schema version {found}: migrating a "
-                          f"PostgreSQL ledger to {schema.SCHEMA_VERSION} is not supported yet")
     return found
 
 

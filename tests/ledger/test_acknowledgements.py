@@ -2,8 +2,9 @@
 API server, the kubeconfig's user name, or the OS user), the change ticket, and segregation
 of duties (the drift's own actor refused unless ``--allow-self``); ``adopt``'s identity; and
 ``verify`` over the step-9 tables. Tests taking ``ledger_target`` run on SQLite and on
-PostgreSQL; those that tamper with rows through raw ``sqlite3``, migrate an old file, or go
-through the ``ack`` command (which opens ``ledger.path`` only, so far) stay SQLite-only."""
+PostgreSQL (tampering through ``LedgerTarget.untriggered`` on either); those that migrate an
+old file, or go through the ``ack`` command (which opens ``ledger.path`` only, so far) stay
+SQLite-only."""
 
 from __future__ import annotations
 
@@ -199,40 +200,32 @@ def test_adopt_identity_recorded_beside_the_adoption(tmp_path: Path, ledger_targ
                                           ("acknowledgements", "self_ack"),
                                           ("responses", "text"),
                                           ("adoption_identities", "identity")])
-def test_verify_detects_tampering_with_the_new_tables(tmp_path: Path, table: str,
+def test_verify_detects_tampering_with_the_new_tables(ledger_target: LedgerTarget, table: str,
                                                       column: str) -> None:
-    path = tmp_path / "l.db"
-    db = LedgerTarget("sqlite", path)  # SQLite only: tampers through sqlite3
+    db = ledger_target
     _drift_by(db)
-    with Ledger.open(path, sign=False) as ledger:
+    with db.open(sign=False) as ledger:
         ledger.ack(1, by="Bob", reason="x", identity=Identity("bob", VERIFIED), at=at(1))
         ledger.respond("drift:1", by="CISO", text="accepted risk", identity=Identity("c", OS_USER))
         adoptions.record(ledger, adoptions.Adoption(
             key=WEB, paths=("spec.replicas",), files=("f",), branch="b", commit_sha="abc",
             identity=Identity("bob", VERIFIED)))
     _verify_ok(db)
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(f"DROP TRIGGER {table}_no_update")
     value = "1" if column == "self_ack" else "'mallory'"
-    conn.execute(f"UPDATE {table} SET {column} = {value}")
-    conn.close()
-    with Ledger.open(path, sign=False) as ledger:
+    db.tamper(f"UPDATE {table} SET {column} = {value}")
+    with db.open(sign=False) as ledger:
         result = ledger.verify()
     assert not result.ok
     assert f"{table} row 1 differs from its chained event" in result.message
 
 
-def test_a_deleted_acknowledgement_is_detected(tmp_path: Path) -> None:
-    path = tmp_path / "l.db"
-    db = LedgerTarget("sqlite", path)  # SQLite only: tampers through sqlite3
+def test_a_deleted_acknowledgement_is_detected(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     _drift_by(db)
-    with Ledger.open(path, sign=False) as ledger:
+    with db.open(sign=False) as ledger:
         ledger.ack(1, by="Bob", reason="x", identity=Identity("bob", VERIFIED), at=at(1))
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER acknowledgements_no_delete")
-    conn.execute("DELETE FROM acknowledgements")
-    conn.close()
-    with Ledger.open(path, sign=False) as ledger:
+    db.tamper("DELETE FROM acknowledgements")
+    with db.open(sign=False) as ledger:
         result = ledger.verify()
     assert not result.ok and "its acknowledgements row was deleted" in result.message
 

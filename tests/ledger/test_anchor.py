@@ -2,7 +2,12 @@
 anchored in an evidence repository outside the cluster (a real bare Git repository here), and
 `verify --anchor` failing a ledger rebuilt from scratch even though its own chain is valid.
 
-Runs are real: the sandbox API server, kubectl, `run` in process and as the command."""
+Runs are real: the sandbox API server, kubectl, `run` in process and as the command.
+
+The anchor records themselves (`anchor.latest`/`check`/`parse` over a ledger) are checked on
+SQLite and PostgreSQL (``ledger_target``). The rest stays SQLite-only: anchoring a run, the
+watch's anchorer and `verify --anchor` read the ledger at ``ledger.path`` and keep the key
+beside that file (docs/fleet.md: anchoring is not on the store yet)."""
 
 from __future__ import annotations
 
@@ -26,10 +31,11 @@ from auditor.cli.common import Context
 from auditor.cli.ledger import verify_cmd
 from auditor.desired import gitrepo
 from auditor.errors import ConfigError, GitError, LedgerError
-from auditor.ledger import Ledger, anchor, keyfile, reading, signing
+from auditor.ledger import anchor, keyfile, reading, signing
 from auditor.outputs import anchoring
 from auditor.pipeline import cache_folder, run_once
 
+from .backends import LedgerTarget
 from .helpers import at, in_sync, key, obs
 
 APPS = """\
@@ -247,16 +253,22 @@ def test_an_unreachable_evidence_repository_never_fails_the_run(site: Site) -> N
 # ------------------------------------------------------------------ without a cluster
 
 
-def _signed_ledger(tmp_path: Path, runs: int = 2) -> tuple[Path, Path]:
+def _signed(tmp_path: Path, target: LedgerTarget, runs: int = 2) -> Path:
+    """``runs`` runs into ``target`` signed with a new key; returns the key file."""
     key_file = tmp_path / "ledger.signing-key"
     signing.generate(key_file)
+    _more_runs(target, key_file, runs)
+    return key_file
+
+
+def _signed_ledger(tmp_path: Path, runs: int = 2) -> tuple[Path, Path]:
     db = tmp_path / "ledger.db"
-    _more_runs(db, key_file, runs)
-    return db, key_file
+    return db, _signed(tmp_path, LedgerTarget("sqlite", db), runs)
 
 
-def _more_runs(db: Path, key_file: Path, runs: int, start: int = 0) -> None:
-    with Ledger.open(db, signing_key_file=key_file) as ledger:
+def _more_runs(db: Path | LedgerTarget, key_file: Path, runs: int, start: int = 0) -> None:
+    target = db if isinstance(db, LedgerTarget) else LedgerTarget("sqlite", db)
+    with target.open(signing_key_file=key_file) as ledger:
         for hour in range(start, start + runs):
             run = ledger.begin_run(cluster="test", started_at=at(hour))
             k = key("web")
@@ -266,10 +278,10 @@ def _more_runs(db: Path, key_file: Path, runs: int, start: int = 0) -> None:
 
 
 def test_check_names_a_forged_signature_a_foreign_key_and_a_truncated_ledger(
-        tmp_path: Path) -> None:
-    db, key_file = _signed_ledger(tmp_path)
+        tmp_path: Path, ledger_target: LedgerTarget) -> None:
+    key_file = _signed(tmp_path, ledger_target)
     public = signing.load_public_key(key_file)
-    with reading(db) as conn:
+    with ledger_target.reading() as conn:
         record = anchor.latest(conn, "test", "2026-11-21T00:00:00Z")
         assert record is not None
         assert anchor.check(conn, [record], public).ok
@@ -298,9 +310,10 @@ def test_check_names_a_forged_signature_a_foreign_key_and_a_truncated_ledger(
             conn, [beyond], public).message
 
 
-def test_parse_names_a_damaged_line_unless_appending(tmp_path: Path) -> None:
-    db, _key = _signed_ledger(tmp_path, 1)
-    with reading(db) as conn:
+def test_parse_names_a_damaged_line_unless_appending(tmp_path: Path,
+                                                      ledger_target: LedgerTarget) -> None:
+    _signed(tmp_path, ledger_target, 1)
+    with ledger_target.reading() as conn:
         record = anchor.latest(conn, "test", "2026-11-21T00:00:00Z")
     assert record is not None
     text = record.line() + "{not json\n"

@@ -2,16 +2,15 @@
 (recorded by the watch, replaced before any scheduled run saw them) in history, the report's
 queries and the UI's; API-server audit writes matched to ledger changes; what is out of
 scope; gaps of the audit stream; scheduled runs that skipped kinds; coverage per kind; and
-the period report (HTML and JSON) showing it all."""
+the period report (HTML and JSON) showing it all. Every test runs on SQLite and PostgreSQL
+(``ledger_target``), reading through the readers' connection (``LedgerTarget.reading``)."""
 
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,13 +18,14 @@ import pytest
 
 from auditor.config import Config, ReportsConfig
 from auditor.engine.records import ResourceKey
-from auditor.ledger import Ledger, history, times, uiquery
+from auditor.ledger import Ledger, backend, history, times, uiquery
 from auditor.ledger import reportquery as q
 from auditor.ledger.completeness import AuditCompleteness, audit_completeness, watch_runs
 from auditor.report import completeness as report_completeness
 from auditor.report import export, period
 from auditor.report.html import render_html
 
+from .backends import LedgerTarget
 from .helpers import T0, in_sync, key, obs
 
 WEB, API = key("web"), key("api")
@@ -147,11 +147,11 @@ WRITES = [
 ]
 
 
-def _scenario(db: Path, clock: Clock) -> None:
+def _scenario(db: LedgerTarget, clock: Clock) -> None:
     """S1 09:00 → watch 09:10, 09:12 → S2 10:00 (partial: skipped Ingress) → watch 10:10 →
     S3 10:20 → watch 10:25; audit events delivered every few minutes with reads between."""
     v1, v2 = {"image": "1.0"}, {"image": "6.6"}
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         _run(ledger, clock, "09:00:00", seen=[Obs(WEB, v1, "10"), Obs(API, {"r": 2}, "10"),
                                               Obs(SETTINGS, {"m": "a"}, "10"),
                                               Obs(OLD, {"m": "o"}, "10")])
@@ -179,28 +179,28 @@ def _scenario(db: Path, clock: Clock) -> None:
 
 
 @pytest.fixture
-def scenario(tmp_path: Path, clock: Clock) -> Path:
-    db = tmp_path / "l.db"
+def scenario(ledger_target: LedgerTarget, clock: Clock) -> LedgerTarget:
+    db = ledger_target
     _scenario(db, clock)
     return db
 
 
-def _test(db: Path, start: str = "09:00:00", end: str = "10:30:00",
+def _test(db: LedgerTarget, start: str = "09:00:00", end: str = "10:30:00",
           until: str = "10:30:00", **kw: Any) -> AuditCompleteness:
-    with sqlite3.connect(db) as conn:
+    with db.reading() as conn:
         return audit_completeness(conn, stamp(start), stamp(end), until=stamp(until), **kw)
 
 
 # --------------------------------------------------------------------- transient changes
 
 
-def _transient_changes(conn: sqlite3.Connection) -> list[tuple[str, str, str, bool]]:
+def _transient_changes(conn: Any) -> list[tuple[str, str, str, bool]]:
     return [(c.name, c.time[11:19], c.mode, c.transient)
             for c in q.changes_between(conn, stamp("09:00:00"), stamp("11:00:00"))]
 
 
-def test_a_change_undone_before_the_next_scheduled_run_is_transient(scenario: Path) -> None:
-    with sqlite3.connect(scenario) as conn:
+def test_a_change_undone_before_the_next_scheduled_run_is_transient(scenario: LedgerTarget) -> None:
+    with scenario.reading() as conn:
         changes = _transient_changes(conn)
         entries = history.query(conn, history.HistoryFilter(object="Deployment.apps shop/web"))
         oid = uiquery.object_id(conn, "apps", "Deployment", "shop", "web")
@@ -226,8 +226,8 @@ def test_a_change_undone_before_the_next_scheduled_run_is_transient(scenario: Pa
         ("watch", False), ("watch", False), ("watch", False), ("watch", True), ("run", False)]
 
 
-def test_history_marks_transient_audit_writes(scenario: Path) -> None:
-    with sqlite3.connect(scenario) as conn:
+def test_history_marks_transient_audit_writes(scenario: LedgerTarget) -> None:
+    with scenario.reading() as conn:
         entries = history.query(conn, history.HistoryFilter(
             object="ConfigMap shop/ghost", types=("change", "audit")))
         web = history.query(conn, history.HistoryFilter(
@@ -247,12 +247,12 @@ def test_history_marks_transient_audit_writes(scenario: Path) -> None:
 @pytest.mark.parametrize("between, transient", [
     ("complete", False), ("partial", False), ("failed", True), ("skips-kind", True),
     ("skips-other", False), (None, True)])
-def test_which_scheduled_runs_see_a_version(tmp_path: Path, clock: Clock,
+def test_which_scheduled_runs_see_a_version(ledger_target: LedgerTarget, clock: Clock,
                                             between: str | None, transient: bool) -> None:
     """A version replaced later is seen only by a scheduled run that finished complete or
     partial without skipping the object's kind, between its run and the next version."""
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+    db = ledger_target
+    with db.open() as ledger:
         _run(ledger, clock, "09:00:00", seen=[Obs(SETTINGS, {"m": "a"}, "10")])
         _run(ledger, clock, "09:10:00", mode="watch",
              seen=[Obs(SETTINGS, {"m": "b"}, "11", "09:09:59")])
@@ -267,21 +267,21 @@ def test_which_scheduled_runs_see_a_version(tmp_path: Path, clock: Clock,
         _run(ledger, clock, "09:41:00", mode="watch",
              seen=[Obs(SETTINGS, {"m": "c"}, "", "09:40:30")])
         _run(ledger, clock, "10:00:00", in_scope=[SETTINGS])
-    with sqlite3.connect(db) as conn:
+    with db.reading() as conn:
         flags = [(c.change, c.transient) for c in
                  q.changes_between(conn, stamp("09:00:00"), stamp("11:00:00"))]
     assert flags == [("updated", transient), ("deleted", True), ("created", False)]
 
 
-def test_a_change_recorded_by_a_scheduled_run_is_never_transient(tmp_path: Path,
+def test_a_change_recorded_by_a_scheduled_run_is_never_transient(ledger_target: LedgerTarget,
                                                                  clock: Clock) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+    db = ledger_target
+    with db.open() as ledger:
         _run(ledger, clock, "09:00:00", seen=[Obs(SETTINGS, {"m": "a"}, "10")])
         _run(ledger, clock, "09:30:00", seen=[Obs(SETTINGS, {"m": "b"}, "11", "09:29:00")])
         _run(ledger, clock, "09:31:00", mode="watch",
              seen=[Obs(SETTINGS, {"m": "c"}, "12", "09:30:30")])
-    with sqlite3.connect(db) as conn:
+    with db.reading() as conn:
         assert [c.transient for c in q.changes_between(
             conn, stamp("09:00:00"), stamp("10:00:00"))] == [False, False]
 
@@ -294,9 +294,9 @@ def test_a_change_recorded_by_a_scheduled_run_is_never_transient(tmp_path: Path,
         "matches, although audit_completeness resolves its kind"))),
 ])
 def test_a_run_that_skipped_the_kind_does_not_end_a_writes_stretch(
-        tmp_path: Path, clock: Clock, kinds: dict[tuple[str, str], str]) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+        ledger_target: LedgerTarget, clock: Clock, kinds: dict[tuple[str, str], str]) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _run(ledger, clock, "09:00:00", seen=[Obs(WEB, {"i": 1}, "10")])
         _run(ledger, clock, "10:00:00", in_scope=[WEB], status="partial",
              skipped=("Deployment.apps",))
@@ -304,7 +304,7 @@ def test_a_run_that_skipped_the_kind_does_not_end_a_writes_stretch(
         ledger.record_audit_events([write("a1", "09:10:00"), write("a2", "10:05:00"),
                                     write("a3", "10:30:00")], source=FILE,
                                    at=clock_at("10:31:00"), kinds=kinds)
-    with sqlite3.connect(db) as conn:
+    with db.reading() as conn:
         entries = history.query(conn, history.HistoryFilter(types=("audit",)))
     # 10:00 could not list Deployments: a1 was changed again (a2) before any run that did.
     assert [(e["time"][11:19], e["transient"]) for e in entries] == [
@@ -314,7 +314,7 @@ def test_a_run_that_skipped_the_kind_does_not_end_a_writes_stretch(
 # ------------------------------------------------------------------- audit completeness
 
 
-def test_audit_writes_against_ledger_changes(scenario: Path) -> None:
+def test_audit_writes_against_ledger_changes(scenario: LedgerTarget) -> None:
     result = _test(scenario)
     assert result.tested
     assert (result.writes, result.matched, result.out_of_scope, result.collections,
@@ -336,10 +336,10 @@ def test_audit_writes_against_ledger_changes(scenario: Path) -> None:
     assert [(s.source, s.recorded) for s in result.sources] == [(FILE, 14)]
 
 
-def test_a_change_is_matched_only_inside_the_write_window(tmp_path: Path,
+def test_a_change_is_matched_only_inside_the_write_window(ledger_target: LedgerTarget,
                                                           clock: Clock) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+    db = ledger_target
+    with db.open() as ledger:
         _run(ledger, clock, "09:00:00", seen=[Obs(WEB, {"i": 1}, "10")])
         # The watch recorded the change a minute after the write's window: too late.
         _run(ledger, clock, "09:20:00", mode="watch", seen=[Obs(WEB, {"i": 2}, "11",
@@ -360,9 +360,9 @@ def test_a_change_is_matched_only_inside_the_write_window(tmp_path: Path,
 
 
 def test_a_run_dated_change_matches_writes_since_the_previous_scheduled_run(
-        tmp_path: Path, clock: Clock) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+        ledger_target: LedgerTarget, clock: Clock) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _run(ledger, clock, "09:00:00", seen=[Obs(OLD, {"m": 1}, "10")])
         _run(ledger, clock, "09:30:00", in_scope=[OLD])
         _run(ledger, clock, "10:00:00", gone=[OLD])  # found missing: no time of its own
@@ -379,9 +379,9 @@ def test_a_run_dated_change_matches_writes_since_the_previous_scheduled_run(
     assert [w.audit_id for w in result.unmatched] == ["before-prev"]
 
 
-def test_gaps_of_the_audit_stream(tmp_path: Path, clock: Clock) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_gaps_of_the_audit_stream(ledger_target: LedgerTarget, clock: Clock) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _run(ledger, clock, "09:00:00", seen=[Obs(WEB, {"i": 1}, "10")])
         ledger.record_audit_events(pulse("09:00:00", "09:20:00", 60), source=FILE,
                                    at=clock_at("09:20:30"))
@@ -412,23 +412,23 @@ def test_gaps_of_the_audit_stream(tmp_path: Path, clock: Clock) -> None:
         ("08:00:00", "before the audit stream's first event")]
 
 
-def test_no_audit_source_means_not_tested(tmp_path: Path, clock: Clock) -> None:
-    db = tmp_path / "l.db"
-    with Ledger.open(db) as ledger:
+def test_no_audit_source_means_not_tested(ledger_target: LedgerTarget, clock: Clock) -> None:
+    db = ledger_target
+    with db.open() as ledger:
         _run(ledger, clock, "09:00:00", seen=[Obs(WEB, {"i": 1}, "10")])
         _run(ledger, clock, "09:10:00", mode="watch", seen=[Obs(WEB, {"i": 2}, "11")])
         _run(ledger, clock, "09:20:00", mode="watch", status="failed")
     result = _test(db)
     assert not result.tested and result.writes == 0
-    with sqlite3.connect(db) as conn:
+    with db.reading() as conn:
         assert watch_runs(conn, stamp("09:00:00"), stamp("10:00:00")) == {
             "complete": 1, "failed": 1}
 
 
-def test_exceptions_and_coverage_for_the_report(scenario: Path) -> None:
+def test_exceptions_and_coverage_for_the_report(scenario: LedgerTarget) -> None:
     """The report's section: unmatched writes, gaps, and the scheduled run that skipped a kind,
     in time order; coverage per kind beside the ledger's own changes."""
-    with sqlite3.connect(scenario) as conn:
+    with scenario.reading() as conn:
         s, e = stamp("09:00:00"), stamp("10:30:00")
         runs = q.runs_between(conn, s, e)
         section = report_completeness.build(
@@ -453,9 +453,9 @@ def test_exceptions_and_coverage_for_the_report(scenario: Path) -> None:
 
 
 def test_the_period_report_shows_transient_changes_and_unmatched_writes(
-        scenario: Path) -> None:
+        scenario: LedgerTarget) -> None:
     cfg = Config(reports=ReportsConfig(schedule_minutes=20))
-    report = period.build(scenario, clock_at("09:00:00").replace(tzinfo=UTC),
+    report = period.build(backend.as_target(scenario.ref), clock_at("09:00:00").replace(tzinfo=UTC),
                           clock_at("10:30:00"), cfg, now=clock_at("12:00:00"))
     assert report.header.integrity.ok
     transient = [c for c in report.changes if c.transient]

@@ -1,11 +1,12 @@
 """The tool's own configuration on the record (:mod:`auditor.ledger.configlog`): a version per
 change of the effective configuration (settings, DriftIgnore files, policy pack), per run
 mode, chained and verified, with where it came from (Git author and trailers) and nothing
-secret in it."""
+secret in it. Every test runs on SQLite and PostgreSQL (``ledger_target``); tampering goes
+through :meth:`LedgerTarget.untriggered`, and "nothing secret stored" reads the file's bytes
+on SQLite and the stored rows on PostgreSQL."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,11 @@ from auditor.cli.common import Context
 from auditor.cli.ledger import history_cmd
 from auditor.config import Config
 from auditor.desired.gitrepo import file_provenance
-from auditor.ledger import Ledger, configlog
-from auditor.ledger.schema import reading
+from auditor.ledger import configlog
 from auditor.pipeline import configuration, record_configuration
 from tests.gitfixtures import RepoBuilder
 
+from .backends import LedgerTarget
 from .helpers import at
 
 CONFIG = """\
@@ -47,24 +48,24 @@ def _setup(tmp_path: Path) -> tuple[Path, Path]:
     return cfg, policies
 
 
-def _record(db: Path, cfg: Config, origin: configlog.Origin, hours: float,
+def _record(db: LedgerTarget, cfg: Config, origin: configlog.Origin, hours: float,
             mode: str = "run") -> int | None:
     snap = configuration(cfg, origin)
-    with Ledger.open(db, config_hash=snap.digest) as ledger:
+    with db.open(config_hash=snap.digest) as ledger:
         run = ledger.begin_run(started_at=at(hours), mode=mode)
         recorded = record_configuration(run, snap)
         run.finish("complete")
     return recorded
 
 
-def _rows(db: Path) -> list[configlog.Version]:
-    with reading(db) as conn:
+def _rows(db: LedgerTarget) -> list[configlog.Version]:
+    with db.reading() as conn:
         return configlog.versions(conn)
 
 
-def test_no_change_no_new_version_and_runs_name_their_version(tmp_path: Path) -> None:
+def test_no_change_no_new_version_and_runs_name_their_version(tmp_path: Path, ledger_target: LedgerTarget) -> None:
     file, _ = _setup(tmp_path)
-    db = tmp_path / "ledger.db"
+    db = ledger_target
     cfg = config_mod.load(file)
     origin = configlog.Origin.of(file, ["DRIFT_AUDITOR_LEDGER_PATH", "HOME", "DRIFT_AUDITOR_TOOLS"])
     assert _record(db, cfg, origin, 0) == 1
@@ -76,15 +77,14 @@ def test_no_change_no_new_version_and_runs_name_their_version(tmp_path: Path) ->
     # Names only, never values; the tools folder is no setting.
     assert version.environment == ["DRIFT_AUDITOR_LEDGER_PATH"]
     assert version.scope["exclude_namespaces"] == ["kube-system"]
-    conn = sqlite3.connect(db)
-    hashes = {h for (h,) in conn.execute("SELECT config_hash FROM runs")}
+    hashes = {h for (h,) in db.rows("SELECT config_hash FROM runs")}
     assert hashes == {version.digest}  # every run names the version it ran under
     assert version.digest != cfg.digest()  # the DriftIgnore file is in it
 
 
-def test_a_settings_change_is_a_new_version_with_its_diff(tmp_path: Path) -> None:
+def test_a_settings_change_is_a_new_version_with_its_diff(tmp_path: Path, ledger_target: LedgerTarget) -> None:
     file, _ = _setup(tmp_path)
-    db = tmp_path / "ledger.db"
+    db = ledger_target
     origin = configlog.Origin.of(file, [])
     _record(db, config_mod.load(file), origin, 0)
     file.write_text(file.read_text().replace("[kube-system]", "[kube-system, monitoring]"))
@@ -95,9 +95,9 @@ def test_a_settings_change_is_a_new_version_with_its_diff(tmp_path: Path) -> Non
     assert "+    - monitoring" in text and text.count("\n+ ") + text.count("\n- ") <= 2
 
 
-def test_a_drift_ignore_file_change_is_recorded(tmp_path: Path) -> None:
+def test_a_drift_ignore_file_change_is_recorded(tmp_path: Path, ledger_target: LedgerTarget) -> None:
     file, policies = _setup(tmp_path)
-    db = tmp_path / "ledger.db"
+    db = ledger_target
     origin = configlog.Origin.of(file, [])
     cfg = config_mod.load(file)
     _record(db, cfg, origin, 0)
@@ -119,9 +119,9 @@ def test_a_drift_ignore_file_change_is_recorded(tmp_path: Path) -> None:
     assert gone and gone[0]["sha256"] == ""
 
 
-def test_versions_are_compared_per_run_mode(tmp_path: Path) -> None:
+def test_versions_are_compared_per_run_mode(tmp_path: Path, ledger_target: LedgerTarget) -> None:
     file, _ = _setup(tmp_path)
-    db = tmp_path / "ledger.db"
+    db = ledger_target
     origin = configlog.Origin.of(file, [])
     run_cfg = config_mod.load(file)
     watch_cfg = config_mod.load(file, overrides={"watch": {"audit_log": "/var/log/audit.log"}})
@@ -133,36 +133,31 @@ def test_versions_are_compared_per_run_mode(tmp_path: Path) -> None:
     assert [v.mode for v in _rows(db)] == ["run", "watch"]
 
 
-def test_verify_detects_an_altered_config_version(tmp_path: Path) -> None:
+def test_verify_detects_an_altered_config_version(tmp_path: Path, ledger_target: LedgerTarget) -> None:
     file, _ = _setup(tmp_path)
-    db = tmp_path / "ledger.db"
+    db = ledger_target
     origin = configlog.Origin.of(file, [])
     _record(db, config_mod.load(file), origin, 0)
     [version] = _rows(db)
-    conn = sqlite3.connect(db, isolation_level=None)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with db.connect() as conn, pytest.raises(db.refused, match="append-only"):
         conn.execute("UPDATE config_versions SET settings = '{}'")
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"
-                                ).fetchall():
-        conn.execute(f"DROP TRIGGER {name}")
     # Widening the scope behind the ledger's back: an excluded namespace quietly dropped.
-    conn.execute("UPDATE config_versions SET settings = replace(settings, 'kube-system', "
-                 "'nothing')")
-    conn.close()
-    with Ledger.open(db) as ledger:
+    db.tamper("UPDATE config_versions SET settings = replace(settings, 'kube-system', "
+              "'nothing')")
+    with db.open() as ledger:
         result = ledger.verify()
     assert not result.ok and result.first_broken_seq == version.seq
     assert "config_versions row 1 differs from its chained event" in result.message
 
 
-def test_config_in_git_names_the_commit_author_and_trailers(tmp_path: Path) -> None:
+def test_config_in_git_names_the_commit_author_and_trailers(tmp_path: Path, ledger_target: LedgerTarget) -> None:
     repo = RepoBuilder(tmp_path / "ops")
     repo.write("policies/ignore.yaml", IGNORE)
     file = repo.write("drift-auditor.yaml", CONFIG.replace("POLICIES",
                                                            str(repo.path / "policies")))
     sha = repo.commit("Narrow the audit scope\n\nReviewed-by: Bob Reviewer <bob@example.com>",
                       author=("Alice Admin", "alice@example.com"))
-    db = tmp_path / "ledger.db"
+    db = ledger_target
     origin = configlog.Origin.of(file, [])
     _record(db, config_mod.load(file), origin, 0)
     [version] = _rows(db)
@@ -180,7 +175,7 @@ def test_config_in_git_names_the_commit_author_and_trailers(tmp_path: Path) -> N
     assert file_provenance(tmp_path / "elsewhere.yaml") is None  # in no work tree
 
 
-def test_nothing_secret_is_recorded(tmp_path: Path) -> None:
+def test_nothing_secret_is_recorded(tmp_path: Path, ledger_target: LedgerTarget) -> None:
     file = tmp_path / "drift-auditor.yaml"
     file.write_text("""\
 sources:
@@ -191,10 +186,17 @@ sources:
     credentials: {username: github_pat_11ABCDEFG0123456789abcdef}
 metrics: {pushgateway: "http://pgw:9091/?api_key=key-in-query&job=x"}
 """)
-    db = tmp_path / "ledger.db"
+    db = ledger_target
     cfg = config_mod.load(file)
     _record(db, cfg, configlog.Origin.of(file, ["DRIFT_AUDITOR_SLACK_TOKEN_ENV"]), 0)
-    stored = db.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("ledger.db*"))
+    if db.postgresql:  # every stored value of the rows and events the run wrote
+        stored = "".join(str(r) for table in ("config_versions", "events", "runs")
+                         for r in db.rows(f"SELECT * FROM {table}")).encode()
+        assert b"hunter2" not in stored and b"sources" in stored
+    else:
+        assert isinstance(db.location, Path)
+        stored = b"".join(p.read_bytes() for p in tmp_path.glob("l.db*"))
+        assert stored
     for secret in (b"hunter2-pw", b"pw-in-helm", b"ghp_abcdefghijklmnop", b"key-in-query",
                    b"github_pat_11ABC"):
         assert secret not in stored
@@ -208,22 +210,22 @@ metrics: {pushgateway: "http://pgw:9091/?api_key=key-in-query&job=x"}
     assert version.settings["metrics"]["pushgateway"] == "http://pgw:9091/?api_key=<redacted>&job=x"
 
 
-def test_history_type_config_lists_versions_with_their_diff(tmp_path: Path) -> None:
+def test_history_type_config_lists_versions_with_their_diff(tmp_path: Path, ledger_target: LedgerTarget) -> None:
     file, _ = _setup(tmp_path)
-    db = tmp_path / "ledger.db"
+    db = ledger_target
     origin = configlog.Origin.of(file, [])
     _record(db, config_mod.load(file), origin, 0)
     file.write_text(file.read_text().replace("[kube-system]", "[kube-system, monitoring]"))
     _record(db, config_mod.load(file), origin, 1)
     runner = CliRunner()
-    result = runner.invoke(history_cmd, ["--ledger", str(db), "--type", "config"],
+    result = runner.invoke(history_cmd, ["--ledger", db.ref, "--type", "config"],
                            obj=Context(str(file)))
     assert result.exit_code == 0, result.output
     out = result.output
     assert "config version 1" in out and "config version 2" in out and "first recorded" in out
     assert "+    - monitoring" in out
     assert "NOT APPROVED" in out and "not under version control" in out
-    result = runner.invoke(history_cmd, ["--ledger", str(db), "--type", "config", "--since",
+    result = runner.invoke(history_cmd, ["--ledger", db.ref, "--type", "config", "--since",
                                          "2026-11-20T09:30:00Z", "-o", "json"],
                            obj=Context(str(file)))
     assert result.exit_code == 0, result.output

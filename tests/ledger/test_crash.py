@@ -1,11 +1,12 @@
-"""Crash safety and the single-writer lock, with real processes."""
+"""Crash safety and the single-writer lock, with real processes, on SQLite (a file and its
+``flock``) and on PostgreSQL (a cluster of the store and its advisory lock): ``ledger_target``.
+The writer children take the ledger's location and, on PostgreSQL, the cluster."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from auditor.errors import LedgerLockedError
-from auditor.ledger import Ledger
 
+from .backends import LedgerTarget
 from .helpers import at, in_sync, key, obs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ WRITER = r"""
 import sys, time
 from auditor.ledger import Ledger
 from tests.ledger.helpers import at, key, obs, drifted
-with Ledger.open(sys.argv[1], batch_size=50) as ledger:
+with Ledger.open(sys.argv[1], cluster=(sys.argv[2:] or [None])[0], batch_size=50) as ledger:
     run = ledger.begin_run(started_at=at(1))
     print("begun", flush=True)
     for i in range(5000):
@@ -42,14 +43,15 @@ with Ledger.open(sys.argv[1], batch_size=50) as ledger:
 HOLDER = r"""
 import sys, time
 from auditor.ledger import Ledger
-with Ledger.open(sys.argv[1]) as ledger:
+with Ledger.open(sys.argv[1], cluster=(sys.argv[2:] or [None])[0]) as ledger:
     print("locked", flush=True)
     time.sleep(60)
 """
 
 
-def _child(code: str, db: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", code, str(db)], cwd=ROOT, text=True,
+def _child(code: str, db: LedgerTarget) -> subprocess.Popen[str]:
+    where = [str(db.location), *([db.cluster] if db.cluster else [])]
+    return subprocess.Popen([sys.executable, "-c", code, *where], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
@@ -66,9 +68,9 @@ def _wait_for(proc: subprocess.Popen[str], line: str) -> None:
     raise AssertionError(f"child never printed {line!r}")
 
 
-def test_sigkill_mid_run_leaves_a_consistent_ledger(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
-    with Ledger.open(db) as ledger:  # a finished baseline run with open drifts
+def test_sigkill_mid_run_leaves_a_consistent_ledger(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with db.open() as ledger:  # a finished baseline run with open drifts
         run = ledger.begin_run(started_at=at(0))
         for i in range(200):
             run.observe(obs(key(f"app-{i}"), {"replicas": i}))
@@ -83,7 +85,9 @@ def test_sigkill_mid_run_leaves_a_consistent_ledger(tmp_path: Path) -> None:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
-    with Ledger.open(db) as ledger:  # the lock died with the process: no LedgerLockedError
+    # The lock died with the process: no LedgerLockedError (the server may take a moment to
+    # notice the dead session and drop its advisory lock: wait for that, not fail on it).
+    with db.open(lock_wait=20) as ledger:
         assert ledger.recovered_runs == [2]
         result = ledger.verify()
         assert result.ok, result.message
@@ -109,38 +113,43 @@ def test_sigkill_mid_run_leaves_a_consistent_ledger(tmp_path: Path) -> None:
         assert ledger.verify().ok
 
 
-def test_second_writer_gets_a_clear_lock_error(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_second_writer_gets_a_clear_lock_error(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     proc = _child(HOLDER, db)
     try:
         _wait_for(proc, "locked")
         with pytest.raises(LedgerLockedError) as err:
-            Ledger.open(db)
+            db.open()
         message = str(err.value)
-        assert str(db) in message
-        assert f"pid {proc.pid} on {socket.gethostname()} since 20" in message
-        assert "only one run may write" in message
+        assert "only one run may write" in message and "\n" not in message
+        if db.postgresql:  # the holder's session, by its application_name
+            assert f"(cluster {db.cluster})" in message
+            assert f"drift-auditor {proc.pid}@{socket.gethostname()[:20]} since 20" in message
+        else:
+            assert str(db.location) in message
+            assert f"pid {proc.pid} on {socket.gethostname()} since 20" in message
     finally:
         proc.kill()
         proc.wait()
-    with Ledger.open(db) as ledger:  # released by the kernel on the holder's death
+    # Released by the kernel (flock) or the server (session gone) on the holder's death.
+    with db.open(lock_wait=20) as ledger:
         assert ledger.recovered_runs == []
 
 
-def test_two_writers_in_one_process_also_conflict(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
-    with Ledger.open(db), pytest.raises(LedgerLockedError, match=f"pid {os.getpid()}"):
-        Ledger.open(db, lock_wait=0.2)
-    with Ledger.open(db):
+def test_two_writers_in_one_process_also_conflict(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    holder = f"drift-auditor {os.getpid()}@" if db.postgresql else f"pid {os.getpid()}"
+    with db.open(), pytest.raises(LedgerLockedError, match=holder):
+        db.open(lock_wait=0.2)
+    with db.open():
         pass
 
 
-def test_exception_inside_the_context_marks_the_run_failed(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
-    with pytest.raises(RuntimeError), Ledger.open(db) as ledger:
+def test_exception_inside_the_context_marks_the_run_failed(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
+    with pytest.raises(RuntimeError), db.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.observe(obs(key("web"), {"a": 1}))
         raise RuntimeError("git fetch exploded")
-    conn = sqlite3.connect(db)
-    status, problems = conn.execute("SELECT status, problems FROM runs").fetchone()
+    (status, problems), = db.rows("SELECT status, problems FROM runs")
     assert status == "failed" and "git fetch exploded" in problems

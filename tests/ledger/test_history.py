@@ -1,4 +1,6 @@
-"""`history` queries and their text/JSON/CSV output; the ack and prune commands."""
+"""`history` queries and their text/JSON/CSV output; the ack and prune commands. On SQLite and
+PostgreSQL (``ledger_target``; ``history --ledger URL#cluster``), except the ack and prune
+commands: they still write the SQLite file at ``ledger.path`` (docs/fleet.md, "Not yet")."""
 
 from __future__ import annotations
 
@@ -15,15 +17,16 @@ from auditor.cli.common import Context
 from auditor.cli.ledger import ack_cmd, history_cmd, prune_cmd
 from auditor.ledger import Ledger
 
+from .backends import LedgerTarget
 from .helpers import at, drifted, in_sync, key, obs
 
 WEB, API = key("web"), key("api", ns="billing")
 
 
 @pytest.fixture
-def ledger_file(tmp_path: Path) -> Path:
-    db = tmp_path / "ledger.db"
-    with Ledger.open(db) as ledger:
+def ledger_file(ledger_target: LedgerTarget) -> LedgerTarget:
+    db = ledger_target
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.observe(obs(WEB, {"image": "1.4"}))
         run.observe(obs(API, {"replicas": 2}))
@@ -47,13 +50,14 @@ def ledger_file(tmp_path: Path) -> Path:
     return db
 
 
-def _history(db: Path, *args: str) -> str:
-    result = CliRunner().invoke(history_cmd, ["--ledger", str(db), *args], obj=Context(None))
+def _history(db: LedgerTarget | Path, *args: str) -> str:
+    ref = db.ref if isinstance(db, LedgerTarget) else str(db)
+    result = CliRunner().invoke(history_cmd, ["--ledger", ref, *args], obj=Context(None))
     assert result.exit_code == 0, result.output
     return result.output
 
 
-def test_text_timeline(ledger_file: Path) -> None:
+def test_text_timeline(ledger_file: LedgerTarget) -> None:
     assert _history(ledger_file).splitlines() == [
         "TIME                  EVENT           OBJECT                       ACTOR                      CATEGORY    DETAIL",
         "2026-11-20T10:30:00Z  change:updated  Deployment.apps shop/web     kubectl-set                human       out-of-band",
@@ -64,7 +68,7 @@ def test_text_timeline(ledger_file: Path) -> None:
     ]
 
 
-def test_filters(ledger_file: Path) -> None:
+def test_filters(ledger_file: LedgerTarget) -> None:
     def events(*args: str) -> list[tuple[str, str]]:
         return [(e["event"], e["name"]) for e in orjson.loads(_history(ledger_file, "-o", "json", *args))]
 
@@ -82,7 +86,7 @@ def test_filters(ledger_file: Path) -> None:
     assert _history(ledger_file, "--kind", "Service") == "no matching history\n"
 
 
-def test_json_and_csv_carry_the_same_entries(ledger_file: Path) -> None:
+def test_json_and_csv_carry_the_same_entries(ledger_file: LedgerTarget) -> None:
     entries = orjson.loads(_history(ledger_file, "-o", "json"))
     rows = list(csv.DictReader(io.StringIO(_history(ledger_file, "-o", "csv"))))
     assert len(entries) == len(rows) == 5
@@ -120,10 +124,10 @@ def test_ack_and_prune_commands(tmp_path: Path) -> None:
     assert pruned.output.startswith("pruned the content of 0 object versions observed before ")
 
 
-def test_drift_and_run_queries_for_outputs(ledger_file: Path) -> None:
-    from auditor.ledger import drifts, reading, runs
+def test_drift_and_run_queries_for_outputs(ledger_file: LedgerTarget) -> None:
+    from auditor.ledger import drifts, runs
 
-    with reading(ledger_file) as conn:
+    with ledger_file.reading() as conn:
         assert drifts(conn) == []
         (resolved,) = drifts(conn, ("resolved",))
         recent = runs(conn)

@@ -23,6 +23,7 @@ from auditor.ledger.times import stamp
 from auditor.ledger.verify import verify
 from auditor.outputs import alerts
 from auditor.pipeline import RunOutcome, run_once
+from auditor.support import secretkey
 from tests.alerts.ledgers import IMAGE, at, drifted, in_sync, key, webhook_config
 from tests.pgkit import PgDatabase
 
@@ -81,8 +82,13 @@ def _config(folder: Path, kubeconfig: Path, ledger: str) -> Path:
     caches and keys stay in ``folder`` (beside ``ledger.path``)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "drift-auditor.yaml"
+    # A store's writers need a configured Secret hash key (auditor/support/secretkey.py:
+    # none is made beside a URL); the SQLite twin gets one too, so both hash alike.
+    hash_key = folder / "secret-hash.key"
+    secretkey.load_or_create(hash_key)
     path.write_text(f"cluster: {{name: test, kubeconfig: {kubeconfig}, retries: 1}}\n"
                     f"ledger: {{path: {folder / 'ledger.db'}{ledger}}}\n"
+                    f"compare: {{secret-hash-key-file: {hash_key}}}\n"
                     f"policies: {{directory: {POLICIES}}}\n")
     return path
 
@@ -295,7 +301,12 @@ def _side_records(target: LedgerTarget) -> list[Any]:
 
 
 def test_the_rest_of_what_a_run_writes_reads_back_alike(
-        tmp_path: Path, pg_database: PgDatabase) -> None:
+        tmp_path: Path, pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The adoption and the response are stamped "now": one clock for both backends, else the
+    # two sides differ whenever a second boundary falls between them.
+    from auditor.ledger import times as ledger_times
+
+    monkeypatch.setattr(ledger_times, "now", lambda: at(3))
     on_pg = _side_records(LedgerTarget("postgresql", pg_url(pg_database), "side", pg_database))
     on_lite = _side_records(LedgerTarget("sqlite", tmp_path / "l.db"))
     assert on_pg == on_lite

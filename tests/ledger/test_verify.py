@@ -1,5 +1,9 @@
 """Tamper evidence: `verify` recomputes the chain, the rows and the checkpoints and names the
-first broken sequence number."""
+first broken sequence number. Tests taking ``ledger_target`` run on SQLite and PostgreSQL,
+tampering through :meth:`LedgerTarget.untriggered` (triggers dropped from the file, or disabled
+by a superuser in the cluster's schema): verify must name the same row on both. SQLite-only:
+the ``verify``/``history`` commands on a file (``--ledger`` takes a path), a truncated file,
+and a file of a lower schema version (``PRAGMA user_version``; the store is not migrated)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import hashlib
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -19,12 +24,12 @@ from auditor.ledger import Ledger, Observation, VerifyResult, chain, signing
 from auditor.ledger.schema import CHAINED
 from auditor.ledger.verify import verify
 
+from .backends import LedgerTarget
 from .helpers import at, drifted, in_sync, key, obs
 
 
-def _ledger(tmp_path: Path, signing_key: Path | None = None) -> Path:
-    db = tmp_path / "ledger.db"
-    with Ledger.open(db, signing_key_file=signing_key) as ledger:
+def _ledger(target: LedgerTarget, signing_key: Path | None = None) -> LedgerTarget:
+    with target.open(signing_key_file=signing_key) as ledger:
         for hour in range(3):
             run = ledger.begin_run(started_at=at(hour))
             for i in range(20):
@@ -33,24 +38,23 @@ def _ledger(tmp_path: Path, signing_key: Path | None = None) -> Path:
                 run.record(drifted(k, ("spec.replicas", 1, i + hour)) if i % 5 == 0 else in_sync(k))
             run.record_commits([{"sha": f"c{hour}", "author": "ann", "subject": "s"}])
             run.finish()
-    return db
+    return target
 
 
-def _untriggered(db: Path) -> sqlite3.Connection:
-    """What an attacker with file access does first: drop the append-only triggers."""
-    conn = sqlite3.connect(db, isolation_level=None)
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
-        conn.execute(f"DROP TRIGGER {name}")
-    return conn
+def _untriggered(target: LedgerTarget | Path) -> Any:
+    """What an attacker with write access does first: the append-only guards off."""
+    if isinstance(target, Path):
+        target = LedgerTarget("sqlite", target)
+    return target.untriggered()
 
 
-def _verify(db: Path, public: Path | None = None) -> VerifyResult:
-    with Ledger.open(db) as ledger:
+def _verify(target: LedgerTarget, public: Path | None = None) -> VerifyResult:
+    with target.open() as ledger:
         return ledger.verify(public)
 
 
-def test_untouched_ledger_verifies(tmp_path: Path) -> None:
-    result = _verify(_ledger(tmp_path))
+def test_untouched_ledger_verifies(ledger_target: LedgerTarget) -> None:
+    result = _verify(_ledger(ledger_target))
     assert result.ok and result.first_broken_seq is None
     assert result.checkpoints == 3 and result.checked == result.head_seq > 100
 
@@ -64,9 +68,9 @@ def test_untouched_ledger_verifies(tmp_path: Path) -> None:
     ("commits", "author", "mallory"),
     ("objects", "name", "renamed"),
 ])
-def test_an_altered_row_is_named_by_its_seq(tmp_path: Path, table: str, column: str,
-                                            value: object) -> None:
-    db = _ledger(tmp_path)
+def test_an_altered_row_is_named_by_its_seq(ledger_target: LedgerTarget, table: str,
+                                            column: str, value: object) -> None:
+    db = _ledger(ledger_target)
     conn = _untriggered(db)
     row_id, seq = conn.execute(f"SELECT id, seq FROM {table} ORDER BY id LIMIT 1 OFFSET 2").fetchone()
     conn.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (value, row_id))
@@ -77,16 +81,16 @@ def test_an_altered_row_is_named_by_its_seq(tmp_path: Path, table: str, column: 
     assert f"{table} row {row_id}" in result.message
 
 
-def test_an_altered_event_breaks_its_own_hash(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
+def test_an_altered_event_breaks_its_own_hash(ledger_target: LedgerTarget) -> None:
+    db = _ledger(ledger_target)
     conn = _untriggered(db)
     conn.execute("UPDATE events SET at = '2020-01-01T00:00:00Z' WHERE seq = 17")
     result = _verify(db)
     assert result.first_broken_seq == 17 and "hash mismatch" in result.message
 
 
-def test_deleted_rows_and_events_are_found(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
+def test_deleted_rows_and_events_are_found(ledger_target: LedgerTarget) -> None:
+    db = _ledger(ledger_target)
     conn = _untriggered(db)
     seq = conn.execute("SELECT seq FROM changes ORDER BY id LIMIT 1").fetchone()[0]
     conn.execute("DELETE FROM changes WHERE seq = ?", (seq,))
@@ -96,16 +100,17 @@ def test_deleted_rows_and_events_are_found(tmp_path: Path) -> None:
     assert _verify(db).first_broken_seq == 5
 
 
-def test_finished_run_edit_is_found(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
+def test_finished_run_edit_is_found(ledger_target: LedgerTarget) -> None:
+    db = _ledger(ledger_target)
     conn = _untriggered(db)
     seq_end = conn.execute("SELECT seq_end FROM runs WHERE id = 2").fetchone()[0]
     conn.execute("UPDATE runs SET status = 'complete', problems = '[]', ended_at = 'x' WHERE id = 2")
     assert _verify(db).first_broken_seq == seq_end
 
 
-def test_rehashed_chain_is_caught_by_an_earlier_checkpoint(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
+def test_rehashed_chain_is_caught_by_an_earlier_checkpoint(
+        ledger_target: LedgerTarget) -> None:
+    db = _ledger(ledger_target)
     conn = _untriggered(db)
     # Rewrite a change row *and* its event, then re-hash the whole chain from there.
     seq = conn.execute("SELECT seq FROM changes ORDER BY id LIMIT 1").fetchone()[0]
@@ -128,12 +133,11 @@ def test_rehashed_chain_is_caught_by_an_earlier_checkpoint(tmp_path: Path) -> No
     assert "rewritten" in result.message
 
 
-def test_signed_checkpoints(tmp_path: Path) -> None:
+def test_signed_checkpoints(tmp_path: Path, ledger_target: LedgerTarget) -> None:
     key_file = tmp_path / "signing.pem"
     signing.generate(key_file)
-    db = _ledger(tmp_path, key_file)
-    conn = sqlite3.connect(db)
-    assert all(sig for (sig,) in conn.execute("SELECT signature FROM checkpoints"))
+    db = _ledger(ledger_target, key_file)
+    assert all(sig for (sig,) in db.rows("SELECT signature FROM checkpoints"))
     result = _verify(db, key_file)
     assert result.ok and result.signatures == 3
     other = tmp_path / "other.pem"
@@ -156,7 +160,8 @@ def test_hex_seed_key_files_are_accepted(tmp_path: Path) -> None:
 
 
 def test_verify_command(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
+    db = _ledger(LedgerTarget("sqlite", tmp_path / "ledger.db")).location
+    assert isinstance(db, Path)
     runner = CliRunner()
     ok = runner.invoke(verify_cmd, ["--ledger", str(db)], obj=Context(None))
     assert ok.exit_code == 0, ok.output
@@ -172,24 +177,23 @@ def test_verify_command(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ stored content
 
 
-def _version_with_content(conn: sqlite3.Connection, offset: int = 0) -> tuple[int, int, str]:
+def _version_with_content(conn: Any, offset: int = 0) -> tuple[int, int, str]:
     vid, seq, content = conn.execute(
         "SELECT v.id, v.seq, c.content FROM object_versions v JOIN contents c "
         "ON c.version_id = v.id ORDER BY v.id DESC LIMIT 1 OFFSET ?", (offset,)).fetchone()
     return int(vid), int(seq), str(content)
 
 
-def test_stored_content_is_hashed_as_chained(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
-    with sqlite3.connect(db) as conn:
-        for vid, content, chash in conn.execute(
-                "SELECT c.version_id, c.content, v.content_hash FROM contents c "
-                "JOIN object_versions v ON v.id = c.version_id"):
-            assert hashlib.sha256(content.encode()).hexdigest() == chash, vid
+def test_stored_content_is_hashed_as_chained(ledger_target: LedgerTarget) -> None:
+    db = _ledger(ledger_target)
+    for vid, content, chash in db.rows(
+            "SELECT c.version_id, c.content, v.content_hash FROM contents c "
+            "JOIN object_versions v ON v.id = c.version_id"):
+        assert hashlib.sha256(content.encode()).hexdigest() == chash, vid
 
 
-def test_altered_content_is_named_by_its_versions_seq(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
+def test_altered_content_is_named_by_its_versions_seq(ledger_target: LedgerTarget) -> None:
+    db = _ledger(ledger_target)
     conn = _untriggered(db)
     vid, seq, content = _version_with_content(conn, 3)
     conn.execute("UPDATE contents SET content = ? WHERE version_id = ?",
@@ -199,8 +203,9 @@ def test_altered_content_is_named_by_its_versions_seq(tmp_path: Path) -> None:
     assert f"object_versions row {vid}: its stored content does not match" in result.message
 
 
-def test_content_in_another_serialisation_of_the_same_json_verifies(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
+def test_content_in_another_serialisation_of_the_same_json_verifies(
+        ledger_target: LedgerTarget) -> None:
+    db = _ledger(ledger_target)
     conn = _untriggered(db)
     vid, _, content = _version_with_content(conn)
     conn.execute("UPDATE contents SET content = ? WHERE version_id = ?",
@@ -208,8 +213,8 @@ def test_content_in_another_serialisation_of_the_same_json_verifies(tmp_path: Pa
     assert _verify(db).ok
 
 
-def test_deleted_and_inserted_content_are_found(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
+def test_deleted_and_inserted_content_are_found(ledger_target: LedgerTarget) -> None:
+    db = _ledger(ledger_target)
     conn = _untriggered(db)
     vid, seq, content = _version_with_content(conn, 5)
     conn.execute("DELETE FROM contents WHERE version_id = ?", (vid,))
@@ -225,8 +230,8 @@ def test_deleted_and_inserted_content_are_found(tmp_path: Path) -> None:
                               "inserted")
 
 
-def test_pruned_content_is_told_from_deleted_content(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_pruned_content_is_told_from_deleted_content(ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     web = key("web")
 
     def day(ledger: Ledger, started: float, replicas: int) -> None:
@@ -235,7 +240,7 @@ def test_pruned_content_is_told_from_deleted_content(tmp_path: Path) -> None:
         run.record(in_sync(web))
         run.finish()
 
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         for n in range(3):
             day(ledger, 24 * n, n)
         # Cutoff at(25): days 0 and 1 go; day 2 (observed after the cutoff) stays.
@@ -255,10 +260,11 @@ def test_pruned_content_is_told_from_deleted_content(tmp_path: Path) -> None:
         assert "no prune in the chain covers it" in result.message
 
 
-def test_prune_spares_the_newest_version_whatever_the_cache_says(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_prune_spares_the_newest_version_whatever_the_cache_says(
+        ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     web = key("web")
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         run.observe(obs(web, {"replicas": 1}))
         run.record(in_sync(web))
@@ -269,11 +275,12 @@ def test_prune_spares_the_newest_version_whatever_the_cache_says(tmp_path: Path)
         assert ledger.verify().ok
 
 
-def test_a_raw_secret_value_is_stored_redacted_and_hashed_as_stored(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_a_raw_secret_value_is_stored_redacted_and_hashed_as_stored(
+        ledger_target: LedgerTarget) -> None:
+    db = ledger_target
     secret = key("token", kind="Secret", group="")
     leaky = {"kind": "Secret", "data": {"password": "aHVudGVyMg=="}}
-    with Ledger.open(db) as ledger:
+    with db.open() as ledger:
         for hour in range(2):
             run = ledger.begin_run(started_at=at(hour))
             run.observe(obs(secret, leaky, rv=str(hour + 1)))
@@ -284,15 +291,16 @@ def test_a_raw_secret_value_is_stored_redacted_and_hashed_as_stored(tmp_path: Pa
         assert ledger.conn.execute("SELECT count(*) FROM object_versions").fetchone()[0] == 1
 
 
-def test_an_observation_without_content_is_refused(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path / "ledger.db") as ledger:
+def test_an_observation_without_content_is_refused(ledger_target: LedgerTarget) -> None:
+    with ledger_target.open() as ledger:
         run = ledger.begin_run(started_at=at(0))
         with pytest.raises(LedgerError, match="needs its content"):
             run.observe(Observation(key("web"), "apps/v1", "1", "0" * 64, None))
 
 
-def test_an_event_appended_after_the_last_checkpoint_is_found(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
+def test_an_event_appended_after_the_last_checkpoint_is_found(
+        ledger_target: LedgerTarget) -> None:
+    db = _ledger(ledger_target)
     conn = _untriggered(db)
     seq, head = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     event = chain.append(chain.Head(seq, head), "prune", "2030-01-01T00:00:00Z", None,
@@ -302,17 +310,17 @@ def test_an_event_appended_after_the_last_checkpoint_is_found(tmp_path: Path) ->
     assert result.first_broken_seq == seq + 1 and "after the last checkpoint" in result.message
 
 
-def test_a_running_run_may_have_events_after_the_last_checkpoint(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
-    with Ledger.open(db, batch_size=5) as ledger:
+def test_a_running_run_may_have_events_after_the_last_checkpoint(
+        ledger_target: LedgerTarget) -> None:
+    db = _ledger(ledger_target)
+    with db.open(batch_size=5) as ledger:
         run = ledger.begin_run(started_at=at(9))
         for i in range(5):
             run.observe(obs(key(f"new-{i}"), {"i": i}))
             run.record(in_sync(key(f"new-{i}")))
-        conn = sqlite3.connect(db)  # another reader while the run writes
-        result = verify(conn)
+        with db.connect() as conn:  # another reader while the run writes
+            result = verify(conn)
         assert result.ok, result.message
-        conn.close()
         run.finish()
 
 
@@ -320,7 +328,8 @@ def test_a_running_run_may_have_events_after_the_last_checkpoint(tmp_path: Path)
 
 
 def test_verify_command_on_a_damaged_file_is_one_line(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
+    db = _ledger(LedgerTarget("sqlite", tmp_path / "ledger.db")).location
+    assert isinstance(db, Path)
     os.truncate(db, db.stat().st_size // 2)
     runner = CliRunner()
     for command in (verify_cmd, history_cmd):
@@ -331,7 +340,8 @@ def test_verify_command_on_a_damaged_file_is_one_line(tmp_path: Path) -> None:
 
 
 def test_verify_reads_a_lower_schema_version_without_migrating_it(tmp_path: Path) -> None:
-    db = _ledger(tmp_path)
+    db = _ledger(LedgerTarget("sqlite", tmp_path / "ledger.db")).location
+    assert isinstance(db, Path)
     conn = sqlite3.connect(db, isolation_level=None)
     for table in ("adoptions", "reverts", "policy_results", "policy_runs", "policy_state",
                   "policy_cache"):
@@ -348,11 +358,11 @@ def test_verify_reads_a_lower_schema_version_without_migrating_it(tmp_path: Path
     assert bad.exit_code == 2 and "table commits is missing" in bad.output
 
 
-def test_an_altered_adoption_is_found(tmp_path: Path) -> None:
+def test_an_altered_adoption_is_found(ledger_target: LedgerTarget) -> None:
     from auditor.ledger import adoptions
 
-    db = _ledger(tmp_path)
-    with Ledger.open(db) as ledger:
+    db = _ledger(ledger_target)
+    with db.open() as ledger:
         adoptions.record(ledger, adoptions.Adoption(
             key("app-0"), ("spec.replicas",), ("apps/web.yaml",), "drift/app-0", "abc123",
             by="ann"))
