@@ -438,12 +438,17 @@ def ledger_signing_key(cfg: Config) -> str | None:
 
 def ledger_secret_key(cfg: Config, *, create: bool = False) -> bytes:
     """The key for the hashes that stand in for Secret values (created beside the ledger by
-    ``run``, so that they compare across runs)."""
-    return secretkey.for_ledger(cfg.compare.secret_hash_key_file, cfg.ledger.path, create=create)
+    ``run``, so that they compare across runs). With the ledger in the fleet store
+    (``ledger.url``) a writer requires ``compare.secret-hash-key-file``: one key for every pod
+    of the cluster and every cluster compared (:func:`.secretkey.for_ledger`)."""
+    return secretkey.for_ledger(cfg.compare.secret_hash_key_file, cfg.ledger.path,
+                                create=create, store=bool(cfg.ledger.url))
 
 
 def cache_folder(cfg: Config) -> Path:
-    """Caches live beside the ledger: in a CronJob that is the one volume that persists."""
+    """Caches live beside the ledger: in a CronJob that is the one volume that persists.
+    With the ledger in the fleet store they stay beside ``ledger.path``: only caches (parse
+    results, verdicts, the anchoring state), so a pod without that volume rebuilds them."""
     return Path(cfg.ledger.path).expanduser().resolve().parent / ".drift-auditor-cache"
 
 

@@ -73,6 +73,11 @@ def _scale(tmp: str) -> dict[str, Any]:
     return bench_scale()
 
 
+def _fleet(tmp: str) -> dict[str, Any]:
+    from bench.fleet_bench import bench_fleet
+    return bench_fleet()
+
+
 SUITES: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
     "snapshot": ("snapshot of 10,000 mixed objects from the sandbox (goal: CPU ≤ 3× orjson, "
                  "RSS < 300 MiB)", _snapshot),
@@ -98,6 +103,11 @@ EXTRA: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
     # BENCH_SOAK_SECONDS (600) and BENCH_SOAK_SAMPLE_SECONDS (30) shorten it for a try.
     "watch-soak": ("watch for 10 minutes at 10 changes/s on 10,000 objects: CPU and RSS "
                    "sampled every 30 s (goal: flat RSS)", _watch_soak),
+    # Sizes: BENCH_FLEET_CLUSTERS (20), BENCH_FLEET_OBJECTS (10000), BENCH_FLEET_STEADY_ROUNDS
+    # (3), BENCH_FLEET_QUARTER_HOURS (the whole quarter); or `python -m bench.fleet_bench -h`.
+    "fleet": ("20 clusters × 10,000 objects running at once into one PostgreSQL store, serve's "
+              "fleet overview, a quarter's fleet report (goals: slowest steady run ≤ 1.5× "
+              "SQLite, overview < 0.5 s, report < 30 s)", _fleet),
 }
 
 

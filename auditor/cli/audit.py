@@ -58,7 +58,8 @@ def snapshot(obj: Context, kubeconfig: str | None, context: str | None, in_clust
 
     output = output or "-"
     cfg = obj.load(cluster_overrides(kubeconfig, context, in_cluster))
-    key = secretkey.for_ledger(cfg.compare.secret_hash_key_file, cfg.ledger.path, create=True)
+    key = secretkey.for_ledger(cfg.compare.secret_hash_key_file, cfg.ledger.path, create=True,
+                               store=bool(cfg.ledger.url))
     stats = ListStats()
     with Cluster(cfg.cluster) as cluster:
         shown = progress("listing")
@@ -242,10 +243,13 @@ def run(obj: Context, kubeconfig: str | None, context: str | None, in_cluster: b
 
     keyfile.announce_created()  # a key made by this run: its public key, for the auditor
     # Outputs read the ledger the run just wrote; their failures never undo the audit.
+    from auditor.ledger.backend import configured_ledger
     from auditor.outputs import alerts, metrics
 
-    alert_report = alerts.after_run(cfg, cfg.ledger.path, outcome.run_id, env=os.environ)
-    metrics_report = metrics.after_run(cfg, cfg.ledger.path)
+    # The run's own ledger: the file at ledger.path, or this cluster's in the store.
+    written = configured_ledger(cfg.ledger)
+    alert_report = alerts.after_run(cfg, written, outcome.run_id, env=os.environ)
+    metrics_report = metrics.after_run(cfg, written)
     if output == "json":
         doc = orjson.loads(diffout.to_json(outcome.audit.results, outcome.audit.problems,
                                            outcome.counters.get("gitops")))

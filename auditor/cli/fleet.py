@@ -4,7 +4,8 @@ side and when (:mod:`auditor.ledger.divergence`).
 
 The clusters are named as fleet reports name them (:func:`auditor.report.fleet.member_names`:
 the cluster name the ledger's newest run recorded, ``name@file`` for two ledgers of one
-name); every ``--ledger`` is opened read-only.
+name); every ``--ledger`` (a file, or clusters of the PostgreSQL fleet store) is opened
+read-only.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from __future__ import annotations
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from auditor.cli.common import guarded
+from auditor.cli.common import guarded, load_config
 from auditor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from auditor.ledger.backend import Target
 
 
 @click.command("compare-clusters")
@@ -24,8 +29,10 @@ from auditor.errors import ConfigError
 @click.argument("cluster_b", metavar="B")
 @click.option("--ledger", "ledger_paths", type=click.Path(dir_okay=False), multiple=True,
               required=True,
-              help="A cluster's ledger file; repeat it (at least the two clusters compared). "
-                   "A and B are the cluster names these ledgers' runs recorded.")
+              help="A cluster's ledger: a file, postgresql://HOST/DB#CLUSTER (one cluster of "
+                   "the fleet store) or postgresql://HOST/DB (every cluster there); repeat it "
+                   "(at least the two clusters compared). A and B are the cluster names these "
+                   "ledgers' runs recorded.")
 @click.option("-o", "--output", "fmt", type=click.Choice(("text", "json")), default="text",
               show_default=True, help="Output format.")
 @click.option("--all", "everything", is_flag=True,
@@ -40,6 +47,7 @@ def compare_clusters_cmd(cluster_a: str, cluster_b: str, ledger_paths: tuple[str
 
     def run() -> None:
         from auditor.ledger import readonly
+        from auditor.ledger.backend import StoreLedger
         from auditor.ledger.divergence import compare
         from auditor.ledger.reportquery import cluster_names
         from auditor.report.fleet import member_names
@@ -47,8 +55,8 @@ def compare_clusters_cmd(cluster_a: str, cluster_b: str, ledger_paths: tuple[str
         if cluster_a == cluster_b:
             raise ConfigError(f"compare-clusters: give two different clusters (got {cluster_a} "
                               "twice)")
-        paths = [Path(p) for p in ledger_paths]
-        resolved = [p.resolve() for p in paths]
+        paths = _targets(ledger_paths)
+        resolved = [p if isinstance(p, StoreLedger) else p.resolve() for p in paths]
         if len(set(resolved)) != len(resolved):
             raise ConfigError("compare-clusters: the same ledger is given twice")
         with ExitStack() as stack:
@@ -68,6 +76,17 @@ def compare_clusters_cmd(cluster_a: str, cluster_b: str, ledger_paths: tuple[str
         sys.exit(result.exit_code())
 
     guarded(run)
+
+
+def _targets(given: tuple[str, ...]) -> list[Target]:
+    """The ``--ledger`` values' ledgers: files, a store's cluster (``URL#CLUSTER``) or every
+    cluster of a store (the URL alone). The configuration is read only for a store (its
+    ``ledger.password-file``): comparing files needs none."""
+    from auditor.ledger import backend
+
+    if not any(backend.is_url(g) for g in given):
+        return [Path(g) for g in given]
+    return backend.readers(given, load_config().ledger)
 
 
 COMMANDS = (compare_clusters_cmd,)

@@ -8,6 +8,7 @@ authenticated (:mod:`auditor.cli.identity`)."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,12 +34,21 @@ if TYPE_CHECKING:
     from auditor.config import Config
     from auditor.engine.objectref import ObjectRef
     from auditor.ledger import anchor
+    from auditor.ledger.backend import Target
+    from auditor.ledger.store import Ledger
+    from auditor.ledger.verify import VerifyResult
 
 CATEGORIES = ("human", "controller", "gitops", "unknown")
 
+# --ledger of the commands that take one cluster's ledger, file or store.
+store_ledger_option = click.option(
+    "--ledger", "ledger_path", type=click.Path(dir_okay=False),
+    help="Ledger: a file, or one cluster of the fleet store, postgresql://HOST/DB#CLUSTER "
+         "(default: ledger.url and ledger.cluster, else ledger.path).")
+
 
 @click.command("verify")
-@ledger_option
+@store_ledger_option
 @click.option("--public-key", type=click.Path(exists=True, dir_okay=False),
               help="Check checkpoint signatures with this Ed25519 key (PEM public or private "
                    "key; default: ledger.signing-key-file, else the key beside the ledger).")
@@ -53,26 +63,36 @@ CATEGORIES = ("human", "controller", "gitops", "unknown")
               help="Instead of the ledger, check a report's manifest "
                    "(<report>.manifest.json): every file's SHA-256 and the signature.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--all", "every", is_flag=True,
+              help="Every cluster of the PostgreSQL fleet store (--ledger postgresql://HOST/DB, "
+                   "else ledger.url), each verified and named; exit 1 naming only the clusters "
+                   "that fail (one line on stderr). Signatures are checked only with "
+                   "--public-key (one key for all).")
 def verify_cmd(ledger_path: str | None, public_key: str | None, anchor_repo: str | None,
                anchor_branch: str | None, cluster_name: str | None, manifest: str | None,
-               as_json: bool) -> None:
+               as_json: bool, every: bool) -> None:
     """Recompute the ledger's hash chain; name the first broken sequence number. With
-    --anchor, name the first anchored checkpoint the ledger no longer holds."""
+    --anchor, name the first anchored checkpoint the ledger no longer holds. The ledger is a
+    file or one cluster of the fleet store (postgresql://HOST/DB#CLUSTER); --all verifies
+    every cluster of the store."""
 
     def body() -> None:
         from auditor.ledger import anchor, backend, keyfile, signing
         from auditor.ledger.verify import verify as verify_ledger
 
-        path = ledger_path
+        if every:
+            _verify_all(ledger_path, public_key, as_json,
+                        refused="--anchor" if anchor_repo else "--manifest" if manifest else "")
+            return
+        target: backend.Target | None = Path(ledger_path) if ledger_path else None
         key_file = public_key
         cfg = None
-        if path is None or key_file is None or anchor_repo or backend.is_url(path):
+        if target is None or key_file is None or anchor_repo or backend.is_url(ledger_path):
             cfg = load_config()
-            path = path or cfg.ledger.target
-            key_file = key_file or keyfile.signing_key_file(cfg.ledger, path)
-        # A PostgreSQL ledger (ledger.url, or --ledger URL) is one cluster's: ledger.cluster.
-        store = {"cluster": cfg.ledger.cluster or None, "password": cfg.ledger.read_password()} \
-            if cfg is not None and backend.is_url(path) else {}
+            target = _verified(ledger_path, cfg)
+            key_file = key_file or keyfile.signing_key_file(cfg.ledger,
+                                                            backend.key_location(target))
+        assert target is not None
         public = signing.load_public_key(key_file) if key_file else None
         if manifest:
             _check_manifest(manifest, public, as_json)
@@ -80,25 +100,22 @@ def verify_cmd(ledger_path: str | None, public_key: str | None, anchor_repo: str
         records = _anchors(cfg, anchor_repo, anchor_branch, cluster_name) \
             if cfg is not None and anchor_repo else None
         # Read-only, never migrated: a damaged file or a missing table is one line (exit 2).
-        shown = path
-        with backend.reading_checked(path, **store) as conn:
-            shown = backend.describe(conn, path)  # a URL: never its password
+        shown = str(target)
+        with backend.reader(target) as conn:
+            if isinstance(target, backend.StoreLedger):
+                # Server, database and cluster, never a password.
+                shown = backend.describe(conn, target.url)
             result = verify_ledger(conn, public)
             anchored = anchor.check(conn, records, public) if records is not None else None
         if as_json:
-            doc: dict[str, object] = {
-                "ok": result.ok and (anchored is None or anchored.ok),
-                "checked": result.checked,
-                "first_broken_seq": result.first_broken_seq, "message": result.message,
-                "head_seq": result.head_seq, "head_hash": result.head_hash,
-                "checkpoints": result.checkpoints, "signatures": result.signatures,
-                "problems": [{"seq": s, "message": m} for s, m in result.problems]}
+            doc = _verify_doc(result)
             if anchored is not None:
                 first = anchored.first_mismatch
                 doc["anchors"] = {"ok": anchored.ok, "checked": anchored.checked,
                                   "signatures": anchored.signatures,
                                   "message": anchored.message,
                                   "first_mismatch_seq": first.seq if first else None}
+                doc["ok"] = result.ok and anchored.ok
             click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         elif result.ok and (anchored is None or anchored.ok):
             # A failure is one line, on stderr; what passed is said only when all did.
@@ -111,6 +128,69 @@ def verify_cmd(ledger_path: str | None, public_key: str | None, anchor_repo: str
             raise LedgerTamperedError(f"{shown}: {anchored.message}")
 
     guarded(body)
+
+
+def _verified(given: str | None, cfg: Config) -> Target:
+    """The one ledger ``verify`` checks: ``--ledger`` (a file, ``URL#CLUSTER``; a URL alone
+    is ``ledger.cluster`` there, else the store's only cluster), else the configured one."""
+    from auditor.ledger import backend
+
+    if given and backend.is_url(given) and "#" not in given and not cfg.ledger.cluster:
+        return backend.one_reader(given, cfg.ledger)
+    return backend.writer_target(given, cfg.ledger)
+
+
+def _verify_doc(result: VerifyResult) -> dict[str, object]:
+    return {"ok": result.ok, "checked": result.checked,
+            "first_broken_seq": result.first_broken_seq, "message": result.message,
+            "head_seq": result.head_seq, "head_hash": result.head_hash,
+            "checkpoints": result.checkpoints, "signatures": result.signatures,
+            "problems": [{"seq": s, "message": m} for s, m in result.problems]}
+
+
+def _verify_all(given: str | None, public_key: str | None, as_json: bool, *,
+                refused: str) -> None:
+    """``verify --all``: every cluster of the store, each in its own snapshot. What passes
+    is printed per cluster; one line on stderr names only the failing clusters (exit 1)."""
+    from auditor.ledger import backend, signing
+    from auditor.ledger.verify import verify as verify_ledger
+
+    if refused:
+        raise LedgerError(f"verify --all: {refused} checks one ledger; name it with "
+                          "--ledger URL#CLUSTER instead")
+    cfg = load_config()
+    url = (given or cfg.ledger.url).partition("#")[0]
+    if not backend.is_url(url):
+        raise LedgerError("verify --all: every cluster of a PostgreSQL fleet store; give "
+                          "--ledger postgresql://HOST/DB (or set ledger.url)")
+    # Each cluster signs with its own key: --public-key is one key for all, else no
+    # signature is checked (the chain and checkpoints still are).
+    public = signing.load_public_key(public_key) if public_key else None
+    docs: dict[str, dict[str, object]] = {}
+    failed: list[str] = []
+    for target in backend.parse_target(url, password=cfg.ledger.read_password()):
+        name = target.name
+        try:
+            with backend.reader(target) as conn:
+                result = verify_ledger(conn, public)
+        except LedgerError as exc:  # unreadable (a missing table): that cluster fails
+            docs[name] = {"ok": False, "message": str(exc)}
+            failed.append(f"{name}: {exc}")
+            continue
+        docs[name] = _verify_doc(result)
+        if not result.ok:
+            failed.append(f"{name}: {result.message}")
+        elif not as_json:
+            click.echo(f"{name}: {result.message}")
+    if as_json:
+        click.echo(orjson.dumps({"ok": not failed, "store": url, "clusters": docs},
+                                option=orjson.OPT_INDENT_2).decode())
+    if failed:
+        # A finding about some clusters, as a fleet report's failing member: exit 1 (2 stays
+        # for errors: no store, a bad option), the failing clusters only, one line.
+        click.echo(f"drift-auditor: {len(failed)} of {len(docs)} clusters of {url} fail "
+                   "verification: " + "; ".join(failed), err=True)
+        sys.exit(1)
 
 
 def _anchors(cfg: Config, repo: str, branch: str | None,
@@ -152,7 +232,7 @@ def _check_manifest(path: str, public: Ed25519PublicKey | None, as_json: bool) -
 
 
 @click.command("public-key")
-@ledger_option
+@store_ledger_option
 @click.option("--fingerprint", "only_fingerprint", is_flag=True,
               help="Print only the key's fingerprint (as anchors and manifests name it).")
 def public_key_cmd(ledger_path: str | None, only_fingerprint: bool) -> None:
@@ -160,14 +240,18 @@ def public_key_cmd(ledger_path: str | None, only_fingerprint: bool) -> None:
     manifests: give it to the auditor (`verify --public-key FILE`)."""
 
     def body() -> None:
-        from auditor.ledger import keyfile
+        from auditor.ledger import backend, keyfile
 
         cfg = load_config()
-        path = ledger_path or cfg.ledger.path
+        # The configured ledger is the store's with ledger.url: its key is never "beside".
+        path = ledger_path or cfg.ledger.target
         key_file = keyfile.signing_key_file(cfg.ledger, path)
         if key_file is None:
             if not cfg.ledger.sign:
                 raise LedgerError("ledger.sign is false: checkpoints are not signed")
+            if backend.is_url(path):
+                raise LedgerError("a PostgreSQL ledger is signed only with "
+                                  "ledger.signing-key-file, and none is set")
             raise LedgerError(f"no signing key yet: {keyfile.beside(path)} is created by the "
                               "first run (or set ledger.signing-key-file)")
         pem, fingerprint = keyfile.public_pem(key_file)
@@ -288,7 +372,7 @@ def history_cmd(ledger_path: str | None, object_: str | None, namespace: str | N
 
 
 @click.command("ack")
-@ledger_option
+@store_ledger_option
 @click.argument("target", nargs=-1, required=True, metavar="OBJECT")
 @click.option("-n", "--namespace", help="The object's namespace (for TYPE/NAME and NAME).")
 @click.option("--by", required=True, help="Who accepts the drift (recorded in the ledger, "
@@ -316,22 +400,15 @@ def ack_cmd(ledger_path: str | None, target: tuple[str, ...], namespace: str | N
     (Deployment.apps shop/web, quoted or as two arguments), NAMESPACE/NAME or NAME."""
 
     def body() -> None:
-        from auditor import __version__
         from auditor.cli import identity as identity_mod
-        from auditor.ledger import keyfile
         from auditor.ledger.accountability import AckPolicy, check_ticket
-        from auditor.ledger.store import Ledger
 
         ref = object_ref(target, namespace, what="OBJECT", allow_id=True)
         cfg = load_config(cluster_overrides(kubeconfig, context, in_cluster))
         pattern = cfg.ledger.ack_ticket_pattern
         check_ticket(ticket, pattern)  # before asking the cluster who we are
         who = identity_mod.resolve(cfg.cluster)
-        with Ledger.open(ledger_path or cfg.ledger.path, tool_version=__version__,
-                         config_hash=cfg.digest(),
-                         signing_key_file=keyfile.signing_key_file(
-                             cfg.ledger, ledger_path or cfg.ledger.path, create=True),
-                         sign=cfg.ledger.sign, lock_wait=wait) as ledger:
+        with _writer(cfg, ledger_path, wait) as ledger:
             done = ledger.acknowledge(_open_drift(ledger.conn, ref, " ".join(target)), by=by,
                                       reason=reason, expires=expires, identity=who,
                                       ticket=ticket, policy=AckPolicy(pattern, allow_self))
@@ -343,6 +420,22 @@ def ack_cmd(ledger_path: str | None, target: tuple[str, ...], namespace: str | N
                        "shows it as an exception", err=True)
 
     guarded(body)
+
+
+def _writer(cfg: Config, given: str | None, wait: float) -> Ledger:
+    """The ledger a writing command opens, locked: ``--ledger`` (a file, or ``URL#CLUSTER``
+    of the store), else the configured one (``ledger.url`` + ``ledger.cluster``, else
+    ``ledger.path``), signed with the key every writer of it uses."""
+    from auditor import __version__
+    from auditor.ledger import backend, keyfile
+    from auditor.ledger.store import Ledger
+
+    target = backend.writer_target(given, cfg.ledger)
+    where, store = backend.location(target)
+    return Ledger.open(where, tool_version=__version__, config_hash=cfg.digest(),
+                       signing_key_file=keyfile.signing_key_file(
+                           cfg.ledger, backend.key_location(target), create=True),
+                       sign=cfg.ledger.sign, lock_wait=wait, **store)
 
 
 def _open_drift(conn: Any, ref: ObjectRef, shown: str) -> int:
@@ -364,7 +457,7 @@ def _open_drift(conn: Any, ref: ObjectRef, shown: str) -> int:
 
 
 @click.command("respond")
-@ledger_option
+@store_ledger_option
 @click.argument("ref", metavar="EXCEPTION_REF")
 @click.option("--by", required=True, help="Who responds for management (recorded beside the "
                                           "identity the cluster authenticates).")
@@ -379,20 +472,13 @@ def respond_cmd(ledger_path: str | None, ref: str, by: str, text: str, kubeconfi
     a change (change:34). The report shows it next to the exception."""
 
     def body() -> None:
-        from auditor import __version__
         from auditor.cli import identity as identity_mod
-        from auditor.ledger import keyfile
         from auditor.ledger.accountability import parse_ref
-        from auditor.ledger.store import Ledger
 
         parse_ref(ref)  # a malformed reference fails before the cluster is asked
         cfg = load_config(cluster_overrides(kubeconfig, context, in_cluster))
         who = identity_mod.resolve(cfg.cluster)
-        with Ledger.open(ledger_path or cfg.ledger.path, tool_version=__version__,
-                         config_hash=cfg.digest(),
-                         signing_key_file=keyfile.signing_key_file(
-                             cfg.ledger, ledger_path or cfg.ledger.path, create=True),
-                         sign=cfg.ledger.sign, lock_wait=wait) as ledger:
+        with _writer(cfg, ledger_path, wait) as ledger:
             rid = ledger.respond(ref, by=by, text=text, identity=who)
         click.echo(f"response {rid} to {ref.strip()} recorded by {by} (identity {who})")
 
@@ -400,7 +486,7 @@ def respond_cmd(ledger_path: str | None, ref: str, by: str, text: str, kubeconfi
 
 
 @click.command("prune")
-@ledger_option
+@store_ledger_option
 @click.option("--days", type=int, help="Delete object content older than this many days "
                                        "(default: ledger.retention-days).")
 @click.option("--vacuum", is_flag=True, help="Rewrite the file afterwards to return the space.")
@@ -411,19 +497,13 @@ def prune_cmd(ledger_path: str | None, days: int | None, vacuum: bool, wait: flo
     """Apply retention: drop old object content, keep drifts, changes and the chain."""
 
     def body() -> None:
-        from auditor import __version__
-        from auditor.ledger import keyfile, times
-        from auditor.ledger.store import Ledger
+        from auditor.ledger import times
 
         cfg = load_config()
         keep = days if days is not None else cfg.ledger.retention_days
         if not keep:
             raise LedgerError("retention is off: set ledger.retention-days or pass --days")
-        with Ledger.open(ledger_path or cfg.ledger.path, tool_version=__version__,
-                         config_hash=cfg.digest(),
-                         signing_key_file=keyfile.signing_key_file(
-                             cfg.ledger, ledger_path or cfg.ledger.path, create=True),
-                         sign=cfg.ledger.sign, lock_wait=wait) as ledger:
+        with _writer(cfg, ledger_path, wait) as ledger:
             count = ledger.prune(keep, vacuum=vacuum)
         cutoff = times.stamp(times.now() - timedelta(days=keep))
         click.echo(f"pruned the content of {count} object versions observed before {cutoff}")

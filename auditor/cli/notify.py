@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from auditor.cli.common import guarded, ledger_option, load_config
+from auditor.cli.common import guarded, load_config
+from auditor.cli.ledger import store_ledger_option
 from auditor.errors import DeliveryError
 
 
@@ -17,7 +18,7 @@ def alerts_group() -> None:
 
 
 @alerts_group.command("send")
-@ledger_option
+@store_ledger_option
 @click.option("--dry-run", is_flag=True,
               help="Show what is pending and what would be queued; send and record nothing.")
 def send_cmd(ledger_path: str | None, dry_run: bool) -> None:
@@ -25,11 +26,13 @@ def send_cmd(ledger_path: str | None, dry_run: bool) -> None:
     everything pending. Exit 2 when messages remain undelivered (they stay queued)."""
 
     def body() -> None:
+        from auditor.ledger import backend
         from auditor.outputs import alerts
 
         cfg = load_config()
-        report = alerts.send(cfg, ledger_path or cfg.ledger.path, env=os.environ,
-                             dry_run=dry_run)
+        # --ledger (a file, or URL#CLUSTER), else the configured ledger (file or store).
+        report = alerts.send(cfg, backend.writer_target(ledger_path, cfg.ledger),
+                             env=os.environ, dry_run=dry_run)
         if not report.enabled:
             click.echo(report.line())
             return
@@ -47,22 +50,23 @@ def send_cmd(ledger_path: str | None, dry_run: bool) -> None:
 
 
 @alerts_group.command("status")
-@ledger_option
+@store_ledger_option
 def status_cmd(ledger_path: str | None) -> None:
     """Show the outbox: counts, and each undelivered message with its last error."""
 
     def body() -> None:
+        from auditor.ledger import backend
         from auditor.outputs import alerts
 
         cfg = load_config()
-        for line in alerts.status(ledger_path or cfg.ledger.path):
+        for line in alerts.status(backend.writer_target(ledger_path, cfg.ledger)):
             click.echo(line)
 
     guarded(body)
 
 
 @click.command("metrics")
-@ledger_option
+@store_ledger_option
 @click.option("--textfile", type=click.Path(dir_okay=False),
               help="Write the exposition here for node-exporter's textfile collector "
                    "(atomic rename; default: metrics.textfile).")
@@ -75,10 +79,12 @@ def metrics_cmd(ledger_path: str | None, textfile: str | None, pushgateway: str 
     """Prometheus metrics from the ledger: print, write a textfile and/or push."""
 
     def body() -> None:
+        from auditor.ledger import backend
         from auditor.outputs import metrics
 
         cfg = load_config()
-        path = ledger_path or cfg.ledger.path
+        # --ledger (a file, URL#CLUSTER, a store holding one cluster), else the configured one.
+        path = backend.one_reader(ledger_path, cfg.ledger)
         target_file = textfile or cfg.metrics.textfile
         target_gw = pushgateway or cfg.metrics.pushgateway
         snap = metrics.snapshot(cfg, path)  # one reading for every destination

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, TypedDict, TypeGuard
 
 from auditor.errors import LedgerError
 
@@ -138,6 +138,53 @@ def configured(url: str, cluster: str, path: str | Path, *,
             raise LedgerError("a PostgreSQL ledger needs its cluster's name (ledger.cluster)")
         return StoreLedger(url, cluster, password)
     return Path(path)
+
+
+def configured_ledger(ledger: LedgerConfig) -> Target:
+    """The configured ledger as a :data:`Target`: ``ledger.url`` + ``ledger.cluster`` (the
+    password read from ``ledger.password-file``), else the file at ``ledger.path``. The one
+    way commands and outputs name "the configured ledger"."""
+    password = ledger.read_password() if ledger.url else None
+    return configured(ledger.url, ledger.cluster, ledger.path, password=password)
+
+
+def writer_target(given: str | Path | None, ledger: LedgerConfig) -> Target:
+    """The ledger a writing command (``ack``, ``respond``, ``prune``, ``adopt``) opens: its
+    ``--ledger`` (a file; ``URL#CLUSTER``; a URL alone means ``ledger.cluster`` there), else
+    the configured ledger. A writer never fans out over a store's clusters."""
+    if not given:
+        return configured_ledger(ledger)
+    if not is_url(given):
+        return Path(given)
+    url, sep, _ = given.partition("#")
+    if not sep:
+        if not ledger.cluster:
+            raise LedgerError(f"--ledger {url}: name the cluster to write as URL#CLUSTER (or "
+                              "set ledger.cluster)")
+        given = f"{url}#{ledger.cluster}"
+    found = parse_target(given, password=ledger.read_password())
+    return found[0]
+
+
+class StoreArgs(TypedDict, total=False):
+    """The keywords ``Ledger.open``/``Outbox.open`` take for a store cluster."""
+
+    cluster: str | None
+    password: str | None
+
+
+def location(target: Target | str | Path) -> tuple[str | Path, StoreArgs]:
+    """``Ledger.open``/``Outbox.open``'s arguments for ``target``: the path, or the store URL
+    with ``cluster`` and ``password`` keywords (a file needs none)."""
+    if isinstance(target, StoreLedger):
+        return target.url, {"cluster": target.cluster, "password": target.password}
+    return target, {}
+
+
+def key_location(target: Target | str | Path) -> str | Path:
+    """What :func:`.keyfile.signing_key_file` and the like take for ``target``: the file, or
+    the store's URL (which has no "beside the ledger")."""
+    return target.url if isinstance(target, StoreLedger) else target
 
 
 def readers(given: Sequence[str | Path], ledger: LedgerConfig) -> list[Target]:

@@ -176,11 +176,15 @@ class Outbox:
 
     @classmethod
     @contextmanager
-    def open(cls, path: str | Path, *, cluster: str | None = None,
+    def open(cls, path: str | Path | backend.StoreLedger, *, cluster: str | None = None,
              password: str | None = None) -> Iterator[Outbox]:
         """``with Outbox.open(path) as box:`` — the ledger must exist (a run made it).
         ``path`` may be a ``postgresql://`` URL: ``cluster``'s ledger in the fleet store,
-        whose outbox tables exist from its creation."""
+        whose outbox tables exist from its creation; or a :class:`.backend.StoreLedger`
+        (:func:`.backend.configured_ledger`), which carries both."""
+        if isinstance(path, backend.StoreLedger):
+            cluster, password = path.cluster, path.password
+            path = path.url
         if backend.is_url(path):
             from . import pgconn  # psycopg only for a PostgreSQL ledger
 

@@ -84,6 +84,7 @@ from auditor.config import Config, SlackConfig
 from auditor.engine.scope import name_selected
 from auditor.errors import DeliveryError
 from auditor.ledger import gitopsquery, times
+from auditor.ledger.backend import StoreLedger, configured_ledger
 from auditor.ledger.outbox import AlertState, DriftMark, Message, NewMessage, Outbox
 from auditor.outputs import links, slack
 
@@ -626,20 +627,23 @@ def _budget(cfg: SlackConfig, sleep: Callable[[float], None] | None) -> slack.Bu
                         seconds=cfg.budget_seconds, sleep=sleep or time.sleep)
 
 
-def send(cfg: Config, ledger_path: str | Path, *, env: Mapping[str, str],
+def send(cfg: Config, ledger_path: str | Path | StoreLedger | None = None, *,
+         env: Mapping[str, str],
          run_id: int | None = None, dry_run: bool = False, now: datetime | None = None,
          sleep: Callable[[float], None] | None = None) -> AlertReport:
     """Queue what the ledger calls for, then deliver everything pending.
 
     ``dry_run`` queues and sends nothing: the report's ``previews`` hold the text of what
-    is already pending and of what would be queued.
+    is already pending and of what would be queued. ``ledger_path``: a file, a store
+    cluster (:class:`~auditor.ledger.backend.StoreLedger`), else (None) the configured
+    ledger, the store's when ``ledger.url`` is set.
     """
     mode = transport_of(cfg.slack)
     report = AlertReport(enabled=bool(mode), transport=mode)
     if not mode:
         return report
     moment = now or times.now()
-    with Outbox.open(ledger_path) as box:
+    with Outbox.open(_ledger(cfg, ledger_path)) as box:
         if dry_run:
             report.first_run = box.meta("initialized") is None
             decided = plan(box, cfg, now=moment, run_id=run_id)
@@ -674,9 +678,21 @@ def _where(channel: str, webhook_env: str) -> str:
     return channel if channel else f"webhook ${webhook_env}"
 
 
-def status(ledger_path: str | Path) -> list[str]:
-    """The outbox in a few lines: counts, then each pending message and its last error."""
-    with Outbox.open(ledger_path) as box:
+def _ledger(cfg: Config | None, given: str | Path | StoreLedger | None
+            ) -> str | Path | StoreLedger:
+    """The outbox's ledger: ``given``, else the configured one (a file or a store cluster)."""
+    if given is not None:
+        return given
+    if cfg is None:
+        raise TypeError("alerts: neither a ledger nor a configuration given")
+    return configured_ledger(cfg.ledger)
+
+
+def status(ledger_path: str | Path | StoreLedger | None = None, *,
+           cfg: Config | None = None) -> list[str]:
+    """The outbox in a few lines: counts, then each pending message and its last error
+    (``ledger_path`` None: ``cfg``'s configured ledger)."""
+    with Outbox.open(_ledger(cfg, ledger_path)) as box:
         counts = box.counts()
         lines = [f"outbox: {counts['pending']} pending, {counts['delivered']} delivered, "
                  f"{counts['skipped']} skipped"
@@ -688,7 +704,7 @@ def status(ledger_path: str | Path) -> list[str]:
     return lines
 
 
-def after_run(cfg: Config, ledger_path: str | Path, run_id: int, *,
+def after_run(cfg: Config, ledger_path: str | Path | StoreLedger | None, run_id: int, *,
               env: Mapping[str, str]) -> AlertReport:
     """The end of ``drift-auditor run``: queue and deliver alerts for what the run recorded.
 

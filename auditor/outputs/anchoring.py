@@ -31,7 +31,7 @@ from auditor.desired import gitrepo
 from auditor.engine.records import Problem
 from auditor.errors import AuditorError
 from auditor.ledger import anchor as anchor_mod
-from auditor.ledger import schema, times
+from auditor.ledger import backend, times
 from auditor.support import files
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ def anchor(cfg: Config, state_dir: Path, *, env: Mapping[str, str] | None = None
     if min_interval_seconds and not _due(state, moment, min_interval_seconds):
         return AnchorOutcome("not-due")
     try:
-        with schema.reading_checked(cfg.ledger.path) as conn:
+        # The configured ledger: the file, or this cluster's ledger in the store.
+        with backend.reader(backend.configured_ledger(cfg.ledger)) as conn:
             record = anchor_mod.latest(conn, cfg.cluster.name, times.stamp(moment))
     except AuditorError as exc:
         return _failed(cfg, state_dir, moment, None, exc)

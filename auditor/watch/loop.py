@@ -123,7 +123,8 @@ class _Alerter:
             self._wake.clear()
             if self._run_id is not None:
                 try:
-                    report = alerts.send(self._cfg, self._cfg.ledger.path, env=self._env,
+                    # None: the configured ledger, the store's with ledger.url.
+                    report = alerts.send(self._cfg, None, env=self._env,
                                          run_id=self._run_id)
                     if report.line():
                         log.info("watch: %s", report.line())

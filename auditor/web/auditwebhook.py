@@ -54,15 +54,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
 
 from auditor.errors import AuditorError, ConfigError
-from auditor.ledger import Ledger
+from auditor.ledger import Ledger, backend
+from auditor.ledger.backend import StoreLedger
 
 from .access import BearerToken, tls_context
+
+if TYPE_CHECKING:
+    from auditor.config import Config
 
 log = logging.getLogger("auditor.web.auditwebhook")
 
@@ -98,21 +102,41 @@ class LedgerSink:
     ``kinds`` maps ``(apiGroup, resource)`` to the kind for events that carry no object
     (Metadata level), as discovery knows it."""
 
-    def __init__(self, ledger_path: str | Path, *, tool_version: str = "",
+    def __init__(self, ledger_path: str | Path | StoreLedger, *, tool_version: str = "",
                  config_hash: str = "", lock_wait: float = 60.0,
-                 signing_key_file: str | None = None,
+                 signing_key_file: str | None = None, sign: bool = True,
                  kinds: Mapping[tuple[str, str], str] | None = None) -> None:
-        self.ledger_path = Path(ledger_path)
+        # A file, or one cluster's ledger in the fleet store (its URL, cluster, password).
+        self.ledger_path: Path | StoreLedger = (
+            ledger_path if isinstance(ledger_path, StoreLedger) else
+            backend.as_target(ledger_path))
         self.tool_version = tool_version
         self.config_hash = config_hash
         self.lock_wait = lock_wait
         self.signing_key_file = signing_key_file
+        self.sign = sign
         self.kinds = dict(kinds or {})
 
+    @classmethod
+    def configured(cls, cfg: Config, *, tool_version: str = "",
+                   kinds: Mapping[tuple[str, str], str] | None = None) -> LedgerSink:
+        """The sink writing the configured ledger (``ledger.url`` + ``ledger.cluster``, else
+        ``ledger.path``) as every other writer does: its signing key, ``ledger.sign``, its
+        lock wait."""
+        from auditor.ledger import keyfile
+
+        target = backend.configured_ledger(cfg.ledger)
+        return cls(target, tool_version=tool_version, config_hash=cfg.digest(),
+                   lock_wait=cfg.ledger.lock_wait_seconds, sign=cfg.ledger.sign,
+                   signing_key_file=keyfile.signing_key_file(
+                       cfg.ledger, backend.key_location(target), create=True),
+                   kinds=kinds)
+
     def __call__(self, events: list[dict[str, Any]]) -> int:
-        with Ledger.open(self.ledger_path, tool_version=self.tool_version,
+        where, store = backend.location(self.ledger_path)
+        with Ledger.open(where, tool_version=self.tool_version,
                          config_hash=self.config_hash, signing_key_file=self.signing_key_file,
-                         lock_wait=self.lock_wait) as ledger:
+                         lock_wait=self.lock_wait, sign=self.sign, **store) as ledger:
             return ledger.record_audit_events(events, source=SOURCE, kinds=self.kinds or None)
 
 
