@@ -14,19 +14,24 @@ from packaging.requirements import Requirement
 
 def closure(name: str) -> dict[str, str]:
     seen: dict[str, str] = {}
-    todo = [name]
+    done: set[tuple[str, str]] = set()
+    todo: list[tuple[str, frozenset[str]]] = [(name, frozenset())]
     while todo:
-        dist = metadata.distribution(todo.pop())
+        wanted, extras = todo.pop()
+        dist = metadata.distribution(wanted)
         key = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
-        if key in seen:
-            continue
         seen[key] = dist.version
         for raw in dist.requires or []:
             req = Requirement(raw)
-            # Runtime only: skip extras (dev tools) and other platforms' markers.
-            if req.marker and not req.marker.evaluate({"extra": ""}):
+            # Runtime only: the extras a dependent asked for (psycopg[binary]), not the
+            # project's own dev extra, and not other platforms' markers.
+            if req.marker and not any(req.marker.evaluate({"extra": extra})
+                                      for extra in ("", *extras)):
                 continue
-            todo.append(req.name)
+            step = (req.name.lower(), ",".join(sorted(req.extras)))
+            if step not in done:
+                done.add(step)
+                todo.append((req.name, frozenset(req.extras)))
     return seen
 
 

@@ -79,6 +79,9 @@ def test_a_change_undone_while_nobody_watched_is_recorded_from_the_audit_log(
     # Alice changes cm-0 and puts it back while no watch runs: no list will ever see it.
     _patch(alice, "cm-0", "debug")
     _patch(alice, "cm-0", "prod")
+    # Their webhook batch is posted (and dropped after its retries: nobody listens) before
+    # the watch starts; else a loaded machine may start the receiver within the retries.
+    sb.flush_audit()
 
     w = Watching(cfg, apps)
     try:
