@@ -107,11 +107,13 @@ def test_versions_are_linked_and_compared(ui: UI) -> None:
     second = body(ui, f"{SETTINGS}/versions/{new}")
     # The version's writer is its newest managedFields entry: the patch or the annotation,
     # whichever the API server stamped later (the same second: the later entry).
-    assert re.search(r"written by <strong>kubectl-(patch|annotate)</strong>", second)
+    writer = re.search(r"written by <strong>(kubectl-(?:patch|annotate))</strong>", second)
+    assert writer
     diff = body(ui, f"{SETTINGS}/versions/diff?a={old}&b={new}")
     assert f"Versions #{old} → #{new}" in diff
-    assert re.search(r'<td class="code add">\s*MODE: &#34;&lt;img.*<div class="who">kubectl-patch',
-                     diff)
+    # A version's lines are labelled with that version's writer (the newest entry), as above.
+    assert re.search(r'<td class="code add">\s*MODE: &#34;&lt;img.*<div class="who">'
+                     + writer.group(1), diff)
     # Either order; the default is the newest version against the one before.
     assert body(ui, f"{SETTINGS}/versions/diff?a={new}&b={old}").count('class="code add"') == \
         body(ui, f"{SETTINGS}/versions/diff").count('class="code add"') > 0
