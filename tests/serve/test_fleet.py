@@ -512,3 +512,19 @@ def test_each_clusters_lists_diffs_and_api(fleet_get: Get) -> None:
     for path in ("/drifts", "/api/v1/drifts"):
         assert fleet_get(path, token=TOKEN).status == 404
     assert fleet_get("/api/v1/drifts", token=TOKEN).headers["Content-Type"] == "application/json"
+
+
+def test_the_overview_shows_a_few_drifts_per_cluster_and_links_the_rest(
+        fleet_get: Get, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet of thousands of open drifts keeps a small overview: each cluster's first rows,
+    the count of each namespace, and a link to that cluster's drift list for the rest."""
+    monkeypatch.setattr(serve, "FLEET_DRIFT_ROWS", 1)
+    page = fleet_get("/", token=TOKEN).body
+    us = page.split('<h3 id="drift-prod-us">', 1)[1].split("<h2>Latest reports</h2>")[0]
+    assert '<h4 id="ns-prod-us-shop">shop <span class="muted">· 2 drifts</span></h4>' in us
+    assert us.count('href="/c/prod-us/objects/') == 1, "one row shown"
+    assert 'href="/c/prod-us/drifts?namespace=shop">1 more in shop' in us
+    listed = fleet_get("/c/prod-us/drifts?namespace=shop", token=TOKEN)
+    assert listed.status == 200
+    for obj in ("apps/Deployment/shop/web", "_/ConfigMap/shop/settings"):
+        assert f'href="/c/prod-us/objects/{obj}"' in listed.body, obj
