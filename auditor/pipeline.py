@@ -281,7 +281,7 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
               desired_path: str | None, revision: str | None,
               progress: ProgressFactory | None, origin: Origin | None,
               env: Mapping[str, str] | None = None) -> RunOutcome:
-    from auditor.ledger import Ledger
+    from auditor.ledger import Ledger, backend
     from auditor.ledger.auditlog import ACTORS_AUDITED, ACTORS_DECLARED
     from auditor.live.client import Cluster
     from auditor.outputs import anchoring
@@ -298,11 +298,11 @@ def _run_once(cfg: Config, *, source: AuditLog | None, tools_dir: str | None,
         cluster = stack.enter_context(Cluster(cfg.cluster))
         clock = _Clock()
         resources = cluster.discover()
+        target, store = backend.location(backend.configured_ledger(cfg.ledger))
         ledger = stack.enter_context(Ledger.open(
-            cfg.ledger.target, tool_version=__version__, config_hash=configured.digest,
+            target, tool_version=__version__, config_hash=configured.digest,
             signing_key_file=ledger_signing_key(cfg), sign=cfg.ledger.sign,
-            lock_wait=cfg.ledger.lock_wait_seconds, cluster=cfg.ledger.cluster or None,
-            password=cfg.ledger.read_password()))
+            lock_wait=cfg.ledger.lock_wait_seconds, **store))
         identities = _Identities(source, settings) if source is not None else None
         if identities is not None:
             settings = identities.settings(resources)

@@ -324,15 +324,12 @@ class LedgerCollector(Collector):
 
 def ledger_target(cfg: Config, ledger_path: str | Path | StoreLedger) -> Target:
     """The ledger the metrics read: a file; a store cluster (``URL#CLUSTER``, or the URL of
-    ``ledger.url`` with ``ledger.cluster``). Callers that pass ``ledger.path`` while
-    ``ledger.url`` is set mean the configured ledger, which is then the store's."""
+    ``ledger.url`` with ``ledger.cluster``). Callers name the configured ledger with
+    :func:`auditor.ledger.backend.configured_ledger`."""
     if isinstance(ledger_path, StoreLedger):
         return ledger_path
-    text = str(ledger_path)
-    if is_url(text):
-        return one_reader(text, cfg.ledger)
-    if cfg.ledger.url and text == str(cfg.ledger.path):
-        return one_reader(None, cfg.ledger)
+    if is_url(str(ledger_path)):
+        return one_reader(str(ledger_path), cfg.ledger)
     return Path(ledger_path)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from auditor import __version__
 from auditor.config import Config
-from auditor.ledger import Ledger
+from auditor.ledger import Ledger, backend
 from auditor.pipeline import ledger_signing_key
 
 
@@ -34,11 +34,10 @@ class LedgerWriter:
         cfg = self._cfg
         # ledger.target: the SQLite file, or this cluster's ledger in the fleet store (whose
         # lock is an advisory lock of the session, so threads queue on the thread lock too).
-        with self._lock, Ledger.open(cfg.ledger.target, tool_version=__version__,
+        target, store = backend.location(backend.configured_ledger(cfg.ledger))
+        with self._lock, Ledger.open(target, tool_version=__version__,
                                      config_hash=self._config_hash,
                                      signing_key_file=self._signing_key,
                                      sign=cfg.ledger.sign,
-                                     lock_wait=cfg.ledger.lock_wait_seconds,
-                                     cluster=cfg.ledger.cluster or None,
-                                     password=cfg.ledger.read_password()) as ledger:
+                                     lock_wait=cfg.ledger.lock_wait_seconds, **store) as ledger:
             yield ledger
