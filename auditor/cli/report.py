@@ -210,7 +210,7 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, period: st
             assert target is not None and csv_path is not None
             target.parent.mkdir(parents=True, exist_ok=True)
             # The CSV first: the HTML names it and prints its SHA-256.
-            csv_path.write_text(export.population_csv(report), encoding="utf-8")
+            csv_path.write_text(model.population_csv(), encoding="utf-8")
             target.write_text(render_html(report), encoding="utf-8")
             click.echo(f"wrote {target} and {csv_path} ({len(report.changes)} changes, "
                        f"sha256 {report.header.changes_csv_sha256})", err=True)
@@ -277,7 +277,9 @@ def _write_all(cfg: Config, start: datetime, end: datetime, folder: Path | None,
     report = model.report
     # The tables first, then the JSON and the HTML (which names the change population file
     # and prints its SHA-256): a report in the listing has its tables beside it.
-    outputs = [(folder / f"{stem}-{table}.csv", export.to_csv(report, table).encode("utf-8"))
+    outputs = [(folder / f"{stem}-{table}.csv",
+                (model.population_csv() if table == "changes"
+                 else export.to_csv(report, table)).encode("utf-8"))
                for table in export.TABLES]
     outputs.append((folder / f"{stem}.json", export.to_json(report)))
     outputs.append((folder / f"{stem}.html", render_html(report).encode("utf-8")))

@@ -279,12 +279,15 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def _cells(columns: Sequence[tuple[str, Callable[[Any], Any]]], row: Any) -> list[str]:
+    return [cell(get(row)) for _, get in columns]
+
+
 def _csv(columns: Sequence[tuple[str, Callable[[Any], Any]]], rows: Sequence[Any]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([name for name, _ in columns])
-    for row in rows:
-        writer.writerow([cell(get(row)) for _, get in columns])
+    writer.writerows([_cells(columns, row) for row in rows])
     return buf.getvalue()
 
 
@@ -298,6 +301,25 @@ def sha256(text: str) -> str:
 
 def fleet_changes_csv(changes: Sequence[ChangeItem]) -> str:
     return _csv(FLEET_CHANGE_COLUMNS, changes)
+
+
+def fleet_changes_header() -> str:
+    """The first line of :func:`fleet_changes_csv`."""
+    return _csv(FLEET_CHANGE_COLUMNS, [])
+
+
+def fleet_change_lines(changes: Sequence[ChangeItem]) -> dict[int, str]:
+    """Each change's row of :func:`fleet_changes_csv` by change ID (one ledger's changes:
+    IDs are per ledger): the header and the rows in order make that file."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    out = {}
+    for c in changes:
+        writer.writerow(_cells(FLEET_CHANGE_COLUMNS, c))
+        out[c.id] = buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    return out
 
 
 def population_csv(report: Report) -> str:

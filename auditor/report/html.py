@@ -12,7 +12,7 @@ from functools import lru_cache
 import jinja2
 from markupsafe import Markup, escape
 
-from . import charts
+from . import charts, summaryform
 from .controls import CRITERIA
 from .model import Policies, Report
 from .timeutil import human
@@ -147,6 +147,7 @@ def render_html(report: Report) -> str:
                            criteria=CRITERIA, auth_class=AUTH_CLASS, state_class=STATE_CLASS,
                            revert_class=REVERT_CLASS, emergency_class=EMERGENCY_CLASS,
                            change_mix=change_mix(report), mix_columns=MIX_COLUMNS,
-                           big_table=BIG_TABLE,
+                           big_table=BIG_TABLE, rows=summaryform.shown(report),
+                           fleet_rows=summaryform.FLEET_HTML_ROWS,
                            # A fleet report has a policy section (and chart) per cluster.
                            member_policy_charts=[policy_chart(m.policies) for m in report.fleet]))

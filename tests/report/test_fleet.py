@@ -29,6 +29,7 @@ import shutil
 import sqlite3
 import statistics
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,7 +45,8 @@ from auditor.cli.common import Context
 from auditor.cli.report import report_cmd
 from auditor.config import Config, ReportsConfig
 from auditor.pipeline import run_once
-from auditor.report import export, period
+from auditor.report import export, period, summaryform
+from auditor.report import fleet as fleet_mod
 from auditor.report.fleet import FleetModel, load_fleet
 from auditor.report.html import render_html
 from auditor.sandbox import Sandbox
@@ -246,12 +248,19 @@ def test_anchors_are_qualified_unique_and_resolve(model: FleetModel) -> None:
     for control in report.controls:
         for evidence in control.evidence:
             assert evidence.href[1:] in ids, evidence
+    listed = summaryform.shown(report)
     for c in report.changes:
-        assert c.anchor == c.ref == f"{c.cluster}:change-{c.id}" and c.anchor in ids
+        # The summary form lists the changes needing attention (all of them, so few here);
+        # every change is in the population CSV.
+        assert c.anchor == c.ref == f"{c.cluster}:change-{c.id}"
+        assert (c.anchor in ids) == (c in listed.changes.rows)
+        assert c.authorization == "authorized" or c.anchor in ids
         if c.drift_id is not None:
             assert c.drift_anchor.startswith(f"{c.cluster}:drift-{c.drift_id}")
     for d in report.drifts:
-        assert d.anchor.startswith(f"{d.cluster}:drift-{d.drift_id}") and d.anchor in ids
+        assert d.anchor.startswith(f"{d.cluster}:drift-{d.drift_id}")
+        assert (d.anchor in ids) == (d in listed.drifts.rows)
+        assert not (d.state_at_end == "open" or d.sla_breach) or d.anchor in ids
     # Change 1 of each ledger is a different change: both are there, told apart.
     ones = {c.ref for c in report.changes if c.id == report.changes[0].id}
     assert len(ones) == 2
@@ -260,6 +269,63 @@ def test_anchors_are_qualified_unique_and_resolve(model: FleetModel) -> None:
     labels = {e.label for e in da9.evidence}
     assert {c.ref for c in report.changes if c.authorization == "unauthorized"} <= labels
     assert da9.exceptions == 3
+
+
+def test_summary_form_lists_what_needs_attention_and_every_cited_row(
+        model: FleetModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet report's HTML lists, per cluster and table, the first rows needing attention
+    (one here) and every row the control matrix cites; it says so under each shortened
+    table, every link still resolves, and the figures count every row."""
+    report = model.report
+    monkeypatch.setattr(summaryform, "FLEET_HTML_ROWS", 1)
+    listed = summaryform.shown(report)
+    page = render_html(report)
+    found = _anchors(page)
+    ids = set(found.ids)
+    assert set(found.links) <= ids, set(found.links) - ids
+    cited = {e.href[1:] for c in report.controls for e in c.evidence}
+    for c in report.changes:
+        needs = c.authorization != "authorized" or c.spoofed or c.transient
+        assert (c.anchor in ids) == (c in listed.changes.rows)
+        if c.anchor in cited:
+            assert c.anchor in ids
+        if not needs:
+            assert c.anchor not in ids  # authorized rows: the CSV has them
+    attention = [c for c in listed.changes.rows if c.anchor not in cited]
+    for cluster in CLUSTERS:
+        assert sum(c.cluster == cluster for c in attention) <= 1
+    assert listed.changes.shortened and listed.changes.total == len(report.changes)
+    assert (f"Listed: {len(listed.changes.rows)} of {len(report.changes)} changes — per "
+            "cluster the first 1 needing attention") in page
+    # The summary and the breakdown still count every change.
+    assert report.summary.changes == len(report.changes) == sum(
+        m.summary.changes for m in model.members)
+
+
+def test_single_ledger_report_lists_every_row(fleet: Fleet) -> None:
+    plain = period.build(fleet.ledgers["prod-eu"], fleet.start, fleet.end, fleet.cfg())
+    listed = summaryform.shown(plain, limit=0)
+    assert list(listed.changes.rows) == plain.changes and not listed.changes.shortened
+    assert listed.href("anything", "drifts") == "#anything"
+    assert "Listed: " not in render_html(plain)
+
+
+def test_parallel_build_equals_the_serial_one(fleet: Fleet, model: FleetModel,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ledgers built in forked workers (one per core) merge into the same report and the
+    same population file as built one after the other; the file the workers' rows make is
+    the one the merged rows make."""
+    assert threading.active_count() == 1  # or fork_map would not fork
+    now = fleet.end + timedelta(days=1)
+    monkeypatch.setattr(fleet_mod, "workers", lambda: 2)
+    forked = load_fleet(fleet.paths, fleet.start, fleet.end, fleet.cfg(), now=now)
+    monkeypatch.setattr(fleet_mod, "workers", lambda: 1)
+    serial = load_fleet(fleet.paths, fleet.start, fleet.end, fleet.cfg(), now=now)
+    assert export.to_json(forked.report) == export.to_json(serial.report)
+    assert forked.population_csv() == serial.population_csv()
+    assert forked.population_csv() == export.fleet_changes_csv(forked.report.changes)
+    assert hashlib.sha256(forked.population_csv().encode()).hexdigest() == (
+        forked.report.header.changes_csv_sha256)
 
 
 def test_csv_has_the_cluster_and_round_trips(fleet: Fleet, model: FleetModel) -> None:
@@ -279,7 +345,9 @@ def test_csv_has_the_cluster_and_round_trips(fleet: Fleet, model: FleetModel) ->
     for row, change in zip(rows, report.changes, strict=True):
         for name, get in export.FLEET_CHANGE_COLUMNS:
             assert row[name] == export.cell(get(change)), name
-        assert row["ref"] == f"{row['cluster']}:change-{row['change_id']}" and row["ref"] in ids
+        assert row["ref"] == f"{row['cluster']}:change-{row['change_id']}"
+        # The HTML's summary form lists the changes needing attention; the CSV every one.
+        assert row["ref"] in ids or change.authorization == "authorized"
     # Each cluster's rows are exactly its own single-ledger population (less the ref).
     cfg = fleet.cfg()
     for cluster in CLUSTERS:
