@@ -51,6 +51,7 @@ import logging
 import sqlite3
 import ssl
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,7 +77,6 @@ from auditor.ledger.divergence import compare as compare_ledgers
 from auditor.ledger.history import TYPES, watch_summary
 from auditor.ledger.readonly import reading, signature
 from auditor.ledger.reportquery import cluster_names
-from auditor.ledger.verify import verify as verify_ledger
 from auditor.outputs import metrics as metrics_mod
 
 # The report's own naming (newest recorded cluster name, the file stem without runs, name@file
@@ -85,6 +85,7 @@ from auditor.report.fleet import member_names as fleet_names
 
 from . import charts, yamlview
 from .access import BearerToken, tls_context
+from .chainstate import VERIFY_WAIT_S, ChainState, Verifier
 
 log = logging.getLogger("auditor.web.serve")
 
@@ -218,26 +219,11 @@ class Member:
 
     path: Target
     collector: metrics_mod.LedgerCollector
+    # Its chain's last verification, refreshed off the request path (:mod:`.chainstate`).
+    chain: ChainState
     # The cluster names its runs recorded, as last read: kept while the ledger cannot be read,
     # so a broken ledger keeps its name (and its URLs) instead of falling back to the file stem.
     recorded: list[str] = field(default_factory=list)
-    # (signature, chain verifies, message) of the last verification.
-    verified: tuple[tuple[int, ...], bool, str] | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def verify(self, conn: sqlite3.Connection, signature: tuple[int, ...]) -> tuple[bool, str]:
-        """The chain's verification, recomputed only when the files changed: a page or a scrape
-        must not walk every event (~0.3 s per 30,000) on each request."""
-        with self.lock:
-            if self.verified is not None and self.verified[0] == signature:
-                return self.verified[1], self.verified[2]
-            try:
-                result = verify_ledger(conn)
-                ok, message = result.ok, result.message
-            except (sqlite3.Error, LedgerError) as exc:
-                ok, message = False, f"cannot be walked: {exc}"
-            self.verified = (signature, ok, message)
-            return ok, message
 
 
 class Fleet:
@@ -245,8 +231,9 @@ class Fleet:
 
     def __init__(self, cfg: Config, paths: Sequence[Target]) -> None:
         self.cfg = cfg
-        self.members = [Member(p, metrics_mod.LedgerCollector(cfg, p, opener=reading))
-                        for p in paths]
+        verifier = Verifier()
+        self.members = [Member(p, metrics_mod.LedgerCollector(cfg, p, opener=reading),
+                               ChainState(p, verifier)) for p in paths]
         self._lock = threading.Lock()
         self._named: tuple[tuple[tuple[int, ...], ...], list[str]] | None = None
 
@@ -493,22 +480,25 @@ class Pages:
             cluster=self.cfg.cluster.name if cluster is None else cluster,
             link_cluster=cluster or "")
 
-    def _member_row(self, name: str, member: Member, now: datetime) -> dict[str, Any]:
+    def _member_row(self, name: str, member: Member, now: datetime, signature: tuple[int, ...],
+                    deadline: float) -> dict[str, Any]:
         """One cluster's overview row and its drift; an unreadable ledger gives a row that
         says so (the other clusters still render)."""
         # recorded[0] names the cluster; older names (a renamed cluster) stay visible.
         row: dict[str, Any] = {"name": name, "path": str(member.path),
                                "recorded": member.recorded[1:], "error": "",
             "namespaces": [], "shown": [], "open": 0, "accepted": 0, "last": None, "counts": {},
-            "score": None, "verified": None, "verify_message": "", "events": 0}
-        signature = ledger_signature(member.path)  # before our connection touches the WAL
+            "score": None, "verified": None, "verify_message": "", "verify_state": "off",
+            "events": 0}
         try:
             with reading(member.path) as conn:
                 latest = runs(conn, limit=20)
                 row["namespaces"] = self._current(conn, now)
                 score, events = uiquery.policy_score(conn), uiquery.head_seq(conn)
-                if self.cfg.metrics.verify:
-                    row["verified"], row["verify_message"] = member.verify(conn, signature)
+            if self.cfg.metrics.verify:
+                verdict = member.chain.verdict(signature, deadline)
+                row["verified"], row["verify_message"] = verdict.ok, verdict.message
+                row["verify_state"] = verdict.state
         except LedgerError as exc:
             row["error"] = str(exc)
             return row
@@ -530,7 +520,16 @@ class Pages:
     def fleet_index(self) -> str:
         assert self.fleet is not None
         now = datetime.now(UTC)
-        members = [self._member_row(n, m, now) for n, m in self.fleet.named()]
+        named = self.fleet.named()
+        # Signatures before our connections touch a WAL; every stale chain is queued for
+        # verification before the first row waits for its own.
+        signatures = [ledger_signature(m.path) for _, m in named]
+        if self.cfg.metrics.verify:
+            for (_, m), sig in zip(named, signatures, strict=True):
+                m.chain.refresh(sig)
+        deadline = time.monotonic() + VERIFY_WAIT_S
+        members = [self._member_row(n, m, now, sig, deadline)
+                   for (n, m), sig in zip(named, signatures, strict=True)]
         return self.env.get_template("fleet.html.j2").render(
             title="Drift Auditor fleet", members=members,
             open_count=sum(m["open"] for m in members),

@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from auditor.ledger import drifts, reading, runs
 from auditor.pipeline import run_once
 from auditor.report.fleet import load_fleet
 from auditor.report.period import Options
-from auditor.web import serve
+from auditor.web import chainstate, serve
 
 from .conftest import (
     ANNOTATION_VALUE,
@@ -386,7 +387,7 @@ def test_verification_is_cached_until_a_ledger_changes(
         calls.append(conn.execute("PRAGMA database_list").fetchone()[2])
         return verify(conn, *args)
 
-    monkeypatch.setattr(serve, "verify_ledger", counting)
+    monkeypatch.setattr(chainstate, "verify_ledger", counting)
     monkeypatch.setattr(metrics, "verify_ledger", counting)
     with serving(fleet.cfg, None, ledger_paths=fleet.paths) as base:
         get = http(base)
@@ -528,3 +529,41 @@ def test_the_overview_shows_a_few_drifts_per_cluster_and_links_the_rest(
     assert listed.status == 200
     for obj in ("apps/Deployment/shop/web", "_/ConfigMap/shop/settings"):
         assert f'href="/c/prod-us/objects/{obj}"' in listed.body, obj
+
+
+def test_overview_does_not_wait_for_a_slow_verification(
+        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chain walk happens off the request path: while it runs, the overview answers within
+    its short wait and says the chain is being verified (never verified); once done, the
+    result shows; after a cluster's next run, the earlier result shows as covering an earlier
+    event until the new walk ends."""
+    from auditor.ledger.verify import verify
+
+    gate = threading.Event()
+
+    def slow(conn: sqlite3.Connection, *args: Any) -> Any:
+        gate.wait(30)
+        return verify(conn, *args)
+
+    monkeypatch.setattr(chainstate, "verify_ledger", slow)
+    with serving(fleet.cfg, None, ledger_paths=fleet.paths) as base:
+        get = http(base)
+        start = time.perf_counter()
+        rows = _rows(get("/").body)
+        assert time.perf_counter() - start < chainstate.VERIFY_WAIT_S + 5
+        assert all("verifying" in rows[c] and "verified" not in rows[c] for c in CLUSTERS)
+        gate.set()
+        deadline = time.monotonic() + 30
+        rows = _rows(get("/").body)
+        while not all("verified" in r for r in rows.values()):
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.05)
+            rows = _rows(get("/").body)
+        head = int(re.search(r"(\d+) events", rows["prod-eu"]).group(1))  # type: ignore[union-attr]
+        gate.clear()
+        run_once(fleet.configs["prod-eu"], desired_path=str(fleet.apps))
+        rows = _rows(get("/").body)
+        assert f"verified up to event #{head}, the newer events are being verified" in (
+            rows["prod-eu"])
+        assert "newer events" not in rows["prod-us"]
+        gate.set()
