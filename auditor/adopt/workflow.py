@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from auditor.errors import AuditorError, ConfigError, GitError
 
 if TYPE_CHECKING:
     from auditor.ledger.accountability import Identity
+    from auditor.ledger.backend import Target
 
 
 class AdoptError(AuditorError):
@@ -52,6 +54,8 @@ class Request:
     # Who runs adopt as authenticated (kubeconfig user, SelfSubjectReview or OS user; found
     # by the CLI), recorded beside ``by`` in the ledger.
     identity: Identity | None = None
+    # The ledger to read drifts from and record into; None: the configured one.
+    ledger: Target | None = None
 
 
 @dataclass
@@ -90,29 +94,39 @@ def _matches(key: ResourceKey, want: tuple[str, str | None, str | None, str]) ->
             and (namespace is None or key.namespace == namespace))
 
 
-def _ledger_reader(cfg: Config) -> Any:
-    from auditor.ledger import schema
+def _ledger(req: Request, cfg: Config) -> Target:
+    """The ledger adopt reads drifts from and records into: the request's, else the
+    configured one (a file, or this cluster's ledger in the fleet store)."""
+    from auditor.ledger import backend
 
-    return schema.connect_reader(cfg.ledger.path)
+    return req.ledger if req.ledger is not None else backend.configured_ledger(cfg.ledger)
+
+
+@contextmanager
+def _reading(target: Target) -> Iterator[Any]:
+    """A read of ``target``, or None when it holds no ledger (adopt never creates one)."""
+    from auditor.ledger import backend
+
+    if not backend.exists(target):
+        yield None
+        return
+    with backend.reader(target) as conn:
+        yield conn
 
 
 def _targets(req: Request, cfg: Config, results: Sequence[ObjectResult]
              ) -> tuple[list[ObjectResult], dict[ResourceKey, int]]:
     """The results to adopt, and the open ledger drift id of each where there is one."""
-    from auditor.errors import LedgerError
     from auditor.ledger import adoptions
 
     by_key = {r.key: r for r in results}
     drift_ids: dict[ResourceKey, int] = {}
-    try:
-        conn = _ledger_reader(cfg)
-    except LedgerError:
-        conn = None
-    try:
+    where = _ledger(req, cfg)
+    with _reading(where) as conn:
         if req.all_open:
             if conn is None:
                 raise AdoptError(f"--all-open reads the open drifts from the ledger, and there is "
-                                 f"none at {cfg.ledger.path} (run `drift-auditor run` first)")
+                                 f"none at {where} (run `drift-auditor run` first)")
             chosen = []
             for drift_id, key in adoptions.open_drift_keys(conn):
                 # Not only 'drifted' ones: a missing or orphan object is refused by name.
@@ -125,7 +139,7 @@ def _targets(req: Request, cfg: Config, results: Sequence[ObjectResult]
                              "id) or pass --all-open")
         if req.target.strip().isdigit():
             if conn is None:
-                raise AdoptError(f"drift {req.target}: there is no ledger at {cfg.ledger.path}")
+                raise AdoptError(f"drift {req.target}: there is no ledger at {where}")
             found = adoptions.drift_key(conn, int(req.target))
             if found is None:
                 raise AdoptError(f"drift {req.target}: no such drift in the ledger")
@@ -149,9 +163,6 @@ def _targets(req: Request, cfg: Config, results: Sequence[ObjectResult]
             if drift is not None:
                 drift_ids[result.key] = int(drift["id"])
         return [result], drift_ids
-    finally:
-        if conn is not None:
-            conn.close()
 
 
 @dataclass(frozen=True)
@@ -256,7 +267,7 @@ def execute(req: Request, cfg: Config, results: Sequence[ObjectResult],
             report.adopted, report.diff = outcome.adopted, outcome.diff()
             report.refusals.extend(outcome.refusals)
             if not req.dry_run and outcome.adopted:
-                opened, people = _opened(cfg, drift_ids)
+                opened, people = _opened(_ledger(req, cfg), drift_ids)
                 report.message = commit_message(outcome.adopted, drift_ids, opened, people)
                 report.commit = gitrepo.commit_files(worktree, sorted(outcome.files),
                                                      report.message)
@@ -289,40 +300,43 @@ def execute(req: Request, cfg: Config, results: Sequence[ObjectResult],
     return report
 
 
-def _opened(cfg: Config, drift_ids: dict[ResourceKey, int]
+def _opened(where: Target, drift_ids: dict[ResourceKey, int]
             ) -> tuple[dict[ResourceKey, str], dict[ResourceKey, list[str]]]:
     """When each drift opened, and who made it when an audit log named them."""
     if not drift_ids:
         return {}, {}
     from auditor.ledger import adoptions
 
-    conn = _ledger_reader(cfg)
-    try:
+    with _reading(where) as conn:
         opened: dict[ResourceKey, str] = {}
         people: dict[ResourceKey, list[str]] = {}
+        if conn is None:
+            return opened, people
         for key, drift_id in drift_ids.items():
             drift = adoptions.open_drift(conn, key)
             if drift is not None:
                 opened[key] = str(drift["opened_at"])
             people[key] = adoptions.users(conn, drift_id)
         return opened, people
-    finally:
-        conn.close()
 
 
 def _record(cfg: Config, req: Request, report: Report, where: _Where) -> list[int]:
     """One ledger row per adopted object, when a ledger exists (adopt never creates one)."""
-    if not Path(cfg.ledger.path).is_file():
-        return []
     from auditor import __version__
-    from auditor.ledger import Ledger, adoptions, keyfile
+    from auditor.ledger import Ledger, adoptions, backend, keyfile
+
+    target = _ledger(req, cfg)
+    if not backend.exists(target):
+        return []
+    at, store = backend.location(target)
 
     # Who adopted: as given, else the commit's author (the identity Git recorded).
     by = req.by or gitrepo.commit_author(where.repo, report.commit)
     ids = []
-    with Ledger.open(cfg.ledger.path, tool_version=__version__, config_hash=cfg.digest(),
-                     signing_key_file=keyfile.signing_key_file(cfg.ledger, create=True),
-                     sign=cfg.ledger.sign, lock_wait=30.0) as ledger:
+    with Ledger.open(at, tool_version=__version__, config_hash=cfg.digest(),
+                     signing_key_file=keyfile.signing_key_file(
+                         cfg.ledger, backend.key_location(target), create=True),
+                     sign=cfg.ledger.sign, lock_wait=30.0, **store) as ledger:
         for key in dict.fromkeys(a.key for a in report.adopted):
             mine = [a for a in report.adopted if a.key == key]
             ids.append(adoptions.record(ledger, adoptions.Adoption(

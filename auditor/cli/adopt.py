@@ -105,8 +105,9 @@ def resolve(ref: ObjectRef, shown: str, results: Sequence[ObjectResult]) -> str:
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="kubeconfig file.")
 @click.option("--context", help="kubeconfig context to use.")
 @click.option("--in-cluster", is_flag=True, help="Use the pod's service account.")
-@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
-              help="Ledger file (default: ledger.path from the configuration).")
+@click.option("--ledger", "ledger_path",
+              help="Ledger file, or this cluster's ledger in the fleet store as "
+                   "postgresql://HOST/DB#CLUSTER (default: the configured ledger).")
 def adopt_cmd(target: tuple[str, ...], all_open: bool, paths: tuple[str, ...], repo: str | None,
               desired: str | None, namespace: str | None, branch: str | None, push: bool,
               dry_run: bool, by: str, output: str, kubeconfig: str | None,
@@ -124,6 +125,7 @@ def adopt_cmd(target: tuple[str, ...], all_open: bool, paths: tuple[str, ...], r
         from auditor.adopt.workflow import AdoptError, Request, execute
         from auditor.cli import identity as identity_mod
         from auditor.engine import objectref
+        from auditor.ledger import backend
         from auditor.pipeline import audit
 
         if bool(target) == all_open:
@@ -132,14 +134,16 @@ def adopt_cmd(target: tuple[str, ...], all_open: bool, paths: tuple[str, ...], r
         # A form it cannot read fails here, before Git and the cluster are asked.
         ref = objectref.parse(target, namespace, allow_id=True) if target else None
         overrides = cluster_overrides(kubeconfig, context, in_cluster)
-        if ledger_path:
+        if ledger_path and not backend.is_url(ledger_path):
             overrides["ledger"] = {"path": ledger_path}
         cfg = load_config(overrides)
+        ledger = backend.writer_target(ledger_path, cfg.ledger)
         # Who runs it as authenticated, for the ledger (a dry run records nothing).
         who = None if dry_run else identity_mod.resolve(cfg.cluster)
         req = Request(target=shown or None, all_open=all_open, paths=paths, repo=repo,
                       desired=desired, namespace=namespace, branch=branch, push=push,
-                      dry_run=dry_run, by=by, tools_dir=tools_dir(), identity=who)
+                      dry_run=dry_run, by=by, tools_dir=tools_dir(), identity=who,
+                      ledger=ledger)
         # A fresh comparison: live values from now, not from the ledger.
         audited = audit(cfg, desired_path=req.desired, namespace=req.namespace,
                         tools_dir=req.tools_dir)

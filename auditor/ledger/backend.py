@@ -234,3 +234,20 @@ def reader(target: str | Path | StoreLedger) -> Iterator[sqlite3.Connection]:
         return
     with schema.reading_checked(found) as conn:
         yield conn
+
+
+def exists(target: Target) -> bool:
+    """Whether ``target`` holds a ledger (for a command that never creates one: ``adopt``):
+    the file is there; the store lists the cluster. An unreachable store is an error, not
+    "no ledger"."""
+    if not isinstance(target, StoreLedger):
+        return target.is_file()
+    from . import pgconn
+    from .dialect import BackendError
+
+    try:
+        return target.cluster in pgconn.clusters(target.url, password=target.password)
+    except BackendError:
+        raise
+    except LedgerError:  # the database holds no fleet store (yet)
+        return False
