@@ -314,6 +314,11 @@ _TYPES = (
     (re.compile(r"\bREAL\b|\bDOUBLE\b(?!\s+PRECISION)|\bFLOAT\b", re.IGNORECASE),
      POSTGRESQL.real_type),
     (re.compile(r"\bBLOB\b", re.IGNORECASE), POSTGRESQL.blob_type),
+    # Text columns compare and sort by bytes, as SQLite's BINARY collation does, whatever the
+    # database's locale: the same runs list objects in the same order on both back ends (an
+    # en-US database sorts "alpha" before "Beta", SQLite after), and the order cannot change
+    # with the server's collation library.
+    (re.compile(r"(?<![Aa][Ss]\s)\bTEXT\b(?!\s+COLLATE)", re.IGNORECASE), 'TEXT COLLATE "C"'),
 )
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 

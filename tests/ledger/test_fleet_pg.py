@@ -254,3 +254,31 @@ def test_an_acknowledgement_on_the_store_verifies(pg_database: PgDatabase) -> No
         assert ledger.verify().ok
         assert ledger.conn.execute("SELECT state FROM drift_state WHERE drift_id = 1"
                                    ).fetchone() == ("accepted",)
+
+
+def test_text_sorts_by_bytes_whatever_the_databases_collation(
+        tmp_path: Path, pg_database: PgDatabase) -> None:
+    """A store in a database whose collation is ICU's en-US (where "alpha" < "Beta") lists
+    objects in SQLite's byte order ("Beta" < "alpha"), as the file with the same runs does:
+    the store's text columns are created COLLATE "C"."""
+    name = "icu_" + pg_database.name
+    with psycopg.connect(pg_database.server.conninfo(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' "
+                      "LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+    try:
+        url = pg_url(PgDatabase(pg_database.server, name))
+        with psycopg.connect(pg_database.server.conninfo(name)) as pg:
+            assert pg.execute("SELECT 'alpha' < 'Beta'").fetchone() == (True,)
+        names = ["beta", "Beta", "alpha", "Zeta", "_x", "Alpha", "web-2", "web-10", "é"]
+        orders = []
+        for where, extra in ((url, {"cluster": "prod"}), (tmp_path / "ledger.db", {})):
+            with Ledger.open(where, **extra) as ledger:  # type: ignore[arg-type]
+                run = ledger.begin_run(started_at=at(0))
+                for n in names:
+                    run.observe(obs(key(n), {"replicas": 1}))
+                    run.record(in_sync(key(n)))
+                run.finish()
+                orders.append([k.name for k in ledger.live_keys("apps", "Deployment")])
+        assert orders[0] == orders[1] == sorted(names, key=lambda n: n.encode())
+    finally:
+        pg_database.server.drop_database(name)
