@@ -251,3 +251,12 @@ def exists(target: Target) -> bool:
         raise
     except LedgerError:  # the database holds no fleet store (yet)
         return False
+
+
+def keep_readers(targets: Sequence[Target]) -> None:
+    """For a long-lived reader (``serve``): keep the store's reader sessions open for reuse
+    (:func:`.pgconn.keep_readers`) when any of ``targets`` is in the store."""
+    if any(isinstance(t, StoreLedger) for t in targets):
+        from . import pgconn
+
+        pgconn.keep_readers()

@@ -265,8 +265,12 @@ class LedgerCollector(Collector):
     def __init__(self, cfg: Config, ledger_path: str | Path | StoreLedger, *,
                  clock: Callable[[], float] = time.time,
                  opener: Callable[[Any], AbstractContextManager[sqlite3.Connection]] | None = None,
-                 ) -> None:
+                 verified: Callable[[tuple[int, ...]], tuple[bool | None, float | None]]
+                 | None = None) -> None:
         self.cfg = cfg
+        # Who verifies the chain for a scrape: this collector, on the scrape (by default), or
+        # the caller (serve's fleet: a background walk, the last result).
+        self._verified_by = verified
         self.path: Target = ledger_target(cfg, ledger_path)
         self.clock = clock
         # How the ledger is opened: ``serve`` passes its read-only opener
@@ -314,7 +318,8 @@ class LedgerCollector(Collector):
             verify_ok: bool | None = None
             took: float | None = None
             if self.cfg.metrics.verify:
-                verify_ok, took = self._verify(conn, signature)
+                verify_ok, took = (self._verified_by(signature) if self._verified_by
+                                   else self._verify(conn, signature))
         self.cluster = stats.cluster
         return families(stats, verify_ok=verify_ok, verify_seconds=took)
 

@@ -42,6 +42,7 @@ class Verdict:
     ok: bool | None  # None: not verified yet
     message: str
     state: str  # current | stale (newer events not yet verified) | pending (never verified)
+    took: float | None = None  # seconds the walk took
 
 
 class ChainState:
@@ -51,8 +52,8 @@ class ChainState:
         self.path = path
         self._verifier = verifier
         self._cond = threading.Condition()
-        # (signature covered, chain verifies, message, last event covered)
-        self._last: tuple[Signature, bool, str, int] | None = None
+        # (signature covered, chain verifies, message, last event covered, seconds taken)
+        self._last: tuple[Signature, bool, str, int, float] | None = None
         self._pending = False
 
     def refresh(self, current: Signature) -> None:
@@ -74,21 +75,31 @@ class ChainState:
         if last is None:
             return Verdict(None, "verifying the hash chain (first check since serve started)",
                            "pending")
-        covered, ok, message, head = last
+        covered, ok, message, head, took = last
         if covered == current or not covered:  # not covered: the walk itself failed
-            return Verdict(ok, message, "current")
+            return Verdict(ok, message, "current", took)
         return Verdict(ok, f"{message}; verified up to event #{head}, the newer events are "
-                       "being verified", "stale")
+                       "being verified", "stale", took)
+
+    def for_metrics(self, current: Signature) -> tuple[bool | None, float | None]:
+        """``ledger_verify_ok`` and its duration for a scrape: the last result (absent until
+        the first walk ends), a new walk queued when the ledger changed; a scrape waits as
+        briefly as a page."""
+        verdict = self.verdict(current, time.monotonic() + VERIFY_WAIT_S)
+        return verdict.ok, verdict.took
 
     def run(self) -> None:
         """Verify the ledger now (the verifier's thread)."""
+        started = time.perf_counter()
+        entry: tuple[Signature, bool, str, int, float] | None
         try:
             covered = signature(self.path)  # before our connection touches the WAL
             with reading(self.path) as conn:
                 result = verify_ledger(conn)
-            entry = (covered, result.ok, result.message, result.head_seq)
+            entry = (covered, result.ok, result.message, result.head_seq,
+                     time.perf_counter() - started)
         except (sqlite3.Error, LedgerError) as exc:
-            entry = ((), False, f"cannot be walked: {exc}", 0)
+            entry = ((), False, f"cannot be walked: {exc}", 0, time.perf_counter() - started)
         except Exception:  # a bug or a lost server: logged, and asked again by the next page
             log.exception("serve: verifying %s failed", self.path)
             entry = None

@@ -70,7 +70,7 @@ from prometheus_client.registry import Collector
 from auditor import __version__
 from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LedgerError
-from auditor.ledger import HistoryFilter, drifts, query, runs, uiquery, webquery
+from auditor.ledger import HistoryFilter, backend, drifts, query, runs, uiquery, webquery
 from auditor.ledger.backend import StoreLedger, Target, readers
 from auditor.ledger.divergence import Divergence
 from auditor.ledger.divergence import compare as compare_ledgers
@@ -232,8 +232,11 @@ class Fleet:
     def __init__(self, cfg: Config, paths: Sequence[Target]) -> None:
         self.cfg = cfg
         verifier = Verifier()
-        self.members = [Member(p, metrics_mod.LedgerCollector(cfg, p, opener=reading),
-                               ChainState(p, verifier)) for p in paths]
+        chains = [ChainState(p, verifier) for p in paths]
+        # A scrape reads the chains' last verification, as the overview does.
+        self.members = [Member(p, metrics_mod.LedgerCollector(cfg, p, opener=reading,
+                                                              verified=chain.for_metrics),
+                               chain) for p, chain in zip(paths, chains, strict=True)]
         self._lock = threading.Lock()
         self._named: tuple[tuple[tuple[int, ...], ...], list[str]] | None = None
 
@@ -420,6 +423,9 @@ class Pages:
         self.ledger_path = ledger_paths[0]
         self.reports_dir = reports_dir
         self.env = _environment()
+        # Pages and scrapes read each store cluster several times per request: its reader
+        # sessions are kept for the next request instead of reconnecting.
+        backend.keep_readers(ledger_paths)
         # One ledger: today's UI. Several: the fleet view.
         self.fleet = Fleet(cfg, ledger_paths) if len(ledger_paths) > 1 else None
         self.env.globals["fleet_mode"] = self.fleet is not None

@@ -282,3 +282,46 @@ def test_text_sorts_by_bytes_whatever_the_databases_collation(
         assert orders[0] == orders[1] == sorted(names, key=lambda n: n.encode())
     finally:
         pg_database.server.drop_database(name)
+
+
+def test_kept_reader_sessions_are_reused_and_replaced_when_they_end(
+        pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve keeps reader sessions (pgconn.keep_readers): reads reuse one; a session the
+    server ended is replaced; a read that failed is not kept; a forked child connects on its
+    own and leaves its parent's session working."""
+    url = pg_url(pg_database)
+    with Ledger.open(url, cluster="prod") as ledger:
+        _run(ledger, 0, 2)
+    monkeypatch.setattr(pgconn, "_POOL", None)
+    pgconn.keep_readers()
+    pids = []
+    for _ in range(3):
+        with pgconn.reading(url, "prod") as conn:
+            pids.append(conn.backend_pid)
+    assert len(set(pids)) == 1
+    with psycopg.connect(pg_database.conninfo, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pids[0],))
+    with pgconn.reading(url, "prod") as conn:
+        kept = conn.backend_pid
+        assert kept != pids[0] and conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+    with pytest.raises(RuntimeError), pgconn.reading(url, "prod") as conn:
+        assert conn.backend_pid == kept
+        raise RuntimeError("a failed read")
+    with pgconn.reading(url, "prod") as conn:
+        kept = conn.backend_pid
+    assert kept not in pids
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's coverage is not collected
+        try:
+            with pgconn.reading(url, "prod") as conn:
+                os.write(write_fd, str(conn.backend_pid).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    child_pid = int(os.read(read_fd, 64))
+    os.close(read_fd)
+    os.waitpid(child, 0)
+    assert child_pid != kept
+    with pgconn.reading(url, "prod") as conn:
+        assert conn.backend_pid == kept and conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
