@@ -55,6 +55,9 @@ class ChainState:
         # (signature covered, chain verifies, message, last event covered, seconds taken)
         self._last: tuple[Signature, bool, str, int, float] | None = None
         self._pending = False
+        # Until when a scrape waits for this chain (a :func:`time.monotonic` time, set for the
+        # whole scrape by its collector; 0: it does not wait).
+        self.wait_until = 0.0
 
     def refresh(self, current: Signature) -> None:
         """Ask for a verification when the last one does not cover ``current``."""
@@ -82,10 +85,10 @@ class ChainState:
                        "being verified", "stale", took)
 
     def for_metrics(self, current: Signature) -> tuple[bool | None, float | None]:
-        """``ledger_verify_ok`` and its duration for a scrape: the last result (absent until
-        the first walk ends), a new walk queued when the ledger changed. A scrape never waits
-        (a cluster at a time, each wait would add up): the next scrape has the new result."""
-        verdict = self.verdict(current, time.monotonic())
+        """``ledger_verify_ok`` and its duration for a scrape: the result covering
+        ``current`` if it comes before :attr:`wait_until`, else the last one (absent until the
+        first walk ends); the next scrape has the new result."""
+        verdict = self.verdict(current, self.wait_until)
         return verdict.ok, verdict.took
 
     def run(self) -> None:

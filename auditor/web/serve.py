@@ -280,7 +280,15 @@ class FleetCollector(Collector):
         readable = GaugeMetricFamily(metrics_mod.PREFIX + "ledger_readable",
                                      "1 when serve can read the cluster's ledger, 0 when not "
                                      "(its other series are then absent).", labels=["cluster"])
-        for name, member in self.fleet.named():
+        named = self.fleet.named()
+        if self.fleet.cfg.metrics.verify:
+            # Every stale chain queued first; the scrape then waits for them as briefly as a
+            # page does, in all (not per cluster).
+            deadline = time.monotonic() + VERIFY_WAIT_S
+            for _, member in named:
+                member.chain.refresh(ledger_signature(member.path))
+                member.chain.wait_until = deadline
+        for name, member in named:
             try:
                 families = member.collector.read()
             except Exception as exc:  # one broken ledger must not hide the others' metrics
