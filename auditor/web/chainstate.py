@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # What a page waits, in all, for verifications it found stale before it renders what it has.
 VERIFY_WAIT_S = 0.25
+# Seconds the verifying thread waits for more work before it ends.
+IDLE_S = 2.0
 
 Signature = tuple[int, ...]
 
@@ -114,7 +116,10 @@ class ChainState:
 
 
 class Verifier:
-    """One daemon thread running the verifications asked for, in the order asked."""
+    """One daemon thread running the verifications asked for, in the order asked. It ends
+    after :data:`IDLE_S` without work and starts again with the next: an idle serve (or a
+    test, or an embedding program) keeps no thread, so :func:`~auditor.support.parallel.
+    fork_map` may still fork there."""
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[ChainState] = queue.SimpleQueue()
@@ -122,8 +127,8 @@ class Verifier:
         self._thread: threading.Thread | None = None
 
     def submit(self, state: ChainState) -> None:
-        self._queue.put(state)
         with self._lock:
+            self._queue.put(state)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, daemon=True,
                                                 name="drift-auditor-verify")
@@ -131,4 +136,12 @@ class Verifier:
 
     def _work(self) -> None:
         while True:
-            self._queue.get().run()
+            try:
+                state = self._queue.get(timeout=IDLE_S)
+            except queue.Empty:
+                with self._lock:  # submit puts under the lock: nothing can slip in between
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            state.run()

@@ -192,13 +192,15 @@ def test_modified_content_of_a_configmap(shop: Shop, built: Built) -> None:
     _verify_names(shop, built, f"first broken sequence number {seq}:",
                   f"object_versions row {vid}", "stored content does not match", report_cli=True)
     # The UI's fleet view shows verification too: it does not say verified either.
-    from auditor.outputs.metrics import LedgerCollector
-    from auditor.web.serve import Member, ledger_signature
+    import time
 
-    member = Member(shop.ledger, LedgerCollector(shop.cfg(), shop.ledger))
-    with reading(shop.ledger) as conn:
-        ok, message = member.verify(conn, ledger_signature(shop.ledger))
-    assert ok is False and f"first broken sequence number {seq}" in message
+    from auditor.web.chainstate import ChainState, Verifier
+    from auditor.web.serve import ledger_signature
+
+    verdict = ChainState(shop.ledger, Verifier()).verdict(ledger_signature(shop.ledger),
+                                                          time.monotonic() + 60)
+    assert verdict.ok is False and verdict.state == "current"
+    assert f"first broken sequence number {seq}" in verdict.message
 
 
 def test_content_forged_for_a_pruned_version(shop: Shop, built: Built) -> None:

@@ -29,7 +29,7 @@ import shutil
 import sqlite3
 import statistics
 import subprocess
-import threading
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,7 +46,6 @@ from auditor.cli.report import report_cmd
 from auditor.config import Config, ReportsConfig
 from auditor.pipeline import run_once
 from auditor.report import export, period, summaryform
-from auditor.report import fleet as fleet_mod
 from auditor.report.fleet import FleetModel, load_fleet
 from auditor.report.html import render_html
 from auditor.sandbox import Sandbox
@@ -310,22 +309,46 @@ def test_single_ledger_report_lists_every_row(fleet: Fleet) -> None:
     assert "Listed: " not in render_html(plain)
 
 
-def test_parallel_build_equals_the_serial_one(fleet: Fleet, model: FleetModel,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_build_equals_the_serial_one(fleet: Fleet) -> None:
     """Ledgers built in forked workers (one per core) merge into the same report and the
     same population file as built one after the other; the file the workers' rows make is
-    the one the merged rows make."""
-    assert threading.active_count() == 1  # or fork_map would not fork
+    the one the merged rows make. In a fresh process: fork_map forks only where no other
+    thread runs, and earlier tests leave servers' request threads behind."""
     now = fleet.end + timedelta(days=1)
-    monkeypatch.setattr(fleet_mod, "workers", lambda: 2)
-    forked = load_fleet(fleet.paths, fleet.start, fleet.end, fleet.cfg(), now=now)
-    monkeypatch.setattr(fleet_mod, "workers", lambda: 1)
-    serial = load_fleet(fleet.paths, fleet.start, fleet.end, fleet.cfg(), now=now)
-    assert export.to_json(forked.report) == export.to_json(serial.report)
-    assert forked.population_csv() == serial.population_csv()
-    assert forked.population_csv() == export.fleet_changes_csv(forked.report.changes)
-    assert hashlib.sha256(forked.population_csv().encode()).hexdigest() == (
-        forked.report.header.changes_csv_sha256)
+    script = f"""
+import hashlib, threading
+from datetime import datetime
+from auditor import config
+from auditor.report import export
+from auditor.report import fleet as F
+from auditor.support import parallel
+cfg = config.load({str(fleet.configs["prod-eu"])!r})
+paths = {[str(p) for p in fleet.paths]!r}
+s, e, now = (datetime.fromisoformat(x) for x in
+             ({fleet.start.isoformat()!r}, {fleet.end.isoformat()!r}, {now.isoformat()!r}))
+assert threading.active_count() == 1
+children = []
+real_fork = parallel.os.fork
+def counting_fork():
+    pid = real_fork()
+    children.append(pid)
+    return pid
+parallel.os.fork = counting_fork
+F.workers = lambda: 2
+forked = F.load_fleet(paths, s, e, cfg, now=now)
+assert children or parallel.workers() < 2, "no worker was forked"
+F.workers = lambda: 1
+serial = F.load_fleet(paths, s, e, cfg, now=now)
+assert export.to_json(forked.report) == export.to_json(serial.report)
+assert forked.population_csv() == serial.population_csv()
+assert forked.population_csv() == export.fleet_changes_csv(forked.report.changes)
+digest = hashlib.sha256(forked.population_csv().encode()).hexdigest()
+assert digest == forked.report.header.changes_csv_sha256
+print("ok", len(children))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=fleet.tmp)
+    assert proc.returncode == 0 and proc.stdout.startswith("ok"), proc.stdout + proc.stderr
 
 
 def test_csv_has_the_cluster_and_round_trips(fleet: Fleet, model: FleetModel) -> None:
