@@ -322,3 +322,56 @@ def test_the_watch_alert_pass_uses_the_configured_store_cluster(
     with backend.reader(StoreLedger(url, "watched")) as conn:
         assert conn.execute("SELECT count(*) FROM alert_outbox WHERE status = 'delivered'"
                             ).fetchone() == (1,)
+
+
+# ------------------------------------------------------------------ password authentication
+
+def test_a_store_requiring_a_password_takes_it_from_the_file_or_libpq(
+        tmp_path: Path, pg_database: PgDatabase) -> None:  # noqa: F811
+    """A server that asks a role for its password (scram-sha-256): ``ledger.password-file``
+    gives it, so does libpq's own ``PGPASSWORD``; a wrong one is one line without it, and
+    the URL never carries it."""
+    server = pg_database.server
+    role, secret = "da_writer", "pw-Xq7-never-shown"
+    hba = server.datadir / "pg_hba.conf"
+    before = hba.read_text()
+    with psycopg.connect(server.conninfo(), autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{secret}'")
+        admin.execute(f"GRANT CREATE ON DATABASE {pg_database.name} TO {role}")
+        try:
+            # First match wins: this role over the socket must give its password.
+            hba.write_text(f"local all {role} scram-sha-256\n{before}")
+            admin.execute("SELECT pg_reload_conf()")
+            url = (f"postgresql://{role}@/{pg_database.name}?host={server.socket_dir}"
+                   f"&port={pg_url(pg_database).rsplit('port=', 1)[1]}")
+            config = _config(tmp_path, url, "shop")
+            (tmp_path / "pg-password").write_text(secret + "\n")
+            cfg = config_mod.load(config, env={})
+            with Ledger.open(url, cluster="shop", password=cfg.ledger.read_password()) as led:
+                _run(led, 0, 3)
+            shown = _cli(config, "verify")
+            assert shown.returncode == 0, shown.stderr
+            # libpq's environment: no password file configured, PGPASSWORD set.
+            plain = tmp_path / "plain.yaml"
+            plain.write_text(f"ledger: {{path: {tmp_path / 'unused.db'}, url: '{url}', "
+                             "cluster: shop}\n")
+            env_ok = subprocess.run(
+                [sys.executable, "-m", "auditor.cli", "--config", str(plain), "verify"],
+                capture_output=True, text=True, timeout=120,
+                env={"PATH": "/usr/bin:/bin", "PGPASSWORD": secret})
+            assert env_ok.returncode == 0, env_ok.stderr
+            # A wrong password: one line, exit 2, the password not in it.
+            (tmp_path / "pg-password").write_text("wrong-password-also-hidden\n")
+            bad = _cli(config, "verify")
+            assert bad.returncode == 2
+            assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+            assert "password authentication failed" in bad.stderr
+            assert "wrong-password-also-hidden" not in bad.stderr + bad.stdout
+            assert secret not in bad.stderr + bad.stdout + shown.stdout + env_ok.stdout
+        finally:
+            hba.write_text(before)
+            admin.execute("SELECT pg_reload_conf()")
+            with psycopg.connect(pg_database.conninfo, autocommit=True) as there:
+                there.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"REVOKE ALL ON DATABASE {pg_database.name} FROM {role}")
+            admin.execute(f"DROP ROLE {role}")
