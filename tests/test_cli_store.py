@@ -375,3 +375,62 @@ def test_a_store_requiring_a_password_takes_it_from_the_file_or_libpq(
                 there.execute(f"DROP OWNED BY {role}")
             admin.execute(f"REVOKE ALL ON DATABASE {pg_database.name} FROM {role}")
             admin.execute(f"DROP ROLE {role}")
+
+
+# ------------------------------------------------------------------------------------ TLS
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_store_over_tls_verifies_the_servers_certificate(tmp_path: Path) -> None:
+    """A server speaking TLS on loopback, as a managed PostgreSQL does: with the CA given as
+    the URL's ``sslrootcert`` (what the chart's ``caSecret`` becomes) and ``sslmode=verify-
+    full``, runs and ``verify`` go over TLS; another CA is refused in one line."""
+    import shutil
+
+    from tests.pgkit import SERVER_USER, PgServer, _as_root
+    from tests.serve.test_hardened import make_certificate
+
+    port = _free_port()
+    with PgServer() as server:
+        tls = server.datadir / "tls"
+        tls.mkdir()
+        cert, key = make_certificate(tls)
+        key.chmod(0o600)
+        if _as_root():
+            for path in (tls, cert, key):
+                shutil.chown(path, SERVER_USER, SERVER_USER)
+        with psycopg.connect(server.conninfo(), autocommit=True) as admin:
+            for name, value in (("ssl", "on"), ("ssl_cert_file", str(cert)),
+                                ("ssl_key_file", str(key)), ("listen_addresses", "127.0.0.1"),
+                                ("port", str(port))):
+                admin.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        server._run(["pg_ctl", "-D", str(server.datadir), "-l", str(server.logfile), "-w",
+                     "-t", "60", "restart"])
+        with psycopg.connect(f"host={server.socket_dir} port={port} user=postgres",
+                             autocommit=True) as admin:
+            admin.execute("CREATE DATABASE fleet TEMPLATE template0 ENCODING 'UTF8'")
+        ca = tmp_path / "ca.crt"
+        shutil.copy(cert, ca)
+        url = f"postgresql://postgres@127.0.0.1:{port}/fleet?sslmode=verify-full&sslrootcert={ca}"
+        with Ledger.open(url, cluster="shop") as ledger:
+            _run(ledger, 0, 3)
+            over = ledger.conn.execute(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        assert over == (True,)
+        config = _config(tmp_path, url, "shop")
+        shown = _cli(config, "verify")
+        assert shown.returncode == 0, shown.stderr
+        elsewhere = tmp_path / "other"
+        elsewhere.mkdir()
+        other, _ = make_certificate(elsewhere)  # a CA that did not sign the server's cert
+        wrong = _config(elsewhere, url.replace(str(ca), str(other)), "shop")
+        refused = _cli(wrong, "verify")
+        assert refused.returncode == 2
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "certificate verify failed" in refused.stderr, refused.stderr
