@@ -359,16 +359,22 @@ LEDGER_CLUSTER = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 LEDGER_CLUSTER_MAX_PG = 60
 
 
+def url_has_password(url: str) -> bool:
+    """Whether a PostgreSQL URL carries a password (``user:secret@`` or ``password=``)."""
+    rest = url.partition("://")[2]
+    userinfo = rest.split("/", 1)[0].rpartition("@")[0]
+    return ":" in userinfo or "password=" in rest.lower()
+
+
 def _check_ledger_url(url: str) -> None:
     """``ledger.url`` must be a PostgreSQL URL without a password (the configuration is
     recorded in the ledger and shown by ``config``); the message never repeats a password."""
-    scheme, sep, rest = url.partition("://")
-    userinfo = rest.split("/", 1)[0].rpartition("@")[0] if sep else ""
+    scheme, sep, _ = url.partition("://")
     shown = f"{scheme}://…" if sep else yamlsafe.excerpt(url[:40])
     if scheme not in ("postgresql", "postgres") or not sep:
         raise ConfigError(f"ledger.url: expected a postgresql:// URL (empty: the SQLite file at "
                           f"ledger.path), got {shown}")
-    if ":" in userinfo or "password=" in rest.lower():
+    if url_has_password(url):
         raise ConfigError("ledger.url: carries a password; put it in ledger.password-file "
                           "instead (the URL is recorded with the configuration)")
 

@@ -21,7 +21,10 @@ What it measures, in order:
    into the store (cluster ``solo``, its own database): the slowest fleet writer's steady
    run ÷ the SQLite run (goal ≤ 1.5×), by wall time as it is and by CPU time (which leaves
    out the queueing of 20 writers on the machine's cores), and the store alone ÷ SQLite
-   alone (the back end's own cost, without contention).
+   alone (the back end's own cost, without contention). The CPU time is the writer
+   process's own (``wait4``): the PostgreSQL server's work for it is not in it, where
+   SQLite's storage work is, so the CPU ratio understates the store's cost; the store-alone
+   wall ratio includes it.
 3. **Size.** ``pg_total_relation_size`` (tables, indexes, TOAST) summed over each cluster's
    schema (``da_<cluster>``), and ``pg_database_size``, after the first runs and after the
    steady rounds. Growth per steady run (1% changed) is extrapolated to a cluster-month at a

@@ -379,20 +379,13 @@ def test_a_store_requiring_a_password_takes_it_from_the_file_or_libpq(
 
 # ------------------------------------------------------------------------------------ TLS
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_store_over_tls_verifies_the_servers_certificate(tmp_path: Path) -> None:
     """A server speaking TLS on loopback, as a managed PostgreSQL does: with the CA given as
     the URL's ``sslrootcert`` (what the chart's ``caSecret`` becomes) and ``sslmode=verify-
     full``, runs and ``verify`` go over TLS; another CA is refused in one line."""
     import shutil
 
+    from tests.metrics.test_metrics import _free_port
     from tests.pgkit import SERVER_USER, PgServer, _as_root
     from tests.serve.test_hardened import make_certificate
 

@@ -12,7 +12,7 @@ import dataclasses
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from auditor.config import Config, Source
 from auditor.desired import gitrepo
 from auditor.desired.state import DEFAULT_CACHE_DIR, DesiredState, source_name
 from auditor.engine.records import DriftItem, ObjectResult, ResourceKey
-from auditor.errors import AuditorError, ConfigError, GitError
+from auditor.errors import AuditorError, ConfigError, GitError, LedgerError
 
 if TYPE_CHECKING:
     from auditor.ledger.accountability import Identity
@@ -104,13 +104,18 @@ def _ledger(req: Request, cfg: Config) -> Target:
 
 @contextmanager
 def _reading(target: Target) -> Iterator[Any]:
-    """A read of ``target``, or None when it holds no ledger (adopt never creates one)."""
+    """A read of ``target``, or None when it holds no ledger (adopt never creates one). A
+    store it cannot reach is an error, not "no ledger"."""
     from auditor.ledger import backend
+    from auditor.ledger.dialect import BackendError
 
-    if not backend.exists(target):
-        yield None
-        return
-    with backend.reader(target) as conn:
+    with ExitStack() as stack:
+        try:
+            conn = stack.enter_context(backend.reader(target))
+        except BackendError:
+            raise
+        except LedgerError:  # no file, no cluster in the store, not a ledger
+            conn = None
         yield conn
 
 
@@ -228,6 +233,8 @@ def execute(req: Request, cfg: Config, results: Sequence[ObjectResult],
     ``results`` and ``desired`` are a fresh comparison of ``req.desired`` (or the configured
     sources) with the cluster, as :func:`auditor.pipeline.audit` makes it.
     """
+    # Resolved once: the configured ledger reads the store's password file.
+    req = dataclasses.replace(req, ledger=_ledger(req, cfg))
     targets, drift_ids = _targets(req, cfg, results)
     report = Report(drift_ids=dict(drift_ids))
     selected: list[tuple[ResourceKey, list[DriftItem]]] = []

@@ -77,7 +77,7 @@ def verify_cmd(ledger_path: str | None, public_key: str | None, anchor_repo: str
     every cluster of the store."""
 
     def body() -> None:
-        from auditor.ledger import anchor, backend, keyfile, signing
+        from auditor.ledger import anchor, backend, keyfile, schema, signing
         from auditor.ledger.verify import verify as verify_ledger
 
         if every:
@@ -104,7 +104,7 @@ def verify_cmd(ledger_path: str | None, public_key: str | None, anchor_repo: str
         with backend.reader(target) as conn:
             if isinstance(target, backend.StoreLedger):
                 # Server, database and cluster, never a password.
-                shown = backend.describe(conn, target.url)
+                shown = schema.path_of(conn)
             result = verify_ledger(conn, public)
             anchored = anchor.check(conn, records, public) if records is not None else None
         if as_json:

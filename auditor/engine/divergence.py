@@ -24,7 +24,11 @@ from typing import Any, Final, Literal
 
 from auditor.engine import schema
 from auditor.engine.normalise import SERVER_OWNED_METADATA
-from auditor.engine.paths import Element, Key, Path, Value, render, schema_path
+from auditor.engine.paths import Path, Value, render, schema_path
+
+# Keyed items named and values frozen as the drift engine does, so that the paths here
+# compare equal to the drifts' paths (omitted keys take their defaults).
+from .compare import _IDENTITY_METADATA, _freeze, _item_element
 
 FieldClass = Literal["declared", "drift"]
 
@@ -36,7 +40,6 @@ SECRET_VALUE: Final = "<secret value>"
 # Top-level fields that identify the object (the key already matched them) or that the
 # server owns (status): never a divergence.
 _IDENTITY_TOP: Final[frozenset[str]] = frozenset({"kind", "status"})
-_IDENTITY_METADATA: Final[frozenset[str]] = frozenset({"name", "namespace", "generateName"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +72,6 @@ def _secret_path(secret: bool, path: Path) -> bool:
     return secret and bool(path) and (
         path[0] in ("data", "stringData")
         or (len(path) >= 3 and path[0] == "metadata" and path[2] == LAST_APPLIED))
-
-
-def _item_element(item: Mapping[str, Any], keys: tuple[str, ...]) -> Element:
-    # As the drift engine writes a keyed item (omitted keys take their defaults; a key that
-    # is still absent is left out), so the paths compare equal to the drifts' paths.
-    values = schema.item_key(item, keys)
-    return Key((k, v) for k, v in zip(keys, values, strict=True) if v is not None)
-
-
-def _freeze(value: Any) -> Any:
-    return Value(value).value
 
 
 class _Walk:

@@ -2,7 +2,7 @@
 
 A target is an SQLite file (``ledger.path``) or a ``postgresql://`` URL (``ledger.url``, one
 cluster's ledger in the fleet store, :mod:`.pgconn`). Commands that read a ledger open it
-through :func:`reading_checked`, so the file and the URL take one path; psycopg is imported
+through :func:`reader`, so the file and the URL take one path; psycopg is imported
 only when the target is a URL. (Kept out of :mod:`.schema`, which :mod:`.pgconn` builds on.)
 
 Readers (``report``, ``serve``, ``metrics``, ``ledger history``) name a ledger as a
@@ -16,7 +16,6 @@ deferred ``BEGIN`` gives a file's reader).
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, TypeGuard
 
+from auditor.config import LEDGER_CLUSTER, url_has_password
 from auditor.errors import LedgerError
 
 from . import schema
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from auditor.config import LedgerConfig
 
 URL_SCHEMES = ("postgresql://", "postgres://")
-# As pgconn.CLUSTER_NAME (not imported from there: that would import psycopg).
-_CLUSTER = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -67,37 +65,10 @@ def is_url(target: str | Path | None) -> TypeGuard[str]:
     return isinstance(target, str) and target.startswith(URL_SCHEMES)
 
 
-@contextmanager
-def reading_checked(target: str | Path, *, cluster: str | None = None,
-                    password: str | None = None) -> Iterator[sqlite3.Connection]:
-    """:func:`.schema.reading_checked` for a file; for a URL, ``cluster``'s ledger in the
-    store, read-only (:func:`.pgconn.reading`), whose errors already are one line
-    (:class:`.dialect.BackendError`)."""
-    if not is_url(target):
-        with schema.reading_checked(target) as conn:
-            yield conn
-        return
-    from . import pgconn  # psycopg only for a PostgreSQL ledger
-
-    if not cluster:
-        raise LedgerError("a PostgreSQL ledger needs its cluster's name (ledger.cluster)")
-    with pgconn.reading(target, cluster, password=password) as pg:
-        # The part of sqlite3.Connection the readers use (see pgconn's docstring).
-        yield pg  # type: ignore[misc]
-
-
-def describe(conn: sqlite3.Connection, target: str | Path) -> str:
-    """The ledger for messages: ``target`` as given for a file; for a URL the server,
-    database and cluster, never a password."""
-    return schema.path_of(conn) if is_url(target) else str(target)
-
-
 def _check_url(url: str, given: str) -> None:
     """A store URL as ``--ledger`` takes it: no password (it would show in the report's
     header and the process list; ``ledger.password-file`` holds it)."""
-    rest = url.split("://", 1)[1]
-    userinfo = rest.split("@", 1)[0] if "@" in rest.split("/", 1)[0] else ""
-    if ":" in userinfo or "password=" in rest.lower():
+    if url_has_password(url):
         raise LedgerError(f"--ledger {given.split('://', 1)[0]}://…: the URL carries a "
                           "password; put it in ledger.password-file instead")
 
@@ -111,7 +82,7 @@ def parse_target(text: str | Path, *, password: str | None = None) -> list[Targe
     url, sep, cluster = text.partition("#")
     _check_url(url, text)
     if sep:
-        if not _CLUSTER.fullmatch(cluster):
+        if not LEDGER_CLUSTER.fullmatch(cluster):
             raise LedgerError(f"--ledger {url}#{cluster}: {cluster!r} is not a cluster name "
                               "(lower-case letters, digits and -)")
         return [StoreLedger(url, cluster, password)]

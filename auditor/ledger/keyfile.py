@@ -49,7 +49,9 @@ def signing_key_file(cfg: LedgerConfig, ledger_path: str | Path | None = None, *
     if cfg.signing_key_file:
         return cfg.signing_key_file
     target = ledger_path or cfg.target
-    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+    from .backend import is_url
+
+    if is_url(target):
         # A URL has no "beside": a PostgreSQL ledger is signed only with signing_key_file.
         return None
     path = beside(target)

@@ -191,10 +191,9 @@ class Outbox:
             if not cluster:
                 raise LedgerError("a PostgreSQL ledger needs its cluster's name "
                                   "(ledger.cluster)")
-            with pgconn.reading(path, cluster, password=password):
-                pass  # refuses a missing or too-new ledger, as connect_reader does
             pg = pgconn.connect(path, cluster, password=password)
             try:
+                pgconn.check_readable(pg)  # a missing or too-new ledger, as connect_reader
                 # The part of sqlite3.Connection the outbox uses (see pgconn's docstring).
                 yield cls(pg, Path(pg.where))  # type: ignore[arg-type]
             finally:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import socket
 import sqlite3
 import threading
@@ -45,6 +44,7 @@ from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.postgres import types as pg_types
 
+from auditor.config import LEDGER_CLUSTER
 from auditor.errors import LedgerError, LedgerLockedError
 
 from . import schema
@@ -55,7 +55,6 @@ __all__ = ["FLEET_SCHEMA", "AdvisoryWriterLock", "PgConnection", "PgCursor", "cl
            "schema_statements"]
 
 FLEET_SCHEMA = "da_fleet"
-CLUSTER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # PostgreSQL truncates identifiers beyond 63 bytes: two long cluster names could share one.
 MAX_IDENTIFIER = 63
 # Serialises creating schemas (two clusters' first runs at once, the fleet registry): not a
@@ -66,7 +65,7 @@ _SCHEMA_LOCK = writer_lock_key("*schema*")
 def schema_name(cluster: str) -> str:
     """The schema of ``cluster``'s ledger: ``da_`` and the name with ``-`` as ``_`` (cluster
     names have no ``_``, so two clusters never share a schema)."""
-    if not CLUSTER_NAME.fullmatch(cluster):
+    if not LEDGER_CLUSTER.fullmatch(cluster):
         raise LedgerError(f"ledger.cluster {cluster!r}: lower-case letters, digits and -, "
                           "starting with a letter or digit, at most 63 characters")
     name = "da_" + cluster.replace("-", "_")
@@ -125,9 +124,15 @@ class PgCursor:
         return self._cursor.fetchall()
 
     def __iter__(self) -> Iterator[Any]:
+        return self  # an iterator itself, as sqlite3's cursor is (next() works on it)
+
+    def __next__(self) -> Any:
         if self._cursor.description is None:
-            return iter(())
-        return iter(self._cursor)
+            raise StopIteration  # a statement without rows
+        row = self._cursor.fetchone()
+        if row is None:
+            raise StopIteration
+        return row
 
 
 class PgConnection:
@@ -264,7 +269,7 @@ def reading(url: str, cluster: str, *, password: str | None = None) -> Iterator[
             # report's queries), as SQLite's deferred BEGIN is; READ COMMITTED would take one
             # per statement.
             conn.execute("SET default_transaction_isolation = 'repeatable read'")
-            _check_readable(conn)
+            check_readable(conn)
         except BaseException:
             conn.close()
             raise
@@ -280,7 +285,8 @@ def reading(url: str, cluster: str, *, password: str | None = None) -> Iterator[
             conn.close()
 
 
-def _check_readable(conn: PgConnection) -> None:
+def check_readable(conn: PgConnection) -> None:
+    """Refuse a cluster without a ledger, or with a schema newer than this tool's."""
     found = _version(conn)
     if found is None:
         raise LedgerError(f"{conn.where}: no ledger for this cluster here (run "
@@ -297,10 +303,14 @@ def _reused(pool: _ReaderPool, url: str, cluster: str, password: str | None
     timeout ends sessions: such a one is dropped and the caller connects anew)."""
     while (conn := pool.take((url, cluster, password))) is not None:
         try:
-            _check_readable(conn)  # one round trip; the schema may also have gone
-            return conn
+            # One round trip. A schema dropped or migrated past this tool since: connect
+            # anew, and the full check says why.
+            found = conn.execute(POSTGRESQL.version_sql).fetchone()
+            if found is not None and int(found[0]) <= schema.SCHEMA_VERSION:
+                return conn
         except BackendError:
-            conn.close()
+            pass
+        conn.close()
     return None
 
 

@@ -26,7 +26,7 @@ from urllib.parse import quote
 from auditor.errors import LedgerError
 
 from . import schema
-from .backend import StoreLedger, Target, as_target
+from .backend import StoreLedger, Target, as_target, reader
 
 # SQLite's answers when the WAL index cannot be created beside a ledger we may not write.
 _NO_SHM = ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN", "SQLITE_READONLY_CANTINIT")
@@ -84,10 +84,8 @@ def reading(path: str | Path | StoreLedger) -> Iterator[sqlite3.Connection]:
     cluster's read-only session for a :class:`.backend.StoreLedger`."""
     target = as_target(path)
     if isinstance(target, StoreLedger):
-        from . import pgconn  # psycopg only for a PostgreSQL ledger
-
-        with pgconn.reading(target.url, target.cluster, password=target.password) as pg:
-            yield pg  # type: ignore[misc]
+        with reader(target) as pg:
+            yield pg
         return
     conn = connect(target)
     try:

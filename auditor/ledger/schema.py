@@ -229,18 +229,12 @@ def reading_checked(path: str | Path) -> Iterator[sqlite3.Connection]:
 def tables(conn: sqlite3.Connection) -> set[str]:
     """The tables this ledger has (a lower schema version lacks the later steps' ones); on
     PostgreSQL those of the cluster's schema (:attr:`.dialect.Dialect.tables_sql`)."""
-    dialect = dialect_of(conn)
-    if dialect is not SQLITE:
-        return {str(r[0]) for r in conn.execute(dialect.tables_sql)}
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return {str(r[0]) for r in conn.execute(dialect_of(conn).tables_sql)}
 
 
 def columns(conn: sqlite3.Connection, table: str) -> set[str]:
     """The columns of ``table`` (a lower schema version lacks the later steps' ones)."""
-    dialect = dialect_of(conn)
-    if dialect is not SQLITE:
-        return {str(r[0]) for r in conn.execute(dialect.columns_sql(table))}
-    return {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
+    return {str(r[0]) for r in conn.execute(dialect_of(conn).columns_sql(table))}
 
 
 def has_run_mode(conn: sqlite3.Connection) -> bool:

@@ -378,9 +378,8 @@ def open_drift_by_day(conn: sqlite3.Connection, days: int = 30,
     dates = [(now - timedelta(days=n)).strftime("%Y-%m-%d") for n in range(days - 1, -1, -1)]
     state: dict[int, str] = {}
     counts: list[tuple[str, int, int]] = []
-    # iter(): a PostgreSQL cursor is iterable but not itself an iterator, as sqlite3's is.
-    events = iter(conn.execute(f"SELECT drift_id, at, event FROM drift_events ORDER BY "
-                               f"{dialect_of(conn).nulls_first('at')}, seq"))
+    events = conn.execute(f"SELECT drift_id, at, event FROM drift_events ORDER BY "
+                          f"{dialect_of(conn).nulls_first('at')}, seq")
     pending = next(events, None)
     for date in dates:
         while pending is not None and _day(pending[1] or "") <= date:

@@ -688,11 +688,9 @@ def _ledger(cfg: Config | None, given: str | Path | StoreLedger | None
     return configured_ledger(cfg.ledger)
 
 
-def status(ledger_path: str | Path | StoreLedger | None = None, *,
-           cfg: Config | None = None) -> list[str]:
-    """The outbox in a few lines: counts, then each pending message and its last error
-    (``ledger_path`` None: ``cfg``'s configured ledger)."""
-    with Outbox.open(_ledger(cfg, ledger_path)) as box:
+def status(ledger_path: str | Path | StoreLedger) -> list[str]:
+    """The outbox in a few lines: counts, then each pending message and its last error."""
+    with Outbox.open(ledger_path) as box:
         counts = box.counts()
         lines = [f"outbox: {counts['pending']} pending, {counts['delivered']} delivered, "
                  f"{counts['skipped']} skipped"

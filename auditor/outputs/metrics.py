@@ -265,12 +265,8 @@ class LedgerCollector(Collector):
     def __init__(self, cfg: Config, ledger_path: str | Path | StoreLedger, *,
                  clock: Callable[[], float] = time.time,
                  opener: Callable[[Any], AbstractContextManager[sqlite3.Connection]] | None = None,
-                 verified: Callable[[tuple[int, ...]], tuple[bool | None, float | None]]
-                 | None = None) -> None:
+                 ) -> None:
         self.cfg = cfg
-        # Who verifies the chain for a scrape: this collector, on the scrape (by default), or
-        # the caller (serve's fleet: a background walk, the last result).
-        self._verified_by = verified
         self.path: Target = ledger_target(cfg, ledger_path)
         self.clock = clock
         # How the ledger is opened: ``serve`` passes its read-only opener
@@ -307,7 +303,11 @@ class LedgerCollector(Collector):
         # Registering must not read the ledger: names are known only at collection.
         return []
 
-    def read(self) -> list[Metric]:
+    def read(self, verified: Callable[[tuple[int, ...]], tuple[bool | None, float | None]]
+             | None = None) -> list[Metric]:
+        """The families of one reading. ``verified``: who verifies the chain for this read
+        (serve's fleet: a background walk's result, :mod:`auditor.web.chainstate`); by
+        default this collector, on the read, once per change of the ledger."""
         # Taken before opening: our own connection creates (and on close removes) the WAL
         # file, and a write landing between this and the verification only makes the next
         # scrape verify again.
@@ -318,7 +318,7 @@ class LedgerCollector(Collector):
             verify_ok: bool | None = None
             took: float | None = None
             if self.cfg.metrics.verify:
-                verify_ok, took = (self._verified_by(signature) if self._verified_by
+                verify_ok, took = (verified(signature) if verified
                                    else self._verify(conn, signature))
         self.cluster = stats.cluster
         return families(stats, verify_ok=verify_ok, verify_seconds=took)

@@ -57,9 +57,6 @@ class ChainState:
         # (signature covered, chain verifies, message, last event covered, seconds taken)
         self._last: tuple[Signature, bool, str, int, float] | None = None
         self._pending = False
-        # Until when a scrape waits for this chain (a :func:`time.monotonic` time, set for the
-        # whole scrape by its collector; 0: it does not wait).
-        self.wait_until = 0.0
 
     def refresh(self, current: Signature) -> None:
         """Ask for a verification when the last one does not cover ``current``."""
@@ -86,11 +83,12 @@ class ChainState:
         return Verdict(ok, f"{message}; verified up to event #{head}, the newer events are "
                        "being verified", "stale", took)
 
-    def for_metrics(self, current: Signature) -> tuple[bool | None, float | None]:
+    def for_metrics(self, current: Signature, deadline: float
+                    ) -> tuple[bool | None, float | None]:
         """``ledger_verify_ok`` and its duration for a scrape: the result covering
-        ``current`` if it comes before :attr:`wait_until`, else the last one (absent until the
+        ``current`` if it comes before ``deadline``, else the last one (absent until the
         first walk ends); the next scrape has the new result."""
-        verdict = self.verdict(current, self.wait_until)
+        verdict = self.verdict(current, deadline)
         return verdict.ok, verdict.took
 
     def run(self) -> None:

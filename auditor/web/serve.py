@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 import sqlite3
 import ssl
@@ -232,11 +233,8 @@ class Fleet:
     def __init__(self, cfg: Config, paths: Sequence[Target]) -> None:
         self.cfg = cfg
         verifier = Verifier()
-        chains = [ChainState(p, verifier) for p in paths]
-        # A scrape reads the chains' last verification, as the overview does.
-        self.members = [Member(p, metrics_mod.LedgerCollector(cfg, p, opener=reading,
-                                                              verified=chain.for_metrics),
-                               chain) for p, chain in zip(paths, chains, strict=True)]
+        self.members = [Member(p, metrics_mod.LedgerCollector(cfg, p, opener=reading),
+                               ChainState(p, verifier)) for p in paths]
         self._lock = threading.Lock()
         self._named: tuple[tuple[tuple[int, ...], ...], list[str]] | None = None
 
@@ -281,16 +279,16 @@ class FleetCollector(Collector):
                                      "1 when serve can read the cluster's ledger, 0 when not "
                                      "(its other series are then absent).", labels=["cluster"])
         named = self.fleet.named()
+        # A scrape reads the chains' verifications as the overview does: every stale chain
+        # queued first, then waited for as briefly as a page does, in all (not per cluster).
+        deadline = time.monotonic() + VERIFY_WAIT_S
         if self.fleet.cfg.metrics.verify:
-            # Every stale chain queued first; the scrape then waits for them as briefly as a
-            # page does, in all (not per cluster).
-            deadline = time.monotonic() + VERIFY_WAIT_S
             for _, member in named:
                 member.chain.refresh(ledger_signature(member.path))
-                member.chain.wait_until = deadline
         for name, member in named:
             try:
-                families = member.collector.read()
+                families = member.collector.read(
+                    verified=functools.partial(member.chain.for_metrics, deadline=deadline))
             except Exception as exc:  # one broken ledger must not hide the others' metrics
                 log.warning("metrics: %s (%s): %s", name, member.path, exc)
                 readable.add_metric([name], 0)

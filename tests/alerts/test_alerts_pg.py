@@ -21,34 +21,10 @@ from tests.pgkit import PgDatabase, pg_database, pg_server  # noqa: F401 (fixtur
 
 from .conftest import Recorded, SlackServer
 
+# The shop test_e2e audits, with the Secret value no message may carry.
+from .test_e2e import APPS, SECRET_VALUE
+
 pytestmark = pytest.mark.kubectl
-
-SECRET_VALUE = "s3cr3t-value-never-shown"
-
-APPS = f"""\
-apiVersion: v1
-kind: Namespace
-metadata: {{name: shop}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: shop}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-        - name: web
-          image: shop/web:1.0.0
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: token, namespace: shop}}
-stringData: {{token: {SECRET_VALUE}}}
-"""
-
 
 def _configs(root: Path, kubeconfig: Path, slack: SlackServer,
              database: PgDatabase) -> dict[str, Path]:

@@ -48,11 +48,13 @@ class LedgerTarget:
 
     @contextmanager
     def reading(self) -> Iterator[Any]:
-        """The readers' connection (``auditor.ledger.backend.reading_checked``): read-only,
-        no lock, as the outputs read a ledger."""
+        """The readers' connection (``auditor.ledger.backend.reader``): read-only, no lock,
+        as the outputs read a ledger."""
         from auditor.ledger import backend
 
-        with backend.reading_checked(self.location, cluster=self.cluster) as conn:
+        target = (backend.StoreLedger(str(self.location), self.cluster) if self.postgresql
+                  else Path(self.location))
+        with backend.reader(target) as conn:
             yield conn
 
     def other(self, name: str) -> LedgerTarget:

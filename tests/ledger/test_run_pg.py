@@ -25,6 +25,7 @@ from auditor.outputs import alerts
 from auditor.pipeline import RunOutcome, run_once
 from auditor.support import secretkey
 from tests.alerts.ledgers import IMAGE, at, drifted, in_sync, key, webhook_config
+from tests.faults.ledgershop import APPS as SHOP_APPS
 from tests.pgkit import PgDatabase
 
 from .backends import LedgerTarget, pg_url
@@ -34,38 +35,12 @@ WEB, API = key("web"), key("api", ns="billing")
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
-APPS = """\
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-        - name: web
-          image: shop/web:1.0.0
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: settings, namespace: shop}
-data: {MODE: prod}
----
+# The shop of the ledger fault tests, and one more ConfigMap no one edits.
+APPS = SHOP_APPS + """---
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: flags, namespace: shop}
 data: {BETA: "off"}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: token, namespace: shop}
-stringData: {token: s3cr3t-value-never-shown}
 """
 
 # A human's edit: what `kubectl edit` sends, as a server-side apply under its manager name.
@@ -108,8 +83,12 @@ def _counts(outcome: RunOutcome) -> dict[str, Any]:
             "still_open": outcome.ledger["drifts_still_open"]}
 
 
+def _target(where: str | Path, cluster: str | None) -> backend.Target:
+    return backend.StoreLedger(str(where), cluster) if cluster else Path(where)
+
+
 def _fingerprints(target: str | Path, cluster: str | None) -> list[tuple[Any, ...]]:
-    with backend.reading_checked(target, cluster=cluster) as conn:
+    with backend.reader(_target(target, cluster)) as conn:
         return [tuple(r) for r in conn.execute(
             "SELECT d.fingerprint, d.status, s.state FROM drifts d JOIN drift_state s "
             "ON s.drift_id = d.id ORDER BY d.fingerprint, d.id").fetchall()]
@@ -162,7 +141,7 @@ def test_a_scheduled_run_on_postgresql_matches_the_same_run_on_sqlite(
     found: dict[str, list[Any]] = {}
     for name, target, cluster in (("pg", url, "shop-eu"),
                                   ("lite", lite_folder / "ledger.db", None)):
-        with backend.reading_checked(target, cluster=cluster) as conn:
+        with backend.reader(_target(target, cluster)) as conn:
             checked = verify(conn)
             assert checked.ok, (name, checked.problems)
             found[name] = [[tuple(r) for r in conn.execute(q).fetchall()] for q in queries]
@@ -197,7 +176,7 @@ def test_the_cli_runs_and_verifies_on_postgresql(
     assert checked.returncode == 0, checked.stderr
     assert "ledger OK" in checked.stdout
     assert not (tmp_path / "ledger.db").exists()
-    with backend.reading_checked(pg_url(pg_database), cluster="cli") as conn:
+    with backend.reader(_target(pg_url(pg_database), "cli")) as conn:
         stored = repr(conn.execute("SELECT content FROM contents").fetchall())
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
     assert "s3cr3t-value-never-shown" not in stored and "MODE" in stored
@@ -241,8 +220,9 @@ def test_the_alert_outbox_queues_delivers_and_prunes_alike(ledger_target: Ledger
         assert len(ids) == 2 and ids == sorted(ids) and ids[0] > 1  # RETURNING id
         deliver_all(box, 1.5)
         drift_ids = [d for (d,) in ledger_target.rows("SELECT id FROM drifts ORDER BY id")]
-        for drift_id in drift_ids:  # found through each message's JSON list of drift ids
-            assert [m.id for m in box.announcements(drift_id, "")] in ([ids[0]], [ids[1]])
+        # Each drift found through its own message's JSON list of drift ids.
+        assert sorted([m.id for m in box.announcements(d, "")] for d in drift_ids) == [
+            [ids[0]], [ids[1]]]
         assert _queue(box, cfg, 1.6, second) == [], "nothing is queued twice"
     third = record(2, web_drift, in_sync(API))  # api resolved
     with Outbox.open(ledger_target.location, cluster=ledger_target.cluster) as box:

@@ -334,9 +334,9 @@ def counting_fork():
     children.append(pid)
     return pid
 parallel.os.fork = counting_fork
-F.workers = lambda: 2
+F.workers = parallel.workers = lambda: 2  # fork even on a one-core runner
 forked = F.load_fleet(paths, s, e, cfg, now=now)
-assert children or parallel.workers() < 2, "no worker was forked"
+assert children, "no worker was forked"
 F.workers = lambda: 1
 serial = F.load_fleet(paths, s, e, cfg, now=now)
 assert export.to_json(forked.report) == export.to_json(serial.report)
